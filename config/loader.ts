@@ -1,0 +1,179 @@
+// Loads config/clusters/*.yaml into typed ClusterSpecs. Every problem is reported as
+// "file: path.to.field: reason" so an operator can fix the file without reading a stack trace.
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import AjvModule, { type ErrorObject } from 'ajv';
+import { parseDocument } from 'yaml';
+import { ClusterSpecSchema, type ClusterSpec } from './schema.js';
+import { findCycle } from '../workflows/dag.js';
+
+const Ajv = AjvModule.default ?? AjvModule;
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false });
+const validate = ajv.compile<ClusterSpec>(ClusterSpecSchema);
+
+export const DEFAULT_CLUSTERS_DIR = resolve(dirname(fileURLToPath(import.meta.url)), 'clusters');
+
+export interface ConfigProblem {
+  path: string;
+  reason: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly file: string,
+    readonly problems: ConfigProblem[],
+  ) {
+    super(problems.map((p) => `${file}: ${p.path}: ${p.reason}`).join('\n'));
+    this.name = 'ConfigError';
+  }
+}
+
+function pointerToPath(pointer: string): string {
+  if (!pointer) return '(root)';
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`))
+    .join('')
+    .replace(/^\./, '');
+}
+
+function describe(err: ErrorObject): ConfigProblem {
+  let path = pointerToPath(err.instancePath);
+  let reason = err.message ?? 'is invalid';
+  switch (err.keyword) {
+    case 'required':
+      path = pointerToPath(`${err.instancePath}/${(err.params as { missingProperty: string }).missingProperty}`);
+      reason = 'is required';
+      break;
+    case 'additionalProperties':
+      path = pointerToPath(`${err.instancePath}/${(err.params as { additionalProperty: string }).additionalProperty}`);
+      reason = 'is not a known field';
+      break;
+    case 'pattern':
+      reason = `does not match ${(err.params as { pattern: string }).pattern}`;
+      break;
+    case 'anyOf':
+      reason = 'matches none of the allowed shapes';
+      break;
+  }
+  return { path, reason };
+}
+
+/** Checks that need more than one field: references between parts of the file. */
+function crossCheck(spec: ClusterSpec): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const nodeNames = new Set<string>();
+  spec.nodes.forEach((n, i) => {
+    if (nodeNames.has(n.name)) problems.push({ path: `nodes[${i}].name`, reason: `duplicate node name "${n.name}"` });
+    nodeNames.add(n.name);
+  });
+  if (!spec.nodes.some((n) => n.role === 'server')) problems.push({ path: 'nodes', reason: 'needs at least one node with role "server"' });
+  const servers = spec.nodes.filter((n) => n.role === 'server').length;
+  if (servers !== 1 && servers !== 3) problems.push({ path: 'nodes', reason: `has ${servers} servers; use 1 or 3 (etcd quorum)` });
+  if (!nodeNames.has(spec.storage.node)) problems.push({ path: 'storage.node', reason: `names no node in nodes ("${spec.storage.node}")` });
+  if (spec.openbao.threshold > spec.openbao.shares)
+    problems.push({ path: 'openbao.threshold', reason: `must not exceed openbao.shares (${spec.openbao.shares})` });
+
+  const componentNames = new Map<string, number>();
+  spec.components.forEach((c, i) => {
+    if (componentNames.has(c.name)) problems.push({ path: `components[${i}].name`, reason: `duplicate component "${c.name}"` });
+    componentNames.set(c.name, i);
+    if (c.values && c.valuesFile) problems.push({ path: `components[${i}].valuesFile`, reason: 'give values or valuesFile, not both' });
+  });
+  spec.components.forEach((c, i) =>
+    c.dependsOn.forEach((d, j) => {
+      if (!componentNames.has(d)) problems.push({ path: `components[${i}].dependsOn[${j}]`, reason: `names no component ("${d}")` });
+      if (d === c.name) problems.push({ path: `components[${i}].dependsOn[${j}]`, reason: 'a component cannot depend on itself' });
+    }),
+  );
+  if (problems.length === 0) {
+    const cycle = findCycle(spec.components.map((c) => ({ id: c.name, dependsOn: c.dependsOn })));
+    if (cycle) problems.push({ path: `components[${componentNames.get(cycle[0])}].dependsOn`, reason: `dependency cycle ${cycle.join(' -> ')}` });
+  }
+  if (!componentNames.has(spec.tailscale.component)) problems.push({ path: 'tailscale.component', reason: `names no component ("${spec.tailscale.component}")` });
+
+  const entryIds = new Set<string>();
+  spec.secrets.entries.forEach((e, i) => {
+    if (entryIds.has(e.id)) problems.push({ path: `secrets.entries[${i}].id`, reason: `duplicate entry "${e.id}"` });
+    entryIds.add(e.id);
+    if (e.kubernetes) {
+      for (const [k, v] of Object.entries(e.kubernetes.keys)) {
+        if (!(v in e.fields)) problems.push({ path: `secrets.entries[${i}].kubernetes.keys.${k}`, reason: `names OpenBAO key "${v}" that fields does not define` });
+      }
+    }
+    if (e.generate && !(e.generate.field in e.fields))
+      problems.push({ path: `secrets.entries[${i}].generate.field`, reason: `names "${e.generate.field}" that fields does not define` });
+    for (const [k, ref] of Object.entries(e.fields)) {
+      const vault = ref.slice('op://'.length).split('/')[0];
+      if (vault.toLowerCase() !== spec.onepassword.vault.toLowerCase())
+        problems.push({ path: `secrets.entries[${i}].fields.${k}`, reason: `refers to vault "${vault}", not the configured vault "${spec.onepassword.vault}"` });
+    }
+  });
+  return problems;
+}
+
+export function parseClusterSpec(text: string, file: string): ClusterSpec {
+  const doc = parseDocument(text, { prettyErrors: true });
+  if (doc.errors.length > 0) {
+    throw new ConfigError(file, doc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}`, reason: e.message.split('\n')[0] })));
+  }
+  const data = doc.toJS() as unknown;
+  if (!validate(data)) {
+    const seen = new Set<string>();
+    const problems = (validate.errors ?? []).map(describe).filter((p) => {
+      const key = `${p.path}|${p.reason}`;
+      if (seen.has(key)) return false;
+      seen.add(key);
+      return true;
+    });
+    throw new ConfigError(file, problems);
+  }
+  const problems = crossCheck(data);
+  if (problems.length > 0) throw new ConfigError(file, problems);
+  const expected = basename(file).replace(/\.ya?ml$/, '');
+  if (data.name !== expected) throw new ConfigError(file, [{ path: 'name', reason: `must equal the file name "${expected}"` }]);
+  // Resolve valuesFile contents relative to the cluster file so workflows get plain values.
+  for (const [i, c] of data.components.entries()) {
+    if (c.valuesFile) {
+      const p = resolve(dirname(file), c.valuesFile);
+      if (!existsSync(p)) throw new ConfigError(file, [{ path: `components[${i}].valuesFile`, reason: `file not found: ${p}` }]);
+      const values = parseDocument(readFileSync(p, 'utf8')).toJS() as Record<string, unknown>;
+      c.values = values ?? {};
+    }
+  }
+  return data;
+}
+
+export function loadClusterFile(file: string): ClusterSpec {
+  return parseClusterSpec(readFileSync(file, 'utf8'), file);
+}
+
+/** Loads every cluster under the folder. Throws ConfigError for the first invalid file. */
+export function loadClusters(dir = process.env.PEDRO_OPS_CLUSTERS_DIR ?? DEFAULT_CLUSTERS_DIR): Map<string, ClusterSpec> {
+  const clusters = new Map<string, ClusterSpec>();
+  if (!existsSync(dir)) return clusters;
+  for (const f of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+    const spec = loadClusterFile(join(dir, f));
+    clusters.set(spec.name, spec);
+  }
+  return clusters;
+}
+
+/** Spec summary safe to show to anyone with read access: no secret values exist in the spec anyway. */
+export function summarize(spec: ClusterSpec) {
+  return {
+    name: spec.name,
+    clusterName: spec.clusterName,
+    domain: spec.domain,
+    vip: spec.vip,
+    lab: spec.lab ?? false,
+    k3sVersion: spec.k3s.version,
+    nodes: spec.nodes.map((n) => ({ name: n.name, address: n.address, nodeIp: n.nodeIp, role: n.role, roles: n.roles, storage: n.storage ?? null })),
+    components: spec.components.map((c) => ({ name: c.name, namespace: c.namespace, chart: c.chart, version: c.version, dependsOn: c.dependsOn })),
+    secretEntries: spec.secrets.entries.map((e) => e.id),
+    backups: { schedule: spec.backups.schedule.cron, drill: spec.backups.drill.cron },
+  };
+}

@@ -1,0 +1,275 @@
+// The cluster definition schema. One TypeBox schema gives the JSON Schema (validated by Ajv in the
+// loader, reusable in Fastify routes) and the static ClusterSpec type from the same source.
+import { Type, type Static } from '@sinclair/typebox';
+
+const Name = Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$', description: 'DNS-1123 label' });
+const Host = Type.String({ minLength: 1, maxLength: 253 });
+const Port = Type.Integer({ minimum: 1, maximum: 65535 });
+const Duration = Type.Integer({ minimum: 1, description: 'seconds' });
+const OpRef = Type.String({ pattern: '^op://[^/]+/[^/]+(/[^/]+)?/[^/]+$', description: '1Password secret reference op://vault/item[/section]/field' });
+
+export const WorkloadKind = Type.Union([
+  Type.Literal('Deployment'),
+  Type.Literal('StatefulSet'),
+  Type.Literal('DaemonSet'),
+  Type.Literal('CronJob'),
+]);
+
+export const WorkloadRef = Type.Object(
+  {
+    kind: WorkloadKind,
+    name: Name,
+    namespace: Type.Optional(Name),
+    replicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 50 })),
+  },
+  { additionalProperties: false },
+);
+
+export const NodeSpec = Type.Object(
+  {
+    name: Name,
+    /** Address the orchestrator reaches over SSH (may be a Tailscale address). */
+    address: Host,
+    /** LAN address k3s binds to (flannel over the Tailscale address broke pod networking). */
+    nodeIp: Host,
+    port: Type.Optional(Port),
+    user: Type.Optional(Type.String({ minLength: 1 })),
+    role: Type.Union([Type.Literal('server'), Type.Literal('agent')]),
+    roles: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+    /** Pinned SSH host key, known_hosts style: "ssh-ed25519 AAAA...". Absent means TOFU must be allowed explicitly. */
+    hostKey: Type.Optional(Type.String({ pattern: '^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+' })),
+    labels: Type.Optional(Type.Record(Type.String(), Type.String())),
+    storage: Type.Optional(
+      Type.Object(
+        {
+          path: Type.String({ pattern: '^/' }),
+          sizeGi: Type.Integer({ minimum: 1 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const ComponentSpec = Type.Object(
+  {
+    name: Name,
+    namespace: Name,
+    chart: Type.String({ minLength: 1 }),
+    repo: Type.Optional(Type.String({ pattern: '^(https?|oci)://' })),
+    version: Type.String({ minLength: 1 }),
+    dependsOn: Type.Array(Name, { default: [] }),
+    timeoutSeconds: Duration,
+    /** Inline Helm values; rendered to the HelmChart's valuesContent. */
+    values: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
+    /** Values file relative to the cluster file's folder. */
+    valuesFile: Type.Optional(Type.String({ minLength: 1 })),
+    /** Workloads the chart creates; readiness of these judges the install. */
+    workloads: Type.Array(WorkloadRef, { default: [] }),
+    /** Uses a PersistentVolumeClaim, so must come after the storage class provider. */
+    usesStorage: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export const ProbeSpec = Type.Union([
+  Type.Object({ type: Type.Literal('http'), url: Type.String({ pattern: '^https?://' }), expectStatus: Type.Optional(Type.Integer()) }, { additionalProperties: false }),
+  Type.Object({ type: Type.Literal('tcp'), host: Host, port: Port }, { additionalProperties: false }),
+  Type.Object(
+    {
+      type: Type.Literal('job'),
+      namespace: Name,
+      image: Type.String({ minLength: 1 }),
+      command: Type.Array(Type.String()),
+      timeoutSeconds: Type.Optional(Duration),
+    },
+    { additionalProperties: false },
+  ),
+]);
+
+export const SecretEntrySpec = Type.Object(
+  {
+    id: Name,
+    /** OpenBAO KV v2 path below the mount, e.g. "eleduck-analytics/database". */
+    openbaoPath: Type.String({ pattern: '^[a-z0-9][a-z0-9/_-]*$' }),
+    /** OpenBAO key -> 1Password reference. Every key's source is explicit. */
+    fields: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), OpRef, { minProperties: 1 }),
+    kubernetes: Type.Optional(
+      Type.Object(
+        {
+          namespace: Name,
+          name: Name,
+          /** Kubernetes Secret key -> OpenBAO key. */
+          keys: Type.Record(Type.String({ pattern: '^[A-Za-z0-9_.-]+$' }), Type.String(), { minProperties: 1 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    consumers: Type.Array(WorkloadRef, { default: [] }),
+    verify: Type.Optional(ProbeSpec),
+    /** Generate mode: a new value is made by 1Password's generator and written there first. */
+    generate: Type.Optional(
+      Type.Object(
+        {
+          field: Type.String({ minLength: 1 }),
+          length: Type.Integer({ minimum: 8, maximum: 128 }),
+          digits: Type.Optional(Type.Boolean()),
+          symbols: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const ClusterSpecSchema = Type.Object(
+  {
+    name: Name,
+    clusterName: Type.String({ minLength: 1 }),
+    domain: Type.String({ pattern: '^[a-z0-9.-]+$' }),
+    vip: Host,
+    /** Marks a lab (test double) cluster; the worker then wires lab clients where it is told to. */
+    lab: Type.Optional(Type.Boolean()),
+    k3s: Type.Object(
+      {
+        version: Type.String({ pattern: '^v\\d+\\.\\d+\\.\\d+\\+k3s\\d+$', description: 'pinned INSTALL_K3S_VERSION' }),
+        apiPort: Type.Optional(Port),
+        disable: Type.Array(Type.String(), { default: ['traefik', 'servicelb'] }),
+        clusterCidr: Type.Optional(Type.String()),
+        serviceCidr: Type.Optional(Type.String()),
+        extraTlsSans: Type.Optional(Type.Array(Host)),
+        /** Installer script source: an https URL, or a file path on the orchestrator host. */
+        installScript: Type.String({ minLength: 1 }),
+      },
+      { additionalProperties: false },
+    ),
+    ssh: Type.Object(
+      {
+        user: Type.String({ minLength: 1 }),
+        port: Port,
+        /** Path of the private key file, or "agent" to use SSH_AUTH_SOCK. Never the key itself. */
+        privateKey: Type.String({ minLength: 1 }),
+        connectTimeoutSeconds: Type.Optional(Duration),
+      },
+      { additionalProperties: false },
+    ),
+    nodes: Type.Array(NodeSpec, { minItems: 1 }),
+    preflight: Type.Object(
+      {
+        minCpus: Type.Integer({ minimum: 1 }),
+        minMemoryMiB: Type.Integer({ minimum: 256 }),
+        minDiskGiB: Type.Integer({ minimum: 1 }),
+        requiredPackages: Type.Array(Type.String()),
+        requiredPorts: Type.Array(Port),
+        architectures: Type.Array(Type.String(), { minItems: 1 }),
+      },
+      { additionalProperties: false },
+    ),
+    storage: Type.Object(
+      {
+        node: Name,
+        basePath: Type.String({ pattern: '^/' }),
+        longhornPath: Type.String({ pattern: '^/' }),
+        replicas: Type.Integer({ minimum: 1, maximum: 3 }),
+        directories: Type.Array(Type.Object({ name: Type.String(), sizeGi: Type.Integer({ minimum: 1 }) }, { additionalProperties: false })),
+      },
+      { additionalProperties: false },
+    ),
+    kubernetes: Type.Optional(
+      Type.Object(
+        {
+          /** Where the orchestrator keeps the fetched kubeconfig (0600). Default: .data/kubeconfig/<cluster>.yaml */
+          kubeconfigPath: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    components: Type.Array(ComponentSpec, { minItems: 1 }),
+    parallelism: Type.Integer({ minimum: 1, maximum: 16 }),
+    openbao: Type.Object(
+      {
+        address: Type.String({ pattern: '^https?://' }),
+        namespace: Name,
+        kvMount: Type.String({ pattern: '^[a-z0-9_-]+$' }),
+        shares: Type.Integer({ minimum: 1, maximum: 10 }),
+        threshold: Type.Integer({ minimum: 1, maximum: 10 }),
+        /** 1Password item that keeps the unseal keys and root token. */
+        unsealItem: Type.String({ minLength: 1 }),
+      },
+      { additionalProperties: false },
+    ),
+    onepassword: Type.Object(
+      {
+        vault: Type.String({ minLength: 1 }),
+        /** Env var holding the service-account token. */
+        tokenEnv: Type.String({ pattern: '^[A-Z_][A-Z0-9_]*$' }),
+        /** Lab only: URL of the lab's 1Password double. Chosen explicitly, never as a fallback. */
+        labUrl: Type.Optional(Type.String({ pattern: '^http://(127\\.|localhost)' })),
+      },
+      { additionalProperties: false },
+    ),
+    dns: Type.Object(
+      {
+        /** domain -> upstream resolver for CoreDNS forwarding. */
+        splitDns: Type.Record(Type.String({ pattern: '^[a-z0-9.-]+$' }), Type.String({ minLength: 1 })),
+      },
+      { additionalProperties: false },
+    ),
+    tailscale: Type.Object(
+      {
+        component: Name,
+        oauthClientIdRef: OpRef,
+        oauthClientSecretRef: OpRef,
+      },
+      { additionalProperties: false },
+    ),
+    secrets: Type.Object(
+      {
+        entries: Type.Array(SecretEntrySpec),
+        driftCheck: Type.Object(
+          { cron: Type.String({ minLength: 9 }), paused: Type.Boolean() },
+          { additionalProperties: false },
+        ),
+      },
+      { additionalProperties: false },
+    ),
+    backups: Type.Object(
+      {
+        veleroNamespace: Name,
+        storageLocation: Name,
+        bucket: Type.String({ minLength: 3 }),
+        s3Url: Type.String({ pattern: '^https?://' }),
+        schedule: Type.Object(
+          {
+            name: Name,
+            cron: Type.String({ minLength: 9 }),
+            ttlHours: Type.Integer({ minimum: 1 }),
+            includedNamespaces: Type.Array(Name, { minItems: 1 }),
+          },
+          { additionalProperties: false },
+        ),
+        drill: Type.Object(
+          {
+            cron: Type.String({ minLength: 9 }),
+            namespaces: Type.Array(Name, { minItems: 1 }),
+            paused: Type.Boolean(),
+            /** Data probes run as Jobs in the restored namespaces. */
+            probes: Type.Optional(Type.Array(ProbeSpec)),
+          },
+          { additionalProperties: false },
+        ),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export type ClusterSpec = Static<typeof ClusterSpecSchema>;
+export type NodeSpec = Static<typeof NodeSpec>;
+export type ComponentSpec = Static<typeof ComponentSpec>;
+export type SecretEntrySpec = Static<typeof SecretEntrySpec>;
+export type WorkloadRef = Static<typeof WorkloadRef>;
+export type ProbeSpec = Static<typeof ProbeSpec>;
