@@ -1,0 +1,124 @@
+// The Kubernetes port: a thin generic object client over @kubernetes/client-node 1.4 plus the
+// error classification every activity shares (409 retry, 422 schema, 401/403 auth, 5xx transient).
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ApiException, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject } from '@kubernetes/client-node';
+import type { ApplicationFailure } from '@temporalio/common';
+import type { ClusterSpec } from '../../config/schema.js';
+import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
+
+export type PatchKind = 'merge' | 'strategic' | 'json' | 'apply';
+const STRATEGY: Record<PatchKind, string> = {
+  merge: PatchStrategy.MergePatch,
+  strategic: PatchStrategy.StrategicMergePatch,
+  json: PatchStrategy.JsonPatch,
+  apply: PatchStrategy.ServerSideApply,
+};
+
+export interface KubeObject extends KubernetesObject {
+  [key: string]: unknown;
+}
+
+export interface KubePort {
+  read<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, name: string, namespace?: string): Promise<T | undefined>;
+  list<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, namespace?: string, labelSelector?: string): Promise<T[]>;
+  create<T extends KubeObject = KubeObject>(obj: KubeObject): Promise<T>;
+  replace<T extends KubeObject = KubeObject>(obj: KubeObject): Promise<T>;
+  patch<T extends KubeObject = KubeObject>(obj: KubeObject, kind: PatchKind): Promise<T>;
+  /** Returns false when the object was already gone. */
+  delete(apiVersion: string, kind: string, name: string, namespace?: string): Promise<boolean>;
+}
+
+export function kubeconfigPathFor(spec: ClusterSpec, dataDir: string): string {
+  return spec.kubernetes?.kubeconfigPath ? resolve(spec.kubernetes.kubeconfigPath) : resolve(dataDir, 'kubeconfig', `${spec.name}.yaml`);
+}
+
+export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
+  const api = KubernetesObjectApi.makeApiClient(kc);
+  const ref = (apiVersion: string, kind: string, name: string, namespace?: string) => ({ apiVersion, kind, metadata: { name, namespace } });
+  return {
+    async read<T extends KubeObject>(apiVersion: string, kind: string, name: string, namespace?: string) {
+      try {
+        return (await api.read(ref(apiVersion, kind, name, namespace))) as unknown as T;
+      } catch (err) {
+        if (err instanceof ApiException && err.code === 404) return undefined;
+        throw classifyKubeError(err, `read ${kind} ${namespace ? `${namespace}/` : ''}${name}`);
+      }
+    },
+    async list<T extends KubeObject>(apiVersion: string, kind: string, namespace?: string, labelSelector?: string) {
+      try {
+        const res = await api.list(apiVersion, kind, namespace, undefined, undefined, undefined, undefined, labelSelector);
+        return (res.items ?? []) as unknown as T[];
+      } catch (err) {
+        if (err instanceof ApiException && err.code === 404) return [];
+        throw classifyKubeError(err, `list ${kind}${namespace ? ` in ${namespace}` : ''}`);
+      }
+    },
+    async create<T extends KubeObject>(obj: KubeObject) {
+      try {
+        return (await api.create(obj)) as unknown as T;
+      } catch (err) {
+        throw classifyKubeError(err, `create ${obj.kind} ${obj.metadata?.name}`);
+      }
+    },
+    async replace<T extends KubeObject>(obj: KubeObject) {
+      try {
+        return (await api.replace(obj)) as unknown as T;
+      } catch (err) {
+        throw classifyKubeError(err, `replace ${obj.kind} ${obj.metadata?.name}`);
+      }
+    },
+    async patch<T extends KubeObject>(obj: KubeObject, kind: PatchKind) {
+      try {
+        return (await api.patch(obj, undefined, undefined, 'pedro-ops', kind === 'apply' ? true : undefined, STRATEGY[kind] as PatchStrategy)) as unknown as T;
+      } catch (err) {
+        throw classifyKubeError(err, `patch ${obj.kind} ${obj.metadata?.name}`);
+      }
+    },
+    async delete(apiVersion: string, kind: string, name: string, namespace?: string) {
+      try {
+        await api.delete(ref(apiVersion, kind, name, namespace));
+        return true;
+      } catch (err) {
+        if (err instanceof ApiException && err.code === 404) return false;
+        throw classifyKubeError(err, `delete ${kind} ${name}`);
+      }
+    },
+  };
+}
+
+export function kubeForCluster(spec: ClusterSpec, dataDir: string): KubePort {
+  const path = kubeconfigPathFor(spec, dataDir);
+  if (!existsSync(path)) {
+    throw nonRetryable(ErrorType.BadConfig, `no kubeconfig for cluster ${spec.name} at ${path}: provision the cluster first or set kubernetes.kubeconfigPath`);
+  }
+  const kc = new KubeConfig();
+  kc.loadFromFile(path);
+  return kubeFromKubeConfig(kc);
+}
+
+function statusMessage(body: unknown): string | undefined {
+  if (typeof body === 'string') {
+    try {
+      return (JSON.parse(body) as { message?: string }).message ?? body.slice(0, 300);
+    } catch {
+      return body.slice(0, 300);
+    }
+  }
+  if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
+  return undefined;
+}
+
+/** Maps an API/network error to a typed failure (DESIGN rule 3). */
+export function classifyKubeError(err: unknown, what: string): ApplicationFailure {
+  if (err instanceof ApiException) {
+    const msg = `${what}: HTTP ${err.code}${statusMessage(err.body) ? `: ${statusMessage(err.body)}` : ''}`;
+    if (err.code === 409) return retryable(ErrorType.Conflict, msg);
+    if (err.code === 401 || err.code === 403) return nonRetryable(ErrorType.AuthDenied, msg);
+    if (err.code === 422 || err.code === 400 || err.code === 415) return nonRetryable(ErrorType.SchemaRejected, msg);
+    if (err.code === 404) return nonRetryable(ErrorType.NotFound, msg);
+    return retryable(ErrorType.Transient, msg);
+  }
+  const e = err as { code?: string; message?: string };
+  return retryable(ErrorType.Transient, `${what}: ${e?.code ?? ''} ${e?.message ?? String(err)}`.trim());
+}

@@ -1,0 +1,30 @@
+// Liveness and readiness. /readyz is 200 only when Temporal answers and a worker polls our task
+// queue, so a load balancer or `npm start` knows the orchestrator can actually run workflows.
+import type { FastifyPluginAsync } from 'fastify';
+import { temporal } from '@temporalio/proto';
+import type { AppContext } from '../context.js';
+
+const Ready = {
+  type: 'object',
+  properties: { status: { type: 'string' }, reason: { type: 'string' }, pollers: { type: 'integer' }, taskQueue: { type: 'string' } },
+  required: ['status'],
+} as const;
+
+export const healthRoutes = (ctx: AppContext): FastifyPluginAsync => async (app) => {
+  app.get('/healthz', { schema: { tags: ['health'], summary: 'Process liveness', response: { 200: { type: 'object', properties: { status: { type: 'string' } } } } } }, async () => ({ status: 'ok' }));
+
+  app.get('/readyz', { schema: { tags: ['health'], summary: 'Temporal reachable and a worker polling', response: { 200: Ready, 503: Ready } } }, async (_req, reply) => {
+    try {
+      const res = await ctx.client.workflowService.describeTaskQueue({
+        namespace: ctx.settings.namespace,
+        taskQueue: { name: ctx.settings.taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      });
+      const pollers = res.pollers?.length ?? 0;
+      if (pollers === 0) return reply.status(503).send({ status: 'not-ready', reason: `no worker polls task queue ${ctx.settings.taskQueue}`, pollers, taskQueue: ctx.settings.taskQueue });
+      return { status: 'ready', pollers, taskQueue: ctx.settings.taskQueue };
+    } catch (err) {
+      return reply.status(503).send({ status: 'not-ready', reason: `Temporal at ${ctx.settings.address} unreachable: ${(err as Error).message.split('\n')[0]}` });
+    }
+  });
+};

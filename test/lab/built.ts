@@ -1,0 +1,173 @@
+// The "already provisioned" lab: brought about the way provisioning would do it (k3s installed over
+// SSH with the stand-in installer, OpenBAO initialised and unsealed through its HTTP API, the unseal
+// material kept in 1Password, secrets copied 1Password -> OpenBAO -> Kubernetes), so tests that start
+// from a built cluster see the same world a real provision leaves behind.
+import { readFileSync } from 'node:fs';
+import { NodeSSH } from 'node-ssh';
+import * as k8s from '@kubernetes/client-node';
+import type { ClusterSpec } from '../../config/schema.js';
+import type { LabNode } from './nodes/index.js';
+import type { KubeDouble } from './kube/index.js';
+import type { OpenBaoDouble } from './openbao.js';
+import { createLabOnePasswordClient } from './onepassword/index.js';
+
+export interface BuiltSecrets {
+  unsealKeys: string[];
+  rootToken: string;
+}
+
+interface SeedContext {
+  spec: ClusterSpec;
+  nodes: LabNode[];
+  sshKeyPath: string;
+  kube: KubeDouble;
+  openbao: OpenBaoDouble;
+  onepasswordUrl: string;
+  log: (line: string) => void;
+}
+
+/** SSH with the node's host key pinned, exactly as the orchestrator must connect. */
+export async function connectNode(node: LabNode, privateKeyPath: string, hostKey = node.hostKey): Promise<NodeSSH> {
+  const pinned = Buffer.from(hostKey.trim().split(/\s+/)[1], 'base64');
+  return new NodeSSH().connect({
+    host: node.host,
+    port: node.port,
+    username: 'root',
+    privateKey: readFileSync(privateKeyPath, 'utf8'),
+    readyTimeout: 10_000,
+    hostVerifier: (key: Buffer) => key.equals(pinned),
+  });
+}
+
+const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+async function sh(ssh: NodeSSH, node: string, command: string, stdin?: string): Promise<string> {
+  const r = await ssh.execCommand(command, { stdin });
+  if (r.code !== 0) throw new Error(`${node}: \`${command.split('\n')[0].slice(0, 120)}\` exited ${r.code}: ${r.stderr.slice(-500)}`);
+  return r.stdout;
+}
+
+/** The curl | sh shape of the real install, with the stand-in script fed on stdin. */
+export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshKeyPath'>): Promise<void> {
+  const { spec } = ctx;
+  const script = readFileSync(spec.k3s.installScript, 'utf8');
+  const byName = new Map(ctx.nodes.map((n) => [n.name, n]));
+  const serverUrl = `https://${spec.vip}:${spec.k3s.apiPort ?? 6443}`;
+  const clusterToken = `lab-${Math.random().toString(36).slice(2)}${Date.now().toString(36)}`;
+  const server = spec.nodes.find((n) => n.role === 'server')!;
+  const disable = spec.k3s.disable.map((d) => `--disable=${d}`).join(' ');
+
+  const ssh = await connectNode(byName.get(server.name)!, ctx.sshKeyPath);
+  let agentToken: string;
+  try {
+    const exec = `server --cluster-init --tls-san ${spec.vip} --node-ip ${server.nodeIp} ${disable}`;
+    await sh(ssh, server.name, `INSTALL_K3S_VERSION=${q(spec.k3s.version)} K3S_TOKEN=${q(clusterToken)} INSTALL_K3S_EXEC=${q(exec)} sh -s -`, script);
+    agentToken = (await sh(ssh, server.name, 'cat /var/lib/rancher/k3s/server/node-token')).trim();
+  } finally {
+    ssh.dispose();
+  }
+  await Promise.all(
+    spec.nodes
+      .filter((n) => n.role === 'agent')
+      .map(async (n) => {
+        const c = await connectNode(byName.get(n.name)!, ctx.sshKeyPath);
+        try {
+          const env = `INSTALL_K3S_VERSION=${q(spec.k3s.version)} K3S_URL=${q(serverUrl)} K3S_TOKEN=${q(agentToken)} INSTALL_K3S_EXEC=${q(`agent --node-ip ${n.nodeIp}`)}`;
+          await sh(c, n.name, `${env} sh -s -`, script);
+        } finally {
+          c.dispose();
+        }
+      }),
+  );
+}
+
+async function bao(url: string, method: string, path: string, body?: unknown, token?: string): Promise<Record<string, unknown>> {
+  const res = await fetch(`${url}/v1/${path}`, {
+    method,
+    headers: { 'content-type': 'application/json', ...(token ? { 'x-vault-token': token } : {}) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`OpenBAO ${method} /v1/${path}: ${res.status} ${text.slice(0, 300)}`);
+  return text ? (JSON.parse(text) as Record<string, unknown>) : {};
+}
+
+async function initOpenBao(ctx: SeedContext): Promise<BuiltSecrets> {
+  const { spec, openbao } = ctx;
+  const init = openbao.initialize(spec.openbao.shares, spec.openbao.threshold);
+  for (const key of init.keys.slice(0, spec.openbao.threshold)) {
+    const r = await bao(openbao.url, 'PUT', 'sys/unseal', { key });
+    if (r.sealed === false) break;
+  }
+  const mounts = await bao(openbao.url, 'GET', 'sys/mounts', undefined, init.rootToken);
+  const table = (mounts.data ?? mounts) as Record<string, unknown>;
+  if (!table[`${spec.openbao.kvMount}/`]) {
+    await bao(openbao.url, 'POST', `sys/mounts/${spec.openbao.kvMount}`, { type: 'kv', options: { version: '2' } }, init.rootToken);
+  }
+  return { unsealKeys: init.keys, rootToken: init.rootToken };
+}
+
+type OpClient = ReturnType<typeof createLabOnePasswordClient>;
+
+/** Item openbao-unseal in the vault: unseal-key-1..n and root-token, all concealed. */
+async function storeUnsealItem(op: OpClient, spec: ClusterSpec, secrets: BuiltSecrets): Promise<void> {
+  const vaults = await op.vaults.list();
+  const vault = vaults.find((v) => v.title.toLowerCase() === spec.onepassword.vault.toLowerCase());
+  if (!vault) throw new Error(`1Password double has no vault "${spec.onepassword.vault}"`);
+  const field = (id: string, value: string) => ({ id, title: id, fieldType: 'Concealed', value }) as never;
+  const fields = [...secrets.unsealKeys.map((k, i) => field(`unseal-key-${i + 1}`, k)), field('root-token', secrets.rootToken)];
+  await op.items.create({ category: 'Password' as never, vaultId: vault.id, title: spec.openbao.unsealItem, fields, sections: [], tags: ['openbao'] });
+}
+
+/** Every mapped field's value, 1Password -> OpenBAO version 1 -> Kubernetes Secret. */
+async function copySecrets(ctx: SeedContext, op: OpClient, rootToken: string): Promise<void> {
+  const { spec } = ctx;
+  const refs = [...new Set(spec.secrets.entries.flatMap((e) => Object.values(e.fields)))];
+  const resolved = await op.secrets.resolveAll(refs);
+  const value = (ref: string): string => {
+    const r = resolved.individualResponses[ref];
+    if (!r?.content) throw new Error(`fixture cannot resolve ${ref}: ${r?.error?.type ?? 'no response'}`);
+    return r.content.secret;
+  };
+
+  const kc = new k8s.KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'lab', server: ctx.kube.url, caData: Buffer.from(ctx.kube.caPem).toString('base64') }],
+    users: [{ name: 'lab', token: ctx.kube.token }],
+    contexts: [{ name: 'lab', cluster: 'lab', user: 'lab' }],
+    currentContext: 'lab',
+  });
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+
+  for (const entry of spec.secrets.entries) {
+    const data = Object.fromEntries(Object.entries(entry.fields).map(([k, ref]) => [k, value(ref)]));
+    await bao(ctx.openbao.url, 'POST', `${spec.openbao.kvMount}/data/${entry.openbaoPath}`, { options: { cas: 0 }, data }, rootToken);
+    if (!entry.kubernetes) continue;
+    const { namespace, name, keys } = entry.kubernetes;
+    const body: k8s.V1Secret = {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace, labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' } },
+      type: 'Opaque',
+      data: Object.fromEntries(Object.entries(keys).map(([k, baoKey]) => [k, Buffer.from(data[baoKey]).toString('base64')])),
+    };
+    try {
+      await core.createNamespacedSecret({ namespace, body });
+    } catch (err) {
+      if ((err as { code?: number }).code !== 409) throw err;
+      await core.replaceNamespacedSecret({ name, namespace, body });
+    }
+  }
+}
+
+export async function seedBuiltState(ctx: SeedContext): Promise<BuiltSecrets> {
+  const t0 = performance.now();
+  await installK3s(ctx);
+  ctx.kube.seedBuilt(ctx.spec);
+  const secrets = await initOpenBao(ctx);
+  const op = createLabOnePasswordClient(ctx.onepasswordUrl);
+  await storeUnsealItem(op, ctx.spec, secrets);
+  await copySecrets(ctx, op, secrets.rootToken);
+  ctx.log(`built state seeded in ${Math.round(performance.now() - t0)} ms`);
+  return secrets;
+}

@@ -1,0 +1,97 @@
+// The lab's cluster definition: the real pedro-ops file (components, dependencies, secret map,
+// backup policy) with only the edges moved to the lab — addresses, ports, pinned host keys, the
+// stand-in installer and short timeouts. Deriving it keeps the lab honest: a change to the real
+// config is exercised by the lab without anyone copying it.
+import { mkdirSync, writeFileSync, renameSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { loadClusterFile } from '../../config/loader.js';
+import type { ClusterSpec } from '../../config/schema.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const REPO_ROOT = resolve(here, '../..');
+export const PEDRO_OPS_FILE = join(REPO_ROOT, 'config/clusters/pedro-ops.yaml');
+/** The k3s stand-in's install script (written by the nodes piece). */
+export const LAB_INSTALL_SCRIPT = join(here, 'nodes/k3s/install.sh');
+export const LAB_CLUSTER_NAME = 'lab';
+
+export interface LabSpecNode {
+  name: string;
+  host: string;
+  port: number;
+  hostKey: string;
+}
+
+export interface LabSpecParts {
+  kube: { host: string; port: number };
+  nodes: LabSpecNode[];
+  sshKeyPath: string;
+  openbaoUrl: string;
+  onepasswordUrl: string;
+  installScript?: string;
+  /** Where the orchestrator should keep the fetched kubeconfig (inside the lab dir, so stop() removes it). */
+  kubeconfigPath?: string;
+}
+
+/** Real timeouts are sized for real Helm installs; the lab's controllers finish in seconds. Keeps the ratio
+ * (Airbyte stays the slowest) so ordering-by-timeout logic sees the same shape. */
+export function labTimeout(realSeconds: number): number {
+  return Math.max(60, Math.round(realSeconds / 10));
+}
+
+export function labClusterSpec(parts: LabSpecParts, base: ClusterSpec = loadClusterFile(PEDRO_OPS_FILE)): ClusterSpec {
+  const spec = structuredClone(base);
+  const byName = new Map(parts.nodes.map((n) => [n.name, n]));
+  const missing = spec.nodes.filter((n) => !byName.has(n.name)).map((n) => n.name);
+  if (missing.length > 0) throw new Error(`lab has no node for ${missing.join(', ')}`);
+  const server = spec.nodes.find((n) => n.role === 'server');
+
+  spec.name = LAB_CLUSTER_NAME;
+  spec.lab = true;
+  spec.clusterName = 'pedro-ops-lab';
+  spec.vip = parts.kube.host;
+  spec.k3s = { ...spec.k3s, apiPort: parts.kube.port, installScript: parts.installScript ?? LAB_INSTALL_SCRIPT };
+  const serverPort = byName.get(server?.name ?? spec.nodes[0].name)!.port;
+  spec.ssh = { user: 'root', port: serverPort, privateKey: parts.sshKeyPath, connectTimeoutSeconds: 5 };
+  spec.nodes = spec.nodes.map((n) => {
+    const lab = byName.get(n.name)!;
+    return { ...n, address: lab.host, nodeIp: lab.host, port: lab.port, user: 'root', hostKey: hostKeyLine(lab.hostKey) };
+  });
+  // Preflight stays the real one: the nodes' default facts (4 CPUs, 8 GiB, 100 GiB, the real package
+  // list) pass it, and tests lower one node's facts through the control API to see it refuse.
+  spec.preflight = structuredClone(base.preflight);
+  spec.components = spec.components.map((c) => ({ ...c, timeoutSeconds: labTimeout(c.timeoutSeconds) }));
+  spec.openbao = { ...spec.openbao, address: parts.openbaoUrl };
+  spec.onepassword = { vault: 'pedro', tokenEnv: 'OP_SERVICE_ACCOUNT_TOKEN', labUrl: parts.onepasswordUrl };
+  if (parts.kubeconfigPath) spec.kubernetes = { ...spec.kubernetes, kubeconfigPath: parts.kubeconfigPath };
+  return spec;
+}
+
+/** known_hosts style "type base64" only: the schema pins the key, not its comment. */
+function hostKeyLine(line: string): string {
+  const [type, key] = line.trim().split(/\s+/);
+  if (!type || !key) throw new Error(`node host key is not "type base64": ${JSON.stringify(line)}`);
+  return `${type} ${key}`;
+}
+
+/**
+ * Writes the spec as YAML and proves it loads: the orchestrator reads the same file through
+ * loadClusterFile, so a lab spec the schema rejects must fail here, not in a workflow.
+ * The file name must equal spec.name (the loader's rule).
+ */
+export function writeClusterFile(spec: ClusterSpec, file: string): ClusterSpec {
+  if (basename(file).replace(/\.ya?ml$/, '') !== spec.name) throw new Error(`cluster file ${file} must be named ${spec.name}.yaml`);
+  mkdirSync(dirname(file), { recursive: true });
+  const text = `# Written by the lab (test/lab); deleted when the lab stops. Do not edit.\n${stringify(spec, { lineWidth: 0 })}`;
+  // Write-then-rename so an orchestrator polling the folder never reads half a file.
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, text, { mode: 0o644 });
+  renameSync(tmp, file);
+  return loadClusterFile(file);
+}
+
+/** HelmChart name -> the workloads its simulated install creates. */
+export function componentWorkloads(spec: ClusterSpec) {
+  return Object.fromEntries(spec.components.map((c) => [c.name, { namespace: c.namespace, workloads: c.workloads }]));
+}

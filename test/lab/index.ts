@@ -1,0 +1,302 @@
+// startLab(): pedro-ops in miniature. Wires the pieces (SSH nodes, Kubernetes double, OpenBAO double,
+// 1Password double) on a loopback address of its own, writes the cluster definition the orchestrator
+// reads, and serves the control API. Two labs can run at once: every lab has its own 127.x.y.1
+// address, OS-assigned ports and temp dir.
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmod, mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { randomBytes, randomInt } from 'node:crypto';
+import { stringify } from 'yaml';
+import type { ClusterSpec } from '../../config/schema.js';
+import { REPO_ROOT, componentWorkloads, labClusterSpec, writeClusterFile } from './cluster-spec.js';
+import { startControlServer, type ControlServer, type LabCounters, type LabFaults } from './control.js';
+import { seedBuiltState, type BuiltSecrets } from './built.js';
+import { startNodes, type LabNode, type LabNodes, type NodeFacts } from './nodes/index.js';
+import { startKubeDouble, type KubeDouble } from './kube/index.js';
+import { startOpenBaoDouble, type OpenBaoDouble } from './openbao.js';
+import { startOnePasswordDouble, type OnePasswordDouble } from './onepassword/index.js';
+import { collectSecretValues } from './secret-values.js';
+
+export type { LabCounters, LabFaults } from './control.js';
+export type { LabNode, NodeFacts } from './nodes/index.js';
+
+const run = promisify(execFile);
+export const NODE_NAMES = ['control-plane', 'worker-1', 'worker-2'];
+export const FIXTURE_PATH = join(REPO_ROOT, 'test/lab/fixtures/onepassword.json');
+
+export interface StartLabOptions {
+  /** Start as an already-provisioned cluster (k3s installed, components up, OpenBAO unsealed and filled). */
+  built?: boolean;
+  facts?: Record<string, Partial<NodeFacts>>;
+  /** Parent folder of the lab's fresh temp dir (default os.tmpdir()). The lab never deletes this folder itself. */
+  dir?: string;
+  /** Also write the cluster definition here (e.g. config/clusters/lab.yaml); removed again by stop(). */
+  writeClusterFile?: string;
+  kubeDelays?: { readyDelayMs?: number; jobDelayMs?: number | ((chart: string) => number); rolloutStepMs?: number };
+  /** Where the start time and progress go (default: stderr). Never receives secret values. */
+  log?: (line: string) => void;
+}
+
+export interface Lab {
+  dir: string;
+  /** The lab's own loopback address; the kube double (the "VIP") listens here. */
+  host: string;
+  spec: ClusterSpec;
+  clusterFile: string;
+  sshKeyPath: string;
+  nodes: LabNode[];
+  /** kubeconfigPath: an admin kubeconfig (CA + bearer token, 0600) for kubectl or a client. */
+  kube: { url: string; caPem: string; token: string; kubeconfigPath: string };
+  built: boolean;
+  openbao: { url: string; /** built labs only */ rootToken?: string };
+  onepassword: { url: string; fixturePath: string; statePath: string };
+  control: { url: string };
+  faults: LabFaults;
+  /** What each piece did since the lab started (or since the built state was seeded, or the last reset). */
+  counters(): LabCounters;
+  resetCounters(): void;
+  /** Every secret value the lab holds (1Password fixture values, unseal keys, root token): for leak scans. */
+  secretValues(): string[];
+  startMs: number;
+  pieces: { nodes: LabNodes; kube: KubeDouble; openbao: OpenBaoDouble; onepassword: OnePasswordDouble };
+  stop(): Promise<void>;
+}
+
+function crdDir(): string {
+  if (process.env.LAB_CRD_DIR) return process.env.LAB_CRD_DIR;
+  const local = join(REPO_ROOT, 'crds');
+  return existsSync(local) ? local : join(REPO_ROOT, '../shared/crds');
+}
+
+export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
+  const t0 = performance.now();
+  const log = opts.log ?? ((line: string) => process.stderr.write(`[lab] ${line}\n`));
+  const host = `127.${randomInt(1, 255)}.${randomInt(0, 256)}.1`;
+  const dir = await mkdtemp(join(opts.dir ?? tmpdir(), 'pedro-ops-lab-'));
+  // Undo stack: a lab that fails half way still leaves nothing behind.
+  const undo: Array<{ what: string; fn: () => Promise<void> | void }> = [];
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    const errors: string[] = [];
+    for (const u of undo.reverse()) {
+      try {
+        await u.fn();
+      } catch (err) {
+        errors.push(`${u.what}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    errors.push(...(await removeLabDir(dir)));
+    if (errors.length > 0) throw new Error(`lab stop left problems:\n${errors.join('\n')}`);
+  };
+
+  try {
+    const sshKeyPath = join(dir, 'id_ed25519');
+    await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', `pedro-ops-lab@${host}`, '-f', sshKeyPath]);
+    await chmod(sshKeyPath, 0o600);
+    const publicKey = (await readFile(`${sshKeyPath}.pub`, 'utf8')).trim();
+
+    const token = randomBytes(24).toString('hex');
+    // allSettled, not all: a piece that started must be in the undo stack even when another failed.
+    const started = await Promise.allSettled([
+      startKubeDouble({ host, token, crdDir: crdDir(), ...opts.kubeDelays }),
+      startOpenBaoDouble({ host }),
+      startOnePasswordDouble({ host, fixturePath: FIXTURE_PATH, statePath: join(dir, 'onepassword-state.json') }),
+    ] as const);
+    const names = ['kube', 'openbao', 'onepassword'];
+    started.forEach((r, i) => r.status === 'fulfilled' && undo.push({ what: names[i], fn: () => r.value.stop() }));
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    const [kube, openbao, onepassword] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [KubeDouble, OpenBaoDouble, OnePasswordDouble];
+    const nodes = await startNodes({
+      dir: join(dir, 'nodes'),
+      names: NODE_NAMES,
+      authorizedKey: publicKey,
+      kube: { url: kube.url, token: kube.token, caPem: kube.caPem },
+      facts: opts.facts,
+    });
+    undo.push({ what: 'nodes', fn: () => nodes.stop() });
+
+    const kubeUrl = new URL(kube.url);
+    const spec0 = labClusterSpec({
+      kube: { host: kubeUrl.hostname, port: Number(kubeUrl.port) },
+      nodes: nodes.nodes,
+      sshKeyPath,
+      openbaoUrl: openbao.url,
+      onepasswordUrl: onepassword.url,
+      kubeconfigPath: join(dir, 'kubeconfig.yaml'),
+    });
+    const clusterFile = join(dir, `${spec0.name}.yaml`);
+    const spec = writeClusterFile(spec0, clusterFile);
+    if (opts.writeClusterFile) {
+      const extra = opts.writeClusterFile;
+      writeClusterFile(spec, extra);
+      undo.push({ what: 'cluster file', fn: () => rmSync(extra, { force: true }) });
+    }
+    kube.setComponentWorkloads(componentWorkloads(spec));
+    const adminKubeconfig = join(dir, 'admin.kubeconfig');
+    writeFileSync(adminKubeconfig, kubeconfigYaml(kube), { mode: 0o600 });
+
+    let built: BuiltSecrets | undefined;
+    if (opts.built) {
+      built = await seedBuiltState({ spec, nodes: nodes.nodes, sshKeyPath, kube, openbao, onepasswordUrl: onepassword.url, log });
+    }
+
+    const statePath = join(dir, 'onepassword-state.json');
+    const fixtureValues = collectSecretValues(JSON.parse(readFileSync(FIXTURE_PATH, 'utf8')));
+    const secretValues = () => {
+      // The state file holds values written since start (rotations, the unseal item), so read it live.
+      const state = existsSync(statePath) ? collectSecretValues(JSON.parse(readFileSync(statePath, 'utf8'))) : [];
+      const extra = built ? [...built.unsealKeys, built.rootToken] : [];
+      return [...new Set([...fixtureValues, ...state, ...extra])];
+    };
+
+    const raw = (): LabCounters => ({
+      nodes: nodes.counters(),
+      kube: kube.counters(),
+      openbao: openbao.counters(),
+      onepassword: onepassword.counters(),
+    });
+    let baseline = raw();
+    const counters = () => subtractCounters(raw(), baseline);
+    const resetCounters = () => void (baseline = raw());
+
+    const faults: LabFaults = {
+      ssh: {
+        refuse: (n) => nodes.faults.refuse(n),
+        drop: (n) => nodes.faults.drop(n),
+        dropAfter: (n, count) => nodes.faults.dropAfter(n, count),
+        slow: (n, ms) => nodes.faults.slow(n, ms),
+        rotateHostKey: (n) => nodes.faults.rotateHostKey(n),
+        restoreHostKey: (n) => nodes.faults.restoreHostKey(n),
+        clear: (n) => nodes.faults.clear(n),
+      },
+      setFacts: (n, f) => nodes.faults.setFacts(n, f),
+      helmcharts: { fail: (name, msg) => kube.faults.failHelmChart(name, msg), stall: (name) => kube.faults.stallHelmChart(name) },
+      openbao: { seal: () => openbao.faults.seal(), standby: (on) => openbao.faults.standby(on), clear: () => openbao.faults.clear() },
+      onepassword: {
+        rateLimit: (calls) => onepassword.faults.rateLimit(calls),
+        expireAuth: () => onepassword.faults.expireAuth(),
+        clear: () => onepassword.faults.clear(),
+      },
+      velero: {
+        backupPartiallyFailed: (name) => kube.faults.backupPartiallyFailed(name),
+        restoreFailed: (name, reason) => kube.faults.restoreFailed(name, reason),
+      },
+      rollouts: { stall: (ns, kind, name) => kube.faults.stallRollout(ns, kind, name) },
+      clear: () => {
+        nodes.faults.clear();
+        kube.faults.clear();
+        openbao.faults.clear();
+        onepassword.faults.clear();
+      },
+    };
+
+    const control: ControlServer = await startControlServer({ host, target: { nodeNames: NODE_NAMES, faults, counters, resetCounters } });
+    undo.push({ what: 'control', fn: () => control.stop() });
+
+    const startMs = Math.round(performance.now() - t0);
+    log(`${opts.built ? 'built ' : ''}lab on ${host} started in ${startMs} ms (dir ${dir})`);
+    return {
+      dir,
+      host,
+      spec,
+      clusterFile,
+      sshKeyPath,
+      nodes: nodes.nodes,
+      kube: { url: kube.url, caPem: kube.caPem, token: kube.token, kubeconfigPath: adminKubeconfig },
+      built: Boolean(opts.built),
+      openbao: { url: openbao.url, rootToken: built?.rootToken },
+      onepassword: { url: onepassword.url, fixturePath: FIXTURE_PATH, statePath },
+      control: { url: control.url },
+      faults,
+      counters,
+      resetCounters,
+      secretValues,
+      startMs,
+      pieces: { nodes, kube, openbao, onepassword },
+      stop,
+    };
+  } catch (err) {
+    await stop().catch((e: unknown) => log(`cleanup after failed start: ${e instanceof Error ? e.message : String(e)}`));
+    throw err;
+  }
+}
+
+export function kubeconfigYaml(kube: { url: string; caPem: string; token: string }): string {
+  return stringify({
+    apiVersion: 'v1',
+    kind: 'Config',
+    clusters: [{ name: 'lab', cluster: { server: kube.url, 'certificate-authority-data': Buffer.from(kube.caPem).toString('base64') } }],
+    users: [{ name: 'lab', user: { token: kube.token } }],
+    contexts: [{ name: 'lab', context: { cluster: 'lab', user: 'lab' } }],
+    'current-context': 'lab',
+  });
+}
+
+type Num = Record<string, number>;
+const minus = (a: Num, b: Num | undefined): Num =>
+  Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b?.[k] ?? 0)] as const).filter(([, v]) => v !== 0));
+
+/** Pieces count from their start; tests want only their own effects, so counters are relative to a baseline. */
+export function subtractCounters(cur: LabCounters, base: LabCounters): LabCounters {
+  const nodes: LabCounters['nodes'] = {};
+  for (const [name, c] of Object.entries(cur.nodes)) {
+    const b = base.nodes[name];
+    nodes[name] = { installerRuns: c.installerRuns - (b?.installerRuns ?? 0), sshSessions: c.sshSessions - (b?.sshSessions ?? 0) };
+  }
+  const flat = <T extends object>(c: T, b: T) =>
+    Object.fromEntries(Object.entries(c).map(([k, v]) => [k, typeof v === 'number' ? v - ((b as Record<string, number>)[k] ?? 0) : v])) as T;
+  return {
+    nodes,
+    kube: { writes: minus(cur.kube.writes, base.kube.writes), restarts: minus(cur.kube.restarts, base.kube.restarts) },
+    openbao: { ...flat(cur.openbao, base.openbao), byPath: minus(cur.openbao.byPath, base.openbao.byPath) },
+    onepassword: flat(cur.onepassword, base.onepassword),
+  };
+}
+
+/** Mounts visible in this namespace below the lab dir: removing the dir through one would delete the mount's source. */
+function mountsUnder(dir: string): string[] {
+  const lines = readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
+  return lines.map((l) => l.split(' ')[4]).filter((m) => m && (m === dir || m.startsWith(`${dir}/`)));
+}
+
+/** Processes whose command line names the lab dir (sshd -f <dir>/..., the stand-in's agents). */
+export function labProcesses(dir: string): number[] {
+  const pids: number[] = [];
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(dir)) pids.push(Number(p));
+    } catch {
+      // exited while we looked
+    }
+  }
+  return pids;
+}
+
+async function removeLabDir(dir: string): Promise<string[]> {
+  const problems: string[] = [];
+  // The pieces stop their own processes; session children may need a moment to notice their sshd is gone.
+  for (let i = 0; i < 20 && labProcesses(dir).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+  // Anything still running is a leak worth naming, then ending.
+  for (const pid of labProcesses(dir)) {
+    problems.push(`process ${pid} still ran after stop (killed)`);
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+  const mounts = mountsUnder(dir);
+  if (mounts.length > 0) {
+    problems.push(`mounts left under ${dir}: ${mounts.join(', ')} (dir kept so nothing behind them is deleted)`);
+    return problems;
+  }
+  rmSync(dir, { recursive: true, force: true });
+  return problems;
+}

@@ -1,0 +1,334 @@
+// Acceptance for the lab as a whole, through startLab() only: what the orchestrator will meet at each
+// edge (real SSH with pinned host keys, private node filesystems, the Kubernetes REST API with CRD
+// validation, OpenBAO's HTTP API, 1Password's client semantics) and every fault the control API offers.
+import { existsSync, readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import * as k8s from '@kubernetes/client-node';
+import nodeVault from 'node-vault';
+import { RateLimitExceededError } from '@1password/sdk';
+import { loadClusterFile } from '../../config/loader.js';
+import { labProcesses, startLab, type Lab } from './index.js';
+import { connectNode, installK3s } from './built.js';
+import { createLabOnePasswordClient } from './onepassword/index.js';
+
+const times: Record<string, number> = {};
+let plain: Lab;
+let built: Lab;
+
+function clients(lab: Lab) {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(lab.kube.kubeconfigPath);
+  return { core: kc.makeApiClient(k8s.CoreV1Api), apps: kc.makeApiClient(k8s.AppsV1Api), custom: kc.makeApiClient(k8s.CustomObjectsApi) };
+}
+
+async function control(lab: Lab, method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(`${lab.control.url}${path}`, {
+    method,
+    headers: { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+const ready = (n: k8s.V1Node) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+
+/** The REFERENCE rollout rule for Deployments. */
+function rolledOut(d: k8s.V1Deployment): boolean {
+  const s = d.status ?? {};
+  const want = d.spec?.replicas ?? 1;
+  return (
+    (s.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) &&
+    !s.conditions?.some((c) => c.reason === 'ProgressDeadlineExceeded') &&
+    s.updatedReplicas === want && s.replicas === want && s.availableReplicas === want
+  );
+}
+
+async function restart(lab: Lab, namespace: string, name: string) {
+  const { apps } = clients(lab);
+  const body = { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } } } } };
+  return apps.patchNamespacedDeployment({ name, namespace, body }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch));
+}
+
+beforeAll(async () => {
+  plain = await startLab();
+  times.plain = plain.startMs;
+}, 60_000);
+
+afterAll(async () => {
+  await plain?.stop();
+  await built?.stop();
+  console.log(`lab start times: ${JSON.stringify(times)}`);
+});
+
+describe('a plain lab', () => {
+  test('writes a cluster file the orchestrator loads, with the lab edges', () => {
+    const spec = loadClusterFile(plain.clusterFile);
+    expect(spec.name).toBe('lab');
+    expect(spec.lab).toBe(true);
+    expect(spec.vip).toBe(new URL(plain.kube.url).hostname);
+    expect(spec.k3s.apiPort).toBe(Number(new URL(plain.kube.url).port));
+    expect(existsSync(spec.k3s.installScript)).toBe(true);
+    expect(spec.nodes.map((n) => [n.name, n.address, n.port, n.hostKey])).toEqual(
+      plain.nodes.map((n) => [n.name, n.host, n.port, n.hostKey.split(' ').slice(0, 2).join(' ')]),
+    );
+    expect(spec.secrets.entries.length).toBeGreaterThan(5);
+    expect(spec.components.find((c) => c.name === 'airbyte')!.timeoutSeconds).toBeGreaterThan(spec.components.find((c) => c.name === 'zot')!.timeoutSeconds);
+    expect(plain.startMs).toBeLessThan(30_000);
+  });
+
+  test('three nodes over SSH with pinned host keys, three hostnames', async () => {
+    const names = await Promise.all(
+      plain.nodes.map(async (n) => {
+        const ssh = await connectNode(n, plain.sshKeyPath);
+        try {
+          return (await ssh.execCommand('hostname')).stdout.trim();
+        } finally {
+          ssh.dispose();
+        }
+      }),
+    );
+    expect(new Set(names).size).toBe(3);
+    // A key other than the pinned one is refused before any command runs.
+    await expect(connectNode(plain.nodes[0], plain.sshKeyPath, plain.nodes[1].hostKey)).rejects.toThrow();
+  });
+
+  test('each node has its own /etc/rancher; the host is untouched', async () => {
+    const marker = `lab-marker-${Date.now()}`;
+    const [a, ...others] = plain.nodes;
+    const ssh = await connectNode(a, plain.sshKeyPath);
+    await ssh.execCommand(`mkdir -p /etc/rancher/k3s && echo ${marker} > /etc/rancher/k3s/config.yaml`);
+    expect((await ssh.execCommand('cat /etc/rancher/k3s/config.yaml')).stdout.trim()).toBe(marker);
+    ssh.dispose();
+    for (const n of others) {
+      const o = await connectNode(n, plain.sshKeyPath);
+      expect((await o.execCommand('cat /etc/rancher/k3s/config.yaml 2>/dev/null || echo absent')).stdout.trim()).toBe('absent');
+      o.dispose();
+    }
+    const host = existsSync('/etc/rancher/k3s/config.yaml') ? readFileSync('/etc/rancher/k3s/config.yaml', 'utf8') : '';
+    expect(host).not.toContain(marker);
+  });
+
+  test('the installer registers every node; the kube client lists them Ready', async () => {
+    await installK3s({ spec: plain.spec, nodes: plain.nodes, sshKeyPath: plain.sshKeyPath });
+    const { core } = clients(plain);
+    const nodes = await until('3 Ready nodes', async () => {
+      const list = await core.listNode();
+      return list.items.length === 3 && list.items.every(ready) && list.items;
+    });
+    expect(nodes.map((n) => n.metadata?.name).sort()).toEqual(['control-plane', 'worker-1', 'worker-2']);
+    expect(plain.counters().nodes['control-plane'].installerRuns).toBe(1);
+  });
+
+  test('Secrets, a strategic-merge restart and its rollout, as the client sees them', async () => {
+    const { core, apps } = clients(plain);
+    const namespace = 'lab-check';
+    await core.createNamespace({ body: { metadata: { name: namespace } } });
+    await core.createNamespacedSecret({ namespace, body: { metadata: { name: 's1' }, stringData: { k: 'v' } } });
+    const secret = await core.readNamespacedSecret({ name: 's1', namespace });
+    expect(Buffer.from(secret.data!.k, 'base64').toString()).toBe('v');
+
+    const labels = { app: 'web' };
+    await apps.createNamespacedDeployment({
+      namespace,
+      body: { metadata: { name: 'web' }, spec: { replicas: 2, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'web', image: 'nginx' }] } } } },
+    });
+    await until('first rollout', async () => rolledOut(await apps.readNamespacedDeployment({ name: 'web', namespace })));
+    const patched = await restart(plain, namespace, 'web');
+    expect(patched.spec?.template.metadata?.annotations?.['kubectl.kubernetes.io/restartedAt']).toBeTruthy();
+    expect(patched.spec?.template.spec?.containers).toHaveLength(1); // merged, not replaced
+    await until('restart rollout', async () => rolledOut(await apps.readNamespacedDeployment({ name: 'web', namespace })));
+    expect(plain.counters().kube.restarts[`${namespace}/Deployment/web`]).toBe(1);
+  });
+
+  test('a Velero Backup violating the CRD schema gets 422 naming the field', async () => {
+    const { custom } = clients(plain);
+    const err = await custom
+      .createNamespacedCustomObject({
+        group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'backups',
+        body: { apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name: 'bad' }, spec: { ttl: 720, includedNamespaces: 'eleduck-analytics' } },
+      })
+      .catch((e: unknown) => e as { code: number; body: string });
+    expect(err.code).toBe(422);
+    expect(String(err.body)).toContain('spec.ttl');
+  });
+
+  test('OpenBAO through node-vault: init, unseal, KV v2 versions and check-and-set', async () => {
+    const vault = nodeVault({ endpoint: plain.openbao.url });
+    const init = await vault.init({ secret_shares: 3, secret_threshold: 2 });
+    vault.token = init.root_token;
+    for (const key of init.keys.slice(0, 2)) await vault.unseal({ key });
+    expect((await vault.health()).sealed).toBe(false);
+    await vault.mount({ mount_point: 'secret', type: 'kv', options: { version: '2' } });
+    await vault.write('secret/data/lab/check', { options: { cas: 0 }, data: { a: 'one' } });
+    await vault.write('secret/data/lab/check', { options: { cas: 1 }, data: { a: 'two' } });
+    const stale = await vault.write('secret/data/lab/check', { options: { cas: 1 }, data: { a: 'three' } }).catch((e: { response: { statusCode: number } }) => e);
+    expect(stale.response.statusCode).toBe(400);
+    expect((await vault.read('secret/data/lab/check?version=1')).data.data).toEqual({ a: 'one' });
+    expect((await vault.read('secret/data/lab/check')).data.metadata.version).toBe(2);
+  });
+
+  test('control API: endpoint list, counters, 404 and 400', async () => {
+    const root = await control(plain, 'GET', '/');
+    expect(root.body.endpoints).toContain('POST /faults/ssh/:node/refuse');
+    expect((await control(plain, 'POST', '/faults/ssh/worker-9/refuse')).status).toBe(404);
+    expect((await control(plain, 'POST', '/faults/nope')).status).toBe(404);
+    expect((await control(plain, 'POST', '/faults/ssh/worker-1/slow', { ms: 'fast' })).status).toBe(400);
+    expect((await control(plain, 'POST', '/faults/ssh/worker-1/slow', '{not json')).status).toBe(400);
+    expect((await control(plain, 'POST', '/faults/nodes/worker-1/facts', { facts: { cores: 1 } })).status).toBe(400);
+    expect((await control(plain, 'POST', '/faults/rollouts/stall', { namespace: 'x', kind: 'Pod', name: 'y' })).status).toBe(400);
+
+    await control(plain, 'POST', '/counters/reset');
+    const ssh = await connectNode(plain.nodes[1], plain.sshKeyPath);
+    await ssh.execCommand('true');
+    ssh.dispose();
+    const counters = (await control(plain, 'GET', '/counters')).body as { nodes: Record<string, { sshSessions: number }> };
+    expect(counters.nodes['worker-1'].sshSessions).toBeGreaterThanOrEqual(1);
+    expect(counters.nodes['worker-2'].sshSessions).toBe(0);
+  });
+
+  test('SSH faults: refuse, clear, rotate and restore the host key, node facts', async () => {
+    const n = plain.nodes[2];
+    expect((await control(plain, 'POST', `/faults/ssh/${n.name}/refuse`)).status).toBe(200);
+    await expect(connectNode(n, plain.sshKeyPath)).rejects.toThrow();
+    await control(plain, 'POST', `/faults/ssh/${n.name}/clear`);
+    (await connectNode(n, plain.sshKeyPath)).dispose();
+
+    const rotated = await control(plain, 'POST', `/faults/ssh/${n.name}/rotate-host-key`);
+    expect(rotated.body.hostKey).toMatch(/^ssh-ed25519 /);
+    await expect(connectNode(n, plain.sshKeyPath)).rejects.toThrow();
+    (await connectNode(n, plain.sshKeyPath, rotated.body.hostKey as string)).dispose();
+    await control(plain, 'POST', `/faults/ssh/${n.name}/restore-host-key`);
+    (await connectNode(n, plain.sshKeyPath)).dispose();
+
+    expect((await control(plain, 'POST', `/faults/nodes/${n.name}/facts`, { facts: { cpus: 1 } })).status).toBe(200);
+    const ssh = await connectNode(n, plain.sshKeyPath);
+    expect((await ssh.execCommand('nproc')).stdout.trim()).toBe('1');
+    ssh.dispose();
+  });
+
+  test('SSH drop kills a running command', async () => {
+    const n = plain.nodes[1];
+    const ssh = await connectNode(n, plain.sshKeyPath);
+    const running = ssh.execCommand('sleep 5; echo finished');
+    await new Promise((r) => setTimeout(r, 300));
+    await control(plain, 'POST', `/faults/ssh/${n.name}/drop`);
+    const r = await running.catch((e: Error) => ({ stdout: '', error: e.message }));
+    expect(r.stdout).not.toContain('finished');
+    ssh.dispose();
+  });
+
+  test('kube faults: a failed HelmChart, a PartiallyFailed backup, a stalled rollout', async () => {
+    const { custom, apps } = clients(plain);
+    await control(plain, 'POST', '/faults/helmcharts/zot/fail', { message: 'chart not found' });
+    await custom.createNamespacedCustomObject({
+      group: 'helm.cattle.io', version: 'v1', namespace: 'kube-system', plural: 'helmcharts',
+      body: { apiVersion: 'helm.cattle.io/v1', kind: 'HelmChart', metadata: { name: 'zot' }, spec: { chart: 'zot', repo: 'https://zotregistry.dev/helm-charts', version: '0.1.67', targetNamespace: 'zot-system' } },
+    });
+    await until('HelmChart Failed condition', async () => {
+      const hc = (await custom.getNamespacedCustomObject({ group: 'helm.cattle.io', version: 'v1', namespace: 'kube-system', plural: 'helmcharts', name: 'zot' })) as {
+        status?: { conditions?: Array<{ type: string; status: string; message?: string }> };
+      };
+      return hc.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True');
+    });
+
+    await control(plain, 'POST', '/faults/velero/backups/partially-failed', { name: 'b1' });
+    await custom.createNamespacedCustomObject({
+      group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'backups',
+      body: { apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name: 'b1' }, spec: { includedNamespaces: ['eleduck-analytics'], storageLocation: 'default' } },
+    });
+    await until('Backup PartiallyFailed', async () => {
+      const b = (await custom.getNamespacedCustomObject({ group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'backups', name: 'b1' })) as { status?: { phase?: string } };
+      return b.status?.phase === 'PartiallyFailed';
+    });
+
+    await control(plain, 'POST', '/faults/rollouts/stall', { namespace: 'lab-check', kind: 'Deployment', name: 'web' });
+    await restart(plain, 'lab-check', 'web');
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(rolledOut(await apps.readNamespacedDeployment({ name: 'web', namespace: 'lab-check' }))).toBe(false);
+    await control(plain, 'POST', '/faults/clear');
+  });
+
+  test('OpenBAO and 1Password faults reach their clients', async () => {
+    const vault = nodeVault({ endpoint: plain.openbao.url });
+    await control(plain, 'POST', '/faults/openbao/seal');
+    expect((await vault.health()).sealed).toBe(true);
+    await control(plain, 'POST', '/faults/openbao/clear');
+
+    const op = createLabOnePasswordClient(plain.onepassword.url);
+    await control(plain, 'POST', '/faults/onepassword/rate-limit', { calls: 1 });
+    await expect(op.vaults.list()).rejects.toBeInstanceOf(RateLimitExceededError);
+    expect((await op.vaults.list()).length).toBeGreaterThan(0);
+  });
+});
+
+describe('a built lab', () => {
+  beforeAll(async () => {
+    // Started while the plain lab still runs: two labs at once must not collide.
+    built = await startLab({ built: true });
+    times.built = built.startMs;
+  }, 120_000);
+
+  test('counters start at zero after seeding', () => {
+    const c = built.counters();
+    expect(Object.values(c.nodes).every((n) => n.installerRuns === 0 && n.sshSessions === 0)).toBe(true);
+    expect(c.kube.writes).toEqual({});
+    expect([c.openbao.writes, c.onepassword.itemsPut]).toEqual([0, 0]);
+  });
+
+  test('nodes Ready, OpenBAO unsealed, the unseal item in 1Password, secrets in place', async () => {
+    expect(built.host).not.toBe(plain.host);
+    const { core } = clients(built);
+    const nodes = (await core.listNode()).items;
+    expect(nodes.length).toBe(3);
+    expect(nodes.every(ready)).toBe(true);
+
+    const vault = nodeVault({ endpoint: built.openbao.url });
+    const health = await vault.health();
+    expect([health.initialized, health.sealed]).toEqual([true, false]);
+
+    const op = createLabOnePasswordClient(built.onepassword.url);
+    const vaultId = (await op.vaults.list()).find((v) => v.title === 'pedro')!.id;
+    const overview = (await op.items.list(vaultId)).find((i) => i.title === 'openbao-unseal')!;
+    const item = await op.items.get(vaultId, overview.id);
+    const titles = item.fields.map((f) => f.title);
+    expect(titles).toEqual(['unseal-key-1', 'unseal-key-2', 'unseal-key-3', 'unseal-key-4', 'unseal-key-5', 'root-token']);
+    expect(item.fields.every((f) => f.fieldType === 'Concealed')).toBe(true);
+
+    vault.token = item.fields.find((f) => f.title === 'root-token')!.value;
+    const entry = built.spec.secrets.entries.find((e) => e.id === 'eleduck-database-direct')!;
+    const stored = await vault.read(`secret/data/${entry.openbaoPath}?version=1`);
+    const source = await op.secrets.resolve(entry.fields.password);
+    expect(stored.data.data.password === source).toBe(true); // compared, never printed
+    const k8sSecret = await core.readNamespacedSecret({ name: entry.kubernetes!.name, namespace: entry.kubernetes!.namespace });
+    expect(Buffer.from(k8sSecret.data!.DATABASE_PASSWORD, 'base64').toString() === source).toBe(true);
+
+    const ssh = await connectNode(built.nodes[0], built.sshKeyPath);
+    expect((await ssh.execCommand('test -s /var/lib/rancher/k3s/server/node-token && test -s /etc/rancher/k3s/k3s.yaml && echo ok')).stdout).toBe('ok');
+    ssh.dispose();
+    expect(built.secretValues()).toContain(source);
+  });
+});
+
+describe('stop()', () => {
+  test('leaves no process, mount, file or listener behind', async () => {
+    for (const lab of [plain, built]) {
+      const dir = lab.dir;
+      expect(labProcesses(dir).length).toBeGreaterThan(0);
+      await lab.stop();
+      expect(labProcesses(dir)).toEqual([]);
+      expect(readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(dir);
+      expect(existsSync(dir)).toBe(false);
+      await expect(fetch(`${lab.control.url}/counters`)).rejects.toThrow();
+    }
+  });
+});

@@ -1,0 +1,59 @@
+// Typed failures, named once and used in every retry policy (DESIGN.md rule 3).
+// Activities throw these; workflows decide: retryable ones are retried by Temporal, non-retryable
+// ones park the step in needs-attention (rule 4).
+import { ApplicationFailure, type RetryPolicy } from '@temporalio/common';
+
+export const ErrorType = {
+  // Retryable: the world may fix itself.
+  Transient: 'Transient', // network, timeouts, 5xx
+  Conflict: 'Conflict', // 409, check-and-set races
+  Sealed: 'Sealed', // OpenBAO sealed while unsealing is under way
+  RateLimited: 'RateLimited',
+  NotReady: 'NotReady', // waited long enough for this attempt; try again
+  // Non-retryable: a human has to act.
+  BadConfig: 'BadConfig',
+  AuthDenied: 'AuthDenied',
+  HostKeyMismatch: 'HostKeyMismatch',
+  SchemaRejected: 'SchemaRejected',
+  PreflightFailed: 'PreflightFailed',
+  InstallFailed: 'InstallFailed',
+  NotFound: 'NotFound',
+  SecretMissing: 'SecretMissing',
+  UnsealKeysMissing: 'UnsealKeysMissing',
+  VerificationFailed: 'VerificationFailed',
+  BackupNotUsable: 'BackupNotUsable',
+  RestoreFailed: 'RestoreFailed',
+} as const;
+export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
+
+export const NON_RETRYABLE_ERROR_TYPES: string[] = [
+  ErrorType.BadConfig,
+  ErrorType.AuthDenied,
+  ErrorType.HostKeyMismatch,
+  ErrorType.SchemaRejected,
+  ErrorType.PreflightFailed,
+  ErrorType.InstallFailed,
+  ErrorType.NotFound,
+  ErrorType.SecretMissing,
+  ErrorType.UnsealKeysMissing,
+  ErrorType.VerificationFailed,
+  ErrorType.BackupNotUsable,
+  ErrorType.RestoreFailed,
+];
+
+export function nonRetryable(type: ErrorType, message: string, details?: unknown): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: true, details: details === undefined ? undefined : [details] });
+}
+
+export function retryable(type: ErrorType, message: string, details?: unknown): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: false, details: details === undefined ? undefined : [details] });
+}
+
+/** The default activity retry policy: transient errors back off; typed non-retryables stop at once. */
+export const DEFAULT_RETRY: RetryPolicy = {
+  initialInterval: '500ms',
+  backoffCoefficient: 2,
+  maximumInterval: '20s',
+  maximumAttempts: 10,
+  nonRetryableErrorTypes: NON_RETRYABLE_ERROR_TYPES,
+};

@@ -1,0 +1,55 @@
+// Messages shared by workflows, the API and the CLI: progress query and operator updates.
+import { defineQuery, defineUpdate, defineSignal } from '@temporalio/workflow';
+
+export type StepState = 'pending' | 'running' | 'succeeded' | 'satisfied' | 'skipped' | 'failed' | 'needs-attention' | 'blocked' | 'cancelled';
+export type RunState = 'running' | 'needs-attention' | 'succeeded' | 'partial' | 'failed' | 'cancelled' | 'waiting-approval';
+
+export interface StepProgress {
+  id: string;
+  phase: string;
+  title: string;
+  state: StepState;
+  attempts: number;
+  startedAt?: string;
+  finishedAt?: string;
+  durationMs?: number;
+  lastError?: { type?: string; message: string };
+  /** What the step observed ("already satisfied", versions, counts): never secret values. */
+  detail?: string;
+  dependsOn?: string[];
+}
+
+export interface Progress {
+  workflow: string;
+  cluster: string;
+  state: RunState;
+  phase: string;
+  startedAt: string;
+  updatedAt: string;
+  steps: StepProgress[];
+  /** Monotonic counter of step transitions; the SSE stream uses it as the event id. */
+  seq: number;
+}
+
+export type ResolveAction = 'retry' | 'skip' | 'abort';
+export interface ResolveStepInput {
+  step: string;
+  action: ResolveAction;
+  by?: string;
+  note?: string;
+}
+export interface ResolveStepResult {
+  accepted: boolean;
+  reason?: string;
+}
+
+export const progressQuery = defineQuery<Progress>('progress');
+export const resolveStepUpdate = defineUpdate<ResolveStepResult, [ResolveStepInput]>('resolveStep');
+
+export interface ApprovalInput {
+  approved: boolean;
+  by?: string;
+  note?: string;
+}
+export const approveUpdate = defineUpdate<{ accepted: boolean; reason?: string }, [ApprovalInput]>('approve');
+export const cancelRequestSignal = defineSignal<[{ by?: string; reason?: string }]>('cancelRequest');
