@@ -7,10 +7,16 @@ import type { AppContext } from './context.js';
 import { installErrorHandler } from './errors.js';
 import { healthRoutes } from './routes/health.js';
 import { clusterRoutes } from './routes/clusters.js';
+import { codecRoutes } from './routes/codec.js';
+import type { PayloadCodec } from '@temporalio/common';
 
 export interface BuildAppOptions extends AppContext {
   logger?: FastifyServerOptions['loggerInstance'] | boolean;
   bodyLimit?: number;
+  /** Serves Temporal's remote codec protocol at /codec for Temporal Web. */
+  codec?: PayloadCodec;
+  /** Temporal Web origins allowed to call /codec from a browser. */
+  codecOrigins?: string[];
 }
 
 export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> {
@@ -33,5 +39,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.register(healthRoutes(ctx));
   await app.register(clusterRoutes(ctx));
+  if (opts.codec) {
+    await app.register(codecRoutes, { codec: opts.codec, allowedOrigins: opts.codecOrigins ?? [], namespaces: [opts.settings.namespace] });
+  }
   return app;
 }

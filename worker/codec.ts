@@ -16,7 +16,8 @@ import {
   type Payload,
   type PayloadCodec,
 } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+// Default import: the package is CommonJS and Node's ESM loader cannot see its named exports.
+import proto, { type temporal } from '@temporalio/proto';
 
 export const ENCODING_ENCRYPTED = 'binary/encrypted';
 export const METADATA_KEY_ID = 'encryption-key-id';
@@ -101,7 +102,7 @@ export class AesGcmCodec implements PayloadCodec {
   async encode(payloads: Payload[]): Promise<Payload[]> {
     const keyId = Buffer.from(this.activeId, 'utf8');
     return payloads.map((payload) => {
-      const plain = temporal.api.common.v1.Payload.encode(payload).finish();
+      const plain = proto.temporal.api.common.v1.Payload.encode(payload).finish();
       const nonce = randomBytes(NONCE_BYTES);
       const cipher = createCipheriv(CIPHER, this.#activeKey, nonce);
       const sealed = Buffer.concat([nonce, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
@@ -151,7 +152,7 @@ export class AesGcmCodec implements PayloadCodec {
     }
     let inner: temporal.api.common.v1.Payload;
     try {
-      inner = temporal.api.common.v1.Payload.decode(plain);
+      inner = proto.temporal.api.common.v1.Payload.decode(plain);
     } catch (err) {
       throw new PayloadCodecError(`decrypted payload (key id "${keyId}") is not a Payload message`, keyId, err);
     }

@@ -51,7 +51,7 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     dataConverter: opts.dataConverter,
     // Draining: in-flight activities get this long to finish on SIGTERM before they are cancelled.
     shutdownGraceTime: opts.shutdownGraceTime ?? '10s',
-    identity: opts.identity,
+    ...(opts.identity ? { identity: opts.identity } : {}),
     maxConcurrentActivityTaskExecutions: 32,
   });
 }

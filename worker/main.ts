@@ -2,14 +2,14 @@
 import { createLogger } from './logger.js';
 import { startWorker } from './run.js';
 import { temporalSettings } from './settings.js';
-import { codecDataConverter } from './data-converter.js';
+import { loadDataConverter } from './data-converter.js';
 
 const log = createLogger('worker');
 const settings = temporalSettings();
 const abort = new AbortController();
 
 try {
-  const dataConverter = codecDataConverter(log);
+  const { dataConverter } = await loadDataConverter(log);
   const running = await startWorker({ settings, log, dataConverter, signal: abort.signal });
   const stop = (sig: string) => {
     log.info({ signal: sig }, 'draining worker');

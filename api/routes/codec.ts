@@ -12,7 +12,8 @@ import { STATUS_CODES } from 'node:http';
 import { Ajv } from 'ajv';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { Payload, PayloadCodec } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+// Default import: the package is CommonJS and Node's ESM loader cannot see its named exports.
+import proto from '@temporalio/proto';
 import { PayloadCodecError } from '../../worker/codec.js';
 
 export type CodecAction = 'decode' | 'encode';
@@ -116,7 +117,7 @@ function fromJson(p: JsonPayload, index: number): Payload {
   const out: Payload = { metadata, data: fromBase64(p.data ?? '', 'data', index) };
   if (p.externalPayloads?.length) {
     out.externalPayloads = p.externalPayloads.map((e) =>
-      temporal.api.common.v1.Payload.ExternalPayloadDetails.fromObject({ sizeBytes: e.sizeBytes ?? 0 }),
+      proto.temporal.api.common.v1.Payload.ExternalPayloadDetails.fromObject({ sizeBytes: e.sizeBytes ?? 0 }),
     );
   }
   return out;
@@ -168,9 +169,8 @@ export const codecRoutes: FastifyPluginAsync<CodecRoutesOptions> = async (app: F
     reply.header('Access-Control-Allow-Origin', origin).header('Access-Control-Allow-Credentials', 'true');
   });
 
-  app.addHook('onRequest', async (req) => {
-    const action = (req.routeOptions.config as { codecAction?: CodecAction }).codecAction;
-    if (!action) return;
+  // Per-route onRequest: after the CORS hook, before the body is read - refusals cost nothing.
+  const gate = (action: CodecAction) => async (req: FastifyRequest) => {
     const ns = req.headers['x-namespace'];
     if (ns !== undefined && (typeof ns !== 'string' || ns.length === 0 || ns.length > 255)) {
       throw new CodecHttpError(400, 'X-Namespace header must be a single namespace name');
@@ -179,7 +179,7 @@ export const codecRoutes: FastifyPluginAsync<CodecRoutesOptions> = async (app: F
       throw new CodecHttpError(400, `this codec endpoint does not serve namespace "${ns}"`);
     }
     if (authorize) await authorize(req, action);
-  });
+  };
 
   app.setErrorHandler((err: Error & { statusCode?: number; code?: string; index?: number }, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
@@ -198,7 +198,7 @@ export const codecRoutes: FastifyPluginAsync<CodecRoutesOptions> = async (app: F
 
   for (const action of ['decode', 'encode'] as const) {
     const url = `/codec/${action}`;
-    app.options(url, async (_req, reply: FastifyReply) => {
+    app.options(url, { schema: { hide: true } }, async (_req, reply: FastifyReply) => {
       // Reached only for allowed or absent origins (the hook refused the rest).
       reply
         .header('Access-Control-Allow-Methods', CORS_ALLOW_METHODS)
@@ -211,8 +211,10 @@ export const codecRoutes: FastifyPluginAsync<CodecRoutesOptions> = async (app: F
       url,
       {
         bodyLimit,
-        config: { codecAction: action },
+        onRequest: gate(action),
         schema: {
+          summary: `Temporal remote codec: ${action} payloads (proto JSON) for Temporal Web and the CLI`,
+          tags: ['codec'],
           headers: { type: 'object', properties: { 'x-namespace': { type: 'string', maxLength: 255 } } },
           body: payloadSchema(opts.maxPayloads ?? 1000),
           response: { 200: responseSchema },

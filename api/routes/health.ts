@@ -1,7 +1,10 @@
 // Liveness and readiness. /readyz is 200 only when Temporal answers and a worker polls our task
 // queue, so a load balancer or `npm start` knows the orchestrator can actually run workflows.
 import type { FastifyPluginAsync } from 'fastify';
-import { temporal } from '@temporalio/proto';
+// Default import: @temporalio/proto is CommonJS and Node's ESM loader cannot see its named exports.
+import proto from '@temporalio/proto';
+
+const { TaskQueueKind, TaskQueueType } = proto.temporal.api.enums.v1;
 import type { AppContext } from '../context.js';
 
 const Ready = {
@@ -15,11 +18,12 @@ export const healthRoutes = (ctx: AppContext): FastifyPluginAsync => async (app)
 
   app.get('/readyz', { schema: { tags: ['health'], summary: 'Temporal reachable and a worker polling', response: { 200: Ready, 503: Ready } } }, async (_req, reply) => {
     try {
-      const res = await ctx.client.workflowService.describeTaskQueue({
+      // A deadline: the client retries unavailable servers, and a probe must answer quickly.
+      const res = await ctx.client.connection.withDeadline(Date.now() + 3000, () => ctx.client.workflowService.describeTaskQueue({
         namespace: ctx.settings.namespace,
-        taskQueue: { name: ctx.settings.taskQueue, kind: temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
-        taskQueueType: temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
-      });
+        taskQueue: { name: ctx.settings.taskQueue, kind: TaskQueueKind.TASK_QUEUE_KIND_NORMAL },
+        taskQueueType: TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+      }));
       const pollers = res.pollers?.length ?? 0;
       if (pollers === 0) return reply.status(503).send({ status: 'not-ready', reason: `no worker polls task queue ${ctx.settings.taskQueue}`, pollers, taskQueue: ctx.settings.taskQueue });
       return { status: 'ready', pollers, taskQueue: ctx.settings.taskQueue };

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, inject, it } from 'vitest';
+import { Client, Connection } from '@temporalio/client';
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { codecRoutes, type CodecRoutesOptions } from '../../api/routes/codec.js';
-import { AesGcmCodec, ENCODING_ENCRYPTED } from '../../worker/codec.js';
+import { AesGcmCodec, ENCODING_ENCRYPTED, dataConverterFor } from '../../worker/codec.js';
 
 const UI = 'http://localhost:8233';
 const key = randomBytes(32);
@@ -222,5 +223,34 @@ describe('codec routes (Temporal remote codec protocol)', () => {
     const other = await post(a, 'decode', { payloads: [] }, { 'x-namespace': 'payments' });
     expect(other.statusCode).toBe(400);
     expect(other.json().message).toMatch(/does not serve namespace "payments"/);
+  });
+});
+
+describe('with the real Temporal dev server', () => {
+  it('a client using the codec stores only ciphertext; the endpoint decodes it as Temporal Web would', async () => {
+    const connection = await Connection.connect({ address: inject('temporalAddress') });
+    try {
+      const client = new Client({ connection, dataConverter: dataConverterFor(codec) });
+      const input = { cluster: 'pedro-ops', ref: 'op://homelab/k3s/token' };
+      const workflowId = `codec-probe-${randomBytes(4).toString('hex')}`;
+      // No worker needed: the start event already holds the encoded input.
+      const handle = await client.workflow.start('codecProbe', { taskQueue: `codec-${workflowId}`, workflowId, args: [input] });
+      try {
+        const history = await handle.fetchHistory();
+        const stored = history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads!;
+        expect(stored).toHaveLength(1);
+        expect(Buffer.from(stored[0].metadata!.encoding!).toString()).toBe(ENCODING_ENCRYPTED);
+        expect(Buffer.from(stored[0].data!).includes('op://')).toBe(false);
+
+        const a = await build();
+        const res = await post(a, 'decode', { payloads: stored.map((p) => toJson(p as Payload)) }, { origin: UI });
+        expect(res.statusCode).toBe(200);
+        expect(defaultPayloadConverter.fromPayload(fromJson(res.json().payloads[0]))).toEqual(input);
+      } finally {
+        await handle.terminate('codec test done');
+      }
+    } finally {
+      await connection.close();
+    }
   });
 });

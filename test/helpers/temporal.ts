@@ -6,7 +6,15 @@ import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import type { DataConverter } from '@temporalio/common';
 import { createWorker } from '../../worker/create-worker.js';
+import { createCodec, dataConverterFor, type AesGcmCodec } from '../../worker/codec.js';
 import type { ActivityDeps, Logger } from '../../activities/deps.js';
+
+// A fixed, test-only key (never used outside tests) so committed replay histories stay decodable.
+// Every workflow the suite runs is encrypted exactly as in production.
+export const TEST_CODEC_KEY_ID = 'test-2026';
+const TEST_CODEC_KEY = Buffer.from('cGVkcm8tb3BzLXRlc3Qtb25seS1jb2RlYy1rZXktMzI=', 'base64');
+export const testCodec: AesGcmCodec = createCodec({ keys: [{ id: TEST_CODEC_KEY_ID, key: TEST_CODEC_KEY }], activeId: TEST_CODEC_KEY_ID });
+export const testDataConverter = dataConverterFor(testCodec);
 
 let runtimeInstalled = false;
 function quietRuntime() {
@@ -36,7 +44,8 @@ export async function testTemporal(opts: { dataConverter?: DataConverter; taskQu
   const namespace = 'default';
   const taskQueue = `${opts.taskQueuePrefix ?? 'test'}-${randomUUID().slice(0, 8)}`;
   const connection = await Connection.connect({ address });
-  const client = new Client({ connection, namespace, dataConverter: opts.dataConverter });
+  const dataConverter = opts.dataConverter ?? testDataConverter;
+  const client = new Client({ connection, namespace, dataConverter });
   const native = await NativeConnection.connect({ address });
   const workers: { stop(): Promise<void> }[] = [];
   return {
@@ -46,7 +55,7 @@ export async function testTemporal(opts: { dataConverter?: DataConverter; taskQu
     client,
     native,
     async startWorker(deps, wopts = {}) {
-      const worker = await createWorker({ connection: native, namespace, taskQueue, deps, activities: wopts.activities, dataConverter: wopts.dataConverter ?? opts.dataConverter, shutdownGraceTime: '1s' });
+      const worker = await createWorker({ connection: native, namespace, taskQueue, deps, activities: wopts.activities, dataConverter: wopts.dataConverter ?? dataConverter, shutdownGraceTime: '1s' });
       const done = worker.run();
       const handle = {
         worker,

@@ -29,7 +29,7 @@ interface SeedContext {
 /** SSH with the node's host key pinned, exactly as the orchestrator must connect. */
 export async function connectNode(node: LabNode, privateKeyPath: string, hostKey = node.hostKey): Promise<NodeSSH> {
   const pinned = Buffer.from(hostKey.trim().split(/\s+/)[1], 'base64');
-  return new NodeSSH().connect({
+  const ssh = await new NodeSSH().connect({
     host: node.host,
     port: node.port,
     username: 'root',
@@ -37,6 +37,10 @@ export async function connectNode(node: LabNode, privateKeyPath: string, hostKey
     readyTimeout: 10_000,
     hostVerifier: (key: Buffer) => key.equals(pinned),
   });
+  // A dropped connection (a lab fault) must fail the running command, not crash the process with an
+  // unhandled 'error' event: the exec promise reports it.
+  ssh.connection?.on('error', () => undefined);
+  return ssh;
 }
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;

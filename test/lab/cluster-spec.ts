@@ -8,12 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { loadClusterFile } from '../../config/loader.js';
 import type { ClusterSpec } from '../../config/schema.js';
+import { K3S_INSTALL_SCRIPT } from './nodes/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const REPO_ROOT = resolve(here, '../..');
 export const PEDRO_OPS_FILE = join(REPO_ROOT, 'config/clusters/pedro-ops.yaml');
-/** The k3s stand-in's install script (written by the nodes piece). */
-export const LAB_INSTALL_SCRIPT = join(here, 'nodes/k3s/install.sh');
 export const LAB_CLUSTER_NAME = 'lab';
 
 export interface LabSpecNode {
@@ -51,7 +50,7 @@ export function labClusterSpec(parts: LabSpecParts, base: ClusterSpec = loadClus
   spec.lab = true;
   spec.clusterName = 'pedro-ops-lab';
   spec.vip = parts.kube.host;
-  spec.k3s = { ...spec.k3s, apiPort: parts.kube.port, installScript: parts.installScript ?? LAB_INSTALL_SCRIPT };
+  spec.k3s = { ...spec.k3s, apiPort: parts.kube.port, installScript: parts.installScript ?? K3S_INSTALL_SCRIPT };
   const serverPort = byName.get(server?.name ?? spec.nodes[0].name)!.port;
   spec.ssh = { user: 'root', port: serverPort, privateKey: parts.sshKeyPath, connectTimeoutSeconds: 5 };
   spec.nodes = spec.nodes.map((n) => {

@@ -3,13 +3,14 @@
 // Loopback only; JSON in and out; unknown node or route 404, bad body 400.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { NodeFacts } from './nodes/index.js';
+import type { NodeCounters, NodeFacts } from './nodes/index.js';
+import type { OnePasswordCounters } from './onepassword/index.js';
 
 export interface LabCounters {
-  nodes: Record<string, { installerRuns: number; sshSessions: number }>;
+  nodes: Record<string, NodeCounters>;
   kube: { writes: Record<string, number>; restarts: Record<string, number> };
   openbao: { writes: number; reads: number; byPath: Record<string, number> };
-  onepassword: { resolveAll: number; resolve: number; itemsGet: number; itemsPut: number; itemsList: number; vaultsList: number };
+  onepassword: OnePasswordCounters;
 }
 
 /** Thin methods over the pieces' own faults; the routes below map one to one onto these. */
@@ -27,7 +28,7 @@ export interface LabFaults {
   helmcharts: { fail(name: string, message?: string): void; stall(name: string): void };
   openbao: { seal(): void; standby(on: boolean): void; clear(): void };
   onepassword: { rateLimit(calls: number): void; expireAuth(): void; clear(): void };
-  velero: { backupPartiallyFailed(name?: string): void; restoreFailed(name?: string, reason?: string): void };
+  velero: { backupPartiallyFailed(name?: string): void; restoreFailed(name?: string, reason?: string): void; bslUnavailable(name: string): void };
   rollouts: { stall(namespace: string, kind: string, name: string): void };
   /** Every fault of every piece off. */
   clear(): void;
@@ -132,6 +133,7 @@ function routes(t: ControlTarget): Array<[string, string, Handler]> {
       t.faults.velero.restoreFailed(str(b, 'name', { optional: true, pattern: NAME }), str(b, 'reason', { optional: true }));
       return ok;
     }],
+    ['POST', '/faults/velero/backup-storage-locations/:name/unavailable', ([n]) => (t.faults.velero.bslUnavailable(n), ok)],
     ['POST', '/faults/rollouts/stall', (_p, b) => {
       const kind = str(b, 'kind')!;
       if (!WORKLOAD_KINDS.includes(kind)) throw new HttpError(400, `body.kind: must be one of ${WORKLOAD_KINDS.join(', ')}`);

@@ -3,7 +3,7 @@
 // reads, and serves the control API. Two labs can run at once: every lab has its own 127.x.y.1
 // address, OS-assigned ports and temp dir.
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,11 +17,10 @@ import { seedBuiltState, type BuiltSecrets } from './built.js';
 import { startNodes, type LabNode, type LabNodes, type NodeFacts } from './nodes/index.js';
 import { startKubeDouble, type KubeDouble } from './kube/index.js';
 import { startOpenBaoDouble, type OpenBaoDouble } from './openbao.js';
-import { startOnePasswordDouble, type OnePasswordDouble } from './onepassword/index.js';
-import { collectSecretValues } from './secret-values.js';
+import { fixtureSecretValues, startOnePasswordDouble, type OnePasswordDouble } from './onepassword/index.js';
 
 export type { LabCounters, LabFaults } from './control.js';
-export type { LabNode, NodeFacts } from './nodes/index.js';
+export type { LabNode, NodeCounters, NodeFacts } from './nodes/index.js';
 
 const run = promisify(execFile);
 export const NODE_NAMES = ['control-plane', 'worker-1', 'worker-2'];
@@ -147,10 +146,10 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     }
 
     const statePath = join(dir, 'onepassword-state.json');
-    const fixtureValues = collectSecretValues(JSON.parse(readFileSync(FIXTURE_PATH, 'utf8')));
+    const fixtureValues = fixtureSecretValues(FIXTURE_PATH);
     const secretValues = () => {
-      // The state file holds values written since start (rotations, the unseal item), so read it live.
-      const state = existsSync(statePath) ? collectSecretValues(JSON.parse(readFileSync(statePath, 'utf8'))) : [];
+      // The state file (same shape as the fixture) holds values written since start: rotations, the unseal item.
+      const state = existsSync(statePath) ? fixtureSecretValues(statePath) : [];
       const extra = built ? [...built.unsealKeys, built.rootToken] : [];
       return [...new Set([...fixtureValues, ...state, ...extra])];
     };
@@ -186,6 +185,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       velero: {
         backupPartiallyFailed: (name) => kube.faults.backupPartiallyFailed(name),
         restoreFailed: (name, reason) => kube.faults.restoreFailed(name, reason),
+        bslUnavailable: (name) => kube.faults.bslUnavailable(name),
       },
       rollouts: { stall: (ns, kind, name) => kube.faults.stallRollout(ns, kind, name) },
       clear: () => {
@@ -244,13 +244,9 @@ const minus = (a: Num, b: Num | undefined): Num =>
 
 /** Pieces count from their start; tests want only their own effects, so counters are relative to a baseline. */
 export function subtractCounters(cur: LabCounters, base: LabCounters): LabCounters {
-  const nodes: LabCounters['nodes'] = {};
-  for (const [name, c] of Object.entries(cur.nodes)) {
-    const b = base.nodes[name];
-    nodes[name] = { installerRuns: c.installerRuns - (b?.installerRuns ?? 0), sshSessions: c.sshSessions - (b?.sshSessions ?? 0) };
-  }
-  const flat = <T extends object>(c: T, b: T) =>
-    Object.fromEntries(Object.entries(c).map(([k, v]) => [k, typeof v === 'number' ? v - ((b as Record<string, number>)[k] ?? 0) : v])) as T;
+  const flat = <T extends object>(c: T, b: T | undefined) =>
+    Object.fromEntries(Object.entries(c).map(([k, v]) => [k, typeof v === 'number' ? v - ((b as Record<string, number> | undefined)?.[k] ?? 0) : v])) as T;
+  const nodes = Object.fromEntries(Object.entries(cur.nodes).map(([name, c]) => [name, flat(c, base.nodes[name])]));
   return {
     nodes,
     kube: { writes: minus(cur.kube.writes, base.kube.writes), restarts: minus(cur.kube.restarts, base.kube.restarts) },
@@ -265,15 +261,18 @@ function mountsUnder(dir: string): string[] {
   return lines.map((l) => l.split(' ')[4]).filter((m) => m && (m === dir || m.startsWith(`${dir}/`)));
 }
 
-/** Processes whose command line names the lab dir (sshd -f <dir>/..., the stand-in's agents). */
+/** Processes that belong to the lab dir: the node namespace holders (cwd there), sshd and every session
+ * (chrooted there), and anything whose command line names it. Found by pid, so stop() can prove none is left. */
 export function labProcesses(dir: string): number[] {
+  const inDir = (p: string) => p === dir || p.startsWith(`${dir}/`);
   const pids: number[] = [];
   for (const p of readdirSync('/proc')) {
     if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
     try {
-      if (readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ').includes(dir)) pids.push(Number(p));
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ');
+      if (cmd.includes(dir) || inDir(readlinkSync(`/proc/${p}/root`)) || inDir(readlinkSync(`/proc/${p}/cwd`))) pids.push(Number(p));
     } catch {
-      // exited while we looked
+      // exited while we looked, or a kernel thread
     }
   }
   return pids;

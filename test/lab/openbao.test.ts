@@ -1,4 +1,5 @@
 // The OpenBAO double driven by the real node-vault 0.12 client, the way the activities drive OpenBAO.
+import net from 'node:net';
 import nodeVault from 'node-vault';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenBaoDouble, type OpenBaoDouble } from './openbao.js';
@@ -185,6 +186,57 @@ describe('OpenBAO double with node-vault', () => {
     expect((await vault.read('secret/data/eleduck-analytics/github')).data.data).toEqual({ token: 'g1' });
     bao.faults.clear();
     expect((await fetch(`${bao.url}/v1/sys/health`)).status).toBe(200);
+  });
+
+  it('rejects bad input with OpenBAO errors and leaves data unchanged', async () => {
+    const noData = await rejection(vault.write('secret/data/apps/bad', { options: { cas: 0 } }));
+    expect(noData.response.statusCode).toBe(400);
+    expect(noData.message).toBe('no data provided');
+    expect((await rejection(vault.read('secret/data/apps/bad'))).response.statusCode).toBe(404);
+    const unmounted = await rejection(vault.read('nowhere/data/x'));
+    expect(unmounted.response.statusCode).toBe(404);
+    expect(unmounted.message).toMatch(/no handler for route/);
+    const badKey = await rejection(vault.unseal({ key: 'not a key!' }));
+    expect(badKey.response.statusCode).toBe(400);
+    const badJson = await fetch(`${bao.url}/v1/secret/data/apps/bad`, {
+      method: 'POST', headers: { 'X-Vault-Token': rootToken, 'Content-Type': 'application/json' }, body: '{"data":',
+    });
+    expect(badJson.status).toBe(400);
+    expect(((await badJson.json()) as { errors: string[] }).errors[0]).toMatch(/failed to parse JSON input/);
+    const badType = await rejection(vault.mount({ mount_point: 'pki', type: 'pki' }));
+    expect(badType.message).toBe('plugin not found in the catalog: pki');
+  });
+
+  it('patches with merge-patch, destroys versions, deletes metadata', async () => {
+    await vault.write('secret/data/apps/supabase', { data: { url: 'u1', jwt: 'j1' } });
+    const patched = await vault.update('secret/data/apps/supabase', { data: { jwt: 'j2', url: null } });
+    expect(patched.data.version).toBe(2);
+    expect((await vault.read('secret/data/apps/supabase')).data.data).toEqual({ jwt: 'j2' });
+    await vault.write('secret/destroy/apps/supabase', { versions: [1] });
+    const gone = await rejection(vault.read('secret/data/apps/supabase?version=1'));
+    expect(gone.response.statusCode).toBe(404);
+    expect((await vault.read('secret/metadata/apps/supabase')).data.versions['1'].destroyed).toBe(true);
+    await vault.delete('secret/metadata/apps/supabase');
+    expect((await rejection(vault.read('secret/metadata/apps/supabase'))).response.statusCode).toBe(404);
+    expect((await rejection(vault.update('secret/data/apps/supabase', { data: { a: '1' } }))).response.statusCode).toBe(404);
+  });
+
+  it('speaks HTTP/1.1 on raw sockets: pipelined keep-alive requests, malformed request lines', async () => {
+    const { hostname, port } = new URL(bao.url);
+    const exchange = (payload: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const sock = net.connect(Number(port), hostname, () => sock.end(payload));
+        let out = '';
+        sock.on('data', (c) => (out += c.toString()));
+        sock.on('end', () => resolve(out));
+        sock.on('error', reject);
+      });
+    const two = await exchange(
+      `GET /v1/sys/seal-status HTTP/1.1\r\nHost: x\r\n\r\nLIST /v1/secret/metadata/apps HTTP/1.1\r\nHost: x\r\nX-Vault-Token: ${rootToken}\r\nConnection: close\r\n\r\n`,
+    );
+    expect(two.match(/HTTP\/1\.1 200 OK/g)).toHaveLength(2);
+    expect(two).toContain('"keys":["discord","twitch"]');
+    expect(await exchange('GARBAGE\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
   });
 
   it('counts reads, writes and per-path operations', async () => {

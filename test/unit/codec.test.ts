@@ -191,6 +191,16 @@ describe('loadCodecKeys', () => {
     }
     await fs.chmod(file, 0o400);
     expect((await loadCodecKeys({ env, devMode: false, log })).activeId).toBe('k2');
+    expect(warnings).toEqual([]);
+
+    // A key file inside a git work tree works but is called out.
+    await fs.mkdir(path.join(dir, 'repo', '.git'), { recursive: true });
+    const inRepo = path.join(dir, 'repo', 'config', 'keys.json');
+    await fs.mkdir(path.dirname(inRepo));
+    await fs.copyFile(file, inRepo);
+    await fs.chmod(inRepo, 0o600);
+    await loadCodecKeys({ env: { PEDRO_OPS_CODEC_KEY_FILE: inRepo }, devMode: false, log });
+    expect(warnings).toEqual([expect.stringMatching(/inside a git work tree/)]);
   });
 
   it('rejects a malformed key file without echoing its contents', async () => {

@@ -1,7 +1,7 @@
 // The lab's three SSH nodes: real OpenSSH sshd processes, each in its own mount + UTS namespace with a
 // private root (node-root.sh), behind a TCP fault proxy (proxy.ts). Facts shims and the k3s stand-in
 // live in shims/ and k3s/. Contract: test/lab/README.md, "Nodes".
-import { chmod, copyFile, mkdir, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -120,7 +120,8 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
   if (!/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-\S+) \S+/.test(opts.authorizedKey.trim())) throw new Error('startNodes: authorizedKey must be a public key line');
   for (const n of Object.keys(opts.facts ?? {})) if (!opts.names.includes(n)) throw new Error(`startNodes: facts for unknown node ${n}`);
 
-  const nodesDir = path.join(opts.dir, 'nodes');
+  // every node's private root lives directly below dir: <dir>/<name>
+  const nodesDir = opts.dir;
   await mkdir(nodesDir, { recursive: true });
   const states = new Map<string, NodeState>();
 
@@ -145,7 +146,6 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
       await rm(s.procs.dir, { recursive: true, force: true, maxRetries: 5 });
     }));
     states.clear();
-    await rmdir(nodesDir).catch(() => { /* not empty: not ours to remove */ });
   };
 
   const started = await Promise.allSettled(opts.names.map((n, i) => startOne(n, i)));

@@ -8,11 +8,11 @@
 #   namespace and all its mounts vanish when its last process exits, so stop() only kills pids.
 # - Bind mounts need an existing mount point, and /etc/rancher, /var/lib/rancher, /data do not exist
 #   on the host (creating them would write the host). So the node gets its own root: a tmpfs with the
-#   host's /usr read-only, overlays (upper dir in the node dir) for /etc, /var and /root, a private
+#   host's /usr read-only, overlays (upper dir in the node dir) for /etc and /var, a private /root,
 #   /tmp and /run, and the contract's private paths bound from the node dir on top. sshd runs
 #   chrooted into it.
 # - Overlay upper dirs must not live inside the lower dir: the lab dir must not be under /etc, /var
-#   or /root (os.tmpdir() is fine).
+#   (os.tmpdir() is fine).
 # - /etc/os-release is a symlink into /usr/lib on Debian; the overlay lets us replace it with a file
 #   and bind the node's own os-release file over that.
 # - sshd refuses to start without its privilege separation dir /run/sshd (root-owned, not writable
@@ -38,12 +38,15 @@ mount -o remount,bind,ro usr
 mount --rbind /dev dev
 mount --rbind /proc proc
 mount --rbind /sys sys
-for d in etc var root; do
+for d in etc var; do
   mkdir -p "$OV/$d/upper" "$OV/$d/work"
   mount -t overlay overlay -o "lowerdir=/$d,upperdir=$OV/$d/upper,workdir=$OV/$d/work" "$d"
 done
-mkdir -p "$N/tmp" && chmod 1777 "$N/tmp"
+mkdir -p "$N/tmp" "$N/root" && chmod 1777 "$N/tmp" && chmod 700 "$N/root"
 mount --bind "$N/tmp" tmp
+# a fresh root home: the host's /root holds its own dotfiles (bash reads ~/.bashrc even for ssh
+# commands) and keys that a lab node must not see
+mount --bind "$N/root" root
 mount -t tmpfs -o mode=755 lab-run run
 mkdir -p run/sshd run/lab
 chmod 755 run/sshd

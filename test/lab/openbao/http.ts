@@ -54,11 +54,12 @@ export async function listenRaw(host: string, port: number, handler: Handler): P
 }
 
 function serveConnection(sock: net.Socket, handler: Handler): void {
-  let buf = Buffer.alloc(0);
+  let buf: Buffer = Buffer.alloc(0);
   let busy = false;
+  let closed = false;
 
   const pump = async (): Promise<void> => {
-    if (busy) return;
+    if (busy || closed) return;
     busy = true;
     try {
       for (;;) {
@@ -92,7 +93,10 @@ function serveConnection(sock: net.Socket, handler: Handler): void {
         const close = headers.connection?.toLowerCase() === 'close' || version === 'HTTP/1.0';
         if (sock.destroyed) return;
         sock.write(encode(res, method === 'HEAD', close));
-        if (close) return void sock.end();
+        if (close) {
+          closed = true;
+          return void sock.end();
+        }
       }
     } finally {
       busy = false;
@@ -100,6 +104,8 @@ function serveConnection(sock: net.Socket, handler: Handler): void {
   };
 
   const fail = (status: number, message: string): void => {
+    closed = true;
+    buf = Buffer.alloc(0);
     if (!sock.destroyed) sock.end(encode({ status, body: { errors: [message] } }, false, true));
   };
 

@@ -1,0 +1,127 @@
+// OpenBAO bootstrap: init (shares/threshold from the spec), unseal keys + root token straight into
+// 1Password item `openbao.unsealItem` (never disk, logs or history), unseal, enable KV v2.
+// Re-runs observe first: initialised -> unseal from 1Password; initialised but the item is gone ->
+// UnsealKeysMissing for a human (a re-init would orphan every stored secret).
+import type { Item } from '@1password/sdk';
+import type { ClusterSpec } from '../../config/schema.js';
+import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
+import type { ActivityDeps } from '../deps.js';
+import { clusterOrFail } from '../deps.js';
+import { vaultIdByName, type OnePasswordPort } from '../onepassword/client.js';
+import { beat } from '../ssh/session.js';
+import { classifyVaultError, type VaultClient } from './client.js';
+
+export interface BootstrapResult {
+  initialized: 'now' | 'before';
+  unsealed: 'now' | 'before';
+  kvMount: 'enabled' | 'present';
+  /** 1Password reference of the item holding the keys (a reference, not a value). */
+  unsealItemRef: string;
+  satisfied: boolean;
+}
+
+interface Health {
+  initialized?: boolean;
+  sealed?: boolean;
+  standby?: boolean;
+}
+
+const keyField = (i: number) => `unseal-key-${i + 1}`;
+const ROOT_FIELD = 'root-token';
+
+async function findItem(op: OnePasswordPort, vaultId: string, title: string): Promise<Item | undefined> {
+  const overview = (await op.items.list(vaultId)).find((i) => i.title === title);
+  return overview ? op.items.get(vaultId, overview.id) : undefined;
+}
+
+async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    throw classifyVaultError(err, what);
+  }
+}
+
+async function unseal(bao: VaultClient, keys: string[], threshold: number): Promise<void> {
+  for (const key of keys.slice(0, Math.max(threshold, 1))) {
+    const r = (await call('unseal', () => bao.unseal({ key }))) as { sealed?: boolean };
+    if (r.sealed === false) return;
+  }
+  const h = (await bao.health({ sealedcode: 200, uninitcode: 200, standbycode: 200 })) as Health;
+  if (h.sealed) throw nonRetryable(ErrorType.UnsealKeysMissing, 'OpenBAO is still sealed after applying the stored unseal keys: the 1Password item holds the wrong keys');
+}
+
+export function openbaoBootstrapActivities(deps: ActivityDeps) {
+  return {
+    async bootstrapOpenBao(input: { cluster: string }): Promise<BootstrapResult> {
+      const spec: ClusterSpec = clusterOrFail(deps, input.cluster);
+      const bao = deps.openbao(spec);
+      const op = await deps.onepassword(spec);
+      const vaultId = await vaultIdByName(op, spec.onepassword.vault);
+      const title = spec.openbao.unsealItem;
+      const ref = `op://${spec.onepassword.vault}/${title}`;
+
+      beat({ step: 'health' });
+      let health: Health;
+      try {
+        health = (await bao.health({ sealedcode: 200, uninitcode: 200, standbycode: 200 })) as Health;
+      } catch (err) {
+        throw retryable(ErrorType.Transient, `OpenBAO at ${spec.openbao.address} unreachable: ${(err as Error).message}`);
+      }
+
+      let initialized: BootstrapResult['initialized'] = 'before';
+      let keys: string[];
+      let rootToken: string;
+      if (!health.initialized) {
+        // A leftover item from an earlier cluster would be overwritten by nothing: refuse instead of guessing.
+        if (await findItem(op, vaultId, title)) {
+          throw nonRetryable(ErrorType.BadConfig, `OpenBAO is not initialised but 1Password item ${ref} already exists; move it aside before a fresh init`);
+        }
+        beat({ step: 'init' });
+        const init = (await call('init', () => bao.init({ secret_shares: spec.openbao.shares, secret_threshold: spec.openbao.threshold }))) as { keys: string[]; root_token: string };
+        keys = init.keys;
+        rootToken = init.root_token;
+        const field = (id: string, value: string) => ({ id, title: id, fieldType: 'Concealed', value }) as never;
+        beat({ step: 'storing unseal keys in 1Password' });
+        await op.items.create({
+          category: 'Password' as never,
+          vaultId,
+          title,
+          fields: [...keys.map((k, i) => field(keyField(i), k)), field(ROOT_FIELD, rootToken)],
+          sections: [],
+          tags: ['openbao', spec.name],
+        });
+        initialized = 'now';
+      } else {
+        const item = await findItem(op, vaultId, title);
+        const value = (id: string) => item?.fields.find((f) => f.id === id || f.title === id)?.value;
+        rootToken = value(ROOT_FIELD) ?? '';
+        keys = Array.from({ length: spec.openbao.shares }, (_, i) => value(keyField(i))).filter((k): k is string => Boolean(k));
+        if (!item || !rootToken || keys.length < spec.openbao.threshold) {
+          throw nonRetryable(
+            ErrorType.UnsealKeysMissing,
+            `OpenBAO is initialised but 1Password item ${ref} ${item ? `holds ${keys.length} of ${spec.openbao.threshold} needed unseal keys${rootToken ? '' : ' and no root token'}` : 'is missing'}; restore the item (never re-initialise) and retry`,
+          );
+        }
+      }
+
+      let unsealed: BootstrapResult['unsealed'] = 'before';
+      if (initialized === 'now' || health.sealed) {
+        beat({ step: 'unseal' });
+        await unseal(bao, keys, spec.openbao.threshold);
+        unsealed = 'now';
+      }
+
+      beat({ step: 'kv mount' });
+      const authed = deps.openbao(spec, rootToken);
+      const mounts = (await call('list mounts', () => authed.mounts())) as Record<string, unknown> & { data?: Record<string, unknown> };
+      const table = mounts.data ?? mounts;
+      let kvMount: BootstrapResult['kvMount'] = 'present';
+      if (!table[`${spec.openbao.kvMount}/`]) {
+        await call(`enable kv-v2 at ${spec.openbao.kvMount}`, () => authed.mount({ mount_point: spec.openbao.kvMount, type: 'kv', options: { version: '2' } }));
+        kvMount = 'enabled';
+      }
+      return { initialized, unsealed, kvMount, unsealItemRef: ref, satisfied: initialized === 'before' && unsealed === 'before' && kvMount === 'present' };
+    },
+  };
+}

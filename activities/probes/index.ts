@@ -1,0 +1,100 @@
+// Verification probes run after a rotation: an HTTP answer, a TCP connect, or a Kubernetes Job that
+// must succeed. A probe returns its verdict (the workflow decides to roll back); only problems with
+// the probe itself (bad config, API errors) throw.
+import { connect } from 'node:net';
+import { Context } from '@temporalio/activity';
+import type { ProbeSpec } from '../../config/schema.js';
+import { ErrorType, nonRetryable } from '../../workflows/failures.js';
+import { clusterOrFail, type ActivityDeps } from '../deps.js';
+import type { KubeObject } from '../kube/client.js';
+
+export interface ProbeInput {
+  cluster: string;
+  probe: ProbeSpec;
+  /** Names the Job (job probes) and the log lines. */
+  label: string;
+  timeoutSeconds?: number;
+}
+
+export interface ProbeResult {
+  ok: boolean;
+  message: string;
+  durationMs: number;
+}
+
+export async function httpProbe(url: string, expectStatus: number | undefined, timeoutMs: number): Promise<{ ok: boolean; message: string }> {
+  try {
+    const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
+    await res.body?.cancel();
+    const ok = expectStatus !== undefined ? res.status === expectStatus : res.status >= 200 && res.status < 400;
+    return { ok, message: `GET ${url} answered ${res.status}${ok ? '' : ` (expected ${expectStatus ?? '2xx/3xx'})`}` };
+  } catch (err) {
+    return { ok: false, message: `GET ${url} failed: ${(err as Error).cause ? String((err as { cause: Error }).cause.message) : (err as Error).message}` };
+  }
+}
+
+export function tcpProbe(host: string, port: number, timeoutMs: number): Promise<{ ok: boolean; message: string }> {
+  return new Promise((resolve) => {
+    const sock = connect({ host, port });
+    const done = (ok: boolean, message: string) => {
+      sock.destroy();
+      resolve({ ok, message });
+    };
+    sock.setTimeout(timeoutMs, () => done(false, `tcp ${host}:${port}: no connection after ${timeoutMs} ms`));
+    sock.once('connect', () => done(true, `tcp ${host}:${port} accepted a connection`));
+    sock.once('error', (err) => done(false, `tcp ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+  });
+}
+
+type JobObj = KubeObject & { status?: { conditions?: Array<{ type: string; status: string; message?: string; reason?: string }> } };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function jobProbe(deps: ActivityDeps, input: ProbeInput, probe: Extract<ProbeSpec, { type: 'job' }>, timeoutMs: number) {
+  const spec = clusterOrFail(deps, input.cluster);
+  const kube = deps.kube(spec);
+  // Deterministic per label so a retried activity finds its own Job instead of starting another.
+  const name = `verify-${input.label}`.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63).replace(/-+$/, '');
+  let job = await kube.read<JobObj>('batch/v1', 'Job', name, probe.namespace);
+  if (!job) {
+    job = await kube.create<JobObj>({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name, namespace: probe.namespace, labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' } },
+      spec: {
+        backoffLimit: 0,
+        ttlSecondsAfterFinished: 3600,
+        template: { spec: { restartPolicy: 'Never', containers: [{ name: 'probe', image: probe.image, command: probe.command }] } },
+      },
+    });
+  }
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const conds = job?.status?.conditions ?? [];
+    const failed = conds.find((c) => c.type === 'Failed' && c.status === 'True');
+    if (failed) return { ok: false, message: `Job ${probe.namespace}/${name} failed: ${failed.message ?? failed.reason ?? 'no reason given'}` };
+    if (conds.some((c) => c.type === 'Complete' && c.status === 'True')) return { ok: true, message: `Job ${probe.namespace}/${name} completed` };
+    if (Date.now() >= deadline) return { ok: false, message: `Job ${probe.namespace}/${name} did not finish within ${Math.round(timeoutMs / 1000)}s` };
+    try {
+      Context.current().heartbeat({ job: name });
+    } catch {
+      // outside an activity
+    }
+    await sleep(500);
+    job = await kube.read<JobObj>('batch/v1', 'Job', name, probe.namespace);
+    if (!job) return { ok: false, message: `Job ${probe.namespace}/${name} disappeared` };
+  }
+}
+
+export async function runProbe(deps: ActivityDeps, input: ProbeInput): Promise<ProbeResult> {
+  const t0 = Date.now();
+  const p = input.probe;
+  const timeoutMs = (input.timeoutSeconds ?? (p.type === 'job' ? p.timeoutSeconds ?? 300 : 10)) * 1000;
+  let r: { ok: boolean; message: string };
+  if (p.type === 'http') r = await httpProbe(p.url, p.expectStatus, timeoutMs);
+  else if (p.type === 'tcp') r = await tcpProbe(p.host, p.port, timeoutMs);
+  else if (p.type === 'job') r = await jobProbe(deps, input, p, timeoutMs);
+  else throw nonRetryable(ErrorType.BadConfig, `unknown probe type ${(p as { type: string }).type}`);
+  deps.log.info({ probe: input.label, ok: r.ok }, r.message);
+  return { ...r, durationMs: Date.now() - t0 };
+}

@@ -1,0 +1,49 @@
+// Small helpers every SSH activity shares: one session per call, disposed on every path, and
+// heartbeats that say which node and which command the activity is on.
+import { Context } from '@temporalio/activity';
+import type { ClusterSpec, NodeSpec } from '../../config/schema.js';
+import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
+import type { ActivityDeps } from '../deps.js';
+import type { ExecResult, SshSession } from './client.js';
+
+export function nodeOrFail(spec: ClusterSpec, name: string): NodeSpec {
+  const node = spec.nodes.find((n) => n.name === name);
+  if (!node) throw nonRetryable(ErrorType.NotFound, `cluster ${spec.name} has no node "${name}"`);
+  return node;
+}
+
+/** Heartbeat when running inside an activity; a no-op in plain function calls (unit tests). */
+export function beat(details: unknown): void {
+  try {
+    Context.current().heartbeat(details);
+  } catch {
+    // not in an activity context
+  }
+}
+
+/** Resolves when the activity is cancelled (or never, outside an activity). */
+export function sleep(ms: number): Promise<void> {
+  try {
+    return Context.current().sleep(ms);
+  } catch {
+    return new Promise((r) => setTimeout(r, ms));
+  }
+}
+
+export async function withSession<T>(deps: ActivityDeps, spec: ClusterSpec, node: NodeSpec, fn: (s: SshSession & { hostKey: string }) => Promise<T>, allowTofu = false): Promise<T> {
+  const session = await deps.ssh.connect(spec, node, { allowTofu });
+  try {
+    return await fn(session);
+  } finally {
+    session.dispose();
+  }
+}
+
+/** Runs a command that must succeed; a non-zero exit is a transient failure unless `fatal` says otherwise. */
+export async function must(s: SshSession, node: string, command: string, opts: { stdin?: string; what?: string } = {}): Promise<ExecResult> {
+  const r = await s.exec(command, { stdin: opts.stdin });
+  if (r.code !== 0) {
+    throw retryable(ErrorType.Transient, `${node}: ${opts.what ?? command.split('\n')[0].slice(0, 120)} exited ${r.code}: ${r.stderr.trim().slice(-300)}`);
+  }
+  return r;
+}

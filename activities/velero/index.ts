@@ -1,0 +1,8 @@
+// Velero: backups, restores, resource lists, post-restore checks and scratch cleanup.
+import type { ActivityDeps } from '../deps.js';
+import { veleroBackupActivities } from './backups.js';
+import { veleroVerifyActivities } from './verify.js';
+
+export function veleroActivities(deps: ActivityDeps) {
+  return { ...veleroBackupActivities(deps), ...veleroVerifyActivities(deps) };
+}

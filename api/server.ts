@@ -1,0 +1,41 @@
+// Starts the API process pieces: Temporal client (with the payload codec) + Fastify app.
+import type { FastifyInstance } from 'fastify';
+import type { Logger as PinoLogger } from 'pino';
+import { ClusterRegistry } from '../config/registry.js';
+import { connectClient } from '../worker/connect.js';
+import type { LoadedDataConverter } from '../worker/data-converter.js';
+import type { TemporalSettings } from '../worker/settings.js';
+import { buildApp } from './app.js';
+
+export interface ApiServerOptions {
+  settings: TemporalSettings;
+  log: PinoLogger;
+  converter: LoadedDataConverter;
+  host?: string;
+  port?: number;
+  clusters?: ClusterRegistry;
+  signal?: AbortSignal;
+}
+
+export async function startApi(opts: ApiServerOptions): Promise<{ app: FastifyInstance; url: string; close(): Promise<void> }> {
+  const client = await connectClient(opts.settings, opts.log, opts.converter.dataConverter, { signal: opts.signal });
+  const app = await buildApp({
+    client,
+    settings: opts.settings,
+    clusters: opts.clusters ?? new ClusterRegistry(),
+    logger: opts.log.child({ component: 'api' }),
+    codec: opts.converter.codec,
+    codecOrigins: (process.env.PEDRO_OPS_CODEC_ORIGINS ?? `${opts.settings.webUrl},http://localhost:8233`).split(',').map((s) => s.trim()).filter(Boolean),
+  });
+  const host = opts.host ?? process.env.PEDRO_OPS_API_HOST ?? '127.0.0.1';
+  const port = opts.port ?? Number(process.env.PEDRO_OPS_API_PORT ?? 3000);
+  const url = await app.listen({ host, port });
+  return {
+    app,
+    url,
+    async close() {
+      await app.close();
+      await client.connection.close();
+    },
+  };
+}

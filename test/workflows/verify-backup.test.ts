@@ -1,0 +1,169 @@
+// verifyBackup against the built lab on the real Temporal dev server: a passing drill with an RTO,
+// a PartiallyFailed backup (no restore attempted), a restore Velero fails, an unavailable storage
+// location, an unknown backup, and cancellation mid-restore — scratch namespaces gone every time.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import { WorkflowFailedError } from '@temporalio/client';
+import { CancelledFailure } from '@temporalio/common';
+import { Context } from '@temporalio/activity';
+import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
+import { createActivities } from '../../activities/index.js';
+import type { DrillReport, VerifyBackupInput } from '../../workflows/verify-backup.js';
+import type { Progress } from '../../workflows/messages.js';
+import { startVeleroLab, type VeleroLab } from './velero-lab.js';
+
+let t: TestTemporal;
+let v: VeleroLab;
+// Test hook: while set, the first veleroWaitRestore call parks (heartbeating) until cancelled, so a
+// cancellation lands while the workflow waits on a restore Velero is running.
+let gate: { reached: boolean } | undefined;
+
+beforeAll(async () => {
+  [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'verify-backup' }), startVeleroLab()]);
+  const real = createActivities(v.deps);
+  await t.startWorker(v.deps, {
+    activities: {
+      async veleroWaitRestore(input: Parameters<typeof real.veleroWaitRestore>[0]) {
+        if (gate && !gate.reached) {
+          gate.reached = true;
+          for (;;) {
+            Context.current().heartbeat('gated');
+            await Context.current().sleep(200);
+          }
+        }
+        return real.veleroWaitRestore(input);
+      },
+    },
+  });
+});
+
+afterAll(async () => {
+  await t?.close();
+  await v?.stop();
+});
+
+async function start(input: Omit<VerifyBackupInput, 'cluster'>) {
+  const id = `verify-backup/lab/${input.requestId ?? randomUUID()}`;
+  return t.client.workflow.start('verifyBackup', { taskQueue: t.taskQueue, workflowId: id, args: [{ cluster: 'lab', ...input }] });
+}
+
+async function run(input: Omit<VerifyBackupInput, 'cluster'>): Promise<{ report: DrillReport; id: string }> {
+  const h = await start(input);
+  return { report: (await h.result()) as DrillReport, id: h.workflowId };
+}
+
+describe('verifyBackup', () => {
+  test('a Completed backup of the schedule passes, records an RTO and leaves no scratch namespace', async () => {
+    const { report, id } = await run({});
+    expect(report.reasons).toEqual([]);
+    expect(report.result).toBe('passed');
+    expect(report.backup).toMatch(/^daily-/);
+    expect(report.backupPhase).toBe('Completed');
+    expect(report.verification).toBe('resource-list');
+    expect(report.rtoSeconds).toBeGreaterThanOrEqual(1);
+    expect(report.rtoMs).toBeGreaterThan(0);
+    expect(report.namespaces).toEqual([{ source: 'eleduck-analytics', scratch: expect.stringMatching(/^drill-eleduck-analytics-[0-9a-f]{6}$/) }]);
+    const restored = Object.values(report.counts).reduce((n, c) => n + c.restored, 0);
+    expect(restored).toBeGreaterThan(0);
+    for (const c of Object.values(report.counts)) expect(c.restored).toBe(c.expected);
+    expect(report.cleanup.remaining).toEqual([]);
+    expect(report.cleanup.deleted).toEqual([report.namespaces[0].scratch]);
+    expect(await v.scratchNamespaces()).toEqual([]);
+    // The real namespace was only read, never touched.
+    expect(await v.kube.read('v1', 'Namespace', 'eleduck-analytics')).toBeDefined();
+    expect(await v.kube.read('velero.io/v1', 'Restore', report.restore!, 'velero')).toBeUndefined();
+
+    const desc = await t.client.workflow.getHandle(id).describe();
+    expect(desc.searchAttributes.DrillResult).toEqual(['passed']);
+    expect(desc.searchAttributes.RtoSeconds).toEqual([report.rtoSeconds]);
+    expect(desc.searchAttributes.Operation).toEqual(['verify-backup']);
+    expect((desc.memo?.report as { result: string }).result).toBe('passed');
+    const progress = await t.client.workflow.getHandle(id).query<Progress>('progress');
+    expect(progress.state).toBe('succeeded');
+    expect(progress.steps.map((s) => s.id)).toEqual(expect.arrayContaining(['storage-location', 'pick-backup', 'restore', 'wait-restore', 'compare', 'workloads', 'cleanup']));
+  });
+
+  test('a PartiallyFailed on-demand backup fails the drill with the reason and no restore is attempted', async () => {
+    v.lab.resetCounters();
+    v.lab.faults.velero.backupPartiallyFailed();
+    const { report, id } = await run({ createNew: true });
+    expect(report.result).toBe('failed');
+    expect(report.backupPhase).toBe('PartiallyFailed');
+    expect(report.reasons.join('\n')).toMatch(/BackupNotUsable: backup verify-lab-[0-9a-f]{6} is PartiallyFailed with 1 errors/);
+    expect(report.restoreAttempted).toBe(false);
+    expect(report.rtoSeconds).toBeUndefined();
+    expect(v.writes('create:Backup')).toBe(1);
+    expect(v.writes('create:Restore')).toBe(0);
+    expect(await v.scratchNamespaces()).toEqual([]);
+    const desc = await t.client.workflow.getHandle(id).describe();
+    expect(desc.searchAttributes.DrillResult).toEqual(['failed']);
+    expect(desc.searchAttributes.RtoSeconds).toBeUndefined();
+  });
+
+  test('a restore Velero fails ends the drill with Velero’s reason and the scratch namespaces are gone', async () => {
+    v.lab.faults.velero.restoreFailed(undefined, 'error restoring: lab object store returned 500');
+    const { report } = await run({ createNew: true });
+    expect(report.result).toBe('failed');
+    expect(report.restoreAttempted).toBe(true);
+    expect(report.reasons).toEqual([expect.stringMatching(/^RestoreFailed: restore .* ended Failed: error restoring: lab object store returned 500$/)]);
+    expect(report.cleanup.remaining).toEqual([]);
+    expect(await v.scratchNamespaces()).toEqual([]);
+  });
+
+  test('an unavailable storage location fails the drill before any backup or restore', async () => {
+    v.lab.resetCounters();
+    v.lab.faults.velero.bslUnavailable('default');
+    try {
+      const { report } = await run({ createNew: true });
+      expect(report.result).toBe('failed');
+      expect(report.reasons[0]).toMatch(/^BackupNotUsable: backup storage location default is Unavailable: .*503/);
+      expect(v.writes('create:Backup')).toBe(0);
+      expect(v.writes('create:Restore')).toBe(0);
+    } finally {
+      v.lab.faults.clear();
+    }
+  });
+
+  test('an unknown named backup, or namespaces the backup lacks, fail with the reason', async () => {
+    const missing = await run({ backup: 'no-such-backup' });
+    expect(missing.report.result).toBe('failed');
+    expect(missing.report.reasons).toEqual(['BackupNotUsable: backup velero/no-such-backup does not exist']);
+    const lacking = await run({ namespaces: ['kube-system'] });
+    expect(lacking.report.reasons[0]).toMatch(/does not include namespaces kube-system/);
+    expect(lacking.report.restoreAttempted).toBe(false);
+  });
+
+  test('cancelling a drill mid-restore still deletes the scratch namespaces', async () => {
+    gate = { reached: false };
+    try {
+      const h = await start({});
+      const scratch = await until(async () => {
+        const ns = await v.scratchNamespaces();
+        return gate!.reached && ns.length > 0 ? ns : undefined;
+      });
+      expect(scratch[0]).toMatch(/^drill-eleduck-analytics-/);
+      await h.cancel();
+      const err = await h.result().then(() => undefined, (e: unknown) => e);
+      expect(err).toBeInstanceOf(WorkflowFailedError);
+      expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+      expect(await v.scratchNamespaces()).toEqual([]);
+      const desc = await h.describe();
+      expect(desc.status.name).toBe('CANCELLED');
+      expect(desc.searchAttributes.DrillResult).toEqual(['cancelled']);
+      const progress = await h.query<Progress>('progress');
+      expect(progress.steps.find((s) => s.id === 'cleanup')?.state).toBe('succeeded');
+    } finally {
+      gate = undefined;
+    }
+  });
+});
+
+async function until<T>(fn: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}

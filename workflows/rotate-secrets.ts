@@ -1,0 +1,266 @@
+// rotateSecrets: 1Password -> OpenBAO -> Kubernetes Secret -> consumers restarted once -> verified ->
+// rolled back per entry on failure. The workflow only decides; every hop is an activity and values
+// never enter history: inputs and results carry references, versions and HMAC fingerprints.
+import { ApplicationFailure, defineQuery, proxyActivities, setHandler, upsertMemo, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
+import type { ClusterSpec, SecretEntrySpec, WorkloadRef } from '../config/schema.js';
+import { DEFAULT_RETRY, ErrorType } from './failures.js';
+import { RequestedBy } from './search-attributes.js';
+import { StepRunner } from './steps.js';
+
+export interface RotateSecretsInput {
+  cluster: string;
+  /** Entry ids (default: the whole map). */
+  entries?: string[];
+  /** Drift check: compare 1Password, OpenBAO and Kubernetes by fingerprint; change nothing. */
+  dryRun?: boolean;
+  /** Generate new values for entries with a `generate` recipe (true: all selected ones; or a list of ids). */
+  generate?: boolean | string[];
+  requestId?: string;
+  requestedBy?: string;
+  /** How long one consumer's rollout may take before the entry is rolled back. */
+  rolloutTimeoutSeconds?: number;
+}
+
+export type EntryStatus = 'pending' | 'unchanged' | 'rotated' | 'failed' | 'rolled-back' | 'in-sync' | 'drift';
+export type RotationState = 'running' | 'ok' | 'partial' | 'failed' | 'drift';
+
+export interface EntryReport {
+  id: string;
+  status: EntryStatus;
+  reason?: string;
+  openbao: { path: string; version?: number; previousVersion?: number; written?: boolean; casRetries?: number };
+  fingerprint?: string;
+  kubernetes?: { secret: string; written: boolean; version?: number };
+  consumers: string[];
+  generated?: boolean;
+  rollback?: { toVersion: number; rollouts: string[] };
+  findings?: string[];
+}
+
+export interface RestartReport {
+  workload: string;
+  purpose: 'rotation' | 'rollback';
+  restartedAt: string;
+  outcome: string;
+  message: string;
+  entries: string[];
+}
+
+export interface RotationReport {
+  rotationId: string;
+  cluster: string;
+  dryRun: boolean;
+  state: RotationState;
+  entries: EntryReport[];
+  restarts: RestartReport[];
+  onepassword?: { resolveAllCalls: number; itemsListCalls?: number };
+}
+
+export const rotationStatusQuery = defineQuery<RotationReport>('rotationStatus');
+
+export function rotateSecretsWorkflowId(cluster: string, requestId: string): string {
+  return `rotate-secrets/${cluster}/${requestId}`;
+}
+
+const acts = proxyActivities<Activities>({ startToCloseTimeout: '3m', retry: DEFAULT_RETRY });
+const waits = proxyActivities<Activities>({ startToCloseTimeout: '35m', heartbeatTimeout: '30s', retry: DEFAULT_RETRY });
+
+const workloadKey = (w: WorkloadRef, entry: SecretEntrySpec) => `${w.namespace ?? entry.kubernetes?.namespace ?? 'default'}/${w.kind}/${w.name}`;
+
+export async function rotateSecrets(input: RotateSecretsInput): Promise<RotationReport> {
+  const { cluster } = input;
+  const rotationId = input.requestId ?? uuid4();
+  const runner = new StepRunner('rotateSecrets', cluster, input.dryRun ? 'drift-check' : 'rotate-secrets');
+  if (input.requestedBy) upsertSearchAttributes([{ key: RequestedBy, value: input.requestedBy }]);
+  const report: RotationReport = { rotationId, cluster, dryRun: Boolean(input.dryRun), state: 'running', entries: [], restarts: [] };
+  setHandler(rotationStatusQuery, () => report);
+
+  const spec = (await runner.run('load-spec', 'plan', 'Load the cluster definition', () => acts.loadClusterSpec(cluster))) as ClusterSpec | undefined;
+  if (!spec) return finish(runner, report, 'failed');
+  const entries = selectEntries(spec, input.entries);
+  const byId = new Map(entries.map((e) => [e.id, e]));
+  const rep = new Map<string, EntryReport>();
+  for (const e of entries) {
+    const r: EntryReport = { id: e.id, status: 'pending', openbao: { path: e.openbaoPath }, consumers: [] };
+    if (e.kubernetes) r.kubernetes = { secret: `${e.kubernetes.namespace}/${e.kubernetes.name}`, written: false };
+    rep.set(e.id, r);
+    report.entries.push(r);
+    runner.plan(`entry:${e.id}`, 'entries', `${e.id} -> ${e.openbaoPath}${e.kubernetes ? ` -> Secret ${e.kubernetes.namespace}/${e.kubernetes.name}` : ''}`);
+  }
+  const fail = (id: string, reason: string) => {
+    const r = rep.get(id)!;
+    r.status = 'failed';
+    r.reason = reason;
+    runner.mark(`entry:${id}`, 'failed', reason);
+  };
+
+  if (input.dryRun) {
+    runner.setPhase('drift-check');
+    const drift = await runner.run('drift-check', 'drift-check', 'Compare 1Password, OpenBAO and Kubernetes fingerprints', () => acts.rotationDriftCheck({ cluster, entryIds: entries.map((e) => e.id) }));
+    for (const d of drift?.entries ?? []) {
+      const r = rep.get(d.id)!;
+      Object.assign(r, { status: d.inSync ? 'in-sync' : 'drift', findings: d.findings, fingerprint: d.onepassword });
+      r.openbao.version = d.openbao?.version;
+      runner.mark(`entry:${d.id}`, d.inSync ? 'satisfied' : 'failed', d.inSync ? 'in sync' : d.findings.join('; '));
+    }
+    if (drift) report.onepassword = { resolveAllCalls: drift.resolveAllCalls };
+    return finish(runner, report, !drift ? 'failed' : drift.entries.every((d) => d.inSync) ? 'ok' : 'drift');
+  }
+
+  const generateIds = input.generate === true ? entries.filter((e) => e.generate).map((e) => e.id) : Array.isArray(input.generate) ? input.generate : [];
+  const noRecipe = generateIds.filter((id) => !byId.get(id)?.generate);
+  if (noRecipe.length) throw ApplicationFailure.nonRetryable(`generate requested for entries without a generate recipe (or not selected): ${noRecipe.join(', ')}`, ErrorType.BadConfig);
+  if (generateIds.length) {
+    runner.setPhase('generate');
+    const gen = await runner.run('generate', 'generate', `Generate new values in 1Password for ${generateIds.join(', ')}`, () => acts.rotationGenerate({ cluster, entryIds: generateIds, rotationId }));
+    for (const g of gen ?? []) rep.get(g.entryId)!.generated = true;
+  }
+
+  runner.setPhase('openbao');
+  const sync = await runner.run('openbao', 'openbao', 'Read 1Password (one resolveAll per vault) and write OpenBAO with check-and-set', () => acts.rotationSyncOpenBao({ cluster, entryIds: entries.map((e) => e.id), rotationId }), {
+    describe: (s) => ({ detail: `${s.entries.filter((e) => e.outcome === 'written').length} written, ${s.onepassword.resolveAllCalls} resolveAll call(s)` }),
+  });
+  if (!sync) return finish(runner, report, 'failed');
+  report.onepassword = { resolveAllCalls: sync.onepassword.resolveAllCalls, itemsListCalls: sync.onepassword.itemsListCalls };
+  const changed = new Set<string>();
+  for (const s of sync.entries) {
+    const r = rep.get(s.id)!;
+    Object.assign(r.openbao, { version: s.version, previousVersion: s.previousVersion, written: s.outcome === 'written', casRetries: s.casRetries });
+    r.fingerprint = s.fingerprint;
+    if (s.outcome === 'failed') fail(s.id, `${s.error?.type}: ${s.error?.message}`);
+    else if (s.outcome === 'written') changed.add(s.id);
+  }
+
+  runner.setPhase('kubernetes');
+  await Promise.all(
+    sync.entries
+      .filter((s) => s.outcome !== 'failed' && byId.get(s.id)!.kubernetes && s.version)
+      .map(async (s) => {
+        const e = byId.get(s.id)!;
+        const res = await runner.run(`secret:${s.id}`, 'kubernetes', `Secret ${e.kubernetes!.namespace}/${e.kubernetes!.name} <- OpenBAO v${s.version}`, () => acts.rotationApplySecret({ cluster, entryId: s.id, version: s.version!, rotationId }), {
+          describe: (a) => ({ satisfied: !a.written, detail: a.dataChanged ? 'data updated' : a.written ? 'annotations updated' : 'already current' }),
+        });
+        if (!res) return fail(s.id, 'Secret update skipped by operator');
+        rep.get(s.id)!.kubernetes = { secret: `${e.kubernetes!.namespace}/${e.kubernetes!.name}`, written: res.dataChanged, version: s.version };
+        if (res.dataChanged) changed.add(s.id);
+      }),
+  );
+
+  runner.setPhase('restart');
+  const rollouts = await restartGrouped(runner, report, spec, [...changed].filter((id) => rep.get(id)!.status === 'pending').map((id) => byId.get(id)!), 'rotation', rotationId, input);
+  for (const id of changed) {
+    const r = rep.get(id)!;
+    if (r.status !== 'pending') continue;
+    const e = byId.get(id)!;
+    r.consumers = e.consumers.map((w) => workloadKey(w, e));
+    const bad = r.consumers.map((k) => rollouts.get(k)).filter((x) => x && x.outcome !== 'complete');
+    if (bad.length) fail(id, `rollout failed: ${bad.map((b) => `${b!.workload}: ${b!.outcome}: ${b!.message}`).join('; ')}`);
+  }
+
+  runner.setPhase('verify');
+  await Promise.all(
+    [...changed]
+      .filter((id) => rep.get(id)!.status === 'pending' && byId.get(id)!.verify)
+      .map(async (id) => {
+        const probe = byId.get(id)!.verify!;
+        const res = await runner.run(`verify:${id}`, 'verify', `Verify ${id} (${probe.type} probe)`, () => acts.rotationProbe({ cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` }), {
+          describe: (p) => ({ detail: p.message }),
+        });
+        if (res && !res.ok) {
+          runner.mark(`verify:${id}`, 'failed', res.message);
+          fail(id, `verification failed: ${res.message}`);
+        }
+      }),
+  );
+
+  // Roll back what changed in this run and then failed; everything else keeps its new values.
+  const toRollBack = [...changed].filter((id) => rep.get(id)!.status === 'failed');
+  if (toRollBack.length) await rollBack(runner, report, spec, toRollBack.map((id) => byId.get(id)!), rep, rotationId, input);
+
+  for (const r of report.entries) {
+    if (r.status !== 'pending') continue;
+    r.status = changed.has(r.id) ? 'rotated' : 'unchanged';
+    runner.mark(`entry:${r.id}`, changed.has(r.id) ? 'succeeded' : 'satisfied', r.status);
+  }
+  const ok = report.entries.filter((r) => r.status === 'rotated' || r.status === 'unchanged').length;
+  return finish(runner, report, ok === report.entries.length ? 'ok' : ok === 0 && report.entries.length > 0 ? 'failed' : 'partial');
+}
+
+async function rollBack(runner: StepRunner, report: RotationReport, spec: ClusterSpec, entries: SecretEntrySpec[], rep: Map<string, EntryReport>, rotationId: string, input: RotateSecretsInput) {
+  runner.setPhase('rollback');
+  const restored: SecretEntrySpec[] = [];
+  await Promise.all(
+    entries.map(async (e) => {
+      const r = rep.get(e.id)!;
+      const prev = r.openbao.previousVersion;
+      if (!prev) {
+        r.reason = `${r.reason}; no previous OpenBAO version to roll back to`;
+        return;
+      }
+      if (e.kubernetes) {
+        const res = await runner.run(`rollback:${e.id}`, 'rollback', `Secret ${e.kubernetes.namespace}/${e.kubernetes.name} back to OpenBAO v${prev}`, () => acts.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: prev, rotationId }));
+        if (!res) return;
+        r.kubernetes = { secret: `${e.kubernetes.namespace}/${e.kubernetes.name}`, written: res.dataChanged, version: prev };
+      }
+      if (r.openbao.written && r.openbao.version) {
+        await runner.run(`mark:${e.id}`, 'rollback', `Mark OpenBAO ${e.openbaoPath} v${r.openbao.version} rolled back`, () =>
+          acts.rotationMarkRolledBack({ cluster: spec.name, entryId: e.id, version: r.openbao.version!, servingVersion: prev, rotationId }));
+      }
+      restored.push(e);
+    }),
+  );
+  const rollouts = await restartGrouped(runner, report, spec, restored, 'rollback', rotationId, input);
+  for (const e of restored) {
+    const r = rep.get(e.id)!;
+    r.status = 'rolled-back';
+    r.rollback = { toVersion: r.openbao.previousVersion!, rollouts: e.consumers.map((w) => workloadKey(w, e)).map((k) => `${k}: ${rollouts.get(k)?.outcome ?? 'not restarted'}`) };
+    runner.mark(`entry:${e.id}`, 'failed', `rolled back to v${r.openbao.previousVersion}: ${r.reason}`);
+  }
+}
+
+/** Restarts every consumer of `entries` once (grouped by workload), `parallelism` at a time, and waits for each rollout. */
+async function restartGrouped(runner: StepRunner, report: RotationReport, spec: ClusterSpec, entries: SecretEntrySpec[], purpose: 'rotation' | 'rollback', rotationId: string, input: RotateSecretsInput) {
+  const groups = new Map<string, { workload: WorkloadRef & { namespace: string }; entries: string[] }>();
+  for (const e of entries) {
+    for (const w of e.consumers) {
+      const key = workloadKey(w, e);
+      const g = groups.get(key) ?? { workload: { ...w, namespace: key.split('/')[0] }, entries: [] };
+      g.entries.push(e.id);
+      groups.set(key, g);
+    }
+  }
+  // Millisecond workflow time plus the rotation id: two rotations in the same second still differ.
+  const restartedAt = `${new Date().toISOString()}/${rotationId}${purpose === 'rollback' ? '/rollback' : ''}`;
+  const results = new Map<string, RestartReport>();
+  const queue = [...groups.entries()];
+  const worker = async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const [key, g] = next;
+      const res = await runner.run(`${purpose === 'rollback' ? 'rollback-restart' : 'restart'}:${key}`, purpose === 'rollback' ? 'rollback' : 'restart', `Restart ${key} (for ${g.entries.join(', ')}) and wait for the rollout`, () =>
+        waits.rotationRestartConsumer({ cluster: spec.name, workload: g.workload, restartedAt, rotationId, timeoutSeconds: input.rolloutTimeoutSeconds ?? 600 }),
+      { describe: (r) => ({ detail: `${r.outcome}: ${r.message}` }) });
+      const rr: RestartReport = { workload: key, purpose, restartedAt, outcome: res?.outcome ?? 'skipped', message: res?.message ?? 'skipped by operator', entries: g.entries };
+      if (res && res.outcome !== 'complete') runner.mark(`${purpose === 'rollback' ? 'rollback-restart' : 'restart'}:${key}`, 'failed', `${res.outcome}: ${res.message}`);
+      results.set(key, rr);
+      report.restarts.push(rr);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(spec.parallelism, groups.size)) }, worker));
+  return results;
+}
+
+function selectEntries(spec: ClusterSpec, ids?: string[]): SecretEntrySpec[] {
+  if (!ids) return spec.secrets.entries;
+  const unknown = ids.filter((id) => !spec.secrets.entries.some((e) => e.id === id));
+  if (unknown.length) throw ApplicationFailure.nonRetryable(`unknown secret entries: ${unknown.join(', ')}`, ErrorType.BadConfig);
+  return spec.secrets.entries.filter((e) => ids.includes(e.id));
+}
+
+function finish(runner: StepRunner, report: RotationReport, state: Exclude<RotationState, 'running'>): RotationReport {
+  report.state = state;
+  runner.setPhase('done');
+  runner.setState(state === 'ok' ? 'succeeded' : state === 'failed' ? 'failed' : 'partial');
+  upsertMemo({ rotationState: state, rotationId: report.rotationId, workflowId: workflowInfo().workflowId });
+  return report;
+}
