@@ -4,11 +4,13 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { AppContext } from './context.js';
-import { installErrorHandler } from './errors.js';
+import { HttpError, installErrorHandler } from './errors.js';
 import { healthRoutes } from './routes/health.js';
 import { clusterRoutes } from './routes/clusters.js';
 import { codecRoutes } from './routes/codec.js';
 import type { PayloadCodec } from '@temporalio/common';
+import rateLimit from '@fastify/rate-limit';
+import { codecAuthorizer, installAuth, type AuthConfig } from './auth.js';
 
 export interface BuildAppOptions extends AppContext {
   logger?: FastifyServerOptions['loggerInstance'] | boolean;
@@ -17,6 +19,10 @@ export interface BuildAppOptions extends AppContext {
   codec?: PayloadCodec;
   /** Temporal Web origins allowed to call /codec from a browser. */
   codecOrigins?: string[];
+  /** Bearer-token auth. The processes always pass it (api/server.ts); tests of single routes may omit it. */
+  auth?: AuthConfig;
+  /** Mutating requests per identity per minute. */
+  mutationRateLimit?: number;
 }
 
 export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> {
@@ -27,6 +33,16 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     ajv: { customOptions: { allErrors: false, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }) as unknown as FastifyInstance;
   installErrorHandler(app);
+  if (opts.auth) installAuth(app, opts.auth);
+  await app.register(rateLimit, {
+    global: true,
+    hook: 'preHandler', // after auth, so the key is the caller's identity
+    timeWindow: '1 minute',
+    max: (req) => (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' ? 1200 : opts.mutationRateLimit ?? 60),
+    keyGenerator: (req) => req.identity?.name ?? req.ip,
+    allowList: (req) => req.url === '/healthz' || req.url === '/readyz',
+    errorResponseBuilder: (_req, ctx) => new HttpError(429, 'TooManyRequests', `rate limit: ${ctx.max} requests per ${ctx.after}`),
+  });
   // The OpenAPI document is generated from the route schemas: they are the contract.
   await app.register(swagger, {
     openapi: {
@@ -40,7 +56,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await app.register(healthRoutes(ctx));
   await app.register(clusterRoutes(ctx));
   if (opts.codec) {
-    await app.register(codecRoutes, { codec: opts.codec, allowedOrigins: opts.codecOrigins ?? [], namespaces: [opts.settings.namespace] });
+    await app.register(codecRoutes, { codec: opts.codec, authorize: opts.auth ? codecAuthorizer(opts.auth) : undefined, allowedOrigins: opts.codecOrigins ?? [], namespaces: [opts.settings.namespace] });
   }
   return app;
 }

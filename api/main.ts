@@ -1,3 +1,4 @@
+import { validateClustersOrExit } from '../config/loader.js';
 // `npm run api`: the API process alone (production runs it beside one or more workers).
 import { createLogger } from '../worker/logger.js';
 import { loadDataConverter } from '../worker/data-converter.js';
@@ -5,6 +6,7 @@ import { temporalSettings } from '../worker/settings.js';
 import { startApi } from './server.js';
 
 const log = createLogger('api');
+validateClustersOrExit();
 try {
   const converter = await loadDataConverter(log);
   const api = await startApi({ settings: temporalSettings(), log, converter });

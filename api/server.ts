@@ -6,6 +6,8 @@ import { connectClient } from '../worker/connect.js';
 import type { LoadedDataConverter } from '../worker/data-converter.js';
 import type { TemporalSettings } from '../worker/settings.js';
 import { buildApp } from './app.js';
+import { loadAuthConfig } from './auth.js';
+import { dataDir, isDevMode } from '../worker/settings.js';
 
 export interface ApiServerOptions {
   settings: TemporalSettings;
@@ -19,7 +21,9 @@ export interface ApiServerOptions {
 
 export async function startApi(opts: ApiServerOptions): Promise<{ app: FastifyInstance; url: string; close(): Promise<void> }> {
   const client = await connectClient(opts.settings, opts.log, opts.converter.dataConverter, { signal: opts.signal });
+  const auth = loadAuthConfig({ env: process.env, dataDir: dataDir(), devMode: isDevMode(), log: { warn: (m) => opts.log.warn(m) } });
   const app = await buildApp({
+    auth,
     client,
     settings: opts.settings,
     clusters: opts.clusters ?? new ClusterRegistry(),

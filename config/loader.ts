@@ -177,3 +177,16 @@ export function summarize(spec: ClusterSpec) {
     backups: { schedule: spec.backups.schedule.cron, drill: spec.backups.drill.cron },
   };
 }
+
+/** For process entry points: validate every cluster file, print "file: path: reason" and exit 2 on a problem. */
+export function validateClustersOrExit(dir?: string): Map<string, ClusterSpec> {
+  try {
+    return loadClusters(dir);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+}

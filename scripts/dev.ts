@@ -4,7 +4,7 @@
 // SIGINT/SIGTERM: API closes, worker drains, dev server stops — no orphan process.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, loadClusters } from '../config/loader.js';
+import { validateClustersOrExit } from '../config/loader.js';
 import { startApi } from '../api/server.js';
 import { createLogger } from '../worker/logger.js';
 import { loadDataConverter } from '../worker/data-converter.js';
@@ -39,16 +39,7 @@ async function shutdown(reason: string, code = 0) {
 process.once('SIGINT', () => void shutdown('SIGINT'));
 process.once('SIGTERM', () => void shutdown('SIGTERM'));
 
-try {
-  const clusters = loadClusters();
-  log.info({ clusters: [...clusters.keys()] }, 'cluster definitions valid');
-} catch (err) {
-  if (err instanceof ConfigError) {
-    process.stderr.write(`${err.message}\n`);
-    process.exit(2);
-  }
-  throw err;
-}
+log.info({ clusters: [...validateClustersOrExit().keys()] }, 'cluster definitions valid');
 
 try {
   const dir = dataDir();

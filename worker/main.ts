@@ -1,3 +1,4 @@
+import { validateClustersOrExit } from '../config/loader.js';
 // `npm run worker`: a standalone worker process (production: one or more of these per task queue).
 import { createLogger } from './logger.js';
 import { startWorker } from './run.js';
@@ -5,6 +6,7 @@ import { temporalSettings } from './settings.js';
 import { loadDataConverter } from './data-converter.js';
 
 const log = createLogger('worker');
+validateClustersOrExit();
 const settings = temporalSettings();
 const abort = new AbortController();
 

@@ -2,3 +2,5 @@
 export {};
 export * from './verify-backup.js';
 export * from './rotate-secrets.js';
+export * from './provision-cluster.js';
+export * from './dr-restore.js';

@@ -47,7 +47,8 @@ export interface DrillReport {
 export async function verifyBackup(input: VerifyBackupInput): Promise<DrillReport> {
   const { cluster } = input;
   const runner = new StepRunner('verifyBackup', cluster, 'verify-backup');
-  const shortId = workflowInfo().runId.replace(/-/g, '').slice(0, 6);
+  // Run ids are UUIDv7 (time first): the random tail tells runs apart.
+  const shortId = workflowInfo().runId.replace(/-/g, '').slice(-6);
   const timeouts = { ...DEFAULT_TIMEOUTS, ...input.timeouts };
   const report: DrillReport = { result: 'failed', cluster, restoreAttempted: false, namespaces: [], reasons: [], warnings: [], counts: {}, probes: [], cleanup: { deleted: [], remaining: [] } };
   if (input.requestedBy) upsertSearchAttributes([{ key: RequestedBy, value: input.requestedBy }]);

@@ -31,15 +31,17 @@ export function openbaoTokenRef(spec: ClusterSpec): string {
   return `op://${spec.onepassword.vault}/${spec.openbao.unsealItem}/root-token`;
 }
 
+const tokenKey = (spec: ClusterSpec) => `${spec.name}@${spec.openbao.address}`;
+
 function cachedToken(spec: ClusterSpec): string | undefined {
   if (process.env[OPENBAO_TOKEN_ENV]) return process.env[OPENBAO_TOKEN_ENV];
-  const t = tokens.get(spec.name);
+  const t = tokens.get(tokenKey(spec));
   return t && t.until > Date.now() ? t.token : undefined;
 }
 
 function rememberToken(spec: ClusterSpec, resolved: Resolved | undefined): string {
   if (!resolved?.ok) throw nonRetryable(ErrorType.SecretMissing, `OpenBAO token not readable from 1Password: ${resolved?.ok === false ? resolved.message : openbaoTokenRef(spec)}`);
-  tokens.set(spec.name, { token: resolved.value, until: Date.now() + TOKEN_TTL_MS });
+  tokens.set(tokenKey(spec), { token: resolved.value, until: Date.now() + TOKEN_TTL_MS });
   return resolved.value;
 }
 
@@ -54,8 +56,8 @@ export async function openbaoFor(deps: ActivityDeps, spec: ClusterSpec, op?: One
   return deps.openbao(spec, token);
 }
 
-export function forgetOpenbaoToken(cluster: string): void {
-  tokens.delete(cluster);
+export function forgetOpenbaoToken(spec: ClusterSpec): void {
+  tokens.delete(tokenKey(spec));
 }
 
 export interface KvState {

@@ -46,6 +46,8 @@ export interface Lab {
   spec: ClusterSpec;
   clusterFile: string;
   sshKeyPath: string;
+  /** known_hosts lines for the pinned node keys (for the ssh CLI). */
+  knownHostsPath: string;
   nodes: LabNode[];
   /** kubeconfigPath: an admin kubeconfig (CA + bearer token, 0600) for kubectl or a client. */
   kube: { url: string; caPem: string; token: string; kubeconfigPath: string };
@@ -137,6 +139,9 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       undo.push({ what: 'cluster file', fn: () => rmSync(extra, { force: true }) });
     }
     kube.setComponentWorkloads(componentWorkloads(spec));
+    // For people at a terminal: `ssh -o UserKnownHostsFile=<this>` checks the same pinned keys the spec holds.
+    const knownHostsPath = join(dir, 'known_hosts');
+    writeFileSync(knownHostsPath, spec.nodes.map((n) => `[${n.address}]:${n.port} ${n.hostKey}\n`).join(''));
     const adminKubeconfig = join(dir, 'admin.kubeconfig');
     writeFileSync(adminKubeconfig, kubeconfigYaml(kube), { mode: 0o600 });
 
@@ -207,6 +212,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       spec,
       clusterFile,
       sshKeyPath,
+      knownHostsPath,
       nodes: nodes.nodes,
       kube: { url: kube.url, caPem: kube.caPem, token: kube.token, kubeconfigPath: adminKubeconfig },
       built: Boolean(opts.built),

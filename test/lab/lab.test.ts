@@ -1,11 +1,13 @@
 // Acceptance for the lab as a whole, through startLab() only: what the orchestrator will meet at each
 // edge (real SSH with pinned host keys, private node filesystems, the Kubernetes REST API with CRD
 // validation, OpenBAO's HTTP API, 1Password's client semantics) and every fault the control API offers.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import * as k8s from '@kubernetes/client-node';
 import nodeVault from 'node-vault';
-import { RateLimitExceededError } from '@1password/sdk';
+import { AuthExpiredError, RateLimitExceededError } from '@1password/sdk';
 import { loadClusterFile } from '../../config/loader.js';
 import { labProcesses, startLab, type Lab } from './index.js';
 import { connectNode, installK3s } from './built.js';
@@ -14,6 +16,7 @@ import { createLabOnePasswordClient } from './onepassword/index.js';
 const times: Record<string, number> = {};
 let plain: Lab;
 let built: Lab;
+const extraClusterFile = join(mkdtempSync(join(tmpdir(), 'lab-test-clusters-')), 'lab.yaml');
 
 function clients(lab: Lab) {
   const kc = new k8s.KubeConfig();
@@ -246,6 +249,28 @@ describe('a plain lab', () => {
     ssh.dispose();
   });
 
+  test('SSH slow adds latency; drop {n} cuts the nth next command', async () => {
+    const n = plain.nodes[0];
+    const ssh = await connectNode(n, plain.sshKeyPath);
+    await control(plain, 'POST', `/faults/ssh/${n.name}/slow`, { ms: 150 });
+    const t0 = performance.now();
+    await ssh.execCommand('true');
+    expect(performance.now() - t0).toBeGreaterThan(150);
+    await control(plain, 'POST', `/faults/ssh/${n.name}/clear`);
+    ssh.dispose();
+
+    // A fresh connection on another node: clearing "slow" while delayed chunks are still in flight can
+    // reorder that connection's bytes (see the report), which is not what this step tests.
+    const m = plain.nodes[1];
+    const ssh2 = await connectNode(m, plain.sshKeyPath);
+    await control(plain, 'POST', `/faults/ssh/${m.name}/drop`, { n: 2 });
+    expect((await ssh2.execCommand('echo first')).stdout).toBe('first');
+    const second = await ssh2.execCommand('sleep 2; echo second').catch((e: Error) => ({ stdout: '', code: e.message }));
+    expect(second.stdout).not.toContain('second');
+    ssh2.dispose();
+    expect(await tryConnect(plain, m.name)).toBe('connected');
+  });
+
   test('kube faults: a failed HelmChart, a PartiallyFailed backup, a stalled rollout', async () => {
     const { custom, apps } = clients(plain);
     await control(plain, 'POST', '/faults/helmcharts/zot/fail', { message: 'chart not found' });
@@ -270,6 +295,17 @@ describe('a plain lab', () => {
       return b.status?.phase === 'PartiallyFailed';
     });
 
+    await control(plain, 'POST', '/faults/velero/restores/failed', { name: 'r1', reason: 'lab: restore broke' });
+    await custom.createNamespacedCustomObject({
+      group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'restores',
+      body: { apiVersion: 'velero.io/v1', kind: 'Restore', metadata: { name: 'r1' }, spec: { backupName: 'b1', includedNamespaces: ['eleduck-analytics'] } },
+    });
+    const restore = await until('Restore Failed', async () => {
+      const r = (await custom.getNamespacedCustomObject({ group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'restores', name: 'r1' })) as { status?: { phase?: string; failureReason?: string } };
+      return r.status?.phase === 'Failed' && r.status;
+    });
+    expect(restore.failureReason).toContain('restore broke');
+
     await control(plain, 'POST', '/faults/rollouts/stall', { namespace: 'lab-check', kind: 'Deployment', name: 'web' });
     await restart(plain, 'lab-check', 'web');
     await new Promise((r) => setTimeout(r, 2000));
@@ -283,9 +319,18 @@ describe('a plain lab', () => {
     expect((await vault.health()).sealed).toBe(true);
     await control(plain, 'POST', '/faults/openbao/clear');
 
+    await control(plain, 'POST', '/faults/openbao/standby');
+    expect((await vault.health()).standby).toBe(true);
+    await control(plain, 'POST', '/faults/openbao/clear');
+    expect((await vault.health()).standby).toBe(false);
+
     const op = createLabOnePasswordClient(plain.onepassword.url);
     await control(plain, 'POST', '/faults/onepassword/rate-limit', { calls: 1 });
     await expect(op.vaults.list()).rejects.toBeInstanceOf(RateLimitExceededError);
+    expect((await op.vaults.list()).length).toBeGreaterThan(0);
+    await control(plain, 'POST', '/faults/onepassword/expire-auth');
+    await expect(op.vaults.list()).rejects.toBeInstanceOf(AuthExpiredError);
+    await control(plain, 'POST', '/faults/onepassword/clear');
     expect((await op.vaults.list()).length).toBeGreaterThan(0);
   });
 });
@@ -293,7 +338,7 @@ describe('a plain lab', () => {
 describe('a built lab', () => {
   beforeAll(async () => {
     // Started while the plain lab still runs: two labs at once must not collide.
-    built = await startLab({ built: true });
+    built = await startLab({ built: true, writeClusterFile: extraClusterFile });
     times.built = built.startMs;
   }, 120_000);
 
@@ -331,6 +376,21 @@ describe('a built lab', () => {
     const k8sSecret = await core.readNamespacedSecret({ name: entry.kubernetes!.name, namespace: entry.kubernetes!.namespace });
     expect(Buffer.from(k8sSecret.data!.DATABASE_PASSWORD, 'base64').toString() === source).toBe(true);
 
+    // Every entry: OpenBAO v1 and the Kubernetes Secret hold exactly 1Password's values, so a rotation
+    // with unchanged 1Password data has nothing to do.
+    const mismatches: string[] = [];
+    for (const e of built.spec.secrets.entries) {
+      const bao = (await vault.read(`secret/data/${e.openbaoPath}`)).data;
+      if (bao.metadata.version !== 1) mismatches.push(`${e.id}: version ${bao.metadata.version}`);
+      for (const [key, ref] of Object.entries(e.fields)) if (bao.data[key] !== (await op.secrets.resolve(ref))) mismatches.push(`${e.id}.${key}`);
+      if (!e.kubernetes) continue;
+      const s = await core.readNamespacedSecret({ name: e.kubernetes.name, namespace: e.kubernetes.namespace });
+      for (const [k, baoKey] of Object.entries(e.kubernetes.keys)) {
+        if (Buffer.from(s.data?.[k] ?? '', 'base64').toString() !== bao.data[baoKey]) mismatches.push(`${e.kubernetes.name}.${k}`);
+      }
+    }
+    expect(mismatches).toEqual([]);
+
     const ssh = await connectNode(built.nodes[0], built.sshKeyPath);
     expect((await ssh.execCommand('test -s /var/lib/rancher/k3s/server/node-token && test -s /etc/rancher/k3s/k3s.yaml && echo ok')).stdout).toBe('ok');
     ssh.dispose();
@@ -339,7 +399,15 @@ describe('a built lab', () => {
 });
 
 describe('stop()', () => {
+  test('a start that fails half way cleans up after itself', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'lab-test-parent-'));
+    await expect(startLab({ dir: parent, facts: { 'worker-9': { cpus: 1 } } })).rejects.toThrow(/worker-9/);
+    expect(readdirSync(parent)).toEqual([]);
+    rmSync(parent, { recursive: true });
+  });
+
   test('leaves no process, mount, file or listener behind', async () => {
+    expect(loadClusterFile(extraClusterFile).nodes.map((n) => n.port)).toEqual(built.nodes.map((n) => n.port));
     for (const lab of [plain, built]) {
       const dir = lab.dir;
       expect(labProcesses(dir).length).toBeGreaterThan(0);
@@ -349,5 +417,7 @@ describe('stop()', () => {
       expect(existsSync(dir)).toBe(false);
       await expect(fetch(`${lab.control.url}/counters`)).rejects.toThrow();
     }
+    expect(existsSync(extraClusterFile)).toBe(false);
+    rmSync(join(extraClusterFile, '..'), { recursive: true });
   });
 });

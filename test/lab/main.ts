@@ -33,7 +33,7 @@ function options(): StartLabOptions {
 async function main() {
   const lab = await startLab(options());
   const rows: Array<[string, string]> = [
-    ...lab.nodes.map((n): [string, string] => [`ssh ${n.name}`, `ssh -i ${lab.sshKeyPath} -p ${n.port} root@${n.host}`]),
+    ...lab.nodes.map((n): [string, string] => [`ssh ${n.name}`, `ssh -i ${lab.sshKeyPath} -o UserKnownHostsFile=${lab.knownHostsPath} -p ${n.port} root@${n.host}`]),
     ['kube API (VIP)', `${lab.kube.url}  (KUBECONFIG=${lab.kube.kubeconfigPath})`],
     ['OpenBAO', lab.openbao.url],
     ['1Password double', lab.onepassword.url],

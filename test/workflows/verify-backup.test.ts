@@ -104,7 +104,7 @@ describe('verifyBackup', () => {
     v.lab.faults.velero.restoreFailed(undefined, 'error restoring: lab object store returned 500');
     const { report } = await run({ createNew: true });
     expect(report.result).toBe('failed');
-    expect(report.restoreAttempted).toBe(true);
+    expect(report.restoreAttempted, JSON.stringify(report.reasons)).toBe(true);
     expect(report.reasons).toEqual([expect.stringMatching(/^RestoreFailed: restore .* ended Failed: error restoring: lab object store returned 500$/)]);
     expect(report.cleanup.remaining).toEqual([]);
     expect(await v.scratchNamespaces()).toEqual([]);

@@ -119,6 +119,28 @@ describe('rollouts and Jobs', () => {
     expect(kd.counters().restarts['cert-manager/Deployment/cert-manager-webhook']).toBe(1);
   });
 
+  it('walks StatefulSet revisions and DaemonSet updates to done after a restart', async () => {
+    const restart = { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': 'r2' } } } } };
+    const sp = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
+    const sts = await c.apps.patchNamespacedStatefulSet({ name: 'longhorn-db', namespace: 'longhorn-system', body: restart }, sp);
+    await c.apps.patchNamespacedDaemonSet({ name: 'longhorn-manager', namespace: 'longhorn-system', body: restart }, sp);
+    let sawSplit = false;
+    await until('statefulset rolled', async () => {
+      const x = await c.apps.readNamespacedStatefulSet({ name: 'longhorn-db', namespace: 'longhorn-system' });
+      const s = x.status!;
+      if (s.observedGeneration === sts.metadata?.generation && s.updateRevision !== s.currentRevision) sawSplit = true;
+      return s.observedGeneration === sts.metadata?.generation && (s.readyReplicas ?? 0) >= 2 && s.updateRevision === s.currentRevision && (s.updatedReplicas ?? 0) === 2;
+    }, 10_000, 5);
+    expect(sawSplit).toBe(true);
+    await until('daemonset rolled', async () => {
+      const s = (await c.apps.readNamespacedDaemonSet({ name: 'longhorn-manager', namespace: 'longhorn-system' })).status!;
+      return s.observedGeneration === 2 && (s.updatedNumberScheduled ?? 0) >= s.desiredNumberScheduled && (s.numberAvailable ?? 0) >= s.desiredNumberScheduled;
+    });
+    const pods = await c.core.listNamespacedPod({ namespace: 'longhorn-system', labelSelector: 'app.kubernetes.io/name=longhorn-db' });
+    expect(pods.items.map((p) => p.metadata?.name).sort()).toEqual(['longhorn-db-0', 'longhorn-db-1']);
+    expect(kd.counters().restarts).toMatchObject({ 'longhorn-system/StatefulSet/longhorn-db': 1, 'longhorn-system/DaemonSet/longhorn-manager': 1 });
+  });
+
   it('completes probe Jobs, fails marked ones, and validates the pod template', async () => {
     const job = (name: string, annotations?: Record<string, string>): V1Job => ({
       metadata: { name },

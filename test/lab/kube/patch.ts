@@ -36,7 +36,7 @@ function mergeKeyFor(field: string, parent: string): string | undefined {
 }
 
 /** Strategic merge patch: maps merge, listed lists merge by key, `$patch: delete|replace` directives. */
-export function strategicMergePatch(target: unknown, patch: unknown, field = '', parent = ''): unknown {
+export function strategicMergePatch(target: unknown, patch: unknown, field = ''): unknown {
   if (!isObject(patch)) return clone(patch);
   if (patch.$patch === 'replace') {
     const { $patch: _d, ...rest } = patch;
@@ -54,7 +54,7 @@ export function strategicMergePatch(target: unknown, patch: unknown, field = '',
       else out[k] = clone(v);
       continue;
     }
-    const merged = strategicMergePatch(out[k], v, k, field);
+    const merged = strategicMergePatch(out[k], v, k);
     if (merged === undefined) delete out[k]; else out[k] = merged;
   }
   return out;

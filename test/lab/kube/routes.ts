@@ -88,7 +88,7 @@ function route(deps: RouteDeps, req: IncomingMessage, res: ServerResponse, rawBo
     }
     if (method === 'POST') {
       count('create');
-      return { status: 201, body: store.create(rt, ns, parseBody(rawBody), 'api') };
+      return { status: 201, body: store.create(rt, ns, checkKind(rt, parseBody(rawBody)), 'api') };
     }
     throw methodNotAllowed();
   }
@@ -101,7 +101,7 @@ function route(deps: RouteDeps, req: IncomingMessage, res: ServerResponse, rawBo
     }
     case 'PUT': {
       count('update');
-      const body = parseBody(rawBody);
+      const body = checkKind(rt, parseBody(rawBody));
       if (rt.custom && !body.metadata?.resourceVersion) {
         throw new KubeError(422, 'Invalid', `${rt.kind}.${rt.group} "${name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`,
           { name, group: rt.group, kind: rt.kind, causes: [{ field: 'metadata.resourceVersion', reason: 'FieldValueInvalid', message: 'Invalid value: 0x0: must be specified for an update' }] });
@@ -163,6 +163,17 @@ function parseBody(raw: string): KObj {
   return v as KObj;
 }
 
+/** The body must be the endpoint's type; custom resources must say so (they are decoded unstructured). */
+function checkKind(rt: ResourceType, body: KObj): KObj {
+  const av = apiVersionOf(rt);
+  if (rt.custom && !body.kind) throw badRequest(`Object 'Kind' is missing in '${JSON.stringify(body).slice(0, 200)}'`);
+  if (rt.custom && !body.apiVersion) throw badRequest(`Object 'apiVersion' is missing in '${JSON.stringify(body).slice(0, 200)}'`);
+  if ((body.kind && body.kind !== rt.kind) || (body.apiVersion && body.apiVersion !== av)) {
+    throw badRequest(`the API version in the data (${body.apiVersion ?? ''}) does not match the expected API version (${av}), or kind ${body.kind} is not ${rt.kind}`);
+  }
+  return body;
+}
+
 function patch(store: Store, rt: ResourceType, ns: string | undefined, name: string, subresource: 'status' | undefined,
   contentTypeHeader: string | undefined, raw: string, q: URLSearchParams): Reply {
   const ct = (contentTypeHeader ?? '').split(';')[0].trim().toLowerCase();
@@ -177,7 +188,7 @@ function patch(store: Store, rt: ResourceType, ns: string | undefined, name: str
         { group: 'meta.k8s.io', kind: 'PatchOptions', causes: [{ field: 'fieldManager', reason: 'FieldValueRequired', message: 'Required value: is required for apply patch' }] });
     }
     if (!isObject(body)) throw badRequest('error decoding YAML: apply patch must be an object');
-    const obj = body as KObj;
+    const obj = checkKind(rt, body as KObj);
     if (obj.metadata?.name && obj.metadata.name !== name) throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`);
     if (!existing) return { status: 201, body: store.create(rt, ns, { ...obj, metadata: { ...obj.metadata, name } }, 'api') };
     const merged = (rt.custom ? mergePatch(existing, obj) : strategicMergePatch(existing, obj)) as KObj;

@@ -37,7 +37,9 @@ export class Timers {
     if (this.stopped) return undefined;
     const t = setTimeout(() => {
       this.pending.delete(t);
-      if (!this.stopped) fn();
+      if (this.stopped) return;
+      // A controller bug must surface in the test output, not kill the process hosting the lab.
+      try { fn(); } catch (e) { console.error('[kube double] controller error:', e); }
     }, Math.max(0, ms));
     this.pending.add(t);
     return t;

@@ -71,6 +71,8 @@ describe('CRD validation', () => {
     const dr = await create('downloadrequests', 'no-target', {}).catch((x) => x);
     expect(dr.code).toBe(422);
     expect(statusOf(dr).details.causes[0]).toMatchObject({ field: 'spec.target', reason: 'FieldValueRequired' });
+    const kindless = await c.custom.createNamespacedCustomObject({ ...V, plural: 'backups', body: { metadata: { name: 'kindless' }, spec: {} } }).catch((x) => x);
+    expect(kindless.code).toBe(400);
     const stale = await c.custom.replaceNamespacedCustomObject({ ...V, plural: 'backups', name: 'pruned', body: { ...b, metadata: { ...b.metadata, resourceVersion: '1' } } }).catch((x) => x);
     expect(stale.code).toBe(409);
   });
@@ -134,6 +136,22 @@ describe('backups and restores', () => {
     expect(b.status.validationErrors[0]).toContain('Unavailable');
     kd.faults.clear();
     expect((await get('backupstoragelocations', 'default')).status.phase).toBe('Available');
+  });
+
+  it('enables a new Schedule and backs up at once unless skipImmediately', async () => {
+    await create('schedules', 'hourly', { schedule: '0 * * * *', template: { includedNamespaces: ['zot-system'] } });
+    await create('schedules', 'quiet', { schedule: '0 3 * * *', skipImmediately: true, template: { includedNamespaces: ['zot-system'] } });
+    const bad = await create('schedules', 'broken', { schedule: 'every day', template: {} });
+    expect((await phase('schedules', 'hourly', ['Enabled'])).status.lastBackup).toBeDefined();
+    expect((await phase('schedules', 'broken', ['FailedValidation'])).status.validationErrors[0]).toContain('invalid schedule');
+    expect(bad.metadata.name).toBe('broken');
+    const first = await until('scheduled backup Completed', async () => {
+      const l = await c.custom.listNamespacedCustomObject({ ...V, plural: 'backups', labelSelector: 'velero.io/schedule-name=hourly' }) as any;
+      return l.items[0]?.status?.phase === 'Completed' && l.items[0];
+    });
+    expect(first.spec.includedNamespaces).toEqual(['zot-system']);
+    const quiet = await c.custom.listNamespacedCustomObject({ ...V, plural: 'backups', labelSelector: 'velero.io/schedule-name=quiet' }) as any;
+    expect(quiet.items).toEqual([]);
   });
 
   it('deletes a Backup through a DeleteBackupRequest', async () => {

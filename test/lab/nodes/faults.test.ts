@@ -1,5 +1,5 @@
 // The fault proxy and host-key faults, seen from a pinned node-ssh client.
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { existsSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -68,9 +68,9 @@ describe('lab node faults', () => {
     });
     const outcome = await second.then((r) => r.stdout, (e: Error) => `rejected: ${e.message}`);
     expect(outcome).not.toContain('done');
-    await new Promise((r) => setTimeout(r, 50)); // the socket error event trails the channel close
     expect(chunks.join('')).toBe('installing\n'); // the little data got through before the cut
-    expect(ssh.errors.map((e) => (e as NodeJS.ErrnoException).code)).toContain('ECONNRESET');
+    // the socket error event trails the channel close
+    await vi.waitFor(() => expect(ssh.errors.map((e) => (e as NodeJS.ErrnoException).code), outcome).toContain('ECONNRESET'), { timeout: 2000 });
     expect(existsSync(path.join(marker, 'install-started'))).toBe(true);
     expect(existsSync(path.join(marker, 'install-finished'))).toBe(false);
     ssh.dispose();

@@ -115,11 +115,20 @@ describe('k3s stand-in', () => {
     expect(noToken.stderr).toContain("Defaulted k3s exec command to 'agent' because K3S_URL is defined, but K3S_TOKEN");
     const badVersion = await install(2, 'INSTALL_K3S_VERSION=v9.9.9');
     expect(badVersion.stderr).toContain('[ERROR]  Download failed');
+    await run(2, 'rm -f /usr/local/bin/k3s'); // left by the refused newer agent above
     const skip = await install(2, 'INSTALL_K3S_SKIP_DOWNLOAD=true');
     expect(skip.stderr).toContain('Executable k3s binary not found');
     await lab.faults.setFacts('worker-2', { arch: 'mips' });
     expect((await install(2, '')).stderr).toBe('[ERROR]  Unsupported architecture mips');
     expect(lab.counters()['worker-2'].installerRuns).toBe(6);
+  });
+
+  it('a second server with a different token is refused', async () => {
+    await lab.faults.setFacts('worker-2', { arch: 'x86_64' });
+    const r = await install(2, `INSTALL_K3S_VERSION=${VERSION} INSTALL_K3S_EXEC="server --server https://127.0.0.10:6443 --token other"`);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('level=fatal msg="Error: token CA hash does not match the Cluster CA certificate hash"');
+    expect((await run(2, 'systemctl is-active k3s')).stdout).toBe('failed');
   });
 
   it('the uninstall script removes k3s and deregisters the node', async () => {

@@ -31,7 +31,7 @@ export class VeleroController {
       const o = e.obj;
       switch (e.rt.kind) {
         case 'BackupStorageLocation': defer(ctx, () => this.validateLocation(o.metadata.namespace!, o.metadata.name)); break;
-        case 'Schedule': defer(ctx, () => this.enableSchedule(o)); break;
+        case 'Schedule': defer(ctx, () => this.enableSchedule(o, e.type === 'ADDED')); break;
         case 'Backup': if (e.type === 'ADDED' && (!o.status?.phase || o.status.phase === 'New')) defer(ctx, () => this.runBackup(o)); break;
         case 'DeleteBackupRequest': if (e.type === 'ADDED') defer(ctx, () => this.deleteBackup(o)); break;
       }
@@ -51,12 +51,22 @@ export class VeleroController {
     }));
   }
 
-  private enableSchedule(s: KObj): void {
+  /** A new Schedule is due at once (no lastBackup), so Velero backs up right away unless told to skip. */
+  private enableSchedule(s: KObj, isNew: boolean): void {
     const fields = String(s.spec?.schedule ?? '').trim().split(/\s+/);
     const valid = fields.length === 5 || (fields.length === 1 && fields[0].startsWith('@'));
-    setStatus(this.ctx, this.rt('Schedule'), s.metadata.namespace, s.metadata.name, (c) => (valid
-      ? { ...c.status, phase: 'Enabled', validationErrors: undefined }
+    const { name, namespace: ns } = s.metadata;
+    const runNow = valid && isNew && !s.spec?.paused && !s.spec?.skipImmediately;
+    const at = new Date();
+    setStatus(this.ctx, this.rt('Schedule'), ns, name, (c) => (valid
+      ? { ...c.status, phase: 'Enabled', validationErrors: undefined, ...(runNow ? { lastBackup: timestamp(at) } : {}) }
       : { ...c.status, phase: 'FailedValidation', validationErrors: [`invalid schedule: expected exactly 5 fields, found ${fields.length}: ${s.spec?.schedule}`] }));
+    if (!runNow) return;
+    const backup = this.ctx.store.create(this.rt('Backup'), ns, {
+      metadata: { name: `${name}-${at.toISOString().replace(/[-:T]/g, '').slice(0, 14)}`, labels: { 'velero.io/schedule-name': name } },
+      spec: s.spec?.template ?? {},
+    }, 'controller');
+    this.runBackup(backup);
   }
 
   private runBackup(b: KObj): void {

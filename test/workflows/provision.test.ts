@@ -1,0 +1,56 @@
+// A full build of the lab through provisionCluster on the real Temporal dev server, then the same
+// provision again: the second one must change nothing and say so step by step.
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { readFileSync, statSync } from 'node:fs';
+import type { ProvisionReport } from '../../workflows/provision-cluster.js';
+import { kubeconfigPathFor } from '../../activities/kube/client.js';
+import { provisionHarness, progressOf, type ProvisionHarness } from './provision-lab.js';
+
+let h: ProvisionHarness;
+beforeAll(async () => {
+  h = await provisionHarness();
+});
+afterAll(async () => {
+  await h?.stop();
+});
+
+describe('provisionCluster on the lab', () => {
+  test('a full build installs k3s once per node, creates each HelmChart once, reports every component Ready', async () => {
+    h.lab.resetCounters();
+    const handle = await h.start();
+    const report = (await handle.result()) as ProvisionReport;
+    const c = h.lab.counters();
+    for (const n of ['control-plane', 'worker-1', 'worker-2']) expect(c.nodes[n].installerRuns, n).toBe(1);
+    expect(c.kube.writes['create:HelmChart']).toBe(h.lab.spec.components.length);
+    expect(c.kube.writes['update:HelmChart'] ?? 0).toBe(0);
+    expect(report.state).toBe('succeeded');
+    expect(report.components.map((x) => [x.name, x.state])).toEqual(h.lab.spec.components.map((x) => [x.name, 'Ready']));
+    expect(report.nodes.every((n) => n.installed && n.version === h.lab.spec.k3s.version)).toBe(true);
+    expect(report.steps.find((s) => s.id === 'openbao-bootstrap')?.state).toBe('succeeded');
+
+    const kubeconfig = kubeconfigPathFor(h.lab.spec, h.dir);
+    expect(statSync(kubeconfig).mode & 0o777).toBe(0o600);
+    expect(readFileSync(kubeconfig, 'utf8')).toContain(`server: https://${h.lab.spec.vip}:${h.lab.spec.k3s.apiPort}`);
+
+    // Nothing secret in history: join tokens, unseal keys, the root token and the kubeconfig's token.
+    const history = JSON.stringify(await handle.fetchHistory());
+    const secrets = [...h.lab.secretValues(), h.lab.kube.token];
+    expect(secrets.filter((s) => s.length >= 8 && history.includes(s))).toEqual([]);
+    expect(secrets.filter((s) => s.length >= 8 && h.log.lines.join('\n').includes(s))).toEqual([]);
+    const p = await progressOf(handle);
+    expect(p.state).toBe('succeeded');
+  }, 240_000);
+
+  test('provision again: no installer run, no HelmChart write, every step already satisfied', async () => {
+    h.lab.resetCounters();
+    const handle = await h.start();
+    const report = (await handle.result()) as ProvisionReport;
+    const c = h.lab.counters();
+    expect(Object.values(c.nodes).map((n) => n.installerRuns)).toEqual([0, 0, 0]);
+    const helmWrites = Object.entries(c.kube.writes).filter(([k]) => k.endsWith(':HelmChart'));
+    expect(helmWrites).toEqual([]);
+    const notSatisfied = report.steps.filter((s) => s.state !== 'satisfied');
+    expect(notSatisfied).toEqual([]);
+    expect(report.steps.every((s) => s.detail?.includes('already satisfied'))).toBe(true);
+  }, 180_000);
+});

@@ -1,0 +1,109 @@
+// Shared setup for the rotation tests: a built lab, a registry over a temp copy of its cluster file
+// (optionally patched), a kubeconfig where the orchestrator looks, real deps with a memory logger,
+// and helpers that change 1Password values the way an operator would (items.get/put on the double).
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { stringify } from 'yaml';
+import { ClusterRegistry } from '../../config/registry.js';
+import type { ClusterSpec } from '../../config/schema.js';
+import { defaultDeps, type ActivityDeps } from '../../activities/deps.js';
+import { kubeconfigPathFor, type KubePort } from '../../activities/kube/client.js';
+import { kubeconfigYaml, startLab, type Lab } from '../lab/index.js';
+import { createLabOnePasswordClient } from '../lab/onepassword/index.js';
+import { memoryLogger } from '../helpers/temporal.js';
+
+export interface RotationLab {
+  lab: Lab;
+  spec: ClusterSpec;
+  deps: ActivityDeps;
+  log: ReturnType<typeof memoryLogger>;
+  kube: KubePort;
+  dataDir: string;
+  /** New random values for the 1Password fields behind these entries (default: every entry). */
+  changeValues(entryIds?: string[]): Promise<void>;
+  /** Decoded data of a Kubernetes Secret (test-side only). */
+  secretData(namespace: string, name: string): Promise<Record<string, string> | undefined>;
+  /** OpenBAO KV v2 read through the HTTP API with the lab's root token. */
+  bao(path: string, version?: number): Promise<{ data?: Record<string, string>; version: number; custom: Record<string, string> }>;
+  stop(): Promise<void>;
+}
+
+export async function startRotationLab(patch?: (spec: ClusterSpec) => void): Promise<RotationLab> {
+  const lab = await startLab({ built: true, log: () => undefined });
+  const dataDir = mkdtempSync(join(tmpdir(), 'pedro-ops-rotation-'));
+  try {
+    const spec = structuredClone(lab.spec);
+    patch?.(spec);
+    const clustersDir = join(dataDir, 'clusters');
+    mkdirSync(clustersDir, { recursive: true });
+    writeFileSync(join(clustersDir, `${spec.name}.yaml`), stringify(spec, { lineWidth: 0 }));
+    const clusters = new ClusterRegistry(clustersDir);
+    const loaded = clusters.get(spec.name)!;
+    const kcPath = kubeconfigPathFor(loaded, dataDir);
+    if (!existsSync(kcPath)) {
+      mkdirSync(dirname(kcPath), { recursive: true });
+      writeFileSync(kcPath, kubeconfigYaml(lab.kube), { mode: 0o600 });
+    }
+    const log = memoryLogger();
+    const deps = defaultDeps({ dataDir, log, clusters });
+    const kube = deps.kube(loaded);
+    const op = createLabOnePasswordClient(lab.onepassword.url);
+
+    const changeValues = async (entryIds?: string[]) => {
+      const entries = loaded.secrets.entries.filter((e) => !entryIds || entryIds.includes(e.id));
+      const vault = (await op.vaults.list()).find((v) => v.title === loaded.onepassword.vault)!;
+      const overviews = await op.items.list(vault.id);
+      const byItem = new Map<string, Set<string>>();
+      for (const e of entries) {
+        for (const ref of Object.values(e.fields)) {
+          const [, item, ...rest] = ref.slice('op://'.length).split('/');
+          const field = rest[rest.length - 1];
+          byItem.set(item, (byItem.get(item) ?? new Set()).add(field));
+        }
+      }
+      for (const [title, fields] of byItem) {
+        const id = overviews.find((o) => o.title === title)!.id;
+        const item = await op.items.get(vault.id, id);
+        item.fields = item.fields.map((f) => (fields.has(f.title) || fields.has(f.id) ? { ...f, value: `lab-rotated-${randomBytes(8).toString('hex')}` } : f));
+        await op.items.put(item);
+      }
+    };
+
+    const bao = async (path: string, version?: number) => {
+      const h = { 'x-vault-token': lab.openbao.rootToken! };
+      const mount = loaded.openbao.kvMount;
+      const meta = await fetch(`${lab.openbao.url}/v1/${mount}/metadata/${path}`, { headers: h });
+      const m = meta.ok ? ((await meta.json()) as { data: { current_version: number; custom_metadata: Record<string, string> | null } }).data : undefined;
+      const v = version ?? m?.current_version ?? 0;
+      const res = await fetch(`${lab.openbao.url}/v1/${mount}/data/${path}?version=${v}`, { headers: h });
+      const data = res.ok ? ((await res.json()) as { data: { data: Record<string, string> } }).data.data : undefined;
+      return { data, version: v, custom: m?.custom_metadata ?? {} };
+    };
+
+    return {
+      lab,
+      spec: loaded,
+      deps,
+      log,
+      kube,
+      dataDir,
+      changeValues,
+      async secretData(namespace, name) {
+        const s = await kube.read<{ data?: Record<string, string> } & Record<string, unknown>>('v1', 'Secret', name, namespace);
+        if (!s) return undefined;
+        return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+      },
+      bao,
+      async stop() {
+        await lab.stop();
+        rmSync(dataDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await lab.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+}
