@@ -7,6 +7,9 @@ import type { AppContext } from './context.js';
 import { HttpError, installErrorHandler } from './errors.js';
 import { healthRoutes } from './routes/health.js';
 import { clusterRoutes } from './routes/clusters.js';
+import { workflowRoutes } from './routes/workflows.js';
+import { installMetrics } from './metrics.js';
+import { secretRoutes } from './routes/secrets.js';
 import { codecRoutes } from './routes/codec.js';
 import type { PayloadCodec } from '@temporalio/common';
 import rateLimit from '@fastify/rate-limit';
@@ -23,6 +26,8 @@ export interface BuildAppOptions extends AppContext {
   auth?: AuthConfig;
   /** Mutating requests per identity per minute. */
   mutationRateLimit?: number;
+  /** Worker Prometheus endpoints folded into /metrics. */
+  workerMetricsUrls?: string[];
 }
 
 export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> {
@@ -53,8 +58,11 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await installMetrics(app, { workerMetricsUrls: opts.workerMetricsUrls });
   await app.register(healthRoutes(ctx));
   await app.register(clusterRoutes(ctx));
+  await app.register(workflowRoutes(ctx));
+  await app.register(secretRoutes(ctx));
   if (opts.codec) {
     await app.register(codecRoutes, { codec: opts.codec, authorize: opts.auth ? codecAuthorizer(opts.auth) : undefined, allowedOrigins: opts.codecOrigins ?? [], namespaces: [opts.settings.namespace] });
   }

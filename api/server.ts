@@ -17,6 +17,7 @@ export interface ApiServerOptions {
   port?: number;
   clusters?: ClusterRegistry;
   signal?: AbortSignal;
+  workerMetricsUrls?: string[];
 }
 
 export async function startApi(opts: ApiServerOptions): Promise<{ app: FastifyInstance; url: string; close(): Promise<void> }> {
@@ -24,6 +25,7 @@ export async function startApi(opts: ApiServerOptions): Promise<{ app: FastifyIn
   const auth = loadAuthConfig({ env: process.env, dataDir: dataDir(), devMode: isDevMode(), log: { warn: (m) => opts.log.warn(m) } });
   const app = await buildApp({
     auth,
+    workerMetricsUrls: opts.workerMetricsUrls ?? (process.env.PEDRO_OPS_WORKER_METRICS_URL ?? '').split(',').map((s) => s.trim()).filter(Boolean),
     client,
     settings: opts.settings,
     clusters: opts.clusters ?? new ClusterRegistry(),

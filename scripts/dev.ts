@@ -11,6 +11,7 @@ import { loadDataConverter } from '../worker/data-converter.js';
 import { startWorker } from '../worker/run.js';
 import { dataDir, temporalSettings } from '../worker/settings.js';
 import { resolveTemporalCli, startDevServer, type DevServer } from './temporal-server.js';
+import { installRuntime } from '../worker/runtime.js';
 
 const log = createLogger('pedro-ops');
 const started = Date.now();
@@ -72,11 +73,12 @@ try {
       stops.push(() => env.teardown());
     }
   }
+  const runtime = installRuntime({ metricsAddress: process.env.PEDRO_OPS_WORKER_METRICS_ADDRESS ?? '127.0.0.1:9464' });
   const converter = await loadDataConverter(log);
   const worker = await startWorker({ settings, log, dataConverter: converter.dataConverter, signal: abort.signal });
   stops.push(() => worker.shutdown());
   worker.done.catch((err) => void shutdown(`worker crashed: ${(err as Error).message}`, 1));
-  const api = await startApi({ settings, log, converter, host: apiHost, port: apiPort, signal: abort.signal });
+  const api = await startApi({ settings, log, converter, host: apiHost, port: apiPort, signal: abort.signal, workerMetricsUrls: runtime.metricsUrl ? [runtime.metricsUrl] : [] });
   stops.push(() => api.close());
   const web = settings.external ? settings.webUrl : `http://127.0.0.1:${process.env.TEMPORAL_UI_PORT ?? 8233}`;
   process.stdout.write(

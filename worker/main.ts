@@ -4,6 +4,7 @@ import { createLogger } from './logger.js';
 import { startWorker } from './run.js';
 import { temporalSettings } from './settings.js';
 import { loadDataConverter } from './data-converter.js';
+import { installRuntime } from './runtime.js';
 
 const log = createLogger('worker');
 validateClustersOrExit();
@@ -11,6 +12,7 @@ const settings = temporalSettings();
 const abort = new AbortController();
 
 try {
+  installRuntime({ metricsAddress: process.env.PEDRO_OPS_WORKER_METRICS_ADDRESS ?? '127.0.0.1:9464' });
   const { dataConverter } = await loadDataConverter(log);
   const running = await startWorker({ settings, log, dataConverter, signal: abort.signal });
   const stop = (sig: string) => {

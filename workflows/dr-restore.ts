@@ -3,10 +3,7 @@
 // report. No approval before the timeout: the run ends cancelled and restores nothing.
 import {
   ApplicationFailure,
-  CancellationScope,
   condition,
-  getExternalWorkflowHandle,
-  isCancellation,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -197,19 +194,13 @@ export async function drRestore(input: DrRestoreInput): Promise<DrRestoreReport>
 }
 
 /**
- * Ends the run as Cancelled in Temporal's own terms: the workflow asks the server to cancel itself,
- * so Temporal Web lists it as cancelled, not completed. Nothing has been restored at this point.
+ * Ends the run with outcome "cancelled" (result, memo, State search attribute). Temporal refuses a
+ * workflow's request to cancel itself ("not found"), so the run completes carrying that outcome.
+ * Nothing has been restored at this point.
  */
-async function endCancelled(runner: StepRunner, report: DrRestoreReport): Promise<DrRestoreReport> {
+function endCancelled(runner: StepRunner, report: DrRestoreReport): DrRestoreReport {
   runner.setState('cancelled');
   runner.setPhase('done');
   upsertMemo({ report: { result: 'cancelled', reasons: report.reasons } });
-  const { workflowId, runId } = workflowInfo();
-  try {
-    await CancellationScope.nonCancellable(() => getExternalWorkflowHandle(workflowId, runId).cancel());
-    await condition(() => false);
-  } catch (err) {
-    if (isCancellation(err)) throw err;
-  }
   return report;
 }

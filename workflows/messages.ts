@@ -19,6 +19,18 @@ export interface StepProgress {
   dependsOn?: string[];
 }
 
+/** One step or run transition; `seq` is gap-free and doubles as the SSE event id. */
+export interface ProgressEvent {
+  seq: number;
+  at: string;
+  kind: 'step' | 'phase' | 'run';
+  step?: string;
+  state?: string;
+  phase?: string;
+  detail?: string;
+  error?: string;
+}
+
 export interface Progress {
   workflow: string;
   cluster: string;
@@ -44,6 +56,8 @@ export interface ResolveStepResult {
 }
 
 export const progressQuery = defineQuery<Progress>('progress');
+/** Transitions after `afterSeq` (the SSE stream's Last-Event-ID). */
+export const eventsQuery = defineQuery<ProgressEvent[], [number]>('events');
 export const resolveStepUpdate = defineUpdate<ResolveStepResult, [ResolveStepInput]>('resolveStep');
 
 export interface ApprovalInput {

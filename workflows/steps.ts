@@ -10,8 +10,10 @@ import {
   upsertSearchAttributes,
 } from '@temporalio/workflow';
 import {
+  eventsQuery,
   progressQuery,
   resolveStepUpdate,
+  type ProgressEvent,
   type Progress,
   type ResolveAction,
   type ResolveStepInput,
@@ -20,6 +22,10 @@ import {
   type StepState,
 } from './messages.js';
 import { ClusterName, Operation, Phase, State } from './search-attributes.js';
+import { recordRunOutcome, recordStepOutcome } from './metrics.js';
+
+const TERMINAL_STEP = new Set<StepState>(['succeeded', 'satisfied', 'skipped', 'failed', 'needs-attention', 'cancelled']);
+const TERMINAL_RUN = new Set<RunState>(['succeeded', 'partial', 'failed', 'cancelled']);
 
 export class AbortRequested extends Error {
   constructor(readonly step: string, readonly by?: string) {
@@ -46,6 +52,7 @@ function errorInfo(err: unknown): { type?: string; message: string } {
 
 export class StepRunner {
   readonly progress: Progress;
+  private readonly events: ProgressEvent[] = [];
   private readonly resolutions = new Map<string, ResolveStepInput>();
   private readonly skipRules = new Map<string, () => string | undefined>();
 
@@ -53,6 +60,7 @@ export class StepRunner {
     const now = new Date().toISOString();
     this.progress = { workflow, cluster, state: 'running', phase: 'starting', startedAt: now, updatedAt: now, steps: [], seq: 0 };
     setHandler(progressQuery, () => this.progress);
+    setHandler(eventsQuery, (afterSeq) => this.events.filter((e) => e.seq > (afterSeq ?? 0)));
     setHandler(
       resolveStepUpdate,
       (input) => {
@@ -80,21 +88,28 @@ export class StepRunner {
     }
   }
 
-  private touch(): void {
+  private touch(event?: Omit<ProgressEvent, 'seq' | 'at'>): void {
     this.progress.seq += 1;
     this.progress.updatedAt = new Date().toISOString();
+    if (event) this.events.push({ seq: this.progress.seq, at: this.progress.updatedAt, ...event });
+  }
+
+  private stepEvent(step: StepProgress): Omit<ProgressEvent, 'seq' | 'at'> {
+    if (TERMINAL_STEP.has(step.state)) recordStepOutcome(this.progress.workflow, step.phase, step.state);
+    return { kind: 'step', step: step.id, state: step.state, phase: step.phase, detail: step.detail, error: step.lastError?.message };
   }
 
   setPhase(phase: string): void {
     this.progress.phase = phase;
-    this.touch();
+    this.touch({ kind: 'phase', phase });
     upsertSearchAttributes([{ key: Phase, value: phase }]);
   }
 
   setState(state: RunState): void {
     if (this.progress.state === state) return;
     this.progress.state = state;
-    this.touch();
+    this.touch({ kind: 'run', state });
+    if (TERMINAL_RUN.has(state)) recordRunOutcome(this.progress.workflow, this.progress.cluster, state);
     upsertSearchAttributes([{ key: State, value: state }]);
   }
 
@@ -104,7 +119,7 @@ export class StepRunner {
     if (!step) {
       step = { id, phase, title, state: 'pending', attempts: 0, dependsOn };
       this.progress.steps.push(step);
-      this.touch();
+      this.touch(this.stepEvent(step));
     }
     return step;
   }
@@ -114,7 +129,7 @@ export class StepRunner {
     if (!step) return;
     step.state = state;
     if (detail !== undefined) step.detail = detail;
-    this.touch();
+    this.touch(this.stepEvent(step));
   }
 
   step(id: string): StepProgress | undefined {
@@ -140,7 +155,7 @@ export class StepRunner {
       step.state = 'running';
       step.startedAt = new Date().toISOString();
       step.finishedAt = undefined;
-      this.touch();
+      this.touch(this.stepEvent(step));
       try {
         const result = await fn();
         const d = opts.describe?.(result) ?? {};
@@ -149,12 +164,12 @@ export class StepRunner {
         step.lastError = undefined;
         step.finishedAt = new Date().toISOString();
         step.durationMs = Date.parse(step.finishedAt) - Date.parse(step.startedAt);
-        this.touch();
+        this.touch(this.stepEvent(step));
         return result;
       } catch (err) {
         if (isCancellation(err)) {
           step.state = 'cancelled';
-          this.touch();
+          this.touch(this.stepEvent(step));
           throw err;
         }
         step.lastError = errorInfo(err);
@@ -162,7 +177,7 @@ export class StepRunner {
         step.finishedAt = new Date().toISOString();
         step.durationMs = Date.parse(step.finishedAt) - Date.parse(step.startedAt);
         this.resolutions.delete(id);
-        this.touch();
+        this.touch(this.stepEvent(step));
         this.refreshRunState();
         await condition(() => this.resolutions.has(id));
         const resolution = this.resolutions.get(id)!;
@@ -171,13 +186,13 @@ export class StepRunner {
         step.detail = `operator ${action}${resolution.by ? ` by ${resolution.by}` : ''}${resolution.note ? `: ${resolution.note}` : ''}`;
         if (action === 'skip') {
           step.state = 'skipped';
-          this.touch();
+          this.touch(this.stepEvent(step));
           this.refreshRunState();
           return undefined;
         }
         if (action === 'abort') {
           step.state = 'failed';
-          this.touch();
+          this.touch(this.stepEvent(step));
           this.refreshRunState();
           throw new AbortRequested(id, resolution.by);
         }

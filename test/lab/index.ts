@@ -3,13 +3,12 @@
 // reads, and serves the control API. Two labs can run at once: every lab has its own 127.x.y.1
 // address, OS-assigned ports and temp dir.
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes, randomInt } from 'node:crypto';
-import { stringify } from 'yaml';
 import type { ClusterSpec } from '../../config/schema.js';
 import { REPO_ROOT, componentWorkloads, labClusterSpec, writeClusterFile } from './cluster-spec.js';
 import { startControlServer, type ControlServer, type LabCounters, type LabFaults } from './control.js';
@@ -19,7 +18,10 @@ import { startKubeDouble, type KubeDouble } from './kube/index.js';
 import { startOpenBaoDouble, type OpenBaoDouble } from './openbao.js';
 import { fixtureSecretValues, startOnePasswordDouble, type OnePasswordDouble } from './onepassword/index.js';
 
+import { kubeconfigYaml, removeLabDir, subtractCounters } from './lab-util.js';
+
 export type { LabCounters, LabFaults } from './control.js';
+export { labProcesses, subtractCounters } from './lab-util.js';
 export type { LabNode, NodeCounters, NodeFacts } from './nodes/index.js';
 
 const run = promisify(execFile);
@@ -79,10 +81,9 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
   const dir = await mkdtemp(join(opts.dir ?? tmpdir(), 'pedro-ops-lab-'));
   // Undo stack: a lab that fails half way still leaves nothing behind.
   const undo: Array<{ what: string; fn: () => Promise<void> | void }> = [];
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
+  let stopping: Promise<void> | undefined;
+  const stop = () => (stopping ??= stopAll());
+  const stopAll = async () => {
     const errors: string[] = [];
     for (const u of undo.reverse()) {
       try {
@@ -231,77 +232,4 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     await stop().catch((e: unknown) => log(`cleanup after failed start: ${e instanceof Error ? e.message : String(e)}`));
     throw err;
   }
-}
-
-export function kubeconfigYaml(kube: { url: string; caPem: string; token: string }): string {
-  return stringify({
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [{ name: 'lab', cluster: { server: kube.url, 'certificate-authority-data': Buffer.from(kube.caPem).toString('base64') } }],
-    users: [{ name: 'lab', user: { token: kube.token } }],
-    contexts: [{ name: 'lab', context: { cluster: 'lab', user: 'lab' } }],
-    'current-context': 'lab',
-  });
-}
-
-type Num = Record<string, number>;
-const minus = (a: Num, b: Num | undefined): Num =>
-  Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b?.[k] ?? 0)] as const).filter(([, v]) => v !== 0));
-
-/** Pieces count from their start; tests want only their own effects, so counters are relative to a baseline. */
-export function subtractCounters(cur: LabCounters, base: LabCounters): LabCounters {
-  const flat = <T extends object>(c: T, b: T | undefined) =>
-    Object.fromEntries(Object.entries(c).map(([k, v]) => [k, typeof v === 'number' ? v - ((b as Record<string, number> | undefined)?.[k] ?? 0) : v])) as T;
-  const nodes = Object.fromEntries(Object.entries(cur.nodes).map(([name, c]) => [name, flat(c, base.nodes[name])]));
-  return {
-    nodes,
-    kube: { writes: minus(cur.kube.writes, base.kube.writes), restarts: minus(cur.kube.restarts, base.kube.restarts) },
-    openbao: { ...flat(cur.openbao, base.openbao), byPath: minus(cur.openbao.byPath, base.openbao.byPath) },
-    onepassword: flat(cur.onepassword, base.onepassword),
-  };
-}
-
-/** Mounts visible in this namespace below the lab dir: removing the dir through one would delete the mount's source. */
-function mountsUnder(dir: string): string[] {
-  const lines = readFileSync('/proc/self/mountinfo', 'utf8').split('\n');
-  return lines.map((l) => l.split(' ')[4]).filter((m) => m && (m === dir || m.startsWith(`${dir}/`)));
-}
-
-/** Processes that belong to the lab dir: the node namespace holders (cwd there), sshd and every session
- * (chrooted there), and anything whose command line names it. Found by pid, so stop() can prove none is left. */
-export function labProcesses(dir: string): number[] {
-  const inDir = (p: string) => p === dir || p.startsWith(`${dir}/`);
-  const pids: number[] = [];
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
-    try {
-      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmd.includes(dir) || inDir(readlinkSync(`/proc/${p}/root`)) || inDir(readlinkSync(`/proc/${p}/cwd`))) pids.push(Number(p));
-    } catch {
-      // exited while we looked, or a kernel thread
-    }
-  }
-  return pids;
-}
-
-async function removeLabDir(dir: string): Promise<string[]> {
-  const problems: string[] = [];
-  // The pieces stop their own processes; session children may need a moment to notice their sshd is gone.
-  for (let i = 0; i < 20 && labProcesses(dir).length > 0; i++) await new Promise((r) => setTimeout(r, 50));
-  // Anything still running is a leak worth naming, then ending.
-  for (const pid of labProcesses(dir)) {
-    problems.push(`process ${pid} still ran after stop (killed)`);
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  const mounts = mountsUnder(dir);
-  if (mounts.length > 0) {
-    problems.push(`mounts left under ${dir}: ${mounts.join(', ')} (dir kept so nothing behind them is deleted)`);
-    return problems;
-  }
-  rmSync(dir, { recursive: true, force: true });
-  return problems;
 }

@@ -1,7 +1,7 @@
 // Shared setup for the rotation tests: a built lab, a registry over a temp copy of its cluster file
 // (optionally patched), a kubeconfig where the orchestrator looks, real deps with a memory logger,
 // and helpers that change 1Password values the way an operator would (items.get/put on the double).
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -10,7 +10,7 @@ import { ClusterRegistry } from '../../config/registry.js';
 import type { ClusterSpec } from '../../config/schema.js';
 import { defaultDeps, type ActivityDeps } from '../../activities/deps.js';
 import { kubeconfigPathFor, type KubePort } from '../../activities/kube/client.js';
-import { kubeconfigYaml, startLab, type Lab } from '../lab/index.js';
+import { startLab, type Lab } from '../lab/index.js';
 import { createLabOnePasswordClient } from '../lab/onepassword/index.js';
 import { memoryLogger } from '../helpers/temporal.js';
 
@@ -44,7 +44,7 @@ export async function startRotationLab(patch?: (spec: ClusterSpec) => void): Pro
     const kcPath = kubeconfigPathFor(loaded, dataDir);
     if (!existsSync(kcPath)) {
       mkdirSync(dirname(kcPath), { recursive: true });
-      writeFileSync(kcPath, kubeconfigYaml(lab.kube), { mode: 0o600 });
+      copyFileSync(lab.kube.kubeconfigPath, kcPath);
     }
     const log = memoryLogger();
     const deps = defaultDeps({ dataDir, log, clusters });

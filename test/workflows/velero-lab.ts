@@ -1,7 +1,7 @@
 // Shared setup for the Velero drill tests: a built lab, a cluster registry over a temp copy of its
 // cluster file (optionally patched, e.g. with data probes), a kubeconfig where the orchestrator
 // looks for it, and real activity deps.
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
@@ -9,7 +9,7 @@ import { ClusterRegistry } from '../../config/registry.js';
 import type { ClusterSpec } from '../../config/schema.js';
 import { defaultDeps, type ActivityDeps } from '../../activities/deps.js';
 import { kubeconfigPathFor, type KubePort } from '../../activities/kube/client.js';
-import { kubeconfigYaml, startLab, type Lab } from '../lab/index.js';
+import { startLab, type Lab } from '../lab/index.js';
 import { memoryLogger } from '../helpers/temporal.js';
 
 export interface VeleroLab {
@@ -40,7 +40,8 @@ export async function startVeleroLab(patch?: (spec: ClusterSpec) => void): Promi
     const kcPath = kubeconfigPathFor(loaded, dataDir);
     if (!existsSync(kcPath)) {
       mkdirSync(dirname(kcPath), { recursive: true });
-      writeFileSync(kcPath, kubeconfigYaml(lab.kube), { mode: 0o600 });
+      copyFileSync(lab.kube.kubeconfigPath, kcPath);
+      chmodSync(kcPath, 0o600);
     }
     const deps = defaultDeps({ dataDir, log: memoryLogger(), clusters });
     const kube = deps.kube(loaded);

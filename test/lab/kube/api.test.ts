@@ -52,6 +52,7 @@ describe('k3s registration', () => {
     expect(first.status?.conditions?.find((x) => x.type === 'Ready')?.status).toBe('False');
     expect(first.metadata?.labels).toMatchObject({ 'kubernetes.io/hostname': 'control-plane', 'node-role.kubernetes.io/control-plane': 'true' });
     expect(first.status?.nodeInfo?.kubeletVersion).toBe('v1.31.4+k3s1');
+    expect(JSON.parse(first.metadata?.annotations?.['k3s.io/node-args'] ?? '[]')).toEqual(['server', '--cluster-init', '--disable', 'traefik', '--node-ip', '127.0.0.2']);
     expect(first.status?.addresses).toContainEqual({ type: 'InternalIP', address: '127.0.0.2' });
     await until('node Ready', async () => (await c.core.listNode()).items.every((n) => n.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True')));
     const cm = await c.core.readNamespacedConfigMap({ name: 'coredns', namespace: 'kube-system' });

@@ -39,6 +39,21 @@ export function parseK3sVersion(v: string): number[] | undefined {
 }
 const newer = (a: number[], b: number[]) => { for (let i = 0; i < 4; i++) if (a[i] !== b[i]) return a[i] > b[i]; return false; };
 
+/** What k3s records in the `k3s.io/node-args` annotation: the subcommand and its flags. */
+function nodeArgs(role: string, b: Record<string, unknown>): string[] {
+  const args = Array.isArray(b.args) ? b.args.map(String) : [];
+  const out = [role, ...args];
+  if (b.clusterInit && !args.includes('--cluster-init')) out.push('--cluster-init');
+  for (const d of Array.isArray(b.disable) ? b.disable.map(String) : []) {
+    if (!args.some((a) => a === `--disable=${d}` || a === d)) out.push('--disable', d);
+  }
+  for (const san of Array.isArray(b.tlsSans) ? b.tlsSans.map(String) : []) {
+    if (!args.includes(san)) out.push('--tls-san', san);
+  }
+  if (b.nodeIp && !args.some((a) => a.includes(String(b.nodeIp)))) out.push('--node-ip', String(b.nodeIp));
+  return out;
+}
+
 export class K3sRegistry {
   private serverPassword?: string;
   private agentPassword?: string;
@@ -51,6 +66,9 @@ export class K3sRegistry {
   }
 
   version(): string { return this.serverVersion ?? 'v1.31.4+k3s1'; }
+
+  /** The seeded cluster runs this version (its token stays unknown until a server registers). */
+  adoptVersion(version: string): void { this.serverVersion = version; }
 
   /** `K10<sha256(CA)>::server:<password>` or a bare password → the password; undefined if the CA hash is wrong. */
   private password(token: unknown): string | undefined {
@@ -82,7 +100,7 @@ export class K3sRegistry {
     if (!this.serverVersion || first || newer(parseK3sVersion(version)!, parseK3sVersion(this.serverVersion)!)) this.serverVersion = version;
     this.servers.add(String(b.node));
     if (first) this.bootstrap();
-    this.register(String(b.node), version, String(b.nodeIp ?? ''), true, Boolean(b.clusterInit));
+    this.register(String(b.node), version, String(b.nodeIp ?? ''), true, Boolean(b.clusterInit), false, nodeArgs('server', b));
     return { status: 200, body: { agentToken: `K10${this.caHash}::node:${this.agentPassword}` } };
   }
 
@@ -95,7 +113,7 @@ export class K3sRegistry {
     if (newer(parseK3sVersion(version)!, parseK3sVersion(this.serverVersion!)!)) {
       return this.fail(400, `agent version ${version} is newer than server version ${this.serverVersion}: upgrade servers before agents`);
     }
-    this.register(String(b.node), version, String(b.nodeIp ?? ''), false, false);
+    this.register(String(b.node), version, String(b.nodeIp ?? ''), false, false, false, nodeArgs('agent', b));
     return { status: 200, body: {} };
   }
 
@@ -131,7 +149,7 @@ export class K3sRegistry {
   }
 
   /** Creates or refreshes v1 Node `name`, NotReady until readyDelayMs has passed. */
-  register(name: string, version: string, nodeIp: string, server: boolean, etcd: boolean, ready = false): KObj {
+  register(name: string, version: string, nodeIp: string, server: boolean, etcd: boolean, ready = false, args: string[] = [server ? 'server' : 'agent']): KObj {
     const rt = rtOf(this.ctx, 'v1', 'Node');
     const labels: Record<string, string> = {
       'kubernetes.io/hostname': name, 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64',
@@ -151,11 +169,12 @@ export class K3sRegistry {
       capacity: { cpu: '4', memory: '8024512Ki', pods: '110' }, allocatable: { cpu: '4', memory: '8024512Ki', pods: '110' },
       conditions: [readyCond(ready)],
     };
+    const annotations = { 'k3s.io/node-args': JSON.stringify(args), 'k3s.io/internal-ip': nodeIp, 'flannel.alpha.coreos.com/public-ip': nodeIp };
     const cur = this.ctx.store.get(rt, undefined, name);
     const node = cur
-      ? this.ctx.store.update(rt, undefined, name, { ...cur, metadata: { ...cur.metadata, labels: { ...cur.metadata.labels, ...labels } }, status }, { source: 'controller' })
+      ? this.ctx.store.update(rt, undefined, name, { ...cur, metadata: { ...cur.metadata, labels: { ...cur.metadata.labels, ...labels }, annotations: { ...cur.metadata.annotations, ...annotations } }, status }, { source: 'controller' })
       : this.ctx.store.create(rt, undefined, {
-        metadata: { name, labels, annotations: { 'k3s.io/node-args': '[]', 'k3s.io/internal-ip': nodeIp, 'flannel.alpha.coreos.com/public-ip': nodeIp } },
+        metadata: { name, labels, annotations },
         spec: { podCIDR: '10.42.0.0/24', podCIDRs: ['10.42.0.0/24'], providerID: `k3s://${name}` }, status,
       }, 'controller');
     if (!ready) {

@@ -23,6 +23,7 @@ export function helmChartSpec(c: ClusterSpec['components'][number]) {
 export function seedBuilt(p: SeedParts, spec: ClusterSpec): void {
   const { ctx, k3s, helm, workloads, velero } = p;
   const { store } = ctx;
+  k3s.adoptVersion(spec.k3s.version);
   spec.nodes.forEach((n, i) => k3s.register(n.name, spec.k3s.version, n.nodeIp, n.role === 'server', n.role === 'server' && i === 0, true));
   k3s.bootstrap();
 

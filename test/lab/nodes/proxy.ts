@@ -87,8 +87,9 @@ export class FaultProxy {
     conn.onServerData = () => {
       conn.onServerData = undefined;
       clearTimeout(timer);
-      // let this chunk reach the client first: it is the "little data" before the cut
-      setImmediate(() => this.reset(conn));
+      // let this chunk reach the client first: it is the "little data" before the cut. Resetting in
+      // the same tick as the write made the client see a clean EOF instead of ECONNRESET.
+      setTimeout(() => this.reset(conn), 25);
     };
     return true;
   }

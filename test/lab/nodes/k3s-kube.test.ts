@@ -1,0 +1,59 @@
+// The k3s stand-in against the real Kubernetes double (test/lab/kube): the nodes it registers appear
+// as v1 Nodes, and the double's token rules reach the installer's exit code.
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startKubeDouble, type KubeDouble } from '../kube/index.js';
+import { K3S_INSTALL_SCRIPT, startNodes, type LabNodes } from './index.js';
+import { connect, labKeyPair } from './test-helpers.js';
+
+const repo = fileURLToPath(new URL('../../../', import.meta.url));
+const crdDir = process.env.LAB_CRD_DIR ?? (existsSync(path.join(repo, 'crds')) ? path.join(repo, 'crds') : path.join(repo, '../shared/crds'));
+const keys = labKeyPair();
+let kube: KubeDouble;
+let lab: LabNodes;
+
+beforeAll(async () => {
+  kube = await startKubeDouble({ host: '127.0.0.1', token: 'lab-nodes-kube-token', crdDir, readyDelayMs: 50 });
+  lab = await startNodes({ dir: path.join(keys.dir, 'nodes'), names: ['control-plane', 'worker-1'], authorizedKey: keys.publicKey,
+    kube: { url: kube.url, token: kube.token, caPem: kube.caPem } });
+});
+afterAll(async () => {
+  await lab?.stop();
+  await kube?.stop();
+  rmSync(keys.dir, { recursive: true, force: true });
+});
+
+async function install(i: number, env: string, args = '') {
+  const n = lab.nodes[i];
+  const ssh = await connect(n, keys.privateKey, n.hostKey);
+  try {
+    await ssh.putFile(K3S_INSTALL_SCRIPT, '/tmp/k3s-install.sh');
+    return await ssh.execCommand(`${env} sh /tmp/k3s-install.sh ${args}`);
+  } finally { ssh.dispose(); }
+}
+
+describe('k3s stand-in with the Kubernetes double', () => {
+  it('server and agent register as Nodes that turn Ready; a wrong token is refused', async () => {
+    const server = await install(0, 'INSTALL_K3S_VERSION=v1.31.4+k3s1 INSTALL_K3S_EXEC="server --cluster-init --tls-san 127.0.0.10"', '--token t0ken');
+    expect(server.stderr).toBe('');
+    expect(server.code).toBe(0);
+    const agentToken = readFileSync(path.join(lab.nodes[0].rootDir, 'var/lib/rancher/k3s/server/agent-token'), 'utf8').trim();
+    expect(agentToken).toMatch(/^K10[0-9a-f]{64}::node:\S+$/);
+
+    const wrong = await install(1, 'K3S_URL=https://127.0.0.10:6443 K3S_TOKEN=nope INSTALL_K3S_VERSION=v1.31.4+k3s1');
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('token CA hash does not match the Cluster CA certificate hash');
+
+    const agent = await install(1, `K3S_URL=https://127.0.0.10:6443 K3S_TOKEN='${agentToken}' INSTALL_K3S_VERSION=v1.31.4+k3s1`);
+    expect(agent.code).toBe(0);
+    await vi.waitFor(() => {
+      for (const n of ['control-plane', 'worker-1']) {
+        const node = kube.get('v1', 'Node', undefined, n) as { status?: { conditions?: { type: string; status: string }[] } } | undefined;
+        expect(node?.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+      }
+    }, { timeout: 5000 });
+    expect(lab.counters()['worker-1'].installerRuns).toBe(2);
+  });
+});
