@@ -93,12 +93,20 @@ export const nodeSshConnector: SshConnector = {
       ssh.dispose();
       throw classify(err, node, mismatch);
     }
+    // node-ssh attaches no 'error' listener after connecting: a reset mid-command would otherwise
+    // crash the worker process instead of failing the one activity as a retryable Transient.
+    let lost: Error | undefined;
+    ssh.connection?.on('error', (err: Error) => {
+      lost = err;
+    });
     const session = {
       hostKey: seen ?? '',
       async exec(command: string, o: { stdin?: string; env?: Record<string, string> } = {}) {
         try {
           const envPrefix = o.env ? Object.entries(o.env).map(([k, v]) => `${k}=${shellQuote(v)} `).join('') : '';
+          if (lost) throw lost;
           const r = await ssh.execCommand(`${envPrefix}${command}`, { stdin: o.stdin });
+          if (lost) throw lost;
           return { code: r.code ?? 0, stdout: r.stdout, stderr: r.stderr };
         } catch (err) {
           throw classify(err, node, undefined);

@@ -42,7 +42,7 @@ function parse(out: string): Record<string, string> {
   return Object.fromEntries(
     out
       .split('\n')
-      .map((l) => l.match(/^([a-z]+)=(.*)$/))
+      .map((l) => l.match(/^([a-z0-9]+)=(.*)$/))
       .filter((m): m is RegExpMatchArray => m !== null)
       .map((m) => [m[1], m[2].trim()]),
   );

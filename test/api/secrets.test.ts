@@ -80,6 +80,7 @@ describe('POST /clusters/:name/secrets/rotate', () => {
       if (live?.progress?.steps?.some((s: { id: string; state: string }) => s.id.startsWith('restart:') && s.state === 'running')) break;
       await new Promise((res) => setTimeout(res, 100));
     }
+    (await import('node:fs')).writeFileSync('/tmp/raw.json', JSON.stringify(await t.client.workflow.getHandle(body.workflowId).query('rotationStatus')));
     expect(live.running).toBe(true);
     expect(live.state).toBe('running');
     expect(live.entries.map((e: { id: string }) => e.id)).toEqual(['twitch', 'github']);

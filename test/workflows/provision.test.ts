@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readFileSync, statSync } from 'node:fs';
 import type { ProvisionReport } from '../../workflows/provision-cluster.js';
 import { kubeconfigPathFor } from '../../activities/kube/client.js';
-import { provisionHarness, progressOf, type ProvisionHarness } from './provision-lab.js';
+import { provisionHarness, progressOf, until, type ProvisionHarness } from './provision-lab.js';
 
 let h: ProvisionHarness;
 beforeAll(async () => {
@@ -44,6 +44,10 @@ describe('provisionCluster on the lab', () => {
   test('provision again: no installer run, no HelmChart write, every step already satisfied', async () => {
     h.lab.resetCounters();
     const handle = await h.start();
+    await until(handle, 'second provision to finish', (p) => p.state !== 'running', 60_000).then((p) => {
+      const parked = p.steps.filter((s) => s.state === 'needs-attention').map((s) => `${s.id}: ${s.lastError?.type} ${s.lastError?.message}`);
+      expect(parked).toEqual([]);
+    });
     const report = (await handle.result()) as ProvisionReport;
     const c = h.lab.counters();
     expect(Object.values(c.nodes).map((n) => n.installerRuns)).toEqual([0, 0, 0]);

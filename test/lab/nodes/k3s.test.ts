@@ -88,6 +88,7 @@ describe('k3s stand-in', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect((await run(1, 'systemctl is-active k3s-agent; systemctl is-active k3s; echo $?')).stdout).toBe('active\ninactive\n3');
+    expect((await run(1, 'systemctl show -p ActiveState --value k3s-agent; systemctl is-enabled k3s-agent')).stdout).toBe('active\nenabled');
     expect(kube.registered.get('worker-1')).toMatchObject({ role: 'agent', body: { serverUrl: 'https://127.0.0.10:6443', nodeIp: '10.0.0.12', version: VERSION } });
     expect(lab.counters()['worker-1'].installerRuns).toBe(2);
   });

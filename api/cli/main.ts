@@ -1,0 +1,206 @@
+// `pedro-ops`: the operator's terminal front end. It talks only to the API (URL and token from flags
+// or env), follows running workflows live over SSE, exits non-zero with the reason on failure, and
+// with --json prints machine-readable output only.
+import { parseArgs } from 'node:util';
+import type { ProgressEvent } from '../../workflows/messages.js';
+import { api, ApiError, defaultToken, followEvents, type ApiOptions } from './http.js';
+import { ProgressView, resultOk } from './render.js';
+
+const USAGE = `usage: pedro-ops <command> [args] [--url URL] [--token TOKEN] [--json] [--no-follow]
+
+  clusters                                   list clusters
+  provision <cluster> [--dry-run] [--allow-tofu]
+  status <workflow-id>                       status and progress of any run (follows it unless --no-follow)
+  resolve-step <cluster> <step> retry|skip|abort [--note TEXT]
+  rotate <cluster> [--entry ID ...] [--generate]
+  drift <cluster> [--entry ID ...]           compare 1Password, OpenBAO and Kubernetes; changes nothing
+  verify-backup <cluster> [--backup NAME | --create-new] [--namespace NS ...]
+  dr-restore <cluster> --backup NAME --namespace NS ... [--force]
+  approve <cluster> <restore-id> [--note TEXT]
+  reject <cluster> <restore-id> [--note TEXT]
+  schedules list <cluster>
+  schedules pause|unpause <cluster> <schedule-id> [--note TEXT]
+  schedules trigger <cluster> <schedule-id>
+  schedules backfill <cluster> <schedule-id> --start ISO --end ISO
+
+env: PEDRO_OPS_API_URL (default http://127.0.0.1:3000), PEDRO_OPS_API_TOKEN (default: the dev operator token)
+exit codes: 0 success, 1 failed run or API error, 2 usage, 3 a step needs attention`;
+
+const { values: flags, positionals } = parseArgs({
+  allowPositionals: true,
+  options: {
+    url: { type: 'string' },
+    token: { type: 'string' },
+    json: { type: 'boolean', default: false },
+    'no-follow': { type: 'boolean', default: false },
+    'dry-run': { type: 'boolean', default: false },
+    'allow-tofu': { type: 'boolean', default: false },
+    'create-new': { type: 'boolean', default: false },
+    generate: { type: 'boolean', default: false },
+    force: { type: 'boolean', default: false },
+    entry: { type: 'string', multiple: true },
+    namespace: { type: 'string', multiple: true },
+    backup: { type: 'string' },
+    note: { type: 'string' },
+    start: { type: 'string' },
+    end: { type: 'string' },
+    help: { type: 'boolean', short: 'h', default: false },
+  },
+});
+
+const opts: ApiOptions = { url: flags.url ?? process.env.PEDRO_OPS_API_URL ?? 'http://127.0.0.1:3000', token: flags.token ?? defaultToken() };
+const json = flags.json;
+const enc = encodeURIComponent;
+
+function print(value: unknown, human?: () => void): void {
+  if (json || !human) process.stdout.write(`${JSON.stringify(value, null, json ? 0 : 2)}\n`);
+  else human();
+}
+
+function usage(msg?: string): never {
+  if (msg) process.stderr.write(`${msg}\n\n`);
+  process.stderr.write(`${USAGE}\n`);
+  process.exit(2);
+}
+
+/** Follows a started workflow to its end; returns the exit code. */
+async function follow(workflowId: string, started?: Record<string, unknown>): Promise<number> {
+  if (!json && started?.temporalWebUrl) process.stderr.write(`workflow ${workflowId}\nTemporal Web: ${started.temporalWebUrl}\n`);
+  if (flags['no-follow']) {
+    print(started ?? { workflowId });
+    return 0;
+  }
+  const view = json ? undefined : new ProgressView(process.stderr);
+  for await (const msg of followEvents(opts, workflowId)) {
+    if (msg.event === 'result') {
+      const r = msg.data as { status: string; result?: unknown; error?: string };
+      const ok = r.status === 'COMPLETED' && resultOk(r.result);
+      print({ workflowId, ...r }, () => {
+        process.stdout.write(`${JSON.stringify(r.result ?? r, null, 2)}\n`);
+        if (!ok) process.stderr.write(`FAILED: ${r.error ?? (r.result as { state?: string; result?: string })?.state ?? (r.result as { result?: string })?.result ?? r.status}\n`);
+      });
+      return ok ? 0 : 1;
+    }
+    const e = msg.data as ProgressEvent;
+    view?.apply(e);
+    if (e.kind === 'run' && e.state === 'needs-attention') {
+      const stuck = view?.attention() ?? (e.step ? [{ step: e.step, error: e.error }] : []);
+      const names = stuck.map((s) => `${s.step}${s.error ? ` (${s.error})` : ''}`).join(', ');
+      if (json) print({ workflowId, state: 'needs-attention', steps: stuck });
+      else process.stderr.write(`NEEDS ATTENTION: ${names || 'a step'}\nresolve with: pedro-ops resolve-step <cluster> <step> retry|skip|abort\n`);
+      return 3;
+    }
+  }
+  return 1;
+}
+
+async function main(): Promise<number> {
+  const [cmd, ...args] = positionals;
+  if (flags.help || !cmd) usage();
+  switch (cmd) {
+    case 'clusters': {
+      const r = await api<{ clusters: { name: string; vip: string; nodes: unknown[]; k3sVersion: string; lab: boolean }[] }>(opts, 'GET', '/clusters');
+      print(r, () => r.clusters.forEach((c) => process.stdout.write(`${c.name.padEnd(16)} vip ${c.vip.padEnd(16)} ${c.nodes.length} nodes  k3s ${c.k3sVersion}${c.lab ? '  (lab)' : ''}\n`)));
+      return 0;
+    }
+    case 'provision': {
+      const [cluster] = args;
+      if (!cluster) usage('provision needs a cluster');
+      if (flags['dry-run']) {
+        const plan = await api(opts, 'POST', `/clusters/${enc(cluster)}/provision?dryRun=true`, {});
+        print(plan);
+        return 0;
+      }
+      const r = await startOrAttach(`/clusters/${enc(cluster)}/provision`, { ...(flags['allow-tofu'] ? { allowTofu: true } : {}) });
+      return follow(String(r.workflowId), r);
+    }
+    case 'status': {
+      const [id] = args;
+      if (!id) usage('status needs a workflow id');
+      const r = await api(opts, 'GET', `/workflows/${enc(id)}`);
+      if (r.status === 'RUNNING' && !flags['no-follow']) return follow(id, r);
+      print(r);
+      return r.status === 'COMPLETED' || r.status === 'RUNNING' ? 0 : 1;
+    }
+    case 'resolve-step': {
+      const [cluster, step, action] = args;
+      if (!cluster || !step || !['retry', 'skip', 'abort'].includes(action)) usage('resolve-step needs <cluster> <step> retry|skip|abort');
+      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/provision/steps/${enc(step)}`, { action, ...(flags.note ? { note: flags.note } : {}) });
+      print(r, () => process.stdout.write(`${step}: ${action} accepted\n`));
+      return 0;
+    }
+    case 'rotate':
+    case 'drift': {
+      const [cluster] = args;
+      if (!cluster) usage(`${cmd} needs a cluster`);
+      const body = { ...(flags.entry ? { entries: flags.entry } : {}), ...(cmd === 'drift' ? { dryRun: true } : {}), ...(flags.generate ? { generate: true } : {}) };
+      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/secrets/rotate`, body);
+      return follow(String(r.workflowId), r);
+    }
+    case 'verify-backup': {
+      const [cluster] = args;
+      if (!cluster) usage('verify-backup needs a cluster');
+      const body = { ...(flags.backup ? { backup: flags.backup } : flags['create-new'] ? { createNew: true } : { latestFromSchedule: true }), ...(flags.namespace ? { namespaces: flags.namespace } : {}) };
+      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/backups/verify`, body);
+      return follow(String(r.workflowId), r);
+    }
+    case 'dr-restore': {
+      const [cluster] = args;
+      if (!cluster || !flags.backup || !flags.namespace) usage('dr-restore needs <cluster> --backup NAME --namespace NS');
+      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/dr/restore`, { backup: flags.backup, namespaces: flags.namespace, ...(flags.force ? { force: true } : {}) });
+      if (!json) process.stderr.write(`restore planned; approve with: pedro-ops approve ${cluster} ${r.id ?? r.requestId ?? r.workflowId}\n`);
+      print(r);
+      return 0;
+    }
+    case 'approve':
+    case 'reject': {
+      const [cluster, id] = args;
+      if (!cluster || !id) usage(`${cmd} needs <cluster> <restore-id>`);
+      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/dr/restore/${enc(id)}/${cmd}`, flags.note ? { note: flags.note } : {});
+      print(r);
+      if (cmd === 'approve' && typeof r.workflowId === 'string') return follow(r.workflowId, r);
+      return 0;
+    }
+    case 'schedules': {
+      const [sub, cluster, scheduleId] = args;
+      if (!sub || !cluster) usage('schedules needs list|pause|unpause|trigger|backfill <cluster>');
+      const base = `/clusters/${enc(cluster)}/schedules`;
+      if (sub === 'list') {
+        print(await api(opts, 'GET', base));
+        return 0;
+      }
+      if (!scheduleId) usage(`schedules ${sub} needs a schedule id`);
+      const path = `${base}/${enc(scheduleId)}`;
+      if (sub === 'pause' || sub === 'unpause') print(await api(opts, 'POST', `${path}/${sub}`, flags.note ? { note: flags.note } : {}));
+      else if (sub === 'trigger') print(await api(opts, 'POST', `${path}/trigger`, {}));
+      else if (sub === 'backfill') {
+        if (!flags.start || !flags.end) usage('schedules backfill needs --start and --end');
+        print(await api(opts, 'POST', `${path}/backfill`, { start: flags.start, end: flags.end }));
+      } else usage(`unknown schedules command ${sub}`);
+      return 0;
+    }
+    default:
+      usage(`unknown command ${cmd}`);
+  }
+}
+
+/** Starts a run; if one already runs (409), follows that one instead of failing. */
+async function startOrAttach(path: string, body: unknown): Promise<Record<string, unknown>> {
+  try {
+    return await api(opts, 'POST', path, body);
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 409 && typeof err.body.workflowId === 'string') {
+      if (!json) process.stderr.write(`already running: following ${err.body.workflowId}\n`);
+      return err.body;
+    }
+    throw err;
+  }
+}
+
+main()
+  .then((code) => process.exit(code))
+  .catch((err) => {
+    if (json) process.stdout.write(`${JSON.stringify({ error: err instanceof ApiError ? err.body : { message: (err as Error).message } })}\n`);
+    else process.stderr.write(`error: ${(err as Error).message}\n`);
+    process.exit(1);
+  });
