@@ -6,7 +6,8 @@ import { ErrorType, nonRetryable } from '../workflows/failures.js';
 import { kubeForCluster, type KubePort } from './kube/client.js';
 import { onePasswordForCluster, type OnePasswordPort } from './onepassword/client.js';
 import { openbaoClient, type VaultClient } from './openbao/client.js';
-import { nodeSshConnector, type SshConnector } from './ssh/client.js';
+import { createSshConnector, KnownHosts, type SshConnector } from './ssh/client.js';
+import { join } from 'node:path';
 
 export interface Logger {
   info(obj: object | string, msg?: string): void;
@@ -30,7 +31,7 @@ export function defaultDeps(opts: { dataDir: string; log: Logger; clusters?: Clu
     clusters: opts.clusters ?? new ClusterRegistry(),
     dataDir: opts.dataDir,
     log: opts.log,
-    ssh: nodeSshConnector,
+    ssh: createSshConnector({ knownHosts: new KnownHosts(join(opts.dataDir, 'known_hosts')) }),
     kube: (spec) => kubeForCluster(spec, opts.dataDir),
     onepassword: (spec) => onePasswordForCluster(spec),
     openbao: (spec, token) => openbaoClient(spec, token),

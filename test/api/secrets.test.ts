@@ -77,10 +77,10 @@ describe('POST /clusters/:name/secrets/rotate', () => {
     for (let i = 0; i < 100; i++) {
       const res = await get(requestId);
       live = res.statusCode === 200 ? res.json() : undefined;
+      (await import('node:fs')).appendFileSync('/tmp/loop.txt', `${i} ${res.statusCode} ${live?.entries?.length} ${live?.progress?.phase} ${live?.progress?.seq} ${JSON.stringify(await t.client.workflow.getHandle(body.workflowId).query('rotationStatus')).length} ${res.payload.slice(0,300)}\n`);
       if (live?.progress?.steps?.some((s: { id: string; state: string }) => s.id.startsWith('restart:') && s.state === 'running')) break;
       await new Promise((res) => setTimeout(res, 100));
     }
-    (await import('node:fs')).writeFileSync('/tmp/raw.json', JSON.stringify(await t.client.workflow.getHandle(body.workflowId).query('rotationStatus')));
     expect(live.running).toBe(true);
     expect(live.state).toBe('running');
     expect(live.entries.map((e: { id: string }) => e.id)).toEqual(['twitch', 'github']);

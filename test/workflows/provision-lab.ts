@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
 import { ClusterRegistry } from '../../config/registry.js';
 import { defaultDeps, type ActivityDeps } from '../../activities/deps.js';
-import { progressQuery, resolveStepUpdate, type Progress, type ResolveAction } from '../../workflows/messages.js';
+import { progressQuery, resolveStepUpdate, type Progress, type ResolveAction, type StepProgress } from '../../workflows/messages.js';
 import { startLab, type Lab, type StartLabOptions } from '../lab/index.js';
 import { memoryLogger, testTemporal, type TestTemporal } from '../helpers/temporal.js';
 
@@ -65,7 +65,9 @@ export async function until(h: WorkflowHandle, what: string, pred: (p: Progress)
   }
 }
 
-export const stepOf = (p: Progress, id: string) => p.steps.find((s) => s.id === id)!;
+/** The step, or a placeholder while the workflow has not planned it yet. */
+export const stepOf = (p: Progress, id: string): StepProgress =>
+  p.steps.find((s) => s.id === id) ?? { id, phase: '', title: '', state: 'pending', attempts: 0, detail: 'not planned yet' };
 
 export function resolve(h: WorkflowHandle, step: string, action: ResolveAction) {
   return h.executeUpdate(resolveStepUpdate, { args: [{ step, action, by: 'test' }] });
