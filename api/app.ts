@@ -1,5 +1,7 @@
 // The Fastify app factory: route modules registered as encapsulated plugins, schemas on every
 // route, one error shape. Tests build it with `buildApp` and use `inject`.
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
@@ -10,6 +12,9 @@ import { clusterRoutes } from './routes/clusters.js';
 import { workflowRoutes } from './routes/workflows.js';
 import { installMetrics } from './metrics.js';
 import { secretRoutes } from './routes/secrets.js';
+import { backupRoutes } from './routes/backups.js';
+import { drRoutes } from './routes/dr.js';
+import { scheduleRoutes } from './routes/schedules.js';
 import { codecRoutes } from './routes/codec.js';
 import type { PayloadCodec } from '@temporalio/common';
 import rateLimit from '@fastify/rate-limit';
@@ -38,6 +43,14 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     ajv: { customOptions: { allErrors: false, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
   }) as unknown as FastifyInstance;
   installErrorHandler(app);
+  const responseAudit = process.env.VITEST && process.env.PEDRO_OPS_AUDIT_DIR;
+  if (responseAudit) {
+    // Test runs only: every response body goes to the suite-wide leak audit (test/leak-audit.ts).
+    app.addHook('onSend', async (_req, _reply, payload) => {
+      if (typeof payload === 'string' || Buffer.isBuffer(payload)) appendFileSync(join(responseAudit, 'responses.txt'), `${payload.toString()}\n`);
+      return payload;
+    });
+  }
   if (opts.auth) installAuth(app, opts.auth);
   await app.register(rateLimit, {
     global: true,
@@ -63,6 +76,9 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await app.register(clusterRoutes(ctx));
   await app.register(workflowRoutes(ctx));
   await app.register(secretRoutes(ctx));
+  await app.register(backupRoutes(ctx));
+  await app.register(drRoutes(ctx));
+  await app.register(scheduleRoutes(ctx));
   if (opts.codec) {
     await app.register(codecRoutes, { codec: opts.codec, authorize: opts.auth ? codecAuthorizer(opts.auth) : undefined, allowedOrigins: opts.codecOrigins ?? [], namespaces: [opts.settings.namespace] });
   }

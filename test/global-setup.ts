@@ -1,5 +1,9 @@
 // One real Temporal dev server for the whole test run (in-memory, headless, free port), from the
-// project's own toolchain binary. Tests isolate themselves by task queue.
+// project's own toolchain binary. Tests isolate themselves by task queue. At the end, the leak
+// audit searches every history, worker log line and API response of the run for secret values.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { freePort, startDevServer, type DevServer } from '../scripts/temporal-server.js';
 
@@ -12,15 +16,33 @@ declare module 'vitest' {
 let server: DevServer | undefined;
 
 export default async function setup(project: TestProject) {
-  if (process.env.PEDRO_OPS_TEST_TEMPORAL_ADDRESS) {
-    project.provide('temporalAddress', process.env.PEDRO_OPS_TEST_TEMPORAL_ADDRESS);
-    return;
+  const auditDir = mkdtempSync(join(tmpdir(), 'pedro-ops-audit-'));
+  process.env.PEDRO_OPS_AUDIT_DIR = auditDir; // inherited by the test workers forked after this
+  let address = process.env.PEDRO_OPS_TEST_TEMPORAL_ADDRESS;
+  if (!address) {
+    const started = Date.now();
+    server = await startDevServer({ port: await freePort(), headless: true });
+    process.stderr.write(`[global-setup] temporal dev server ${server.address} (pid ${server.pid}) ready in ${Date.now() - started} ms\n`);
+    address = server.address;
   }
-  const started = Date.now();
-  server = await startDevServer({ port: await freePort(), headless: true });
-  process.stderr.write(`[global-setup] temporal dev server ${server.address} (pid ${server.pid}) ready in ${Date.now() - started} ms\n`);
-  project.provide('temporalAddress', server.address);
+  project.provide('temporalAddress', address);
   return async () => {
-    await server?.stop();
+    try {
+      // Only a full run audits: a single file's run says nothing about the suite (PEDRO_OPS_AUDIT=1 forces it).
+      const full = project.vitest.state.getFiles().length >= 20 || process.env.PEDRO_OPS_AUDIT === '1';
+      if (full) {
+        const { auditSuite } = await import('./leak-audit.js');
+        const r = await auditSuite(address!, auditDir);
+        process.stderr.write(
+          `[leak-audit] ${r.workflows} workflow histories, ${r.payloads} payloads (${r.otherKeys} under other test keys), ${r.secretsChecked} secret values, ` +
+            `${r.logBytes} B of worker logs, ${r.responseBytes} B of API responses: ${r.leaks.length} leaks, ${r.unencrypted.length} unencrypted payloads\n`,
+        );
+        const problems = [...new Set([...r.unencrypted, ...r.leaks])];
+        if (problems.length > 0) throw new Error(`leak audit failed:\n${problems.slice(0, 40).join('\n')}`);
+      }
+    } finally {
+      await server?.stop();
+      rmSync(auditDir, { recursive: true, force: true });
+    }
   };
 }

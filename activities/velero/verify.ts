@@ -4,7 +4,7 @@
 import { CoreV1Api, KubernetesObjectApi } from '@kubernetes/client-node';
 import type { ProbeSpec } from '../../config/schema.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
-import type { KubeObject } from '../kube/client.js';
+import type { KubeObject, KubePort } from '../kube/client.js';
 import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
 import { beat, dnsLabel, loadKubeConfig, pollUntil, splitGvk } from './client.js';
 import type { CompareResult, ProbeResult, ResourceList, WorkloadsResult } from './types.js';
@@ -13,6 +13,16 @@ import type { CompareResult, ProbeResult, ResourceList, WorkloadsResult } from '
 const VOLATILE_KINDS = new Set(['Pod', 'Event', 'Endpoints', 'EndpointSlice', 'ReplicaSet', 'ControllerRevision', 'Lease', 'PodMetrics']);
 /** Kinds counted when no resource list is available. */
 const COUNT_KINDS = ['v1/ConfigMap', 'v1/Secret', 'v1/Service', 'v1/ServiceAccount', 'v1/PersistentVolumeClaim', 'apps/v1/Deployment', 'apps/v1/StatefulSet', 'apps/v1/DaemonSet', 'batch/v1/CronJob'];
+
+/** Lists a kind; undefined when the API server does not serve it (a CRD not installed, an old API). */
+async function listServed(kube: KubePort, apiVersion: string, kind: string, ns: string): Promise<KubeObject[] | undefined> {
+  try {
+    return await kube.list(apiVersion, kind, ns);
+  } catch (err) {
+    if (/Unrecognized API version and kind/i.test((err as Error).message)) return undefined;
+    throw err;
+  }
+}
 
 export function veleroVerifyActivities(deps: ActivityDeps) {
   const kubeOf = (cluster: string) => {
@@ -48,7 +58,7 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
           if (wanted.size === 0) continue;
           const c = (counts[gvk] = { expected: 0, restored: 0 });
           for (const [target, names] of wanted) {
-            const present = new Set((await kube.list(apiVersion, kind, target)).map((o) => o.metadata?.name));
+            const present = new Set((await listServed(kube, apiVersion, kind, target))?.map((o) => o.metadata?.name));
             for (const n of names) {
               c.expected += 1;
               if (present.has(n)) c.restored += 1;
@@ -65,8 +75,8 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
         let expected = 0;
         let restored = 0;
         for (const [source, target] of Object.entries(input.mapping)) {
-          expected += (await kube.list(apiVersion, kind, source)).length;
-          restored += (await kube.list(apiVersion, kind, target)).length;
+          expected += (await listServed(kube, apiVersion, kind, source))?.length ?? 0;
+          restored += (await listServed(kube, apiVersion, kind, target))?.length ?? 0;
         }
         if (expected === 0 && restored === 0) continue;
         counts[gvk] = { expected, restored };

@@ -73,12 +73,13 @@ describe('POST /clusters/:name/secrets/rotate', () => {
     expect(dup.statusCode).toBe(409);
     expect(dup.json().workflowId).toBe(body.workflowId);
 
+    // Two queries (report, progress) are answered independently: poll until both show the rollout waiting.
     let live;
     for (let i = 0; i < 100; i++) {
       const res = await get(requestId);
       live = res.statusCode === 200 ? res.json() : undefined;
-      (await import('node:fs')).appendFileSync('/tmp/loop.txt', `${i} ${res.statusCode} ${live?.entries?.length} ${live?.progress?.phase} ${live?.progress?.seq} ${JSON.stringify(await t.client.workflow.getHandle(body.workflowId).query('rotationStatus')).length} ${res.payload.slice(0,300)}\n`);
-      if (live?.progress?.steps?.some((s: { id: string; state: string }) => s.id.startsWith('restart:') && s.state === 'running')) break;
+      const waiting = live?.progress?.steps?.some((s: { id: string; state: string }) => s.id.startsWith('restart:') && s.state === 'running');
+      if (waiting && live.entries.length === 2) break;
       await new Promise((res) => setTimeout(res, 100));
     }
     expect(live.running).toBe(true);

@@ -1,6 +1,8 @@
 // Test harness: connects to the run's one dev server (test/global-setup.ts), gives each test file
 // its own task queue, and starts real workers built exactly like production ones.
 import { randomUUID } from 'node:crypto';
+import { appendFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { inject } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
@@ -78,8 +80,11 @@ export async function testTemporal(opts: { dataConverter?: DataConverter; taskQu
 /** A logger that keeps every line in memory (leak scans read it). */
 export function memoryLogger(): Logger & { lines: string[] } {
   const lines: string[] = [];
+  const audit = process.env.PEDRO_OPS_AUDIT_DIR ? join(process.env.PEDRO_OPS_AUDIT_DIR, 'logs.txt') : undefined;
   const push = (level: string) => (obj: object | string, msg?: string) => {
-    lines.push(`${level} ${typeof obj === 'string' ? obj : JSON.stringify(obj)} ${msg ?? ''}`);
+    const line = `${level} ${typeof obj === 'string' ? obj : JSON.stringify(obj)} ${msg ?? ''}`;
+    lines.push(line);
+    if (audit) appendFileSync(audit, `${line}\n`); // the suite-wide leak audit reads every worker log line
   };
   return { lines, info: push('info'), warn: push('warn'), error: push('error') };
 }

@@ -1,6 +1,7 @@
 // The lab's OpenBAO: its HTTP API as node-vault 0.12 uses it (sys/health, init, unseal, seal-status,
 // mounts, KV v1/v2), with OpenBAO's status codes and error bodies. State lives in memory only; the
 // lab process owns it and the worker reaches it over loopback HTTP.
+import { recordSecrets } from './audit.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { listenRaw, type RawRequest, type RawResponse } from './openbao/http.js';
 import { envelope, KvV1, KvV2, unsupported, type KvResult } from './openbao/kv.js';
@@ -57,6 +58,7 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
     initialized = true;
     sealed = true;
     progress = [];
+    recordSecrets([...keys.map((k) => k.toString('hex')), ...keys.map((k) => k.toString('base64')), rootToken]);
     return { keys: keys.map((k) => k.toString('hex')), rootToken };
   }
 

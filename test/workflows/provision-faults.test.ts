@@ -51,7 +51,7 @@ describe('provisionCluster faults on the lab', () => {
     // Slow worker-1's link so its installer is still running when the connection is cut.
     h.lab.faults.ssh.slow('worker-1', 150);
     await resolve(handle, 'preflight', 'retry');
-    const deadline = Date.now() + 60_000;
+    const deadline = Date.now() + 30_000;
     while (h.lab.counters().nodes['worker-1'].installerRuns === 0) {
       if (Date.now() > deadline) throw new Error('worker-1 installer never started');
       await new Promise((r) => setTimeout(r, 25));
@@ -80,6 +80,7 @@ describe('provisionCluster faults on the lab', () => {
 
     h.lab.faults.clear();
     await resolve(handle, 'component/cert-manager', 'retry');
+    await until(handle, 'the build to finish', (x) => x.state === 'succeeded', 60_000);
     const report = (await handle.result()) as ProvisionReport;
     expect(report.state).toBe('succeeded');
     expect(report.components.every((c) => c.state === 'Ready')).toBe(true);

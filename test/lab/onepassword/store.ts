@@ -1,6 +1,7 @@
 // The 1Password double's vault contents and the SDK's semantics over them: secret-reference
 // resolution (case-insensitive names or IDs, per-reference errors), item versions and validation.
 // Messages are the SDK 0.5 core's own strings, because callers and tests match on them.
+import { recordSecrets } from '../audit.js';
 import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { randomInt } from 'node:crypto';
@@ -80,7 +81,13 @@ export class VaultStore {
     return store;
   }
 
+  /** Every field value in every vault (for the leak audit). */
+  private allFieldValues(): string[] {
+    return this.data.vaults.flatMap((v) => v.items.flatMap((i) => (i.fields ?? []).map((f) => String(f.value ?? ""))));
+  }
+
   persist(): void {
+    recordSecrets(this.allFieldValues());
     mkdirSync(dirname(this.statePath), { recursive: true });
     const tmp = `${this.statePath}.${process.pid}.tmp`;
     writeFileSync(tmp, JSON.stringify(this.data, null, 2), { mode: 0o600 });
