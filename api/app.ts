@@ -19,6 +19,7 @@ import { codecRoutes } from './routes/codec.js';
 import type { PayloadCodec } from '@temporalio/common';
 import rateLimit from '@fastify/rate-limit';
 import { codecAuthorizer, installAuth, type AuthConfig } from './auth.js';
+import { bodiesWithoutCoercion } from './validation.js';
 
 export interface BuildAppOptions extends AppContext {
   logger?: FastifyServerOptions['loggerInstance'] | boolean;
@@ -41,6 +42,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     ...(typeof opts.logger === 'object' ? { loggerInstance: opts.logger } : { logger: opts.logger ?? false }),
     bodyLimit: opts.bodyLimit ?? 64 * 1024,
     ajv: { customOptions: { allErrors: false, removeAdditional: false, coerceTypes: 'array', useDefaults: true } },
+    schemaController: { compilersFactory: { buildValidator: bodiesWithoutCoercion() } },
   }) as unknown as FastifyInstance;
   installErrorHandler(app);
   const responseAudit = process.env.VITEST && process.env.PEDRO_OPS_AUDIT_DIR;

@@ -118,10 +118,14 @@ export function checkRole(identity: Identity | undefined, need: Role, what: stri
 /** Installs the auth hook on the whole app (before routes are registered). */
 export function installAuth(app: FastifyInstance, cfg: AuthConfig): void {
   app.addHook('onRequest', async (req) => {
-    req.identity = authenticate(cfg, req.headers.authorization);
+    // Node keeps the first of repeated Authorization headers, a proxy in front may keep the last:
+    // ambiguous credentials authenticate no one.
+    const repeated = req.raw.rawHeaders.filter((h, i) => i % 2 === 0 && h.toLowerCase() === 'authorization').length > 1;
+    req.identity = repeated ? undefined : authenticate(cfg, req.headers.authorization);
     if (req.method === 'OPTIONS') return; // CORS preflight carries no credentials by design
     const need = requiredRole(req);
     if (need === 'public') return;
+    if (repeated) throw new HttpError(401, 'Unauthorized', 'more than one Authorization header', { required: need });
     // Unknown routes answer 404 to anyone holding a valid token; without one they are 401 like every other route.
     checkRole(req.identity, need, `${req.method} ${req.routeOptions.url ?? req.url.split('?')[0]}`);
   });

@@ -65,7 +65,15 @@ export function buildProvisionPlan(spec: ClusterSpec): ProvisionPlan {
   addPlatform({ id: 'openbao-bootstrap', phase: 'platform', title: 'OpenBAO init/unseal, keys to 1Password, KV v2', kind: 'openbao', dependsOn: baoComponent ? [componentStep(baoComponent.name)] : ['nodes-ready'], budgetSeconds: 60 });
   const veleroComponent = spec.components.find((c) => c.namespace === spec.backups.veleroNamespace);
   addPlatform({ id: 'velero', phase: 'platform', title: 'Velero storage location check and backup Schedule', kind: 'velero', dependsOn: veleroComponent ? [componentStep(veleroComponent.name)] : ['nodes-ready'], budgetSeconds: 60 });
-  addPlatform({ id: 'secret-sync', phase: 'platform', title: 'Initial secret sync 1Password -> OpenBAO -> Kubernetes', kind: 'secret-sync', dependsOn: ['openbao-bootstrap'], budgetSeconds: 120 });
+  // The sync restarts each Secret's consumers, so the components that own them must be installed first.
+  const consumerComponents = new Set<string>();
+  for (const e of spec.secrets.entries) {
+    for (const w of e.consumers) {
+      const owner = spec.components.find((c) => c.workloads.some((x) => x.kind === w.kind && x.name === w.name && (x.namespace ?? c.namespace) === (w.namespace ?? c.namespace)));
+      if (owner) consumerComponents.add(componentStep(owner.name));
+    }
+  }
+  addPlatform({ id: 'secret-sync', phase: 'platform', title: 'Initial secret sync 1Password -> OpenBAO -> Kubernetes', kind: 'secret-sync', dependsOn: ['openbao-bootstrap', ...consumerComponents], budgetSeconds: 120 });
 
   return {
     cluster: spec.name,

@@ -128,7 +128,7 @@ export const backupRoutes = (ctx: AppContext): FastifyPluginAsync => async (app)
         tags: ['backups'],
         summary: 'A verification drill: progress while running, the report (result, reasons, RTO, counts) when done',
         description: 'id is the requestId, or a scheduled drill\'s workflow id (dr-drill/<cluster>-<time>, URL-encoded).',
-        params: { type: 'object', properties: { name: ClusterNameParam.properties.name, id: { type: 'string', minLength: 1, maxLength: 200 } }, required: ['name', 'id'], additionalProperties: false },
+        params: { type: 'object', properties: { name: ClusterNameParam.properties.name, id: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9][A-Za-z0-9/_.:-]*$' } }, required: ['name', 'id'], additionalProperties: false },
         response: { 200: RunStatus, 404: ErrorBody },
       },
     },

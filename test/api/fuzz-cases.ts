@@ -58,7 +58,7 @@ const PARAM_ATTACKS = [
 
 const WRONG_VALUES: Json[] = ['str', '', 'true', '1', 12345, 0, 1, -1, 1.5, 1e308, true, false, null, [], [1], ['x', 'x'], {}, { a: 1 }];
 
-const INVALID_JSON = ['{', '{"a":}', "{'a':1}", '{"a":1,}', '[1,2', 'NaN', '\ufeff{}', '{"a":1}{"b":2}', '{"a":"\\x41"}', 'undefined', '\u0000'];
+const INVALID_JSON = ['{', '{"a":}', "{'a':1}", '{"a":1,}', '[1,2', 'NaN', '{"a":1}{"b":2}', '{"a":"\\x41"}', 'undefined', '\u0000'];
 
 export interface Tokens {
   operator: string;
@@ -176,6 +176,7 @@ export function generate(ops: Operation[], tokens: Tokens, seed: number): FuzzRe
       for (const text of INVALID_JSON) add({ kind: 'invalid-json', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: text, expect: 'reject', status: 400 });
       add({ kind: 'proto-poison', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: '{"__proto__":{"isAdmin":true}}', expect: 'reject', status: 400 });
       add({ kind: 'proto-poison', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: '{"constructor":{"prototype":{"isAdmin":true}}}', expect: 'reject', status: 400 });
+      add({ kind: 'bom-json', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: `\ufeff${JSON.stringify(invalidBodies[0]?.body ?? { extra: 1 })}`, expect: 'reject' });
       add({ kind: 'empty-json', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: '', expect: 'reject', status: 400 });
       const depth = 20_000 + Math.floor(rnd() * 5000);
       add({ kind: 'deep-nesting', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: `{"x":${'['.repeat(depth)}${']'.repeat(depth)}}`, expect: 'reject' });

@@ -123,6 +123,7 @@ describe('API fuzz', () => {
     }
     const stats = { seed: `0x${SEED.toString(16)}`, operations: ops.length, requests: requests.length, ms: Date.now() - started, perStatus, perKind };
     process.stdout.write(`[fuzz] ${JSON.stringify(stats)}\n`);
+    if (violations.length) process.stdout.write(`[fuzz] ${violations.length} violations:\n${violations.join('\n')}\n`);
     expect(violations.slice(0, 40)).toEqual([]);
 
     // Nothing started: no workflow on this queue, and no schedule that would start one here.
