@@ -6,9 +6,10 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { AppContext } from './context.js';
-import { HttpError, installErrorHandler } from './errors.js';
+import { HttpError, documentErrors, installErrorHandler } from './errors.js';
 import { healthRoutes } from './routes/health.js';
 import { clusterRoutes } from './routes/clusters.js';
+import { provisionRoutes } from './routes/provision.js';
 import { workflowRoutes } from './routes/workflows.js';
 import { installMetrics } from './metrics.js';
 import { secretRoutes } from './routes/secrets.js';
@@ -54,13 +55,17 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     });
   }
   if (opts.auth) installAuth(app, opts.auth);
+  const unlimited = (url: string) => url === '/healthz' || url === '/readyz';
+  app.addHook('onRoute', (route) => {
+    if (!unlimited(route.url)) documentErrors(route, [429]);
+  });
   await app.register(rateLimit, {
     global: true,
     hook: 'preHandler', // after auth, so the key is the caller's identity
     timeWindow: '1 minute',
     max: (req) => (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' ? 1200 : opts.mutationRateLimit ?? 60),
     keyGenerator: (req) => req.identity?.name ?? req.ip,
-    allowList: (req) => req.url === '/healthz' || req.url === '/readyz',
+    allowList: (req) => unlimited(req.url),
     errorResponseBuilder: (_req, ctx) => new HttpError(429, 'TooManyRequests', `rate limit: ${ctx.max} requests per ${ctx.after}`),
   });
   // The OpenAPI document is generated from the route schemas: they are the contract.
@@ -76,6 +81,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await installMetrics(app, { workerMetricsUrls: opts.workerMetricsUrls });
   await app.register(healthRoutes(ctx));
   await app.register(clusterRoutes(ctx));
+  await app.register(provisionRoutes(ctx));
   await app.register(workflowRoutes(ctx));
   await app.register(secretRoutes(ctx));
   await app.register(backupRoutes(ctx));

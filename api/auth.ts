@@ -6,7 +6,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { HttpError } from './errors.js';
+import { HttpError, documentErrors } from './errors.js';
 
 export type Role = 'viewer' | 'operator';
 export interface ApiToken {
@@ -99,13 +99,15 @@ export function authenticate(cfg: AuthConfig, header: string | undefined): Ident
 }
 
 export function requiredRole(req: FastifyRequest): Role | 'public' {
-  const configured = req.routeOptions.config?.role;
+  return roleFor(req.method, req.url.split('?')[0], req.routeOptions.config?.role);
+}
+
+function roleFor(method: string, path: string, configured?: Role | 'public'): Role | 'public' {
   if (configured) return configured;
-  const path = req.url.split('?')[0];
   // The codec plugin authorizes its own routes (decode: viewer, encode: operator) after its CORS check.
   if (path.startsWith('/codec/')) return 'public';
   if (PUBLIC_PATHS.some((p) => path === p || path.startsWith(`${p}/`))) return 'public';
-  return req.method === 'GET' || req.method === 'HEAD' ? 'viewer' : 'operator';
+  return method === 'GET' || method === 'HEAD' ? 'viewer' : 'operator';
 }
 
 export function checkRole(identity: Identity | undefined, need: Role, what: string): void {
@@ -117,6 +119,18 @@ export function checkRole(identity: Identity | undefined, need: Role, what: stri
 
 /** Installs the auth hook on the whole app (before routes are registered). */
 export function installAuth(app: FastifyInstance, cfg: AuthConfig): void {
+  // The OpenAPI document shows each route's auth: bearer required or not, and its 401/403.
+  app.addHook('onRoute', (route) => {
+    const method = [route.method].flat()[0];
+    const need = roleFor(method, route.url, (route.config as { role?: Role | 'public' } | undefined)?.role);
+    const codec = route.url.startsWith('/codec/');
+    if (route.schema?.hide || (need === 'public' && !codec)) {
+      if (route.schema && !route.schema.hide) route.schema.security = [];
+      return;
+    }
+    route.schema = { ...route.schema, security: [{ bearer: [] }] };
+    documentErrors(route, need === 'operator' || codec ? [401, 403] : [401]);
+  });
   app.addHook('onRequest', async (req) => {
     // Node keeps the first of repeated Authorization headers, a proxy in front may keep the last:
     // ambiguous credentials authenticate no one.

@@ -1,6 +1,6 @@
 // The API's error shape: { error, message, ... } with a status code. Validation errors name the
 // exact field path (DESIGN rule 7).
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, RouteOptions } from 'fastify';
 
 export class HttpError extends Error {
   constructor(
@@ -37,7 +37,35 @@ export const ErrorBody = {
   additionalProperties: true,
 } as const;
 
+const ERROR_DESCRIPTIONS: Record<number, string> = {
+  400: 'Invalid request: `field` names the exact path (e.g. body.entries[0])',
+  401: 'Missing, unknown or repeated bearer token',
+  403: "The token's role is too low for this route",
+  404: 'Unknown cluster, run, schedule or route',
+  413: 'Body larger than the limit',
+  415: 'Content type is not application/json',
+  429: 'Rate limit for this identity exceeded',
+  500: 'Internal error (details only in the server log)',
+};
+
+/** Adds ErrorBody responses for `codes` to a route's schema where the route module did not document them. */
+export function documentErrors(route: RouteOptions, codes: number[]): void {
+  const schema = (route.schema ??= {});
+  if (schema.hide) return;
+  const response = (schema.response ??= {}) as Record<string, unknown>;
+  for (const code of codes) {
+    if (!(code in response)) response[code] = { ...ErrorBody, description: ERROR_DESCRIPTIONS[code] ?? 'Error' };
+  }
+}
+
 export function installErrorHandler(app: FastifyInstance): void {
+  // Every route documents the errors any route can give (the rest come from auth and the rate limiter).
+  app.addHook('onRoute', (route) => {
+    const methods = [route.method].flat();
+    const carriesBody = methods.some((m) => ['POST', 'PUT', 'PATCH'].includes(m));
+    const validates = Boolean(route.schema?.params || route.schema?.querystring || route.schema?.body || route.schema?.headers) || carriesBody;
+    documentErrors(route, [...(validates ? [400] : []), ...(route.url.includes(':') ? [404] : []), ...(carriesBody ? [413, 415] : []), 500]);
+  });
   app.setErrorHandler((err: FastifyError | HttpError, req, reply) => {
     if (err instanceof HttpError) {
       return reply.status(err.statusCode).send({ error: err.error, message: err.message, ...err.extra });

@@ -7,6 +7,7 @@ import type { BackupInfo } from '../activities/velero/types.js';
 import type { ProbeResult } from '../activities/velero/types.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import { DrillResult, RequestedBy, RtoSeconds } from './search-attributes.js';
+import { recordDrill } from './metrics.js';
 import { acts, checkRestored, DEFAULT_TIMEOUTS, label, restoreProblem, scratchNamespace, waits, type RestoreTimeouts } from './restore-checks.js';
 
 export interface VerifyBackupInput {
@@ -154,6 +155,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
       { key: DrillResult, value: cancelled ? 'cancelled' : report.result },
       ...(report.rtoSeconds !== undefined ? [{ key: RtoSeconds, value: report.rtoSeconds }] : []),
     ]);
+    recordDrill(cluster, cancelled ? 'cancelled' : report.result, report.rtoSeconds);
     upsertMemo({ report: { result: cancelled ? 'cancelled' : report.result, reasons: report.reasons, rtoSeconds: report.rtoSeconds ?? null, backup: report.backup ?? null } });
     runner.setState(cancelled ? 'cancelled' : report.result === 'passed' ? 'succeeded' : 'failed');
     runner.setPhase('done');
