@@ -71,7 +71,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   // The OpenAPI document is generated from the route schemas: they are the contract.
   await app.register(swagger, {
     openapi: {
-      openapi: '3.0.3',
+      // 3.1: its schemas are JSON Schema, so route schemas (propertyNames, const, type arrays) document as written.
+      openapi: '3.1.0',
       info: { title: 'pedro-ops orchestrator', version: '0.1.0', description: 'Starts and queries the durable workflows that build and operate homelab clusters.' },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },

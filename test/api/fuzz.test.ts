@@ -116,12 +116,12 @@ describe('API fuzz', () => {
     for (const req of requests) {
       const res = await app.inject({ method: req.method as 'GET', url: req.url, headers: req.headers, payload: req.payload });
       perStatus[res.statusCode] = (perStatus[res.statusCode] ?? 0) + 1;
-      const kind = req.kind.split(':')[0];
+      const kind = `${req.kind.split(':')[0]} ${res.statusCode}`;
       perKind[kind] = (perKind[kind] ?? 0) + 1;
       violations.push(...judge(req, res.statusCode, String(res.headers['content-type'] ?? ''), res.body, byOp.get(req.op)));
       if (req.kind === 'docs-traversal' && /pedro-ops-orchestrator|root:x:0:0/.test(res.body)) violations.push(`${req.url}: served a file outside the docs`);
     }
-    const stats = { seed: `0x${SEED.toString(16)}`, operations: ops.length, requests: requests.length, ms: Date.now() - started, perStatus, perKind };
+    const stats = { seed: `0x${SEED.toString(16)}`, operations: ops.length, requests: requests.length, ms: Date.now() - started, perStatus, perKindAndStatus: Object.fromEntries(Object.entries(perKind).sort()) };
     process.stdout.write(`[fuzz] ${JSON.stringify(stats)}\n`);
     if (violations.length) process.stdout.write(`[fuzz] ${violations.length} violations:\n${violations.join('\n')}\n`);
     expect(violations.slice(0, 40)).toEqual([]);

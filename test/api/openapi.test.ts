@@ -1,0 +1,120 @@
+// OpenAPI (issue 7 item 3): /openapi.json is a valid OpenAPI 3 document, lists every route the app
+// actually serves (compared with Fastify's own route table), and documents each operation: summary,
+// tags, auth, and the error responses that can happen there, all in the one error shape.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import SwaggerParser from '@apidevtools/swagger-parser';
+import type { FastifyInstance, HTTPMethods } from 'fastify';
+import { buildApp } from '../../api/app.js';
+import { hashToken, parseTokens, PUBLIC_PATHS } from '../../api/auth.js';
+import { ClusterRegistry } from '../../config/registry.js';
+import { temporalSettings } from '../../worker/settings.js';
+import { testCodec, testTemporal, type TestTemporal } from '../helpers/temporal.js';
+
+type Op = { summary?: string; tags?: string[]; parameters?: { in: string }[]; requestBody?: unknown; security?: unknown[]; responses: Record<string, { content?: Record<string, { schema?: { required?: string[] } }> }> };
+type Doc = { openapi: string; info: { title: string }; paths: Record<string, Record<string, Op>> };
+
+let t: TestTemporal;
+let app: FastifyInstance;
+let doc: Doc;
+
+beforeAll(async () => {
+  t = await testTemporal({ taskQueuePrefix: 'api-openapi' });
+  app = await buildApp({
+    client: t.client,
+    settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
+    clusters: new ClusterRegistry(),
+    auth: { tokens: parseTokens(`ops:operator:${hashToken('openapi-test-token-0123456789')}`) },
+    codec: testCodec,
+  });
+  const res = await app.inject({ method: 'GET', url: '/openapi.json' });
+  expect(res.statusCode).toBe(200);
+  doc = res.json();
+});
+afterAll(async () => {
+  await app?.close();
+  await t?.close();
+});
+
+/** "METHOD /path/{param}" for every route in Fastify's route tree (printRoutes, one segment per node). */
+function servedRoutes(tree: string): string[] {
+  const out: string[] = [];
+  const stack: string[] = [];
+  for (const line of tree.split('\n')) {
+    const m = /^((?:│ {3}| {4})*)(?:├── |└── )(.+?)(?: \(([^)]*)\))?$/.exec(line);
+    if (!m) continue;
+    const depth = m[1].length / 4;
+    stack.length = depth;
+    stack.push(m[2]);
+    const path = stack.join('').replace(/:(\w+)/g, '{$1}');
+    for (const method of (m[3] ?? '').split(',').map((s) => s.trim()).filter(Boolean)) out.push(`${method} ${path}`);
+  }
+  return out;
+}
+
+const isPublic = (path: string) => PUBLIC_PATHS.some((p) => path === p || path.startsWith(`${p}/`));
+const operations = () => Object.entries(doc.paths).flatMap(([path, item]) => Object.entries(item).map(([method, op]) => ({ path, method: method.toUpperCase(), op })));
+
+describe('OpenAPI document', () => {
+  it('validates as OpenAPI 3 (swagger-parser, schemas included)', async () => {
+    expect(doc.openapi).toMatch(/^3\./);
+    expect(doc.info.title).toBe('pedro-ops orchestrator');
+    // validate() dereferences in place: give it a copy.
+    await expect(SwaggerParser.validate(structuredClone(doc) as never)).resolves.toBeTruthy();
+  });
+
+  it('a broken document is refused (the validator really validates)', async () => {
+    const broken = structuredClone(doc) as unknown as { paths: Record<string, Record<string, { responses?: unknown }>> };
+    delete broken.paths['/clusters'].get.responses;
+    await expect(SwaggerParser.validate(broken as never)).rejects.toThrow();
+  });
+
+  it('lists every route Fastify serves, and only those', () => {
+    const served = servedRoutes(app.printRoutes({ commonPrefix: false }));
+    expect(served).toContain('POST /clusters/{name}/secrets/rotate');
+    // Hidden on purpose: HEAD twins of GETs, CORS preflights, the document itself and Swagger UI's files.
+    const hidden = (r: string) => r.startsWith('HEAD ') || r.startsWith('OPTIONS /codec/') || r === 'GET /openapi.json' || /^GET \/docs(\/|$)/.test(r);
+    const documented = new Set(operations().map((o) => `${o.method} ${o.path}`));
+    expect(served.filter((r) => !hidden(r) && !documented.has(r))).toEqual([]);
+    for (const o of operations()) {
+      const url = o.path.replace(/\{(\w+)\}/g, ':$1');
+      expect(app.hasRoute({ method: o.method as HTTPMethods, url }), `${o.method} ${o.path} is documented but not served`).toBe(true);
+    }
+    expect(documented.size).toBeGreaterThanOrEqual(15);
+    for (const core of ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /clusters', 'GET /clusters/{name}', 'GET /workflows/{id}', 'GET /workflows/{id}/events', 'POST /codec/decode', 'POST /codec/encode']) {
+      expect(documented).toContain(core);
+    }
+  });
+
+  it('every operation has a summary, tags, its auth and its error responses in the one error shape', () => {
+    const gaps: string[] = [];
+    for (const { path, method, op } of operations()) {
+      const id = `${method} ${path}`;
+      if (!op.summary?.trim()) gaps.push(`${id}: no summary`);
+      if (!op.tags?.length) gaps.push(`${id}: no tags`);
+      const codes = Object.keys(op.responses);
+      const want = ['500'];
+      const publicRoute = isPublic(path) && !path.startsWith('/codec/');
+      if (!publicRoute) want.push('401', '429');
+      if (method !== 'GET' && !publicRoute) want.push('403');
+      if (path.startsWith('/codec/')) want.push('403');
+      if (path.includes('{')) want.push('400', '404');
+      if (op.requestBody) want.push('400', '413', '415');
+      for (const c of want) if (!codes.includes(c)) gaps.push(`${id}: response ${c} not documented`);
+      if (!codes.some((c) => /^2\d\d$/.test(c))) gaps.push(`${id}: no success response`);
+      for (const c of codes.filter((x) => Number(x) >= 400 && !(path === '/readyz' && x === '503'))) {
+        const required = op.responses[c].content?.['application/json']?.schema?.required ?? [];
+        if (!required.includes('error') || !required.includes('message')) gaps.push(`${id}: response ${c} is not the error shape`);
+      }
+      const bearer = JSON.stringify(op.security ?? null) === JSON.stringify([{ bearer: [] }]);
+      if (publicRoute === bearer) gaps.push(`${id}: security ${JSON.stringify(op.security)} does not match the route's auth`);
+    }
+    expect(gaps).toEqual([]);
+  });
+
+  it('the documented 401 is what an unauthenticated caller gets, in the documented shape', async () => {
+    const res = await app.inject({ method: 'GET', url: '/clusters' });
+    expect(res.statusCode).toBe(401);
+    expect(doc.paths['/clusters'].get.responses['401']).toBeDefined();
+    expect(res.json()).toMatchObject({ error: 'Unauthorized', message: expect.any(String) });
+  });
+});
