@@ -64,8 +64,11 @@ export function parseTokens(value: string): ApiToken[] {
  */
 export function loadAuthConfig(opts: { env: NodeJS.ProcessEnv; dataDir: string; devMode: boolean; log?: { warn(m: string): void } }): AuthConfig {
   const { env } = opts;
-  if (env.PEDRO_OPS_API_TOKENS) return { tokens: parseTokens(env.PEDRO_OPS_API_TOKENS) };
-  if (env.PEDRO_OPS_API_TOKENS_FILE) return { tokens: parseTokens(readFileSync(env.PEDRO_OPS_API_TOKENS_FILE, 'utf8')) };
+  // Temporal Web without SSO sends no token to the codec endpoint; an operator may allow decode from
+  // the allow-listed UI origins explicitly (loopback/VPN-only deployments). Encode never.
+  const uiDecode = env.PEDRO_OPS_CODEC_UI_ANONYMOUS_DECODE === 'true';
+  if (env.PEDRO_OPS_API_TOKENS) return { tokens: parseTokens(env.PEDRO_OPS_API_TOKENS), anonymousCodecDecodeFromUi: uiDecode };
+  if (env.PEDRO_OPS_API_TOKENS_FILE) return { tokens: parseTokens(readFileSync(env.PEDRO_OPS_API_TOKENS_FILE, 'utf8')), anonymousCodecDecodeFromUi: uiDecode };
   if (!opts.devMode) throw new Error('no API tokens: set PEDRO_OPS_API_TOKENS="name:operator:<sha256 of token>,…" (or PEDRO_OPS_API_TOKENS_FILE)');
   const file = join(opts.dataDir, 'api-tokens.json');
   let plain: { operator: string; viewer: string };

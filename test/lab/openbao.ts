@@ -173,6 +173,7 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
     if (path === 'sys/init') {
       if (req.method === 'GET') return { status: 200, body: { initialized } };
       if (!write) return err(405);
+      bump('write:sys/init'); // every init attempt counts, refused ones too: "never re-init" tests read it
       if (initialized) return err(400, 'Vault is already initialized');
       const n = Number(body.secret_shares);
       const t = Number(body.secret_threshold);

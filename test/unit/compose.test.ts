@@ -2,8 +2,8 @@
 // Dockerfile, .dockerignore and .env.example against each other, against the code (entry points,
 // search attributes, imports) and against README. Every check returns a list of problems so a
 // failure names each offending service, line or variable at once.
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { REPO_ROOT } from '../../worker/settings.js';
@@ -16,7 +16,9 @@ type Service = Record<string, any>;
 export function composeVariables(text: string): Map<string, { required: boolean; fallback?: string }> {
   const vars = new Map<string, { required: boolean; fallback?: string }>();
   const re = /\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))/g;
-  for (const m of text.matchAll(re)) {
+  // Compose does not interpolate comments.
+  const content = text.split('\n').filter((l) => !l.trim().startsWith('#')).join('\n');
+  for (const m of content.matchAll(re)) {
     const name = m[1] ?? m[4];
     if (!name) continue;
     const required = Boolean(m[2]?.includes('?')) || Boolean(vars.get(name)?.required);
@@ -114,6 +116,34 @@ export function checkDockerfile(text: string): string[] {
   return problems;
 }
 
+/**
+ * Follows relative imports (static, and dynamic with a literal path) from the entry points; returns
+ * those that leave the image. Dynamic imports of test/lab/ are allowed: they run only for a cluster
+ * whose config points at the lab (e.g. `onepassword.labUrl`), never in production.
+ */
+export function importEscapes(entries: string[], inImage: (rel: string) => boolean): string[] {
+  const escapes: string[] = [];
+  const seen = new Set<string>();
+  const queue = [...entries];
+  while (queue.length > 0) {
+    const file = queue.pop()!;
+    if (seen.has(file)) continue;
+    seen.add(file);
+    if (!existsSync(join(REPO_ROOT, file))) {
+      escapes.push(`${file} does not exist`);
+      continue;
+    }
+    for (const m of read(file).matchAll(/(from\s+|import\s+|import\(\s*)'(\.{1,2}\/[^']+)'/g)) {
+      let target = join(dirname(file), m[2]);
+      if (/\.js$/.test(target) && existsSync(join(REPO_ROOT, target.replace(/\.js$/, '.ts')))) target = target.replace(/\.js$/, '.ts');
+      if (!inImage(target)) {
+        if (!(m[1].startsWith('import(') && target.startsWith('test/lab/'))) escapes.push(`${file} imports ${m[2]}`);
+      } else if (/\.(ts|mjs|js)$/.test(target)) queue.push(target);
+    }
+  }
+  return escapes;
+}
+
 const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service>; volumes?: Record<string, unknown> };
 const services = compose.services;
 const dockerfile = read('Dockerfile');
@@ -173,6 +203,9 @@ describe('docker-compose.yml', () => {
     expect(services.worker.environment.PEDRO_OPS_CLUSTERS_DIR).toBe('/etc/pedro-ops/clusters');
     // The target is what config/clusters/pedro-ops.yaml's ssh.privateKey resolves to for uid 10001.
     expect(read('config/clusters/pedro-ops.yaml')).toMatch(/privateKey: ~\/\.ssh\/pedro-ops_ed25519/);
+    // Read-only root: /tmp is the only scratch space, and swc loads its native binding from there.
+    expect(services.worker.read_only).toBe(true);
+    expect(services.worker.tmpfs).toEqual([expect.stringMatching(/^\/tmp:(.*,)?exec(,|$)/)]);
     expect(dockerfile).toMatch(/--home-dir \/home\/pedro/);
     const named = Object.keys(compose.volumes ?? {});
     expect(mounts).toContain('worker-data:/var/lib/pedro-ops');
@@ -196,29 +229,15 @@ describe('Dockerfile', () => {
     expect(dockerfile).toMatch(/PEDRO_OPS_ENV=production/);
   });
 
-  it('copies every folder the runtime imports from, and .dockerignore excludes none of them', () => {
-    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(\S+) \.\/\1$/gm)].map((m) => m[1]);
-    const copiedFiles = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \.\/$/gm)].flatMap((m) => m[1].split(/\s+/));
-    expect(copiedFiles).toEqual(expect.arrayContaining(['package.json', 'package-lock.json']));
-    expect(copied).toEqual(expect.arrayContaining(['worker', 'api', 'workflows', 'activities', 'config']));
+  it('copies every file the production entry points import, and .dockerignore excludes none of them', () => {
+    const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \.\/(\S*)$/gm)].flatMap((m) => m[1].split(/\s+/));
+    expect(copied).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'worker', 'api', 'workflows', 'activities', 'config']));
     const ignored = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
     expect(copied.filter((d) => ignored.includes(d))).toEqual([]);
     expect(ignored).toEqual(expect.arrayContaining(['node_modules', '.data', '.git', 'test', 'bench/results', '*.env', '.env']));
-    const escapes: string[] = [];
-    const walk = (dir: string): void => {
-      for (const e of readdirSync(join(REPO_ROOT, dir), { withFileTypes: true })) {
-        const rel = `${dir}/${e.name}`;
-        if (e.isDirectory()) walk(rel);
-        else if (/\.(ts|mjs)$/.test(e.name)) {
-          for (const m of read(rel).matchAll(/from '(\.{1,2}\/[^']+)'/g)) {
-            const top = join(dir, m[1]).split('/')[0];
-            if (!copied.includes(top) && !copiedFiles.includes(top)) escapes.push(`${rel} imports ${m[1]}`);
-          }
-        }
-      }
-    };
-    for (const d of copied) walk(d);
-    expect(escapes, 'runtime code importing a folder the image does not contain').toEqual([]);
+    const inImage = (rel: string) => copied.includes(rel.split('/')[0]) && !ignored.includes(rel);
+    const bin = Object.values(JSON.parse(read('package.json')).bin ?? {}) as string[];
+    expect(importEscapes(['worker/main.ts', 'api/main.ts', 'workflows/index.ts', 'scripts/check-config.ts', 'scripts/ensure-schedules.ts', ...bin], inImage), 'imports the image cannot satisfy').toEqual([]);
   });
 });
 
@@ -249,7 +268,7 @@ services:
   });
 
   it('find every reference form, skip $$ escapes, and report undocumented names', () => {
-    const vars = composeVariables('a: ${ALPHA}\nb: ${BRAVO:-x}\nc: ${CHARLIE:?set it}\nd: $DELTA\ne: $${NOT_A_VAR} $$NOPE\nf: ${FOXTROT-y}\n');
+    const vars = composeVariables('  # ${IN_A_COMMENT}\na: ${ALPHA}\nb: ${BRAVO:-x}\nc: ${CHARLIE:?set it}\nd: $DELTA\ne: $${NOT_A_VAR} $$NOPE\nf: ${FOXTROT-y}\n');
     expect([...vars.keys()]).toEqual(['ALPHA', 'BRAVO', 'CHARLIE', 'DELTA', 'FOXTROT']);
     expect(vars.get('CHARLIE')).toEqual({ required: true, fallback: undefined });
     expect(vars.get('BRAVO')?.fallback).toBe('x');
@@ -259,6 +278,18 @@ services:
     ].join('\n');
     expect([...vars.keys()].filter((v) => !documentedNames(readme).has(v))).toEqual(['BRAVO', 'FOXTROT']);
     expect(envExampleKeys('# X=1\nA=\n  B=2\nnot a line\n')).toEqual(['A', 'B']);
+  });
+
+  it('report imports the image cannot satisfy, following the graph', () => {
+    const onlyWorker = (rel: string) => rel.startsWith('worker/');
+    const escapes = importEscapes(['worker/main.ts', 'no/such/entry.ts'], onlyWorker);
+    expect(escapes).toContain('no/such/entry.ts does not exist');
+    expect(escapes).toContain("worker/main.ts imports ../config/loader.js");
+    expect(importEscapes(['worker/main.ts'], () => true)).toEqual([]);
+    // worker/main.ts reaches activities/ only transitively (through worker/run.ts and friends).
+    const noActivities = importEscapes(['worker/main.ts'], (rel) => !rel.startsWith('activities/'));
+    expect(noActivities.length).toBeGreaterThan(0);
+    expect(noActivities.every((e) => /^worker\/(?!main\.ts).* imports .*activities\//.test(e))).toBe(true);
   });
 
   it('reject a single-stage, root, unpinned Dockerfile without a healthcheck', () => {

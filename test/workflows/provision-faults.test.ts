@@ -76,7 +76,7 @@ describe('provisionCluster faults on the lab', () => {
     // skip is refused: contour (and through it airbyte, metabase) depend on cert-manager
     const skip = await resolve(handle, 'component/cert-manager', 'skip').catch((e: unknown) => e);
     expect(skip).toBeInstanceOf(WorkflowUpdateFailedError);
-    expect(String((skip as Error).cause?.message)).toMatch(/skip refused for "component\/cert-manager": .*component\/contour/);
+    expect(String((skip as { cause?: { message?: string } }).cause?.message)).toMatch(/skip refused for "component\/cert-manager": .*component\/contour/);
 
     h.lab.faults.clear();
     await resolve(handle, 'component/cert-manager', 'retry');

@@ -1,0 +1,67 @@
+// bootstrapOpenBao against a built lab: a re-run changes nothing; a sealed OpenBAO is unsealed from the
+// 1Password item; a missing item is UnsealKeysMissing and never a re-init.
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { ApplicationFailure } from '@temporalio/common';
+import { ClusterRegistry } from '../../config/registry.js';
+import { defaultDeps } from '../../activities/deps.js';
+import { openbaoBootstrapActivities } from '../../activities/openbao/bootstrap.js';
+import { startLab, type Lab } from '../lab/index.js';
+import { memoryLogger } from '../helpers/temporal.js';
+
+let lab: Lab;
+let dir: string;
+const log = memoryLogger();
+let acts: ReturnType<typeof openbaoBootstrapActivities>;
+
+beforeAll(async () => {
+  lab = await startLab({ built: true, log: () => undefined });
+  dir = mkdtempSync(join(tmpdir(), 'bao-bootstrap-'));
+  mkdirSync(join(dir, 'clusters'));
+  copyFileSync(lab.clusterFile, join(dir, 'clusters', 'lab.yaml'));
+  // A second cluster file pointing at the same OpenBAO but an unsealItem that does not exist.
+  const text = readFileSync(lab.clusterFile, 'utf8').replace(/^name: lab$/m, 'name: lab-nokeys').replace(/unsealItem: openbao-unseal/, 'unsealItem: openbao-unseal-gone');
+  writeFileSync(join(dir, 'clusters', 'lab-nokeys.yaml'), text);
+  acts = openbaoBootstrapActivities(defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) }));
+});
+afterAll(async () => {
+  await lab?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('bootstrapOpenBao', () => {
+  test('an initialised, unsealed OpenBAO with its KV mount is already satisfied and nothing is written', async () => {
+    lab.resetCounters();
+    const r = await acts.bootstrapOpenBao({ cluster: 'lab' });
+    expect(r).toMatchObject({ initialized: 'before', unsealed: 'before', kvMount: 'present', satisfied: true, unsealItemRef: 'op://pedro/openbao-unseal' });
+    expect(lab.counters().onepassword.itemsPut).toBe(0);
+    expect(lab.counters().openbao.byPath['write:sys/init'] ?? 0).toBe(0);
+    // The counter is live: an init attempt over HTTP (refused, already initialised) is counted.
+    const again = await fetch(`${lab.openbao.url}/v1/sys/init`, { method: 'PUT', body: JSON.stringify({ secret_shares: 1, secret_threshold: 1 }) });
+    expect(again.status).toBe(400);
+    expect(lab.counters().openbao.byPath['write:sys/init']).toBe(1);
+    lab.resetCounters();
+  });
+
+  test('sealed: unsealed with the keys from 1Password, no re-init', async () => {
+    lab.faults.openbao.seal();
+    const r = await acts.bootstrapOpenBao({ cluster: 'lab' });
+    expect(r).toMatchObject({ initialized: 'before', unsealed: 'now', satisfied: false });
+    const again = await acts.bootstrapOpenBao({ cluster: 'lab' });
+    expect(again.satisfied).toBe(true);
+  });
+
+  test('initialised but the 1Password item is missing: UnsealKeysMissing, never a re-init', async () => {
+    lab.resetCounters();
+    const err = await acts.bootstrapOpenBao({ cluster: 'lab-nokeys' }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).type).toBe('UnsealKeysMissing');
+    expect((err as ApplicationFailure).nonRetryable).toBe(true);
+    expect((err as ApplicationFailure).message).toContain('op://pedro/openbao-unseal-gone is missing');
+    expect(lab.counters().openbao.byPath['write:sys/init'] ?? 0).toBe(0);
+    const secrets = lab.secretValues().filter((s) => s.length >= 8);
+    expect(secrets.filter((s) => log.lines.join('\n').includes(s) || String((err as Error).message).includes(s))).toEqual([]);
+  });
+});

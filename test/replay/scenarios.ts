@@ -1,0 +1,266 @@
+// The lab scenarios whose histories the replay test keeps (scripts/capture-histories.ts runs them).
+// Each scenario drives one workflow through the real client to a known end and throws when the run
+// ends anywhere else, so a committed history always shows the behaviour its file name promises.
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Context } from '@temporalio/activity';
+import { WorkflowFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { CancelledFailure } from '@temporalio/common';
+import { ClusterRegistry } from '../../config/registry.js';
+import { defaultDeps, type ActivityDeps } from '../../activities/deps.js';
+import { createActivities } from '../../activities/index.js';
+import { dependentsOf } from '../../workflows/dag.js';
+import { approveUpdate, progressQuery, resolveStepUpdate, type Progress } from '../../workflows/messages.js';
+import { provisionWorkflowId } from '../../workflows/provision-plan.js';
+import { rotateSecretsWorkflowId, type RotationReport } from '../../workflows/rotate-secrets.js';
+import type { ProvisionReport } from '../../workflows/provision-cluster.js';
+import type { DrillReport } from '../../workflows/verify-backup.js';
+import type { DrRestoreReport } from '../../workflows/dr-restore.js';
+import { startLab, type Lab } from '../lab/index.js';
+import { memoryLogger } from '../helpers/temporal.js';
+import { startVeleroLab } from '../workflows/velero-lab.js';
+import { startRotationLab, type RotationLab } from '../workflows/rotate-secrets-lab.js';
+
+/** What a scenario needs: `velero`/`rotation` share one built lab per group, `fresh` gets its own unbuilt lab. */
+export type LabKind = 'velero' | 'rotation' | 'fresh';
+
+export interface Env {
+  lab: Lab;
+  deps: ActivityDeps;
+  /** Activities merged over the real ones on this env's worker (test hooks). */
+  activities: Record<string, (...args: never[]) => unknown>;
+  /** Test hook: while set, the next veleroWaitRestore parks (heartbeating) until cancelled. */
+  gate?: { reached: boolean };
+  rotation?: RotationLab;
+  stop(): Promise<void>;
+}
+
+export interface Run {
+  client: Client;
+  taskQueue: string;
+  env: Env;
+}
+
+export interface Scenario {
+  /** File name without .json: `<workflow>-<scenario>`. */
+  name: string;
+  lab: LabKind;
+  /** Drives the workflow to its expected end; throws otherwise. Returns the closed workflow's handle. */
+  run(r: Run): Promise<WorkflowHandle>;
+}
+
+export async function startEnv(kind: LabKind): Promise<Env> {
+  if (kind === 'velero') {
+    const v = await startVeleroLab();
+    const env: Env = { lab: v.lab, deps: v.deps, activities: {}, stop: () => v.stop() };
+    const real = createActivities(v.deps);
+    env.activities.veleroWaitRestore = (async (input: Parameters<typeof real.veleroWaitRestore>[0]) => {
+      if (env.gate && !env.gate.reached) {
+        env.gate.reached = true;
+        for (;;) {
+          Context.current().heartbeat('gated');
+          await Context.current().sleep(200);
+        }
+      }
+      return real.veleroWaitRestore(input);
+    }) as (...args: never[]) => unknown;
+    return env;
+  }
+  if (kind === 'rotation') {
+    const r = await startRotationLab();
+    return { lab: r.lab, deps: r.deps, activities: {}, rotation: r, stop: () => r.stop() };
+  }
+  const lab = await startLab({ log: () => undefined });
+  const dir = mkdtempSync(join(tmpdir(), 'pedro-ops-capture-'));
+  mkdirSync(join(dir, 'clusters'));
+  copyFileSync(lab.clusterFile, join(dir, 'clusters', 'lab.yaml'));
+  const deps = defaultDeps({ dataDir: dir, log: memoryLogger(), clusters: new ClusterRegistry(join(dir, 'clusters')) });
+  return {
+    lab,
+    deps,
+    activities: {},
+    async stop() {
+      await lab.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function expect(ok: boolean, what: string, got: unknown): void {
+  if (!ok) throw new Error(`expected ${what}; got ${JSON.stringify(got)}`);
+}
+
+async function until(h: WorkflowHandle, what: string, pred: (p: Progress) => boolean, ms = 120_000): Promise<Progress> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const p = await h.query(progressQuery);
+    if (pred(p)) return p;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${p.state} ${p.steps.map((s) => `${s.id}=${s.state}`).join(' ')}`);
+    await new Promise((res) => setTimeout(res, 150));
+  }
+}
+
+async function failureOf(h: WorkflowHandle): Promise<WorkflowFailedError> {
+  const err = await h.result().then(() => undefined, (e: unknown) => e);
+  if (!(err instanceof WorkflowFailedError)) throw new Error(`expected ${h.workflowId} to fail; got ${String(err)}`);
+  return err;
+}
+
+const SEED = ['eleduck-database', 'eleduck-database-direct', 'motherduck', 'podcast-scraper', 'twitch', 'discord', 'supabase', 'github', 'tailscale-oauth'];
+
+const verify = (r: Run, id: string, input: Record<string, unknown>) =>
+  r.client.workflow.start('verifyBackup', { taskQueue: r.taskQueue, workflowId: `verify-backup/lab/replay-${id}`, args: [{ cluster: 'lab', ...input }] });
+
+async function latestBackup(env: Env): Promise<string> {
+  const kube = env.deps.kube(env.deps.clusters.get('lab')!);
+  const backups = await kube.list('velero.io/v1', 'Backup', 'velero', 'velero.io/schedule-name=daily');
+  return backups.map((b) => b.metadata!.name!).sort().at(-1)!;
+}
+
+async function drStart(r: Run, id: string, input: Record<string, unknown>): Promise<WorkflowHandle> {
+  const backup = await latestBackup(r.env);
+  const h = await r.client.workflow.start('drRestore', {
+    taskQueue: r.taskQueue,
+    workflowId: `dr-restore/lab/replay-${id}`,
+    args: [{ cluster: 'lab', backup, namespaces: ['eleduck-analytics'], target: { 'eleduck-analytics': `ea-replay-${id}` }, ...input }],
+  });
+  await until(h, 'waiting-approval', (p) => p.state === 'waiting-approval', 30_000);
+  return h;
+}
+
+const rotate = (r: Run, id: string, input: Record<string, unknown>) =>
+  r.client.workflow.start('rotateSecrets', { taskQueue: r.taskQueue, workflowId: rotateSecretsWorkflowId('lab', `replay-${id}`), args: [{ cluster: 'lab', requestId: `replay-${id}`, rolloutTimeoutSeconds: 20, ...input }] });
+
+const provision = (r: Run) =>
+  r.client.workflow.start('provisionCluster', { taskQueue: r.taskQueue, workflowId: provisionWorkflowId('lab'), args: [{ cluster: 'lab' }] });
+
+export const SCENARIOS: Scenario[] = [
+  {
+    name: 'verify-backup-passed',
+    lab: 'velero',
+    async run(r) {
+      const h = await verify(r, 'passed', {});
+      const rep = (await h.result()) as DrillReport;
+      expect(rep.result === 'passed' && rep.cleanup.remaining.length === 0, 'a passed drill with cleanup done', rep.reasons);
+      return h;
+    },
+  },
+  {
+    name: 'verify-backup-partially-failed',
+    lab: 'velero',
+    async run(r) {
+      r.env.lab.faults.velero.backupPartiallyFailed();
+      const h = await verify(r, 'partially-failed', { createNew: true });
+      const rep = (await h.result()) as DrillReport;
+      expect(rep.result === 'failed' && rep.backupPhase === 'PartiallyFailed' && !rep.restoreAttempted, 'a failed drill on a PartiallyFailed backup, no restore', rep);
+      return h;
+    },
+  },
+  {
+    name: 'verify-backup-cancelled',
+    lab: 'velero',
+    async run(r) {
+      r.env.gate = { reached: false };
+      try {
+        const h = await verify(r, 'cancelled', {});
+        await until(h, 'the restore wait', (p) => r.env.gate!.reached && p.steps.some((s) => s.id === 'wait-restore' && s.state === 'running'), 60_000);
+        await h.cancel();
+        const err = await failureOf(h);
+        expect(err.cause instanceof CancelledFailure, 'a cancelled drill', String(err.cause));
+        const p = await h.query(progressQuery);
+        expect(p.steps.find((s) => s.id === 'cleanup')?.state === 'succeeded', 'cleanup after cancellation', p.steps);
+        return h;
+      } finally {
+        r.env.gate = undefined;
+      }
+    },
+  },
+  {
+    name: 'dr-restore-approved',
+    lab: 'velero',
+    async run(r) {
+      const h = await drStart(r, 'approved', { approvalTimeout: '10m' });
+      await h.executeUpdate(approveUpdate, { args: [{ approved: true, by: 'replay-capture', note: 'INC-1' }] });
+      const rep = (await h.result()) as DrRestoreReport;
+      expect(rep.result === 'restored', 'a restored DR run', rep.reasons);
+      // A DR restore is real: remove its target so later scenarios see the lab as built.
+      await r.env.deps.kube(r.env.deps.clusters.get('lab')!).delete('v1', 'Namespace', 'ea-replay-approved');
+      return h;
+    },
+  },
+  {
+    name: 'dr-restore-approval-timeout',
+    lab: 'velero',
+    async run(r) {
+      const h = await drStart(r, 'approval-timeout', { approvalTimeout: '2s' });
+      const rep = (await h.result()) as DrRestoreReport;
+      expect(rep.result === 'cancelled' && rep.restore === undefined, 'a cancelled DR run that restored nothing', rep);
+      return h;
+    },
+  },
+  {
+    name: 'dr-restore-rejected',
+    lab: 'velero',
+    async run(r) {
+      const h = await drStart(r, 'rejected', { approvalTimeout: '10m' });
+      await h.executeUpdate(approveUpdate, { args: [{ approved: false, by: 'replay-capture', note: 'wrong backup' }] });
+      const rep = (await h.result()) as DrRestoreReport;
+      expect(rep.result === 'rejected', 'a rejected DR run', rep);
+      return h;
+    },
+  },
+  {
+    name: 'rotate-secrets-success',
+    lab: 'rotation',
+    async run(r) {
+      await r.env.rotation!.changeValues(SEED);
+      const h = await rotate(r, 'success', { entries: SEED });
+      const rep = (await h.result()) as RotationReport;
+      expect(rep.state === 'ok' && rep.entries.every((e) => e.status === 'rotated'), 'every seed entry rotated', rep.entries.map((e) => [e.id, e.status]));
+      return h;
+    },
+  },
+  {
+    name: 'rotate-secrets-rollback',
+    lab: 'rotation',
+    async run(r) {
+      await r.env.rotation!.changeValues(['tailscale-oauth', 'github']);
+      r.env.lab.faults.rollouts.stall('tailscale', 'Deployment', 'operator');
+      const h = await rotate(r, 'rollback', { entries: ['tailscale-oauth', 'github'] });
+      const rep = (await h.result()) as RotationReport;
+      const status = Object.fromEntries(rep.entries.map((e) => [e.id, e.status]));
+      expect(rep.state === 'partial' && status['tailscale-oauth'] === 'rolled-back' && status.github === 'rotated', 'tailscale-oauth rolled back, github rotated', status);
+      return h;
+    },
+  },
+  {
+    name: 'provision-cluster-success',
+    lab: 'fresh',
+    async run(r) {
+      const h = await provision(r);
+      const rep = (await h.result()) as ProvisionReport;
+      expect(rep.state === 'succeeded', 'a succeeded build', rep.steps.filter((s) => s.state !== 'succeeded'));
+      return h;
+    },
+  },
+  {
+    name: 'provision-cluster-needs-attention-retry',
+    lab: 'fresh',
+    async run(r) {
+      // A component nothing depends on: the rest of the build finishes while it waits for the operator.
+      const comps = r.env.lab.spec.components;
+      const leaf = comps.map((c) => c.name).find((n) => dependentsOf(comps.map((c) => ({ id: c.name, dependsOn: c.dependsOn })), n).length === 0)!;
+      r.env.lab.faults.helmcharts.fail(leaf, `chart ${leaf} not found in repository`);
+      const h = await provision(r);
+      const step = `component/${leaf}`;
+      await until(h, `${step} in needs-attention`, (p) => p.steps.find((s) => s.id === step)?.state === 'needs-attention', 240_000);
+      r.env.lab.faults.clear();
+      await h.executeUpdate(resolveStepUpdate, { args: [{ step, action: 'retry', by: 'replay-capture' }] });
+      const rep = (await h.result()) as ProvisionReport;
+      const c = rep.components.find((x) => x.name === leaf);
+      expect(rep.state === 'succeeded' && c?.attempts === 2, `a succeeded build with ${leaf} retried once`, c);
+      return h;
+    },
+  },
+];
