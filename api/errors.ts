@@ -50,9 +50,10 @@ const ERROR_DESCRIPTIONS: Record<number, string> = {
 
 /** Adds ErrorBody responses for `codes` to a route's schema where the route module did not document them. */
 export function documentErrors(route: RouteOptions, codes: number[]): void {
-  const schema = (route.schema ??= {});
-  if (schema.hide) return;
-  const response = (schema.response ??= {}) as Record<string, unknown>;
+  if (route.schema?.hide) return;
+  // Copies: route modules share schema objects between routes, and one route's additions must not leak.
+  const response: Record<string, unknown> = { ...((route.schema?.response as object | undefined) ?? {}) };
+  route.schema = { ...route.schema, response };
   for (const code of codes) {
     if (!(code in response)) response[code] = { ...ErrorBody, description: ERROR_DESCRIPTIONS[code] ?? 'Error' };
   }

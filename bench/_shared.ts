@@ -40,26 +40,40 @@ export function writeResult(name: string, result: object): string {
   return out;
 }
 
-/** Runs `main`, always runs `cleanup` (servers, workers, temp dirs), exits 0/1 without hanging on handles. */
+/** Runs `main`, always runs `cleanup` (servers, workers, temp dirs) once, exits 0/1 without hanging on handles. */
 export function runBench(name: string, main: (cleanup: (fn: () => Promise<unknown> | unknown) => void) => Promise<void>): void {
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
-  const finish = async (code: number) => {
-    for (const fn of cleanups.reverse()) {
-      try {
-        await fn();
-      } catch (err) {
-        console.error(`[${name}] cleanup: ${(err as Error).message}`);
+  let finishing: Promise<void> | undefined;
+  const finish = (code: number) => {
+    // A signal, a crash and main's own rejection may all arrive: clean up once, exit with the first code.
+    finishing ??= (async () => {
+      for (const fn of [...cleanups].reverse()) {
+        try {
+          await fn();
+        } catch (err) {
+          console.error(`[${name}] cleanup: ${(err as Error).message}`);
+        }
       }
-    }
-    process.exit(code);
+      process.exit(code);
+    })();
+    return finishing;
   };
   // The runner stops an overrunning benchmark with SIGTERM: still stop what it started.
   process.once('SIGTERM', () => void finish(143));
   process.once('SIGINT', () => void finish(130));
+  process.on('uncaughtException', (err) => {
+    console.error(`[${name}] uncaught: ${err.stack ?? err.message}`);
+    void finish(1);
+  });
+  process.on('unhandledRejection', (err) => {
+    if (finishing) return; // in-flight requests failing while their servers stop
+    console.error(`[${name}] unhandled rejection: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+    void finish(1);
+  });
   main((fn) => cleanups.push(fn)).then(
     () => finish(0),
     (err: unknown) => {
-      console.error(`[${name}] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      if (!finishing) console.error(`[${name}] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       void finish(1);
     },
   );

@@ -30,7 +30,7 @@ import { percentile, quietLog, round, runBench, writeResult, type SummaryRow } f
 const CONCURRENCY = Number(process.env.BENCH_API_CONCURRENCY ?? 8);
 const REQUESTS = Number(process.env.BENCH_API_REQUESTS ?? 400);
 const WARMUP = 40;
-const ROUNDS = 2;
+const ROUNDS = 4;
 const CLUSTER = 'pedro-ops';
 
 type Mode = 'raw describe' | 'raw describe+query' | 'API GET /workflows/:id' | 'API GET /clusters/:name/provision';
@@ -39,6 +39,7 @@ runBench('api-status', async (cleanup) => {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
   const server = await startDevServer({ port: await freePort(), headless: true });
   cleanup(() => server.stop());
+  console.log(`dev server ${server.address} (pid ${server.pid})`);
   const dir = mkdtempSync(join(tmpdir(), 'bench-api-'));
   cleanup(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -3,7 +3,7 @@
 // reads the JSON each writes under bench/results/, prints one table and writes everything plus the
 // machine's state to bench/results/bench-<ISO date>.json. Numbers come with ratios to a baseline;
 // nothing passes or fails on wall time (the exit code only says whether every benchmark ran).
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { availableParallelism, cpus, freemem, loadavg, release, totalmem, type } from 'node:os';
 import { basename, join } from 'node:path';
@@ -52,7 +52,9 @@ function machineState() {
 function staticState() {
   let temporalCli: string | undefined;
   try {
-    temporalCli = sh(resolveTemporalCli(), ['--version']);
+    const cli = resolveTemporalCli();
+    // A source build reports 0.0.0-DEV; its cache path names the release it was built from.
+    temporalCli = `${sh(cli, ['--version'])} [${cli}]`;
   } catch (err) {
     temporalCli = `unavailable: ${(err as Error).message}`;
   }
@@ -87,12 +89,45 @@ function freshResult(name: string, since: number): string | undefined {
     .sort((a, b) => b.mtime - a.mtime)[0]?.f;
 }
 
+let current: ChildProcess | undefined;
+
+/** Kills what is still running in the benchmark's process group (pgid = its pid); true if anything was. */
+function stopGroup(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+  } catch {
+    return false; // group empty: everything it started, it stopped
+  }
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // exited between the check and the kill
+  }
+  return true;
+}
+
+// Ctrl-C reaches only the runner (the benchmark has its own process group): pass it on, wait for its cleanup.
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    const child = current;
+    if (!child) process.exit(130);
+    child.once('exit', () => {
+      stopGroup(child.pid!);
+      process.exit(130);
+    });
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 20_000).unref();
+  });
+}
+
 async function runOne(name: string): Promise<BenchRun> {
   const loadBefore = loadavg().map((n) => round(n));
   const started = Date.now();
   const t0 = performance.now();
-  // node --import tsx: the benchmark is this pid itself (no wrapper), so stopping it is exact.
-  const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, `${name}.ts`)], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEDRO_OPS_BENCH: '1' } });
+  // node --import tsx: the benchmark is this pid itself (no wrapper), so stopping it is exact. Its own
+  // process group (detached) lets the runner find anything it left running once it has exited.
+  const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, `${name}.ts`)], { cwd: REPO_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEDRO_OPS_BENCH: '1' } });
+  current = child;
   const prefix = (stream: NodeJS.WritableStream) => {
     let partial = '';
     return (chunk: Buffer) => {
@@ -113,10 +148,13 @@ async function runOne(name: string): Promise<BenchRun> {
   const [exitCode, signal] = await new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, sig) => resolve([code, sig])));
   clearTimeout(timer);
   clearTimeout(killTimer);
+  current = undefined;
   const wallMs = Math.round(performance.now() - t0);
+  const leftBehind = stopGroup(child.pid!);
   const run: BenchRun = { name, exitCode, signal, timedOut, wallMs, loadBefore, rows: [] };
   const file = freshResult(name, started);
   if (exitCode !== 0) run.error = timedOut ? `stopped after ${TIMEOUT_MS} ms` : `exited with ${exitCode ?? signal}`;
+  if (leftBehind) run.error = [run.error, 'left processes running (killed by its process group)'].filter(Boolean).join('; ');
   if (!file) {
     run.error = [run.error, 'wrote no result file'].filter(Boolean).join('; ');
     return run;

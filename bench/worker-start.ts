@@ -34,6 +34,7 @@ runBench('worker-start', async (cleanup) => {
   const server = await startDevServer({ port: await freePort(), headless: true });
   const devServerMs = performance.now() - tServer;
   cleanup(() => server.stop());
+  console.log(`dev server ${server.address} (pid ${server.pid})`);
   const dir = mkdtempSync(join(tmpdir(), 'bench-worker-'));
   cleanup(() => rmSync(dir, { recursive: true, force: true }));
   const deps = defaultDeps({ dataDir: dir, log: quietLog, clusters: new ClusterRegistry(join(dir, 'clusters')) });

@@ -3,16 +3,15 @@
 // test key, and writes one history per scenario to test/replay/histories/<workflow>-<scenario>.json.
 // Everything it starts it stops; it exits non-zero when any scenario misses its expected end.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
-import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
+import { NativeConnection } from '@temporalio/worker';
 import { freePort, startDevServer, type DevServer } from './temporal-server.js';
 import { createWorker } from '../worker/create-worker.js';
 import { testDataConverter } from '../test/helpers/temporal.js';
 import { SCENARIOS, startEnv, type Env, type LabKind, type Scenario } from '../test/replay/scenarios.js';
 
-export const HISTORY_DIR = fileURLToPath(new URL('../test/replay/histories/', import.meta.url));
+import { HISTORY_DIR, quietRuntime } from '../test/replay/history-files.js';
 const CLOSED = ['workflowExecutionCompletedEventAttributes', 'workflowExecutionFailedEventAttributes', 'workflowExecutionCanceledEventAttributes'] as const;
 
 function pick(args: string[]): Scenario[] {
@@ -38,7 +37,8 @@ function groups(list: Scenario[]): { kind: LabKind; scenarios: Scenario[] }[] {
 
 async function main(): Promise<number> {
   const selected = pick(process.argv.slice(2).filter((a) => a !== '--'));
-  Runtime.install({ logger: new DefaultLogger('WARN') });
+  // Expected activity failures (the scenarios inject them) would otherwise print as WARN stack traces.
+  quietRuntime();
   mkdirSync(HISTORY_DIR, { recursive: true });
   const results: { name: string; ok: boolean; ms: number; bytes?: number; events?: number; error?: string }[] = [];
   let server: DevServer | undefined;

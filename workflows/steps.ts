@@ -156,6 +156,7 @@ export class StepRunner {
       step.startedAt = new Date().toISOString();
       step.finishedAt = undefined;
       this.touch(this.stepEvent(step));
+      this.refreshRunState(); // a retried step is running again: the run is no longer parked on it
       try {
         const result = await fn();
         const d = opts.describe?.(result) ?? {};
@@ -196,8 +197,7 @@ export class StepRunner {
           this.refreshRunState();
           throw new AbortRequested(id, resolution.by);
         }
-        this.refreshRunState();
-        // retry: loop
+        // retry: loop (the run state is refreshed once the step runs again)
       }
     }
   }

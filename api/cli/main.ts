@@ -70,7 +70,12 @@ async function follow(workflowId: string, started?: Record<string, unknown>): Pr
     print(started ?? { workflowId });
     return 0;
   }
-  const view = json ? undefined : new ProgressView(process.stderr);
+  const view = new ProgressView(json ? undefined : process.stderr);
+  // Attaching to a run replays its transition log first: a needs-attention in that replay only
+  // counts if the run is still stuck now.
+  const now = await api<{ progress?: { seq: number; state: string } }>(opts, 'GET', `/workflows/${enc(workflowId)}`).catch(() => ({}) as { progress?: undefined });
+  const replayedUpTo = now.progress?.seq ?? 0;
+  const stuckNow = now.progress?.state === 'needs-attention';
   for await (const msg of followEvents(opts, workflowId)) {
     if (msg.event === 'result') {
       const r = msg.data as { status: string; result?: unknown; error?: string };
@@ -82,12 +87,13 @@ async function follow(workflowId: string, started?: Record<string, unknown>): Pr
       return ok ? 0 : 1;
     }
     const e = msg.data as ProgressEvent;
-    view?.apply(e);
-    if (e.kind === 'run' && e.state === 'needs-attention') {
-      const stuck = view?.attention() ?? (e.step ? [{ step: e.step, error: e.error }] : []);
-      const names = stuck.map((s) => `${s.step}${s.error ? ` (${s.error})` : ''}`).join(', ');
-      if (json) print({ workflowId, state: 'needs-attention', steps: stuck });
-      else process.stderr.write(`NEEDS ATTENTION: ${names || 'a step'}\nresolve with: pedro-ops resolve-step <cluster> <step> retry|skip|abort\n`);
+    view.apply(e);
+    const live = e.seq > replayedUpTo;
+    const stuck = (live && e.kind === 'run' && e.state === 'needs-attention') || (!live && e.seq === replayedUpTo && stuckNow);
+    if (stuck) {
+      const steps = view.attention();
+      if (json) print({ workflowId, state: 'needs-attention', steps });
+      else process.stderr.write(`NEEDS ATTENTION: ${steps.map((x) => `${x.step}${x.error ? ` (${x.error})` : ''}`).join(', ') || 'a step'}\nresolve with: pedro-ops resolve-step <cluster> <step> retry|skip|abort\n`);
       return 3;
     }
   }

@@ -12,9 +12,10 @@ export class ProgressView {
   private lines = 0;
   private readonly started = Date.now();
 
+  /** Without an output stream it only tracks state (--json mode). */
   constructor(
-    private readonly out: NodeJS.WriteStream,
-    private readonly tty = Boolean(out.isTTY),
+    private readonly out?: NodeJS.WriteStream,
+    private readonly tty = Boolean(out?.isTTY),
   ) {}
 
   apply(e: ProgressEvent): void {
@@ -24,6 +25,7 @@ export class ProgressView {
       if (!this.phases.includes(phase)) this.phases.push(phase);
       this.steps.set(e.step, { phase, state: e.state ?? 'pending', since: Date.now(), detail: e.detail, error: e.error });
     }
+    if (!this.out) return;
     if (this.tty) this.redraw();
     else if (e.kind === 'step' && e.state !== 'pending') this.out.write(`${this.elapsed()}  ${(e.phase ?? '').padEnd(12)} ${e.step?.padEnd(28)} ${e.state}${e.error ? `  ${e.error}` : e.detail ? `  ${e.detail}` : ''}\n`);
     else if (e.kind === 'run') this.out.write(`${this.elapsed()}  run ${e.state}\n`);
@@ -45,8 +47,8 @@ export class ProgressView {
       rows.push(`  ${phase.padEnd(12)} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(done).padStart(2)}/${steps.length}  ${cur}`);
     }
     for (const [id, s] of this.steps) if (BAD.has(s.state)) rows.push(`  ! ${id}: ${s.state}${s.error ? ` - ${s.error}` : ''}`);
-    if (this.lines > 0) this.out.write(`\x1b[${this.lines}A\x1b[0J`);
-    this.out.write(`${rows.join('\n')}\n`);
+    if (this.lines > 0) this.out!.write(`\x1b[${this.lines}A\x1b[0J`);
+    this.out!.write(`${rows.join('\n')}\n`);
     this.lines = rows.length;
   }
 

@@ -1,0 +1,236 @@
+// Runs one workflow while SIGKILLing its worker at seeded random points, starting a new worker after
+// each kill, and measures how long the new worker takes to pick the run up again.
+//
+// Crash detection: after a SIGKILL the server only learns that an activity died when its heartbeat
+// timeout (or, without one, its start-to-close timeout: 2-3 min here) expires, and a workflow task
+// bound to the dead worker's sticky queue waits out the 10 s sticky timeout. With the detector on
+// (the default), the harness does what those timers would do, at once: it clears the run's sticky
+// queue and fails the killed worker's started activities by id as retryable — the same transition a
+// timeout makes (the retry runs on the new worker under the same retry policy). Each kill records
+// the timeout the server would otherwise have waited (naturalBoundS). CHAOS_NATURAL=1 turns the
+// detector off (slow: minutes per kill that lands in a short activity).
+import { ApplicationFailure, tsToMs } from '@temporalio/common';
+import type { Client, WorkflowHandle } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { eventsQuery, progressQuery } from '../../workflows/messages.js';
+import type { WorkerSupervisor } from './supervisor.js';
+
+type Event = temporal.api.history.v1.IHistoryEvent;
+const STARTED_ACTIVITY = temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED;
+const STARTED_WFT = temporal.api.enums.v1.PendingWorkflowTaskState.PENDING_WORKFLOW_TASK_STATE_STARTED;
+
+/** mulberry32: small, seedable, good enough to spread kill points. */
+export function rng(seed: number) {
+  let a = seed >>> 0;
+  const next = () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return { next, int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)), pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)] };
+}
+export type Rng = ReturnType<typeof rng>;
+
+export type KillMode = 'delay' | 'step' | 'activity';
+
+export interface KillRecord {
+  workflow: string;
+  workflowId: string;
+  index: number;
+  mode: KillMode;
+  /** What fired the kill: "delay 412ms", "step k3s/worker-1 running", "activity installComponent started", "fallback". */
+  trigger: string;
+  killedWorker: string;
+  killedPid: number;
+  killedAt: number;
+  sinceRunStartMs: number;
+  orphaned: { activityId: string; type: string; attempt: number }[];
+  workflowTaskInFlight: boolean;
+  newWorker: string;
+  newWorkerReadyAt: number;
+  /** The new worker's "go" -> polling (connect + Worker.create with the bundle already built). */
+  newWorkerStartMs: number;
+  /** New worker polling -> first workflow or activity task it started (history). */
+  resumeMs?: number;
+  /** New worker polling -> the next step turning running (progress events, workflow time). */
+  nextStepMs?: number;
+  nextStep?: string;
+  /** What the server would have waited without the detector: the orphans' heartbeat or start-to-close timeout. */
+  naturalBoundS?: number;
+}
+
+export interface ChaosOptions {
+  client: Client;
+  supervisor: WorkerSupervisor;
+  rng: Rng;
+  workflow: string;
+  kills: number;
+  /** Upper bound of the random delay in "delay" mode. */
+  maxDelayMs: number;
+  detector?: boolean;
+  log?: (line: string) => void;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const ms = (ts: unknown) => tsToMs(ts as never);
+const durationS = (d: { seconds?: unknown; nanos?: number | null } | null | undefined) => (d ? Number(d.seconds ?? 0) + (d.nanos ?? 0) / 1e9 : undefined);
+
+function identityOf(e: Event): string | undefined {
+  return e.workflowTaskStartedEventAttributes?.identity ?? e.activityTaskStartedEventAttributes?.identity ?? undefined;
+}
+
+async function closed(h: WorkflowHandle): Promise<boolean> {
+  return (await h.describe()).status.name !== 'RUNNING';
+}
+
+async function workedBy(h: WorkflowHandle, identity: string): Promise<boolean> {
+  const events = (await h.fetchHistory()).events ?? [];
+  return events.some((e) => identityOf(e) === identity);
+}
+
+/** Waits until `pred` holds; false when the run closed first. */
+async function until(h: WorkflowHandle, pred: () => Promise<boolean>, timeoutMs: number, what: string): Promise<boolean> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await pred()) return true;
+    if (await closed(h)) return false;
+    if (Date.now() > end) throw new Error(`chaos: ${what} did not happen within ${timeoutMs} ms`);
+    await sleep(100);
+  }
+}
+
+/** Fires in the chosen mode; returns the trigger text, or undefined when the run closed first. */
+async function trigger(h: WorkflowHandle, mode: KillMode, o: ChaosOptions, identity: string): Promise<string | undefined> {
+  const deadline = Date.now() + 6_000;
+  if (mode === 'delay') {
+    const d = o.rng.int(0, o.maxDelayMs);
+    await sleep(d);
+    return (await closed(h)) ? undefined : `delay ${d}ms`;
+  }
+  if (mode === 'step') {
+    const seen = new Set((await h.query(progressQuery)).steps.filter((s) => s.state === 'running').map((s) => `${s.id}@${s.startedAt}`));
+    while (Date.now() < deadline) {
+      const p = await h.query(progressQuery);
+      const fresh = p.steps.find((s) => s.state === 'running' && !seen.has(`${s.id}@${s.startedAt}`));
+      if (fresh) return `step ${fresh.id} running`;
+      if (p.state !== 'running' || (await closed(h))) return undefined;
+      await sleep(30);
+    }
+    return 'fallback';
+  }
+  while (Date.now() < deadline) {
+    const d = await h.describe();
+    if (d.status.name !== 'RUNNING') return undefined;
+    const a = (d.raw.pendingActivities ?? []).find((x) => x.state === STARTED_ACTIVITY && x.lastWorkerIdentity === identity);
+    if (a) return `activity ${a.activityType?.name} started`;
+    await sleep(30);
+  }
+  return 'fallback';
+}
+
+/** Plays the crash detector for the killed worker (see the file comment). */
+async function detect(o: ChaosOptions, h: WorkflowHandle, runId: string, orphaned: KillRecord['orphaned']) {
+  await o.client.workflowService.resetStickyTaskQueue({ namespace: 'default', execution: { workflowId: h.workflowId, runId } });
+  for (const a of orphaned) {
+    try {
+      await o.client.activity.fail({ workflowId: h.workflowId, runId, activityId: a.activityId }, ApplicationFailure.retryable(`worker process killed (chaos) during attempt ${a.attempt}`, 'WorkerCrashed'));
+    } catch {
+      // It completed or timed out meanwhile: nothing left to fail.
+    }
+  }
+}
+
+export interface ChaosRun<T> {
+  result: T;
+  kills: KillRecord[];
+  startedAt: number;
+  finishedAt: number;
+}
+
+/** Drives an already started run to completion with `o.kills` SIGKILLs (fewer if it finishes first). */
+export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promise<ChaosRun<T>> {
+  const detector = o.detector ?? process.env.CHAOS_NATURAL !== '1';
+  const startedAt = Date.now();
+  const runId = (await h.describe()).runId;
+  const kills: KillRecord[] = [];
+  if (!o.supervisor.current) await o.supervisor.start();
+  while (kills.length < o.kills) {
+    const w = o.supervisor.current!;
+    // Every kill lands after the current worker did something: a kill before that tests nothing new.
+    if (!(await until(h, () => workedBy(h, w.identity), 45_000, `worker ${w.identity} picking up the run`))) break;
+    const mode = o.rng.pick(['delay', 'step', 'activity'] as const);
+    const fired = await trigger(h, mode, o, w.identity);
+    if (!fired) break;
+    const { killedAt } = await o.supervisor.killCurrent();
+    const d = await h.describe();
+    const orphaned = (d.raw.pendingActivities ?? [])
+      .filter((a) => a.state === STARTED_ACTIVITY && a.lastWorkerIdentity === w.identity)
+      .map((a) => ({ activityId: a.activityId!, type: a.activityType?.name ?? '?', attempt: a.attempt ?? 1 }));
+    if (detector && d.status.name === 'RUNNING') await detect(o, h, runId, orphaned);
+    const next = await o.supervisor.start();
+    const rec: KillRecord = {
+      workflow: o.workflow,
+      workflowId: h.workflowId,
+      index: kills.length + 1,
+      mode,
+      trigger: fired,
+      killedWorker: w.identity,
+      killedPid: w.pid,
+      killedAt,
+      sinceRunStartMs: killedAt - startedAt,
+      orphaned,
+      workflowTaskInFlight: d.raw.pendingWorkflowTask?.state === STARTED_WFT,
+      newWorker: next.identity,
+      newWorkerReadyAt: next.readyAt!,
+      newWorkerStartMs: next.readyAt! - killedAt,
+    };
+    kills.push(rec);
+    o.log?.(`[chaos] ${o.workflow} kill ${rec.index} (${fired}) pid ${w.pid}; orphaned: ${orphaned.map((a) => `${a.type}#${a.attempt}`).join(', ') || 'none'}`);
+  }
+  const result = await awaitResult<T>(h);
+  const finishedAt = Date.now();
+  await measure(h, kills);
+  return { result, kills, startedAt, finishedAt };
+}
+
+/** The run's result; fails fast when a step parks in needs-attention (nobody would resolve it here). */
+export async function awaitResult<T>(h: WorkflowHandle): Promise<T> {
+  let done = false;
+  const res = h.result().finally(() => (done = true));
+  while (!done) {
+    await Promise.race([res.catch(() => undefined), sleep(2000)]);
+    if (done) break;
+    const p = await h.query(progressQuery).catch(() => undefined);
+    if (p?.state === 'needs-attention') {
+      const parked = p.steps.filter((s) => s.state === 'needs-attention').map((s) => `${s.id}: ${s.lastError?.type} ${s.lastError?.message}`);
+      throw new Error(`${h.workflowId} parked in needs-attention: ${parked.join('; ')}`);
+    }
+  }
+  return (await res) as T;
+}
+
+/** Fills resumeMs, nextStepMs and naturalBoundS from the run's history and progress events. */
+async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
+  const events = (await h.fetchHistory()).events ?? [];
+  const progress = await h.query(eventsQuery, 0);
+  const scheduled = new Map<string, Event>();
+  for (const e of events) if (e.activityTaskScheduledEventAttributes?.activityId) scheduled.set(e.activityTaskScheduledEventAttributes.activityId, e);
+  for (const k of kills) {
+    const first = events.find((e) => identityOf(e) === k.newWorker);
+    if (first) k.resumeMs = ms(first.eventTime) - k.newWorkerReadyAt;
+    const step = progress.find((p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= k.newWorkerReadyAt);
+    if (step) {
+      k.nextStepMs = Date.parse(step.at) - k.newWorkerReadyAt;
+      k.nextStep = step.step;
+    }
+    const bounds = k.orphaned.map((a) => {
+      const s = scheduled.get(a.activityId)?.activityTaskScheduledEventAttributes;
+      const hb = durationS(s?.heartbeatTimeout);
+      return hb ? hb : durationS(s?.startToCloseTimeout) ?? 0;
+    });
+    // A kill with no activity in flight still leaves the run's next workflow task on the dead worker's sticky queue.
+    k.naturalBoundS = Math.max(10, ...bounds);
+  }
+}

@@ -1,0 +1,14 @@
+import { defineConfig } from 'vitest/config';
+
+// `npm run test:chaos`: worker SIGKILLs and a dev-server restart. The suite starts its own Temporal
+// dev server (SQLite file, so a restart keeps every run), one file at a time, long timeouts.
+export default defineConfig({
+  test: {
+    include: ['test/chaos/**/*.test.ts'],
+    pool: 'forks',
+    fileParallelism: false,
+    maxWorkers: 1,
+    testTimeout: 300_000,
+    hookTimeout: 180_000,
+  },
+});
