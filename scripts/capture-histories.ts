@@ -14,11 +14,13 @@ import { SCENARIOS, startEnv, type Env, type LabKind, type Scenario } from '../t
 import { HISTORY_DIR, quietRuntime } from '../test/replay/history-files.js';
 const CLOSED = ['workflowExecutionCompletedEventAttributes', 'workflowExecutionFailedEventAttributes', 'workflowExecutionCanceledEventAttributes'] as const;
 
+class UsageError extends Error {}
+
 function pick(args: string[]): Scenario[] {
   if (args.length === 0) return SCENARIOS;
   const unknown = args.filter((a) => !SCENARIOS.some((s) => s.name === a || s.name.startsWith(`${a}-`)));
   if (unknown.length > 0) {
-    throw new Error(`unknown scenario(s): ${unknown.join(', ')}\nknown: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+    throw new UsageError(`unknown scenario(s): ${unknown.join(', ')}\nknown: ${SCENARIOS.map((s) => s.name).join(', ')}`);
   }
   // A workflow name ("verify-backup") selects all its scenarios.
   return SCENARIOS.filter((s) => args.some((a) => s.name === a || s.name.startsWith(`${a}-`)));
@@ -111,7 +113,7 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    console.error(err instanceof Error ? err.stack ?? err.message : String(err));
+    console.error(err instanceof UsageError ? err.message : err instanceof Error ? err.stack ?? err.message : String(err));
     process.exit(1);
   },
 );

@@ -59,6 +59,8 @@ export interface KillRecord {
   nextStep?: string;
   /** What the server would have waited without the detector: the orphans' heartbeat or start-to-close timeout. */
   naturalBoundS?: number;
+  /** Timeouts the server fired between this kill and the next one (e.g. a workflow task bound to the dead worker). */
+  timeouts: string[];
 }
 
 export interface ChaosOptions {
@@ -160,6 +162,7 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
     const w = o.supervisor.current!;
     // Every kill lands after the current worker did something: a kill before that tests nothing new.
     if (!(await until(h, () => workedBy(h, w.identity), 45_000, `worker ${w.identity} picking up the run`))) break;
+    await o.supervisor.standbyWarm();
     const mode = o.rng.pick(['delay', 'step', 'activity'] as const);
     const fired = await trigger(h, mode, o, w.identity);
     if (!fired) break;
@@ -185,6 +188,7 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
       newWorker: next.identity,
       newWorkerReadyAt: next.readyAt!,
       newWorkerStartMs: next.readyAt! - killedAt,
+      timeouts: [],
     };
     kills.push(rec);
     o.log?.(`[chaos] ${o.workflow} kill ${rec.index} (${fired}) pid ${w.pid}; orphaned: ${orphaned.map((a) => `${a.type}#${a.attempt}`).join(', ') || 'none'}`);
@@ -218,6 +222,15 @@ async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
   const scheduled = new Map<string, Event>();
   for (const e of events) if (e.activityTaskScheduledEventAttributes?.activityId) scheduled.set(e.activityTaskScheduledEventAttributes.activityId, e);
   for (const k of kills) {
+    const end = kills[kills.indexOf(k) + 1]?.killedAt ?? Infinity;
+    for (const e of events) {
+      const t = ms(e.eventTime);
+      if (t < k.killedAt || t > end) continue;
+      const wft = e.workflowTaskTimedOutEventAttributes;
+      const act = e.activityTaskTimedOutEventAttributes;
+      if (wft) k.timeouts.push(`workflow task ${temporal.api.enums.v1.TimeoutType[wft.timeoutType ?? 0]} after ${t - k.killedAt} ms`);
+      if (act) k.timeouts.push(`activity ${act.scheduledEventId} timed out after ${t - k.killedAt} ms`);
+    }
     const first = events.find((e) => identityOf(e) === k.newWorker);
     if (first) k.resumeMs = ms(first.eventTime) - k.newWorkerReadyAt;
     const step = progress.find((p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= k.newWorkerReadyAt);

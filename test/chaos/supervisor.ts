@@ -143,6 +143,11 @@ export class WorkerSupervisor {
     return next;
   }
 
+  /** Resolves once the standby finished its cold start (kills are paced so a warm replacement waits). */
+  async standbyWarm(): Promise<void> {
+    if (this.standby?.alive) await this.standby.untilWarm();
+  }
+
   async killCurrent(): Promise<{ worker: WorkerProc; killedAt: number }> {
     const worker = this.current;
     if (!worker) throw new Error('no worker running');
