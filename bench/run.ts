@@ -91,19 +91,24 @@ function freshResult(name: string, since: number): string | undefined {
 
 let current: ChildProcess | undefined;
 
-/** Kills what is still running in the benchmark's process group (pgid = its pid); true if anything was. */
-function stopGroup(pgid: number): boolean {
+/** Kills what is still running in the benchmark's process group (pgid = its pid) and names it. */
+function stopGroup(pgid: number): string[] {
   try {
     process.kill(-pgid, 0);
   } catch {
-    return false; // group empty: everything it started, it stopped
+    return []; // group empty: everything it started, it stopped
   }
+  const members = (sh('ps', ['-eo', 'pid=,pgid=,args=']) ?? '')
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/))
+    .filter((f) => f[1] === String(pgid))
+    .map((f) => `${f[0]} ${f.slice(2).join(' ').slice(0, 100)}`);
   try {
     process.kill(-pgid, 'SIGKILL');
   } catch {
     // exited between the check and the kill
   }
-  return true;
+  return members.length ? members : ['(unnamed: exited before ps)'];
 }
 
 // Ctrl-C reaches only the runner (the benchmark has its own process group): pass it on, wait for its cleanup.
@@ -150,11 +155,12 @@ async function runOne(name: string): Promise<BenchRun> {
   clearTimeout(killTimer);
   current = undefined;
   const wallMs = Math.round(performance.now() - t0);
+  await new Promise((r) => setTimeout(r, 500)); // children exiting with their parent get to finish
   const leftBehind = stopGroup(child.pid!);
   const run: BenchRun = { name, exitCode, signal, timedOut, wallMs, loadBefore, rows: [] };
   const file = freshResult(name, started);
   if (exitCode !== 0) run.error = timedOut ? `stopped after ${TIMEOUT_MS} ms` : `exited with ${exitCode ?? signal}`;
-  if (leftBehind) run.error = [run.error, 'left processes running (killed by its process group)'].filter(Boolean).join('; ');
+  if (leftBehind.length) run.error = [run.error, `left processes running, killed by process group: ${leftBehind.join(', ')}`].filter(Boolean).join('; ');
   if (!file) {
     run.error = [run.error, 'wrote no result file'].filter(Boolean).join('; ');
     return run;
@@ -174,7 +180,7 @@ function printTable(runs: BenchRun[]): void {
   const fmt = (v: number | string, unit?: string) => (typeof v === 'number' ? `${v}${unit ? ` ${unit}` : ''}` : unit && /^[\d.]/.test(v) ? `${v} ${unit}` : v);
   const lines: string[][] = [];
   for (const r of runs) {
-    if (r.error) lines.push([r.name, '(benchmark did not complete)', '', '', '', r.error]);
+    if (r.error) lines.push([r.name, r.exitCode === 0 && r.rows.length ? '(completed with a warning)' : '(benchmark did not complete)', '', '', '', r.error]);
     for (const row of r.rows) {
       lines.push([r.name, row.metric, fmt(row.value, row.unit), row.baseline ? `${row.baseline.label} ${fmt(row.baseline.value, row.unit)}` : '', row.ratio === undefined ? '' : `${row.ratio}`, [row.goal ? `goal ${row.goal}` : '', row.note ?? ''].filter(Boolean).join('; ')]);
     }

@@ -10,8 +10,8 @@ import { freePort, startDevServer, type DevServer } from './temporal-server.js';
 import { createWorker } from '../worker/create-worker.js';
 import { testDataConverter } from '../test/helpers/temporal.js';
 import { SCENARIOS, startEnv, type Env, type LabKind, type Scenario } from '../test/replay/scenarios.js';
-
 import { HISTORY_DIR, quietRuntime } from '../test/replay/history-files.js';
+
 const CLOSED = ['workflowExecutionCompletedEventAttributes', 'workflowExecutionFailedEventAttributes', 'workflowExecutionCanceledEventAttributes'] as const;
 
 class UsageError extends Error {}

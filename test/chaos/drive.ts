@@ -23,12 +23,13 @@ export interface WorkflowChaos {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function chaosWorkflow(o: { client: Client; address: string; taskQueue: string; scenario: Scenario; rng: Rng; kills: number; log?: (l: string) => void }): Promise<WorkflowChaos> {
-  const supervisor = new WorkerSupervisor({ address: o.address, taskQueue: o.taskQueue, dataDir: o.scenario.dataDir }, o.scenario.workflow);
+export async function chaosWorkflow(o: { client: Client; address: string; taskQueue: string; scenario: Scenario; rng: Rng; kills: number; standbys?: number; log?: (l: string) => void }): Promise<WorkflowChaos> {
+  const supervisor = new WorkerSupervisor({ address: o.address, taskQueue: o.taskQueue, dataDir: o.scenario.dataDir }, o.scenario.workflow, o.standbys ?? 2);
   const out: WorkflowChaos = { workflow: o.scenario.workflow, runs: [], kills: [], coldStartsMs: [] };
   try {
     await supervisor.start();
-    while (out.kills.length < o.kills && out.runs.length < 5) {
+    await supervisor.standbyWarm();
+    while (out.kills.length < o.kills && out.runs.length < 8) {
       const h = await o.scenario.start(o.client, o.taskQueue);
       const run = await runWithKills(h, { client: o.client, supervisor, rng: o.rng, workflow: o.scenario.workflow, kills: o.kills - out.kills.length, maxDelayMs: o.scenario.maxDelayMs, log: o.log });
       const check = await o.scenario.check(run.result);
@@ -86,7 +87,7 @@ export async function serverRestartRun(o: {
   restartServer: (downMs: number) => Promise<{ restartMs: number; upAt: number }>;
   log?: (l: string) => void;
 }): Promise<ServerRestart> {
-  const supervisor = new WorkerSupervisor({ address: o.address, taskQueue: o.taskQueue, dataDir: o.scenario.dataDir }, `${o.scenario.workflow}-srv`, false);
+  const supervisor = new WorkerSupervisor({ address: o.address, taskQueue: o.taskQueue, dataDir: o.scenario.dataDir }, `${o.scenario.workflow}-srv`, 0);
   try {
     const worker = await supervisor.start();
     const startedAt = Date.now();

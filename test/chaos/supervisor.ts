@@ -116,16 +116,16 @@ export class WorkerProc {
 }
 
 /**
- * Keeps one worker running and one warm standby: start() promotes the standby (or spawns one when
- * none is warm) and spawns the next standby in the background.
+ * Keeps one worker running and `standbys` warm ones: start() promotes a warm standby (or spawns one
+ * when none is left) and tops the pool up in the background.
  */
 export class WorkerSupervisor {
   current?: WorkerProc;
-  private standby?: WorkerProc;
+  private pool: WorkerProc[] = [];
   private readonly all: WorkerProc[] = [];
   private n = 0;
 
-  constructor(readonly target: WorkerTarget, readonly tag: string, private readonly keepStandby = true) {}
+  constructor(readonly target: WorkerTarget, readonly tag: string, private readonly standbys = 2) {}
 
   private spawnOne(): WorkerProc {
     const p = new WorkerProc(this.target, `chaos-${this.tag}-w${this.n++}`);
@@ -134,18 +134,20 @@ export class WorkerSupervisor {
   }
 
   async start(): Promise<WorkerProc> {
-    const next = this.standby && this.standby.alive ? this.standby : this.spawnOne();
-    this.standby = undefined;
+    this.pool = this.pool.filter((p) => p.alive);
+    const i = this.pool.findIndex((p) => p.warmAt !== undefined);
+    const next = i >= 0 ? this.pool.splice(i, 1)[0] : (this.pool.shift() ?? this.spawnOne());
     await next.untilWarm();
     await next.go();
     this.current = next;
-    if (this.keepStandby) this.standby = this.spawnOne();
+    while (this.pool.length < this.standbys) this.pool.push(this.spawnOne());
     return next;
   }
 
-  /** Resolves once the standby finished its cold start (kills are paced so a warm replacement waits). */
+  /** Resolves once a standby finished its cold start, so a kill is followed by a warm replacement. */
   async standbyWarm(): Promise<void> {
-    if (this.standby?.alive) await this.standby.untilWarm();
+    const p = this.pool.find((x) => x.alive);
+    if (p && !this.pool.some((x) => x.alive && x.warmAt !== undefined)) await p.untilWarm();
   }
 
   async killCurrent(): Promise<{ worker: WorkerProc; killedAt: number }> {
