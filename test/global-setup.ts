@@ -38,7 +38,11 @@ export default async function setup(project: TestProject) {
             `${r.logBytes} B of worker logs, ${r.responseBytes} B of API responses: ${r.leaks.length} leaks, ${r.unencrypted.length} unencrypted payloads\n`,
         );
         const problems = [...new Set([...r.unencrypted, ...r.leaks])];
-        if (problems.length > 0) throw new Error(`leak audit failed:\n${problems.slice(0, 40).join('\n')}`);
+        if (problems.length > 0) {
+          // vitest reports a teardown error but keeps exit code 0: set it, so the run fails.
+          process.exitCode = 1;
+          throw new Error(`leak audit failed:\n${problems.slice(0, 40).join('\n')}`);
+        }
       }
     } finally {
       await server?.stop();

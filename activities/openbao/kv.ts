@@ -212,10 +212,37 @@ async function storeEntry(deps: ActivityDeps, spec: ClusterSpec, vault: VaultCli
     const cur = await readKv(vault, spec, path);
     const rolledBack = cur.version > 0 && cur.custom[META.rolledBackVersion] === String(cur.version);
     const serving = rolledBack ? Number(cur.custom[META.servingVersion]) || undefined : cur.version || undefined;
+    // Bookkeeping of a version this rotation wrote: who wrote it and what Kubernetes served before it.
+    const record = async (written: number, served: number | undefined): Promise<SyncEntryResult> => {
+      const sources = await sourceVersions(op, c);
+      const { [META.rolledBackVersion]: _a, [META.rolledBackBy]: _b, [META.servingVersion]: _c, ...keep } = cur.custom;
+      await writeCustomMetadata(vault, spec, path, {
+        ...keep,
+        [META.fingerprint]: fp,
+        [META.sourceVersion]: sources.slice(0, 500),
+        [META.rotationId]: c.rotationId,
+        [META.writtenVersion]: String(written),
+        ...(served ? { [META.previousVersion]: String(served) } : {}),
+      });
+      deps.log.info({ entry: entry.id, path, version: written, previousVersion: served, fingerprint: fp }, 'OpenBAO version written');
+      return { id: entry.id, outcome: 'written', path, version: written, previousVersion: served, fingerprint: fp, casRetries: round };
+    };
     if (cur.data && fingerprint(key, cur.data) === fp) {
       if (rolledBack) {
         const message = `OpenBAO ${path} version ${cur.version} was rolled back by rotation ${cur.custom[META.rolledBackBy] ?? '?'} and 1Password still holds that value: change it in 1Password to rotate again`;
         return { id: entry.id, outcome: 'failed', path, version: serving, fingerprint: fp, casRetries: round, error: { type: ErrorType.VerificationFailed, message } };
+      }
+      // An earlier attempt of this same rotation wrote this version and died before reporting it:
+      // it is still this run's write (the entry's Secret and consumers must follow), not "unchanged".
+      if (cur.custom[META.rotationId] === c.rotationId && cur.custom[META.writtenVersion] === String(cur.version) && cur.custom[META.fingerprint] === fp) {
+        return { id: entry.id, outcome: 'written', path, version: cur.version, previousVersion: Number(cur.custom[META.previousVersion]) || undefined, fingerprint: fp, casRetries: round };
+      }
+      // Newer than our last bookkeeping and holding exactly these values: an earlier attempt wrote it and
+      // died before its metadata write. Finish that bookkeeping; Kubernetes still serves the recorded version.
+      const recorded = Number(cur.custom[META.writtenVersion]) || 0;
+      if (recorded > 0 && recorded < cur.version && cur.custom[META.fingerprint] !== fp) {
+        const recordedRolledBack = cur.custom[META.rolledBackVersion] === String(recorded);
+        return record(cur.version, recordedRolledBack ? Number(cur.custom[META.servingVersion]) || recorded : recorded);
       }
       // Same value: nothing to write. Metadata written by someone else (or by the seed) is brought up to date once.
       if (cur.custom[META.fingerprint] !== fp) {
@@ -236,18 +263,7 @@ async function storeEntry(deps: ActivityDeps, spec: ClusterSpec, vault: VaultCli
       }
       throw failure;
     }
-    const sources = await sourceVersions(op, c);
-    const { [META.rolledBackVersion]: _a, [META.rolledBackBy]: _b, [META.servingVersion]: _c, ...keep } = cur.custom;
-    await writeCustomMetadata(vault, spec, path, {
-      ...keep,
-      [META.fingerprint]: fp,
-      [META.sourceVersion]: sources.slice(0, 500),
-      [META.rotationId]: c.rotationId,
-      [META.writtenVersion]: String(written),
-      ...(serving ? { [META.previousVersion]: String(serving) } : {}),
-    });
-    deps.log.info({ entry: entry.id, path, version: written, previousVersion: serving, fingerprint: fp }, 'OpenBAO version written');
-    return { id: entry.id, outcome: 'written', path, version: written, previousVersion: serving, fingerprint: fp, casRetries: round };
+    return record(written, serving);
   }
   throw retryable(ErrorType.Conflict, `OpenBAO ${path}: check-and-set kept failing after ${MAX_CAS_ROUNDS} re-reads (a concurrent writer keeps winning)`);
 }

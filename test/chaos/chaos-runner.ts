@@ -59,6 +59,8 @@ export interface KillRecord {
   nextStep?: string;
   /** What the server would have waited without the detector: the orphans' heartbeat or start-to-close timeout. */
   naturalBoundS?: number;
+  /** History between the kill and the next step (offsets from the kill, ms). */
+  timeline: string[];
   /** Timeouts the server fired between this kill and the next one (e.g. a workflow task bound to the dead worker). */
   timeouts: string[];
 }
@@ -73,6 +75,8 @@ export interface ChaosOptions {
   maxDelayMs: number;
   detector?: boolean;
   log?: (line: string) => void;
+  /** Sees every kill record as it happens (kept even when the run later fails). */
+  onKill?: (k: KillRecord) => void;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -87,18 +91,34 @@ async function closed(h: WorkflowHandle): Promise<boolean> {
   return (await h.describe()).status.name !== 'RUNNING';
 }
 
+/** The worker started a workflow task, or holds a started activity (history records those only when they close). */
 async function workedBy(h: WorkflowHandle, identity: string): Promise<boolean> {
+  const d = await h.describe();
+  if ((d.raw.pendingActivities ?? []).some((a) => a.state === STARTED_ACTIVITY && a.lastWorkerIdentity === identity)) return true;
   const events = (await h.fetchHistory()).events ?? [];
   return events.some((e) => identityOf(e) === identity);
+}
+
+/** Where a run stands, for a failure message: parked steps, pending activities and workflow task. */
+async function situation(h: WorkflowHandle): Promise<string> {
+  const d = await h.describe();
+  const acts = (d.raw.pendingActivities ?? []).map((a) => `${a.activityType?.name}#${a.attempt} state ${a.state} by ${a.lastWorkerIdentity || '-'}${a.lastFailure?.message ? ` (last failure: ${a.lastFailure.message})` : ''}`);
+  const p = await h.query(progressQuery).catch(() => undefined);
+  const parked = p?.steps.filter((s) => s.state === 'needs-attention').map((s) => `${s.id}: ${s.lastError?.type} ${s.lastError?.message}`) ?? ['(progress query unanswered)'];
+  return `run ${d.status.name}; pending activities: ${acts.join(', ') || 'none'}; workflow task: ${d.raw.pendingWorkflowTask ? `state ${d.raw.pendingWorkflowTask.state}` : 'none'}; needs-attention: ${parked.join('; ') || 'none'}`;
 }
 
 /** Waits until `pred` holds; false when the run closed first. */
 async function until(h: WorkflowHandle, pred: () => Promise<boolean>, timeoutMs: number, what: string): Promise<boolean> {
   const end = Date.now() + timeoutMs;
-  for (;;) {
+  for (let i = 0; ; i++) {
     if (await pred()) return true;
     if (await closed(h)) return false;
-    if (Date.now() > end) throw new Error(`chaos: ${what} did not happen within ${timeoutMs} ms`);
+    // A parked step waits for an operator that never comes here: say so now, not at the timeout.
+    if (i % 20 === 19 && (await h.query(progressQuery).catch(() => undefined))?.state === 'needs-attention') {
+      throw new Error(`chaos: ${h.workflowId} parked while waiting for ${what}: ${await situation(h)}`);
+    }
+    if (Date.now() > end) throw new Error(`chaos: ${what} did not happen within ${timeoutMs} ms: ${await situation(h)}`);
     await sleep(100);
   }
 }
@@ -189,8 +209,10 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
       newWorkerReadyAt: next.readyAt!,
       newWorkerStartMs: next.readyAt! - killedAt,
       timeouts: [],
+      timeline: [],
     };
     kills.push(rec);
+    o.onKill?.(rec);
     o.log?.(`[chaos] ${o.workflow} kill ${rec.index} (${fired}) pid ${w.pid}; orphaned: ${orphaned.map((a) => `${a.type}#${a.attempt}`).join(', ') || 'none'}`);
   }
   const result = await awaitResult<T>(h);
@@ -230,6 +252,16 @@ async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
       const act = e.activityTaskTimedOutEventAttributes;
       if (wft) k.timeouts.push(`workflow task ${temporal.api.enums.v1.TimeoutType[wft.timeoutType ?? 0]} after ${t - k.killedAt} ms`);
       if (act) k.timeouts.push(`activity ${act.scheduledEventId} timed out after ${t - k.killedAt} ms`);
+    }
+    const stepAt = progress.find((p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= k.newWorkerReadyAt);
+    const upTo = Math.min(end, stepAt ? Date.parse(stepAt.at) : end);
+    for (const e of events) {
+      const t = ms(e.eventTime);
+      if (t < k.killedAt || t > upTo || k.timeline.length >= 16) continue;
+      const type = temporal.api.enums.v1.EventType[e.eventType ?? 0].replace('EVENT_TYPE_', '');
+      const who = identityOf(e);
+      const q = e.workflowTaskScheduledEventAttributes?.taskQueue;
+      k.timeline.push(`+${t - k.killedAt} ${type}${who ? ` by ${who}` : ''}${q ? ` on ${q.kind === 2 ? 'sticky' : 'normal'}` : ''}`);
     }
     const first = events.find((e) => identityOf(e) === k.newWorker);
     if (first) k.resumeMs = ms(first.eventTime) - k.newWorkerReadyAt;

@@ -75,6 +75,7 @@ describe.sequential('worker SIGKILLs', () => {
   test.each(cases)('%s completes with the right result and no repeated side effect', async (_name, make) => {
     const w = await withScenario(make, (scenario) => chaosWorkflow({ client, address: server.address, taskQueue: `chaos-${randomUUID().slice(0, 8)}`, scenario, rng: random, kills: KILLS, log }));
     workflows.push(w);
+    expect(w.error).toBeUndefined();
     expect(w.kills.length).toBeGreaterThanOrEqual(KILLS);
     expect(w.kills.filter((k) => k.orphaned.length > 0).length, 'some kills land while an activity runs').toBeGreaterThan(0);
     expectClean(w.runs);

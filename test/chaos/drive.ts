@@ -19,6 +19,8 @@ export interface WorkflowChaos {
   runs: RunOutcome[];
   kills: KillRecord[];
   coldStartsMs: number[];
+  /** Set when a run did not finish (stuck, parked, crashed harness). */
+  error?: string;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -31,12 +33,17 @@ export async function chaosWorkflow(o: { client: Client; address: string; taskQu
     await supervisor.standbyWarm();
     while (out.kills.length < o.kills && out.runs.length < 8) {
       const h = await o.scenario.start(o.client, o.taskQueue);
-      const run = await runWithKills(h, { client: o.client, supervisor, rng: o.rng, workflow: o.scenario.workflow, kills: o.kills - out.kills.length, maxDelayMs: o.scenario.maxDelayMs, log: o.log });
+      const run = await runWithKills(h, {
+        client: o.client, supervisor, rng: o.rng, workflow: o.scenario.workflow, kills: o.kills - out.kills.length, maxDelayMs: o.scenario.maxDelayMs, log: o.log,
+        onKill: (k) => out.kills.push(k),
+      });
       const check = await o.scenario.check(run.result);
       out.runs.push({ workflowId: h.workflowId, durationMs: run.finishedAt - run.startedAt, kills: run.kills.length, check });
-      out.kills.push(...run.kills);
-      o.log?.(`[chaos] ${o.scenario.workflow} run ${h.workflowId} done in ${run.finishedAt - run.startedAt} ms with ${run.kills.length} kills; problems: ${check.problems.length}, repeated: ${check.repeated.length}`);
+      o.log?.(`[chaos] ${o.scenario.workflow} run ${h.workflowId} done in ${run.finishedAt - run.startedAt} ms with ${run.kills.length} kills; problems: ${JSON.stringify(check.problems)}, repeated: ${JSON.stringify(check.repeated)}`);
     }
+  } catch (err) {
+    out.error = err instanceof Error ? err.message : String(err);
+    o.log?.(`[chaos] ${o.scenario.workflow}: ${out.error}`);
   } finally {
     out.coldStartsMs = supervisor.coldStarts();
     await supervisor.stopAll();

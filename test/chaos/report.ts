@@ -26,6 +26,7 @@ export function summarize(workflows: WorkflowChaos[], restarts: ServerRestart[])
   return {
     workflows: workflows.map((w) => ({
       workflow: w.workflow,
+      error: w.error,
       runs: w.runs.length,
       completions: w.runs.filter((r) => r.check.problems.length === 0).length,
       kills: w.kills.length,

@@ -152,7 +152,7 @@ export async function rotationScenario(): Promise<Scenario> {
         if (now.custom.rotation_id !== rotationId || now.custom.previous_version !== String(prev) || now.custom.written_version !== String(now.version)) {
           problems.push(`${e.openbaoPath}: metadata rotation_id=${now.custom.rotation_id === rotationId ? 'this run' : 'other'} previous_version=${now.custom.previous_version} written_version=${now.custom.written_version}, want previous ${prev}, written ${now.version}`);
         }
-        counts[`OpenBAO data write ${e.openbaoPath}`] = [1, dataWrites(c.openbao.byPath, e.openbaoPath)];
+        counts[`OpenBAO data write ${e.openbaoPath}`] = [1, c.openbao.byPath[`write:${r.spec.openbao.kvMount}/data/${e.openbaoPath}`] ?? 0];
       }
       const secretWrites = ['create', 'update', 'patch'].reduce((n, verb) => n + (c.kube.writes[`${verb}:Secret`] ?? 0), 0);
       counts['Secret writes'] = [entries.filter((e) => e.kubernetes).length, secretWrites];
@@ -163,10 +163,4 @@ export async function rotationScenario(): Promise<Scenario> {
     },
     stop: () => r.stop(),
   };
-}
-
-function dataWrites(byPath: Record<string, number>, path: string): number {
-  return Object.entries(byPath)
-    .filter(([k]) => k.startsWith('write:') && k.endsWith(`data/${path}`))
-    .reduce((n, [, v]) => n + v, 0);
 }

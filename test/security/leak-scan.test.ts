@@ -8,7 +8,7 @@ import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app.js';
 import { temporalSettings } from '../../worker/settings.js';
-import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
+import { testCodec, testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import { startRotationLab, type RotationLab } from '../workflows/rotate-secrets-lab.js';
 import type { RotationReport } from '../../workflows/rotate-secrets.js';
 
@@ -20,9 +20,9 @@ const apiResponses: string[] = [];
 
 beforeAll(async () => {
   [t, r] = await Promise.all([
-    // No payload codec: encryption is only the second line of defence, the scan must prove the first
-    // (no value ever handed to Temporal), so payloads are stored as plain JSON and read back raw.
-    testTemporal({ taskQueuePrefix: 'leak-scan', dataConverter: {} }),
+    // The suite's payload codec, as everywhere: the scan decodes every payload with it, so it proves
+    // the first line of defence (no value ever handed to Temporal), not only the encryption.
+    testTemporal({ taskQueuePrefix: 'leak-scan' }),
     startRotationLab((spec) => {
       spec.secrets.entries.push({ id: 'broken', openbaoPath: 'apps/broken', fields: { token: 'op://pedro/NO_SUCH_ITEM/credential' }, consumers: [] });
       const twitch = spec.secrets.entries.find((e) => e.id === 'twitch')!;
@@ -64,8 +64,22 @@ async function historiesText(): Promise<{ text: string; count: number }> {
     const history = await t.client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
     count++;
     parts.push(...rawStrings(history));
+    parts.push(...(await decodedPayloads(history)));
   }
   return { text: parts.join('\n'), count };
+}
+
+/** Every payload of the history decoded with the suite codec, as text (what an operator with the codec sees). */
+async function decodedPayloads(node: unknown, out: string[] = []): Promise<string[]> {
+  if (!node || typeof node !== 'object' || node instanceof Uint8Array) return out;
+  const o = node as { metadata?: Record<string, Uint8Array>; data?: Uint8Array };
+  if (o.metadata && o.data instanceof Uint8Array && Buffer.from(o.metadata.encoding ?? []).toString() === 'binary/encrypted') {
+    const [p] = await testCodec.decode([o as never]);
+    out.push(Buffer.from(p.data ?? []).toString('utf8'));
+    return out;
+  }
+  for (const v of Object.values(node)) await decodedPayloads(v, out);
+  return out;
 }
 
 /** Every string in the history, payload bytes decoded as UTF-8 (bytes may arrive as Uint8Array or base64 text). */

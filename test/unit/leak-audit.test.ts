@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { Client, Connection } from '@temporalio/client';
-import { auditSuite } from '../leak-audit.js';
+import { auditSuite, SELF_TEST_PREFIX } from '../leak-audit.js';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 
 let t: TestTemporal;
@@ -20,7 +20,7 @@ afterAll(async () => {
 it('flags unencrypted payloads and secret values, and passes encrypted ones', async () => {
   const planted = `planted-secret-${randomUUID()}`;
   const plain = new Client({ connection: await Connection.connect({ address: t.address }) });
-  const id = `leak-audit-${randomUUID()}`;
+  const id = `${SELF_TEST_PREFIX}${randomUUID()}`;
   // Started but never run (no worker on this queue): the start event holds the input.
   await plain.workflow.start('rotateSecrets', { taskQueue: t.taskQueue, workflowId: id, args: [{ cluster: 'x', note: planted }] });
   const encryptedId = `${id}-enc`;
