@@ -8,6 +8,7 @@
  *
  * Runs in the worker/client main thread (node:crypto), never inside workflow code.
  */
+import { fileURLToPath } from 'node:url';
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import {
   METADATA_ENCODING_KEY,
@@ -170,7 +171,10 @@ export function createCodec(loaded: CodecKeyRing): AesGcmCodec {
   return new AesGcmCodec(loaded);
 }
 
+/** Failure messages and stack traces become an encoded (hence encrypted) payload; see the file. */
+export const FAILURE_CONVERTER_PATH = fileURLToPath(new URL('./failure-converter.cjs', import.meta.url));
+
 /** For `Worker.create({ dataConverter })`, `new Client({ dataConverter })` and friends. */
 export function dataConverterFor(codec: PayloadCodec): DataConverter & { payloadCodecs: PayloadCodec[] } {
-  return { payloadCodecs: [codec] };
+  return { payloadCodecs: [codec], failureConverterPath: FAILURE_CONVERTER_PATH };
 }
