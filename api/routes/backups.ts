@@ -2,9 +2,9 @@
 // its outcome — live progress while it runs, the drill report when done.
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
-import { WorkflowIdReusePolicy } from '@temporalio/common';
-import { ErrorBody, badRequest, conflict, notFound } from '../errors.js';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { ErrorBody, badRequest, notFound } from '../errors.js';
+import { startRun } from '../start-run.js';
 import { clusterOr404, identityOf, type AppContext } from '../context.js';
 import { ClusterNameParam } from './clusters.js';
 import { workflowWebUrl } from '../../worker/settings.js';
@@ -99,25 +99,16 @@ export const backupRoutes = (ctx: AppContext): FastifyPluginAsync => async (app)
       const requestId = body.requestId ?? randomUUID();
       const workflowId = verifyBackupWorkflowId(spec.name, requestId);
       const requestedBy = identityOf(req);
-      try {
-        const handle = await ctx.client.workflow.start('verifyBackup', {
-          taskQueue: ctx.settings.taskQueue,
-          workflowId,
-          workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-          memo: { requestedBy },
-          args: [{ cluster: spec.name, ...body, requestId, requestedBy }],
-        });
-        return reply.status(202).send({
-          id: requestId,
-          workflowId,
-          runId: handle.firstExecutionRunId,
-          temporalWebUrl: workflowWebUrl(ctx.settings, workflowId, handle.firstExecutionRunId),
-          statusUrl: `/clusters/${spec.name}/backups/verifications/${requestId}`,
-        });
-      } catch (err) {
-        if (err instanceof WorkflowExecutionAlreadyStartedError) throw conflict(`verification ${requestId} already exists`, { workflowId });
-        throw err;
-      }
+      const started = await startRun(ctx, {
+        workflowType: 'verifyBackup',
+        workflowId,
+        args: [{ cluster: spec.name, ...body, requestId, requestedBy }],
+        requestedBy,
+        statusUrl: `/clusters/${spec.name}/backups/verifications/${requestId}`,
+        reuse: 'reject-duplicate',
+        what: `verification ${requestId}`,
+      });
+      return reply.status(202).send({ id: requestId, ...started });
     },
   );
 

@@ -2,13 +2,12 @@
 // update, recorded with the caller's identity), and read its plan, progress and report.
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import { WorkflowIdReusePolicy } from '@temporalio/common';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ErrorBody, badRequest, conflict, notFound } from '../errors.js';
 import { clusterOr404, identityOf, type AppContext } from '../context.js';
+import { startRun } from '../start-run.js';
 import { ClusterNameParam } from './clusters.js';
 import { NsName, RequestId, RunStatus, Started, runStatus } from './backups.js';
-import { workflowWebUrl } from '../../worker/settings.js';
 import type { DrRestoreInput } from '../../workflows/dr-restore.js';
 import { approveUpdate } from '../../workflows/messages.js';
 
@@ -60,28 +59,17 @@ export const drRoutes = (ctx: AppContext): FastifyPluginAsync => async (app) => 
       const requestId = body.requestId ?? randomUUID();
       const workflowId = drRestoreWorkflowId(spec.name, requestId);
       const requestedBy = identityOf(req);
-      try {
-        const handle = await ctx.client.workflow.start('drRestore', {
-          taskQueue: ctx.settings.taskQueue,
-          workflowId,
-          workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-          memo: { requestedBy },
-          args: [{ cluster: spec.name, ...body, requestId, requestedBy }],
-        });
-        const base = `/clusters/${spec.name}/dr/restore/${requestId}`;
-        return reply.status(202).send({
-          id: requestId,
-          workflowId,
-          runId: handle.firstExecutionRunId,
-          temporalWebUrl: workflowWebUrl(ctx.settings, workflowId, handle.firstExecutionRunId),
-          statusUrl: base,
-          approveUrl: `${base}/approve`,
-          rejectUrl: `${base}/reject`,
-        });
-      } catch (err) {
-        if (err instanceof WorkflowExecutionAlreadyStartedError) throw conflict(`DR restore ${requestId} already exists`, { workflowId });
-        throw err;
-      }
+      const base = `/clusters/${spec.name}/dr/restore/${requestId}`;
+      const started = await startRun(ctx, {
+        workflowType: 'drRestore',
+        workflowId,
+        args: [{ cluster: spec.name, ...body, requestId, requestedBy }],
+        requestedBy,
+        statusUrl: base,
+        reuse: 'reject-duplicate',
+        what: `DR restore ${requestId}`,
+      });
+      return reply.status(202).send({ id: requestId, ...started, approveUrl: `${base}/approve`, rejectUrl: `${base}/reject` });
     },
   );
 

@@ -1,10 +1,10 @@
 // Cluster build: start provisionCluster (one run per cluster at a time: workflow id provision/<name>),
 // show the plan without starting anything (dryRun), read live progress, and resolve a parked step.
 import type { FastifyPluginAsync } from 'fastify';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import { WorkflowIdReusePolicy } from '@temporalio/common';
+import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ErrorBody, conflict, notFound } from '../errors.js';
 import { clusterOr404, identityOf, type AppContext } from '../context.js';
+import { startRun } from '../start-run.js';
 import { ClusterNameParam } from './clusters.js';
 import { workflowWebUrl } from '../../worker/settings.js';
 import { buildProvisionPlan, provisionWorkflowId } from '../../workflows/provision-plan.js';
@@ -84,29 +84,18 @@ export const provisionRoutes = (ctx: AppContext): FastifyPluginAsync => async (a
       if (req.query.dryRun) return reply.status(200).send({ dryRun: true, ...plan });
       const workflowId = provisionWorkflowId(spec.name);
       const requestedBy = identityOf(req);
-      try {
-        const handle = await ctx.client.workflow.start('provisionCluster', {
-          taskQueue: ctx.settings.taskQueue,
-          workflowId,
-          // A finished build may be run again (it converges); a running one is never duplicated.
-          workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-          memo: { requestedBy },
-          staticSummary: `provision ${spec.name}`,
-          args: [{ cluster: spec.name, ...(req.body ?? {}), requestedBy }],
-        });
-        return reply.status(202).send({
-          workflowId,
-          runId: handle.firstExecutionRunId,
-          statusUrl: `/clusters/${spec.name}/provision`,
-          temporalWebUrl: workflowWebUrl(ctx.settings, workflowId, handle.firstExecutionRunId),
-        });
-      } catch (err) {
-        if (err instanceof WorkflowExecutionAlreadyStartedError) {
-          const running = await ctx.client.workflow.getHandle(workflowId).describe();
-          throw conflict(`a provision of ${spec.name} is already running`, { workflowId, runId: running.runId, statusUrl: `/clusters/${spec.name}/provision` });
-        }
-        throw err;
-      }
+      // A finished build may be run again (it converges); a running one is never duplicated.
+      const started = await startRun(ctx, {
+        workflowType: 'provisionCluster',
+        workflowId,
+        args: [{ cluster: spec.name, ...(req.body ?? {}), requestedBy }],
+        requestedBy,
+        statusUrl: `/clusters/${spec.name}/provision`,
+        reuse: 'allow-duplicate',
+        what: `a provision of ${spec.name}`,
+        summary: `provision ${spec.name}`,
+      });
+      return reply.status(202).send(started);
     },
   );
 

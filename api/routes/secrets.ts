@@ -3,10 +3,10 @@
 // ids, versions and fingerprints only — never values (the workflow never has them).
 import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
-import { WorkflowExecutionAlreadyStartedError, WorkflowNotFoundError } from '@temporalio/client';
-import { WorkflowIdReusePolicy } from '@temporalio/common';
-import { ErrorBody, badRequest, conflict, notFound } from '../errors.js';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { ErrorBody, badRequest, notFound } from '../errors.js';
 import { clusterOr404, identityOf, type AppContext } from '../context.js';
+import { startRun } from '../start-run.js';
 import { ClusterNameParam } from './clusters.js';
 import { workflowWebUrl } from '../../worker/settings.js';
 import { describeDriftCheckSchedule, ensureDriftCheckSchedule } from '../../worker/drift-schedule.js';
@@ -99,26 +99,17 @@ export const secretRoutes = (ctx: AppContext): FastifyPluginAsync => async (app)
       const requestId = body.requestId ?? randomUUID();
       const workflowId = rotateSecretsWorkflowId(spec.name, requestId);
       const requestedBy = identityOf(req);
-      try {
-        const handle = await ctx.client.workflow.start('rotateSecrets', {
-          taskQueue: ctx.settings.taskQueue,
-          workflowId,
-          // A repeated POST with the same requestId must not rotate twice.
-          workflowIdReusePolicy: WorkflowIdReusePolicy.REJECT_DUPLICATE,
-          memo: { requestedBy },
-          args: [{ cluster: spec.name, ...body, requestId, requestedBy }],
-        });
-        return reply.status(202).send({
-          rotationId: requestId,
-          workflowId,
-          runId: handle.firstExecutionRunId,
-          temporalWebUrl: workflowWebUrl(ctx.settings, workflowId, handle.firstExecutionRunId),
-          statusUrl: `/clusters/${spec.name}/secrets/rotations/${requestId}`,
-        });
-      } catch (err) {
-        if (err instanceof WorkflowExecutionAlreadyStartedError) throw conflict(`rotation ${requestId} already exists`, { workflowId });
-        throw err;
-      }
+      // A repeated POST with the same requestId must not rotate twice.
+      const started = await startRun(ctx, {
+        workflowType: 'rotateSecrets',
+        workflowId,
+        args: [{ cluster: spec.name, ...body, requestId, requestedBy }],
+        requestedBy,
+        statusUrl: `/clusters/${spec.name}/secrets/rotations/${requestId}`,
+        reuse: 'reject-duplicate',
+        what: `rotation ${requestId}`,
+      });
+      return reply.status(202).send({ rotationId: requestId, ...started });
     },
   );
 
