@@ -8,7 +8,8 @@ export default defineConfig({
     pool: 'forks',
     fileParallelism: false,
     maxWorkers: 1,
-    testTimeout: 300_000,
+    // CHAOS_NATURAL=1 waits out real activity timeouts (minutes per kill).
+    testTimeout: process.env.CHAOS_NATURAL === '1' ? 3_600_000 : 300_000,
     hookTimeout: 180_000,
   },
 });

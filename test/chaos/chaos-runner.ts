@@ -181,7 +181,8 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
   while (kills.length < o.kills) {
     const w = o.supervisor.current!;
     // Every kill lands after the current worker did something: a kill before that tests nothing new.
-    if (!(await until(h, () => workedBy(h, w.identity), 45_000, `worker ${w.identity} picking up the run`))) break;
+    // Without the detector an orphaned activity waits out its own timeout (up to 3 min here).
+    if (!(await until(h, () => workedBy(h, w.identity), detector ? 45_000 : 240_000, `worker ${w.identity} picking up the run`))) break;
     await o.supervisor.standbyWarm();
     const mode = o.rng.pick(['delay', 'step', 'activity'] as const);
     const fired = await trigger(h, mode, o, w.identity);

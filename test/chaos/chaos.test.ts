@@ -44,7 +44,7 @@ beforeAll(async () => {
 afterAll(async () => {
   if (workflows.length || restarts.length) {
     printTable(workflows, restarts, log);
-    const path = writeResults(workflows, restarts, { seed: SEED, killsPerWorkflow: KILLS, detector: process.env.CHAOS_NATURAL !== '1', wallMs: Date.now() - t0 });
+    const path = writeResults(workflows, restarts, { seed: SEED, killsPerWorkflow: KILLS, detector: process.env.CHAOS_NATURAL !== '1', wallMs: Date.now() - t0 }, process.env.CHAOS_NATURAL === '1' ? '-natural' : '');
     log(`[chaos] results: ${path}`);
   }
   await connection?.close();

@@ -64,11 +64,11 @@ export function printTable(workflows: WorkflowChaos[], restarts: ServerRestart[]
   }
 }
 
-/** Writes bench/results/chaos-<YYYY-MM-DD>.json and returns its path. */
-export function writeResults(workflows: WorkflowChaos[], restarts: ServerRestart[], meta: Record<string, unknown>): string {
+/** Writes bench/results/chaos-<YYYY-MM-DD><suffix>.json and returns its path. */
+export function writeResults(workflows: WorkflowChaos[], restarts: ServerRestart[], meta: Record<string, unknown>, suffix = ''): string {
   const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
-  const path = join(dir, `chaos-${new Date().toISOString().slice(0, 10)}.json`);
+  const path = join(dir, `chaos-${new Date().toISOString().slice(0, 10)}${suffix}.json`);
   const body = {
     generatedAt: new Date().toISOString(),
     machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), loadavg: loadavg(), node: process.version },

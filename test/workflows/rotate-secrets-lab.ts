@@ -1,18 +1,15 @@
 // Shared setup for the rotation tests: a built lab, a registry over a temp copy of its cluster file
 // (optionally patched), a kubeconfig where the orchestrator looks, real deps with a memory logger,
 // and helpers that change 1Password values the way an operator would (items.get/put on the double).
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { stringify } from 'yaml';
-import { ClusterRegistry } from '../../config/registry.js';
 import type { ClusterSpec } from '../../config/schema.js';
-import { defaultDeps, type ActivityDeps } from '../../activities/deps.js';
-import { kubeconfigPathFor, type KubePort } from '../../activities/kube/client.js';
+import type { ActivityDeps } from '../../activities/deps.js';
+import type { KubePort } from '../../activities/kube/client.js';
 import { startLab, type Lab } from '../lab/index.js';
 import { createLabOnePasswordClient } from '../lab/onepassword/index.js';
-import { memoryLogger } from '../helpers/temporal.js';
+import type { memoryLogger } from '../helpers/temporal.js';
+import { orchestratorForLab } from '../helpers/lab-deps.js';
 
 export interface RotationLab {
   lab: Lab;
@@ -32,23 +29,11 @@ export interface RotationLab {
 
 export async function startRotationLab(patch?: (spec: ClusterSpec) => void): Promise<RotationLab> {
   const lab = await startLab({ built: true, log: () => undefined });
-  const dataDir = mkdtempSync(join(tmpdir(), 'pedro-ops-rotation-'));
+  let dataDir: string | undefined;
   try {
-    const spec = structuredClone(lab.spec);
-    patch?.(spec);
-    const clustersDir = join(dataDir, 'clusters');
-    mkdirSync(clustersDir, { recursive: true });
-    writeFileSync(join(clustersDir, `${spec.name}.yaml`), stringify(spec, { lineWidth: 0 }));
-    const clusters = new ClusterRegistry(clustersDir);
-    const loaded = clusters.get(spec.name)!;
-    const kcPath = kubeconfigPathFor(loaded, dataDir);
-    if (!existsSync(kcPath)) {
-      mkdirSync(dirname(kcPath), { recursive: true });
-      copyFileSync(lab.kube.kubeconfigPath, kcPath);
-    }
-    const log = memoryLogger();
-    const deps = defaultDeps({ dataDir, log, clusters });
-    const kube = deps.kube(loaded);
+    const o = orchestratorForLab(lab, { prefix: 'pedro-ops-rotation', patch });
+    dataDir = o.dataDir;
+    const { spec: loaded, deps, log, kube } = o;
     const op = createLabOnePasswordClient(lab.onepassword.url);
 
     const changeValues = async (entryIds?: string[]) => {
@@ -89,7 +74,7 @@ export async function startRotationLab(patch?: (spec: ClusterSpec) => void): Pro
       deps,
       log,
       kube,
-      dataDir,
+      dataDir: o.dataDir,
       changeValues,
       async secretData(namespace, name) {
         const s = await kube.read<{ data?: Record<string, string> } & Record<string, unknown>>('v1', 'Secret', name, namespace);
@@ -99,12 +84,12 @@ export async function startRotationLab(patch?: (spec: ClusterSpec) => void): Pro
       bao,
       async stop() {
         await lab.stop();
-        rmSync(dataDir, { recursive: true, force: true });
+        rmSync(o.dataDir, { recursive: true, force: true });
       },
     };
   } catch (err) {
     await lab.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
 }

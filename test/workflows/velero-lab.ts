@@ -1,16 +1,12 @@
 // Shared setup for the Velero drill tests: a built lab, a cluster registry over a temp copy of its
 // cluster file (optionally patched, e.g. with data probes), a kubeconfig where the orchestrator
 // looks for it, and real activity deps.
-import { copyFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { stringify } from 'yaml';
-import { ClusterRegistry } from '../../config/registry.js';
+import { rmSync } from 'node:fs';
 import type { ClusterSpec } from '../../config/schema.js';
-import { defaultDeps, type ActivityDeps } from '../../activities/deps.js';
-import { kubeconfigPathFor, type KubePort } from '../../activities/kube/client.js';
+import type { ActivityDeps } from '../../activities/deps.js';
+import type { KubePort } from '../../activities/kube/client.js';
 import { startLab, type Lab } from '../lab/index.js';
-import { memoryLogger } from '../helpers/temporal.js';
+import { orchestratorForLab } from '../helpers/lab-deps.js';
 
 export interface VeleroLab {
   lab: Lab;
@@ -27,43 +23,30 @@ export interface VeleroLab {
 
 export async function startVeleroLab(patch?: (spec: ClusterSpec) => void): Promise<VeleroLab> {
   const lab = await startLab({ built: true, log: () => undefined });
-  const dataDir = mkdtempSync(join(tmpdir(), 'pedro-ops-velero-'));
+  let dataDir: string | undefined;
   try {
-    const spec = structuredClone(lab.spec);
-    patch?.(spec);
-    const clustersDir = join(dataDir, 'clusters');
-    mkdirSync(clustersDir, { recursive: true });
-    writeFileSync(join(clustersDir, `${spec.name}.yaml`), stringify(spec, { lineWidth: 0 }));
-    const clusters = new ClusterRegistry(clustersDir);
-    const loaded = clusters.get(spec.name)!;
-    // The built lab may not have fetched a kubeconfig to where the orchestrator keeps it: write one.
-    const kcPath = kubeconfigPathFor(loaded, dataDir);
-    if (!existsSync(kcPath)) {
-      mkdirSync(dirname(kcPath), { recursive: true });
-      copyFileSync(lab.kube.kubeconfigPath, kcPath);
-      chmodSync(kcPath, 0o600);
-    }
-    const deps = defaultDeps({ dataDir, log: memoryLogger(), clusters });
-    const kube = deps.kube(loaded);
+    const o = orchestratorForLab(lab, { prefix: 'pedro-ops-velero', patch });
+    dataDir = o.dataDir;
+    const { spec, deps, kube } = o;
     lab.resetCounters();
     return {
       lab,
-      spec: loaded,
+      spec,
       deps,
       kube,
-      dataDir,
+      dataDir: o.dataDir,
       async scratchNamespaces() {
         return (await kube.list('v1', 'Namespace')).map((n) => n.metadata!.name!).filter((n) => n.startsWith('drill-'));
       },
       writes: (key) => lab.counters().kube.writes[key] ?? 0,
       async stop() {
         await lab.stop();
-        rmSync(dataDir, { recursive: true, force: true });
+        rmSync(o.dataDir, { recursive: true, force: true });
       },
     };
   } catch (err) {
     await lab.stop();
-    rmSync(dataDir, { recursive: true, force: true });
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
 }
