@@ -70,8 +70,7 @@ export interface Lab {
 
 function crdDir(): string {
   if (process.env.LAB_CRD_DIR) return process.env.LAB_CRD_DIR;
-  const local = join(REPO_ROOT, 'crds');
-  return existsSync(local) ? local : join(REPO_ROOT, '../shared/crds');
+  return join(REPO_ROOT, 'test/lab/crds');
 }
 
 export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startKubeDouble, type KubeDouble } from './index.js';
 import { clients, deploymentDone, raw, registerServer, statusOf, until } from './test-client.js';
 
-const crdDir = fileURLToPath(new URL('../../../../shared/crds/', import.meta.url));
+const crdDir = fileURLToPath(new URL('../crds/', import.meta.url));
 let kd: KubeDouble;
 let c: ReturnType<typeof clients>;
 

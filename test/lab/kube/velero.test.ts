@@ -6,7 +6,7 @@ import { loadClusterFile } from '../../../config/loader.js';
 import { startKubeDouble, type KubeDouble } from './index.js';
 import { clients, deploymentDone, raw, statusOf, until } from './test-client.js';
 
-const crdDir = fileURLToPath(new URL('../../../../shared/crds/', import.meta.url));
+const crdDir = fileURLToPath(new URL('../crds/', import.meta.url));
 const specFile = fileURLToPath(new URL('../../../config/clusters/pedro-ops.yaml', import.meta.url));
 let kd: KubeDouble;
 let c: ReturnType<typeof clients>;

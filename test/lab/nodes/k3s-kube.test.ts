@@ -1,7 +1,7 @@
 // The k3s stand-in against the real Kubernetes double (test/lab/kube): the nodes it registers appear
 // as v1 Nodes, and the double's token rules reach the installer's exit code.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startKubeDouble, type KubeDouble } from '../kube/index.js';
@@ -9,7 +9,7 @@ import { K3S_INSTALL_SCRIPT, startNodes, type LabNodes } from './index.js';
 import { connect, labKeyPair } from './test-helpers.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
-const crdDir = process.env.LAB_CRD_DIR ?? (existsSync(path.join(repo, 'crds')) ? path.join(repo, 'crds') : path.join(repo, '../shared/crds'));
+const crdDir = process.env.LAB_CRD_DIR ?? path.join(repo, 'test/lab/crds');
 const keys = labKeyPair();
 let kube: KubeDouble;
 let lab: LabNodes;
