@@ -2,7 +2,7 @@
 // DAG; this file walks it: preflight -> prepare -> k3s servers -> workers + kubeconfig -> nodes Ready
 // -> platform steps as a DAG with `parallelism` at a time. Every step goes through the StepRunner, so
 // a non-retryable failure parks only that step (and, by waiting, its dependents) in needs-attention.
-import { ApplicationFailure, condition, executeChild, proxyActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import { ApplicationFailure, condition, executeChild, patched, proxyActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { ClusterSpec } from '../config/schema.js';
 import { readyNodes } from './dag.js';
@@ -239,7 +239,10 @@ async function platformStep(step: PlanStep, spec: ClusterSpec, plan: ProvisionPl
 
 /** Initial sync through the secret-rotation workflow, as a child with a deterministic id per provision run. */
 async function secretSync(step: PlanStep, runner: StepRunner, cluster: string, requestedBy?: string): Promise<unknown> {
-  const requestId = `provision-${workflowInfo().runId.slice(0, 8)}`;
+  // Run ids are UUIDv7: their first 8 characters are a timestamp prefix shared by runs minutes apart,
+  // which made two provisions' syncs look like one rotation. Whole run id from now on; old runs keep theirs.
+  const runId = workflowInfo().runId;
+  const requestId = patched('secret-sync-full-run-id') ? `provision-${runId}` : `provision-${runId.slice(0, 8)}`;
   return runner.run(
     step.id,
     step.phase,
