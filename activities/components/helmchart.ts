@@ -115,6 +115,8 @@ export function componentActivities(deps: ActivityDeps) {
         action = 'updated';
       } else if (cond(oldJob, 'Failed') || cond(current, 'Failed') || (!oldJob && !(await workloadsReady(kube, c)).done)) {
         // A previous install failed (or its Job vanished): a write makes helm-controller run it again.
+        // The failed Job goes first: helm-controller keeps an existing Job, and a failed one never reruns.
+        if (oldJob && cond(oldJob, 'Failed')) await kube.delete('batch/v1', 'Job', jobName, HELM_NAMESPACE);
         const n = Number(current.metadata?.annotations?.[RETRIGGER] ?? '0') + 1;
         await kube.patch({ apiVersion: API, kind: 'HelmChart', metadata: { name: c.name, namespace: HELM_NAMESPACE, annotations: { [RETRIGGER]: String(n) } } }, 'merge');
         action = 'retriggered';

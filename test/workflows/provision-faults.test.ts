@@ -90,6 +90,8 @@ describe('provisionCluster faults on the lab', () => {
     // The drop neither killed the installer nor let the retry run a second one.
     for (const n of ['control-plane', 'worker-1', 'worker-2']) expect(c.nodes[n].installerRuns, n).toBe(1);
     expect(c.kube.writes['create:HelmChart']).toBe(h.lab.spec.components.length);
+    // The retry removed the failed install Job (helm-controller never reruns a failed one) and re-triggered once.
+    expect(c.kube.writes['delete:Job']).toBe(1);
 
     // The join activity on worker-1 was retried (the drop hit it), visible in history as attempt > 1.
     const history = await handle.fetchHistory();
