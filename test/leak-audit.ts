@@ -23,11 +23,11 @@ export interface AuditReport {
   responseBytes: number;
 }
 
-function walkPayloads(node: unknown, out: Payload[], path: string, skip: (p: string) => boolean): void {
+function walkPayloads(node: unknown, out: { payload: Payload; path: string }[], path: string, skip: (p: string) => boolean): void {
   if (!node || typeof node !== 'object' || skip(path)) return;
   const o = node as Record<string, unknown>;
   if (o.metadata && typeof o.metadata === 'object' && 'data' in o && !Array.isArray(o)) {
-    out.push(o as Payload);
+    out.push({ payload: o as Payload, path });
     return;
   }
   for (const [k, v] of Object.entries(o)) {
@@ -63,16 +63,18 @@ export async function auditSuite(address: string, dir: string, opts: { query?: s
       if (!opts.query && wf.workflowId.startsWith(SELF_TEST_PREFIX)) continue;
       report.workflows++;
       const history = await client.workflow.getHandle(wf.workflowId, wf.runId).fetchHistory();
-      const payloads: Payload[] = [];
-      // Search attributes are indexed by the server and cannot be encrypted; they hold names, never values.
-      walkPayloads(history, payloads, '', (p) => /searchAttributes$/i.test(p));
+      const payloads: { payload: Payload; path: string }[] = [];
+      // Search attributes are indexed by the server and patch markers (patched()) carry only the patch
+      // id written by the SDK core: neither goes through the codec. The raw-text scan below still
+      // searches both for secrets.
+      walkPayloads(history, payloads, '', (p) => /(searchAttributes|patch-data)$/i.test(p));
       const where = `${wf.type} ${wf.workflowId}`;
       scan(`${where} raw history`, allText(history));
-      for (const p of payloads) {
+      for (const { payload: p, path } of payloads) {
         report.payloads++;
         const enc = text(p.metadata?.encoding);
         if (enc !== 'binary/encrypted') {
-          report.unencrypted.push(`${where}: payload with encoding ${enc || '(none)'}`);
+          report.unencrypted.push(`${where}: payload at ${path} with encoding ${enc || '(none)'}`);
           continue;
         }
         if (text(p.metadata?.['encryption-key-id']) !== TEST_CODEC_KEY_ID) {
