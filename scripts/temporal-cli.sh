@@ -17,7 +17,10 @@ fi
 if found="$(command -v temporal 2>/dev/null)"; then say "using temporal on PATH"; echo "$found"; exit 0; fi
 if [ -x "$CACHE_DIR/temporal" ]; then say "using cached build"; echo "$CACHE_DIR/temporal"; exit 0; fi
 
-if ! command -v go >/dev/null 2>&1; then
+GO="$(command -v go 2>/dev/null || true)"
+# Go's tarball install lives outside the default PATH of non-login shells.
+[ -z "$GO" ] && [ -x /usr/local/go/bin/go ] && GO=/usr/local/go/bin/go
+if [ -z "$GO" ]; then
   say "no temporal CLI found and Go is not installed."
   say "Install one of: Go >= 1.23 (then re-run this script), or the Temporal CLI, and set TEMPORAL_CLI_PATH."
   exit 1
@@ -26,6 +29,6 @@ say "building github.com/temporalio/cli/cmd/temporal@$VERSION into $CACHE_DIR (a
 mkdir -p "$CACHE_DIR"
 start=$(date +%s)
 # Later tags carry `replace` lines that `go install pkg@version` refuses; v1.5.1 is the newest that builds this way.
-GOBIN="$CACHE_DIR" GOFLAGS="${GOFLAGS:-} -trimpath" go install "github.com/temporalio/cli/cmd/temporal@$VERSION" >&2
+GOBIN="$CACHE_DIR" GOFLAGS="${GOFLAGS:-} -trimpath" "$GO" install "github.com/temporalio/cli/cmd/temporal@$VERSION" >&2
 say "built in $(( $(date +%s) - start ))s, $(du -h "$CACHE_DIR/temporal" | cut -f1)"
 echo "$CACHE_DIR/temporal"
