@@ -98,17 +98,18 @@ function stopGroup(pgid: number): string[] {
   } catch {
     return []; // group empty: everything it started, it stopped
   }
-  const members = (sh('ps', ['-eo', 'pid=,pgid=,args=']) ?? '')
+  // Zombies (state Z: exited, not yet reaped by their dead parent, e.g. tsx's esbuild helper) run nothing.
+  const members = (sh('ps', ['-eo', 'pid=,pgid=,stat=,args=']) ?? '')
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
-    .filter((f) => f[1] === String(pgid))
-    .map((f) => `${f[0]} ${f.slice(2).join(' ').slice(0, 100)}`);
+    .filter((f) => f[1] === String(pgid) && !f[2]?.startsWith('Z'))
+    .map((f) => `${f[0]} ${f.slice(3).join(' ').slice(0, 100)}`);
   try {
     process.kill(-pgid, 'SIGKILL');
   } catch {
     // exited between the check and the kill
   }
-  return members.length ? members : ['(unnamed: exited before ps)'];
+  return members;
 }
 
 // Ctrl-C reaches only the runner (the benchmark has its own process group): pass it on, wait for its cleanup.
