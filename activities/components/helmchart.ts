@@ -4,7 +4,7 @@
 // Success = Job helm-install-<name> Complete and every declared workload rolled out.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { ClusterSpec, ComponentSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
@@ -12,7 +12,7 @@ import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import type { KubeObject, KubePort } from '../kube/client.js';
 import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
-import { beat, sleep } from '../ssh/session.js';
+import { beat, sleep } from '../heartbeat.js';
 
 export const HELM_NAMESPACE = 'kube-system';
 export const SPEC_HASH = 'pedro-ops.dev/spec-hash';

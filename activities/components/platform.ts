@@ -6,7 +6,7 @@ import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js'
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import type { KubeObject, KubePort } from '../kube/client.js';
-import { beat, sleep } from '../ssh/session.js';
+import { beat, sleep } from '../heartbeat.js';
 
 type Obj = KubeObject & { spec?: Record<string, any>; status?: Record<string, any>; data?: Record<string, string> };
 const VELERO = 'velero.io/v1';

@@ -9,7 +9,8 @@ import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js'
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import { shellQuote, type SshSession } from '../ssh/client.js';
-import { beat, must, nodeOrFail, sleep, withSession } from '../ssh/session.js';
+import { beat, sleep } from '../heartbeat.js';
+import { must, nodeOrFail, withSession } from '../ssh/session.js';
 
 const WORK = '/var/lib/rancher/pedro-ops';
 export const NODE_TOKEN_PATH = '/var/lib/rancher/k3s/server/node-token';

@@ -10,7 +10,8 @@ import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js'
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import { kubeconfigPathFor, type KubeObject } from '../kube/client.js';
-import { beat, sleep, withSession } from '../ssh/session.js';
+import { beat, sleep } from '../heartbeat.js';
+import { withSession } from '../ssh/session.js';
 
 export const K3S_KUBECONFIG = '/etc/rancher/k3s/k3s.yaml';
 

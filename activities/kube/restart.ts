@@ -1,7 +1,7 @@
 // `kubectl rollout restart` + `kubectl rollout status` for one consumer. The restart annotation value
 // comes from the workflow (unique per rotation and per rollback, millisecond precision), so a retried
 // activity finds its own annotation already set and only waits: one restart per rotation, never two.
-import { Context } from '@temporalio/activity';
+import { beat, sleep } from '../heartbeat.js';
 import type { WorkloadRef } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
@@ -43,15 +43,6 @@ function restartPatch(kind: string, name: string, namespace: string, annotations
   return { apiVersion: WORKLOAD_API_VERSION[kind], kind, metadata: { name, namespace }, spec } as KubeObject;
 }
 
-function heartbeat(details: unknown): void {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // called outside an activity (unit tests, bench)
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function restartConsumer(deps: ActivityDeps, input: RestartInput): Promise<RestartResult> {
   const spec = clusterOrFail(deps, input.cluster);
@@ -74,7 +65,7 @@ export async function restartConsumer(deps: ActivityDeps, input: RestartInput): 
     const cur = await kube.read<Workload>(apiVersion, kind, name, namespace);
     if (!cur) return { workload: id, patched, outcome: 'missing', message: `${kind} ${namespace}/${name} disappeared during the rollout` };
     const st = rolloutStatus(kind, cur);
-    heartbeat({ workload: id, message: st.message });
+    beat({ workload: id, message: st.message });
     if (st.done) return { workload: id, patched, outcome: 'complete', message: st.message };
     if (st.failed) return { workload: id, patched, outcome: 'failed', message: st.message };
     if (Date.now() >= deadline) return { workload: id, patched, outcome: 'timeout', message: `rollout not done after ${input.timeoutSeconds}s: ${st.message}` };

@@ -8,7 +8,7 @@ import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js'
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import { vaultIdByName, type OnePasswordPort } from '../onepassword/client.js';
-import { beat } from '../ssh/session.js';
+import { beat } from '../heartbeat.js';
 import { classifyVaultError, type VaultClient } from './client.js';
 
 export interface BootstrapResult {

@@ -2,7 +2,7 @@
 // must succeed. A probe returns its verdict (the workflow decides to roll back); only problems with
 // the probe itself (bad config, API errors) throw.
 import { connect } from 'node:net';
-import { Context } from '@temporalio/activity';
+import { beat, sleep } from '../heartbeat.js';
 import type { ProbeSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
@@ -48,7 +48,6 @@ export function tcpProbe(host: string, port: number, timeoutMs: number): Promise
 
 type JobObj = KubeObject & { status?: { conditions?: Array<{ type: string; status: string; message?: string; reason?: string }> } };
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function jobProbe(deps: ActivityDeps, input: ProbeInput, probe: Extract<ProbeSpec, { type: 'job' }>, timeoutMs: number) {
   const spec = clusterOrFail(deps, input.cluster);
@@ -75,11 +74,7 @@ async function jobProbe(deps: ActivityDeps, input: ProbeInput, probe: Extract<Pr
     if (failed) return { ok: false, message: `Job ${probe.namespace}/${name} failed: ${failed.message ?? failed.reason ?? 'no reason given'}` };
     if (conds.some((c) => c.type === 'Complete' && c.status === 'True')) return { ok: true, message: `Job ${probe.namespace}/${name} completed` };
     if (Date.now() >= deadline) return { ok: false, message: `Job ${probe.namespace}/${name} did not finish within ${Math.round(timeoutMs / 1000)}s` };
-    try {
-      Context.current().heartbeat({ job: name });
-    } catch {
-      // outside an activity
-    }
+    beat({ job: name });
     await sleep(500);
     job = await kube.read<JobObj>('batch/v1', 'Job', name, probe.namespace);
     if (!job) return { ok: false, message: `Job ${probe.namespace}/${name} disappeared` };

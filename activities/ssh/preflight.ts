@@ -4,7 +4,8 @@
 import type { ClusterSpec, NodeSpec } from '../../config/schema.js';
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
-import { beat, nodeOrFail, withSession } from './session.js';
+import { beat } from '../heartbeat.js';
+import { nodeOrFail, withSession } from './session.js';
 import type { SshSession } from './client.js';
 
 export interface PreflightResult {

@@ -6,7 +6,8 @@ import type { ClusterSpec, NodeSpec } from '../../config/schema.js';
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import { shellQuote, type SshSession } from './client.js';
-import { beat, must, nodeOrFail, withSession } from './session.js';
+import { beat } from '../heartbeat.js';
+import { must, nodeOrFail, withSession } from './session.js';
 
 export const K3S_CONFIG_PATH = '/etc/rancher/k3s/config.yaml';
 const MODULES = ['overlay', 'br_netfilter', 'iscsi_tcp'];

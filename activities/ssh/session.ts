@@ -1,6 +1,5 @@
 // Small helpers every SSH activity shares: one session per call, disposed on every path, and
 // heartbeats that say which node and which command the activity is on.
-import { Context } from '@temporalio/activity';
 import type { ClusterSpec, NodeSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
 import type { ActivityDeps } from '../deps.js';
@@ -12,23 +11,6 @@ export function nodeOrFail(spec: ClusterSpec, name: string): NodeSpec {
   return node;
 }
 
-/** Heartbeat when running inside an activity; a no-op in plain function calls (unit tests). */
-export function beat(details: unknown): void {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // not in an activity context
-  }
-}
-
-/** Resolves when the activity is cancelled (or never, outside an activity). */
-export function sleep(ms: number): Promise<void> {
-  try {
-    return Context.current().sleep(ms);
-  } catch {
-    return new Promise((r) => setTimeout(r, ms));
-  }
-}
 
 export async function withSession<T>(deps: ActivityDeps, spec: ClusterSpec, node: NodeSpec, fn: (s: SshSession & { hostKey: string }) => Promise<T>, allowTofu = false): Promise<T> {
   const session = await deps.ssh.connect(spec, node, { allowTofu });

@@ -2,30 +2,14 @@
 // the download of Velero's gzip artefacts (DownloadRequest URLs).
 import { request as httpsRequest } from 'node:https';
 import { gunzipSync } from 'node:zlib';
-import { Context } from '@temporalio/activity';
+import { beat, sleep as pause } from '../heartbeat.js';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { ClusterSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
 import { kubeconfigPathFor, type KubeObject } from '../kube/client.js';
 import type { BackupInfo, RestoreInfo } from './types.js';
 
-/** Heartbeat inside an activity; a no-op in plain calls (activity tests call functions directly). */
-export function beat(details: unknown): void {
-  try {
-    Context.current().heartbeat(details);
-  } catch {
-    // not in an activity context
-  }
-}
-
-/** Sleeps; inside an activity it rejects with CancelledFailure once cancellation is delivered. */
-export function pause(ms: number): Promise<void> {
-  try {
-    return Context.current().sleep(ms);
-  } catch {
-    return new Promise((r) => setTimeout(r, ms));
-  }
-}
+export { beat, pause };
 
 export const POLL_MS = 500;
 
