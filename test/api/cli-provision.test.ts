@@ -1,13 +1,13 @@
 // `pedro-ops provision lab` against a running orchestrator (real listening API, real worker, the
 // lab): live progress then the report with exit 0; with a fault injected it exits 3 naming the step;
 // resolve-step retry continues; --json output parses; attaching to a running build follows it.
-import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app.js';
 import { hashToken, parseTokens } from '../../api/auth.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { testCodec } from '../helpers/temporal.js';
+import { runCli } from '../helpers/cli.js';
 import { provisionHarness, type ProvisionHarness } from '../workflows/provision-lab.js';
 
 const OPERATOR = 'cli-provision-token-0123456789';
@@ -31,16 +31,7 @@ afterAll(async () => {
   await h?.stop();
 });
 
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['api/cli/pedro-ops.mjs', ...args, '--url', url, '--token', OPERATOR], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    p.stdout.on('data', (d) => (stdout += d));
-    p.stderr.on('data', (d) => (stderr += d));
-    p.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
+const cli = (...args: string[]) => runCli(args, { url, token: OPERATOR });
 
 describe('pedro-ops provision', () => {
   it('a fault parks the build: exit 3 naming the step; retry via the CLI; --json then ends with the report', async () => {

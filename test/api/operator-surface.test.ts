@@ -10,6 +10,7 @@ import { freePort } from '../../scripts/temporal-server.js';
 import { installRuntime } from '../../worker/runtime.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { testCodec, testTemporal, type TestTemporal } from '../helpers/temporal.js';
+import { runCli } from '../helpers/cli.js';
 import { startRotationLab, type RotationLab } from '../workflows/rotate-secrets-lab.js';
 import type { ProgressEvent } from '../../workflows/messages.js';
 
@@ -123,16 +124,7 @@ describe('operator surface', () => {
     expect(text).toMatch(/pedro_ops_runs\{[^}]*outcome="succeeded"/);
   });
 
-  function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve) => {
-      const p = spawn(process.execPath, ['api/cli/pedro-ops.mjs', ...args, '--url', url, '--token', OPERATOR], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      p.stdout.on('data', (d) => (stdout += d));
-      p.stderr.on('data', (d) => (stderr += d));
-      p.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
-  }
+  const cli = (args: string[]) => runCli(args, { url, token: OPERATOR });
 
   it('CLI: rotate and drift with --json print only parseable JSON and exit 0', async () => {
     await rl.changeValues(['github']);
