@@ -85,7 +85,7 @@ try {
     `\npedro-ops orchestrator ready in ${((Date.now() - started) / 1000).toFixed(1)} s\n` +
       `  API           ${api.url}  (docs ${api.url}/docs, readiness ${api.url}/readyz)\n` +
       `  Temporal Web  ${web}\n` +
-      `  Temporal gRPC ${settings.address}${settings.external ? ' (external)' : ' (embedded dev server, SQLite .data/temporal.db)'}\n` +
+      `  Temporal gRPC ${settings.address}${settings.external ? ' (external)' : ` (embedded dev server, SQLite ${join(dataDir(), 'temporal.db')})`}\n` +
       `Ctrl-C stops everything.\n\n`,
   );
 } catch (err) {

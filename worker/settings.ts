@@ -32,7 +32,7 @@ export function temporalSettings(env: NodeJS.ProcessEnv = process.env): Temporal
     };
   }
   return {
-    address: env.TEMPORAL_ADDRESS ?? '127.0.0.1:7233',
+    address: env.TEMPORAL_ADDRESS ?? `127.0.0.1:${env.PEDRO_OPS_DEV_TEMPORAL_PORT ?? 7233}`,
     namespace: env.TEMPORAL_NAMESPACE ?? 'default',
     taskQueue: env.PEDRO_OPS_TASK_QUEUE ?? 'pedro-ops',
     external,
