@@ -1,14 +1,12 @@
 // Schedule endpoints through inject on the real dev server: list, describe (next runs, last
 // results), pause/unpause with a note, trigger (409 while a drill runs), backfill, delete.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Context } from '@temporalio/activity';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app.js';
 import { temporalSettings } from '../../worker/settings.js';
-import { createActivities } from '../../activities/index.js';
 import { deleteDrillSchedule, ensureDrillSchedule } from '../../worker/schedules.js';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
-import { startVeleroLab, type VeleroLab } from '../workflows/velero-lab.js';
+import { holdAtStorageLocation, startVeleroLab, type VeleroLab } from '../workflows/velero-lab.js';
 
 const CLUSTER = 'lab-api-sched';
 let t: TestTemporal;
@@ -18,18 +16,7 @@ let hold = false;
 
 beforeAll(async () => {
   [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'api-schedules' }), startVeleroLab((s) => void (s.name = CLUSTER))]);
-  const real = createActivities(v.deps);
-  await t.startWorker(v.deps, {
-    activities: {
-      async veleroStorageLocation(input: { cluster: string }) {
-        while (hold) {
-          Context.current().heartbeat('held');
-          await Context.current().sleep(100);
-        }
-        return real.veleroStorageLocation(input);
-      },
-    },
-  });
+  await t.startWorker(v.deps, { activities: holdAtStorageLocation(v.deps, () => hold) });
   app = await buildApp({ client: t.client, settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue }, clusters: v.deps.clusters });
   await deleteDrillSchedule(t.client, CLUSTER);
   await ensureDrillSchedule(t.client, v.spec, t.taskQueue);

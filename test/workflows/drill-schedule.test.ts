@@ -2,13 +2,11 @@
 // `dr-drill/<cluster>` schedule idempotently; trigger starts a drill at once; two triggers while one
 // runs give one drill (overlap SKIP); pause/unpause keep their note; backfill runs missed times.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { Context } from '@temporalio/activity';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type ScheduleHandle } from '@temporalio/client';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
-import { createActivities } from '../../activities/index.js';
 import { deleteDrillSchedule, drillScheduleId, ensureDrillSchedule } from '../../worker/schedules.js';
 import type { DrillReport } from '../../workflows/verify-backup.js';
-import { startVeleroLab, type VeleroLab } from './velero-lab.js';
+import { holdAtStorageLocation, startVeleroLab, type VeleroLab } from './velero-lab.js';
 
 // A cluster name of its own: the dev server is shared by every test file of the run.
 const CLUSTER = 'lab-drill';
@@ -20,18 +18,7 @@ let hold = false;
 
 beforeAll(async () => {
   [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'drill-schedule' }), startVeleroLab((s) => void (s.name = CLUSTER))]);
-  const real = createActivities(v.deps);
-  await t.startWorker(v.deps, {
-    activities: {
-      async veleroStorageLocation(input: { cluster: string }) {
-        while (hold) {
-          Context.current().heartbeat('held');
-          await Context.current().sleep(100);
-        }
-        return real.veleroStorageLocation(input);
-      },
-    },
-  });
+  await t.startWorker(v.deps, { activities: holdAtStorageLocation(v.deps, () => hold) });
   handle = t.client.schedule.getHandle(drillScheduleId(CLUSTER));
 });
 

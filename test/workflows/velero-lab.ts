@@ -2,6 +2,8 @@
 // cluster file (optionally patched, e.g. with data probes), a kubeconfig where the orchestrator
 // looks for it, and real activity deps.
 import { rmSync } from 'node:fs';
+import { Context } from '@temporalio/activity';
+import { createActivities } from '../../activities/index.js';
 import type { ClusterSpec } from '../../config/schema.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import type { KubePort } from '../../activities/kube/client.js';
@@ -49,4 +51,21 @@ export async function startVeleroLab(patch?: (spec: ClusterSpec) => void): Promi
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/**
+ * Activity overrides that make a drill wait at its first step while `held()` is true (heartbeating),
+ * so "a drill is running" lasts exactly as long as a schedule test needs.
+ */
+export function holdAtStorageLocation(deps: ActivityDeps, held: () => boolean) {
+  const real = createActivities(deps);
+  return {
+    async veleroStorageLocation(input: { cluster: string }) {
+      while (held()) {
+        Context.current().heartbeat('held');
+        await Context.current().sleep(100);
+      }
+      return real.veleroStorageLocation(input);
+    },
+  };
 }
