@@ -8,7 +8,7 @@ import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js'
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import { vaultIdByName, type OnePasswordPort } from '../onepassword/client.js';
-import { beat } from '../heartbeat.js';
+import { beat, sleep } from '../heartbeat.js';
 import { classifyVaultError, type VaultClient } from './client.js';
 
 export interface BootstrapResult {
@@ -32,6 +32,28 @@ const ROOT_FIELD = 'root-token';
 async function findItem(op: OnePasswordPort, vaultId: string, title: string): Promise<Item | undefined> {
   const overview = (await op.items.list(vaultId)).find((i) => i.title === title);
   return overview ? op.items.get(vaultId, overview.id) : undefined;
+}
+
+/**
+ * Right after `sys/init` the unseal keys exist only in this activity: if storing them failed the
+ * activity, its retry would find OpenBAO initialised and the keys gone (UnsealKeysMissing, a human
+ * re-initialises). So the write is retried here, with backoff, for as long as a rate limit or an
+ * outage plausibly lasts; the keys never leave the activity.
+ */
+export const KEY_STORE_ATTEMPTS = 8;
+async function storeKeysPersistently(create: () => Promise<unknown>, log: ActivityDeps['log'], backoffMs = 1000): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await create();
+      return;
+    } catch (err) {
+      if (attempt >= KEY_STORE_ATTEMPTS) throw err;
+      const delay = Math.min(backoffMs * 2 ** (attempt - 1), 30_000);
+      log.warn({ attempt, delayMs: delay, error: (err as Error).name }, 'storing the new OpenBAO unseal keys in 1Password failed; retrying inside the activity');
+      beat({ step: 'storing unseal keys in 1Password', attempt });
+      await sleep(delay);
+    }
+  }
 }
 
 async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
@@ -83,14 +105,18 @@ export function openbaoBootstrapActivities(deps: ActivityDeps) {
         rootToken = init.root_token;
         const field = (id: string, value: string) => ({ id, title: id, fieldType: 'Concealed', value }) as never;
         beat({ step: 'storing unseal keys in 1Password' });
-        await op.items.create({
-          category: 'Password' as never,
-          vaultId,
-          title,
-          fields: [...keys.map((k, i) => field(keyField(i), k)), field(ROOT_FIELD, rootToken)],
-          sections: [],
-          tags: ['openbao', spec.name],
-        });
+        await storeKeysPersistently(
+          () =>
+            op.items.create({
+              category: 'Password' as never,
+              vaultId,
+              title,
+              fields: [...keys.map((k, i) => field(keyField(i), k)), field(ROOT_FIELD, rootToken)],
+              sections: [],
+              tags: ['openbao', spec.name],
+            }),
+          deps.log,
+        );
         initialized = 'now';
       } else {
         const item = await findItem(op, vaultId, title);

@@ -65,3 +65,49 @@ describe('bootstrapOpenBao', () => {
     expect(secrets.filter((s) => log.lines.join('\n').includes(s) || String((err as Error).message).includes(s))).toEqual([]);
   });
 });
+
+describe('bootstrapOpenBao on a fresh OpenBAO', () => {
+  test('a 1Password failure right after init is retried inside the activity: the keys are stored, never lost', async () => {
+    const fresh = await startLab({ log: () => undefined });
+    const freshDir = mkdtempSync(join(tmpdir(), 'bao-fresh-'));
+    try {
+      mkdirSync(join(freshDir, 'clusters'));
+      copyFileSync(fresh.clusterFile, join(freshDir, 'clusters', 'lab.yaml'));
+      const freshLog = memoryLogger();
+      const real = defaultDeps({ dataDir: freshDir, log: freshLog, clusters: new ClusterRegistry(join(freshDir, 'clusters')) });
+      let failures = 2;
+      const { RateLimitExceededError } = await import('@1password/sdk');
+      const flaky = {
+        ...real,
+        async onepassword(spec: Parameters<typeof real.onepassword>[0]) {
+          const op = await real.onepassword(spec);
+          return {
+            ...op,
+            items: {
+              ...op.items,
+              list: op.items.list.bind(op.items),
+              get: op.items.get.bind(op.items),
+              put: op.items.put.bind(op.items),
+              async create(params: Parameters<typeof op.items.create>[0]) {
+                if (failures-- > 0) throw new RateLimitExceededError('rate limit exceeded');
+                return op.items.create(params);
+              },
+            },
+          };
+        },
+      };
+      const r = await openbaoBootstrapActivities(flaky).bootstrapOpenBao({ cluster: 'lab' });
+      expect(r).toMatchObject({ initialized: 'now', unsealed: 'now', kvMount: 'enabled' });
+      expect(failures).toBe(-1); // two refused writes, the third stored the keys
+      expect(freshLog.lines.filter((l) => l.includes('retrying inside the activity'))).toHaveLength(2);
+      // The stored keys are the real ones: a sealed OpenBAO unseals from them.
+      fresh.faults.openbao.seal();
+      expect((await openbaoBootstrapActivities(real).bootstrapOpenBao({ cluster: 'lab' })).unsealed).toBe('now');
+      const secrets = fresh.secretValues().filter((s) => s.length >= 8);
+      expect(secrets.filter((s) => freshLog.lines.join('\n').includes(s))).toEqual([]);
+    } finally {
+      await fresh.stop();
+      rmSync(freshDir, { recursive: true, force: true });
+    }
+  });
+});
