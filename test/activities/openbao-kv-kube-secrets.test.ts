@@ -2,6 +2,7 @@
 // against a writer that always wins (gives up retryably, never overwrites), a writer that wrote the
 // same value (re-decided: nothing to write), Secret apply idempotency, and restart idempotency for
 // one restart value (a retried activity never restarts twice).
+import { interceptVaultWrites } from '../helpers/lab-deps.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import type { VaultClient } from '../../activities/openbao/client.js';
@@ -17,18 +18,9 @@ let deps: ActivityDeps;
 
 beforeAll(async () => {
   r = await startRotationLab();
-  deps = {
-    ...r.deps,
-    openbao: (spec, token) => {
-      const client = r.deps.openbao(spec, token);
-      const write = client.write.bind(client);
-      client.write = (async (path: string, data: unknown, o?: unknown) => {
-        if (intercept && path.includes('/data/')) await intercept(write, path);
-        return write(path, data, o as never);
-      }) as VaultClient['write'];
-      return client;
-    },
-  };
+  deps = interceptVaultWrites(r.deps, async (write, path) => {
+    if (intercept && path.includes('/data/')) await intercept(write, path);
+  });
 });
 
 afterAll(async () => {

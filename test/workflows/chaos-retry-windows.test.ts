@@ -3,8 +3,8 @@
 // reporting, and (2) between the data write and the metadata write. The retry with the same rotation
 // id must report the entry as written by this rotation — not "unchanged" — with the version served
 // before it, and must not write the data again.
+import { interceptVaultWrites } from '../helpers/lab-deps.js';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import type { VaultClient } from '../../activities/openbao/client.js';
 import { syncOnePasswordToOpenBao } from '../../activities/openbao/kv.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import { startRotationLab, type RotationLab } from './rotate-secrets-lab.js';
@@ -16,18 +16,9 @@ let dieBeforeMetadata = false;
 
 beforeAll(async () => {
   r = await startRotationLab();
-  deps = {
-    ...r.deps,
-    openbao: (spec, token) => {
-      const client = r.deps.openbao(spec, token);
-      const write = client.write.bind(client);
-      client.write = (async (path: string, data: unknown, o?: unknown) => {
-        if (dieBeforeMetadata && path.includes('/metadata/')) throw new Error('worker killed (simulated)');
-        return write(path, data, o as never);
-      }) as VaultClient['write'];
-      return client;
-    },
-  };
+  deps = interceptVaultWrites(r.deps, (_write, path) => {
+    if (dieBeforeMetadata && path.includes('/metadata/')) throw new Error('worker killed (simulated)');
+  });
   // A first rotation so the paths carry the orchestrator's bookkeeping, as in any cluster after day one.
   await r.changeValues(['twitch', 'discord']);
   await syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: ['twitch', 'discord'], rotationId: 'windows-0' });

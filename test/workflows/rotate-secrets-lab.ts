@@ -1,15 +1,14 @@
 // Shared setup for the rotation tests: a built lab, a registry over a temp copy of its cluster file
 // (optionally patched), a kubeconfig where the orchestrator looks, real deps with a memory logger,
 // and helpers that change 1Password values the way an operator would (items.get/put on the double).
-import { rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import type { ClusterSpec } from '../../config/schema.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import type { KubePort } from '../../activities/kube/client.js';
-import { startLab, type Lab } from '../lab/index.js';
+import type { Lab } from '../lab/index.js';
 import { createLabOnePasswordClient } from '../lab/onepassword/index.js';
 import type { memoryLogger } from '../helpers/temporal.js';
-import { orchestratorForLab } from '../helpers/lab-deps.js';
+import { withBuiltLab } from '../helpers/lab-deps.js';
 
 export interface RotationLab {
   lab: Lab;
@@ -27,12 +26,8 @@ export interface RotationLab {
   stop(): Promise<void>;
 }
 
-export async function startRotationLab(patch?: (spec: ClusterSpec) => void): Promise<RotationLab> {
-  const lab = await startLab({ built: true, log: () => undefined });
-  let dataDir: string | undefined;
-  try {
-    const o = orchestratorForLab(lab, { prefix: 'pedro-ops-rotation', patch });
-    dataDir = o.dataDir;
+export function startRotationLab(patch?: (spec: ClusterSpec) => void): Promise<RotationLab> {
+  return withBuiltLab({ prefix: 'pedro-ops-rotation', patch }, (lab, o, stop): RotationLab => {
     const { spec: loaded, deps, log, kube } = o;
     const op = createLabOnePasswordClient(lab.onepassword.url);
 
@@ -82,14 +77,7 @@ export async function startRotationLab(patch?: (spec: ClusterSpec) => void): Pro
         return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
       },
       bao,
-      async stop() {
-        await lab.stop();
-        rmSync(o.dataDir, { recursive: true, force: true });
-      },
+      stop,
     };
-  } catch (err) {
-    await lab.stop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-    throw err;
-  }
+  });
 }

@@ -1,14 +1,13 @@
 // Shared setup for the Velero drill tests: a built lab, a cluster registry over a temp copy of its
 // cluster file (optionally patched, e.g. with data probes), a kubeconfig where the orchestrator
 // looks for it, and real activity deps.
-import { rmSync } from 'node:fs';
 import { Context } from '@temporalio/activity';
 import { createActivities } from '../../activities/index.js';
 import type { ClusterSpec } from '../../config/schema.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import type { KubePort } from '../../activities/kube/client.js';
-import { startLab, type Lab } from '../lab/index.js';
-import { orchestratorForLab } from '../helpers/lab-deps.js';
+import type { Lab } from '../lab/index.js';
+import { withBuiltLab } from '../helpers/lab-deps.js';
 
 export interface VeleroLab {
   lab: Lab;
@@ -23,34 +22,22 @@ export interface VeleroLab {
   stop(): Promise<void>;
 }
 
-export async function startVeleroLab(patch?: (spec: ClusterSpec) => void): Promise<VeleroLab> {
-  const lab = await startLab({ built: true, log: () => undefined });
-  let dataDir: string | undefined;
-  try {
-    const o = orchestratorForLab(lab, { prefix: 'pedro-ops-velero', patch });
-    dataDir = o.dataDir;
-    const { spec, deps, kube } = o;
+export function startVeleroLab(patch?: (spec: ClusterSpec) => void): Promise<VeleroLab> {
+  return withBuiltLab({ prefix: 'pedro-ops-velero', patch }, (lab, { spec, deps, kube, dataDir }, stop) => {
     lab.resetCounters();
     return {
       lab,
       spec,
       deps,
       kube,
-      dataDir: o.dataDir,
+      dataDir,
       async scratchNamespaces() {
         return (await kube.list('v1', 'Namespace')).map((n) => n.metadata!.name!).filter((n) => n.startsWith('drill-'));
       },
-      writes: (key) => lab.counters().kube.writes[key] ?? 0,
-      async stop() {
-        await lab.stop();
-        rmSync(o.dataDir, { recursive: true, force: true });
-      },
+      writes: (key: string) => lab.counters().kube.writes[key] ?? 0,
+      stop,
     };
-  } catch (err) {
-    await lab.stop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-    throw err;
-  }
+  });
 }
 
 /**

@@ -5,8 +5,8 @@ import { readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startKubeDouble, type KubeDouble } from '../kube/index.js';
-import { K3S_INSTALL_SCRIPT, startNodes, type LabNodes } from './index.js';
-import { connect, labKeyPair } from './test-helpers.js';
+import { startNodes, type LabNodes } from './index.js';
+import { labKeyPair, runInstaller } from './test-helpers.js';
 
 const repo = fileURLToPath(new URL('../../../', import.meta.url));
 const crdDir = process.env.LAB_CRD_DIR ?? path.join(repo, 'test/lab/crds');
@@ -25,14 +25,7 @@ afterAll(async () => {
   rmSync(keys.dir, { recursive: true, force: true });
 });
 
-async function install(i: number, env: string, args = '') {
-  const n = lab.nodes[i];
-  const ssh = await connect(n, keys.privateKey, n.hostKey);
-  try {
-    await ssh.putFile(K3S_INSTALL_SCRIPT, '/tmp/k3s-install.sh');
-    return await ssh.execCommand(`${env} sh /tmp/k3s-install.sh ${args}`);
-  } finally { ssh.dispose(); }
-}
+const install = (i: number, env: string, args = '') => runInstaller(lab.nodes[i], keys.privateKey, env, args);
 
 describe('k3s stand-in with the Kubernetes double', () => {
   it('server and agent register as Nodes that turn Ready; a wrong token is refused', async () => {

@@ -5,7 +5,7 @@ import { readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { K3S_INSTALL_SCRIPT, startNodes, type LabNodes } from './index.js';
 import { startFakeKube, type FakeKube } from './fake-kube.js';
-import { connect, labKeyPair } from './test-helpers.js';
+import { connect, labKeyPair, runInstaller } from './test-helpers.js';
 
 const keys = labKeyPair();
 const dir = path.join(keys.dir, 'nodes');
@@ -25,14 +25,7 @@ afterAll(async () => {
 });
 
 /** Uploads the installer and runs it with env + positional args, like the orchestrator does. */
-async function install(nodeIdx: number, env: string, args = '') {
-  const n = lab.nodes[nodeIdx];
-  const ssh = await connect(n, keys.privateKey, n.hostKey);
-  try {
-    await ssh.putFile(K3S_INSTALL_SCRIPT, '/root/k3s-install.sh');
-    return await ssh.execCommand(`${env} sh /root/k3s-install.sh ${args}`);
-  } finally { ssh.dispose(); }
-}
+const install = (nodeIdx: number, env: string, args = '') => runInstaller(lab.nodes[nodeIdx], keys.privateKey, env, args);
 async function run(nodeIdx: number, cmd: string) {
   const n = lab.nodes[nodeIdx];
   const ssh = await connect(n, keys.privateKey, n.hostKey);

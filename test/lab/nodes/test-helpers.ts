@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { NodeSSH } from 'node-ssh';
-import type { LabNode } from './index.js';
+import { K3S_INSTALL_SCRIPT, type LabNode } from './index.js';
 
 export function labKeyPair(): { dir: string; privateKey: string; publicKey: string } {
   const dir = mkdtempSync(path.join(tmpdir(), 'lab-nodes-test-'));
@@ -43,4 +43,15 @@ export function labProcesses(dir: string): number[] {
 /** Host mounts at or below dir (there should never be any: node mounts live in their namespaces). */
 export function hostMountsBelow(dir: string): string[] {
   return execFileSync('findmnt', ['-rn', '-o', 'TARGET'], { encoding: 'utf8' }).split('\n').filter((t) => t.startsWith(dir));
+}
+
+/** Uploads the k3s stand-in installer to a node and runs it with env + positional args, like the orchestrator does. */
+export async function runInstaller(node: LabNode, privateKey: string, env: string, args = '') {
+  const ssh = await connect(node, privateKey, node.hostKey);
+  try {
+    await ssh.putFile(K3S_INSTALL_SCRIPT, '/root/k3s-install.sh');
+    return await ssh.execCommand(`${env} sh /root/k3s-install.sh ${args}`);
+  } finally {
+    ssh.dispose();
+  }
 }
