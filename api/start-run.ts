@@ -44,3 +44,19 @@ export async function startRun(ctx: AppContext, run: StartRun): Promise<{ workfl
     throw err;
   }
 }
+
+/** Response schema of a 202 from startRun, plus the route's own id field(s). */
+export function startedSchema(extra: Record<string, { type: 'string' }> = {}) {
+  return {
+    type: 'object',
+    properties: {
+      ...extra,
+      workflowId: { type: 'string' },
+      runId: { type: 'string' },
+      statusUrl: { type: 'string' },
+      temporalWebUrl: { type: 'string', description: 'the run in Temporal Web' },
+    },
+    required: ['workflowId', 'runId', 'statusUrl', 'temporalWebUrl'],
+    additionalProperties: true,
+  } as const;
+}

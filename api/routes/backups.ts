@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyPluginAsync } from 'fastify';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { ErrorBody, badRequest, notFound } from '../errors.js';
-import { startRun } from '../start-run.js';
+import { startRun, startedSchema } from '../start-run.js';
 import { clusterOr404, identityOf, type AppContext } from '../context.js';
 import { ClusterNameParam } from './clusters.js';
 import { workflowWebUrl } from '../../worker/settings.js';
@@ -28,17 +28,7 @@ const VerifyBody = {
   },
 } as const;
 
-export const Started = {
-  type: 'object',
-  properties: {
-    id: { type: 'string' },
-    workflowId: { type: 'string' },
-    runId: { type: 'string' },
-    temporalWebUrl: { type: 'string' },
-    statusUrl: { type: 'string' },
-  },
-  additionalProperties: true,
-} as const;
+export const Started = startedSchema({ id: { type: 'string' } });
 
 export const RunStatus = {
   type: 'object',

@@ -4,7 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ErrorBody, conflict, notFound } from '../errors.js';
 import { clusterOr404, identityOf, type AppContext } from '../context.js';
-import { startRun } from '../start-run.js';
+import { startRun, startedSchema } from '../start-run.js';
 import { ClusterNameParam } from './clusters.js';
 import { workflowWebUrl } from '../../worker/settings.js';
 import { buildProvisionPlan, provisionWorkflowId } from '../../workflows/provision-plan.js';
@@ -22,11 +22,7 @@ const ProvisionBody = {
 
 const DryRunQuery = { type: 'object', additionalProperties: false, properties: { dryRun: { type: 'boolean', default: false } } } as const;
 
-const Started = {
-  type: 'object',
-  properties: { workflowId: { type: 'string' }, runId: { type: 'string' }, statusUrl: { type: 'string' }, temporalWebUrl: { type: 'string' } },
-  required: ['workflowId', 'runId', 'statusUrl', 'temporalWebUrl'],
-} as const;
+const Started = startedSchema();
 
 const Plan = {
   type: 'object',

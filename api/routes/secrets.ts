@@ -6,7 +6,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { ErrorBody, badRequest, notFound } from '../errors.js';
 import { clusterOr404, identityOf, type AppContext } from '../context.js';
-import { startRun } from '../start-run.js';
+import { startRun, startedSchema } from '../start-run.js';
 import { ClusterNameParam } from './clusters.js';
 import { workflowWebUrl } from '../../worker/settings.js';
 import { describeDriftCheckSchedule, ensureDriftCheckSchedule } from '../../worker/drift-schedule.js';
@@ -27,16 +27,7 @@ const RotateBody = {
   },
 } as const;
 
-const Started = {
-  type: 'object',
-  properties: {
-    rotationId: { type: 'string' },
-    workflowId: { type: 'string' },
-    runId: { type: 'string' },
-    temporalWebUrl: { type: 'string' },
-    statusUrl: { type: 'string' },
-  },
-} as const;
+const Started = startedSchema({ rotationId: { type: 'string' } });
 
 const EntryStatus = {
   type: 'object',

@@ -16,7 +16,7 @@ let app: FastifyInstance;
 let url: string;
 
 beforeAll(async () => {
-  h = await provisionHarness();
+  h = await provisionHarness({}, 'lab-cli'); // its own cluster: api/provision.test.ts owns provision/lab
   app = await buildApp({
     client: h.t.client,
     settings: { ...temporalSettings({}), address: h.t.address, taskQueue: h.t.taskQueue },
@@ -36,7 +36,7 @@ const cli = (...args: string[]) => runCli(args, { url, token: OPERATOR });
 describe('pedro-ops provision', () => {
   it('a fault parks the build: exit 3 naming the step; retry via the CLI; --json then ends with the report', async () => {
     h.lab.faults.helmcharts.fail('longhorn', 'chart longhorn-9.9.9 not found');
-    const first = await cli('provision', 'lab');
+    const first = await cli('provision', 'lab-cli');
     expect(first.code).toBe(3);
     expect(first.stderr).toContain('NEEDS ATTENTION: component/longhorn');
     expect(first.stderr).toContain('chart longhorn-9.9.9 not found');
@@ -44,24 +44,24 @@ describe('pedro-ops provision', () => {
     expect(first.stdout).toBe(''); // human mode: the report only at the end
 
     // attaching again while it is still stuck: exits 3 at once, JSON names the step
-    const attached = await cli('provision', 'lab', '--json');
+    const attached = await cli('provision', 'lab-cli', '--json');
     expect(attached.code).toBe(3);
-    expect(JSON.parse(attached.stdout)).toMatchObject({ workflowId: 'provision/lab', state: 'needs-attention', steps: [{ step: 'component/longhorn' }] });
+    expect(JSON.parse(attached.stdout)).toMatchObject({ workflowId: 'provision/lab-cli', state: 'needs-attention', steps: [{ step: 'component/longhorn' }] });
 
     h.lab.faults.clear();
-    const retry = await cli('resolve-step', 'lab', 'component/longhorn', 'retry');
+    const retry = await cli('resolve-step', 'lab-cli', 'component/longhorn', 'retry');
     expect(retry.code).toBe(0);
 
-    const done = await cli('provision', 'lab', '--json');
+    const done = await cli('provision', 'lab-cli', '--json');
     expect(done.code).toBe(0);
     const out = JSON.parse(done.stdout);
-    expect(out).toMatchObject({ workflowId: 'provision/lab', status: 'COMPLETED', result: { state: 'succeeded' } });
+    expect(out).toMatchObject({ workflowId: 'provision/lab-cli', status: 'COMPLETED', result: { state: 'succeeded' } });
     expect(out.result.components.every((c: { state: string }) => c.state === 'Ready')).toBe(true);
     expect(done.stderr).toBe(''); // --json prints nothing else
   });
 
   it('a second provision of the built cluster shows progress and ends with exit 0, everything already satisfied', async () => {
-    const r = await cli('provision', 'lab');
+    const r = await cli('provision', 'lab-cli');
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/satisfied/);
     const report = JSON.parse(r.stdout);
@@ -69,7 +69,7 @@ describe('pedro-ops provision', () => {
   });
 
   it('dry run prints the plan and starts nothing', async () => {
-    const r = await cli('provision', 'lab', '--dry-run', '--json');
+    const r = await cli('provision', 'lab-cli', '--dry-run', '--json');
     expect(r.code).toBe(0);
     const plan = JSON.parse(r.stdout);
     expect(JSON.stringify(plan)).toContain('component/longhorn');

@@ -3,7 +3,7 @@
 // Loopback only; JSON in and out; unknown node or route 404, bad body 400.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { NodeCounters, NodeFacts } from './nodes/index.js';
+import type { LabNodes, NodeCounters, NodeFacts } from './nodes/index.js';
 import type { OnePasswordCounters } from './onepassword/index.js';
 
 export interface LabCounters {
@@ -15,15 +15,7 @@ export interface LabCounters {
 
 /** Thin methods over the pieces' own faults; the routes below map one to one onto these. */
 export interface LabFaults {
-  ssh: {
-    refuse(node: string): void;
-    drop(node: string): void;
-    dropAfter(node: string, n: number): void;
-    slow(node: string, ms: number): void;
-    rotateHostKey(node: string): Promise<string>;
-    restoreHostKey(node: string): Promise<void>;
-    clear(node?: string): void;
-  };
+  ssh: Omit<LabNodes['faults'], 'setFacts'>;
   setFacts(node: string, facts: Partial<NodeFacts>): Promise<void>;
   helmcharts: { fail(name: string, message?: string): void; stall(name: string): void };
   openbao: { seal(): void; standby(on: boolean): void; clear(): void };

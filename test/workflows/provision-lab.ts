@@ -1,6 +1,7 @@
 // Shared harness for the provisioning tests: a lab, a cluster registry holding only its cluster file,
 // activity deps over a temp data dir, a real worker on this file's task queue, and progress helpers.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { parse, stringify } from 'yaml';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -21,11 +22,15 @@ export interface ProvisionHarness {
   stop(): Promise<void>;
 }
 
-export async function provisionHarness(labOpts: StartLabOptions = {}): Promise<ProvisionHarness> {
+/**
+ * `cluster` renames the lab's cluster: API-level tests start the deterministic id provision/<cluster>
+ * on the one shared dev server, so each such test file needs a cluster name of its own.
+ */
+export async function provisionHarness(labOpts: StartLabOptions = {}, cluster = 'lab'): Promise<ProvisionHarness> {
   const lab = await startLab({ log: () => undefined, ...labOpts });
   const dir = mkdtempSync(join(tmpdir(), 'provision-test-'));
   mkdirSync(join(dir, 'clusters'));
-  copyFileSync(lab.clusterFile, join(dir, 'clusters', 'lab.yaml'));
+  writeFileSync(join(dir, 'clusters', `${cluster}.yaml`), stringify({ ...parse(readFileSync(lab.clusterFile, 'utf8')), name: cluster }, { lineWidth: 0 }));
   const log = memoryLogger();
   const deps = defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) });
   const t = await testTemporal({ taskQueuePrefix: 'provision' });
@@ -37,7 +42,7 @@ export async function provisionHarness(labOpts: StartLabOptions = {}): Promise<P
     log,
     dir,
     start: (input = {}) =>
-      t.client.workflow.start('provisionCluster', { taskQueue: t.taskQueue, workflowId: `provision/lab-${randomUUID().slice(0, 8)}`, args: [{ cluster: 'lab', ...input }] }),
+      t.client.workflow.start('provisionCluster', { taskQueue: t.taskQueue, workflowId: `provision/${cluster}-${randomUUID().slice(0, 8)}`, args: [{ cluster, ...input }] }),
     async stop() {
       await t.close();
       await lab.stop();
