@@ -1,5 +1,5 @@
 // Messages shared by workflows, the API and the CLI: progress query and operator updates.
-import { defineQuery, defineUpdate, defineSignal } from '@temporalio/workflow';
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
 
 export type StepState = 'pending' | 'running' | 'succeeded' | 'satisfied' | 'skipped' | 'failed' | 'needs-attention' | 'blocked' | 'cancelled';
 export type RunState = 'running' | 'needs-attention' | 'succeeded' | 'partial' | 'failed' | 'cancelled' | 'waiting-approval';
@@ -66,4 +66,3 @@ export interface ApprovalInput {
   note?: string;
 }
 export const approveUpdate = defineUpdate<{ accepted: boolean; reason?: string }, [ApprovalInput]>('approve');
-export const cancelRequestSignal = defineSignal<[{ by?: string; reason?: string }]>('cancelRequest');

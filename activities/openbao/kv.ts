@@ -56,10 +56,6 @@ export async function openbaoFor(deps: ActivityDeps, spec: ClusterSpec, op?: One
   return deps.openbao(spec, token);
 }
 
-export function forgetOpenbaoToken(spec: ClusterSpec): void {
-  tokens.delete(tokenKey(spec));
-}
-
 export interface KvState {
   /** 0 when the path has never been written. */
   version: number;

@@ -90,8 +90,6 @@ export function createSshConnector(opts: { knownHosts?: KnownHosts } = {}): SshC
   };
 }
 
-export const nodeSshConnector: SshConnector = createSshConnector();
-
 async function connectNode(spec: ClusterSpec, configured: NodeSpec, opts: SshConnectOptions, knownHosts: KnownHosts | undefined): Promise<SshSession & { hostKey: string }> {
   const port = configured.port ?? spec.ssh.port;
   const recorded = configured.hostKey ? undefined : knownHosts?.get(spec.name, configured, port);
