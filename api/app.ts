@@ -50,7 +50,8 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   if (responseAudit) {
     // Test runs only: every response body goes to the suite-wide leak audit (test/leak-audit.ts).
     app.addHook('onSend', async (_req, _reply, payload) => {
-      if (typeof payload === 'string' || Buffer.isBuffer(payload)) appendFileSync(join(responseAudit, 'responses.txt'), `${payload.toString()}\n`);
+      if (typeof payload === 'string' || Buffer.isBuffer(payload))
+        appendFileSync(join(responseAudit, 'responses.txt'), `${payload.toString()}\n`);
       return payload;
     });
   }
@@ -63,17 +64,23 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     global: true,
     hook: 'preHandler', // after auth, so the key is the caller's identity
     timeWindow: '1 minute',
-    max: (req) => (req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' ? 1200 : opts.mutationRateLimit ?? 60),
+    max: (req) =>
+      req.method === 'GET' || req.method === 'HEAD' || req.method === 'OPTIONS' ? 1200 : (opts.mutationRateLimit ?? 60),
     keyGenerator: (req) => req.identity?.name ?? req.ip,
     allowList: (req) => unlimited(req.url),
-    errorResponseBuilder: (_req, ctx) => new HttpError(429, 'TooManyRequests', `rate limit: ${ctx.max} requests per ${ctx.after}`),
+    errorResponseBuilder: (_req, ctx) =>
+      new HttpError(429, 'TooManyRequests', `rate limit: ${ctx.max} requests per ${ctx.after}`),
   });
   // The OpenAPI document is generated from the route schemas: they are the contract.
   await app.register(swagger, {
     openapi: {
       // 3.1: its schemas are JSON Schema, so route schemas (propertyNames, const, type arrays) document as written.
       openapi: '3.1.0',
-      info: { title: 'pedro-ops orchestrator', version: '0.1.0', description: 'Starts and queries the durable workflows that build and operate homelab clusters.' },
+      info: {
+        title: 'pedro-ops orchestrator',
+        version: '0.1.0',
+        description: 'Starts and queries the durable workflows that build and operate homelab clusters.',
+      },
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
   });
@@ -89,7 +96,12 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await app.register(drRoutes(ctx));
   await app.register(scheduleRoutes(ctx));
   if (opts.codec) {
-    await app.register(codecRoutes, { codec: opts.codec, authorize: opts.auth ? codecAuthorizer(opts.auth) : undefined, allowedOrigins: opts.codecOrigins ?? [], namespaces: [opts.settings.namespace] });
+    await app.register(codecRoutes, {
+      codec: opts.codec,
+      authorize: opts.auth ? codecAuthorizer(opts.auth) : undefined,
+      allowedOrigins: opts.codecOrigins ?? [],
+      namespaces: [opts.settings.namespace],
+    });
   }
   return app;
 }

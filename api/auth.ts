@@ -51,8 +51,10 @@ export function parseTokens(value: string): ApiToken[] {
     .map((entry, i) => {
       const [name, role, sha] = entry.split(':');
       if (!name || !/^[a-z0-9._-]{1,64}$/i.test(name)) throw new Error(`PEDRO_OPS_API_TOKENS entry ${i + 1}: bad name`);
-      if (role !== 'viewer' && role !== 'operator') throw new Error(`PEDRO_OPS_API_TOKENS entry ${i + 1} (${name}): role must be viewer or operator`);
-      if (!sha || !/^[0-9a-f]{64}$/.test(sha)) throw new Error(`PEDRO_OPS_API_TOKENS entry ${i + 1} (${name}): third part must be the token's SHA-256 in hex`);
+      if (role !== 'viewer' && role !== 'operator')
+        throw new Error(`PEDRO_OPS_API_TOKENS entry ${i + 1} (${name}): role must be viewer or operator`);
+      if (!sha || !/^[0-9a-f]{64}$/.test(sha))
+        throw new Error(`PEDRO_OPS_API_TOKENS entry ${i + 1} (${name}): third part must be the token's SHA-256 in hex`);
       return { name, role, sha256: sha };
     });
 }
@@ -62,21 +64,37 @@ export function parseTokens(value: string): ApiToken[] {
  * either, a viewer and an operator token are generated once into <dataDir>/api-tokens.json (0600)
  * for the local operator; outside dev mode the API refuses to start.
  */
-export function loadAuthConfig(opts: { env: NodeJS.ProcessEnv; dataDir: string; devMode: boolean; log?: { warn(m: string): void } }): AuthConfig {
+export function loadAuthConfig(opts: {
+  env: NodeJS.ProcessEnv;
+  dataDir: string;
+  devMode: boolean;
+  log?: { warn(m: string): void };
+}): AuthConfig {
   const { env } = opts;
   // Temporal Web without SSO sends no token to the codec endpoint; an operator may allow decode from
   // the allow-listed UI origins explicitly (loopback/VPN-only deployments). Encode never.
   const uiDecode = env.PEDRO_OPS_CODEC_UI_ANONYMOUS_DECODE === 'true';
-  if (env.PEDRO_OPS_API_TOKENS) return { tokens: parseTokens(env.PEDRO_OPS_API_TOKENS), anonymousCodecDecodeFromUi: uiDecode };
-  if (env.PEDRO_OPS_API_TOKENS_FILE) return { tokens: parseTokens(readFileSync(env.PEDRO_OPS_API_TOKENS_FILE, 'utf8')), anonymousCodecDecodeFromUi: uiDecode };
-  if (!opts.devMode) throw new Error('no API tokens: set PEDRO_OPS_API_TOKENS="name:operator:<sha256 of token>,…" (or PEDRO_OPS_API_TOKENS_FILE)');
+  if (env.PEDRO_OPS_API_TOKENS)
+    return { tokens: parseTokens(env.PEDRO_OPS_API_TOKENS), anonymousCodecDecodeFromUi: uiDecode };
+  if (env.PEDRO_OPS_API_TOKENS_FILE)
+    return {
+      tokens: parseTokens(readFileSync(env.PEDRO_OPS_API_TOKENS_FILE, 'utf8')),
+      anonymousCodecDecodeFromUi: uiDecode,
+    };
+  if (!opts.devMode)
+    throw new Error(
+      'no API tokens: set PEDRO_OPS_API_TOKENS="name:operator:<sha256 of token>,…" (or PEDRO_OPS_API_TOKENS_FILE)',
+    );
   const file = join(opts.dataDir, 'api-tokens.json');
   let plain: { operator: string; viewer: string };
   if (existsSync(file)) {
     plain = JSON.parse(readFileSync(file, 'utf8')) as typeof plain;
   } else {
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
-    plain = { operator: `po_${randomBytes(24).toString('base64url')}`, viewer: `pv_${randomBytes(24).toString('base64url')}` };
+    plain = {
+      operator: `po_${randomBytes(24).toString('base64url')}`,
+      viewer: `pv_${randomBytes(24).toString('base64url')}`,
+    };
     writeFileSync(file, JSON.stringify(plain, null, 2), { mode: 0o600 });
     chmodSync(file, 0o600);
   }
@@ -116,7 +134,12 @@ function roleFor(method: string, path: string, configured?: Role | 'public'): Ro
 export function checkRole(identity: Identity | undefined, need: Role, what: string): void {
   if (!identity) throw new HttpError(401, 'Unauthorized', 'missing or unknown bearer token', { required: need });
   if (ROLE_RANK[identity.role] < ROLE_RANK[need]) {
-    throw new HttpError(403, 'Forbidden', `${what} needs role ${need}; token "${identity.name}" has role ${identity.role}`, { required: need, role: identity.role });
+    throw new HttpError(
+      403,
+      'Forbidden',
+      `${what} needs role ${need}; token "${identity.name}" has role ${identity.role}`,
+      { required: need, role: identity.role },
+    );
   }
 }
 

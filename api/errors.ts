@@ -13,13 +13,19 @@ export class HttpError extends Error {
   }
 }
 
-export const notFound = (message: string, extra?: Record<string, unknown>) => new HttpError(404, 'NotFound', message, extra);
-export const conflict = (message: string, extra?: Record<string, unknown>) => new HttpError(409, 'Conflict', message, extra);
-export const badRequest = (message: string, extra?: Record<string, unknown>) => new HttpError(400, 'BadRequest', message, extra);
+export const notFound = (message: string, extra?: Record<string, unknown>) =>
+  new HttpError(404, 'NotFound', message, extra);
+export const conflict = (message: string, extra?: Record<string, unknown>) =>
+  new HttpError(409, 'Conflict', message, extra);
+export const badRequest = (message: string, extra?: Record<string, unknown>) =>
+  new HttpError(400, 'BadRequest', message, extra);
 
 /** "body.entries[0]" from Fastify/Ajv's instancePath "/entries/0" and the validation context. */
 function fieldPath(context: string | undefined, instancePath: string, missing?: string): string {
-  const parts = instancePath.split('/').slice(1).map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`));
+  const parts = instancePath
+    .split('/')
+    .slice(1)
+    .map((s) => (/^\d+$/.test(s) ? `[${s}]` : `.${s}`));
   if (missing) parts.push(`.${missing}`);
   return `${context ?? 'body'}${parts.join('')}`;
 }
@@ -64,8 +70,15 @@ export function installErrorHandler(app: FastifyInstance): void {
   app.addHook('onRoute', (route) => {
     const methods = [route.method].flat();
     const carriesBody = methods.some((m) => ['POST', 'PUT', 'PATCH'].includes(m));
-    const validates = Boolean(route.schema?.params || route.schema?.querystring || route.schema?.body || route.schema?.headers) || carriesBody;
-    documentErrors(route, [...(validates ? [400] : []), ...(route.url.includes(':') ? [404] : []), ...(carriesBody ? [413, 415] : []), 500]);
+    const validates =
+      Boolean(route.schema?.params || route.schema?.querystring || route.schema?.body || route.schema?.headers) ||
+      carriesBody;
+    documentErrors(route, [
+      ...(validates ? [400] : []),
+      ...(route.url.includes(':') ? [404] : []),
+      ...(carriesBody ? [413, 415] : []),
+      500,
+    ]);
   });
   app.setErrorHandler((err: FastifyError | HttpError, req, reply) => {
     if (err instanceof HttpError) {
@@ -74,18 +87,24 @@ export function installErrorHandler(app: FastifyInstance): void {
     const fe = err as FastifyError;
     if (fe.validation && fe.validation.length > 0) {
       const v = fe.validation[0];
-      const missing = v.keyword === 'required' ? String((v.params as { missingProperty?: string }).missingProperty) : undefined;
-      const extraProp = v.keyword === 'additionalProperties' ? String((v.params as { additionalProperty?: string }).additionalProperty) : undefined;
+      const missing =
+        v.keyword === 'required' ? String((v.params as { missingProperty?: string }).missingProperty) : undefined;
+      const extraProp =
+        v.keyword === 'additionalProperties'
+          ? String((v.params as { additionalProperty?: string }).additionalProperty)
+          : undefined;
       const field = fieldPath(fe.validationContext, v.instancePath, missing ?? extraProp);
-      const reason = missing ? 'is required' : extraProp ? 'is not allowed' : v.message ?? 'is invalid';
+      const reason = missing ? 'is required' : extraProp ? 'is not allowed' : (v.message ?? 'is invalid');
       return reply.status(400).send({ error: 'BadRequest', message: `${field} ${reason}`, field, reason });
     }
     const status = fe.statusCode && fe.statusCode >= 400 && fe.statusCode < 600 ? fe.statusCode : 500;
     if (status >= 500) req.log.error({ err: fe.message }, 'request failed');
     return reply.status(status).send({
-      error: status >= 500 ? 'InternalError' : fe.code ?? 'Error',
+      error: status >= 500 ? 'InternalError' : (fe.code ?? 'Error'),
       message: status >= 500 ? 'internal error' : fe.message,
     });
   });
-  app.setNotFoundHandler((req, reply) => reply.status(404).send({ error: 'NotFound', message: `no route ${req.method} ${req.url.split('?')[0]}` }));
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({ error: 'NotFound', message: `no route ${req.method} ${req.url.split('?')[0]}` }),
+  );
 }

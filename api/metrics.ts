@@ -12,7 +12,12 @@ export interface MetricsOptions {
 export async function installMetrics(app: FastifyInstance, opts: MetricsOptions): Promise<void> {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'pedro_ops_api_' });
-  const requests = new Counter({ name: 'pedro_ops_api_requests_total', help: 'API requests', labelNames: ['method', 'route', 'status'], registers: [registry] });
+  const requests = new Counter({
+    name: 'pedro_ops_api_requests_total',
+    help: 'API requests',
+    labelNames: ['method', 'route', 'status'],
+    registers: [registry],
+  });
   const latency = new Histogram({
     name: 'pedro_ops_api_request_duration_seconds',
     help: 'API request latency',
@@ -25,17 +30,27 @@ export async function installMetrics(app: FastifyInstance, opts: MetricsOptions)
     requests.inc({ method: req.method, route, status: String(reply.statusCode) });
     latency.observe({ method: req.method, route }, reply.elapsedTime / 1000);
   });
-  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics: API, worker SDK and domain metrics', response: { 200: { type: 'string' } } } }, async (_req, reply) => {
-    const parts = [await registry.metrics()];
-    for (const url of opts.workerMetricsUrls ?? []) {
-      try {
-        const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
-        if (r.ok) parts.push(`# worker metrics from ${url}\n${await r.text()}`);
-        else parts.push(`# worker metrics from ${url} unavailable: HTTP ${r.status}\n`);
-      } catch (err) {
-        parts.push(`# worker metrics from ${url} unavailable: ${(err as Error).message}\n`);
+  app.get(
+    '/metrics',
+    {
+      schema: {
+        tags: ['health'],
+        summary: 'Prometheus metrics: API, worker SDK and domain metrics',
+        response: { 200: { type: 'string' } },
+      },
+    },
+    async (_req, reply) => {
+      const parts = [await registry.metrics()];
+      for (const url of opts.workerMetricsUrls ?? []) {
+        try {
+          const r = await fetch(url, { signal: AbortSignal.timeout(2000) });
+          if (r.ok) parts.push(`# worker metrics from ${url}\n${await r.text()}`);
+          else parts.push(`# worker metrics from ${url} unavailable: HTTP ${r.status}\n`);
+        } catch (err) {
+          parts.push(`# worker metrics from ${url} unavailable: ${(err as Error).message}\n`);
+        }
       }
-    }
-    return reply.type('text/plain; version=0.0.4').send(parts.join('\n'));
-  });
+      return reply.type('text/plain; version=0.0.4').send(parts.join('\n'));
+    },
+  );
 }

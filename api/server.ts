@@ -21,20 +21,36 @@ export interface ApiServerOptions {
   workerMetricsUrls?: string[];
 }
 
-export async function startApi(opts: ApiServerOptions): Promise<{ app: FastifyInstance; url: string; close(): Promise<void> }> {
+export async function startApi(
+  opts: ApiServerOptions,
+): Promise<{ app: FastifyInstance; url: string; close(): Promise<void> }> {
   const client = await connectClient(opts.settings, opts.log, opts.converter.dataConverter, { signal: opts.signal });
   const clusters = opts.clusters ?? new ClusterRegistry();
-  if (process.env.PEDRO_OPS_ENSURE_SCHEDULES !== 'false') await ensureAllSchedules(client, clusters, opts.settings.taskQueue, opts.log);
-  const auth = loadAuthConfig({ env: process.env, dataDir: dataDir(), devMode: isDevMode(), log: { warn: (m) => opts.log.warn(m) } });
+  if (process.env.PEDRO_OPS_ENSURE_SCHEDULES !== 'false')
+    await ensureAllSchedules(client, clusters, opts.settings.taskQueue, opts.log);
+  const auth = loadAuthConfig({
+    env: process.env,
+    dataDir: dataDir(),
+    devMode: isDevMode(),
+    log: { warn: (m) => opts.log.warn(m) },
+  });
   const app = await buildApp({
     auth,
-    workerMetricsUrls: opts.workerMetricsUrls ?? (process.env.PEDRO_OPS_WORKER_METRICS_URL ?? '').split(',').map((s) => s.trim()).filter(Boolean),
+    workerMetricsUrls:
+      opts.workerMetricsUrls ??
+      (process.env.PEDRO_OPS_WORKER_METRICS_URL ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
     client,
     settings: opts.settings,
     clusters,
     logger: opts.log.child({ component: 'api' }),
     codec: opts.converter.codec,
-    codecOrigins: (process.env.PEDRO_OPS_CODEC_ORIGINS ?? `${opts.settings.webUrl},http://localhost:8233`).split(',').map((s) => s.trim()).filter(Boolean),
+    codecOrigins: (process.env.PEDRO_OPS_CODEC_ORIGINS ?? `${opts.settings.webUrl},http://localhost:8233`)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
   });
   const host = opts.host ?? process.env.PEDRO_OPS_API_HOST ?? '127.0.0.1';
   const port = opts.port ?? Number(process.env.PEDRO_OPS_API_PORT ?? 3000);

@@ -19,12 +19,18 @@ export interface StartRun {
   summary?: string;
 }
 
-export async function startRun(ctx: AppContext, run: StartRun): Promise<{ workflowId: string; runId: string; statusUrl: string; temporalWebUrl: string }> {
+export async function startRun(
+  ctx: AppContext,
+  run: StartRun,
+): Promise<{ workflowId: string; runId: string; statusUrl: string; temporalWebUrl: string }> {
   try {
     const handle = await ctx.client.workflow.start(run.workflowType, {
       taskQueue: ctx.settings.taskQueue,
       workflowId: run.workflowId,
-      workflowIdReusePolicy: run.reuse === 'reject-duplicate' ? WorkflowIdReusePolicy.REJECT_DUPLICATE : WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+      workflowIdReusePolicy:
+        run.reuse === 'reject-duplicate'
+          ? WorkflowIdReusePolicy.REJECT_DUPLICATE
+          : WorkflowIdReusePolicy.ALLOW_DUPLICATE,
       memo: { requestedBy: run.requestedBy },
       ...(run.summary ? { staticSummary: run.summary } : {}),
       args: run.args,
@@ -37,9 +43,16 @@ export async function startRun(ctx: AppContext, run: StartRun): Promise<{ workfl
     };
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
-      const existing = await ctx.client.workflow.getHandle(run.workflowId).describe().catch(() => undefined);
+      const existing = await ctx.client.workflow
+        .getHandle(run.workflowId)
+        .describe()
+        .catch(() => undefined);
       const state = existing?.status.name === 'RUNNING' ? 'is already running' : 'already exists';
-      throw conflict(`${run.what} ${state}`, { workflowId: run.workflowId, ...(existing ? { runId: existing.runId } : {}), statusUrl: run.statusUrl });
+      throw conflict(`${run.what} ${state}`, {
+        workflowId: run.workflowId,
+        ...(existing ? { runId: existing.runId } : {}),
+        statusUrl: run.statusUrl,
+      });
     }
     throw err;
   }

@@ -5,7 +5,9 @@
 import { AjvCompiler } from '@fastify/ajv-compiler';
 import type { FastifyServerOptions } from 'fastify';
 
-type ValidatorFactory = NonNullable<NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']>;
+type ValidatorFactory = NonNullable<
+  NonNullable<NonNullable<FastifyServerOptions['schemaController']>['compilersFactory']>['buildValidator']
+>;
 type Options = { customOptions?: Record<string, unknown> } & Record<string, unknown>;
 type Compile = (route: { httpPart?: string }) => unknown;
 
@@ -13,7 +15,10 @@ export function bodiesWithoutCoercion(): ValidatorFactory {
   const pool = AjvCompiler() as unknown as (externalSchemas: unknown, options: Options) => Compile;
   const factory = (externalSchemas: unknown, options: Options = {}): Compile => {
     const coercing = pool(externalSchemas, options);
-    const strict = pool(externalSchemas, { ...options, customOptions: { ...options.customOptions, coerceTypes: false } });
+    const strict = pool(externalSchemas, {
+      ...options,
+      customOptions: { ...options.customOptions, coerceTypes: false },
+    });
     return (route) => (route.httpPart === 'body' ? strict(route) : coercing(route));
   };
   return factory as unknown as ValidatorFactory;

@@ -41,7 +41,10 @@ export function writeResult(name: string, result: object): string {
 }
 
 /** Runs `main`, always runs `cleanup` (servers, workers, temp dirs) once, exits 0/1 without hanging on handles. */
-export function runBench(name: string, main: (cleanup: (fn: () => Promise<unknown> | unknown) => void) => Promise<void>): void {
+export function runBench(
+  name: string,
+  main: (cleanup: (fn: () => Promise<unknown> | unknown) => void) => Promise<void>,
+): void {
   const cleanups: (() => Promise<unknown> | unknown)[] = [];
   let finishing: Promise<void> | undefined;
   const finish = (code: number) => {
@@ -73,7 +76,8 @@ export function runBench(name: string, main: (cleanup: (fn: () => Promise<unknow
   main((fn) => cleanups.push(fn)).then(
     () => finish(0),
     (err: unknown) => {
-      if (!finishing) console.error(`[${name}] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      if (!finishing)
+        console.error(`[${name}] failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       void finish(1);
     },
   );

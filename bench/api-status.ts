@@ -45,17 +45,28 @@ runBench('api-status', async (cleanup) => {
 
   // The owner's real cluster config, with an SSH key path that cannot exist: preflight fails with a
   // non-retryable BadConfig before any connection is tried, and the run parks waiting for a human.
-  const spec = parse(readFileSync(join(REPO_ROOT, 'config', 'clusters', `${CLUSTER}.yaml`), 'utf8')) as { ssh: { privateKey: string } };
+  const spec = parse(readFileSync(join(REPO_ROOT, 'config', 'clusters', `${CLUSTER}.yaml`), 'utf8')) as {
+    ssh: { privateKey: string };
+  };
   spec.ssh.privateKey = join(dir, 'no-such-key');
   mkdirSync(join(dir, 'clusters'));
   writeFileSync(join(dir, 'clusters', `${CLUSTER}.yaml`), stringify(spec, { lineWidth: 0 }));
   const clusters = new ClusterRegistry(join(dir, 'clusters'));
 
-  const dataConverter = dataConverterFor(createCodec({ keys: [{ id: 'bench', key: randomBytes(32) }], activeId: 'bench' }));
+  const dataConverter = dataConverterFor(
+    createCodec({ keys: [{ id: 'bench', key: randomBytes(32) }], activeId: 'bench' }),
+  );
   const taskQueue = 'bench-api-status';
   const native = await NativeConnection.connect({ address: server.address });
   cleanup(() => native.close());
-  const worker = await createWorker({ connection: native, namespace: 'default', taskQueue, deps: defaultDeps({ dataDir: dir, log: quietLog, clusters }), dataConverter, shutdownGraceTime: '1s' });
+  const worker = await createWorker({
+    connection: native,
+    namespace: 'default',
+    taskQueue,
+    deps: defaultDeps({ dataDir: dir, log: quietLog, clusters }),
+    dataConverter,
+    shutdownGraceTime: '1s',
+  });
   const running = worker.run();
   cleanup(async () => {
     if (worker.getState() === 'RUNNING') worker.shutdown();
@@ -71,7 +82,10 @@ runBench('api-status', async (cleanup) => {
   const operator = plain('operator', 0);
   const viewers = Array.from({ length: CONCURRENCY }, (_, i) => plain('viewer', i));
   const auth = {
-    tokens: [{ name: 'bench-operator', role: 'operator' as const, sha256: hashToken(operator) }, ...viewers.map((t, i) => ({ name: `bench-viewer-${i}`, role: 'viewer' as const, sha256: hashToken(t) }))],
+    tokens: [
+      { name: 'bench-operator', role: 'operator' as const, sha256: hashToken(operator) },
+      ...viewers.map((t, i) => ({ name: `bench-viewer-${i}`, role: 'viewer' as const, sha256: hashToken(t) })),
+    ],
   };
   const settings = { ...temporalSettings({}), address: server.address, taskQueue };
   const app = await buildApp({ client, settings, clusters, auth, logger: false });
@@ -82,12 +96,23 @@ runBench('api-status', async (cleanup) => {
 
   const http = (method: string, path: string, token: string) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const req = request(`${base}${path}`, { method, agent, headers: { authorization: `Bearer ${token}`, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) } }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
-      });
+      const req = request(
+        `${base}${path}`,
+        {
+          method,
+          agent,
+          headers: {
+            authorization: `Bearer ${token}`,
+            ...(method === 'POST' ? { 'content-type': 'application/json' } : {}),
+          },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+          res.on('error', reject);
+        },
+      );
       req.on('error', reject);
       req.end(method === 'POST' ? '{}' : undefined);
     });
@@ -105,7 +130,9 @@ runBench('api-status', async (cleanup) => {
     if (p?.steps.some((s) => s.state === 'needs-attention')) parked = p;
   }
   const parkedStep = parked.steps.find((s) => s.state === 'needs-attention')!;
-  console.log(`workflow ${workflowId} parked: step ${parkedStep.id} (${parkedStep.lastError?.type}); ${parked.steps.length} steps in progress`);
+  console.log(
+    `workflow ${workflowId} parked: step ${parkedStep.id} (${parkedStep.lastError?.type}); ${parked.steps.length} steps in progress`,
+  );
 
   const wfPath = `/workflows/${encodeURIComponent(workflowId)}`;
   const provisionPath = `/clusters/${CLUSTER}/provision`;
@@ -162,19 +189,48 @@ runBench('api-status', async (cleanup) => {
   const stats = Object.fromEntries(
     modes.map((m) => {
       const { samples, ms } = results.get(m)!;
-      return [m, { requests: samples.length, p50Ms: round(percentile(samples, 50)), p99Ms: round(percentile(samples, 99)), maxMs: round(Math.max(...samples)), throughputPerSec: round((samples.length / ms) * 1000, 1), responseBytes: sizes[m] }];
+      return [
+        m,
+        {
+          requests: samples.length,
+          p50Ms: round(percentile(samples, 50)),
+          p99Ms: round(percentile(samples, 99)),
+          maxMs: round(Math.max(...samples)),
+          throughputPerSec: round((samples.length / ms) * 1000, 1),
+          responseBytes: sizes[m],
+        },
+      ];
     }),
-  ) as Record<Mode, { requests: number; p50Ms: number; p99Ms: number; maxMs: number; throughputPerSec: number; responseBytes?: number }>;
+  ) as Record<
+    Mode,
+    { requests: number; p50Ms: number; p99Ms: number; maxMs: number; throughputPerSec: number; responseBytes?: number }
+  >;
 
   const raw = stats['raw describe+query'];
   const summary: SummaryRow[] = [
-    { metric: 'raw describe p50 / p99', value: `${stats['raw describe'].p50Ms} / ${stats['raw describe'].p99Ms}`, unit: 'ms' },
+    {
+      metric: 'raw describe p50 / p99',
+      value: `${stats['raw describe'].p50Ms} / ${stats['raw describe'].p99Ms}`,
+      unit: 'ms',
+    },
     { metric: 'raw describe+query p50 / p99', value: `${raw.p50Ms} / ${raw.p99Ms}`, unit: 'ms' },
   ];
   for (const m of ['API GET /workflows/:id', 'API GET /clusters/:name/provision'] as const) {
     const s = stats[m];
-    summary.push({ metric: `${m} p50`, value: s.p50Ms, unit: 'ms', baseline: { label: 'raw describe+query p50', value: raw.p50Ms }, ratio: round(s.p50Ms / raw.p50Ms) });
-    summary.push({ metric: `${m} p99`, value: s.p99Ms, unit: 'ms', baseline: { label: 'raw describe+query p99', value: raw.p99Ms }, ratio: round(s.p99Ms / raw.p99Ms) });
+    summary.push({
+      metric: `${m} p50`,
+      value: s.p50Ms,
+      unit: 'ms',
+      baseline: { label: 'raw describe+query p50', value: raw.p50Ms },
+      ratio: round(s.p50Ms / raw.p50Ms),
+    });
+    summary.push({
+      metric: `${m} p99`,
+      value: s.p99Ms,
+      unit: 'ms',
+      baseline: { label: 'raw describe+query p99', value: raw.p99Ms },
+      ratio: round(s.p99Ms / raw.p99Ms),
+    });
   }
   const result = {
     at: new Date().toISOString(),
@@ -184,8 +240,16 @@ runBench('api-status', async (cleanup) => {
       requestsPerMode: REQUESTS,
       warmupPerMode: WARMUP,
       rounds: ROUNDS,
-      workflow: { type: 'provisionCluster', workflowId, status: 'RUNNING', parkedStep: parkedStep.id, parkedOn: parkedStep.lastError?.type, progressSteps: parked.steps.length },
-      server: 'Fastify app.listen on 127.0.0.1, bearer auth + rate limit, keep-alive HTTP clients; API, worker and load generator share one Node process',
+      workflow: {
+        type: 'provisionCluster',
+        workflowId,
+        status: 'RUNNING',
+        parkedStep: parkedStep.id,
+        parkedOn: parkedStep.lastError?.type,
+        progressSteps: parked.steps.length,
+      },
+      server:
+        'Fastify app.listen on 127.0.0.1, bearer auth + rate limit, keep-alive HTTP clients; API, worker and load generator share one Node process',
       payloadCodec: 'AES-GCM (same data converter for API and raw)',
     },
     stats,
@@ -194,8 +258,11 @@ runBench('api-status', async (cleanup) => {
   const out = writeResult('api-status', result);
   for (const m of modes) {
     const s = stats[m];
-    console.log(`${m.padEnd(36)} p50 ${String(s.p50Ms).padStart(7)} ms  p99 ${String(s.p99Ms).padStart(7)} ms  ${String(s.throughputPerSec).padStart(7)} req/s`);
+    console.log(
+      `${m.padEnd(36)} p50 ${String(s.p50Ms).padStart(7)} ms  p99 ${String(s.p99Ms).padStart(7)} ms  ${String(s.throughputPerSec).padStart(7)} req/s`,
+    );
   }
-  for (const row of summary.filter((r) => r.ratio !== undefined)) console.log(`${row.metric.padEnd(40)} API/raw = ${row.ratio}`);
+  for (const row of summary.filter((r) => r.ratio !== undefined))
+    console.log(`${row.metric.padEnd(40)} API/raw = ${row.ratio}`);
   console.log(`-> ${out}`);
 });

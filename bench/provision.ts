@@ -34,10 +34,20 @@ async function main(): Promise<void> {
     const connection = await Connection.connect({ address: server.address });
     const client = new Client({ connection });
     const taskQueue = 'bench-provision';
-    const worker = await createWorker({ connection: native, namespace: 'default', taskQueue, deps, shutdownGraceTime: '1s' });
+    const worker = await createWorker({
+      connection: native,
+      namespace: 'default',
+      taskQueue,
+      deps,
+      shutdownGraceTime: '1s',
+    });
     const running = worker.run();
     const t0 = performance.now();
-    const handle = await client.workflow.start('provisionCluster', { taskQueue, workflowId: 'provision/lab-bench', args: [{ cluster: 'lab' }] });
+    const handle = await client.workflow.start('provisionCluster', {
+      taskQueue,
+      workflowId: 'provision/lab-bench',
+      args: [{ cluster: 'lab' }],
+    });
     const report = (await handle.result()) as ProvisionReport;
     const wallMs = performance.now() - t0;
     const progress = await handle.query(progressQuery);
@@ -64,11 +74,21 @@ async function main(): Promise<void> {
       sequentialOverWall: +(sequentialMs / wallMs).toFixed(3),
       goals: { wallOverCriticalPath: '<= 1.15', sequentialOverWall: '>= 2' },
     };
-    console.log(`lab build: ${result.state}, ${result.steps} steps, ${result.components} components, parallelism ${result.parallelism}`);
+    console.log(
+      `lab build: ${result.state}, ${result.steps} steps, ${result.components} components, parallelism ${result.parallelism}`,
+    );
     console.log(`wall time            ${result.wallMs} ms`);
-    console.log(`DAG critical path    ${result.criticalPathMs} ms   wall / critical path = ${result.wallOverCriticalPath} (goal <= 1.15)`);
-    console.log(`sequential order     ${result.sequentialMs} ms   sequential / wall    = ${result.sequentialOverWall} (goal >= 2)`);
-    const out = join(dirname(fileURLToPath(import.meta.url)), 'results', `provision-${result.at.replace(/[:.]/g, '-')}.json`);
+    console.log(
+      `DAG critical path    ${result.criticalPathMs} ms   wall / critical path = ${result.wallOverCriticalPath} (goal <= 1.15)`,
+    );
+    console.log(
+      `sequential order     ${result.sequentialMs} ms   sequential / wall    = ${result.sequentialOverWall} (goal >= 2)`,
+    );
+    const out = join(
+      dirname(fileURLToPath(import.meta.url)),
+      'results',
+      `provision-${result.at.replace(/[:.]/g, '-')}.json`,
+    );
     mkdirSync(dirname(out), { recursive: true });
     writeFileSync(out, `${JSON.stringify({ ...result, stepDurationsMs: Object.fromEntries(dur) }, null, 2)}\n`);
     console.log(`written ${out}`);

@@ -23,7 +23,12 @@ try {
   // 100 synthetic entries over the fixture's references, each its own OpenBAO path.
   const refs = [...new Set(spec.secrets.entries.flatMap((e) => Object.values(e.fields)))];
   for (let i = 0; i < 100; i++) {
-    spec.secrets.entries.push({ id: `bench-${i}`, openbaoPath: `bench/e${i}`, fields: { a: refs[i % refs.length], b: refs[(i * 7 + 3) % refs.length] }, consumers: [] });
+    spec.secrets.entries.push({
+      id: `bench-${i}`,
+      openbaoPath: `bench/e${i}`,
+      fields: { a: refs[i % refs.length], b: refs[(i * 7 + 3) % refs.length] },
+      consumers: [],
+    });
   }
   const clustersDir = join(dataDir, 'clusters');
   mkdirSync(clustersDir, { recursive: true });
@@ -52,15 +57,29 @@ try {
     await fn();
     const ms = performance.now() - t0;
     const c = lab.counters();
-    return { what, ms: Math.round(ms), onepassword: c.onepassword, openbaoWrites: c.openbao.writes, openbaoReads: c.openbao.reads };
+    return {
+      what,
+      ms: Math.round(ms),
+      onepassword: c.onepassword,
+      openbaoWrites: c.openbao.writes,
+      openbaoReads: c.openbao.reads,
+    };
   };
   const vaults = new Set(refs.map((r) => r.split('/')[2].toLowerCase())).size;
   const runs = [
-    await measure('seed map, all changed (cold token)', () => syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: seedIds, rotationId: 'bench-1' })),
-    await measure('seed map, unchanged', () => syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: seedIds, rotationId: 'bench-2' })),
+    await measure('seed map, all changed (cold token)', () =>
+      syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: seedIds, rotationId: 'bench-1' }),
+    ),
+    await measure('seed map, unchanged', () =>
+      syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: seedIds, rotationId: 'bench-2' }),
+    ),
     await measure('seed map drift check', () => checkSecretDrift(deps, { cluster: 'lab', entryIds: seedIds })),
-    await measure('100 entries, first write', () => syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: benchIds, rotationId: 'bench-3' })),
-    await measure('100 entries, unchanged', () => syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: benchIds, rotationId: 'bench-4' })),
+    await measure('100 entries, first write', () =>
+      syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: benchIds, rotationId: 'bench-3' }),
+    ),
+    await measure('100 entries, unchanged', () =>
+      syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: benchIds, rotationId: 'bench-4' }),
+    ),
   ];
   const onepasswordCallsPerRun = (r: (typeof runs)[number]) => Object.values(r.onepassword).reduce((a, b) => a + b, 0);
   const result = {
@@ -79,8 +98,13 @@ try {
   const out = join(import.meta.dirname, 'results', 'rotation.json');
   writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
   console.log(`seed map: ${result.seedEntries} entries, ${result.seedReferences} references in ${vaults} vault(s)`);
-  for (const r of runs) console.log(`${r.what.padEnd(36)} ${String(r.ms).padStart(6)} ms  1Password calls ${JSON.stringify(r.onepassword)}  OpenBAO writes ${r.openbaoWrites}`);
-  console.log(`resolveAll per vault: ${result.resolveAllPerVault}; 1Password calls for the full map: ${result.onepasswordCallsFullMap} changed / ${result.onepasswordCallsFullMapUnchanged} unchanged`);
+  for (const r of runs)
+    console.log(
+      `${r.what.padEnd(36)} ${String(r.ms).padStart(6)} ms  1Password calls ${JSON.stringify(r.onepassword)}  OpenBAO writes ${r.openbaoWrites}`,
+    );
+  console.log(
+    `resolveAll per vault: ${result.resolveAllPerVault}; 1Password calls for the full map: ${result.onepasswordCallsFullMap} changed / ${result.onepasswordCallsFullMapUnchanged} unchanged`,
+  );
   console.log(`-> ${out}`);
 } finally {
   await lab.stop();

@@ -76,7 +76,9 @@ function benchmarks(only: string[]): string[] {
   const unknown = only.filter((n) => !names.includes(n));
   if (unknown.length) throw new Error(`unknown benchmark(s): ${unknown.join(', ')}; known: ${names.join(', ')}`);
   const rank = (n: string) => (ORDER.includes(n) ? ORDER.indexOf(n) : ORDER.length);
-  return names.filter((n) => only.length === 0 || only.includes(n)).sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+  return names
+    .filter((n) => only.length === 0 || only.includes(n))
+    .sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
 }
 
 /** The newest <name>.json or <name>-<stamp>.json written since `since`. */
@@ -132,7 +134,12 @@ async function runOne(name: string): Promise<BenchRun> {
   const t0 = performance.now();
   // node --import tsx: the benchmark is this pid itself (no wrapper), so stopping it is exact. Its own
   // process group (detached) lets the runner find anything it left running once it has exited.
-  const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, `${name}.ts`)], { cwd: REPO_ROOT, detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PEDRO_OPS_BENCH: '1' } });
+  const child = spawn(process.execPath, ['--import', 'tsx', join(BENCH_DIR, `${name}.ts`)], {
+    cwd: REPO_ROOT,
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PEDRO_OPS_BENCH: '1' },
+  });
   current = child;
   const prefix = (stream: NodeJS.WritableStream) => {
     let partial = '';
@@ -151,7 +158,9 @@ async function runOne(name: string): Promise<BenchRun> {
     child.kill('SIGTERM'); // the benchmark's own handler stops its servers and labs
     killTimer = setTimeout(() => child.kill('SIGKILL'), 20_000);
   }, TIMEOUT_MS);
-  const [exitCode, signal] = await new Promise<[number | null, string | null]>((resolve) => child.once('exit', (code, sig) => resolve([code, sig])));
+  const [exitCode, signal] = await new Promise<[number | null, string | null]>((resolve) =>
+    child.once('exit', (code, sig) => resolve([code, sig])),
+  );
   clearTimeout(timer);
   clearTimeout(killTimer);
   current = undefined;
@@ -161,7 +170,10 @@ async function runOne(name: string): Promise<BenchRun> {
   const run: BenchRun = { name, exitCode, signal, timedOut, wallMs, loadBefore, rows: [] };
   const file = freshResult(name, started);
   if (exitCode !== 0) run.error = timedOut ? `stopped after ${TIMEOUT_MS} ms` : `exited with ${exitCode ?? signal}`;
-  if (leftBehind.length) run.error = [run.error, `left processes running, killed by process group: ${leftBehind.join(', ')}`].filter(Boolean).join('; ');
+  if (leftBehind.length)
+    run.error = [run.error, `left processes running, killed by process group: ${leftBehind.join(', ')}`]
+      .filter(Boolean)
+      .join('; ');
   if (!file) {
     run.error = [run.error, 'wrote no result file'].filter(Boolean).join('; ');
     return run;
@@ -178,16 +190,36 @@ async function runOne(name: string): Promise<BenchRun> {
 
 function printTable(runs: BenchRun[]): void {
   const head = ['benchmark', 'metric', 'value', 'baseline', 'ratio', 'goal / note'];
-  const fmt = (v: number | string, unit?: string) => (typeof v === 'number' ? `${v}${unit ? ` ${unit}` : ''}` : unit && /^[\d.]/.test(v) ? `${v} ${unit}` : v);
+  const fmt = (v: number | string, unit?: string) =>
+    typeof v === 'number' ? `${v}${unit ? ` ${unit}` : ''}` : unit && /^[\d.]/.test(v) ? `${v} ${unit}` : v;
   const lines: string[][] = [];
   for (const r of runs) {
-    if (r.error) lines.push([r.name, r.exitCode === 0 && r.rows.length ? '(completed with a warning)' : '(benchmark did not complete)', '', '', '', r.error]);
+    if (r.error)
+      lines.push([
+        r.name,
+        r.exitCode === 0 && r.rows.length ? '(completed with a warning)' : '(benchmark did not complete)',
+        '',
+        '',
+        '',
+        r.error,
+      ]);
     for (const row of r.rows) {
-      lines.push([r.name, row.metric, fmt(row.value, row.unit), row.baseline ? `${row.baseline.label} ${fmt(row.baseline.value, row.unit)}` : '', row.ratio === undefined ? '' : `${row.ratio}`, [row.goal ? `goal ${row.goal}` : '', row.note ?? ''].filter(Boolean).join('; ')]);
+      lines.push([
+        r.name,
+        row.metric,
+        fmt(row.value, row.unit),
+        row.baseline ? `${row.baseline.label} ${fmt(row.baseline.value, row.unit)}` : '',
+        row.ratio === undefined ? '' : `${row.ratio}`,
+        [row.goal ? `goal ${row.goal}` : '', row.note ?? ''].filter(Boolean).join('; '),
+      ]);
     }
   }
   const widths = head.map((h, i) => Math.min(i === 5 ? 60 : 56, Math.max(h.length, ...lines.map((l) => l[i].length))));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 4 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join(' | ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === 4 ? c.padStart(widths[i]) : c.padEnd(widths[i])))
+      .join(' | ')
+      .trimEnd();
   console.log(`\n${line(head)}\n${widths.map((w) => '-'.repeat(w)).join('-+-')}`);
   let last = '';
   for (const l of lines) {
@@ -203,7 +235,9 @@ async function main(): Promise<number> {
   const stat = staticState();
   const start = machineState();
   console.log(`bench: ${names.join(', ')}`);
-  console.log(`machine: ${start.nproc} cpus (${start.cpuModel}), ${start.totalMemoryMiB} MiB, load ${start.loadAverage.join(' ')}; node ${stat.node}; ${stat.temporalCli}; commit ${stat.gitCommit?.slice(0, 12)}${stat.gitUncommittedChanges ? ` + ${stat.gitUncommittedChanges} uncommitted` : ''}`);
+  console.log(
+    `machine: ${start.nproc} cpus (${start.cpuModel}), ${start.totalMemoryMiB} MiB, load ${start.loadAverage.join(' ')}; node ${stat.node}; ${stat.temporalCli}; commit ${stat.gitCommit?.slice(0, 12)}${stat.gitUncommittedChanges ? ` + ${stat.gitUncommittedChanges} uncommitted` : ''}`,
+  );
   const runs: BenchRun[] = [];
   for (const n of names) {
     console.log(`\n== ${n}`);
@@ -218,10 +252,15 @@ async function main(): Promise<number> {
     machine: { ...stat, start, end },
     benches: runs,
   });
-  console.log(`\nload average start ${start.loadAverage.join(' ')} -> end ${end.loadAverage.join(' ')}; total ${Math.round((Date.now() - t0) / 1000)} s`);
+  console.log(
+    `\nload average start ${start.loadAverage.join(' ')} -> end ${end.loadAverage.join(' ')}; total ${Math.round((Date.now() - t0) / 1000)} s`,
+  );
   console.log(`-> ${out}`);
   const failed = runs.filter((r) => r.error);
-  if (failed.length) console.error(`${failed.length} benchmark(s) did not complete: ${failed.map((r) => `${r.name} (${r.error})`).join(', ')}`);
+  if (failed.length)
+    console.error(
+      `${failed.length} benchmark(s) did not complete: ${failed.map((r) => `${r.name} (${r.error})`).join(', ')}`,
+    );
   return failed.length ? 1 : 0;
 }
 

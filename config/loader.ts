@@ -70,30 +70,42 @@ function crossCheck(spec: ClusterSpec): ConfigProblem[] {
     if (nodeNames.has(n.name)) problems.push({ path: `nodes[${i}].name`, reason: `duplicate node name "${n.name}"` });
     nodeNames.add(n.name);
   });
-  if (!spec.nodes.some((n) => n.role === 'server')) problems.push({ path: 'nodes', reason: 'needs at least one node with role "server"' });
+  if (!spec.nodes.some((n) => n.role === 'server'))
+    problems.push({ path: 'nodes', reason: 'needs at least one node with role "server"' });
   const servers = spec.nodes.filter((n) => n.role === 'server').length;
-  if (servers !== 1 && servers !== 3) problems.push({ path: 'nodes', reason: `has ${servers} servers; use 1 or 3 (etcd quorum)` });
-  if (!nodeNames.has(spec.storage.node)) problems.push({ path: 'storage.node', reason: `names no node in nodes ("${spec.storage.node}")` });
+  if (servers !== 1 && servers !== 3)
+    problems.push({ path: 'nodes', reason: `has ${servers} servers; use 1 or 3 (etcd quorum)` });
+  if (!nodeNames.has(spec.storage.node))
+    problems.push({ path: 'storage.node', reason: `names no node in nodes ("${spec.storage.node}")` });
   if (spec.openbao.threshold > spec.openbao.shares)
     problems.push({ path: 'openbao.threshold', reason: `must not exceed openbao.shares (${spec.openbao.shares})` });
 
   const componentNames = new Map<string, number>();
   spec.components.forEach((c, i) => {
-    if (componentNames.has(c.name)) problems.push({ path: `components[${i}].name`, reason: `duplicate component "${c.name}"` });
+    if (componentNames.has(c.name))
+      problems.push({ path: `components[${i}].name`, reason: `duplicate component "${c.name}"` });
     componentNames.set(c.name, i);
-    if (c.values && c.valuesFile) problems.push({ path: `components[${i}].valuesFile`, reason: 'give values or valuesFile, not both' });
+    if (c.values && c.valuesFile)
+      problems.push({ path: `components[${i}].valuesFile`, reason: 'give values or valuesFile, not both' });
   });
   spec.components.forEach((c, i) =>
     c.dependsOn.forEach((d, j) => {
-      if (!componentNames.has(d)) problems.push({ path: `components[${i}].dependsOn[${j}]`, reason: `names no component ("${d}")` });
-      if (d === c.name) problems.push({ path: `components[${i}].dependsOn[${j}]`, reason: 'a component cannot depend on itself' });
+      if (!componentNames.has(d))
+        problems.push({ path: `components[${i}].dependsOn[${j}]`, reason: `names no component ("${d}")` });
+      if (d === c.name)
+        problems.push({ path: `components[${i}].dependsOn[${j}]`, reason: 'a component cannot depend on itself' });
     }),
   );
   if (problems.length === 0) {
     const cycle = findCycle(spec.components.map((c) => ({ id: c.name, dependsOn: c.dependsOn })));
-    if (cycle) problems.push({ path: `components[${componentNames.get(cycle[0])}].dependsOn`, reason: `dependency cycle ${cycle.join(' -> ')}` });
+    if (cycle)
+      problems.push({
+        path: `components[${componentNames.get(cycle[0])}].dependsOn`,
+        reason: `dependency cycle ${cycle.join(' -> ')}`,
+      });
   }
-  if (!componentNames.has(spec.tailscale.component)) problems.push({ path: 'tailscale.component', reason: `names no component ("${spec.tailscale.component}")` });
+  if (!componentNames.has(spec.tailscale.component))
+    problems.push({ path: 'tailscale.component', reason: `names no component ("${spec.tailscale.component}")` });
 
   const entryIds = new Set<string>();
   spec.secrets.entries.forEach((e, i) => {
@@ -101,15 +113,25 @@ function crossCheck(spec: ClusterSpec): ConfigProblem[] {
     entryIds.add(e.id);
     if (e.kubernetes) {
       for (const [k, v] of Object.entries(e.kubernetes.keys)) {
-        if (!(v in e.fields)) problems.push({ path: `secrets.entries[${i}].kubernetes.keys.${k}`, reason: `names OpenBAO key "${v}" that fields does not define` });
+        if (!(v in e.fields))
+          problems.push({
+            path: `secrets.entries[${i}].kubernetes.keys.${k}`,
+            reason: `names OpenBAO key "${v}" that fields does not define`,
+          });
       }
     }
     if (e.generate && !(e.generate.field in e.fields))
-      problems.push({ path: `secrets.entries[${i}].generate.field`, reason: `names "${e.generate.field}" that fields does not define` });
+      problems.push({
+        path: `secrets.entries[${i}].generate.field`,
+        reason: `names "${e.generate.field}" that fields does not define`,
+      });
     for (const [k, ref] of Object.entries(e.fields)) {
       const vault = ref.slice('op://'.length).split('/')[0];
       if (vault.toLowerCase() !== spec.onepassword.vault.toLowerCase())
-        problems.push({ path: `secrets.entries[${i}].fields.${k}`, reason: `refers to vault "${vault}", not the configured vault "${spec.onepassword.vault}"` });
+        problems.push({
+          path: `secrets.entries[${i}].fields.${k}`,
+          reason: `refers to vault "${vault}", not the configured vault "${spec.onepassword.vault}"`,
+        });
     }
   });
   return problems;
@@ -118,7 +140,10 @@ function crossCheck(spec: ClusterSpec): ConfigProblem[] {
 export function parseClusterSpec(text: string, file: string): ClusterSpec {
   const doc = parseDocument(text, { prettyErrors: true });
   if (doc.errors.length > 0) {
-    throw new ConfigError(file, doc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}`, reason: e.message.split('\n')[0] })));
+    throw new ConfigError(
+      file,
+      doc.errors.map((e) => ({ path: `line ${e.linePos?.[0]?.line ?? '?'}`, reason: e.message.split('\n')[0] })),
+    );
   }
   const data = doc.toJS() as unknown;
   if (!validate(data)) {
@@ -134,12 +159,14 @@ export function parseClusterSpec(text: string, file: string): ClusterSpec {
   const problems = crossCheck(data);
   if (problems.length > 0) throw new ConfigError(file, problems);
   const expected = basename(file).replace(/\.ya?ml$/, '');
-  if (data.name !== expected) throw new ConfigError(file, [{ path: 'name', reason: `must equal the file name "${expected}"` }]);
+  if (data.name !== expected)
+    throw new ConfigError(file, [{ path: 'name', reason: `must equal the file name "${expected}"` }]);
   // Resolve valuesFile contents relative to the cluster file so workflows get plain values.
   for (const [i, c] of data.components.entries()) {
     if (c.valuesFile) {
       const p = resolve(dirname(file), c.valuesFile);
-      if (!existsSync(p)) throw new ConfigError(file, [{ path: `components[${i}].valuesFile`, reason: `file not found: ${p}` }]);
+      if (!existsSync(p))
+        throw new ConfigError(file, [{ path: `components[${i}].valuesFile`, reason: `file not found: ${p}` }]);
       const values = parseDocument(readFileSync(p, 'utf8')).toJS() as Record<string, unknown>;
       c.values = values ?? {};
     }
@@ -152,10 +179,14 @@ export function loadClusterFile(file: string): ClusterSpec {
 }
 
 /** Loads every cluster under the folder. Throws ConfigError for the first invalid file. */
-export function loadClusters(dir = process.env.PEDRO_OPS_CLUSTERS_DIR ?? DEFAULT_CLUSTERS_DIR): Map<string, ClusterSpec> {
+export function loadClusters(
+  dir = process.env.PEDRO_OPS_CLUSTERS_DIR ?? DEFAULT_CLUSTERS_DIR,
+): Map<string, ClusterSpec> {
   const clusters = new Map<string, ClusterSpec>();
   if (!existsSync(dir)) return clusters;
-  for (const f of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+  for (const f of readdirSync(dir)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()) {
     const spec = loadClusterFile(join(dir, f));
     clusters.set(spec.name, spec);
   }
@@ -171,8 +202,21 @@ export function summarize(spec: ClusterSpec) {
     vip: spec.vip,
     lab: spec.lab ?? false,
     k3sVersion: spec.k3s.version,
-    nodes: spec.nodes.map((n) => ({ name: n.name, address: n.address, nodeIp: n.nodeIp, role: n.role, roles: n.roles, storage: n.storage ?? null })),
-    components: spec.components.map((c) => ({ name: c.name, namespace: c.namespace, chart: c.chart, version: c.version, dependsOn: c.dependsOn })),
+    nodes: spec.nodes.map((n) => ({
+      name: n.name,
+      address: n.address,
+      nodeIp: n.nodeIp,
+      role: n.role,
+      roles: n.roles,
+      storage: n.storage ?? null,
+    })),
+    components: spec.components.map((c) => ({
+      name: c.name,
+      namespace: c.namespace,
+      chart: c.chart,
+      version: c.version,
+      dependsOn: c.dependsOn,
+    })),
     secretEntries: spec.secrets.entries.map((e) => e.id),
     backups: { schedule: spec.backups.schedule.cron, drill: spec.backups.drill.cron },
   };

@@ -14,7 +14,9 @@ export class ClusterRegistry {
   all(): Map<string, ClusterSpec> {
     const out = new Map<string, ClusterSpec>();
     if (!existsSync(this.dir)) return out;
-    const files = readdirSync(this.dir).filter((f) => /\.ya?ml$/.test(f)).sort();
+    const files = readdirSync(this.dir)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .sort();
     for (const f of files) {
       const path = join(this.dir, f);
       let mtimeMs: number;

@@ -6,7 +6,10 @@ const Name = Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$', desc
 const Host = Type.String({ minLength: 1, maxLength: 253 });
 const Port = Type.Integer({ minimum: 1, maximum: 65535 });
 const Duration = Type.Integer({ minimum: 1, description: 'seconds' });
-const OpRef = Type.String({ pattern: '^op://[^/]+/[^/]+(/[^/]+)?/[^/]+$', description: '1Password secret reference op://vault/item[/section]/field' });
+const OpRef = Type.String({
+  pattern: '^op://[^/]+/[^/]+(/[^/]+)?/[^/]+$',
+  description: '1Password secret reference op://vault/item[/section]/field',
+});
 
 export const WorkloadKind = Type.Union([
   Type.Literal('Deployment'),
@@ -37,7 +40,11 @@ export const NodeSpec = Type.Object(
     role: Type.Union([Type.Literal('server'), Type.Literal('agent')]),
     roles: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
     /** Pinned SSH host key, known_hosts style: "ssh-ed25519 AAAA...". Absent means TOFU must be allowed explicitly. */
-    hostKey: Type.Optional(Type.String({ pattern: '^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+' })),
+    hostKey: Type.Optional(
+      Type.String({
+        pattern: '^(ssh-ed25519|ecdsa-sha2-nistp256|ecdsa-sha2-nistp384|ecdsa-sha2-nistp521|ssh-rsa) [A-Za-z0-9+/=]+',
+      }),
+    ),
     labels: Type.Optional(Type.Record(Type.String(), Type.String())),
     storage: Type.Optional(
       Type.Object(
@@ -74,7 +81,14 @@ export const ComponentSpec = Type.Object(
 );
 
 export const ProbeSpec = Type.Union([
-  Type.Object({ type: Type.Literal('http'), url: Type.String({ pattern: '^https?://' }), expectStatus: Type.Optional(Type.Integer()) }, { additionalProperties: false }),
+  Type.Object(
+    {
+      type: Type.Literal('http'),
+      url: Type.String({ pattern: '^https?://' }),
+      expectStatus: Type.Optional(Type.Integer()),
+    },
+    { additionalProperties: false },
+  ),
   Type.Object({ type: Type.Literal('tcp'), host: Host, port: Port }, { additionalProperties: false }),
   Type.Object(
     {
@@ -173,7 +187,9 @@ export const ClusterSpecSchema = Type.Object(
         basePath: Type.String({ pattern: '^/' }),
         longhornPath: Type.String({ pattern: '^/' }),
         replicas: Type.Integer({ minimum: 1, maximum: 3 }),
-        directories: Type.Array(Type.Object({ name: Type.String(), sizeGi: Type.Integer({ minimum: 1 }) }, { additionalProperties: false })),
+        directories: Type.Array(
+          Type.Object({ name: Type.String(), sizeGi: Type.Integer({ minimum: 1 }) }, { additionalProperties: false }),
+        ),
       },
       { additionalProperties: false },
     ),

@@ -12,7 +12,11 @@ import { testDataConverter } from '../test/helpers/temporal.js';
 import { SCENARIOS, startEnv, type Env, type LabKind, type Scenario } from '../test/replay/scenarios.js';
 import { HISTORY_DIR, quietRuntime } from '../test/replay/history-files.js';
 
-const CLOSED = ['workflowExecutionCompletedEventAttributes', 'workflowExecutionFailedEventAttributes', 'workflowExecutionCanceledEventAttributes'] as const;
+const CLOSED = [
+  'workflowExecutionCompletedEventAttributes',
+  'workflowExecutionFailedEventAttributes',
+  'workflowExecutionCanceledEventAttributes',
+] as const;
 
 class UsageError extends Error {}
 
@@ -20,7 +24,9 @@ function pick(args: string[]): Scenario[] {
   if (args.length === 0) return SCENARIOS;
   const unknown = args.filter((a) => !SCENARIOS.some((s) => s.name === a || s.name.startsWith(`${a}-`)));
   if (unknown.length > 0) {
-    throw new UsageError(`unknown scenario(s): ${unknown.join(', ')}\nknown: ${SCENARIOS.map((s) => s.name).join(', ')}`);
+    throw new UsageError(
+      `unknown scenario(s): ${unknown.join(', ')}\nknown: ${SCENARIOS.map((s) => s.name).join(', ')}`,
+    );
   }
   // A workflow name ("verify-backup") selects all its scenarios.
   return SCENARIOS.filter((s) => args.some((a) => s.name === a || s.name.startsWith(`${a}-`)));
@@ -68,7 +74,15 @@ async function main(): Promise<number> {
         env = await startEnv(g.kind);
         console.log(`${g.kind} lab ready in ${Date.now() - t0} ms`);
         const taskQueue = `capture-${g.kind}-${i}`;
-        const worker = await createWorker({ connection: native, namespace: 'default', taskQueue, deps: env.deps, activities: env.activities, dataConverter: testDataConverter, shutdownGraceTime: '1s' });
+        const worker = await createWorker({
+          connection: native,
+          namespace: 'default',
+          taskQueue,
+          deps: env.deps,
+          activities: env.activities,
+          dataConverter: testDataConverter,
+          shutdownGraceTime: '1s',
+        });
         const running = worker.run();
         try {
           for (const s of g.scenarios) {
@@ -78,16 +92,30 @@ async function main(): Promise<number> {
               const handle = await s.run({ client, taskQueue, env });
               const history = await handle.fetchHistory();
               const last = history.events?.at(-1);
-              if (!last || !CLOSED.some((k) => last[k])) throw new Error(`history of ${handle.workflowId} is not closed (last event ${last?.eventType})`);
+              if (!last || !CLOSED.some((k) => last[k]))
+                throw new Error(`history of ${handle.workflowId} is not closed (last event ${last?.eventType})`);
               // historyToJSON gives the compact string `temporal workflow show --output json` would; indented for reviewable diffs.
               const json = `${JSON.stringify(JSON.parse(historyToJSON(history)), null, 2)}\n`;
               writeFileSync(`${HISTORY_DIR}${s.name}.json`, json);
-              results.push({ name: s.name, ok: true, ms: Date.now() - started, bytes: Buffer.byteLength(json), events: history.events!.length });
+              results.push({
+                name: s.name,
+                ok: true,
+                ms: Date.now() - started,
+                bytes: Buffer.byteLength(json),
+                events: history.events!.length,
+              });
             } catch (err) {
-              results.push({ name: s.name, ok: false, ms: Date.now() - started, error: err instanceof Error ? err.message : String(err) });
+              results.push({
+                name: s.name,
+                ok: false,
+                ms: Date.now() - started,
+                error: err instanceof Error ? err.message : String(err),
+              });
             }
             const r = results.at(-1)!;
-            console.log(`${r.ok ? 'ok  ' : 'FAIL'} ${s.name} ${r.ms} ms${r.ok ? ` ${r.events} events ${r.bytes} B` : `: ${r.error}`}`);
+            console.log(
+              `${r.ok ? 'ok  ' : 'FAIL'} ${s.name} ${r.ms} ms${r.ok ? ` ${r.events} events ${r.bytes} B` : `: ${r.error}`}`,
+            );
           }
         } finally {
           worker.shutdown();
@@ -113,7 +141,9 @@ async function main(): Promise<number> {
 main().then(
   (code) => process.exit(code),
   (err: unknown) => {
-    console.error(err instanceof UsageError ? err.message : err instanceof Error ? err.stack ?? err.message : String(err));
+    console.error(
+      err instanceof UsageError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err),
+    );
     process.exit(1);
   },
 );

@@ -18,7 +18,14 @@ import type { ProvisionReport } from '../workflows/provision-cluster.js';
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const quiet = { info() {}, warn() {}, error() {} };
-const ICON: Record<string, string> = { succeeded: '✔', satisfied: '=', skipped: '↷', 'needs-attention': '!', failed: '✘', running: '…' };
+const ICON: Record<string, string> = {
+  succeeded: '✔',
+  satisfied: '=',
+  skipped: '↷',
+  'needs-attention': '!',
+  failed: '✘',
+  running: '…',
+};
 
 async function main(): Promise<number> {
   Runtime.install({ logger: new DefaultLogger('ERROR') });
@@ -48,11 +55,21 @@ async function main(): Promise<number> {
     mkdirSync(join(dir, 'clusters'));
     copyFileSync(lab.clusterFile, join(dir, 'clusters', 'lab.yaml'));
     const clusters = new ClusterRegistry(join(dir, 'clusters'));
-    const settings = { ...temporalSettings({ ...process.env, TEMPORAL_WEB_URL: webUrl }), address, taskQueue: `demo-${process.pid}` };
+    const settings = {
+      ...temporalSettings({ ...process.env, TEMPORAL_WEB_URL: webUrl }),
+      address,
+      taskQueue: `demo-${process.pid}`,
+    };
     const native = await NativeConnection.connect({ address });
     const connection = await Connection.connect({ address });
     const client = new Client({ connection });
-    const worker = await createWorker({ connection: native, namespace: settings.namespace, taskQueue: settings.taskQueue, deps: defaultDeps({ dataDir: dir, log: quiet, clusters }), shutdownGraceTime: '1s' });
+    const worker = await createWorker({
+      connection: native,
+      namespace: settings.namespace,
+      taskQueue: settings.taskQueue,
+      deps: defaultDeps({ dataDir: dir, log: quiet, clusters }),
+      shutdownGraceTime: '1s',
+    });
     const running = worker.run();
     cleanups.push(async () => {
       worker.shutdown();
@@ -65,29 +82,60 @@ async function main(): Promise<number> {
     cleanups.push(() => app.close());
     say(`api       ${apiUrl}`);
 
-    const post = await fetch(`${apiUrl}/clusters/lab/provision`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-    const started = (await post.json()) as { workflowId?: string; runId?: string; temporalWebUrl?: string; message?: string };
-    if (post.status !== 202) throw new Error(`POST /clusters/lab/provision answered ${post.status}: ${started.message}`);
+    const post = await fetch(`${apiUrl}/clusters/lab/provision`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
+    const started = (await post.json()) as {
+      workflowId?: string;
+      runId?: string;
+      temporalWebUrl?: string;
+      message?: string;
+    };
+    if (post.status !== 202)
+      throw new Error(`POST /clusters/lab/provision answered ${post.status}: ${started.message}`);
     say(`started   ${started.workflowId} (${started.runId})\n          ${started.temporalWebUrl}\n`);
 
     const seen = new Map<string, string>();
     for (;;) {
       const r = await fetch(`${apiUrl}/clusters/lab/provision`);
-      const p = (await r.json()) as { status: string; state: string; steps: { id: string; state: string; detail?: string; durationMs?: number; lastError?: { type?: string; message: string } }[] };
+      const p = (await r.json()) as {
+        status: string;
+        state: string;
+        steps: {
+          id: string;
+          state: string;
+          detail?: string;
+          durationMs?: number;
+          lastError?: { type?: string; message: string };
+        }[];
+      };
       for (const s of p.steps ?? []) {
         if (seen.get(s.id) === s.state || s.state === 'pending') continue;
         seen.set(s.id, s.state);
-        const extra = s.state === 'needs-attention' ? ` ${s.lastError?.type}: ${s.lastError?.message}` : s.detail ? ` ${s.detail}` : '';
-        say(`  ${ICON[s.state] ?? ' '} ${s.id.padEnd(34)} ${s.state}${s.durationMs !== undefined && s.state !== 'running' ? ` ${s.durationMs} ms` : ''}${extra.slice(0, 110)}`);
+        const extra =
+          s.state === 'needs-attention'
+            ? ` ${s.lastError?.type}: ${s.lastError?.message}`
+            : s.detail
+              ? ` ${s.detail}`
+              : '';
+        say(
+          `  ${ICON[s.state] ?? ' '} ${s.id.padEnd(34)} ${s.state}${s.durationMs !== undefined && s.state !== 'running' ? ` ${s.durationMs} ms` : ''}${extra.slice(0, 110)}`,
+        );
       }
-      if (p.state === 'needs-attention') throw new Error('the build needs attention (see above); resolve it with POST /clusters/lab/provision/steps/<step>');
+      if (p.state === 'needs-attention')
+        throw new Error(
+          'the build needs attention (see above); resolve it with POST /clusters/lab/provision/steps/<step>',
+        );
       if (p.status !== 'RUNNING') break;
       await new Promise((res) => setTimeout(res, 300));
     }
     const report = (await client.workflow.getHandle(started.workflowId!).result()) as ProvisionReport;
     say(`\nreport: ${report.state} in ${report.durationMs} ms, k3s ${report.k3sVersion}`);
     for (const n of report.nodes) say(`  node ${n.name.padEnd(14)} ${n.role.padEnd(7)} ${n.version ?? '?'}`);
-    for (const c of report.components) say(`  ${c.name.padEnd(24)} ${c.version.padEnd(10)} ${c.state.padEnd(8)} ${c.durationMs ?? 0} ms`);
+    for (const c of report.components)
+      say(`  ${c.name.padEnd(24)} ${c.version.padEnd(10)} ${c.state.padEnd(8)} ${c.durationMs ?? 0} ms`);
     say(`\nTemporal Web: ${started.temporalWebUrl}`);
     return report.state === 'succeeded' ? 0 : 1;
   } catch (err) {

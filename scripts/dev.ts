@@ -69,7 +69,9 @@ try {
       log.info({ pid: server.pid, address: server.address, ui: server.uiUrl }, 'temporal dev server ready');
     } else {
       const { TestWorkflowEnvironment } = await import('@temporalio/testing');
-      const env = await TestWorkflowEnvironment.createLocal({ server: { ip: host, port: Number(port), ui: true, uiPort, dbFilename: join(dir, 'temporal.db') } });
+      const env = await TestWorkflowEnvironment.createLocal({
+        server: { ip: host, port: Number(port), ui: true, uiPort, dbFilename: join(dir, 'temporal.db') },
+      });
       stops.push(() => env.teardown());
     }
   }
@@ -78,7 +80,15 @@ try {
   const worker = await startWorker({ settings, log, dataConverter: converter.dataConverter, signal: abort.signal });
   stops.push(() => worker.shutdown());
   worker.done.catch((err) => void shutdown(`worker crashed: ${(err as Error).message}`, 1));
-  const api = await startApi({ settings, log, converter, host: apiHost, port: apiPort, signal: abort.signal, workerMetricsUrls: runtime.metricsUrl ? [runtime.metricsUrl] : [] });
+  const api = await startApi({
+    settings,
+    log,
+    converter,
+    host: apiHost,
+    port: apiPort,
+    signal: abort.signal,
+    workerMetricsUrls: runtime.metricsUrl ? [runtime.metricsUrl] : [],
+  });
   stops.push(() => api.close());
   const web = settings.external ? settings.webUrl : `http://127.0.0.1:${process.env.TEMPORAL_UI_PORT ?? 8233}`;
   process.stdout.write(

@@ -22,7 +22,9 @@ export default async function setup(project: TestProject) {
   if (!address) {
     const started = Date.now();
     server = await startDevServer({ port: await freePort(), headless: true });
-    process.stderr.write(`[global-setup] temporal dev server ${server.address} (pid ${server.pid}) ready in ${Date.now() - started} ms\n`);
+    process.stderr.write(
+      `[global-setup] temporal dev server ${server.address} (pid ${server.pid}) ready in ${Date.now() - started} ms\n`,
+    );
     address = server.address;
   }
   project.provide('temporalAddress', address);

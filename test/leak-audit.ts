@@ -23,7 +23,12 @@ export interface AuditReport {
   responseBytes: number;
 }
 
-function walkPayloads(node: unknown, out: { payload: Payload; path: string }[], path: string, skip: (p: string) => boolean): void {
+function walkPayloads(
+  node: unknown,
+  out: { payload: Payload; path: string }[],
+  path: string,
+  skip: (p: string) => boolean,
+): void {
   if (!node || typeof node !== 'object' || skip(path)) return;
   const o = node as Record<string, unknown>;
   if (o.metadata && typeof o.metadata === 'object' && 'data' in o && !Array.isArray(o)) {
@@ -46,16 +51,34 @@ function allText(node: unknown, out: string[] = []): string {
 
 const text = (u?: Uint8Array | null) => (u ? Buffer.from(u).toString('utf8') : '');
 
-export async function auditSuite(address: string, dir: string, opts: { query?: string; extraSecrets?: string[] } = {}): Promise<AuditReport> {
+export async function auditSuite(
+  address: string,
+  dir: string,
+  opts: { query?: string; extraSecrets?: string[] } = {},
+): Promise<AuditReport> {
   const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '');
-  const secrets = new Set([...fixtureSecretValues(FIXTURE_PATH), ...read('secrets.txt').split('\n').filter(Boolean), ...(opts.extraSecrets ?? [])]);
+  const secrets = new Set([
+    ...fixtureSecretValues(FIXTURE_PATH),
+    ...read('secrets.txt').split('\n').filter(Boolean),
+    ...(opts.extraSecrets ?? []),
+  ]);
   const logs = read('logs.txt');
   const responses = read('responses.txt');
   const connection = await Connection.connect({ address });
   const client = new Client({ connection, dataConverter: testDataConverter });
-  const report: AuditReport = { workflows: 0, payloads: 0, otherKeys: 0, unencrypted: [], leaks: [], secretsChecked: secrets.size, logBytes: logs.length, responseBytes: responses.length };
+  const report: AuditReport = {
+    workflows: 0,
+    payloads: 0,
+    otherKeys: 0,
+    unencrypted: [],
+    leaks: [],
+    secretsChecked: secrets.size,
+    logBytes: logs.length,
+    responseBytes: responses.length,
+  };
   const scan = (where: string, haystack: string) => {
-    for (const s of secrets) if (haystack.includes(s)) report.leaks.push(`${where}: contains a secret value (${s.slice(0, 6)}…)`);
+    for (const s of secrets)
+      if (haystack.includes(s)) report.leaks.push(`${where}: contains a secret value (${s.slice(0, 6)}…)`);
   };
   try {
     for await (const wf of client.workflow.list(opts.query ? { query: opts.query } : undefined)) {

@@ -64,7 +64,9 @@ function decodeKey(where: string, id: string, b64: unknown): Buffer {
   }
   const key = Buffer.from(b64.trim(), 'base64');
   if (key.length !== KEY_BYTES) {
-    throw new CodecKeyConfigError(`${where}: key "${id}" is ${key.length} bytes; AES-256 needs ${KEY_BYTES}. ${HOW_TO}`);
+    throw new CodecKeyConfigError(
+      `${where}: key "${id}" is ${key.length} bytes; AES-256 needs ${KEY_BYTES}. ${HOW_TO}`,
+    );
   }
   return key;
 }
@@ -139,7 +141,9 @@ async function readPrivateFile(file: string): Promise<string> {
   }
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid && st.uid !== 0) {
-    throw new CodecKeyConfigError(`codec key file ${file} is owned by uid ${st.uid}, not by this user (${uid}) or root`);
+    throw new CodecKeyConfigError(
+      `codec key file ${file} is owned by uid ${st.uid}, not by this user (${uid}) or root`,
+    );
   }
   return fs.readFile(file, 'utf8');
 }
@@ -147,7 +151,13 @@ async function readPrivateFile(file: string): Promise<string> {
 async function insideGitWorkTree(file: string): Promise<boolean> {
   let dir = path.dirname(path.resolve(file));
   for (;;) {
-    if (await fs.stat(path.join(dir, '.git')).then(() => true, () => false)) return true;
+    if (
+      await fs.stat(path.join(dir, '.git')).then(
+        () => true,
+        () => false,
+      )
+    )
+      return true;
     const up = path.dirname(dir);
     if (up === dir) return false;
     dir = up;

@@ -136,14 +136,20 @@ export class AesGcmCodec implements PayloadCodec {
     }
     const data = payload.data ?? new Uint8Array(0);
     if (data.byteLength < NONCE_BYTES + TAG_BYTES) {
-      throw new PayloadCodecError(`encrypted payload (key id "${keyId}") is truncated: ${data.byteLength} bytes`, keyId);
+      throw new PayloadCodecError(
+        `encrypted payload (key id "${keyId}") is truncated: ${data.byteLength} bytes`,
+        keyId,
+      );
     }
     const sealed = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
     let plain: Buffer;
     try {
       const decipher = createDecipheriv(CIPHER, key, sealed.subarray(0, NONCE_BYTES));
       decipher.setAuthTag(sealed.subarray(sealed.length - TAG_BYTES));
-      plain = Buffer.concat([decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES)), decipher.final()]);
+      plain = Buffer.concat([
+        decipher.update(sealed.subarray(NONCE_BYTES, sealed.length - TAG_BYTES)),
+        decipher.final(),
+      ]);
     } catch (err) {
       throw new PayloadCodecError(
         `encrypted payload failed authentication with key id "${keyId}": it was tampered with or sealed with a different key`,

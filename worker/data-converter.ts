@@ -12,8 +12,16 @@ export interface LoadedDataConverter {
   source: string;
 }
 
-export async function loadDataConverter(log: Logger, env: NodeJS.ProcessEnv = process.env): Promise<LoadedDataConverter> {
-  const loaded = await loadCodecKeys({ env, dataDir: dataDir(env), devMode: isDevMode(env), log: { warn: (m) => log.warn(m), info: (m) => log.info(m) } });
+export async function loadDataConverter(
+  log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<LoadedDataConverter> {
+  const loaded = await loadCodecKeys({
+    env,
+    dataDir: dataDir(env),
+    devMode: isDevMode(env),
+    log: { warn: (m) => log.warn(m), info: (m) => log.info(m) },
+  });
   const codec = createCodec(loaded);
   log.info({ source: loaded.source, activeKeyId: loaded.activeId, keys: undefined }, 'payload codec ready');
   return { codec, dataConverter: dataConverterFor(codec), source: loaded.source };

@@ -21,7 +21,11 @@ export interface DriftScheduleState {
   action: 'created' | 'updated' | 'unchanged';
 }
 
-export async function ensureDriftCheckSchedule(client: Client, spec: ClusterSpec, opts: DriftScheduleOptions): Promise<DriftScheduleState> {
+export async function ensureDriftCheckSchedule(
+  client: Client,
+  spec: ClusterSpec,
+  opts: DriftScheduleOptions,
+): Promise<DriftScheduleState> {
   const scheduleId = driftScheduleId(spec.name);
   const cron = opts.cron ?? spec.secrets.driftCheck.cron;
   const paused = opts.paused ?? spec.secrets.driftCheck.paused;
@@ -70,7 +74,17 @@ export async function ensureDriftCheckSchedule(client: Client, spec: ClusterSpec
   return { scheduleId, cron, paused, action: 'updated' };
 }
 
-export async function describeDriftCheckSchedule(client: Client, cluster: string): Promise<{ scheduleId: string; exists: boolean; paused?: boolean; cron?: string; nextRuns?: string[]; recentRuns?: string[] }> {
+export async function describeDriftCheckSchedule(
+  client: Client,
+  cluster: string,
+): Promise<{
+  scheduleId: string;
+  exists: boolean;
+  paused?: boolean;
+  cron?: string;
+  nextRuns?: string[];
+  recentRuns?: string[];
+}> {
   const scheduleId = driftScheduleId(cluster);
   try {
     const d = await client.schedule.getHandle(scheduleId).describe();

@@ -7,13 +7,22 @@ import type { Logger } from '../activities/deps.js';
 import { ensureDrillSchedule } from './schedules.js';
 import { ensureDriftCheckSchedule } from './drift-schedule.js';
 
-export async function ensureAllSchedules(client: Client, clusters: ClusterRegistry, taskQueue: string, log: Logger): Promise<{ cluster: string; drill?: string; drift?: string; error?: string }[]> {
+export async function ensureAllSchedules(
+  client: Client,
+  clusters: ClusterRegistry,
+  taskQueue: string,
+  log: Logger,
+): Promise<{ cluster: string; drill?: string; drift?: string; error?: string }[]> {
   const out: { cluster: string; drill?: string; drift?: string; error?: string }[] = [];
   for (const spec of clusters.all().values()) {
     try {
       const drill = await ensureDrillSchedule(client, spec, taskQueue);
       const drift = await ensureDriftCheckSchedule(client, spec, { taskQueue });
-      out.push({ cluster: spec.name, drill: `${drill.scheduleId} ${drill.action}${drill.paused ? ' (paused)' : ''}`, drift: `${drift.scheduleId} ${drift.action}${drift.paused ? ' (paused)' : ''}` });
+      out.push({
+        cluster: spec.name,
+        drill: `${drill.scheduleId} ${drill.action}${drill.paused ? ' (paused)' : ''}`,
+        drift: `${drift.scheduleId} ${drift.action}${drift.paused ? ' (paused)' : ''}`,
+      });
     } catch (err) {
       out.push({ cluster: spec.name, error: (err as Error).message });
     }

@@ -3,9 +3,29 @@
 import { pino, type Logger as PinoLogger, type LoggerOptions } from 'pino';
 
 export const REDACT_PATHS = [
-  'password', 'token', 'secret', 'secrets', 'value', 'values', 'privateKey', 'unsealKeys', 'keys', 'rootToken', 'authorization',
-  '*.password', '*.token', '*.secret', '*.value', '*.privateKey', '*.unsealKeys', '*.keys', '*.rootToken', '*.authorization',
-  'req.headers.authorization', 'req.headers.cookie', 'headers.authorization',
+  'password',
+  'token',
+  'secret',
+  'secrets',
+  'value',
+  'values',
+  'privateKey',
+  'unsealKeys',
+  'keys',
+  'rootToken',
+  'authorization',
+  '*.password',
+  '*.token',
+  '*.secret',
+  '*.value',
+  '*.privateKey',
+  '*.unsealKeys',
+  '*.keys',
+  '*.rootToken',
+  '*.authorization',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'headers.authorization',
 ];
 
 export function createLogger(name: string, opts: LoggerOptions = {}, destination?: NodeJS.WritableStream): PinoLogger {

@@ -30,7 +30,10 @@ export async function startWorker(opts: {
     dataConverter: opts.dataConverter,
   });
   const done = worker.run().finally(() => connection.close().catch(() => undefined));
-  opts.log.info({ taskQueue: opts.settings.taskQueue, namespace: opts.settings.namespace, address: opts.settings.address }, 'worker polling');
+  opts.log.info(
+    { taskQueue: opts.settings.taskQueue, namespace: opts.settings.namespace, address: opts.settings.address },
+    'worker polling',
+  );
   return {
     worker,
     done,

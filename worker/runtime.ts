@@ -4,11 +4,15 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 
 let installed: { metricsUrl?: string } | undefined;
 
-export function installRuntime(opts: { metricsAddress?: string; logLevel?: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' } = {}): { metricsUrl?: string } {
+export function installRuntime(
+  opts: { metricsAddress?: string; logLevel?: 'TRACE' | 'DEBUG' | 'INFO' | 'WARN' | 'ERROR' } = {},
+): { metricsUrl?: string } {
   if (installed) return installed;
   Runtime.install({
     logger: new DefaultLogger(opts.logLevel ?? 'INFO'),
-    telemetryOptions: opts.metricsAddress ? { metrics: { prometheus: { bindAddress: opts.metricsAddress } } } : undefined,
+    telemetryOptions: opts.metricsAddress
+      ? { metrics: { prometheus: { bindAddress: opts.metricsAddress } } }
+      : undefined,
   });
   installed = { metricsUrl: opts.metricsAddress ? `http://${opts.metricsAddress}/metrics` : undefined };
   return installed;

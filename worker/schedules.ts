@@ -2,7 +2,13 @@
 // backups.drill.cron, overlap SKIP (a slow drill never stacks a second one). Created or updated
 // idempotently at startup; an operator's pause survives restarts (only the config's `paused: true`
 // pauses, it never unpauses).
-import { ScheduleAlreadyRunning, ScheduleNotFoundError, ScheduleOverlapPolicy, type Client, type ScheduleOptions } from '@temporalio/client';
+import {
+  ScheduleAlreadyRunning,
+  ScheduleNotFoundError,
+  ScheduleOverlapPolicy,
+  type Client,
+  type ScheduleOptions,
+} from '@temporalio/client';
 import type { ClusterSpec } from '../config/schema.js';
 import type { VerifyBackupInput } from '../workflows/verify-backup.js';
 import { ClusterName, Operation } from '../workflows/search-attributes.js';
@@ -17,7 +23,9 @@ export interface EnsureScheduleResult {
 
 function drillOptions(spec: ClusterSpec, taskQueue: string) {
   const scheduleId = drillScheduleId(spec.name);
-  const args: [VerifyBackupInput] = [{ cluster: spec.name, latestFromSchedule: true, requestedBy: `schedule:${scheduleId}` }];
+  const args: [VerifyBackupInput] = [
+    { cluster: spec.name, latestFromSchedule: true, requestedBy: `schedule:${scheduleId}` },
+  ];
   return {
     scheduleId,
     spec: { cronExpressions: [spec.backups.drill.cron] },
@@ -42,15 +50,33 @@ function drillOptions(spec: ClusterSpec, taskQueue: string) {
 }
 
 /** What decides whether an existing schedule needs an update: cron, task queue, workflow args, overlap. */
-function fingerprint(a: { workflowType?: string; taskQueue?: string; args?: unknown[]; memo?: Record<string, unknown> }, overlap: unknown): string {
-  return JSON.stringify({ cron: a.memo?.drillCron, type: a.workflowType, tq: a.taskQueue, args: a.args ?? [], overlap });
+function fingerprint(
+  a: { workflowType?: string; taskQueue?: string; args?: unknown[]; memo?: Record<string, unknown> },
+  overlap: unknown,
+): string {
+  return JSON.stringify({
+    cron: a.memo?.drillCron,
+    type: a.workflowType,
+    tq: a.taskQueue,
+    args: a.args ?? [],
+    overlap,
+  });
 }
 
-export async function ensureDrillSchedule(client: Client, spec: ClusterSpec, taskQueue: string): Promise<EnsureScheduleResult> {
+export async function ensureDrillSchedule(
+  client: Client,
+  spec: ClusterSpec,
+  taskQueue: string,
+): Promise<EnsureScheduleResult> {
   const opts = drillOptions(spec, taskQueue);
   const configPaused = spec.backups.drill.paused;
   try {
-    await client.schedule.create({ ...opts, state: configPaused ? { paused: true, note: 'paused by config (backups.drill.paused)' } : { note: 'created at startup' } });
+    await client.schedule.create({
+      ...opts,
+      state: configPaused
+        ? { paused: true, note: 'paused by config (backups.drill.paused)' }
+        : { note: 'created at startup' },
+    });
     return { scheduleId: opts.scheduleId, action: 'created', paused: configPaused };
   } catch (err) {
     if (!(err instanceof ScheduleAlreadyRunning)) throw err;
@@ -58,7 +84,10 @@ export async function ensureDrillSchedule(client: Client, spec: ClusterSpec, tas
   const handle = client.schedule.getHandle(opts.scheduleId);
   const cur = await handle.describe();
   let action: EnsureScheduleResult['action'] = 'unchanged';
-  if (fingerprint(cur.action as never, cur.policies.overlap) !== fingerprint(opts.action, opts.policies.overlap) || (cur.spec.intervals?.length ?? 0) > 0) {
+  if (
+    fingerprint(cur.action as never, cur.policies.overlap) !== fingerprint(opts.action, opts.policies.overlap) ||
+    (cur.spec.intervals?.length ?? 0) > 0
+  ) {
     await handle.update((prev) => ({
       ...prev,
       spec: opts.spec,

@@ -12,7 +12,11 @@ export interface TemporalSettings {
   taskQueue: string;
   /** Set when TEMPORAL_ADDRESS was given: connect to that server, start no embedded one. */
   external: boolean;
-  tls?: { serverNameOverride?: string; serverRootCACertificate?: Buffer; clientCertPair?: { crt: Buffer; key: Buffer } };
+  tls?: {
+    serverNameOverride?: string;
+    serverRootCACertificate?: Buffer;
+    clientCertPair?: { crt: Buffer; key: Buffer };
+  };
   apiKey?: string;
   /** Base URL of Temporal Web, for links in API responses. */
   webUrl: string;

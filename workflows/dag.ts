@@ -34,7 +34,9 @@ export function findCycle(nodes: DagNode[]): string[] | null {
 
 /** Ids whose dependencies are all in `done` and that are neither done nor running/blocked. */
 export function readyNodes(nodes: DagNode[], done: ReadonlySet<string>, excluded: ReadonlySet<string>): string[] {
-  return nodes.filter((n) => !done.has(n.id) && !excluded.has(n.id) && n.dependsOn.every((d) => done.has(d))).map((n) => n.id);
+  return nodes
+    .filter((n) => !done.has(n.id) && !excluded.has(n.id) && n.dependsOn.every((d) => done.has(d)))
+    .map((n) => n.id);
 }
 
 /** All transitive dependents of `id` (what must wait when `id` is stuck). */

@@ -15,7 +15,15 @@ import { ErrorType } from './failures.js';
 import { approveUpdate, type ApprovalInput } from './messages.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import { RequestedBy } from './search-attributes.js';
-import { acts, checkRestored, DEFAULT_TIMEOUTS, label, restoreProblem, waits, type RestoreTimeouts } from './restore-checks.js';
+import {
+  acts,
+  checkRestored,
+  DEFAULT_TIMEOUTS,
+  label,
+  restoreProblem,
+  waits,
+  type RestoreTimeouts,
+} from './restore-checks.js';
 
 export interface DrRestoreInput {
   cluster: string;
@@ -69,38 +77,64 @@ export async function drRestore(input: DrRestoreInput): Promise<DrRestoreReport>
   const shortId = workflowInfo().runId.replace(/-/g, '').slice(-6);
   let decision: ApprovalInput | undefined;
   let waiting = false;
-  setHandler(approveUpdate, (a) => {
-    decision = { approved: a.approved, by: a.by, note: a.note };
-    return { accepted: true };
-  }, {
-    validator: (a) => {
-      if (typeof a?.approved !== 'boolean') throw new Error('approved must be true or false');
-      if (decision) throw new Error(`already ${decision.approved ? 'approved' : 'rejected'}${decision.by ? ` by ${decision.by}` : ''}`);
-      if (!waiting) throw new Error('this restore is not waiting for approval');
+  setHandler(
+    approveUpdate,
+    (a) => {
+      decision = { approved: a.approved, by: a.by, note: a.note };
+      return { accepted: true };
     },
-  });
+    {
+      validator: (a) => {
+        if (typeof a?.approved !== 'boolean') throw new Error('approved must be true or false');
+        if (decision)
+          throw new Error(
+            `already ${decision.approved ? 'approved' : 'rejected'}${decision.by ? ` by ${decision.by}` : ''}`,
+          );
+        if (!waiting) throw new Error('this restore is not waiting for approval');
+      },
+    },
+  );
 
-  const spec = await runner.run('load-spec', 'plan', 'Load the cluster definition', () => acts.loadClusterSpec(cluster));
+  const spec = await runner.run('load-spec', 'plan', 'Load the cluster definition', () =>
+    acts.loadClusterSpec(cluster),
+  );
   if (!spec) throw new AbortRequested('load-spec');
   runner.setPhase('plan');
-  const bsl = await runner.run('storage-location', 'plan', `BackupStorageLocation ${spec.backups.storageLocation}`, () => acts.veleroStorageLocation({ cluster }),
-    { describe: (b) => ({ detail: b.phase ?? b.message }) });
-  const backup = await runner.run('backup', 'plan', `Backup ${input.backup}`, () => acts.veleroGetBackup({ cluster, name: input.backup }),
-    { describe: (b) => ({ detail: b ? `${b.phase}, ${b.errors} errors, ${b.warnings} warnings` : 'not found' }) });
+  const bsl = await runner.run(
+    'storage-location',
+    'plan',
+    `BackupStorageLocation ${spec.backups.storageLocation}`,
+    () => acts.veleroStorageLocation({ cluster }),
+    { describe: (b) => ({ detail: b.phase ?? b.message }) },
+  );
+  const backup = await runner.run(
+    'backup',
+    'plan',
+    `Backup ${input.backup}`,
+    () => acts.veleroGetBackup({ cluster, name: input.backup }),
+    { describe: (b) => ({ detail: b ? `${b.phase}, ${b.errors} errors, ${b.warnings} warnings` : 'not found' }) },
+  );
 
   const mapping = Object.fromEntries(input.namespaces.map((ns) => [ns, input.target?.[ns] ?? ns]));
   const hard: string[] = [];
   const soft: string[] = [];
   if (!backup) hard.push(`backup ${input.backup} does not exist`);
   else {
-    if (backup.phase !== 'Completed' || backup.errors > 0) soft.push(`backup ${backup.name} is ${backup.phase ?? 'New'} with ${backup.errors} errors${backup.failureReason ? `: ${backup.failureReason}` : ''}`);
+    if (backup.phase !== 'Completed' || backup.errors > 0)
+      soft.push(
+        `backup ${backup.name} is ${backup.phase ?? 'New'} with ${backup.errors} errors${backup.failureReason ? `: ${backup.failureReason}` : ''}`,
+      );
     const inc = backup.includedNamespaces;
     const lacking = inc.length === 0 || inc.includes('*') ? [] : input.namespaces.filter((ns) => !inc.includes(ns));
     if (lacking.length > 0) hard.push(`backup ${backup.name} does not include namespaces ${lacking.join(', ')}`);
   }
   const unmappedTargets = Object.keys(input.target ?? {}).filter((ns) => !input.namespaces.includes(ns));
-  if (unmappedTargets.length > 0) hard.push(`target maps namespaces that are not restored: ${unmappedTargets.join(', ')}`);
-  if (bsl && !bsl.available) soft.push(`backup storage location ${bsl.name} is ${bsl.phase ?? 'missing'}${bsl.message ? `: ${bsl.message}` : ''}`);
+  if (unmappedTargets.length > 0)
+    hard.push(`target maps namespaces that are not restored: ${unmappedTargets.join(', ')}`);
+  if (bsl && !bsl.available)
+    soft.push(
+      `backup storage location ${bsl.name} is ${bsl.phase ?? 'missing'}${bsl.message ? `: ${bsl.message}` : ''}`,
+    );
 
   const policy = input.existingResourcePolicy ?? 'none';
   const plan: DrPlan = {
@@ -122,7 +156,12 @@ export async function drRestore(input: DrRestoreInput): Promise<DrRestoreReport>
     runner.plan('approval', 'approve', 'Operator approval');
     runner.mark('approval', 'blocked', `refused: ${refusals.join('; ')}`);
     runner.setState('failed');
-    throw ApplicationFailure.create({ type: ErrorType.BackupNotUsable, nonRetryable: true, message: `DR restore refused: ${refusals.join('; ')}${!input.force && hard.length === 0 ? ' (force overrides this)' : ''}`, details: [{ plan }] });
+    throw ApplicationFailure.create({
+      type: ErrorType.BackupNotUsable,
+      nonRetryable: true,
+      message: `DR restore refused: ${refusals.join('; ')}${!input.force && hard.length === 0 ? ' (force overrides this)' : ''}`,
+      details: [{ plan }],
+    });
   }
 
   // The plan is what the operator approves: it sits in the progress query while we wait.
@@ -131,7 +170,15 @@ export async function drRestore(input: DrRestoreInput): Promise<DrRestoreReport>
   runner.mark('approval', 'pending', plan.summary);
   runner.setState('waiting-approval');
   waiting = true;
-  const report: DrRestoreReport = { result: 'cancelled', cluster, plan, reasons: [], warnings: [], counts: {}, probes: [] };
+  const report: DrRestoreReport = {
+    result: 'cancelled',
+    cluster,
+    plan,
+    reasons: [],
+    warnings: [],
+    counts: {},
+    probes: [],
+  };
   const timeout = input.approvalTimeout ?? '24h';
   const decided = await condition(() => decision !== undefined, timeout);
   waiting = false;
@@ -158,22 +205,50 @@ export async function drRestore(input: DrRestoreInput): Promise<DrRestoreReport>
   const approvedAt = Date.now();
   const name = label(`dr-${shortId}-${input.backup}`);
   report.restore = name;
-  await runner.run('restore', 'restore', `Restore ${input.backup}: ${plan.restores.map((r) => `${r.from} → ${r.to}`).join(', ')}`, () =>
-    acts.veleroEnsureRestore({
-      cluster, name, backup: input.backup, includedNamespaces: input.namespaces,
-      namespaceMapping: Object.fromEntries(Object.entries(mapping).filter(([a, b]) => a !== b)), existingResourcePolicy: policy,
-      labels: { 'pedro-ops/dr-restore': shortId },
-    }));
-  const restored = await runner.run('wait-restore', 'restore', `Wait for restore ${name}`, () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: timeouts.restoreSeconds }),
-    { describe: (r) => ({ detail: `${r.phase}: ${r.itemsRestored ?? 0}/${r.totalItems ?? 0} items, ${r.warnings} warnings` }) });
+  await runner.run(
+    'restore',
+    'restore',
+    `Restore ${input.backup}: ${plan.restores.map((r) => `${r.from} → ${r.to}`).join(', ')}`,
+    () =>
+      acts.veleroEnsureRestore({
+        cluster,
+        name,
+        backup: input.backup,
+        includedNamespaces: input.namespaces,
+        namespaceMapping: Object.fromEntries(Object.entries(mapping).filter(([a, b]) => a !== b)),
+        existingResourcePolicy: policy,
+        labels: { 'pedro-ops/dr-restore': shortId },
+      }),
+  );
+  const restored = await runner.run(
+    'wait-restore',
+    'restore',
+    `Wait for restore ${name}`,
+    () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: timeouts.restoreSeconds }),
+    {
+      describe: (r) => ({
+        detail: `${r.phase}: ${r.itemsRestored ?? 0}/${r.totalItems ?? 0} items, ${r.warnings} warnings`,
+      }),
+    },
+  );
   if (restored) {
-    if (restored.warnings > 0) report.warnings.push(`restore ${name} has ${restored.warnings} warnings (existing objects are kept unless existingResourcePolicy is update)`);
+    if (restored.warnings > 0)
+      report.warnings.push(
+        `restore ${name} has ${restored.warnings} warnings (existing objects are kept unless existingResourcePolicy is update)`,
+      );
     const problem = restoreProblem(restored, timeouts.restoreSeconds);
     if (problem) return fail(ErrorType.RestoreFailed, [problem]);
   }
 
   runner.setPhase('verify');
-  const checks = await checkRestored(runner, { cluster, backup: input.backup, mapping, probes: spec.backups.drill.probes ?? [], runId: shortId, timeouts });
+  const checks = await checkRestored(runner, {
+    cluster,
+    backup: input.backup,
+    mapping,
+    probes: spec.backups.drill.probes ?? [],
+    runId: shortId,
+    timeouts,
+  });
   report.counts = checks.counts;
   report.verification = checks.verification;
   report.probes = checks.probes;

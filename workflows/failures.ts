@@ -42,11 +42,21 @@ export const NON_RETRYABLE_ERROR_TYPES: string[] = [
 ];
 
 export function nonRetryable(type: ErrorType, message: string, details?: unknown): ApplicationFailure {
-  return ApplicationFailure.create({ type, message, nonRetryable: true, details: details === undefined ? undefined : [details] });
+  return ApplicationFailure.create({
+    type,
+    message,
+    nonRetryable: true,
+    details: details === undefined ? undefined : [details],
+  });
 }
 
 export function retryable(type: ErrorType, message: string, details?: unknown): ApplicationFailure {
-  return ApplicationFailure.create({ type, message, nonRetryable: false, details: details === undefined ? undefined : [details] });
+  return ApplicationFailure.create({
+    type,
+    message,
+    nonRetryable: false,
+    details: details === undefined ? undefined : [details],
+  });
 }
 
 /** The default activity retry policy: transient errors back off; typed non-retryables stop at once. */

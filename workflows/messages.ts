@@ -1,8 +1,18 @@
 // Messages shared by workflows, the API and the CLI: progress query and operator updates.
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 
-export type StepState = 'pending' | 'running' | 'succeeded' | 'satisfied' | 'skipped' | 'failed' | 'needs-attention' | 'blocked' | 'cancelled';
-export type RunState = 'running' | 'needs-attention' | 'succeeded' | 'partial' | 'failed' | 'cancelled' | 'waiting-approval';
+export type StepState =
+  | 'pending'
+  | 'running'
+  | 'succeeded'
+  | 'satisfied'
+  | 'skipped'
+  | 'failed'
+  | 'needs-attention'
+  | 'blocked'
+  | 'cancelled';
+export type RunState =
+  'running' | 'needs-attention' | 'succeeded' | 'partial' | 'failed' | 'cancelled' | 'waiting-approval';
 
 export interface StepProgress {
   id: string;

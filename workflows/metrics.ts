@@ -3,16 +3,24 @@
 import { metricMeter } from '@temporalio/workflow';
 
 export function recordStepOutcome(workflow: string, phase: string, outcome: string): void {
-  metricMeter.createCounter('pedro_ops_steps', 'steps', 'Workflow steps by outcome').add(1, { workflow, phase, outcome });
+  metricMeter
+    .createCounter('pedro_ops_steps', 'steps', 'Workflow steps by outcome')
+    .add(1, { workflow, phase, outcome });
 }
 
 export function recordRunOutcome(workflow: string, cluster: string, outcome: string): void {
-  metricMeter.createCounter('pedro_ops_runs', 'runs', 'Workflow runs by outcome (provisions, rotations, drills, restores)').add(1, { workflow, cluster, outcome });
+  metricMeter
+    .createCounter('pedro_ops_runs', 'runs', 'Workflow runs by outcome (provisions, rotations, drills, restores)')
+    .add(1, { workflow, cluster, outcome });
 }
 
 export function recordDrill(cluster: string, result: string, rtoSeconds?: number): void {
-  metricMeter.createCounter('pedro_ops_drills', 'drills', 'Backup verification drills by result').add(1, { cluster, result });
+  metricMeter
+    .createCounter('pedro_ops_drills', 'drills', 'Backup verification drills by result')
+    .add(1, { cluster, result });
   if (rtoSeconds !== undefined) {
-    metricMeter.createGauge('pedro_ops_drill_rto_seconds', 'float', 's', 'RTO measured by the last drill').set(rtoSeconds, { cluster });
+    metricMeter
+      .createGauge('pedro_ops_drill_rto_seconds', 'float', 's', 'RTO measured by the last drill')
+      .set(rtoSeconds, { cluster });
   }
 }

@@ -2,7 +2,15 @@
 // DAG; this file walks it: preflight -> prepare -> k3s servers -> workers + kubeconfig -> nodes Ready
 // -> platform steps as a DAG with `parallelism` at a time. Every step goes through the StepRunner, so
 // a non-retryable failure parks only that step (and, by waiting, its dependents) in needs-attention.
-import { ApplicationFailure, condition, executeChild, patched, proxyActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  condition,
+  executeChild,
+  patched,
+  proxyActivities,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { ClusterSpec } from '../config/schema.js';
 import { readyNodes } from './dag.js';
@@ -24,7 +32,14 @@ export interface ProvisionReport {
   state: 'succeeded' | 'partial';
   k3sVersion: string;
   nodes: { name: string; role: string; version?: string; installed: boolean }[];
-  components: { name: string; version: string; state: string; action?: string; durationMs?: number; attempts: number }[];
+  components: {
+    name: string;
+    version: string;
+    state: string;
+    action?: string;
+    durationMs?: number;
+    attempts: number;
+  }[];
   steps: { id: string; state: string; detail?: string; durationMs?: number; attempts: number }[];
   durationMs: number;
 }
@@ -37,7 +52,9 @@ const opts = (summary: string, extra: ActivityOptions = {}): ActivityOptions => 
 export async function provisionCluster(input: ProvisionInput): Promise<ProvisionReport> {
   const t0 = Date.now();
   const runner = new StepRunner('provisionCluster', input.cluster, 'provision');
-  const spec: ClusterSpec = await acts.loadClusterSpec.executeWithOptions(opts(`load cluster ${input.cluster}`), [input.cluster]);
+  const spec: ClusterSpec = await acts.loadClusterSpec.executeWithOptions(opts(`load cluster ${input.cluster}`), [
+    input.cluster,
+  ]);
   const plan = buildProvisionPlan(spec);
   for (const s of plan.steps) runner.plan(s.id, s.phase, s.title, s.dependsOn);
   const refuse = (id: string) => () => skipRefusal(plan, id);
@@ -57,18 +74,30 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
         plan.steps[0].title,
         async () => {
           const settled = await Promise.allSettled(
-            spec.nodes.map((n) => acts.preflightNode.executeWithOptions(opts(`preflight ${n.name}`), [{ cluster, node: n.name, allowTofu: input.allowTofu }])),
+            spec.nodes.map((n) =>
+              acts.preflightNode.executeWithOptions(opts(`preflight ${n.name}`), [
+                { cluster, node: n.name, allowTofu: input.allowTofu },
+              ]),
+            ),
           );
           const rejected = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
           if (rejected) throw rejected.reason;
-          const results = settled.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<Activities['preflightNode']>>>).value);
+          const results = settled.map(
+            (r) => (r as PromiseFulfilledResult<Awaited<ReturnType<Activities['preflightNode']>>>).value,
+          );
           const findings = results.flatMap((r) => r.findings.map((f) => `${r.node}: ${f}`));
           if (findings.length > 0) {
             throw ApplicationFailure.create({
               type: 'PreflightFailed',
               nonRetryable: true,
               message: `preflight failed on ${[...new Set(results.filter((r) => r.findings.length).map((r) => r.node))].join(', ')}: ${findings.join('; ')}`,
-              details: [{ findings: results.filter((r) => r.findings.length).map((r) => ({ node: r.node, findings: r.findings })) }],
+              details: [
+                {
+                  findings: results
+                    .filter((r) => r.findings.length)
+                    .map((r) => ({ node: r.node, findings: r.findings })),
+                },
+              ],
             });
           }
           return results;
@@ -77,9 +106,20 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
           skipRefusal: refuse('preflight'),
           describe: (results) => {
             const fixable = results.flatMap((r) => r.fixable.map((f) => `${r.node}: ${f}`));
-            const tofu = input.allowTofu ? results.filter((r) => !spec.nodes.find((n) => n.name === r.node)?.hostKey).map((r) => `${r.node} presented ${r.hostKey}`) : [];
+            const tofu = input.allowTofu
+              ? results
+                  .filter((r) => !spec.nodes.find((n) => n.name === r.node)?.hostKey)
+                  .map((r) => `${r.node} presented ${r.hostKey}`)
+              : [];
             const allUp = results.every((r) => r.k3sActive);
-            return { satisfied: allUp, detail: [allUp ? 'already satisfied: all nodes run k3s' : `${results.length} nodes passed`, ...fixable, ...tofu].join('; ') };
+            return {
+              satisfied: allUp,
+              detail: [
+                allUp ? 'already satisfied: all nodes run k3s' : `${results.length} nodes passed`,
+                ...fixable,
+                ...tofu,
+              ].join('; '),
+            };
           },
         },
       );
@@ -89,22 +129,47 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
     runner.setPhase('prepare');
     await Promise.all(
       spec.nodes.map((n) =>
-        runner.run(`prepare/${n.name}`, 'prepare', `Prepare ${n.name}`, () => acts.prepareNode.executeWithOptions(opts(`prepare ${n.name}`, { heartbeatTimeout: '5m', startToCloseTimeout: '15m' }), [{ cluster, node: n.name }]), {
-          skipRefusal: refuse(`prepare/${n.name}`),
-          describe: (r) => ({ satisfied: r.changed.length === 0, detail: r.changed.length === 0 ? 'already satisfied' : r.changed.join('; ') }),
-        }),
+        runner.run(
+          `prepare/${n.name}`,
+          'prepare',
+          `Prepare ${n.name}`,
+          () =>
+            acts.prepareNode.executeWithOptions(
+              opts(`prepare ${n.name}`, { heartbeatTimeout: '5m', startToCloseTimeout: '15m' }),
+              [{ cluster, node: n.name }],
+            ),
+          {
+            skipRefusal: refuse(`prepare/${n.name}`),
+            describe: (r) => ({
+              satisfied: r.changed.length === 0,
+              detail: r.changed.length === 0 ? 'already satisfied' : r.changed.join('; '),
+            }),
+          },
+        ),
       ),
     );
 
     // --- k3s: servers one at a time, then workers in parallel with the kubeconfig fetch ---
     const installOpts = (what: string) => opts(what, { startToCloseTimeout: '15m', heartbeatTimeout: '30s' });
-    const k3sDescribe = (r: { installed: boolean; version: string }) => ({ satisfied: !r.installed, detail: r.installed ? `installed ${r.version}` : `already satisfied: ${r.version} active` });
+    const k3sDescribe = (r: { installed: boolean; version: string }) => ({
+      satisfied: !r.installed,
+      detail: r.installed ? `installed ${r.version}` : `already satisfied: ${r.version} active`,
+    });
     runner.setPhase('k3s-servers');
     for (const n of spec.nodes.filter((x) => x.role === 'server')) {
-      const r = await runner.run(`k3s/${n.name}`, 'k3s-servers', plan.steps.find((s) => s.id === `k3s/${n.name}`)!.title, () => acts.installK3sServer.executeWithOptions(installOpts(`install k3s server on ${n.name}`), [{ cluster, node: n.name }]), {
-        skipRefusal: refuse(`k3s/${n.name}`),
-        describe: k3sDescribe,
-      });
+      const r = await runner.run(
+        `k3s/${n.name}`,
+        'k3s-servers',
+        plan.steps.find((s) => s.id === `k3s/${n.name}`)!.title,
+        () =>
+          acts.installK3sServer.executeWithOptions(installOpts(`install k3s server on ${n.name}`), [
+            { cluster, node: n.name },
+          ]),
+        {
+          skipRefusal: refuse(`k3s/${n.name}`),
+          describe: k3sDescribe,
+        },
+      );
       nodesInfo.set(n.name, { version: r?.version, installed: r?.installed ?? false });
     }
     runner.setPhase('k3s-workers');
@@ -112,32 +177,73 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
       ...spec.nodes
         .filter((x) => x.role === 'agent')
         .map(async (n) => {
-          const r = await runner.run(`k3s/${n.name}`, 'k3s-workers', `Join worker ${n.name}`, () => acts.joinK3sAgent.executeWithOptions(installOpts(`join k3s agent ${n.name}`), [{ cluster, node: n.name }]), {
-            skipRefusal: refuse(`k3s/${n.name}`),
-            describe: k3sDescribe,
-          });
+          const r = await runner.run(
+            `k3s/${n.name}`,
+            'k3s-workers',
+            `Join worker ${n.name}`,
+            () =>
+              acts.joinK3sAgent.executeWithOptions(installOpts(`join k3s agent ${n.name}`), [
+                { cluster, node: n.name },
+              ]),
+            {
+              skipRefusal: refuse(`k3s/${n.name}`),
+              describe: k3sDescribe,
+            },
+          );
           nodesInfo.set(n.name, { version: r?.version, installed: r?.installed ?? false });
         }),
-      runner.run('kubeconfig', 'k3s-workers', 'Fetch kubeconfig (rewritten to the VIP)', () => acts.fetchKubeconfig.executeWithOptions(opts('fetch kubeconfig'), [{ cluster }]), {
-        skipRefusal: refuse('kubeconfig'),
-        describe: (r) => ({ satisfied: !r.changed, detail: `${r.changed ? 'written' : 'already satisfied'}: ${r.path} -> ${r.server}` }),
-      }),
+      runner.run(
+        'kubeconfig',
+        'k3s-workers',
+        'Fetch kubeconfig (rewritten to the VIP)',
+        () => acts.fetchKubeconfig.executeWithOptions(opts('fetch kubeconfig'), [{ cluster }]),
+        {
+          skipRefusal: refuse('kubeconfig'),
+          describe: (r) => ({
+            satisfied: !r.changed,
+            detail: `${r.changed ? 'written' : 'already satisfied'}: ${r.path} -> ${r.server}`,
+          }),
+        },
+      ),
     ]);
-    const ready = await runner.run('nodes-ready', 'k3s-workers', 'Wait for every node Ready', () => acts.waitNodesReady.executeWithOptions(opts('wait for nodes Ready', { startToCloseTimeout: '6m', heartbeatTimeout: '30s' }), [{ cluster, timeoutSeconds: 300 }]), {
-      skipRefusal: refuse('nodes-ready'),
-      describe: (r) => ({ satisfied: r.alreadyReady, detail: `${r.alreadyReady ? 'already satisfied: ' : ''}${r.nodes.length} nodes Ready${r.alreadyReady ? '' : ` after ${r.waitedMs} ms`}` }),
-    });
-    for (const n of ready?.nodes ?? []) nodesInfo.set(n.name, { ...(nodesInfo.get(n.name) ?? { installed: false }), version: n.version ?? nodesInfo.get(n.name)?.version });
+    const ready = await runner.run(
+      'nodes-ready',
+      'k3s-workers',
+      'Wait for every node Ready',
+      () =>
+        acts.waitNodesReady.executeWithOptions(
+          opts('wait for nodes Ready', { startToCloseTimeout: '6m', heartbeatTimeout: '30s' }),
+          [{ cluster, timeoutSeconds: 300 }],
+        ),
+      {
+        skipRefusal: refuse('nodes-ready'),
+        describe: (r) => ({
+          satisfied: r.alreadyReady,
+          detail: `${r.alreadyReady ? 'already satisfied: ' : ''}${r.nodes.length} nodes Ready${r.alreadyReady ? '' : ` after ${r.waitedMs} ms`}`,
+        }),
+      },
+    );
+    for (const n of ready?.nodes ?? [])
+      nodesInfo.set(n.name, {
+        ...(nodesInfo.get(n.name) ?? { installed: false }),
+        version: n.version ?? nodesInfo.get(n.name)?.version,
+      });
 
     // --- platform: components and wiring as a DAG, `parallelism` at a time ---
     runner.setPhase('platform');
-    await runDag(plan, runner, (step) => platformStep(step, spec, plan, runner, refuse, componentActions, input.requestedBy));
+    await runDag(plan, runner, (step) =>
+      platformStep(step, spec, plan, runner, refuse, componentActions, input.requestedBy),
+    );
   } catch (err) {
     if (err instanceof AbortRequested) {
       runner.setPhase('aborted');
       runner.setState('failed');
       // Nothing destructive runs on abort: what was installed stays, a later provision continues from it.
-      throw ApplicationFailure.create({ type: 'Aborted', nonRetryable: true, message: `${err.message}; nothing was rolled back (installs are kept, re-run provision to continue)` });
+      throw ApplicationFailure.create({
+        type: 'Aborted',
+        nonRetryable: true,
+        message: `${err.message}; nothing was rolled back (installs are kept, re-run provision to continue)`,
+      });
     }
     throw err;
   }
@@ -150,12 +256,30 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
     cluster,
     state: skipped ? 'partial' : 'succeeded',
     k3sVersion: spec.k3s.version,
-    nodes: spec.nodes.map((n) => ({ name: n.name, role: n.role, version: nodesInfo.get(n.name)?.version, installed: nodesInfo.get(n.name)?.installed ?? false })),
+    nodes: spec.nodes.map((n) => ({
+      name: n.name,
+      role: n.role,
+      version: nodesInfo.get(n.name)?.version,
+      installed: nodesInfo.get(n.name)?.installed ?? false,
+    })),
     components: spec.components.map((c) => {
       const s = runner.step(componentStep(c.name))!;
-      return { name: c.name, version: c.version, state: s.state === 'succeeded' || s.state === 'satisfied' ? 'Ready' : s.state, action: componentActions.get(c.name), durationMs: s.durationMs, attempts: s.attempts };
+      return {
+        name: c.name,
+        version: c.version,
+        state: s.state === 'succeeded' || s.state === 'satisfied' ? 'Ready' : s.state,
+        action: componentActions.get(c.name),
+        durationMs: s.durationMs,
+        attempts: s.attempts,
+      };
     }),
-    steps: steps.map((s) => ({ id: s.id, state: s.state, detail: s.detail, durationMs: s.durationMs, attempts: s.attempts })),
+    steps: steps.map((s) => ({
+      id: s.id,
+      state: s.state,
+      detail: s.detail,
+      durationMs: s.durationMs,
+      attempts: s.attempts,
+    })),
     durationMs: Date.now() - t0,
   };
 }
@@ -164,13 +288,20 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
  * Walks the platform DAG. A parked step (needs-attention) frees its slot, so parallelism counts only
  * steps actually working; its dependents simply never become ready until it is resolved.
  */
-async function runDag(plan: ProvisionPlan, runner: StepRunner, exec: (step: PlanStep) => Promise<unknown>): Promise<void> {
-  const nodes = plan.steps.filter((s) => plan.platform.includes(s.id)).map((s) => ({ ...s, dependsOn: s.dependsOn.filter((d) => plan.platform.includes(d)) }));
+async function runDag(
+  plan: ProvisionPlan,
+  runner: StepRunner,
+  exec: (step: PlanStep) => Promise<unknown>,
+): Promise<void> {
+  const nodes = plan.steps
+    .filter((s) => plan.platform.includes(s.id))
+    .map((s) => ({ ...s, dependsOn: s.dependsOn.filter((d) => plan.platform.includes(d)) }));
   const done = new Set<string>();
   const started = new Set<string>();
   let tick = 0;
   let failure: unknown;
-  const working = () => [...started].filter((id) => !done.has(id) && runner.step(id)?.state !== 'needs-attention').length;
+  const working = () =>
+    [...started].filter((id) => !done.has(id) && runner.step(id)?.state !== 'needs-attention').length;
   while (done.size < nodes.length) {
     const free = plan.parallelism - working();
     for (const id of readyNodes(nodes, done, started).slice(0, Math.max(0, free))) {
@@ -193,43 +324,111 @@ async function runDag(plan: ProvisionPlan, runner: StepRunner, exec: (step: Plan
   }
 }
 
-async function platformStep(step: PlanStep, spec: ClusterSpec, plan: ProvisionPlan, runner: StepRunner, refuse: (id: string) => () => string | undefined, actions: Map<string, string>, requestedBy?: string): Promise<unknown> {
+async function platformStep(
+  step: PlanStep,
+  spec: ClusterSpec,
+  plan: ProvisionPlan,
+  runner: StepRunner,
+  refuse: (id: string) => () => string | undefined,
+  actions: Map<string, string>,
+  requestedBy?: string,
+): Promise<unknown> {
   const cluster = spec.name;
   const common = { dependsOn: step.dependsOn, skipRefusal: refuse(step.id) };
   switch (step.kind) {
     case 'component': {
       const c = spec.components.find((x) => x.name === step.target)!;
-      return runner.run(step.id, step.phase, step.title, () => acts.installComponent.executeWithOptions(opts(`install ${c.name} ${c.version}`, { startToCloseTimeout: `${c.timeoutSeconds + 60}s`, heartbeatTimeout: '30s' }), [{ cluster, component: c.name }]), {
-        ...common,
-        describe: (r) => {
-          actions.set(c.name, r.action);
-          return { satisfied: r.satisfied, detail: r.satisfied ? 'already satisfied: chart unchanged, workloads ready' : `${r.action}; ${r.workloads.length} workloads ready` };
+      return runner.run(
+        step.id,
+        step.phase,
+        step.title,
+        () =>
+          acts.installComponent.executeWithOptions(
+            opts(`install ${c.name} ${c.version}`, {
+              startToCloseTimeout: `${c.timeoutSeconds + 60}s`,
+              heartbeatTimeout: '30s',
+            }),
+            [{ cluster, component: c.name }],
+          ),
+        {
+          ...common,
+          describe: (r) => {
+            actions.set(c.name, r.action);
+            return {
+              satisfied: r.satisfied,
+              detail: r.satisfied
+                ? 'already satisfied: chart unchanged, workloads ready'
+                : `${r.action}; ${r.workloads.length} workloads ready`,
+            };
+          },
         },
-      });
+      );
     }
     case 'dns':
-      return runner.run(step.id, step.phase, step.title, () => acts.configureSplitDns.executeWithOptions(opts('configure split DNS'), [{ cluster }]), {
-        ...common,
-        describe: (r) => ({ satisfied: !r.changed, detail: `${r.changed ? 'Corefile updated' : 'already satisfied'}: ${r.domains.join(', ')}` }),
-      });
-    case 'tailscale':
-      return runner.run(step.id, step.phase, step.title, () => acts.applyTailscaleOAuth.executeWithOptions(opts('Tailscale OAuth secret'), [{ cluster }]), {
-        ...common,
-        describe: (r) => ({ satisfied: !r.changed, detail: `${r.changed ? 'written' : 'already satisfied'}: Secret ${r.secret}` }),
-      });
-    case 'openbao':
-      return runner.run(step.id, step.phase, step.title, () => acts.bootstrapOpenBao.executeWithOptions(opts('bootstrap OpenBAO'), [{ cluster }]), {
-        ...common,
-        describe: (r) => ({ satisfied: r.satisfied, detail: r.satisfied ? `already satisfied: initialised, unsealed, ${spec.openbao.kvMount}/ present` : `initialised ${r.initialized}, unsealed ${r.unsealed}, kv ${r.kvMount}; keys in ${r.unsealItemRef}` }),
-      });
-    case 'velero':
-      return runner.run(step.id, step.phase, step.title, () => acts.configureVelero.executeWithOptions(opts('Velero location + schedule', { startToCloseTimeout: '4m', heartbeatTimeout: '30s' }), [{ cluster, timeoutSeconds: 120 }]), {
-        ...common,
-        describe: (r) => {
-          const satisfied = !r.scheduleChanged && !r.locationCreated;
-          return { satisfied, detail: `${satisfied ? 'already satisfied: ' : ''}${r.location} ${r.phase}; Schedule ${r.schedule}${r.scheduleChanged ? ' written' : ''}` };
+      return runner.run(
+        step.id,
+        step.phase,
+        step.title,
+        () => acts.configureSplitDns.executeWithOptions(opts('configure split DNS'), [{ cluster }]),
+        {
+          ...common,
+          describe: (r) => ({
+            satisfied: !r.changed,
+            detail: `${r.changed ? 'Corefile updated' : 'already satisfied'}: ${r.domains.join(', ')}`,
+          }),
         },
-      });
+      );
+    case 'tailscale':
+      return runner.run(
+        step.id,
+        step.phase,
+        step.title,
+        () => acts.applyTailscaleOAuth.executeWithOptions(opts('Tailscale OAuth secret'), [{ cluster }]),
+        {
+          ...common,
+          describe: (r) => ({
+            satisfied: !r.changed,
+            detail: `${r.changed ? 'written' : 'already satisfied'}: Secret ${r.secret}`,
+          }),
+        },
+      );
+    case 'openbao':
+      return runner.run(
+        step.id,
+        step.phase,
+        step.title,
+        () => acts.bootstrapOpenBao.executeWithOptions(opts('bootstrap OpenBAO'), [{ cluster }]),
+        {
+          ...common,
+          describe: (r) => ({
+            satisfied: r.satisfied,
+            detail: r.satisfied
+              ? `already satisfied: initialised, unsealed, ${spec.openbao.kvMount}/ present`
+              : `initialised ${r.initialized}, unsealed ${r.unsealed}, kv ${r.kvMount}; keys in ${r.unsealItemRef}`,
+          }),
+        },
+      );
+    case 'velero':
+      return runner.run(
+        step.id,
+        step.phase,
+        step.title,
+        () =>
+          acts.configureVelero.executeWithOptions(
+            opts('Velero location + schedule', { startToCloseTimeout: '4m', heartbeatTimeout: '30s' }),
+            [{ cluster, timeoutSeconds: 120 }],
+          ),
+        {
+          ...common,
+          describe: (r) => {
+            const satisfied = !r.scheduleChanged && !r.locationCreated;
+            return {
+              satisfied,
+              detail: `${satisfied ? 'already satisfied: ' : ''}${r.location} ${r.phase}; Schedule ${r.schedule}${r.scheduleChanged ? ' written' : ''}`,
+            };
+          },
+        },
+      );
     case 'secret-sync':
       return secretSync(step, runner, cluster, requestedBy);
     default:
@@ -253,14 +452,25 @@ async function secretSync(step: PlanStep, runner: StepRunner, cluster: string, r
         args: [{ cluster, requestId, requestedBy: requestedBy ?? 'provision' }],
         staticSummary: `initial secret sync for ${cluster}`,
       }).then((r: RotationReport) => {
-        if (r.state !== 'ok') throw ApplicationFailure.create({ type: 'VerificationFailed', nonRetryable: true, message: `secret sync ended ${r.state}: ${r.entries.filter((e) => e.status === 'failed').map((e) => `${e.id}: ${e.reason ?? 'failed'}`).join('; ')}` });
+        if (r.state !== 'ok')
+          throw ApplicationFailure.create({
+            type: 'VerificationFailed',
+            nonRetryable: true,
+            message: `secret sync ended ${r.state}: ${r.entries
+              .filter((e) => e.status === 'failed')
+              .map((e) => `${e.id}: ${e.reason ?? 'failed'}`)
+              .join('; ')}`,
+          });
         return r;
       }),
     {
       dependsOn: step.dependsOn,
       describe: (r) => {
         const changed = r.entries.filter((e) => e.status === 'rotated').length;
-        return { satisfied: changed === 0, detail: `${changed === 0 ? 'already satisfied: ' : ''}${r.entries.length} entries, ${changed} written (child rotate-secrets/${cluster}/${requestId})` };
+        return {
+          satisfied: changed === 0,
+          detail: `${changed === 0 ? 'already satisfied: ' : ''}${r.entries.length} entries, ${changed} written (child rotate-secrets/${cluster}/${requestId})`,
+        };
       },
     },
   );

@@ -3,7 +3,19 @@
 import type { ClusterSpec } from '../config/schema.js';
 import { criticalPath, dependentsOf, layers, type DagNode } from './dag.js';
 
-export type StepKind = 'preflight' | 'prepare' | 'k3s-server' | 'k3s-agent' | 'kubeconfig' | 'nodes-ready' | 'component' | 'openbao' | 'dns' | 'tailscale' | 'velero' | 'secret-sync';
+export type StepKind =
+  | 'preflight'
+  | 'prepare'
+  | 'k3s-server'
+  | 'k3s-agent'
+  | 'kubeconfig'
+  | 'nodes-ready'
+  | 'component'
+  | 'openbao'
+  | 'dns'
+  | 'tailscale'
+  | 'velero'
+  | 'secret-sync';
 
 export interface PlanStep extends DagNode {
   phase: string;
@@ -32,48 +44,147 @@ export const componentStep = (name: string) => `component/${name}`;
 export function buildProvisionPlan(spec: ClusterSpec): ProvisionPlan {
   const steps: PlanStep[] = [];
   const add = (s: PlanStep) => steps.push(s);
-  add({ id: 'preflight', phase: 'preflight', title: `Preflight checks on ${spec.nodes.length} nodes`, kind: 'preflight', dependsOn: [], budgetSeconds: 30 });
+  add({
+    id: 'preflight',
+    phase: 'preflight',
+    title: `Preflight checks on ${spec.nodes.length} nodes`,
+    kind: 'preflight',
+    dependsOn: [],
+    budgetSeconds: 30,
+  });
   for (const n of spec.nodes) {
-    add({ id: `prepare/${n.name}`, phase: 'prepare', title: `Prepare ${n.name}`, kind: 'prepare', target: n.name, dependsOn: ['preflight'], budgetSeconds: 120 });
+    add({
+      id: `prepare/${n.name}`,
+      phase: 'prepare',
+      title: `Prepare ${n.name}`,
+      kind: 'prepare',
+      target: n.name,
+      dependsOn: ['preflight'],
+      budgetSeconds: 120,
+    });
   }
   const servers = spec.nodes.filter((n) => n.role === 'server');
   const agents = spec.nodes.filter((n) => n.role === 'agent');
   servers.forEach((n, i) => {
     // Further servers join one at a time: etcd membership changes must not overlap.
     const deps = [`prepare/${n.name}`, ...(i > 0 ? [`k3s/${servers[i - 1].name}`] : [])];
-    add({ id: `k3s/${n.name}`, phase: 'k3s-servers', title: i === 0 ? `Install k3s server ${n.name} (--cluster-init)` : `Join k3s server ${n.name}`, kind: 'k3s-server', target: n.name, dependsOn: deps, budgetSeconds: 300 });
+    add({
+      id: `k3s/${n.name}`,
+      phase: 'k3s-servers',
+      title: i === 0 ? `Install k3s server ${n.name} (--cluster-init)` : `Join k3s server ${n.name}`,
+      kind: 'k3s-server',
+      target: n.name,
+      dependsOn: deps,
+      budgetSeconds: 300,
+    });
   });
   const first = servers[0].name;
   for (const n of agents) {
-    add({ id: `k3s/${n.name}`, phase: 'k3s-workers', title: `Join worker ${n.name}`, kind: 'k3s-agent', target: n.name, dependsOn: [`prepare/${n.name}`, `k3s/${first}`], budgetSeconds: 300 });
+    add({
+      id: `k3s/${n.name}`,
+      phase: 'k3s-workers',
+      title: `Join worker ${n.name}`,
+      kind: 'k3s-agent',
+      target: n.name,
+      dependsOn: [`prepare/${n.name}`, `k3s/${first}`],
+      budgetSeconds: 300,
+    });
   }
-  add({ id: 'kubeconfig', phase: 'k3s-workers', title: 'Fetch kubeconfig (rewritten to the VIP)', kind: 'kubeconfig', dependsOn: [`k3s/${first}`], budgetSeconds: 30 });
-  add({ id: 'nodes-ready', phase: 'k3s-workers', title: 'Wait for every node Ready', kind: 'nodes-ready', dependsOn: ['kubeconfig', ...spec.nodes.map((n) => `k3s/${n.name}`)], budgetSeconds: 300 });
+  add({
+    id: 'kubeconfig',
+    phase: 'k3s-workers',
+    title: 'Fetch kubeconfig (rewritten to the VIP)',
+    kind: 'kubeconfig',
+    dependsOn: [`k3s/${first}`],
+    budgetSeconds: 30,
+  });
+  add({
+    id: 'nodes-ready',
+    phase: 'k3s-workers',
+    title: 'Wait for every node Ready',
+    kind: 'nodes-ready',
+    dependsOn: ['kubeconfig', ...spec.nodes.map((n) => `k3s/${n.name}`)],
+    budgetSeconds: 300,
+  });
 
   const platform: string[] = [];
   const addPlatform = (s: PlanStep) => {
     add(s);
     platform.push(s.id);
   };
-  addPlatform({ id: 'dns', phase: 'platform', title: `Split DNS for ${Object.keys(spec.dns.splitDns).join(', ')}`, kind: 'dns', dependsOn: ['nodes-ready'], budgetSeconds: 30 });
-  addPlatform({ id: 'tailscale-oauth', phase: 'platform', title: 'Tailscale operator OAuth Secret from 1Password', kind: 'tailscale', dependsOn: ['nodes-ready'], budgetSeconds: 30 });
+  addPlatform({
+    id: 'dns',
+    phase: 'platform',
+    title: `Split DNS for ${Object.keys(spec.dns.splitDns).join(', ')}`,
+    kind: 'dns',
+    dependsOn: ['nodes-ready'],
+    budgetSeconds: 30,
+  });
+  addPlatform({
+    id: 'tailscale-oauth',
+    phase: 'platform',
+    title: 'Tailscale operator OAuth Secret from 1Password',
+    kind: 'tailscale',
+    dependsOn: ['nodes-ready'],
+    budgetSeconds: 30,
+  });
   for (const c of spec.components) {
-    const deps = ['nodes-ready', ...c.dependsOn.map(componentStep), ...(c.name === spec.tailscale.component ? ['tailscale-oauth'] : [])];
-    addPlatform({ id: componentStep(c.name), phase: 'platform', title: `Install ${c.name} ${c.version}`, kind: 'component', target: c.name, dependsOn: deps, budgetSeconds: c.timeoutSeconds });
+    const deps = [
+      'nodes-ready',
+      ...c.dependsOn.map(componentStep),
+      ...(c.name === spec.tailscale.component ? ['tailscale-oauth'] : []),
+    ];
+    addPlatform({
+      id: componentStep(c.name),
+      phase: 'platform',
+      title: `Install ${c.name} ${c.version}`,
+      kind: 'component',
+      target: c.name,
+      dependsOn: deps,
+      budgetSeconds: c.timeoutSeconds,
+    });
   }
-  const baoComponent = spec.components.find((c) => c.namespace === spec.openbao.namespace) ?? spec.components.find((c) => c.name === 'openbao');
-  addPlatform({ id: 'openbao-bootstrap', phase: 'platform', title: 'OpenBAO init/unseal, keys to 1Password, KV v2', kind: 'openbao', dependsOn: baoComponent ? [componentStep(baoComponent.name)] : ['nodes-ready'], budgetSeconds: 60 });
+  const baoComponent =
+    spec.components.find((c) => c.namespace === spec.openbao.namespace) ??
+    spec.components.find((c) => c.name === 'openbao');
+  addPlatform({
+    id: 'openbao-bootstrap',
+    phase: 'platform',
+    title: 'OpenBAO init/unseal, keys to 1Password, KV v2',
+    kind: 'openbao',
+    dependsOn: baoComponent ? [componentStep(baoComponent.name)] : ['nodes-ready'],
+    budgetSeconds: 60,
+  });
   const veleroComponent = spec.components.find((c) => c.namespace === spec.backups.veleroNamespace);
-  addPlatform({ id: 'velero', phase: 'platform', title: 'Velero storage location check and backup Schedule', kind: 'velero', dependsOn: veleroComponent ? [componentStep(veleroComponent.name)] : ['nodes-ready'], budgetSeconds: 60 });
+  addPlatform({
+    id: 'velero',
+    phase: 'platform',
+    title: 'Velero storage location check and backup Schedule',
+    kind: 'velero',
+    dependsOn: veleroComponent ? [componentStep(veleroComponent.name)] : ['nodes-ready'],
+    budgetSeconds: 60,
+  });
   // The sync restarts each Secret's consumers, so the components that own them must be installed first.
   const consumerComponents = new Set<string>();
   for (const e of spec.secrets.entries) {
     for (const w of e.consumers) {
-      const owner = spec.components.find((c) => c.workloads.some((x) => x.kind === w.kind && x.name === w.name && (x.namespace ?? c.namespace) === (w.namespace ?? c.namespace)));
+      const owner = spec.components.find((c) =>
+        c.workloads.some(
+          (x) =>
+            x.kind === w.kind && x.name === w.name && (x.namespace ?? c.namespace) === (w.namespace ?? c.namespace),
+        ),
+      );
       if (owner) consumerComponents.add(componentStep(owner.name));
     }
   }
-  addPlatform({ id: 'secret-sync', phase: 'platform', title: 'Initial secret sync 1Password -> OpenBAO -> Kubernetes', kind: 'secret-sync', dependsOn: ['openbao-bootstrap', ...consumerComponents], budgetSeconds: 120 });
+  addPlatform({
+    id: 'secret-sync',
+    phase: 'platform',
+    title: 'Initial secret sync 1Password -> OpenBAO -> Kubernetes',
+    kind: 'secret-sync',
+    dependsOn: ['openbao-bootstrap', ...consumerComponents],
+    budgetSeconds: 120,
+  });
 
   return {
     cluster: spec.name,

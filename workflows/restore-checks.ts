@@ -9,7 +9,11 @@ import type { StepRunner } from './steps.js';
 
 export const acts = proxyActivities<Activities>({ startToCloseTimeout: '2m', retry: DEFAULT_RETRY });
 /** Waits poll and heartbeat; a cancelled workflow reaches them within a heartbeat. */
-export const waits = proxyActivities<Activities>({ startToCloseTimeout: '40m', heartbeatTimeout: '20s', retry: DEFAULT_RETRY });
+export const waits = proxyActivities<Activities>({
+  startToCloseTimeout: '40m',
+  heartbeatTimeout: '20s',
+  retry: DEFAULT_RETRY,
+});
 
 export interface RestoreTimeouts {
   backupSeconds?: number;
@@ -29,7 +33,11 @@ export const DEFAULT_TIMEOUTS: Required<RestoreTimeouts> = {
 
 /** DNS-1123 label: lowercase, at most 63 characters, no dash at either end. */
 export function label(s: string, max = 63): string {
-  return s.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, max).replace(/^-+|-+$/g, '');
+  return s
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, max)
+    .replace(/^-+|-+$/g, '');
 }
 
 /** `drill-<ns>-<short id>`, shortening the namespace part so the whole stays a valid label. */
@@ -59,37 +67,85 @@ export interface CheckOutcome {
  */
 export async function checkRestored(
   runner: StepRunner,
-  input: { cluster: string; backup: string; mapping: Record<string, string>; probes: ProbeSpec[]; runId: string; timeouts: Required<RestoreTimeouts> },
+  input: {
+    cluster: string;
+    backup: string;
+    mapping: Record<string, string>;
+    probes: ProbeSpec[];
+    runId: string;
+    timeouts: Required<RestoreTimeouts>;
+  },
 ): Promise<CheckOutcome> {
   const out: CheckOutcome = { reasons: [], counts: {}, probes: [] };
   const { cluster, mapping, timeouts } = input;
-  const list = await runner.run('resource-list', 'verify', `Fetch the resource list of backup ${input.backup}`, () =>
-    waits.veleroBackupResourceList({ cluster, backup: input.backup, timeoutSeconds: timeouts.downloadSeconds }),
-  { describe: (r) => ({ detail: r.list ? `${Object.values(r.list).reduce((n, v) => n + v.length, 0)} items` : `unavailable: ${r.unavailable}` }) });
+  const list = await runner.run(
+    'resource-list',
+    'verify',
+    `Fetch the resource list of backup ${input.backup}`,
+    () => waits.veleroBackupResourceList({ cluster, backup: input.backup, timeoutSeconds: timeouts.downloadSeconds }),
+    {
+      describe: (r) => ({
+        detail: r.list
+          ? `${Object.values(r.list).reduce((n, v) => n + v.length, 0)} items`
+          : `unavailable: ${r.unavailable}`,
+      }),
+    },
+  );
 
-  const cmp = await runner.run('compare', 'verify', 'Compare restored objects with the backup', () =>
-    acts.veleroCompareRestored({ cluster, mapping, resourceList: list?.list }),
-  { describe: (c) => ({ detail: `${c.method}: ${Object.values(c.counts).reduce((n, k) => n + k.restored, 0)} restored, ${c.missing.length} missing` }) });
+  const cmp = await runner.run(
+    'compare',
+    'verify',
+    'Compare restored objects with the backup',
+    () => acts.veleroCompareRestored({ cluster, mapping, resourceList: list?.list }),
+    {
+      describe: (c) => ({
+        detail: `${c.method}: ${Object.values(c.counts).reduce((n, k) => n + k.restored, 0)} restored, ${c.missing.length} missing`,
+      }),
+    },
+  );
   if (cmp) {
     out.counts = cmp.counts;
     out.verification = cmp.method;
-    if (cmp.missingNamespaces.length > 0) out.reasons.push(`namespaces missing after restore: ${cmp.missingNamespaces.join(', ')}`);
-    if (cmp.missing.length > 0) out.reasons.push(`${cmp.missing.length} backed-up objects missing after restore: ${cmp.missing.slice(0, 10).join(', ')}${cmp.missing.length > 10 ? ', …' : ''}`);
+    if (cmp.missingNamespaces.length > 0)
+      out.reasons.push(`namespaces missing after restore: ${cmp.missingNamespaces.join(', ')}`);
+    if (cmp.missing.length > 0)
+      out.reasons.push(
+        `${cmp.missing.length} backed-up objects missing after restore: ${cmp.missing.slice(0, 10).join(', ')}${cmp.missing.length > 10 ? ', …' : ''}`,
+      );
     if (cmp.missing.length > 0) runner.mark('compare', 'failed');
   }
 
-  const wl = await runner.run('workloads', 'verify', 'Wait for restored workloads to become available', () =>
-    waits.veleroWaitWorkloads({ cluster, namespaces: Object.values(mapping), timeoutSeconds: timeouts.workloadsSeconds }),
-  { describe: (w) => ({ detail: `${w.ready.length} available, ${w.notReady.length} not` }) });
+  const wl = await runner.run(
+    'workloads',
+    'verify',
+    'Wait for restored workloads to become available',
+    () =>
+      waits.veleroWaitWorkloads({
+        cluster,
+        namespaces: Object.values(mapping),
+        timeoutSeconds: timeouts.workloadsSeconds,
+      }),
+    { describe: (w) => ({ detail: `${w.ready.length} available, ${w.notReady.length} not` }) },
+  );
   if (wl && wl.notReady.length > 0) {
-    out.reasons.push(`workloads not available within ${timeouts.workloadsSeconds}s: ${wl.notReady.map((w) => `${w.workload} (${w.message})`).join(', ')}`);
+    out.reasons.push(
+      `workloads not available within ${timeouts.workloadsSeconds}s: ${wl.notReady.map((w) => `${w.workload} (${w.message})`).join(', ')}`,
+    );
     runner.mark('workloads', 'failed');
   }
 
   if (input.probes.length > 0) {
-    const pr = await runner.run('probes', 'verify', `Run ${input.probes.length} data probes`, () =>
-      waits.veleroRunProbes({ cluster, mapping, probes: input.probes, runId: input.runId }),
-    { describe: (p) => ({ detail: `${p.filter((x) => x.passed && !x.skipped).length} passed, ${p.filter((x) => !x.passed).length} failed, ${p.filter((x) => x.skipped).length} skipped` }) });
+    const pr = await runner.run(
+      'probes',
+      'verify',
+      `Run ${input.probes.length} data probes`,
+      () => waits.veleroRunProbes({ cluster, mapping, probes: input.probes, runId: input.runId }),
+      {
+        describe: (p) => ({
+          detail: `${p.filter((x) => x.passed && !x.skipped).length} passed, ${p.filter((x) => !x.passed).length} failed, ${p.filter((x) => x.skipped).length} skipped`,
+        }),
+      },
+    );
     out.probes = pr ?? [];
     const failed = out.probes.filter((p) => !p.passed);
     if (failed.length > 0) {

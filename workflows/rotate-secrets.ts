@@ -1,7 +1,16 @@
 // rotateSecrets: 1Password -> OpenBAO -> Kubernetes Secret -> consumers restarted once -> verified ->
 // rolled back per entry on failure. The workflow only decides; every hop is an activity and values
 // never enter history: inputs and results carry references, versions and HMAC fingerprints.
-import { ApplicationFailure, defineQuery, proxyActivities, setHandler, upsertMemo, upsertSearchAttributes, uuid4, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  defineQuery,
+  proxyActivities,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+  uuid4,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { ClusterSpec, SecretEntrySpec, WorkloadRef } from '../config/schema.js';
 import { DEFAULT_RETRY, ErrorType } from './failures.js';
@@ -64,19 +73,33 @@ export function rotateSecretsWorkflowId(cluster: string, requestId: string): str
 }
 
 const acts = proxyActivities<Activities>({ startToCloseTimeout: '3m', retry: DEFAULT_RETRY });
-const waits = proxyActivities<Activities>({ startToCloseTimeout: '35m', heartbeatTimeout: '30s', retry: DEFAULT_RETRY });
+const waits = proxyActivities<Activities>({
+  startToCloseTimeout: '35m',
+  heartbeatTimeout: '30s',
+  retry: DEFAULT_RETRY,
+});
 
-const workloadKey = (w: WorkloadRef, entry: SecretEntrySpec) => `${w.namespace ?? entry.kubernetes?.namespace ?? 'default'}/${w.kind}/${w.name}`;
+const workloadKey = (w: WorkloadRef, entry: SecretEntrySpec) =>
+  `${w.namespace ?? entry.kubernetes?.namespace ?? 'default'}/${w.kind}/${w.name}`;
 
 export async function rotateSecrets(input: RotateSecretsInput): Promise<RotationReport> {
   const { cluster } = input;
   const rotationId = input.requestId ?? uuid4();
   const runner = new StepRunner('rotateSecrets', cluster, input.dryRun ? 'drift-check' : 'rotate-secrets');
   if (input.requestedBy) upsertSearchAttributes([{ key: RequestedBy, value: input.requestedBy }]);
-  const report: RotationReport = { rotationId, cluster, dryRun: Boolean(input.dryRun), state: 'running', entries: [], restarts: [] };
+  const report: RotationReport = {
+    rotationId,
+    cluster,
+    dryRun: Boolean(input.dryRun),
+    state: 'running',
+    entries: [],
+    restarts: [],
+  };
   setHandler(rotationStatusQuery, () => report);
 
-  const spec = (await runner.run('load-spec', 'plan', 'Load the cluster definition', () => acts.loadClusterSpec(cluster))) as ClusterSpec | undefined;
+  const spec = (await runner.run('load-spec', 'plan', 'Load the cluster definition', () =>
+    acts.loadClusterSpec(cluster),
+  )) as ClusterSpec | undefined;
   if (!spec) return finish(runner, report, 'failed');
   const entries = selectEntries(spec, input.entries);
   const byId = new Map(entries.map((e) => [e.id, e]));
@@ -86,7 +109,11 @@ export async function rotateSecrets(input: RotateSecretsInput): Promise<Rotation
     if (e.kubernetes) r.kubernetes = { secret: `${e.kubernetes.namespace}/${e.kubernetes.name}`, written: false };
     rep.set(e.id, r);
     report.entries.push(r);
-    runner.plan(`entry:${e.id}`, 'entries', `${e.id} -> ${e.openbaoPath}${e.kubernetes ? ` -> Secret ${e.kubernetes.namespace}/${e.kubernetes.name}` : ''}`);
+    runner.plan(
+      `entry:${e.id}`,
+      'entries',
+      `${e.id} -> ${e.openbaoPath}${e.kubernetes ? ` -> Secret ${e.kubernetes.namespace}/${e.kubernetes.name}` : ''}`,
+    );
   }
   const fail = (id: string, reason: string) => {
     const r = rep.get(id)!;
@@ -97,7 +124,12 @@ export async function rotateSecrets(input: RotateSecretsInput): Promise<Rotation
 
   if (input.dryRun) {
     runner.setPhase('drift-check');
-    const drift = await runner.run('drift-check', 'drift-check', 'Compare 1Password, OpenBAO and Kubernetes fingerprints', () => acts.rotationDriftCheck({ cluster, entryIds: entries.map((e) => e.id) }));
+    const drift = await runner.run(
+      'drift-check',
+      'drift-check',
+      'Compare 1Password, OpenBAO and Kubernetes fingerprints',
+      () => acts.rotationDriftCheck({ cluster, entryIds: entries.map((e) => e.id) }),
+    );
     for (const d of drift?.entries ?? []) {
       const r = rep.get(d.id)!;
       Object.assign(r, { status: d.inSync ? 'in-sync' : 'drift', findings: d.findings, fingerprint: d.onepassword });
@@ -108,25 +140,55 @@ export async function rotateSecrets(input: RotateSecretsInput): Promise<Rotation
     return finish(runner, report, !drift ? 'failed' : drift.entries.every((d) => d.inSync) ? 'ok' : 'drift');
   }
 
-  const generateIds = input.generate === true ? entries.filter((e) => e.generate).map((e) => e.id) : Array.isArray(input.generate) ? input.generate : [];
+  const generateIds =
+    input.generate === true
+      ? entries.filter((e) => e.generate).map((e) => e.id)
+      : Array.isArray(input.generate)
+        ? input.generate
+        : [];
   const noRecipe = generateIds.filter((id) => !byId.get(id)?.generate);
-  if (noRecipe.length) throw ApplicationFailure.nonRetryable(`generate requested for entries without a generate recipe (or not selected): ${noRecipe.join(', ')}`, ErrorType.BadConfig);
+  if (noRecipe.length)
+    throw ApplicationFailure.nonRetryable(
+      `generate requested for entries without a generate recipe (or not selected): ${noRecipe.join(', ')}`,
+      ErrorType.BadConfig,
+    );
   if (generateIds.length) {
     runner.setPhase('generate');
-    const gen = await runner.run('generate', 'generate', `Generate new values in 1Password for ${generateIds.join(', ')}`, () => acts.rotationGenerate({ cluster, entryIds: generateIds, rotationId }));
+    const gen = await runner.run(
+      'generate',
+      'generate',
+      `Generate new values in 1Password for ${generateIds.join(', ')}`,
+      () => acts.rotationGenerate({ cluster, entryIds: generateIds, rotationId }),
+    );
     for (const g of gen ?? []) rep.get(g.entryId)!.generated = true;
   }
 
   runner.setPhase('openbao');
-  const sync = await runner.run('openbao', 'openbao', 'Read 1Password (one resolveAll per vault) and write OpenBAO with check-and-set', () => acts.rotationSyncOpenBao({ cluster, entryIds: entries.map((e) => e.id), rotationId }), {
-    describe: (s) => ({ detail: `${s.entries.filter((e) => e.outcome === 'written').length} written, ${s.onepassword.resolveAllCalls} resolveAll call(s)` }),
-  });
+  const sync = await runner.run(
+    'openbao',
+    'openbao',
+    'Read 1Password (one resolveAll per vault) and write OpenBAO with check-and-set',
+    () => acts.rotationSyncOpenBao({ cluster, entryIds: entries.map((e) => e.id), rotationId }),
+    {
+      describe: (s) => ({
+        detail: `${s.entries.filter((e) => e.outcome === 'written').length} written, ${s.onepassword.resolveAllCalls} resolveAll call(s)`,
+      }),
+    },
+  );
   if (!sync) return finish(runner, report, 'failed');
-  report.onepassword = { resolveAllCalls: sync.onepassword.resolveAllCalls, itemsListCalls: sync.onepassword.itemsListCalls };
+  report.onepassword = {
+    resolveAllCalls: sync.onepassword.resolveAllCalls,
+    itemsListCalls: sync.onepassword.itemsListCalls,
+  };
   const changed = new Set<string>();
   for (const s of sync.entries) {
     const r = rep.get(s.id)!;
-    Object.assign(r.openbao, { version: s.version, previousVersion: s.previousVersion, written: s.outcome === 'written', casRetries: s.casRetries });
+    Object.assign(r.openbao, {
+      version: s.version,
+      previousVersion: s.previousVersion,
+      written: s.outcome === 'written',
+      casRetries: s.casRetries,
+    });
     r.fingerprint = s.fingerprint;
     if (s.outcome === 'failed') fail(s.id, `${s.error?.type}: ${s.error?.message}`);
     else if (s.outcome === 'written') changed.add(s.id);
@@ -138,24 +200,46 @@ export async function rotateSecrets(input: RotateSecretsInput): Promise<Rotation
       .filter((s) => s.outcome !== 'failed' && byId.get(s.id)!.kubernetes && s.version)
       .map(async (s) => {
         const e = byId.get(s.id)!;
-        const res = await runner.run(`secret:${s.id}`, 'kubernetes', `Secret ${e.kubernetes!.namespace}/${e.kubernetes!.name} <- OpenBAO v${s.version}`, () => acts.rotationApplySecret({ cluster, entryId: s.id, version: s.version!, rotationId }), {
-          describe: (a) => ({ satisfied: !a.written, detail: a.dataChanged ? 'data updated' : a.written ? 'annotations updated' : 'already current' }),
-        });
+        const res = await runner.run(
+          `secret:${s.id}`,
+          'kubernetes',
+          `Secret ${e.kubernetes!.namespace}/${e.kubernetes!.name} <- OpenBAO v${s.version}`,
+          () => acts.rotationApplySecret({ cluster, entryId: s.id, version: s.version!, rotationId }),
+          {
+            describe: (a) => ({
+              satisfied: !a.written,
+              detail: a.dataChanged ? 'data updated' : a.written ? 'annotations updated' : 'already current',
+            }),
+          },
+        );
         if (!res) return fail(s.id, 'Secret update skipped by operator');
-        rep.get(s.id)!.kubernetes = { secret: `${e.kubernetes!.namespace}/${e.kubernetes!.name}`, written: res.dataChanged, version: s.version };
+        rep.get(s.id)!.kubernetes = {
+          secret: `${e.kubernetes!.namespace}/${e.kubernetes!.name}`,
+          written: res.dataChanged,
+          version: s.version,
+        };
         if (res.dataChanged) changed.add(s.id);
       }),
   );
 
   runner.setPhase('restart');
-  const rollouts = await restartGrouped(runner, report, spec, [...changed].filter((id) => rep.get(id)!.status === 'pending').map((id) => byId.get(id)!), 'rotation', rotationId, input);
+  const rollouts = await restartGrouped(
+    runner,
+    report,
+    spec,
+    [...changed].filter((id) => rep.get(id)!.status === 'pending').map((id) => byId.get(id)!),
+    'rotation',
+    rotationId,
+    input,
+  );
   for (const id of changed) {
     const r = rep.get(id)!;
     if (r.status !== 'pending') continue;
     const e = byId.get(id)!;
     r.consumers = e.consumers.map((w) => workloadKey(w, e));
     const bad = r.consumers.map((k) => rollouts.get(k)).filter((x) => x && x.outcome !== 'complete');
-    if (bad.length) fail(id, `rollout failed: ${bad.map((b) => `${b!.workload}: ${b!.outcome}: ${b!.message}`).join('; ')}`);
+    if (bad.length)
+      fail(id, `rollout failed: ${bad.map((b) => `${b!.workload}: ${b!.outcome}: ${b!.message}`).join('; ')}`);
   }
 
   runner.setPhase('verify');
@@ -164,9 +248,15 @@ export async function rotateSecrets(input: RotateSecretsInput): Promise<Rotation
       .filter((id) => rep.get(id)!.status === 'pending' && byId.get(id)!.verify)
       .map(async (id) => {
         const probe = byId.get(id)!.verify!;
-        const res = await runner.run(`verify:${id}`, 'verify', `Verify ${id} (${probe.type} probe)`, () => acts.rotationProbe({ cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` }), {
-          describe: (p) => ({ detail: p.message }),
-        });
+        const res = await runner.run(
+          `verify:${id}`,
+          'verify',
+          `Verify ${id} (${probe.type} probe)`,
+          () => acts.rotationProbe({ cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` }),
+          {
+            describe: (p) => ({ detail: p.message }),
+          },
+        );
         if (res && !res.ok) {
           runner.mark(`verify:${id}`, 'failed', res.message);
           fail(id, `verification failed: ${res.message}`);
@@ -176,7 +266,16 @@ export async function rotateSecrets(input: RotateSecretsInput): Promise<Rotation
 
   // Roll back what changed in this run and then failed; everything else keeps its new values.
   const toRollBack = [...changed].filter((id) => rep.get(id)!.status === 'failed');
-  if (toRollBack.length) await rollBack(runner, report, spec, toRollBack.map((id) => byId.get(id)!), rep, rotationId, input);
+  if (toRollBack.length)
+    await rollBack(
+      runner,
+      report,
+      spec,
+      toRollBack.map((id) => byId.get(id)!),
+      rep,
+      rotationId,
+      input,
+    );
 
   for (const r of report.entries) {
     if (r.status !== 'pending') continue;
@@ -184,10 +283,22 @@ export async function rotateSecrets(input: RotateSecretsInput): Promise<Rotation
     runner.mark(`entry:${r.id}`, changed.has(r.id) ? 'succeeded' : 'satisfied', r.status);
   }
   const ok = report.entries.filter((r) => r.status === 'rotated' || r.status === 'unchanged').length;
-  return finish(runner, report, ok === report.entries.length ? 'ok' : ok === 0 && report.entries.length > 0 ? 'failed' : 'partial');
+  return finish(
+    runner,
+    report,
+    ok === report.entries.length ? 'ok' : ok === 0 && report.entries.length > 0 ? 'failed' : 'partial',
+  );
 }
 
-async function rollBack(runner: StepRunner, report: RotationReport, spec: ClusterSpec, entries: SecretEntrySpec[], rep: Map<string, EntryReport>, rotationId: string, input: RotateSecretsInput) {
+async function rollBack(
+  runner: StepRunner,
+  report: RotationReport,
+  spec: ClusterSpec,
+  entries: SecretEntrySpec[],
+  rep: Map<string, EntryReport>,
+  rotationId: string,
+  input: RotateSecretsInput,
+) {
   runner.setPhase('rollback');
   const restored: SecretEntrySpec[] = [];
   await Promise.all(
@@ -199,13 +310,33 @@ async function rollBack(runner: StepRunner, report: RotationReport, spec: Cluste
         return;
       }
       if (e.kubernetes) {
-        const res = await runner.run(`rollback:${e.id}`, 'rollback', `Secret ${e.kubernetes.namespace}/${e.kubernetes.name} back to OpenBAO v${prev}`, () => acts.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: prev, rotationId }));
+        const res = await runner.run(
+          `rollback:${e.id}`,
+          'rollback',
+          `Secret ${e.kubernetes.namespace}/${e.kubernetes.name} back to OpenBAO v${prev}`,
+          () => acts.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: prev, rotationId }),
+        );
         if (!res) return;
-        r.kubernetes = { secret: `${e.kubernetes.namespace}/${e.kubernetes.name}`, written: res.dataChanged, version: prev };
+        r.kubernetes = {
+          secret: `${e.kubernetes.namespace}/${e.kubernetes.name}`,
+          written: res.dataChanged,
+          version: prev,
+        };
       }
       if (r.openbao.written && r.openbao.version) {
-        await runner.run(`mark:${e.id}`, 'rollback', `Mark OpenBAO ${e.openbaoPath} v${r.openbao.version} rolled back`, () =>
-          acts.rotationMarkRolledBack({ cluster: spec.name, entryId: e.id, version: r.openbao.version!, servingVersion: prev, rotationId }));
+        await runner.run(
+          `mark:${e.id}`,
+          'rollback',
+          `Mark OpenBAO ${e.openbaoPath} v${r.openbao.version} rolled back`,
+          () =>
+            acts.rotationMarkRolledBack({
+              cluster: spec.name,
+              entryId: e.id,
+              version: r.openbao.version!,
+              servingVersion: prev,
+              rotationId,
+            }),
+        );
       }
       restored.push(e);
     }),
@@ -214,13 +345,26 @@ async function rollBack(runner: StepRunner, report: RotationReport, spec: Cluste
   for (const e of restored) {
     const r = rep.get(e.id)!;
     r.status = 'rolled-back';
-    r.rollback = { toVersion: r.openbao.previousVersion!, rollouts: e.consumers.map((w) => workloadKey(w, e)).map((k) => `${k}: ${rollouts.get(k)?.outcome ?? 'not restarted'}`) };
+    r.rollback = {
+      toVersion: r.openbao.previousVersion!,
+      rollouts: e.consumers
+        .map((w) => workloadKey(w, e))
+        .map((k) => `${k}: ${rollouts.get(k)?.outcome ?? 'not restarted'}`),
+    };
     runner.mark(`entry:${e.id}`, 'failed', `rolled back to v${r.openbao.previousVersion}: ${r.reason}`);
   }
 }
 
 /** Restarts every consumer of `entries` once (grouped by workload), `parallelism` at a time, and waits for each rollout. */
-async function restartGrouped(runner: StepRunner, report: RotationReport, spec: ClusterSpec, entries: SecretEntrySpec[], purpose: 'rotation' | 'rollback', rotationId: string, input: RotateSecretsInput) {
+async function restartGrouped(
+  runner: StepRunner,
+  report: RotationReport,
+  spec: ClusterSpec,
+  entries: SecretEntrySpec[],
+  purpose: 'rotation' | 'rollback',
+  rotationId: string,
+  input: RotateSecretsInput,
+) {
   const groups = new Map<string, { workload: WorkloadRef & { namespace: string }; entries: string[] }>();
   for (const e of entries) {
     for (const w of e.consumers) {
@@ -237,11 +381,34 @@ async function restartGrouped(runner: StepRunner, report: RotationReport, spec: 
   const worker = async () => {
     for (let next = queue.shift(); next; next = queue.shift()) {
       const [key, g] = next;
-      const res = await runner.run(`${purpose === 'rollback' ? 'rollback-restart' : 'restart'}:${key}`, purpose === 'rollback' ? 'rollback' : 'restart', `Restart ${key} (for ${g.entries.join(', ')}) and wait for the rollout`, () =>
-        waits.rotationRestartConsumer({ cluster: spec.name, workload: g.workload, restartedAt, rotationId, timeoutSeconds: input.rolloutTimeoutSeconds ?? 600 }),
-      { describe: (r) => ({ detail: `${r.outcome}: ${r.message}` }) });
-      const rr: RestartReport = { workload: key, purpose, restartedAt, outcome: res?.outcome ?? 'skipped', message: res?.message ?? 'skipped by operator', entries: g.entries };
-      if (res && res.outcome !== 'complete') runner.mark(`${purpose === 'rollback' ? 'rollback-restart' : 'restart'}:${key}`, 'failed', `${res.outcome}: ${res.message}`);
+      const res = await runner.run(
+        `${purpose === 'rollback' ? 'rollback-restart' : 'restart'}:${key}`,
+        purpose === 'rollback' ? 'rollback' : 'restart',
+        `Restart ${key} (for ${g.entries.join(', ')}) and wait for the rollout`,
+        () =>
+          waits.rotationRestartConsumer({
+            cluster: spec.name,
+            workload: g.workload,
+            restartedAt,
+            rotationId,
+            timeoutSeconds: input.rolloutTimeoutSeconds ?? 600,
+          }),
+        { describe: (r) => ({ detail: `${r.outcome}: ${r.message}` }) },
+      );
+      const rr: RestartReport = {
+        workload: key,
+        purpose,
+        restartedAt,
+        outcome: res?.outcome ?? 'skipped',
+        message: res?.message ?? 'skipped by operator',
+        entries: g.entries,
+      };
+      if (res && res.outcome !== 'complete')
+        runner.mark(
+          `${purpose === 'rollback' ? 'rollback-restart' : 'restart'}:${key}`,
+          'failed',
+          `${res.outcome}: ${res.message}`,
+        );
       results.set(key, rr);
       report.restarts.push(rr);
     }
@@ -253,7 +420,8 @@ async function restartGrouped(runner: StepRunner, report: RotationReport, spec: 
 function selectEntries(spec: ClusterSpec, ids?: string[]): SecretEntrySpec[] {
   if (!ids) return spec.secrets.entries;
   const unknown = ids.filter((id) => !spec.secrets.entries.some((e) => e.id === id));
-  if (unknown.length) throw ApplicationFailure.nonRetryable(`unknown secret entries: ${unknown.join(', ')}`, ErrorType.BadConfig);
+  if (unknown.length)
+    throw ApplicationFailure.nonRetryable(`unknown secret entries: ${unknown.join(', ')}`, ErrorType.BadConfig);
   return spec.secrets.entries.filter((e) => ids.includes(e.id));
 }
 

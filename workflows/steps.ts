@@ -24,11 +24,21 @@ import {
 import { ClusterName, Operation, Phase, State } from './search-attributes.js';
 import { recordRunOutcome, recordStepOutcome } from './metrics.js';
 
-const TERMINAL_STEP = new Set<StepState>(['succeeded', 'satisfied', 'skipped', 'failed', 'needs-attention', 'cancelled']);
+const TERMINAL_STEP = new Set<StepState>([
+  'succeeded',
+  'satisfied',
+  'skipped',
+  'failed',
+  'needs-attention',
+  'cancelled',
+]);
 const TERMINAL_RUN = new Set<RunState>(['succeeded', 'partial', 'failed', 'cancelled']);
 
 export class AbortRequested extends Error {
-  constructor(readonly step: string, readonly by?: string) {
+  constructor(
+    readonly step: string,
+    readonly by?: string,
+  ) {
     super(`aborted by operator at step ${step}`);
     this.name = 'AbortRequested';
   }
@@ -58,7 +68,16 @@ export class StepRunner {
 
   constructor(workflow: string, cluster: string, operation: string) {
     const now = new Date().toISOString();
-    this.progress = { workflow, cluster, state: 'running', phase: 'starting', startedAt: now, updatedAt: now, steps: [], seq: 0 };
+    this.progress = {
+      workflow,
+      cluster,
+      state: 'running',
+      phase: 'starting',
+      startedAt: now,
+      updatedAt: now,
+      steps: [],
+      seq: 0,
+    };
     setHandler(progressQuery, () => this.progress);
     setHandler(eventsQuery, (afterSeq) => this.events.filter((e) => e.seq > (afterSeq ?? 0)));
     setHandler(
@@ -96,7 +115,14 @@ export class StepRunner {
 
   private stepEvent(step: StepProgress): Omit<ProgressEvent, 'seq' | 'at'> {
     if (TERMINAL_STEP.has(step.state)) recordStepOutcome(this.progress.workflow, step.phase, step.state);
-    return { kind: 'step', step: step.id, state: step.state, phase: step.phase, detail: step.detail, error: step.lastError?.message };
+    return {
+      kind: 'step',
+      step: step.id,
+      state: step.state,
+      phase: step.phase,
+      detail: step.detail,
+      error: step.lastError?.message,
+    };
   }
 
   setPhase(phase: string): void {
@@ -147,7 +173,13 @@ export class StepRunner {
    * arrives here parks the step until an operator resolves it. Returns undefined when skipped.
    * Throws AbortRequested on abort and rethrows cancellation.
    */
-  async run<T>(id: string, phase: string, title: string, fn: () => Promise<T>, opts: StepOptions<T> = {}): Promise<T | undefined> {
+  async run<T>(
+    id: string,
+    phase: string,
+    title: string,
+    fn: () => Promise<T>,
+    opts: StepOptions<T> = {},
+  ): Promise<T | undefined> {
     const step = this.plan(id, phase, title, opts.dependsOn);
     if (opts.skipRefusal) this.skipRules.set(id, opts.skipRefusal);
     for (;;) {

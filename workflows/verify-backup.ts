@@ -2,13 +2,28 @@
 // namespaces, check what came back, measure the RTO, and always delete the scratch namespaces —
 // also when the drill fails or is cancelled. A failed drill is a finding, not a crashed run: the
 // workflow completes with result "failed" and its reasons (result, memo, search attributes).
-import { CancellationScope, isCancellation, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  isCancellation,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { BackupInfo } from '../activities/velero/types.js';
 import type { ProbeResult } from '../activities/velero/types.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import { DrillResult, RequestedBy, RtoSeconds } from './search-attributes.js';
 import { recordDrill } from './metrics.js';
-import { acts, checkRestored, DEFAULT_TIMEOUTS, label, restoreProblem, scratchNamespace, waits, type RestoreTimeouts } from './restore-checks.js';
+import {
+  acts,
+  checkRestored,
+  DEFAULT_TIMEOUTS,
+  label,
+  restoreProblem,
+  scratchNamespace,
+  waits,
+  type RestoreTimeouts,
+} from './restore-checks.js';
 
 export interface VerifyBackupInput {
   cluster: string;
@@ -51,27 +66,53 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
   // Run ids are UUIDv7 (time first): the random tail tells runs apart.
   const shortId = workflowInfo().runId.replace(/-/g, '').slice(-6);
   const timeouts = { ...DEFAULT_TIMEOUTS, ...input.timeouts };
-  const report: DrillReport = { result: 'failed', cluster, restoreAttempted: false, namespaces: [], reasons: [], warnings: [], counts: {}, probes: [], cleanup: { deleted: [], remaining: [] } };
+  const report: DrillReport = {
+    result: 'failed',
+    cluster,
+    restoreAttempted: false,
+    namespaces: [],
+    reasons: [],
+    warnings: [],
+    counts: {},
+    probes: [],
+    cleanup: { deleted: [], remaining: [] },
+  };
   if (input.requestedBy) upsertSearchAttributes([{ key: RequestedBy, value: input.requestedBy }]);
   let restoreName: string | undefined;
   let restoreTerminal = false;
   let cancelled: unknown;
 
   try {
-    const spec = await runner.run('load-spec', 'prepare', 'Load the cluster definition', () => acts.loadClusterSpec(cluster));
+    const spec = await runner.run('load-spec', 'prepare', 'Load the cluster definition', () =>
+      acts.loadClusterSpec(cluster),
+    );
     if (!spec) throw new AbortRequested('load-spec');
     const namespaces = input.namespaces?.length ? input.namespaces : spec.backups.drill.namespaces;
     report.namespaces = namespaces.map((ns) => ({ source: ns, scratch: scratchNamespace(ns, shortId) }));
 
     runner.setPhase('backup');
-    const bsl = await runner.run('storage-location', 'backup', `BackupStorageLocation ${spec.backups.storageLocation} is Available`, () => acts.veleroStorageLocation({ cluster }),
-      { describe: (b) => ({ detail: b.phase ?? b.message }) });
+    const bsl = await runner.run(
+      'storage-location',
+      'backup',
+      `BackupStorageLocation ${spec.backups.storageLocation} is Available`,
+      () => acts.veleroStorageLocation({ cluster }),
+      { describe: (b) => ({ detail: b.phase ?? b.message }) },
+    );
     if (bsl && !bsl.available) {
       runner.mark('storage-location', 'failed');
-      return await finish(`BackupNotUsable: backup storage location ${bsl.name} is ${bsl.phase ?? 'missing'}${bsl.message ? `: ${bsl.message}` : ''}`);
+      return await finish(
+        `BackupNotUsable: backup storage location ${bsl.name} is ${bsl.phase ?? 'missing'}${bsl.message ? `: ${bsl.message}` : ''}`,
+      );
     }
 
-    const backup = await pickBackup(runner, input, spec.backups.schedule.name, namespaces, shortId, timeouts.backupSeconds);
+    const backup = await pickBackup(
+      runner,
+      input,
+      spec.backups.schedule.name,
+      namespaces,
+      shortId,
+      timeouts.backupSeconds,
+    );
     if (typeof backup === 'string') return await finish(backup);
     report.backup = backup.name;
     report.backupPhase = backup.phase;
@@ -91,9 +132,26 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
     report.restore = name;
     report.restoreAttempted = true;
     await runner.run('restore', 'restore', `Restore ${backup.name} into ${Object.values(mapping).join(', ')}`, () =>
-      acts.veleroEnsureRestore({ cluster, name, backup: backup.name, includedNamespaces: namespaces, namespaceMapping: mapping, labels: { 'pedro-ops/drill': shortId } }));
-    const restored = await runner.run('wait-restore', 'restore', `Wait for restore ${name}`, () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: timeouts.restoreSeconds }),
-      { describe: (r) => ({ detail: `${r.phase}: ${r.itemsRestored ?? 0}/${r.totalItems ?? 0} items, ${r.warnings} warnings` }) });
+      acts.veleroEnsureRestore({
+        cluster,
+        name,
+        backup: backup.name,
+        includedNamespaces: namespaces,
+        namespaceMapping: mapping,
+        labels: { 'pedro-ops/drill': shortId },
+      }),
+    );
+    const restored = await runner.run(
+      'wait-restore',
+      'restore',
+      `Wait for restore ${name}`,
+      () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: timeouts.restoreSeconds }),
+      {
+        describe: (r) => ({
+          detail: `${r.phase}: ${r.itemsRestored ?? 0}/${r.totalItems ?? 0} items, ${r.warnings} warnings`,
+        }),
+      },
+    );
     restoreTerminal = Boolean(restored && !restored.timedOut);
     if (restored) {
       const problem = restoreProblem(restored, timeouts.restoreSeconds);
@@ -105,7 +163,14 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
     }
 
     runner.setPhase('verify');
-    const checks = await checkRestored(runner, { cluster, backup: backup.name, mapping, probes: spec.backups.drill.probes ?? [], runId: shortId, timeouts });
+    const checks = await checkRestored(runner, {
+      cluster,
+      backup: backup.name,
+      mapping,
+      probes: spec.backups.drill.probes ?? [],
+      runId: shortId,
+      timeouts,
+    });
     report.counts = checks.counts;
     report.verification = checks.verification;
     report.probes = checks.probes;
@@ -135,16 +200,33 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
       const name = restoreName;
       if (name && !restoreTerminal) {
         // Velero would keep writing into the scratch namespaces; let it reach a terminal phase first.
-        await runner.run('settle-restore', 'cleanup', `Let restore ${name} finish before cleanup`, () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: 120 })).catch(() => undefined);
+        await runner
+          .run('settle-restore', 'cleanup', `Let restore ${name} finish before cleanup`, () =>
+            waits.veleroWaitRestore({ cluster, name, timeoutSeconds: 120 }),
+          )
+          .catch(() => undefined);
       }
       const scratch = report.namespaces.map((n) => n.scratch);
       if (report.restoreAttempted && scratch.length > 0) {
-        const res = await runner.run('cleanup', 'cleanup', `Delete scratch namespaces ${scratch.join(', ')}`, () =>
-          waits.veleroDeleteNamespaces({ cluster, namespaces: scratch, timeoutSeconds: DEFAULT_TIMEOUTS.cleanupSeconds }),
-        { describe: (r) => ({ detail: `${r.deleted.length} deleted, ${r.remaining.length} remaining` }) }).catch(() => undefined);
+        const res = await runner
+          .run(
+            'cleanup',
+            'cleanup',
+            `Delete scratch namespaces ${scratch.join(', ')}`,
+            () =>
+              waits.veleroDeleteNamespaces({
+                cluster,
+                namespaces: scratch,
+                timeoutSeconds: DEFAULT_TIMEOUTS.cleanupSeconds,
+              }),
+            { describe: (r) => ({ detail: `${r.deleted.length} deleted, ${r.remaining.length} remaining` }) },
+          )
+          .catch(() => undefined);
         report.cleanup = res ?? { deleted: [], remaining: scratch };
         if (report.cleanup.remaining.length > 0) {
-          report.reasons.push(`CleanupIncomplete: scratch namespaces still present: ${report.cleanup.remaining.join(', ')}`);
+          report.reasons.push(
+            `CleanupIncomplete: scratch namespaces still present: ${report.cleanup.remaining.join(', ')}`,
+          );
           report.result = 'failed';
         }
       }
@@ -156,7 +238,14 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
       ...(report.rtoSeconds !== undefined ? [{ key: RtoSeconds, value: report.rtoSeconds }] : []),
     ]);
     recordDrill(cluster, cancelled ? 'cancelled' : report.result, report.rtoSeconds);
-    upsertMemo({ report: { result: cancelled ? 'cancelled' : report.result, reasons: report.reasons, rtoSeconds: report.rtoSeconds ?? null, backup: report.backup ?? null } });
+    upsertMemo({
+      report: {
+        result: cancelled ? 'cancelled' : report.result,
+        reasons: report.reasons,
+        rtoSeconds: report.rtoSeconds ?? null,
+        backup: report.backup ?? null,
+      },
+    });
     runner.setState(cancelled ? 'cancelled' : report.result === 'passed' ? 'succeeded' : 'failed');
     runner.setPhase('done');
     if (cancelled) throw cancelled;
@@ -176,15 +265,26 @@ async function pickBackup(
   if (input.createNew) {
     const name = label(`verify-${cluster}-${shortId}`);
     await runner.run('create-backup', 'backup', `Create on-demand backup ${name} of ${namespaces.join(', ')}`, () =>
-      acts.veleroEnsureBackup({ cluster, name, namespaces, labels: { 'pedro-ops/drill': shortId } }));
-    const b = await runner.run('pick-backup', 'backup', `Wait for backup ${name}`, () => waits.veleroWaitBackup({ cluster, name, timeoutSeconds }),
-      { describe: (x) => ({ detail: `${x.phase}, ${x.errors} errors, ${x.warnings} warnings` }) });
+      acts.veleroEnsureBackup({ cluster, name, namespaces, labels: { 'pedro-ops/drill': shortId } }),
+    );
+    const b = await runner.run(
+      'pick-backup',
+      'backup',
+      `Wait for backup ${name}`,
+      () => waits.veleroWaitBackup({ cluster, name, timeoutSeconds }),
+      { describe: (x) => ({ detail: `${x.phase}, ${x.errors} errors, ${x.warnings} warnings` }) },
+    );
     return b ?? `backup ${name} was skipped by an operator`;
   }
   const schedule = typeof input.latestFromSchedule === 'string' ? input.latestFromSchedule : defaultSchedule;
   const title = input.backup ? `Read backup ${input.backup}` : `Newest Completed backup of schedule ${schedule}`;
-  const found = await runner.run('pick-backup', 'backup', title, () => acts.veleroFindBackup({ cluster, name: input.backup, schedule }),
-    { describe: (f) => ({ detail: f.backup ? `${f.backup.name}: ${f.backup.phase}` : f.reason }) });
+  const found = await runner.run(
+    'pick-backup',
+    'backup',
+    title,
+    () => acts.veleroFindBackup({ cluster, name: input.backup, schedule }),
+    { describe: (f) => ({ detail: f.backup ? `${f.backup.name}: ${f.backup.phase}` : f.reason }) },
+  );
   if (!found) return 'backup selection was skipped by an operator';
   if (!found.backup) {
     runner.mark('pick-backup', 'failed');

@@ -35,14 +35,19 @@ function valuesOf(spec: ClusterSpec, c: ComponentSpec, clustersDir?: string): Re
   if (c.values) return c.values;
   if (!c.valuesFile) return undefined;
   const path = resolve(clustersDir ?? '.', c.valuesFile);
-  if (!existsSync(path)) throw nonRetryable(ErrorType.BadConfig, `values file ${c.valuesFile} of ${c.name} not found at ${path}`);
+  if (!existsSync(path))
+    throw nonRetryable(ErrorType.BadConfig, `values file ${c.valuesFile} of ${c.name} not found at ${path}`);
   return parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
   void spec;
 }
 
 function stableJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
-  if (v && typeof v === 'object') return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  if (v && typeof v === 'object')
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   return JSON.stringify(v);
 }
 
@@ -65,14 +70,25 @@ export function desiredHelmChart(spec: ClusterSpec, c: ComponentSpec, clustersDi
   return {
     apiVersion: API,
     kind: 'HelmChart',
-    metadata: { name: c.name, namespace: HELM_NAMESPACE, labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' }, annotations: { [SPEC_HASH]: hash } },
+    metadata: {
+      name: c.name,
+      namespace: HELM_NAMESPACE,
+      labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' },
+      annotations: { [SPEC_HASH]: hash },
+    },
     spec: chartSpec,
   };
 }
 
-const cond = (o: Obj | undefined, type: string) => (o?.status?.conditions ?? []).find((c: { type: string; status: string }) => c.type === type && c.status === 'True') as { message?: string } | undefined;
+const cond = (o: Obj | undefined, type: string) =>
+  (o?.status?.conditions ?? []).find(
+    (c: { type: string; status: string }) => c.type === type && c.status === 'True',
+  ) as { message?: string } | undefined;
 
-async function workloadsReady(kube: KubePort, c: ComponentSpec): Promise<{ done: boolean; failed?: string; list: ComponentResult['workloads'] }> {
+async function workloadsReady(
+  kube: KubePort,
+  c: ComponentSpec,
+): Promise<{ done: boolean; failed?: string; list: ComponentResult['workloads'] }> {
   const list: ComponentResult['workloads'] = [];
   let done = true;
   for (const w of c.workloads) {
@@ -111,14 +127,28 @@ export function componentActivities(deps: ActivityDeps) {
         await kube.create(desired);
         action = 'created';
       } else if (current.metadata?.annotations?.[SPEC_HASH] !== hash) {
-        await kube.replace({ ...desired, metadata: { ...desired.metadata, resourceVersion: current.metadata?.resourceVersion } });
+        await kube.replace({
+          ...desired,
+          metadata: { ...desired.metadata, resourceVersion: current.metadata?.resourceVersion },
+        });
         action = 'updated';
-      } else if (cond(oldJob, 'Failed') || cond(current, 'Failed') || (!oldJob && !(await workloadsReady(kube, c)).done)) {
+      } else if (
+        cond(oldJob, 'Failed') ||
+        cond(current, 'Failed') ||
+        (!oldJob && !(await workloadsReady(kube, c)).done)
+      ) {
         // A previous install failed (or its Job vanished): a write makes helm-controller run it again.
         // The failed Job goes first: helm-controller keeps an existing Job, and a failed one never reruns.
         if (oldJob && cond(oldJob, 'Failed')) await kube.delete('batch/v1', 'Job', jobName, HELM_NAMESPACE);
         const n = Number(current.metadata?.annotations?.[RETRIGGER] ?? '0') + 1;
-        await kube.patch({ apiVersion: API, kind: 'HelmChart', metadata: { name: c.name, namespace: HELM_NAMESPACE, annotations: { [RETRIGGER]: String(n) } } }, 'merge');
+        await kube.patch(
+          {
+            apiVersion: API,
+            kind: 'HelmChart',
+            metadata: { name: c.name, namespace: HELM_NAMESPACE, annotations: { [RETRIGGER]: String(n) } },
+          },
+          'merge',
+        );
         action = 'retriggered';
       }
       const staleJobUid = action === 'unchanged' ? undefined : oldJob?.metadata?.uid;
@@ -128,19 +158,39 @@ export function componentActivities(deps: ActivityDeps) {
         const job = await kube.read<Obj>('batch/v1', 'Job', jobName, HELM_NAMESPACE);
         const fresh = job && job.metadata?.uid !== staleJobUid;
         if (fresh && cond(job, 'Failed')) {
-          throw nonRetryable(ErrorType.InstallFailed, `${c.name}: Job ${HELM_NAMESPACE}/${jobName} failed: ${cond(job, 'Failed')?.message ?? 'no message'}`, { component: c.name });
+          throw nonRetryable(
+            ErrorType.InstallFailed,
+            `${c.name}: Job ${HELM_NAMESPACE}/${jobName} failed: ${cond(job, 'Failed')?.message ?? 'no message'}`,
+            { component: c.name },
+          );
         }
         // No Job but the chart unchanged and its workloads up: installed before Jobs were kept (or cleaned up).
         if ((fresh && cond(job, 'Complete')) || (action === 'unchanged' && !job)) {
           const w = await workloadsReady(kube, c);
           if (w.failed) throw nonRetryable(ErrorType.InstallFailed, `${c.name}: ${w.failed}`, { component: c.name });
-          if (w.done) return { name: c.name, version: c.version, action, satisfied: action === 'unchanged', workloads: w.list, durationMs: Date.now() - t0 };
-          beat({ component: c.name, step: 'waiting for workloads', workloads: w.list.map((x) => `${x.kind}/${x.name}: ${x.message}`) });
+          if (w.done)
+            return {
+              name: c.name,
+              version: c.version,
+              action,
+              satisfied: action === 'unchanged',
+              workloads: w.list,
+              durationMs: Date.now() - t0,
+            };
+          beat({
+            component: c.name,
+            step: 'waiting for workloads',
+            workloads: w.list.map((x) => `${x.kind}/${x.name}: ${x.message}`),
+          });
         } else {
           beat({ component: c.name, step: `waiting for Job ${jobName}`, polls });
         }
         if (Date.now() > deadline) {
-          throw nonRetryable(ErrorType.InstallFailed, `${c.name}: not ready within its timeout of ${c.timeoutSeconds}s`, { component: c.name });
+          throw nonRetryable(
+            ErrorType.InstallFailed,
+            `${c.name}: not ready within its timeout of ${c.timeoutSeconds}s`,
+            { component: c.name },
+          );
         }
         await sleep(200);
       }

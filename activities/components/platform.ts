@@ -23,8 +23,14 @@ async function ensureNamespace(kube: KubePort, name: string): Promise<void> {
 
 /** Every field we set has our value (the API server adds defaults we do not care about). */
 function covers(want: unknown, have: unknown): boolean {
-  if (Array.isArray(want)) return Array.isArray(have) && want.length === have.length && want.every((w, i) => covers(w, have[i]));
-  if (want && typeof want === 'object') return !!have && typeof have === 'object' && Object.entries(want).every(([k, v]) => covers(v, (have as Record<string, unknown>)[k]));
+  if (Array.isArray(want))
+    return Array.isArray(have) && want.length === have.length && want.every((w, i) => covers(w, have[i]));
+  if (want && typeof want === 'object')
+    return (
+      !!have &&
+      typeof have === 'object' &&
+      Object.entries(want).every(([k, v]) => covers(v, (have as Record<string, unknown>)[k]))
+    );
   return want === have;
 }
 
@@ -33,10 +39,18 @@ export function desiredSchedule(spec: ClusterSpec): Obj {
   return {
     apiVersion: VELERO,
     kind: 'Schedule',
-    metadata: { name: b.schedule.name, namespace: b.veleroNamespace, labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' } },
+    metadata: {
+      name: b.schedule.name,
+      namespace: b.veleroNamespace,
+      labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' },
+    },
     spec: {
       schedule: b.schedule.cron,
-      template: { includedNamespaces: b.schedule.includedNamespaces, storageLocation: b.storageLocation, ttl: `${b.schedule.ttlHours}h0m0s` },
+      template: {
+        includedNamespaces: b.schedule.includedNamespaces,
+        storageLocation: b.storageLocation,
+        ttl: `${b.schedule.ttlHours}h0m0s`,
+      },
     },
   };
 }
@@ -47,27 +61,54 @@ export function platformActivities(deps: ActivityDeps) {
       const spec = clusterOrFail(deps, input.cluster);
       const ts = spec.tailscale;
       const component = spec.components.find((c) => c.name === ts.component);
-      if (!component) throw nonRetryable(ErrorType.BadConfig, `tailscale.component names no component (${ts.component})`);
+      if (!component)
+        throw nonRetryable(ErrorType.BadConfig, `tailscale.component names no component (${ts.component})`);
       const ns = component.namespace;
       const name = 'operator-oauth';
       const op = await deps.onepassword(spec);
-      const [clientId, clientSecret] = await Promise.all([op.secrets.resolve(ts.oauthClientIdRef), op.secrets.resolve(ts.oauthClientSecretRef)]).catch((err: unknown) => {
-        throw nonRetryable(ErrorType.SecretMissing, `Tailscale OAuth references cannot be resolved: ${(err as Error).message}`);
+      const [clientId, clientSecret] = await Promise.all([
+        op.secrets.resolve(ts.oauthClientIdRef),
+        op.secrets.resolve(ts.oauthClientSecretRef),
+      ]).catch((err: unknown) => {
+        throw nonRetryable(
+          ErrorType.SecretMissing,
+          `Tailscale OAuth references cannot be resolved: ${(err as Error).message}`,
+        );
       });
-      const data = { client_id: Buffer.from(clientId).toString('base64'), client_secret: Buffer.from(clientSecret).toString('base64') };
+      const data = {
+        client_id: Buffer.from(clientId).toString('base64'),
+        client_secret: Buffer.from(clientSecret).toString('base64'),
+      };
       const kube = deps.kube(spec);
       await ensureNamespace(kube, ns);
       const cur = await kube.read<Obj>('v1', 'Secret', name, ns);
       const ref = `${ns}/${name}`;
-      if (cur && cur.data?.client_id === data.client_id && cur.data?.client_secret === data.client_secret) return { secret: ref, changed: false };
-      const body = { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name, namespace: ns, labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' } }, data };
-      if (cur) await kube.replace({ ...body, metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion } });
+      if (cur && cur.data?.client_id === data.client_id && cur.data?.client_secret === data.client_secret)
+        return { secret: ref, changed: false };
+      const body = {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        type: 'Opaque',
+        metadata: { name, namespace: ns, labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' } },
+        data,
+      };
+      if (cur)
+        await kube.replace({ ...body, metadata: { ...body.metadata, resourceVersion: cur.metadata?.resourceVersion } });
       else await kube.create(body);
       return { secret: ref, changed: true };
     },
 
     /** BackupStorageLocation must report Available; the daily Schedule is created or corrected. */
-    async configureVelero(input: { cluster: string; timeoutSeconds?: number }): Promise<{ location: string; phase: string; schedule: string; scheduleChanged: boolean; locationCreated: boolean }> {
+    async configureVelero(input: {
+      cluster: string;
+      timeoutSeconds?: number;
+    }): Promise<{
+      location: string;
+      phase: string;
+      schedule: string;
+      scheduleChanged: boolean;
+      locationCreated: boolean;
+    }> {
       const spec = clusterOrFail(deps, input.cluster);
       const b = spec.backups;
       const kube = deps.kube(spec);
@@ -80,8 +121,17 @@ export function platformActivities(deps: ActivityDeps) {
         await kube.create({
           apiVersion: VELERO,
           kind: 'BackupStorageLocation',
-          metadata: { name: b.storageLocation, namespace: b.veleroNamespace, labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' } },
-          spec: { provider: 'aws', default: true, objectStorage: { bucket: b.bucket }, config: { s3Url: b.s3Url, s3ForcePathStyle: 'true', region: 'us-east-1' } },
+          metadata: {
+            name: b.storageLocation,
+            namespace: b.veleroNamespace,
+            labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' },
+          },
+          spec: {
+            provider: 'aws',
+            default: true,
+            objectStorage: { bucket: b.bucket },
+            config: { s3Url: b.s3Url, s3ForcePathStyle: 'true', region: 'us-east-1' },
+          },
         });
       }
       for (;;) {
@@ -90,7 +140,10 @@ export function platformActivities(deps: ActivityDeps) {
         if (phase === 'Available') break;
         beat({ step: 'waiting for BackupStorageLocation', phase });
         if (Date.now() > deadline) {
-          throw retryable(ErrorType.NotReady, `BackupStorageLocation ${b.veleroNamespace}/${b.storageLocation} is ${phase}${bsl?.status?.message ? `: ${bsl.status.message}` : ''}`);
+          throw retryable(
+            ErrorType.NotReady,
+            `BackupStorageLocation ${b.veleroNamespace}/${b.storageLocation} is ${phase}${bsl?.status?.message ? `: ${bsl.status.message}` : ''}`,
+          );
         }
         await sleep(250);
       }
@@ -102,10 +155,19 @@ export function platformActivities(deps: ActivityDeps) {
         await kube.create(desired);
         scheduleChanged = true;
       } else if (!same) {
-        await kube.replace({ ...desired, metadata: { ...desired.metadata, resourceVersion: cur.metadata?.resourceVersion } });
+        await kube.replace({
+          ...desired,
+          metadata: { ...desired.metadata, resourceVersion: cur.metadata?.resourceVersion },
+        });
         scheduleChanged = true;
       }
-      return { location: `${b.veleroNamespace}/${b.storageLocation}`, phase: 'Available', schedule: `${b.veleroNamespace}/${b.schedule.name}`, scheduleChanged, locationCreated };
+      return {
+        location: `${b.veleroNamespace}/${b.storageLocation}`,
+        phase: 'Available',
+        schedule: `${b.veleroNamespace}/${b.schedule.name}`,
+        scheduleChanged,
+        locationCreated,
+      };
     },
   };
 }

@@ -33,11 +33,20 @@ export function dnsActivities(deps: ActivityDeps) {
       const kube = deps.kube(spec);
       const cm = await kube.read<ConfigMap>('v1', 'ConfigMap', 'coredns', 'kube-system');
       // k3s deploys CoreDNS itself shortly after the server starts: absent means "not yet".
-      if (!cm?.data?.Corefile) throw retryable(ErrorType.NotReady, 'kube-system/coredns ConfigMap (Corefile) not present yet');
+      if (!cm?.data?.Corefile)
+        throw retryable(ErrorType.NotReady, 'kube-system/coredns ConfigMap (Corefile) not present yet');
       const next = withSplitDns(cm.data.Corefile, splitDnsBlock(spec));
       const domains = Object.keys(spec.dns.splitDns).sort();
       if (next === cm.data.Corefile) return { domains, changed: false };
-      await kube.patch({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'coredns', namespace: 'kube-system', resourceVersion: cm.metadata?.resourceVersion }, data: { Corefile: next } }, 'merge');
+      await kube.patch(
+        {
+          apiVersion: 'v1',
+          kind: 'ConfigMap',
+          metadata: { name: 'coredns', namespace: 'kube-system', resourceVersion: cm.metadata?.resourceVersion },
+          data: { Corefile: next },
+        },
+        'merge',
+      );
       return { domains, changed: true };
     },
   };

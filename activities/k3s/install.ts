@@ -43,7 +43,9 @@ echo $? >install.rc
 
 /** What is installed now: version (or '') and whether the service is active. */
 export async function observeK3s(s: SshSession, node: NodeSpec): Promise<{ version: string; active: boolean }> {
-  const r = await s.exec(`k3s --version 2>/dev/null | head -n 1 | cut -d' ' -f3; systemctl is-active ${serviceOf(node)} 2>/dev/null || true`);
+  const r = await s.exec(
+    `k3s --version 2>/dev/null | head -n 1 | cut -d' ' -f3; systemctl is-active ${serviceOf(node)} 2>/dev/null || true`,
+  );
   const [version = '', state = ''] = r.stdout.split('\n').map((l) => l.trim());
   return { version, active: state === 'active' };
 }
@@ -59,30 +61,46 @@ function installScriptContent(spec: ClusterSpec): { content?: string; url?: stri
 }
 
 function envFile(vars: Record<string, string | undefined>): string {
-  return Object.entries(vars)
-    .filter(([, v]) => v !== undefined && v !== '')
-    .map(([k, v]) => `${k}=${shellQuote(v!)}`)
-    .join('\n') + '\n';
+  return (
+    Object.entries(vars)
+      .filter(([, v]) => v !== undefined && v !== '')
+      .map(([k, v]) => `${k}=${shellQuote(v!)}`)
+      .join('\n') + '\n'
+  );
 }
 
 /**
  * Runs (or waits for) the installer on one node and returns once k3s runs at the pinned version.
  * `env` carries secrets (K3S_TOKEN): written to a 0600 file that the runner deletes once read.
  */
-async function runInstaller(s: SshSession, spec: ClusterSpec, node: NodeSpec, env: Record<string, string | undefined>): Promise<void> {
+async function runInstaller(
+  s: SshSession,
+  spec: ClusterSpec,
+  node: NodeSpec,
+  env: Record<string, string | undefined>,
+): Promise<void> {
   const want = spec.k3s.version;
   const svc = serviceOf(node);
-  const busy = await s.exec(`cd ${WORK} 2>/dev/null && [ -f install.lock ] && ! flock -n install.lock true && echo busy`);
+  const busy = await s.exec(
+    `cd ${WORK} 2>/dev/null && [ -f install.lock ] && ! flock -n install.lock true && echo busy`,
+  );
   if (busy.stdout.trim() !== 'busy') {
     beat({ node: node.name, step: 'uploading installer' });
     const script = installScriptContent(spec);
     await must(s, node.name, `mkdir -p ${WORK} && chmod 700 ${WORK} && rm -f ${WORK}/install.rc`);
     if (script.content) await s.putContent(script.content, `${WORK}/install.sh`, 0o700);
-    else await must(s, node.name, `curl -sfL ${shellQuote(script.url!)} -o ${WORK}/install.sh`, { what: 'download install script' });
+    else
+      await must(s, node.name, `curl -sfL ${shellQuote(script.url!)} -o ${WORK}/install.sh`, {
+        what: 'download install script',
+      });
     await s.putContent(RUNNER, `${WORK}/run.sh`, 0o700);
     await s.putContent(envFile(env), `${WORK}/install.env`, 0o600);
     beat({ node: node.name, step: 'starting installer' });
-    await must(s, node.name, `cd ${WORK} && WANT_VERSION=${shellQuote(want)} WANT_SERVICE=${svc} nohup setsid sh ./run.sh </dev/null >/dev/null 2>&1 &`);
+    await must(
+      s,
+      node.name,
+      `cd ${WORK} && WANT_VERSION=${shellQuote(want)} WANT_SERVICE=${svc} nohup setsid sh ./run.sh </dev/null >/dev/null 2>&1 &`,
+    );
   }
   for (let i = 0; ; i++) {
     const r = await s.exec(`cat ${WORK}/install.rc 2>/dev/null`);
@@ -90,14 +108,23 @@ async function runInstaller(s: SshSession, spec: ClusterSpec, node: NodeSpec, en
     if (rc !== '') {
       if (rc === '0') return;
       const log = await s.exec(`tail -n 5 ${WORK}/install.log 2>/dev/null`);
-      throw nonRetryable(ErrorType.InstallFailed, `k3s installer on ${node.name} exited ${rc}: ${log.stdout.trim().split('\n').slice(-3).join(' | ')}`, { node: node.name });
+      throw nonRetryable(
+        ErrorType.InstallFailed,
+        `k3s installer on ${node.name} exited ${rc}: ${log.stdout.trim().split('\n').slice(-3).join(' | ')}`,
+        { node: node.name },
+      );
     }
     beat({ node: node.name, step: 'installer running', polls: i });
     await sleep(500);
   }
 }
 
-async function installOn(deps: ActivityDeps, spec: ClusterSpec, node: NodeSpec, env: () => Promise<Record<string, string | undefined>>): Promise<K3sInstallResult> {
+async function installOn(
+  deps: ActivityDeps,
+  spec: ClusterSpec,
+  node: NodeSpec,
+  env: () => Promise<Record<string, string | undefined>>,
+): Promise<K3sInstallResult> {
   return withSession(deps, spec, node, async (s) => {
     beat({ node: node.name, step: 'observing' });
     const before = await observeK3s(s, node);
@@ -106,7 +133,10 @@ async function installOn(deps: ActivityDeps, spec: ClusterSpec, node: NodeSpec, 
     await runInstaller(s, spec, node, await env());
     const after = await observeK3s(s, node);
     if (after.version !== spec.k3s.version || !after.active) {
-      throw retryable(ErrorType.NotReady, `k3s on ${node.name} is ${after.version || 'absent'} (${after.active ? 'active' : 'inactive'}) after install; want ${spec.k3s.version} active`);
+      throw retryable(
+        ErrorType.NotReady,
+        `k3s on ${node.name} is ${after.version || 'absent'} (${after.active ? 'active' : 'inactive'}) after install; want ${spec.k3s.version} active`,
+      );
     }
     return { ...base, installed: true };
   });
@@ -131,7 +161,8 @@ export function k3sActivities(deps: ActivityDeps) {
       const first = spec.nodes.find((n) => n.role === 'server')!;
       const apiPort = spec.k3s.apiPort ?? 6443;
       return installOn(deps, spec, node, async () => {
-        if (first.name === node.name) return { INSTALL_K3S_VERSION: spec.k3s.version, INSTALL_K3S_EXEC: 'server --cluster-init' };
+        if (first.name === node.name)
+          return { INSTALL_K3S_VERSION: spec.k3s.version, INSTALL_K3S_EXEC: 'server --cluster-init' };
         return {
           INSTALL_K3S_VERSION: spec.k3s.version,
           INSTALL_K3S_EXEC: `server --server https://${first.nodeIp}:${apiPort}`,

@@ -36,7 +36,9 @@ export interface KubeconfigResult {
   changed: boolean;
 }
 
-type NodeObj = KubeObject & { status?: { conditions?: { type: string; status: string }[]; nodeInfo?: { kubeletVersion?: string } } };
+type NodeObj = KubeObject & {
+  status?: { conditions?: { type: string; status: string }[]; nodeInfo?: { kubeletVersion?: string } };
+};
 
 export function kubeconfigActivities(deps: ActivityDeps) {
   return {
@@ -45,7 +47,8 @@ export function kubeconfigActivities(deps: ActivityDeps) {
       const server = spec.nodes.find((n) => n.role === 'server')!;
       const text = await withSession(deps, spec, server, async (s) => {
         const r = await s.exec(`cat ${K3S_KUBECONFIG}`);
-        if (r.code !== 0 || !r.stdout.trim()) throw retryable(ErrorType.NotReady, `${K3S_KUBECONFIG} not written on ${server.name} yet`);
+        if (r.code !== 0 || !r.stdout.trim())
+          throw retryable(ErrorType.NotReady, `${K3S_KUBECONFIG} not written on ${server.name} yet`);
         return r.stdout;
       });
       const content = rewriteKubeconfig(text, spec);
@@ -64,7 +67,10 @@ export function kubeconfigActivities(deps: ActivityDeps) {
     },
 
     /** Polls the API until every configured node is registered and Ready (no fixed sleeps). */
-    async waitNodesReady(input: { cluster: string; timeoutSeconds?: number }): Promise<{ nodes: { name: string; version?: string }[]; waitedMs: number; alreadyReady: boolean }> {
+    async waitNodesReady(input: {
+      cluster: string;
+      timeoutSeconds?: number;
+    }): Promise<{ nodes: { name: string; version?: string }[]; waitedMs: number; alreadyReady: boolean }> {
       const spec = clusterOrFail(deps, input.cluster);
       const kube = deps.kube(spec);
       const want = spec.nodes.map((n) => n.name);
@@ -72,13 +78,25 @@ export function kubeconfigActivities(deps: ActivityDeps) {
       const deadline = t0 + (input.timeoutSeconds ?? 300) * 1000;
       for (let polls = 0; ; polls++) {
         const list = await kube.list<NodeObj>('v1', 'Node');
-        const ready = new Map(list.filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')).map((n) => [n.metadata!.name!, n]));
+        const ready = new Map(
+          list
+            .filter((n) => n.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'))
+            .map((n) => [n.metadata!.name!, n]),
+        );
         const waiting = want.filter((n) => !ready.has(n));
         if (waiting.length === 0) {
-          return { nodes: want.map((n) => ({ name: n, version: ready.get(n)?.status?.nodeInfo?.kubeletVersion })), waitedMs: Date.now() - t0, alreadyReady: polls === 0 };
+          return {
+            nodes: want.map((n) => ({ name: n, version: ready.get(n)?.status?.nodeInfo?.kubeletVersion })),
+            waitedMs: Date.now() - t0,
+            alreadyReady: polls === 0,
+          };
         }
         beat({ step: 'waiting for nodes Ready', waiting });
-        if (Date.now() > deadline) throw retryable(ErrorType.NotReady, `nodes not Ready after ${input.timeoutSeconds ?? 300}s: ${waiting.join(', ')}`);
+        if (Date.now() > deadline)
+          throw retryable(
+            ErrorType.NotReady,
+            `nodes not Ready after ${input.timeoutSeconds ?? 300}s: ${waiting.join(', ')}`,
+          );
         await sleep(250);
       }
     },

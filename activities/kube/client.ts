@@ -2,7 +2,13 @@
 // error classification every activity shares (409 retry, 422 schema, 401/403 auth, 5xx transient).
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { ApiException, KubeConfig, KubernetesObjectApi, PatchStrategy, type KubernetesObject } from '@kubernetes/client-node';
+import {
+  ApiException,
+  KubeConfig,
+  KubernetesObjectApi,
+  PatchStrategy,
+  type KubernetesObject,
+} from '@kubernetes/client-node';
 import type { ApplicationFailure } from '@temporalio/common';
 import type { ClusterSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
@@ -20,8 +26,18 @@ export interface KubeObject extends KubernetesObject {
 }
 
 export interface KubePort {
-  read<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, name: string, namespace?: string): Promise<T | undefined>;
-  list<T extends KubeObject = KubeObject>(apiVersion: string, kind: string, namespace?: string, labelSelector?: string): Promise<T[]>;
+  read<T extends KubeObject = KubeObject>(
+    apiVersion: string,
+    kind: string,
+    name: string,
+    namespace?: string,
+  ): Promise<T | undefined>;
+  list<T extends KubeObject = KubeObject>(
+    apiVersion: string,
+    kind: string,
+    namespace?: string,
+    labelSelector?: string,
+  ): Promise<T[]>;
   create<T extends KubeObject = KubeObject>(obj: KubeObject): Promise<T>;
   replace<T extends KubeObject = KubeObject>(obj: KubeObject): Promise<T>;
   patch<T extends KubeObject = KubeObject>(obj: KubeObject, kind: PatchKind): Promise<T>;
@@ -30,12 +46,18 @@ export interface KubePort {
 }
 
 export function kubeconfigPathFor(spec: ClusterSpec, dataDir: string): string {
-  return spec.kubernetes?.kubeconfigPath ? resolve(spec.kubernetes.kubeconfigPath) : resolve(dataDir, 'kubeconfig', `${spec.name}.yaml`);
+  return spec.kubernetes?.kubeconfigPath
+    ? resolve(spec.kubernetes.kubeconfigPath)
+    : resolve(dataDir, 'kubeconfig', `${spec.name}.yaml`);
 }
 
 export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
   const api = KubernetesObjectApi.makeApiClient(kc);
-  const ref = (apiVersion: string, kind: string, name: string, namespace?: string) => ({ apiVersion, kind, metadata: { name, namespace } });
+  const ref = (apiVersion: string, kind: string, name: string, namespace?: string) => ({
+    apiVersion,
+    kind,
+    metadata: { name, namespace },
+  });
   return {
     async read<T extends KubeObject>(apiVersion: string, kind: string, name: string, namespace?: string) {
       try {
@@ -47,7 +69,16 @@ export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
     },
     async list<T extends KubeObject>(apiVersion: string, kind: string, namespace?: string, labelSelector?: string) {
       try {
-        const res = await api.list(apiVersion, kind, namespace, undefined, undefined, undefined, undefined, labelSelector);
+        const res = await api.list(
+          apiVersion,
+          kind,
+          namespace,
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          labelSelector,
+        );
         return (res.items ?? []) as unknown as T[];
       } catch (err) {
         if (err instanceof ApiException && err.code === 404) return [];
@@ -70,7 +101,14 @@ export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
     },
     async patch<T extends KubeObject>(obj: KubeObject, kind: PatchKind) {
       try {
-        return (await api.patch(obj, undefined, undefined, 'pedro-ops', kind === 'apply' ? true : undefined, STRATEGY[kind] as PatchStrategy)) as unknown as T;
+        return (await api.patch(
+          obj,
+          undefined,
+          undefined,
+          'pedro-ops',
+          kind === 'apply' ? true : undefined,
+          STRATEGY[kind] as PatchStrategy,
+        )) as unknown as T;
       } catch (err) {
         throw classifyKubeError(err, `patch ${obj.kind} ${obj.metadata?.name}`);
       }
@@ -90,7 +128,10 @@ export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
 export function kubeForCluster(spec: ClusterSpec, dataDir: string): KubePort {
   const path = kubeconfigPathFor(spec, dataDir);
   if (!existsSync(path)) {
-    throw nonRetryable(ErrorType.BadConfig, `no kubeconfig for cluster ${spec.name} at ${path}: provision the cluster first or set kubernetes.kubeconfigPath`);
+    throw nonRetryable(
+      ErrorType.BadConfig,
+      `no kubeconfig for cluster ${spec.name} at ${path}: provision the cluster first or set kubernetes.kubeconfigPath`,
+    );
   }
   const kc = new KubeConfig();
   kc.loadFromFile(path);

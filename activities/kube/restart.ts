@@ -43,7 +43,6 @@ function restartPatch(kind: string, name: string, namespace: string, annotations
   return { apiVersion: WORKLOAD_API_VERSION[kind], kind, metadata: { name, namespace }, spec } as KubeObject;
 }
 
-
 export async function restartConsumer(deps: ActivityDeps, input: RestartInput): Promise<RestartResult> {
   const spec = clusterOrFail(deps, input.cluster);
   const { kind, name, namespace } = input.workload;
@@ -52,10 +51,17 @@ export async function restartConsumer(deps: ActivityDeps, input: RestartInput): 
   const id = `${namespace}/${kind}/${name}`;
   const kube = deps.kube(spec);
   const obj = await kube.read<Workload>(apiVersion, kind, name, namespace);
-  if (!obj) return { workload: id, patched: false, outcome: 'missing', message: `${kind} ${namespace}/${name} not found` };
+  if (!obj)
+    return { workload: id, patched: false, outcome: 'missing', message: `${kind} ${namespace}/${name} not found` };
   let patched = false;
   if (templateAnnotations(kind, obj)?.[RESTARTED_AT] !== input.restartedAt) {
-    await kube.patch(restartPatch(kind, name, namespace, { [RESTARTED_AT]: input.restartedAt, [ROTATION_ANNOTATION]: input.rotationId }), 'strategic');
+    await kube.patch(
+      restartPatch(kind, name, namespace, {
+        [RESTARTED_AT]: input.restartedAt,
+        [ROTATION_ANNOTATION]: input.rotationId,
+      }),
+      'strategic',
+    );
     patched = true;
     deps.log.info({ workload: id, restartedAt: input.restartedAt }, 'consumer restarted');
   }
@@ -63,12 +69,24 @@ export async function restartConsumer(deps: ActivityDeps, input: RestartInput): 
   const pollMs = input.pollMs ?? 500;
   for (;;) {
     const cur = await kube.read<Workload>(apiVersion, kind, name, namespace);
-    if (!cur) return { workload: id, patched, outcome: 'missing', message: `${kind} ${namespace}/${name} disappeared during the rollout` };
+    if (!cur)
+      return {
+        workload: id,
+        patched,
+        outcome: 'missing',
+        message: `${kind} ${namespace}/${name} disappeared during the rollout`,
+      };
     const st = rolloutStatus(kind, cur);
     beat({ workload: id, message: st.message });
     if (st.done) return { workload: id, patched, outcome: 'complete', message: st.message };
     if (st.failed) return { workload: id, patched, outcome: 'failed', message: st.message };
-    if (Date.now() >= deadline) return { workload: id, patched, outcome: 'timeout', message: `rollout not done after ${input.timeoutSeconds}s: ${st.message}` };
+    if (Date.now() >= deadline)
+      return {
+        workload: id,
+        patched,
+        outcome: 'timeout',
+        message: `rollout not done after ${input.timeoutSeconds}s: ${st.message}`,
+      };
     await sleep(pollMs);
   }
 }

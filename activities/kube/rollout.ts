@@ -9,41 +9,74 @@ export interface RolloutStatus {
   message: string;
 }
 
-type Obj = KubeObject & { spec?: Record<string, any>; status?: Record<string, any>; metadata: { generation?: number; name?: string } };
+type Obj = KubeObject & {
+  spec?: Record<string, any>;
+  status?: Record<string, any>;
+  metadata: { generation?: number; name?: string };
+};
 
 export function rolloutStatus(kind: string, o: KubeObject): RolloutStatus {
   const obj = o as Obj;
   const s = obj.status ?? {};
   const gen = obj.metadata.generation ?? 0;
   const observed = s.observedGeneration ?? 0;
-  if (kind !== 'CronJob' && observed < gen) return { done: false, failed: false, message: `waiting for ${kind} ${obj.metadata.name} spec update to be observed` };
+  if (kind !== 'CronJob' && observed < gen)
+    return {
+      done: false,
+      failed: false,
+      message: `waiting for ${kind} ${obj.metadata.name} spec update to be observed`,
+    };
   switch (kind) {
     case 'Deployment': {
       const progressing = (s.conditions ?? []).find((c: { type: string }) => c.type === 'Progressing');
-      if (progressing?.reason === 'ProgressDeadlineExceeded') return { done: false, failed: true, message: `deployment ${obj.metadata.name} exceeded its progress deadline` };
+      if (progressing?.reason === 'ProgressDeadlineExceeded')
+        return { done: false, failed: true, message: `deployment ${obj.metadata.name} exceeded its progress deadline` };
       const want = obj.spec?.replicas ?? 1;
       const updated = s.updatedReplicas ?? 0;
       if (updated < want) return { done: false, failed: false, message: `${updated} of ${want} updated replicas` };
-      if ((s.replicas ?? 0) > updated) return { done: false, failed: false, message: `${(s.replicas ?? 0) - updated} old replicas pending termination` };
-      if ((s.availableReplicas ?? 0) < updated) return { done: false, failed: false, message: `${s.availableReplicas ?? 0} of ${updated} updated replicas available` };
+      if ((s.replicas ?? 0) > updated)
+        return {
+          done: false,
+          failed: false,
+          message: `${(s.replicas ?? 0) - updated} old replicas pending termination`,
+        };
+      if ((s.availableReplicas ?? 0) < updated)
+        return {
+          done: false,
+          failed: false,
+          message: `${s.availableReplicas ?? 0} of ${updated} updated replicas available`,
+        };
       return { done: true, failed: false, message: 'successfully rolled out' };
     }
     case 'StatefulSet': {
       const want = obj.spec?.replicas ?? 1;
-      if ((s.readyReplicas ?? 0) < want) return { done: false, failed: false, message: `${s.readyReplicas ?? 0} of ${want} pods ready` };
+      if ((s.readyReplicas ?? 0) < want)
+        return { done: false, failed: false, message: `${s.readyReplicas ?? 0} of ${want} pods ready` };
       const partition = obj.spec?.updateStrategy?.rollingUpdate?.partition;
       if (obj.spec?.updateStrategy?.type === 'RollingUpdate' && typeof partition === 'number' && partition > 0) {
         const updated = s.updatedReplicas ?? 0;
-        if (updated < want - partition) return { done: false, failed: false, message: `${updated} of ${want - partition} partitioned pods updated` };
+        if (updated < want - partition)
+          return { done: false, failed: false, message: `${updated} of ${want - partition} partitioned pods updated` };
         return { done: true, failed: false, message: 'partitioned roll out complete' };
       }
-      if (s.updateRevision !== s.currentRevision) return { done: false, failed: false, message: `waiting for revision ${s.updateRevision}` };
+      if (s.updateRevision !== s.currentRevision)
+        return { done: false, failed: false, message: `waiting for revision ${s.updateRevision}` };
       return { done: true, failed: false, message: 'rolling update complete' };
     }
     case 'DaemonSet': {
       const desired = s.desiredNumberScheduled ?? 0;
-      if ((s.updatedNumberScheduled ?? 0) < desired) return { done: false, failed: false, message: `${s.updatedNumberScheduled ?? 0} of ${desired} updated pods scheduled` };
-      if ((s.numberAvailable ?? 0) < desired) return { done: false, failed: false, message: `${s.numberAvailable ?? 0} of ${desired} updated pods available` };
+      if ((s.updatedNumberScheduled ?? 0) < desired)
+        return {
+          done: false,
+          failed: false,
+          message: `${s.updatedNumberScheduled ?? 0} of ${desired} updated pods scheduled`,
+        };
+      if ((s.numberAvailable ?? 0) < desired)
+        return {
+          done: false,
+          failed: false,
+          message: `${s.numberAvailable ?? 0} of ${desired} updated pods available`,
+        };
       return { done: true, failed: false, message: 'successfully rolled out' };
     }
     case 'CronJob':

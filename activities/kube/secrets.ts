@@ -15,7 +15,10 @@ export const ANNOTATIONS = {
   rotationId: 'pedro-ops.io/rotation-id',
 } as const;
 
-type SecretObj = KubeObject & { data?: Record<string, string>; metadata: KubeObject['metadata'] & { annotations?: Record<string, string>; resourceVersion?: string } };
+type SecretObj = KubeObject & {
+  data?: Record<string, string>;
+  metadata: KubeObject['metadata'] & { annotations?: Record<string, string>; resourceVersion?: string };
+};
 
 export interface ApplySecretInput {
   cluster: string;
@@ -43,7 +46,9 @@ function entryOf(spec: ClusterSpec, id: string): SecretEntrySpec {
 /** Secret data decoded into key -> value (values stay in this process). */
 export function decodeSecretData(obj: SecretObj | undefined): Record<string, string> | undefined {
   if (!obj) return undefined;
-  return Object.fromEntries(Object.entries(obj.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  return Object.fromEntries(
+    Object.entries(obj.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
+  );
 }
 
 /** The Secret's projection of an OpenBAO version (Kubernetes key -> value). */
@@ -51,7 +56,11 @@ export function projectForSecret(entry: SecretEntrySpec, data: Record<string, st
   const keys = entry.kubernetes!.keys;
   const out: Record<string, string> = {};
   for (const [secretKey, baoKey] of Object.entries(keys)) {
-    if (!(baoKey in data)) throw nonRetryable(ErrorType.BadConfig, `entry ${entry.id}: Secret key ${secretKey} maps to OpenBAO key ${baoKey}, which ${entry.openbaoPath} does not hold`);
+    if (!(baoKey in data))
+      throw nonRetryable(
+        ErrorType.BadConfig,
+        `entry ${entry.id}: Secret key ${secretKey} maps to OpenBAO key ${baoKey}, which ${entry.openbaoPath} does not hold`,
+      );
     out[secretKey] = data[baoKey];
   }
   return out;
@@ -64,7 +73,11 @@ export async function applyKubeSecret(deps: ActivityDeps, input: ApplySecretInpu
   const { namespace, name } = entry.kubernetes;
   const vault = await openbaoFor(deps, spec);
   const kv = await readKv(vault, spec, entry.openbaoPath, input.version);
-  if (!kv.data) throw nonRetryable(ErrorType.NotFound, `OpenBAO ${entry.openbaoPath} version ${input.version} holds no data (deleted or destroyed)`);
+  if (!kv.data)
+    throw nonRetryable(
+      ErrorType.NotFound,
+      `OpenBAO ${entry.openbaoPath} version ${input.version} holds no data (deleted or destroyed)`,
+    );
   const desired = projectForSecret(entry, kv.data);
   const key = fingerprintKey(deps.dataDir);
   const fp = fingerprint(key, desired);
@@ -100,7 +113,10 @@ export async function applyKubeSecret(deps: ActivityDeps, input: ApplySecretInpu
   // resourceVersion makes the replace conditional: a concurrent edit answers 409 (retryable) and the retry re-reads.
   if (cur) await kube.replace(body);
   else await kube.create(body);
-  deps.log.info({ entry: entry.id, secret: `${namespace}/${name}`, version: input.version, fingerprint: fp }, cur ? 'Secret updated' : 'Secret created');
+  deps.log.info(
+    { entry: entry.id, secret: `${namespace}/${name}`, version: input.version, fingerprint: fp },
+    cur ? 'Secret updated' : 'Secret created',
+  );
   return { ...result, dataChanged: true, written: true, created: !cur };
 }
 
@@ -111,11 +127,19 @@ export interface SecretFingerprint {
 }
 
 /** Read-only: the Secret's fingerprint for drift checks. */
-export async function kubeSecretFingerprint(deps: ActivityDeps, spec: ClusterSpec, entry: SecretEntrySpec): Promise<SecretFingerprint> {
+export async function kubeSecretFingerprint(
+  deps: ActivityDeps,
+  spec: ClusterSpec,
+  entry: SecretEntrySpec,
+): Promise<SecretFingerprint> {
   if (!entry.kubernetes) return { exists: false };
   const cur = await deps.kube(spec).read<SecretObj>('v1', 'Secret', entry.kubernetes.name, entry.kubernetes.namespace);
   if (!cur) return { exists: false };
   const data = decodeSecretData(cur)!;
   const v = Number(cur.metadata.annotations?.[ANNOTATIONS.version]);
-  return { exists: true, fingerprint: fingerprint(fingerprintKey(deps.dataDir), data), annotatedVersion: Number.isFinite(v) && v > 0 ? v : undefined };
+  return {
+    exists: true,
+    fingerprint: fingerprint(fingerprintKey(deps.dataDir), data),
+    annotatedVersion: Number.isFinite(v) && v > 0 ? v : undefined,
+  };
 }

@@ -1,7 +1,14 @@
 // The 1Password port: the subset of @1password/sdk's Client the orchestrator uses, so the real SDK
 // and the lab double are interchangeable. The lab client is chosen only when the cluster config
 // names a lab URL explicitly — never as a silent fallback when the token is missing.
-import { createClient, type ItemCreateParams, type Item, type ItemOverview, type ResolveAllResponse, type VaultOverview } from '@1password/sdk';
+import {
+  createClient,
+  type ItemCreateParams,
+  type Item,
+  type ItemOverview,
+  type ResolveAllResponse,
+  type VaultOverview,
+} from '@1password/sdk';
 import type { ClusterSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 
@@ -24,7 +31,10 @@ export interface OnePasswordPort {
 const INTEGRATION = { integrationName: 'pedro-ops-orchestrator', integrationVersion: '0.1.0' };
 const cache = new Map<string, Promise<OnePasswordPort>>();
 
-export function onePasswordForCluster(spec: ClusterSpec, env: NodeJS.ProcessEnv = process.env): Promise<OnePasswordPort> {
+export function onePasswordForCluster(
+  spec: ClusterSpec,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<OnePasswordPort> {
   const labUrl = spec.onepassword.labUrl;
   const key = labUrl ? `lab:${labUrl}` : `sdk:${spec.onepassword.tokenEnv}`;
   let client = cache.get(key);
@@ -35,7 +45,11 @@ export function onePasswordForCluster(spec: ClusterSpec, env: NodeJS.ProcessEnv 
         return createLabOnePasswordClient(labUrl) as unknown as OnePasswordPort;
       }
       const token = env[spec.onepassword.tokenEnv];
-      if (!token) throw nonRetryable(ErrorType.BadConfig, `1Password service-account token missing: set ${spec.onepassword.tokenEnv}`);
+      if (!token)
+        throw nonRetryable(
+          ErrorType.BadConfig,
+          `1Password service-account token missing: set ${spec.onepassword.tokenEnv}`,
+        );
       return (await createClient({ auth: token, ...INTEGRATION })) as unknown as OnePasswordPort;
     })();
     client.catch(() => cache.delete(key));
@@ -48,6 +62,10 @@ export function onePasswordForCluster(spec: ClusterSpec, env: NodeJS.ProcessEnv 
 export async function vaultIdByName(op: OnePasswordPort, name: string): Promise<string> {
   const vaults = await op.vaults.list();
   const v = vaults.find((x) => x.title.toLowerCase() === name.toLowerCase() || x.id === name);
-  if (!v) throw nonRetryable(ErrorType.NotFound, `1Password vault "${name}" not found or not shared with the service account`);
+  if (!v)
+    throw nonRetryable(
+      ErrorType.NotFound,
+      `1Password vault "${name}" not found or not shared with the service account`,
+    );
   return v.id;
 }

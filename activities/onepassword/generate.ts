@@ -29,7 +29,11 @@ const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
 export function generatedRef(entry: SecretEntrySpec): string {
   if (!entry.generate) throw nonRetryable(ErrorType.BadConfig, `entry ${entry.id} has no generate recipe`);
   const ref = entry.fields[entry.generate.field];
-  if (!ref) throw nonRetryable(ErrorType.BadConfig, `entry ${entry.id}: generate.field "${entry.generate.field}" is not one of its fields (${Object.keys(entry.fields).join(', ')})`);
+  if (!ref)
+    throw nonRetryable(
+      ErrorType.BadConfig,
+      `entry ${entry.id}: generate.field "${entry.generate.field}" is not one of its fields (${Object.keys(entry.fields).join(', ')})`,
+    );
   return ref;
 }
 
@@ -41,16 +45,34 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function writeOne(op: OnePasswordPort, vaultId: string, entry: SecretEntrySpec, itemIds: Map<string, string>): Promise<GeneratedField> {
+async function writeOne(
+  op: OnePasswordPort,
+  vaultId: string,
+  entry: SecretEntrySpec,
+  itemIds: Map<string, string>,
+): Promise<GeneratedField> {
   const ref = generatedRef(entry);
   const parts = parseOpRef(ref);
   const itemId = itemIds.get(parts.item.toLowerCase()) ?? parts.item;
   const item: Item = await call(`reading item for ${ref}`, () => op.items.get(vaultId, itemId));
-  const sections = parts.section ? item.sections.filter((s) => same(s.id, parts.section!) || same(s.title, parts.section!)).map((s) => s.id) : undefined;
-  const fields = item.fields.filter((f) => (same(f.id, parts.field) || same(f.title, parts.field)) && (!sections || (f.sectionId !== undefined && sections.includes(f.sectionId))));
-  if (fields.length !== 1) throw nonRetryable(ErrorType.SecretMissing, `${ref}: ${fields.length === 0 ? 'field not found' : 'more than one field matched'} in item ${item.title}`);
+  const sections = parts.section
+    ? item.sections.filter((s) => same(s.id, parts.section!) || same(s.title, parts.section!)).map((s) => s.id)
+    : undefined;
+  const fields = item.fields.filter(
+    (f) =>
+      (same(f.id, parts.field) || same(f.title, parts.field)) &&
+      (!sections || (f.sectionId !== undefined && sections.includes(f.sectionId))),
+  );
+  if (fields.length !== 1)
+    throw nonRetryable(
+      ErrorType.SecretMissing,
+      `${ref}: ${fields.length === 0 ? 'field not found' : 'more than one field matched'} in item ${item.title}`,
+    );
   const g = entry.generate!;
-  const { password } = Secrets.generatePassword({ type: 'Random', parameters: { length: g.length, includeDigits: g.digits ?? true, includeSymbols: g.symbols ?? false } });
+  const { password } = Secrets.generatePassword({
+    type: 'Random',
+    parameters: { length: g.length, includeDigits: g.digits ?? true, includeSymbols: g.symbols ?? false },
+  });
   const next: Item = { ...item, fields: item.fields.map((f) => (f === fields[0] ? { ...f, value: password } : f)) };
   const saved = await call(`writing generated value for ${ref}`, () => op.items.put(next));
   return { entryId: entry.id, ref, itemId: saved.id, itemVersion: saved.version };
@@ -77,7 +99,10 @@ export async function generateIntoOnePassword(deps: ActivityDeps, input: Generat
     // Sequential on purpose: concurrent writes to one vault conflict.
     for (const e of list) {
       const r = await writeOne(op, vaultId, e, itemIds);
-      deps.log.info({ entry: e.id, ref: r.ref, itemVersion: r.itemVersion, rotationId: input.rotationId }, 'generated a new value in 1Password');
+      deps.log.info(
+        { entry: e.id, ref: r.ref, itemVersion: r.itemVersion, rotationId: input.rotationId },
+        'generated a new value in 1Password',
+      );
       out.push(r);
     }
   }

@@ -51,8 +51,10 @@ function reason(err: ResolveReferenceError | undefined): string {
 /** SDK errors to typed failures: rate limit and expired auth back off, anything else is transient. */
 export function classifyOpError(err: unknown, what: string): ApplicationFailure {
   if (err instanceof ApplicationFailure) return err;
-  if (err instanceof RateLimitExceededError) return retryable(ErrorType.RateLimited, `${what}: 1Password rate limit exceeded`);
-  if (err instanceof AuthExpiredError) return retryable(ErrorType.Transient, `${what}: 1Password authentication expired`);
+  if (err instanceof RateLimitExceededError)
+    return retryable(ErrorType.RateLimited, `${what}: 1Password rate limit exceeded`);
+  if (err instanceof AuthExpiredError)
+    return retryable(ErrorType.Transient, `${what}: 1Password authentication expired`);
   const msg = err instanceof Error ? err.message : String(err);
   if (/data conflict/i.test(msg)) return retryable(ErrorType.Conflict, `${what}: ${msg}`);
   if (/not found/i.test(msg)) return nonRetryable(ErrorType.NotFound, `${what}: ${msg}`);
@@ -65,7 +67,11 @@ export interface ResolveStats {
 }
 
 /** One resolveAll per vault; per-reference errors become `{ok:false}` entries, call errors throw typed. */
-export async function resolveBatched(op: OnePasswordPort, refs: string[], stats?: ResolveStats): Promise<Map<string, Resolved>> {
+export async function resolveBatched(
+  op: OnePasswordPort,
+  refs: string[],
+  stats?: ResolveStats,
+): Promise<Map<string, Resolved>> {
   const out = new Map<string, Resolved>();
   for (const [vault, group] of groupByVault(refs)) {
     let res;
@@ -80,7 +86,8 @@ export async function resolveBatched(op: OnePasswordPort, refs: string[], stats?
     }
     for (const ref of group) {
       const r = res.individualResponses[ref];
-      if (r?.content) out.set(ref, { ok: true, value: r.content.secret, itemId: r.content.itemId, vaultId: r.content.vaultId });
+      if (r?.content)
+        out.set(ref, { ok: true, value: r.content.secret, itemId: r.content.itemId, vaultId: r.content.vaultId });
       else out.set(ref, { ok: false, message: `${ref}: ${reason(r?.error)}` });
     }
   }

@@ -41,7 +41,11 @@ async function findItem(op: OnePasswordPort, vaultId: string, title: string): Pr
  * outage plausibly lasts; the keys never leave the activity.
  */
 export const KEY_STORE_ATTEMPTS = 8;
-async function storeKeysPersistently(create: () => Promise<unknown>, log: ActivityDeps['log'], backoffMs = 1000): Promise<void> {
+async function storeKeysPersistently(
+  create: () => Promise<unknown>,
+  log: ActivityDeps['log'],
+  backoffMs = 1000,
+): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await create();
@@ -49,7 +53,10 @@ async function storeKeysPersistently(create: () => Promise<unknown>, log: Activi
     } catch (err) {
       if (attempt >= KEY_STORE_ATTEMPTS) throw err;
       const delay = Math.min(backoffMs * 2 ** (attempt - 1), 30_000);
-      log.warn({ attempt, delayMs: delay, error: (err as Error).name }, 'storing the new OpenBAO unseal keys in 1Password failed; retrying inside the activity');
+      log.warn(
+        { attempt, delayMs: delay, error: (err as Error).name },
+        'storing the new OpenBAO unseal keys in 1Password failed; retrying inside the activity',
+      );
       beat({ step: 'storing unseal keys in 1Password', attempt });
       await sleep(delay);
     }
@@ -70,7 +77,11 @@ async function unseal(bao: VaultClient, keys: string[], threshold: number): Prom
     if (r.sealed === false) return;
   }
   const h = (await bao.health({ sealedcode: 200, uninitcode: 200, standbycode: 200 })) as Health;
-  if (h.sealed) throw nonRetryable(ErrorType.UnsealKeysMissing, 'OpenBAO is still sealed after applying the stored unseal keys: the 1Password item holds the wrong keys');
+  if (h.sealed)
+    throw nonRetryable(
+      ErrorType.UnsealKeysMissing,
+      'OpenBAO is still sealed after applying the stored unseal keys: the 1Password item holds the wrong keys',
+    );
 }
 
 export function openbaoBootstrapActivities(deps: ActivityDeps) {
@@ -88,7 +99,10 @@ export function openbaoBootstrapActivities(deps: ActivityDeps) {
       try {
         health = (await bao.health({ sealedcode: 200, uninitcode: 200, standbycode: 200 })) as Health;
       } catch (err) {
-        throw retryable(ErrorType.Transient, `OpenBAO at ${spec.openbao.address} unreachable: ${(err as Error).message}`);
+        throw retryable(
+          ErrorType.Transient,
+          `OpenBAO at ${spec.openbao.address} unreachable: ${(err as Error).message}`,
+        );
       }
 
       let initialized: BootstrapResult['initialized'] = 'before';
@@ -97,10 +111,15 @@ export function openbaoBootstrapActivities(deps: ActivityDeps) {
       if (!health.initialized) {
         // A leftover item from an earlier cluster would be overwritten by nothing: refuse instead of guessing.
         if (await findItem(op, vaultId, title)) {
-          throw nonRetryable(ErrorType.BadConfig, `OpenBAO is not initialised but 1Password item ${ref} already exists; move it aside before a fresh init`);
+          throw nonRetryable(
+            ErrorType.BadConfig,
+            `OpenBAO is not initialised but 1Password item ${ref} already exists; move it aside before a fresh init`,
+          );
         }
         beat({ step: 'init' });
-        const init = (await call('init', () => bao.init({ secret_shares: spec.openbao.shares, secret_threshold: spec.openbao.threshold }))) as { keys: string[]; root_token: string };
+        const init = (await call('init', () =>
+          bao.init({ secret_shares: spec.openbao.shares, secret_threshold: spec.openbao.threshold }),
+        )) as { keys: string[]; root_token: string };
         keys = init.keys;
         rootToken = init.root_token;
         const field = (id: string, value: string) => ({ id, title: id, fieldType: 'Concealed', value }) as never;
@@ -122,7 +141,9 @@ export function openbaoBootstrapActivities(deps: ActivityDeps) {
         const item = await findItem(op, vaultId, title);
         const value = (id: string) => item?.fields.find((f) => f.id === id || f.title === id)?.value;
         rootToken = value(ROOT_FIELD) ?? '';
-        keys = Array.from({ length: spec.openbao.shares }, (_, i) => value(keyField(i))).filter((k): k is string => Boolean(k));
+        keys = Array.from({ length: spec.openbao.shares }, (_, i) => value(keyField(i))).filter((k): k is string =>
+          Boolean(k),
+        );
         if (!item || !rootToken || keys.length < spec.openbao.threshold) {
           throw nonRetryable(
             ErrorType.UnsealKeysMissing,
@@ -140,14 +161,24 @@ export function openbaoBootstrapActivities(deps: ActivityDeps) {
 
       beat({ step: 'kv mount' });
       const authed = deps.openbao(spec, rootToken);
-      const mounts = (await call('list mounts', () => authed.mounts())) as Record<string, unknown> & { data?: Record<string, unknown> };
+      const mounts = (await call('list mounts', () => authed.mounts())) as Record<string, unknown> & {
+        data?: Record<string, unknown>;
+      };
       const table = mounts.data ?? mounts;
       let kvMount: BootstrapResult['kvMount'] = 'present';
       if (!table[`${spec.openbao.kvMount}/`]) {
-        await call(`enable kv-v2 at ${spec.openbao.kvMount}`, () => authed.mount({ mount_point: spec.openbao.kvMount, type: 'kv', options: { version: '2' } }));
+        await call(`enable kv-v2 at ${spec.openbao.kvMount}`, () =>
+          authed.mount({ mount_point: spec.openbao.kvMount, type: 'kv', options: { version: '2' } }),
+        );
         kvMount = 'enabled';
       }
-      return { initialized, unsealed, kvMount, unsealItemRef: ref, satisfied: initialized === 'before' && unsealed === 'before' && kvMount === 'present' };
+      return {
+        initialized,
+        unsealed,
+        kvMount,
+        unsealItemRef: ref,
+        satisfied: initialized === 'before' && unsealed === 'before' && kvMount === 'present',
+      };
     },
   };
 }

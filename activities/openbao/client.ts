@@ -28,6 +28,7 @@ export function classifyVaultError(err: unknown, what: string): ApplicationFailu
   if (status === 400 && vaultErrors(err).includes('check-and-set')) return retryable(ErrorType.Conflict, msg);
   if (status === 503) return retryable(ErrorType.Sealed, msg);
   if (status === 401 || status === 403) return nonRetryable(ErrorType.AuthDenied, msg);
-  if (status === 400 || status === 404) return nonRetryable(status === 404 ? ErrorType.NotFound : ErrorType.BadConfig, msg);
+  if (status === 400 || status === 404)
+    return nonRetryable(status === 404 ? ErrorType.NotFound : ErrorType.BadConfig, msg);
   return retryable(ErrorType.Transient, msg);
 }

@@ -40,7 +40,11 @@ function cachedToken(spec: ClusterSpec): string | undefined {
 }
 
 function rememberToken(spec: ClusterSpec, resolved: Resolved | undefined): string {
-  if (!resolved?.ok) throw nonRetryable(ErrorType.SecretMissing, `OpenBAO token not readable from 1Password: ${resolved?.ok === false ? resolved.message : openbaoTokenRef(spec)}`);
+  if (!resolved?.ok)
+    throw nonRetryable(
+      ErrorType.SecretMissing,
+      `OpenBAO token not readable from 1Password: ${resolved?.ok === false ? resolved.message : openbaoTokenRef(spec)}`,
+    );
   tokens.set(tokenKey(spec), { token: resolved.value, until: Date.now() + TOKEN_TTL_MS });
   return resolved.value;
 }
@@ -68,7 +72,8 @@ const metaPath = (spec: ClusterSpec, path: string) => `${spec.openbao.kvMount}/m
 
 function strings(data: unknown): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries((data ?? {}) as Record<string, unknown>)) out[k] = typeof v === 'string' ? v : JSON.stringify(v);
+  for (const [k, v] of Object.entries((data ?? {}) as Record<string, unknown>))
+    out[k] = typeof v === 'string' ? v : JSON.stringify(v);
   return out;
 }
 
@@ -94,7 +99,12 @@ export async function readKv(vault: VaultClient, spec: ClusterSpec, path: string
   }
 }
 
-export async function writeCustomMetadata(vault: VaultClient, spec: ClusterSpec, path: string, custom: Record<string, string>): Promise<void> {
+export async function writeCustomMetadata(
+  vault: VaultClient,
+  spec: ClusterSpec,
+  path: string,
+  custom: Record<string, string>,
+): Promise<void> {
   try {
     await vault.write(metaPath(spec, path), { custom_metadata: custom });
   } catch (err) {
@@ -138,7 +148,12 @@ export interface SyncResult {
 const MAX_CAS_ROUNDS = 5;
 
 /** Source item versions ("<itemId>@<updatedAt>"): one items.list per vault, only when something is written. */
-async function itemVersions(op: OnePasswordPort, vaultId: string, cache: Map<string, Map<string, string>>, stats: { itemsListCalls: number }) {
+async function itemVersions(
+  op: OnePasswordPort,
+  vaultId: string,
+  cache: Map<string, Map<string, string>>,
+  stats: { itemsListCalls: number },
+) {
   let m = cache.get(vaultId);
   if (!m) {
     try {
@@ -169,7 +184,9 @@ export async function syncOnePasswordToOpenBao(deps: ActivityDeps, input: SyncIn
 
   for (const entry of entries) {
     const path = entry.openbaoPath;
-    const missing = Object.values(entry.fields).map((r) => resolved.get(r)!).filter((r): r is Extract<Resolved, { ok: false }> => !r.ok);
+    const missing = Object.values(entry.fields)
+      .map((r) => resolved.get(r)!)
+      .filter((r): r is Extract<Resolved, { ok: false }> => !r.ok);
     if (missing.length > 0) {
       const message = `1Password reference(s) not readable: ${[...new Set(missing.map((m) => m.message))].join('; ')}`;
       deps.log.warn({ entry: entry.id, rotationId: input.rotationId }, message);
@@ -177,14 +194,25 @@ export async function syncOnePasswordToOpenBao(deps: ActivityDeps, input: SyncIn
       continue;
     }
     const values: Record<string, string> = {};
-    for (const [k, ref] of Object.entries(entry.fields)) values[k] = (resolved.get(ref) as Extract<Resolved, { ok: true }>).value;
+    for (const [k, ref] of Object.entries(entry.fields))
+      values[k] = (resolved.get(ref) as Extract<Resolved, { ok: true }>).value;
     const fp = fingerprint(key, values);
     const items = new Map<string, { itemId: string; vaultId: string }>();
     for (const ref of Object.values(entry.fields)) {
       const r = resolved.get(ref) as Extract<Resolved, { ok: true }>;
       items.set(`${r.vaultId}/${r.itemId}`, { itemId: r.itemId, vaultId: r.vaultId });
     }
-    out.push(await storeEntry(deps, spec, vault, op, { entry, values, fp, rotationId: input.rotationId, listCache, stats, items: [...items.values()] }));
+    out.push(
+      await storeEntry(deps, spec, vault, op, {
+        entry,
+        values,
+        fp,
+        rotationId: input.rotationId,
+        listCache,
+        stats,
+        items: [...items.values()],
+      }),
+    );
   }
   return { entries: out, onepassword: stats };
 }
@@ -200,7 +228,13 @@ interface StoreCtx {
   items: Array<{ itemId: string; vaultId: string }>;
 }
 
-async function storeEntry(deps: ActivityDeps, spec: ClusterSpec, vault: VaultClient, op: OnePasswordPort, c: StoreCtx): Promise<SyncEntryResult> {
+async function storeEntry(
+  deps: ActivityDeps,
+  spec: ClusterSpec,
+  vault: VaultClient,
+  op: OnePasswordPort,
+  c: StoreCtx,
+): Promise<SyncEntryResult> {
   const { entry, values, fp } = c;
   const path = entry.openbaoPath;
   const key = fingerprintKey(deps.dataDir);
@@ -220,18 +254,49 @@ async function storeEntry(deps: ActivityDeps, spec: ClusterSpec, vault: VaultCli
         [META.writtenVersion]: String(written),
         ...(served ? { [META.previousVersion]: String(served) } : {}),
       });
-      deps.log.info({ entry: entry.id, path, version: written, previousVersion: served, fingerprint: fp }, 'OpenBAO version written');
-      return { id: entry.id, outcome: 'written', path, version: written, previousVersion: served, fingerprint: fp, casRetries: round };
+      deps.log.info(
+        { entry: entry.id, path, version: written, previousVersion: served, fingerprint: fp },
+        'OpenBAO version written',
+      );
+      return {
+        id: entry.id,
+        outcome: 'written',
+        path,
+        version: written,
+        previousVersion: served,
+        fingerprint: fp,
+        casRetries: round,
+      };
     };
     if (cur.data && fingerprint(key, cur.data) === fp) {
       if (rolledBack) {
         const message = `OpenBAO ${path} version ${cur.version} was rolled back by rotation ${cur.custom[META.rolledBackBy] ?? '?'} and 1Password still holds that value: change it in 1Password to rotate again`;
-        return { id: entry.id, outcome: 'failed', path, version: serving, fingerprint: fp, casRetries: round, error: { type: ErrorType.VerificationFailed, message } };
+        return {
+          id: entry.id,
+          outcome: 'failed',
+          path,
+          version: serving,
+          fingerprint: fp,
+          casRetries: round,
+          error: { type: ErrorType.VerificationFailed, message },
+        };
       }
       // An earlier attempt of this same rotation wrote this version and died before reporting it:
       // it is still this run's write (the entry's Secret and consumers must follow), not "unchanged".
-      if (cur.custom[META.rotationId] === c.rotationId && cur.custom[META.writtenVersion] === String(cur.version) && cur.custom[META.fingerprint] === fp) {
-        return { id: entry.id, outcome: 'written', path, version: cur.version, previousVersion: Number(cur.custom[META.previousVersion]) || undefined, fingerprint: fp, casRetries: round };
+      if (
+        cur.custom[META.rotationId] === c.rotationId &&
+        cur.custom[META.writtenVersion] === String(cur.version) &&
+        cur.custom[META.fingerprint] === fp
+      ) {
+        return {
+          id: entry.id,
+          outcome: 'written',
+          path,
+          version: cur.version,
+          previousVersion: Number(cur.custom[META.previousVersion]) || undefined,
+          fingerprint: fp,
+          casRetries: round,
+        };
       }
       // Newer than our last bookkeeping and holding exactly these values: an earlier attempt wrote it and
       // died before its metadata write. Finish that bookkeeping; Kubernetes still serves the recorded version.
@@ -242,26 +307,47 @@ async function storeEntry(deps: ActivityDeps, spec: ClusterSpec, vault: VaultCli
       }
       // Same value: nothing to write. Metadata written by someone else (or by the seed) is brought up to date once.
       if (cur.custom[META.fingerprint] !== fp) {
-        await writeCustomMetadata(vault, spec, path, { ...cur.custom, [META.fingerprint]: fp, [META.writtenVersion]: String(cur.version) });
+        await writeCustomMetadata(vault, spec, path, {
+          ...cur.custom,
+          [META.fingerprint]: fp,
+          [META.writtenVersion]: String(cur.version),
+        });
       }
       const prev = Number(cur.custom[META.previousVersion]) || (cur.version > 1 ? cur.version - 1 : undefined);
-      return { id: entry.id, outcome: 'unchanged', path, version: cur.version, previousVersion: prev, fingerprint: fp, casRetries: round };
+      return {
+        id: entry.id,
+        outcome: 'unchanged',
+        path,
+        version: cur.version,
+        previousVersion: prev,
+        fingerprint: fp,
+        casRetries: round,
+      };
     }
     let written: number;
     try {
-      const res = await vault.write(`${spec.openbao.kvMount}/data/${path}`, { options: { cas: cur.version }, data: values });
+      const res = await vault.write(`${spec.openbao.kvMount}/data/${path}`, {
+        options: { cas: cur.version },
+        data: values,
+      });
       written = Number(res?.data?.version ?? cur.version + 1);
     } catch (err) {
       const failure = classifyVaultError(err, `write ${path} (cas ${cur.version})`);
       if (failure.type === ErrorType.Conflict) {
-        deps.log.warn({ entry: entry.id, path, cas: cur.version, round }, 'OpenBAO check-and-set mismatch: another writer was first; re-reading');
+        deps.log.warn(
+          { entry: entry.id, path, cas: cur.version, round },
+          'OpenBAO check-and-set mismatch: another writer was first; re-reading',
+        );
         continue;
       }
       throw failure;
     }
     return record(written, serving);
   }
-  throw retryable(ErrorType.Conflict, `OpenBAO ${path}: check-and-set kept failing after ${MAX_CAS_ROUNDS} re-reads (a concurrent writer keeps winning)`);
+  throw retryable(
+    ErrorType.Conflict,
+    `OpenBAO ${path}: check-and-set kept failing after ${MAX_CAS_ROUNDS} re-reads (a concurrent writer keeps winning)`,
+  );
 }
 
 async function sourceVersions(op: OnePasswordPort, c: StoreCtx): Promise<string> {
@@ -292,10 +378,17 @@ export async function markRolledBack(deps: ActivityDeps, input: MarkRolledBackIn
   const cur = await readKv(vault, spec, entry.openbaoPath);
   if (cur.version !== input.version) {
     // Someone wrote a newer version meanwhile: that one is not ours to mark.
-    deps.log.warn({ entry: entry.id, version: input.version, current: cur.version }, 'not marking rollback: a newer OpenBAO version exists');
+    deps.log.warn(
+      { entry: entry.id, version: input.version, current: cur.version },
+      'not marking rollback: a newer OpenBAO version exists',
+    );
     return { marked: false };
   }
-  const want = { [META.rolledBackVersion]: String(input.version), [META.rolledBackBy]: input.rotationId, [META.servingVersion]: String(input.servingVersion) };
+  const want = {
+    [META.rolledBackVersion]: String(input.version),
+    [META.rolledBackBy]: input.rotationId,
+    [META.servingVersion]: String(input.servingVersion),
+  };
   if (Object.entries(want).every(([k, v]) => cur.custom[k] === v)) return { marked: false };
   await writeCustomMetadata(vault, spec, entry.openbaoPath, { ...cur.custom, ...want });
   return { marked: true };

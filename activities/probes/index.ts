@@ -22,14 +22,21 @@ export interface ProbeResult {
   durationMs: number;
 }
 
-export async function httpProbe(url: string, expectStatus: number | undefined, timeoutMs: number): Promise<{ ok: boolean; message: string }> {
+export async function httpProbe(
+  url: string,
+  expectStatus: number | undefined,
+  timeoutMs: number,
+): Promise<{ ok: boolean; message: string }> {
   try {
     const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), redirect: 'manual' });
     await res.body?.cancel();
     const ok = expectStatus !== undefined ? res.status === expectStatus : res.status >= 200 && res.status < 400;
     return { ok, message: `GET ${url} answered ${res.status}${ok ? '' : ` (expected ${expectStatus ?? '2xx/3xx'})`}` };
   } catch (err) {
-    return { ok: false, message: `GET ${url} failed: ${(err as Error).cause ? String((err as { cause: Error }).cause.message) : (err as Error).message}` };
+    return {
+      ok: false,
+      message: `GET ${url} failed: ${(err as Error).cause ? String((err as { cause: Error }).cause.message) : (err as Error).message}`,
+    };
   }
 }
 
@@ -42,28 +49,46 @@ export function tcpProbe(host: string, port: number, timeoutMs: number): Promise
     };
     sock.setTimeout(timeoutMs, () => done(false, `tcp ${host}:${port}: no connection after ${timeoutMs} ms`));
     sock.once('connect', () => done(true, `tcp ${host}:${port} accepted a connection`));
-    sock.once('error', (err) => done(false, `tcp ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`));
+    sock.once('error', (err) =>
+      done(false, `tcp ${host}:${port}: ${(err as NodeJS.ErrnoException).code ?? err.message}`),
+    );
   });
 }
 
-type JobObj = KubeObject & { status?: { conditions?: Array<{ type: string; status: string; message?: string; reason?: string }> } };
+type JobObj = KubeObject & {
+  status?: { conditions?: Array<{ type: string; status: string; message?: string; reason?: string }> };
+};
 
-
-async function jobProbe(deps: ActivityDeps, input: ProbeInput, probe: Extract<ProbeSpec, { type: 'job' }>, timeoutMs: number) {
+async function jobProbe(
+  deps: ActivityDeps,
+  input: ProbeInput,
+  probe: Extract<ProbeSpec, { type: 'job' }>,
+  timeoutMs: number,
+) {
   const spec = clusterOrFail(deps, input.cluster);
   const kube = deps.kube(spec);
   // Deterministic per label so a retried activity finds its own Job instead of starting another.
-  const name = `verify-${input.label}`.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63).replace(/-+$/, '');
+  const name = `verify-${input.label}`
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, 63)
+    .replace(/-+$/, '');
   let job = await kube.read<JobObj>('batch/v1', 'Job', name, probe.namespace);
   if (!job) {
     job = await kube.create<JobObj>({
       apiVersion: 'batch/v1',
       kind: 'Job',
-      metadata: { name, namespace: probe.namespace, labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' } },
+      metadata: {
+        name,
+        namespace: probe.namespace,
+        labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' },
+      },
       spec: {
         backoffLimit: 0,
         ttlSecondsAfterFinished: 3600,
-        template: { spec: { restartPolicy: 'Never', containers: [{ name: 'probe', image: probe.image, command: probe.command }] } },
+        template: {
+          spec: { restartPolicy: 'Never', containers: [{ name: 'probe', image: probe.image, command: probe.command }] },
+        },
       },
     });
   }
@@ -71,9 +96,18 @@ async function jobProbe(deps: ActivityDeps, input: ProbeInput, probe: Extract<Pr
   for (;;) {
     const conds = job?.status?.conditions ?? [];
     const failed = conds.find((c) => c.type === 'Failed' && c.status === 'True');
-    if (failed) return { ok: false, message: `Job ${probe.namespace}/${name} failed: ${failed.message ?? failed.reason ?? 'no reason given'}` };
-    if (conds.some((c) => c.type === 'Complete' && c.status === 'True')) return { ok: true, message: `Job ${probe.namespace}/${name} completed` };
-    if (Date.now() >= deadline) return { ok: false, message: `Job ${probe.namespace}/${name} did not finish within ${Math.round(timeoutMs / 1000)}s` };
+    if (failed)
+      return {
+        ok: false,
+        message: `Job ${probe.namespace}/${name} failed: ${failed.message ?? failed.reason ?? 'no reason given'}`,
+      };
+    if (conds.some((c) => c.type === 'Complete' && c.status === 'True'))
+      return { ok: true, message: `Job ${probe.namespace}/${name} completed` };
+    if (Date.now() >= deadline)
+      return {
+        ok: false,
+        message: `Job ${probe.namespace}/${name} did not finish within ${Math.round(timeoutMs / 1000)}s`,
+      };
     beat({ job: name });
     await sleep(500);
     job = await kube.read<JobObj>('batch/v1', 'Job', name, probe.namespace);
@@ -84,7 +118,7 @@ async function jobProbe(deps: ActivityDeps, input: ProbeInput, probe: Extract<Pr
 export async function runProbe(deps: ActivityDeps, input: ProbeInput): Promise<ProbeResult> {
   const t0 = Date.now();
   const p = input.probe;
-  const timeoutMs = (input.timeoutSeconds ?? (p.type === 'job' ? p.timeoutSeconds ?? 300 : 10)) * 1000;
+  const timeoutMs = (input.timeoutSeconds ?? (p.type === 'job' ? (p.timeoutSeconds ?? 300) : 10)) * 1000;
   let r: { ok: boolean; message: string };
   if (p.type === 'http') r = await httpProbe(p.url, p.expectStatus, timeoutMs);
   else if (p.type === 'tcp') r = await tcpProbe(p.host, p.port, timeoutMs);

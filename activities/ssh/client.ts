@@ -51,13 +51,22 @@ function classify(err: unknown, node: NodeSpec, presented: string | undefined): 
   const e = err as { level?: string; code?: string; message?: string };
   const where = `${node.name} (${node.address}:${node.port ?? ''})`;
   if (presented !== undefined) {
-    return nonRetryable(ErrorType.HostKeyMismatch, `host key of ${where} does not match the pinned key: presented ${fingerprint(presented)}`, {
-      node: node.name,
-      presentedFingerprint: fingerprint(presented),
-    });
+    return nonRetryable(
+      ErrorType.HostKeyMismatch,
+      `host key of ${where} does not match the pinned key: presented ${fingerprint(presented)}`,
+      {
+        node: node.name,
+        presentedFingerprint: fingerprint(presented),
+      },
+    );
   }
-  if (e?.level === 'client-authentication') return nonRetryable(ErrorType.AuthDenied, `SSH authentication refused by ${where}`, { node: node.name });
-  return retryable(ErrorType.Transient, `SSH to ${where} failed: ${e?.code ?? ''} ${e?.message ?? String(err)}`.trim(), { node: node.name });
+  if (e?.level === 'client-authentication')
+    return nonRetryable(ErrorType.AuthDenied, `SSH authentication refused by ${where}`, { node: node.name });
+  return retryable(
+    ErrorType.Transient,
+    `SSH to ${where} failed: ${e?.code ?? ''} ${e?.message ?? String(err)}`.trim(),
+    { node: node.name },
+  );
 }
 
 /** Keys recorded by trust-on-first-use: "<node> <address>:<port> <type> <base64>" lines per cluster. */
@@ -70,7 +79,9 @@ export class KnownHosts {
     const f = this.file(cluster);
     if (!existsSync(f)) return undefined;
     const want = `${node.name} ${node.address}:${port} `;
-    const line = readFileSync(f, 'utf8').split('\n').find((l) => l.startsWith(want));
+    const line = readFileSync(f, 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith(want));
     return line?.slice(want.length).trim();
   }
   record(cluster: string, node: NodeSpec, port: number, key: string): void {
@@ -90,7 +101,12 @@ export function createSshConnector(opts: { knownHosts?: KnownHosts } = {}): SshC
   };
 }
 
-async function connectNode(spec: ClusterSpec, configured: NodeSpec, opts: SshConnectOptions, knownHosts: KnownHosts | undefined): Promise<SshSession & { hostKey: string }> {
+async function connectNode(
+  spec: ClusterSpec,
+  configured: NodeSpec,
+  opts: SshConnectOptions,
+  knownHosts: KnownHosts | undefined,
+): Promise<SshSession & { hostKey: string }> {
   const port = configured.port ?? spec.ssh.port;
   const recorded = configured.hostKey ? undefined : knownHosts?.get(spec.name, configured, port);
   const node: NodeSpec = recorded ? { ...configured, hostKey: recorded } : configured;
@@ -102,7 +118,11 @@ async function connectNode(spec: ClusterSpec, configured: NodeSpec, opts: SshCon
     throw nonRetryable(ErrorType.BadConfig, `SSH private key file not found: ${privateKeyPath}`);
   }
   if (!node.hostKey && !opts.allowTofu) {
-    throw nonRetryable(ErrorType.HostKeyMismatch, `no pinned host key for ${node.name}: add nodes[].hostKey or run with allowTofu to record it`, { node: node.name });
+    throw nonRetryable(
+      ErrorType.HostKeyMismatch,
+      `no pinned host key for ${node.name}: add nodes[].hostKey or run with allowTofu to record it`,
+      { node: node.name },
+    );
   }
   try {
     await ssh.connect({
@@ -136,7 +156,11 @@ async function connectNode(spec: ClusterSpec, configured: NodeSpec, opts: SshCon
     hostKey: seen ?? '',
     async exec(command: string, o: { stdin?: string; env?: Record<string, string> } = {}) {
       try {
-        const envPrefix = o.env ? Object.entries(o.env).map(([k, v]) => `${k}=${shellQuote(v)} `).join('') : '';
+        const envPrefix = o.env
+          ? Object.entries(o.env)
+              .map(([k, v]) => `${k}=${shellQuote(v)} `)
+              .join('')
+          : '';
         if (lost) throw lost;
         const r = await ssh.execCommand(`${envPrefix}${command}`, { stdin: o.stdin });
         if (lost) throw lost;
@@ -155,8 +179,12 @@ async function connectNode(spec: ClusterSpec, configured: NodeSpec, opts: SshCon
     async putContent(content: string, remotePath: string, mode = 0o644) {
       // stdin keeps the content out of the command line (and out of `ps` on the node).
       const dir = remotePath.replace(/\/[^/]*$/, '') || '/';
-      const r = await session.exec(`mkdir -p ${shellQuote(dir)} && umask 077 && cat > ${shellQuote(remotePath)}.tmp && chmod ${mode.toString(8)} ${shellQuote(remotePath)}.tmp && mv ${shellQuote(remotePath)}.tmp ${shellQuote(remotePath)}`, { stdin: content });
-      if (r.code !== 0) throw retryable(ErrorType.Transient, `writing ${remotePath} on ${node.name} failed: ${r.stderr.trim()}`);
+      const r = await session.exec(
+        `mkdir -p ${shellQuote(dir)} && umask 077 && cat > ${shellQuote(remotePath)}.tmp && chmod ${mode.toString(8)} ${shellQuote(remotePath)}.tmp && mv ${shellQuote(remotePath)}.tmp ${shellQuote(remotePath)}`,
+        { stdin: content },
+      );
+      if (r.code !== 0)
+        throw retryable(ErrorType.Transient, `writing ${remotePath} on ${node.name} failed: ${r.stderr.trim()}`);
     },
     dispose() {
       ssh.dispose();

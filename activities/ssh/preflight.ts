@@ -32,12 +32,23 @@ const PROBE = [
   'echo "disk=$(df -BG --output=avail,target / | awk \'NR==2{gsub("G","",$1); print $1}\')"',
   'echo "swap=$(swapon --show --noheadings | wc -l)"',
   'echo "ntp=$(timedatectl show -p NTPSynchronized --value 2>/dev/null)"',
-  'echo "ports=$(ss -tlnH | awk \'{n=split($4,a,":"); print a[n]}\' | sort -nu | tr \'\\n\' \' \')"',
+  "echo \"ports=$(ss -tlnH | awk '{n=split($4,a,\":\"); print a[n]}' | sort -nu | tr '\\n' ' ')\"",
   'echo "k3s=$(systemctl is-active k3s 2>/dev/null || true)"',
   'echo "k3sagent=$(systemctl is-active k3s-agent 2>/dev/null || true)"',
 ].join('; ');
 
-const SUPPORTED_OS = ['debian', 'ubuntu', 'raspbian', 'rhel', 'rocky', 'almalinux', 'centos', 'fedora', 'opensuse-leap', 'sles'];
+const SUPPORTED_OS = [
+  'debian',
+  'ubuntu',
+  'raspbian',
+  'rhel',
+  'rocky',
+  'almalinux',
+  'centos',
+  'fedora',
+  'opensuse-leap',
+  'sles',
+];
 
 function parse(out: string): Record<string, string> {
   return Object.fromEntries(
@@ -51,16 +62,28 @@ function parse(out: string): Record<string, string> {
 
 async function missingPackages(s: SshSession, pkgs: string[]): Promise<string[]> {
   if (pkgs.length === 0) return [];
-  const r = await s.exec(`for p in ${pkgs.join(' ')}; do dpkg-query -W -f='\${Status}\\n' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done`);
-  return r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+  const r = await s.exec(
+    `for p in ${pkgs.join(' ')}; do dpkg-query -W -f='\${Status}\\n' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done`,
+  );
+  return r.stdout
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
 }
 
-export function judge(spec: ClusterSpec, node: NodeSpec, f: Record<string, string>, missing: string[], storageMounted: boolean | undefined): Omit<PreflightResult, 'hostKey'> {
+export function judge(
+  spec: ClusterSpec,
+  node: NodeSpec,
+  f: Record<string, string>,
+  missing: string[],
+  storageMounted: boolean | undefined,
+): Omit<PreflightResult, 'hostKey'> {
   const findings: string[] = [];
   const fixable: string[] = [];
   const p = spec.preflight;
   if (f.uid !== '0' && f.sudo !== 'yes') findings.push(`user is neither root nor has passwordless sudo (uid ${f.uid})`);
-  if (!p.architectures.includes(f.arch)) findings.push(`architecture ${f.arch || 'unknown'} is not one of ${p.architectures.join(', ')}`);
+  if (!p.architectures.includes(f.arch))
+    findings.push(`architecture ${f.arch || 'unknown'} is not one of ${p.architectures.join(', ')}`);
   const osId = (f.os ?? '').split(' ')[0];
   if (!SUPPORTED_OS.includes(osId)) findings.push(`OS release "${f.os || 'unknown'}" is not supported by k3s here`);
   const cpus = Number(f.cpus);
@@ -76,7 +99,8 @@ export function judge(spec: ClusterSpec, node: NodeSpec, f: Record<string, strin
     const taken = p.requiredPorts.filter((port) => busy.has(port));
     if (taken.length > 0) findings.push(`port${taken.length > 1 ? 's' : ''} ${taken.join(', ')} already in use`);
   }
-  if (storageMounted === false) findings.push(`storage path ${spec.storage.basePath} is not a mounted filesystem on the storage node`);
+  if (storageMounted === false)
+    findings.push(`storage path ${spec.storage.basePath} is not a mounted filesystem on the storage node`);
   if (missing.length > 0) fixable.push(`packages missing (preparation installs them): ${missing.join(', ')}`);
   if (Number(f.swap) > 0) fixable.push('swap is on (preparation turns it off)');
   void node;

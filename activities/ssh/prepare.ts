@@ -39,7 +39,14 @@ export function k3sConfig(spec: ClusterSpec, node: NodeSpec): string {
   return `# Managed by pedro-ops orchestrator; changes are overwritten on the next provision.\n${stringify(cfg)}`;
 }
 
-async function ensureFile(s: SshSession, node: string, path: string, content: string, mode: number, changed: string[]): Promise<boolean> {
+async function ensureFile(
+  s: SshSession,
+  node: string,
+  path: string,
+  content: string,
+  mode: number,
+  changed: string[],
+): Promise<boolean> {
   const cur = await s.exec(`cat ${shellQuote(path)} 2>/dev/null`);
   if (cur.code === 0 && cur.stdout === content.replace(/\n$/, '')) return false;
   await s.putContent(content, path, mode);
@@ -60,10 +67,20 @@ export function prepareActivities(deps: ActivityDeps) {
         beat({ node: name, step: 'packages' });
         const pkgs = spec.preflight.requiredPackages;
         if (pkgs.length > 0) {
-          const r = await s.exec(`for p in ${pkgs.join(' ')}; do dpkg-query -W -f='\${Status}\\n' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done`);
-          const missing = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+          const r = await s.exec(
+            `for p in ${pkgs.join(' ')}; do dpkg-query -W -f='\${Status}\\n' "$p" 2>/dev/null | grep -q 'ok installed' || echo "$p"; done`,
+          );
+          const missing = r.stdout
+            .split('\n')
+            .map((l) => l.trim())
+            .filter(Boolean);
           if (missing.length > 0) {
-            await must(s, name, `DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${missing.join(' ')}`, { what: 'apt-get install' });
+            await must(
+              s,
+              name,
+              `DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ${missing.join(' ')}`,
+              { what: 'apt-get install' },
+            );
             changed.push(`installed ${missing.join(', ')}`);
           }
         }
@@ -79,16 +96,25 @@ export function prepareActivities(deps: ActivityDeps) {
         if (await ensureFile(s, name, '/etc/modules-load.d/k3s.conf', `${MODULES.join('\n')}\n`, 0o644, changed)) {
           await must(s, name, MODULES.map((m) => `modprobe ${m}`).join(' && '));
         }
-        const sysctl = Object.entries(SYSCTLS).map(([k, v]) => `${k} = ${v}`).join('\n') + '\n';
+        const sysctl =
+          Object.entries(SYSCTLS)
+            .map(([k, v]) => `${k} = ${v}`)
+            .join('\n') + '\n';
         if (await ensureFile(s, name, '/etc/sysctl.d/90-k3s.conf', sysctl, 0o644, changed)) {
           await must(s, name, 'sysctl -q --system');
         }
 
         if (spec.storage.node === name) {
           beat({ node: name, step: 'storage' });
-          const dirs = [spec.storage.longhornPath, ...spec.storage.directories.map((d) => `${spec.storage.basePath}/${d.name}`)];
+          const dirs = [
+            spec.storage.longhornPath,
+            ...spec.storage.directories.map((d) => `${spec.storage.basePath}/${d.name}`),
+          ];
           const r = await s.exec(`for d in ${dirs.map(shellQuote).join(' ')}; do [ -d "$d" ] || echo "$d"; done`);
-          const missing = r.stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+          const missing = r.stdout
+            .split('\n')
+            .map((l) => l.trim())
+            .filter(Boolean);
           if (missing.length > 0) {
             await must(s, name, `mkdir -p ${missing.map(shellQuote).join(' ')}`);
             changed.push(`created ${missing.join(', ')}`);

@@ -11,8 +11,13 @@ export function nodeOrFail(spec: ClusterSpec, name: string): NodeSpec {
   return node;
 }
 
-
-export async function withSession<T>(deps: ActivityDeps, spec: ClusterSpec, node: NodeSpec, fn: (s: SshSession & { hostKey: string }) => Promise<T>, allowTofu = false): Promise<T> {
+export async function withSession<T>(
+  deps: ActivityDeps,
+  spec: ClusterSpec,
+  node: NodeSpec,
+  fn: (s: SshSession & { hostKey: string }) => Promise<T>,
+  allowTofu = false,
+): Promise<T> {
   const session = await deps.ssh.connect(spec, node, { allowTofu });
   try {
     return await fn(session);
@@ -22,10 +27,18 @@ export async function withSession<T>(deps: ActivityDeps, spec: ClusterSpec, node
 }
 
 /** Runs a command that must succeed; a non-zero exit is a transient failure unless `fatal` says otherwise. */
-export async function must(s: SshSession, node: string, command: string, opts: { stdin?: string; what?: string } = {}): Promise<ExecResult> {
+export async function must(
+  s: SshSession,
+  node: string,
+  command: string,
+  opts: { stdin?: string; what?: string } = {},
+): Promise<ExecResult> {
   const r = await s.exec(command, { stdin: opts.stdin });
   if (r.code !== 0) {
-    throw retryable(ErrorType.Transient, `${node}: ${opts.what ?? command.split('\n')[0].slice(0, 120)} exited ${r.code}: ${r.stderr.trim().slice(-300)}`);
+    throw retryable(
+      ErrorType.Transient,
+      `${node}: ${opts.what ?? command.split('\n')[0].slice(0, 120)} exited ${r.code}: ${r.stderr.trim().slice(-300)}`,
+    );
   }
   return r;
 }

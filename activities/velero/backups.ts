@@ -45,7 +45,8 @@ export function veleroBackupActivities(deps: ActivityDeps) {
     async veleroStorageLocation(input: { cluster: string }): Promise<StorageLocationInfo> {
       const { spec, kube, ns } = ctx(input.cluster);
       const name = spec.backups.storageLocation;
-      const bsl = (await kube.read(VELERO_API, 'BackupStorageLocation', name, ns)) as { status?: { phase?: string; message?: string } } | undefined;
+      const bsl = (await kube.read(VELERO_API, 'BackupStorageLocation', name, ns)) as
+        { status?: { phase?: string; message?: string } } | undefined;
       if (!bsl) return { name, available: false, message: `BackupStorageLocation ${ns}/${name} does not exist` };
       const phase = bsl.status?.phase;
       return { name, available: phase === 'Available', phase, message: bsl.status?.message };
@@ -62,12 +63,17 @@ export function veleroBackupActivities(deps: ActivityDeps) {
       const { kube, ns } = ctx(input.cluster);
       if (input.name) {
         const b = await kube.read(VELERO_API, 'Backup', input.name, ns);
-        return b ? { backup: backupInfo(b), skipped: [] } : { reason: `backup ${ns}/${input.name} does not exist`, skipped: [] };
+        return b
+          ? { backup: backupInfo(b), skipped: [] }
+          : { reason: `backup ${ns}/${input.name} does not exist`, skipped: [] };
       }
       const schedule = input.schedule!;
       let items = (await kube.list(VELERO_API, 'Backup', ns, `velero.io/schedule-name=${schedule}`)).map(backupInfo);
       // Backups synced from another cluster's bucket may lack the label; Velero names them <schedule>-<timestamp>.
-      if (items.length === 0) items = (await kube.list(VELERO_API, 'Backup', ns)).map(backupInfo).filter((b) => b.name.startsWith(`${schedule}-`));
+      if (items.length === 0)
+        items = (await kube.list(VELERO_API, 'Backup', ns))
+          .map(backupInfo)
+          .filter((b) => b.name.startsWith(`${schedule}-`));
       const when = (b: BackupInfo) => b.completionTimestamp ?? b.startTimestamp ?? '';
       items.sort((a, b) => when(b).localeCompare(when(a)) || b.name.localeCompare(a.name));
       const skipped: FindBackupResult['skipped'] = [];
@@ -75,7 +81,10 @@ export function veleroBackupActivities(deps: ActivityDeps) {
         if (b.phase === 'Completed' && b.errors === 0) return { backup: b, skipped };
         skipped.push({ name: b.name, phase: b.phase });
       }
-      return { reason: `schedule ${schedule} has no Completed backup without errors (${items.length} backups seen)`, skipped };
+      return {
+        reason: `schedule ${schedule} has no Completed backup without errors (${items.length} backups seen)`,
+        skipped,
+      };
     },
 
     async veleroEnsureBackup(input: EnsureBackupInput): Promise<BackupInfo> {
@@ -114,7 +123,11 @@ export function veleroBackupActivities(deps: ActivityDeps) {
       const cur = await kube.read(VELERO_API, 'Restore', input.name, ns);
       if (cur) {
         const info = restoreInfo(cur);
-        if (info.backupName !== input.backup) throw nonRetryable(ErrorType.BadConfig, `restore ${ns}/${input.name} exists for backup ${info.backupName}, not ${input.backup}`);
+        if (info.backupName !== input.backup)
+          throw nonRetryable(
+            ErrorType.BadConfig,
+            `restore ${ns}/${input.name} exists for backup ${info.backupName}, not ${input.backup}`,
+          );
         return info;
       }
       const created = await kube.create({
@@ -124,12 +137,17 @@ export function veleroBackupActivities(deps: ActivityDeps) {
         spec: {
           backupName: input.backup,
           includedNamespaces: input.includedNamespaces,
-          ...(input.namespaceMapping && Object.keys(input.namespaceMapping).length > 0 ? { namespaceMapping: input.namespaceMapping } : {}),
+          ...(input.namespaceMapping && Object.keys(input.namespaceMapping).length > 0
+            ? { namespaceMapping: input.namespaceMapping }
+            : {}),
           ...(input.existingResourcePolicy ? { existingResourcePolicy: input.existingResourcePolicy } : {}),
           restorePVs: true,
         },
       });
-      deps.log.info({ cluster: spec.name, restore: input.name, backup: input.backup, mapping: input.namespaceMapping }, 'velero restore created');
+      deps.log.info(
+        { cluster: spec.name, restore: input.name, backup: input.backup, mapping: input.namespaceMapping },
+        'velero restore created',
+      );
       return restoreInfo(created);
     },
 
@@ -154,20 +172,34 @@ export function veleroBackupActivities(deps: ActivityDeps) {
      * The backup's resource list through a DownloadRequest (gzip JSON). Returns {unavailable} rather
      * than failing: the comparison can fall back to counts per kind.
      */
-    async veleroBackupResourceList(input: { cluster: string; backup: string; timeoutSeconds: number }): Promise<ResourceListResult> {
+    async veleroBackupResourceList(input: {
+      cluster: string;
+      backup: string;
+      timeoutSeconds: number;
+    }): Promise<ResourceListResult> {
       const { spec, kube, ns } = ctx(input.cluster);
       // Velero's own CLI names download requests <backup>-<random>; they expire on their own too.
       const name = `${input.backup}-${randomBytes(4).toString('hex')}`.slice(-63).replace(/^[^a-z0-9]+/, '');
-      await kube.create({ apiVersion: VELERO_API, kind: 'DownloadRequest', metadata: { name, namespace: ns, labels: MANAGED }, spec: { target: { kind: 'BackupResourceList', name: input.backup } } });
+      await kube.create({
+        apiVersion: VELERO_API,
+        kind: 'DownloadRequest',
+        metadata: { name, namespace: ns, labels: MANAGED },
+        spec: { target: { kind: 'BackupResourceList', name: input.backup } },
+      });
       try {
         const url = await pollUntil(input.timeoutSeconds, `download request ${name}`, async () => {
-          const d = (await kube.read(VELERO_API, 'DownloadRequest', name, ns)) as { status?: { phase?: string; downloadURL?: string } } | undefined;
+          const d = (await kube.read(VELERO_API, 'DownloadRequest', name, ns)) as
+            { status?: { phase?: string; downloadURL?: string } } | undefined;
           return d?.status?.phase === 'Processed' && d.status.downloadURL ? d.status.downloadURL : undefined;
         });
-        if (!url) return { unavailable: `DownloadRequest for ${input.backup} was not processed within ${input.timeoutSeconds}s` };
+        if (!url)
+          return {
+            unavailable: `DownloadRequest for ${input.backup} was not processed within ${input.timeoutSeconds}s`,
+          };
         const buf = await download(loadKubeConfig(spec, deps.dataDir), url);
         const list = gunzipJson<ResourceList>(buf);
-        if (!list || typeof list !== 'object' || Array.isArray(list)) return { unavailable: 'resource list is not a JSON object' };
+        if (!list || typeof list !== 'object' || Array.isArray(list))
+          return { unavailable: 'resource list is not a JSON object' };
         return { list };
       } catch (err) {
         const e = err as { nonRetryable?: boolean; message?: string };

@@ -17,7 +17,11 @@ export const POLL_MS = 500;
  * Polls `check` until it returns a value or the deadline passes (then returns undefined).
  * Heartbeats every round so a cancelled workflow stops the wait promptly.
  */
-export async function pollUntil<T>(timeoutSeconds: number, what: string, check: () => Promise<T | undefined>): Promise<T | undefined> {
+export async function pollUntil<T>(
+  timeoutSeconds: number,
+  what: string,
+  check: () => Promise<T | undefined>,
+): Promise<T | undefined> {
   const deadline = Date.now() + timeoutSeconds * 1000;
   for (;;) {
     const v = await check();
@@ -97,14 +101,18 @@ export async function download(kc: KubeConfig, url: string): Promise<Buffer> {
     if (!res.ok) throw retryable(ErrorType.Transient, `download ${new URL(url).origin}: HTTP ${res.status}`);
     return Buffer.from(await res.arrayBuffer());
   }
-  const opts: { headers?: Record<string, string>; ca?: Buffer | string; method: string } = { method: 'GET', headers: {} };
+  const opts: { headers?: Record<string, string>; ca?: Buffer | string; method: string } = {
+    method: 'GET',
+    headers: {},
+  };
   await kc.applyToHTTPSOptions(opts as never);
   return new Promise<Buffer>((resolve, reject) => {
     const req = httpsRequest(url, opts as never, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
-        if ((res.statusCode ?? 500) >= 400) reject(retryable(ErrorType.Transient, `download ${new URL(url).pathname}: HTTP ${res.statusCode}`));
+        if ((res.statusCode ?? 500) >= 400)
+          reject(retryable(ErrorType.Transient, `download ${new URL(url).pathname}: HTTP ${res.statusCode}`));
         else resolve(Buffer.concat(chunks));
       });
       res.on('error', (e) => reject(retryable(ErrorType.Transient, `download: ${e.message}`)));
@@ -116,7 +124,8 @@ export async function download(kc: KubeConfig, url: string): Promise<Buffer> {
 
 /** Velero stores its artefacts gzipped; tolerate a server that already inflated them. */
 export function gunzipJson<T>(buf: Buffer): T {
-  const text = buf.length > 2 && buf[0] === 0x1f && buf[1] === 0x8b ? gunzipSync(buf).toString('utf8') : buf.toString('utf8');
+  const text =
+    buf.length > 2 && buf[0] === 0x1f && buf[1] === 0x8b ? gunzipSync(buf).toString('utf8') : buf.toString('utf8');
   return JSON.parse(text) as T;
 }
 
@@ -128,5 +137,9 @@ export function splitGvk(key: string): { apiVersion: string; kind: string } {
 
 /** DNS-1123 label: at most 63 characters, no trailing dash. */
 export function dnsLabel(s: string): string {
-  return s.toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 63).replace(/-+$/, '');
+  return s
+    .toLowerCase()
+    .replace(/[^a-z0-9-]/g, '-')
+    .slice(0, 63)
+    .replace(/-+$/, '');
 }

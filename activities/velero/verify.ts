@@ -10,12 +10,36 @@ import { beat, dnsLabel, loadKubeConfig, pollUntil, splitGvk } from './client.js
 import type { CompareResult, ProbeResult, ResourceList, WorkloadsResult } from './types.js';
 
 /** Objects controllers recreate under new names (or that Velero skips): presence by name proves nothing. */
-const VOLATILE_KINDS = new Set(['Pod', 'Event', 'Endpoints', 'EndpointSlice', 'ReplicaSet', 'ControllerRevision', 'Lease', 'PodMetrics']);
+const VOLATILE_KINDS = new Set([
+  'Pod',
+  'Event',
+  'Endpoints',
+  'EndpointSlice',
+  'ReplicaSet',
+  'ControllerRevision',
+  'Lease',
+  'PodMetrics',
+]);
 /** Kinds counted when no resource list is available. */
-const COUNT_KINDS = ['v1/ConfigMap', 'v1/Secret', 'v1/Service', 'v1/ServiceAccount', 'v1/PersistentVolumeClaim', 'apps/v1/Deployment', 'apps/v1/StatefulSet', 'apps/v1/DaemonSet', 'batch/v1/CronJob'];
+const COUNT_KINDS = [
+  'v1/ConfigMap',
+  'v1/Secret',
+  'v1/Service',
+  'v1/ServiceAccount',
+  'v1/PersistentVolumeClaim',
+  'apps/v1/Deployment',
+  'apps/v1/StatefulSet',
+  'apps/v1/DaemonSet',
+  'batch/v1/CronJob',
+];
 
 /** Lists a kind; undefined when the API server does not serve it (a CRD not installed, an old API). */
-async function listServed(kube: KubePort, apiVersion: string, kind: string, ns: string): Promise<KubeObject[] | undefined> {
+async function listServed(
+  kube: KubePort,
+  apiVersion: string,
+  kind: string,
+  ns: string,
+): Promise<KubeObject[] | undefined> {
   try {
     return await kube.list(apiVersion, kind, ns);
   } catch (err) {
@@ -35,7 +59,11 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
      * Every namespaced item of the mapped source namespaces must exist by name in its target
      * namespace. Without a list, counts per kind in source vs target are compared instead.
      */
-    async veleroCompareRestored(input: { cluster: string; mapping: Record<string, string>; resourceList?: ResourceList }): Promise<CompareResult> {
+    async veleroCompareRestored(input: {
+      cluster: string;
+      mapping: Record<string, string>;
+      resourceList?: ResourceList;
+    }): Promise<CompareResult> {
       const { kube } = kubeOf(input.cluster);
       const targets = Object.values(input.mapping);
       const missingNamespaces: string[] = [];
@@ -86,7 +114,11 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
     },
 
     /** Waits until every Deployment/StatefulSet/DaemonSet in the namespaces is rolled out. */
-    async veleroWaitWorkloads(input: { cluster: string; namespaces: string[]; timeoutSeconds: number }): Promise<WorkloadsResult> {
+    async veleroWaitWorkloads(input: {
+      cluster: string;
+      namespaces: string[];
+      timeoutSeconds: number;
+    }): Promise<WorkloadsResult> {
       const { kube } = kubeOf(input.cluster);
       let notReady: WorkloadsResult['notReady'] = [];
       let ready: string[] = [];
@@ -109,18 +141,35 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
     },
 
     /** Runs each job probe in the namespace its source namespace was restored to. */
-    async veleroRunProbes(input: { cluster: string; mapping: Record<string, string>; probes: ProbeSpec[]; runId: string }): Promise<ProbeResult[]> {
+    async veleroRunProbes(input: {
+      cluster: string;
+      mapping: Record<string, string>;
+      probes: ProbeSpec[];
+      runId: string;
+    }): Promise<ProbeResult[]> {
       const { spec, kube } = kubeOf(input.cluster);
       const results: ProbeResult[] = [];
       for (const [i, probe] of input.probes.entries()) {
         if (probe.type !== 'job') {
-          results.push({ name: `probe-${i}`, namespace: '', passed: true, skipped: true, message: `${probe.type} probes check live endpoints, not restored namespaces` });
+          results.push({
+            name: `probe-${i}`,
+            namespace: '',
+            passed: true,
+            skipped: true,
+            message: `${probe.type} probes check live endpoints, not restored namespaces`,
+          });
           continue;
         }
         const target = input.mapping[probe.namespace];
         const name = dnsLabel(`drill-probe-${i}-${input.runId}`);
         if (!target) {
-          results.push({ name, namespace: probe.namespace, passed: true, skipped: true, message: `namespace ${probe.namespace} is not part of this restore` });
+          results.push({
+            name,
+            namespace: probe.namespace,
+            passed: true,
+            skipped: true,
+            message: `namespace ${probe.namespace} is not part of this restore`,
+          });
           continue;
         }
         const existing = await kube.read('batch/v1', 'Job', name, target);
@@ -128,7 +177,11 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
           await kube.create({
             apiVersion: 'batch/v1',
             kind: 'Job',
-            metadata: { name, namespace: target, labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator', 'pedro-ops/probe': name } },
+            metadata: {
+              name,
+              namespace: target,
+              labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator', 'pedro-ops/probe': name },
+            },
             spec: {
               backoffLimit: 0,
               activeDeadlineSeconds: probe.timeoutSeconds ?? 300,
@@ -136,21 +189,29 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
                 metadata: { labels: { 'pedro-ops/probe': name } },
                 spec: {
                   restartPolicy: 'Never',
-                  containers: [{
-                    name: 'probe',
-                    image: probe.image,
-                    command: probe.command,
-                    env: [{ name: 'DRILL_NAMESPACE', value: target }, { name: 'DRILL_SOURCE_NAMESPACE', value: probe.namespace }],
-                  }],
+                  containers: [
+                    {
+                      name: 'probe',
+                      image: probe.image,
+                      command: probe.command,
+                      env: [
+                        { name: 'DRILL_NAMESPACE', value: target },
+                        { name: 'DRILL_SOURCE_NAMESPACE', value: probe.namespace },
+                      ],
+                    },
+                  ],
                 },
               },
             },
           });
         }
         const outcome = await pollUntil(probe.timeoutSeconds ?? 300, `probe ${name}`, async () => {
-          const j = (await kube.read('batch/v1', 'Job', name, target)) as (KubeObject & { status?: { conditions?: { type: string; status: string; message?: string }[] } }) | undefined;
+          const j = (await kube.read('batch/v1', 'Job', name, target)) as
+            | (KubeObject & { status?: { conditions?: { type: string; status: string; message?: string }[] } })
+            | undefined;
           const conds = j?.status?.conditions ?? [];
-          if (conds.some((c) => c.type === 'Complete' && c.status === 'True')) return { passed: true, message: 'job completed' };
+          if (conds.some((c) => c.type === 'Complete' && c.status === 'True'))
+            return { passed: true, message: 'job completed' };
           const failed = conds.find((c) => c.type === 'Failed' && c.status === 'True');
           return failed ? { passed: false, message: failed.message ?? 'job failed' } : undefined;
         });
@@ -164,7 +225,11 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
     },
 
     /** Deletes namespaces and waits until they are gone (Terminating counts as still there). */
-    async veleroDeleteNamespaces(input: { cluster: string; namespaces: string[]; timeoutSeconds: number }): Promise<{ deleted: string[]; remaining: string[] }> {
+    async veleroDeleteNamespaces(input: {
+      cluster: string;
+      namespaces: string[];
+      timeoutSeconds: number;
+    }): Promise<{ deleted: string[]; remaining: string[] }> {
       const { kube } = kubeOf(input.cluster);
       const deleted: string[] = [];
       for (const ns of input.namespaces) if (await kube.delete('v1', 'Namespace', ns)) deleted.push(ns);
@@ -186,7 +251,12 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
   };
 }
 
-async function podLogTail(deps: ActivityDeps, spec: Parameters<typeof loadKubeConfig>[0], ns: string, job: string): Promise<string> {
+async function podLogTail(
+  deps: ActivityDeps,
+  spec: Parameters<typeof loadKubeConfig>[0],
+  ns: string,
+  job: string,
+): Promise<string> {
   try {
     const core = loadKubeConfig(spec, deps.dataDir).makeApiClient(CoreV1Api);
     const pods = await core.listNamespacedPod({ namespace: ns, labelSelector: `pedro-ops/probe=${job}` });
@@ -199,10 +269,24 @@ async function podLogTail(deps: ActivityDeps, spec: Parameters<typeof loadKubeCo
   }
 }
 
-async function deleteWithPods(deps: ActivityDeps, spec: Parameters<typeof loadKubeConfig>[0], apiVersion: string, kind: string, name: string, ns: string): Promise<void> {
+async function deleteWithPods(
+  deps: ActivityDeps,
+  spec: Parameters<typeof loadKubeConfig>[0],
+  apiVersion: string,
+  kind: string,
+  name: string,
+  ns: string,
+): Promise<void> {
   try {
     const api = KubernetesObjectApi.makeApiClient(loadKubeConfig(spec, deps.dataDir));
-    await api.delete({ apiVersion, kind, metadata: { name, namespace: ns } }, undefined, undefined, undefined, undefined, 'Background');
+    await api.delete(
+      { apiVersion, kind, metadata: { name, namespace: ns } },
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      'Background',
+    );
   } catch {
     // Already gone, or the namespace is going: either way nothing lingers.
   }

@@ -26,10 +26,18 @@ export function defaultToken(env: NodeJS.ProcessEnv = process.env): string | und
   return undefined;
 }
 
-export async function api<T = Record<string, unknown>>(opts: ApiOptions, method: string, path: string, body?: unknown): Promise<T> {
+export async function api<T = Record<string, unknown>>(
+  opts: ApiOptions,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<T> {
   const res = await fetch(new URL(path, opts.url), {
     method,
-    headers: { ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
+    headers: {
+      ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
     body: body !== undefined ? JSON.stringify(body) : undefined,
   });
   const text = await res.text();
@@ -39,7 +47,11 @@ export async function api<T = Record<string, unknown>>(opts: ApiOptions, method:
   } catch {
     // not JSON
   }
-  if (!res.ok) throw new ApiError(res.status, typeof parsed === 'object' && parsed ? (parsed as ApiError['body']) : { message: String(parsed) });
+  if (!res.ok)
+    throw new ApiError(
+      res.status,
+      typeof parsed === 'object' && parsed ? (parsed as ApiError['body']) : { message: String(parsed) },
+    );
   return parsed as T;
 }
 
@@ -50,15 +62,24 @@ export interface SseMessage {
 }
 
 /** Follows /workflows/:id/events until the `result` event; reconnects with Last-Event-ID on drops. */
-export async function* followEvents(opts: ApiOptions, workflowId: string, signal?: AbortSignal): AsyncGenerator<SseMessage> {
+export async function* followEvents(
+  opts: ApiOptions,
+  workflowId: string,
+  signal?: AbortSignal,
+): AsyncGenerator<SseMessage> {
   let lastId: string | undefined;
   for (let attempt = 0; attempt < 20; attempt++) {
     try {
       const res = await fetch(new URL(`/workflows/${encodeURIComponent(workflowId)}/events`, opts.url), {
-        headers: { accept: 'text/event-stream', ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...(lastId ? { 'last-event-id': lastId } : {}) },
+        headers: {
+          accept: 'text/event-stream',
+          ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+          ...(lastId ? { 'last-event-id': lastId } : {}),
+        },
         signal,
       });
-      if (!res.ok || !res.body) throw new ApiError(res.status, (await res.json().catch(() => ({}))) as ApiError['body']);
+      if (!res.ok || !res.body)
+        throw new ApiError(res.status, (await res.json().catch(() => ({}))) as ApiError['body']);
       const decoder = new TextDecoder();
       let buf = '';
       for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {

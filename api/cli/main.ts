@@ -48,7 +48,10 @@ const { values: flags, positionals } = parseArgs({
   },
 });
 
-const opts: ApiOptions = { url: flags.url ?? process.env.PEDRO_OPS_API_URL ?? 'http://127.0.0.1:3000', token: flags.token ?? defaultToken() };
+const opts: ApiOptions = {
+  url: flags.url ?? process.env.PEDRO_OPS_API_URL ?? 'http://127.0.0.1:3000',
+  token: flags.token ?? defaultToken(),
+};
 const json = flags.json;
 const enc = encodeURIComponent;
 
@@ -65,7 +68,8 @@ function usage(msg?: string): never {
 
 /** Follows a started workflow to its end; returns the exit code. */
 async function follow(workflowId: string, started?: Record<string, unknown>): Promise<number> {
-  if (!json && started?.temporalWebUrl) process.stderr.write(`workflow ${workflowId}\nTemporal Web: ${started.temporalWebUrl}\n`);
+  if (!json && started?.temporalWebUrl)
+    process.stderr.write(`workflow ${workflowId}\nTemporal Web: ${started.temporalWebUrl}\n`);
   if (flags['no-follow']) {
     print(started ?? { workflowId });
     return 0;
@@ -73,7 +77,11 @@ async function follow(workflowId: string, started?: Record<string, unknown>): Pr
   const view = new ProgressView(json ? undefined : process.stderr);
   // Attaching to a run replays its transition log first: a needs-attention in that replay only
   // counts if the run is still stuck now.
-  const now = await api<{ progress?: { seq: number; state: string } }>(opts, 'GET', `/workflows/${enc(workflowId)}`).catch(() => ({}) as { progress?: undefined });
+  const now = await api<{ progress?: { seq: number; state: string } }>(
+    opts,
+    'GET',
+    `/workflows/${enc(workflowId)}`,
+  ).catch(() => ({}) as { progress?: undefined });
   const replayedUpTo = now.progress?.seq ?? 0;
   const stuckNow = now.progress?.state === 'needs-attention';
   for await (const msg of followEvents(opts, workflowId)) {
@@ -82,18 +90,25 @@ async function follow(workflowId: string, started?: Record<string, unknown>): Pr
       const ok = r.status === 'COMPLETED' && resultOk(r.result);
       print({ workflowId, ...r }, () => {
         process.stdout.write(`${JSON.stringify(r.result ?? r, null, 2)}\n`);
-        if (!ok) process.stderr.write(`FAILED: ${r.error ?? (r.result as { state?: string; result?: string })?.state ?? (r.result as { result?: string })?.result ?? r.status}\n`);
+        if (!ok)
+          process.stderr.write(
+            `FAILED: ${r.error ?? (r.result as { state?: string; result?: string })?.state ?? (r.result as { result?: string })?.result ?? r.status}\n`,
+          );
       });
       return ok ? 0 : 1;
     }
     const e = msg.data as ProgressEvent;
     view.apply(e);
     const live = e.seq > replayedUpTo;
-    const stuck = (live && e.kind === 'run' && e.state === 'needs-attention') || (!live && e.seq === replayedUpTo && stuckNow);
+    const stuck =
+      (live && e.kind === 'run' && e.state === 'needs-attention') || (!live && e.seq === replayedUpTo && stuckNow);
     if (stuck) {
       const steps = view.attention();
       if (json) print({ workflowId, state: 'needs-attention', steps });
-      else process.stderr.write(`NEEDS ATTENTION: ${steps.map((x) => `${x.step}${x.error ? ` (${x.error})` : ''}`).join(', ') || 'a step'}\nresolve with: pedro-ops resolve-step <cluster> <step> retry|skip|abort\n`);
+      else
+        process.stderr.write(
+          `NEEDS ATTENTION: ${steps.map((x) => `${x.step}${x.error ? ` (${x.error})` : ''}`).join(', ') || 'a step'}\nresolve with: pedro-ops resolve-step <cluster> <step> retry|skip|abort\n`,
+        );
       return 3;
     }
   }
@@ -105,8 +120,16 @@ async function main(): Promise<number> {
   if (flags.help || !cmd) usage();
   switch (cmd) {
     case 'clusters': {
-      const r = await api<{ clusters: { name: string; vip: string; nodes: unknown[]; k3sVersion: string; lab: boolean }[] }>(opts, 'GET', '/clusters');
-      print(r, () => r.clusters.forEach((c) => process.stdout.write(`${c.name.padEnd(16)} vip ${c.vip.padEnd(16)} ${c.nodes.length} nodes  k3s ${c.k3sVersion}${c.lab ? '  (lab)' : ''}\n`)));
+      const r = await api<{
+        clusters: { name: string; vip: string; nodes: unknown[]; k3sVersion: string; lab: boolean }[];
+      }>(opts, 'GET', '/clusters');
+      print(r, () =>
+        r.clusters.forEach((c) =>
+          process.stdout.write(
+            `${c.name.padEnd(16)} vip ${c.vip.padEnd(16)} ${c.nodes.length} nodes  k3s ${c.k3sVersion}${c.lab ? '  (lab)' : ''}\n`,
+          ),
+        ),
+      );
       return 0;
     }
     case 'provision': {
@@ -117,7 +140,9 @@ async function main(): Promise<number> {
         print(plan);
         return 0;
       }
-      const r = await startOrAttach(`/clusters/${enc(cluster)}/provision`, { ...(flags['allow-tofu'] ? { allowTofu: true } : {}) });
+      const r = await startOrAttach(`/clusters/${enc(cluster)}/provision`, {
+        ...(flags['allow-tofu'] ? { allowTofu: true } : {}),
+      });
       return follow(String(r.workflowId), r);
     }
     case 'status': {
@@ -130,8 +155,12 @@ async function main(): Promise<number> {
     }
     case 'resolve-step': {
       const [cluster, step, action] = args;
-      if (!cluster || !step || !['retry', 'skip', 'abort'].includes(action)) usage('resolve-step needs <cluster> <step> retry|skip|abort');
-      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/provision/steps/${enc(step)}`, { action, ...(flags.note ? { note: flags.note } : {}) });
+      if (!cluster || !step || !['retry', 'skip', 'abort'].includes(action))
+        usage('resolve-step needs <cluster> <step> retry|skip|abort');
+      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/provision/steps/${enc(step)}`, {
+        action,
+        ...(flags.note ? { note: flags.note } : {}),
+      });
       print(r, () => process.stdout.write(`${step}: ${action} accepted\n`));
       return 0;
     }
@@ -139,22 +168,41 @@ async function main(): Promise<number> {
     case 'drift': {
       const [cluster] = args;
       if (!cluster) usage(`${cmd} needs a cluster`);
-      const body = { ...(flags.entry ? { entries: flags.entry } : {}), ...(cmd === 'drift' ? { dryRun: true } : {}), ...(flags.generate ? { generate: true } : {}) };
+      const body = {
+        ...(flags.entry ? { entries: flags.entry } : {}),
+        ...(cmd === 'drift' ? { dryRun: true } : {}),
+        ...(flags.generate ? { generate: true } : {}),
+      };
       const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/secrets/rotate`, body);
       return follow(String(r.workflowId), r);
     }
     case 'verify-backup': {
       const [cluster] = args;
       if (!cluster) usage('verify-backup needs a cluster');
-      const body = { ...(flags.backup ? { backup: flags.backup } : flags['create-new'] ? { createNew: true } : { latestFromSchedule: true }), ...(flags.namespace ? { namespaces: flags.namespace } : {}) };
+      const body = {
+        ...(flags.backup
+          ? { backup: flags.backup }
+          : flags['create-new']
+            ? { createNew: true }
+            : { latestFromSchedule: true }),
+        ...(flags.namespace ? { namespaces: flags.namespace } : {}),
+      };
       const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/backups/verify`, body);
       return follow(String(r.workflowId), r);
     }
     case 'dr-restore': {
       const [cluster] = args;
-      if (!cluster || !flags.backup || !flags.namespace) usage('dr-restore needs <cluster> --backup NAME --namespace NS');
-      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/dr/restore`, { backup: flags.backup, namespaces: flags.namespace, ...(flags.force ? { force: true } : {}) });
-      if (!json) process.stderr.write(`restore planned; approve with: pedro-ops approve ${cluster} ${r.id ?? r.requestId ?? r.workflowId}\n`);
+      if (!cluster || !flags.backup || !flags.namespace)
+        usage('dr-restore needs <cluster> --backup NAME --namespace NS');
+      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/dr/restore`, {
+        backup: flags.backup,
+        namespaces: flags.namespace,
+        ...(flags.force ? { force: true } : {}),
+      });
+      if (!json)
+        process.stderr.write(
+          `restore planned; approve with: pedro-ops approve ${cluster} ${r.id ?? r.requestId ?? r.workflowId}\n`,
+        );
       print(r);
       return 0;
     }
@@ -162,7 +210,12 @@ async function main(): Promise<number> {
     case 'reject': {
       const [cluster, id] = args;
       if (!cluster || !id) usage(`${cmd} needs <cluster> <restore-id>`);
-      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/dr/restore/${enc(id)}/${cmd}`, flags.note ? { note: flags.note } : {});
+      const r = await api(
+        opts,
+        'POST',
+        `/clusters/${enc(cluster)}/dr/restore/${enc(id)}/${cmd}`,
+        flags.note ? { note: flags.note } : {},
+      );
       print(r);
       if (cmd === 'approve' && typeof r.workflowId === 'string') return follow(r.workflowId, r);
       return 0;
@@ -177,7 +230,8 @@ async function main(): Promise<number> {
       }
       if (!scheduleId) usage(`schedules ${sub} needs a schedule id`);
       const path = `${base}/${enc(scheduleId)}`;
-      if (sub === 'pause' || sub === 'unpause') print(await api(opts, 'POST', `${path}/${sub}`, flags.note ? { note: flags.note } : {}));
+      if (sub === 'pause' || sub === 'unpause')
+        print(await api(opts, 'POST', `${path}/${sub}`, flags.note ? { note: flags.note } : {}));
       else if (sub === 'trigger') print(await api(opts, 'POST', `${path}/trigger`, {}));
       else if (sub === 'backfill') {
         if (!flags.start || !flags.end) usage('schedules backfill needs --start and --end');
@@ -206,7 +260,10 @@ async function startOrAttach(path: string, body: unknown): Promise<Record<string
 main()
   .then((code) => process.exit(code))
   .catch((err) => {
-    if (json) process.stdout.write(`${JSON.stringify({ error: err instanceof ApiError ? err.body : { message: (err as Error).message } })}\n`);
+    if (json)
+      process.stdout.write(
+        `${JSON.stringify({ error: err instanceof ApiError ? err.body : { message: (err as Error).message } })}\n`,
+      );
     else process.stderr.write(`error: ${(err as Error).message}\n`);
     process.exit(1);
   });

@@ -6,7 +6,10 @@ const DONE = new Set(['succeeded', 'satisfied', 'skipped']);
 const BAD = new Set(['failed', 'needs-attention', 'cancelled']);
 
 export class ProgressView {
-  private readonly steps = new Map<string, { phase: string; state: string; since: number; detail?: string; error?: string }>();
+  private readonly steps = new Map<
+    string,
+    { phase: string; state: string; since: number; detail?: string; error?: string }
+  >();
   private readonly phases: string[] = [];
   private runState = 'running';
   private lines = 0;
@@ -23,11 +26,20 @@ export class ProgressView {
     if (e.kind === 'step' && e.step) {
       const phase = e.phase ?? 'steps';
       if (!this.phases.includes(phase)) this.phases.push(phase);
-      this.steps.set(e.step, { phase, state: e.state ?? 'pending', since: Date.now(), detail: e.detail, error: e.error });
+      this.steps.set(e.step, {
+        phase,
+        state: e.state ?? 'pending',
+        since: Date.now(),
+        detail: e.detail,
+        error: e.error,
+      });
     }
     if (!this.out) return;
     if (this.tty) this.redraw();
-    else if (e.kind === 'step' && e.state !== 'pending') this.out.write(`${this.elapsed()}  ${(e.phase ?? '').padEnd(12)} ${e.step?.padEnd(28)} ${e.state}${e.error ? `  ${e.error}` : e.detail ? `  ${e.detail}` : ''}\n`);
+    else if (e.kind === 'step' && e.state !== 'pending')
+      this.out.write(
+        `${this.elapsed()}  ${(e.phase ?? '').padEnd(12)} ${e.step?.padEnd(28)} ${e.state}${e.error ? `  ${e.error}` : e.detail ? `  ${e.detail}` : ''}\n`,
+      );
     else if (e.kind === 'run') this.out.write(`${this.elapsed()}  run ${e.state}\n`);
   }
 
@@ -43,10 +55,17 @@ export class ProgressView {
       const width = 20;
       const filled = steps.length ? Math.round((done / steps.length) * width) : 0;
       const current = steps.find(([, s]) => s.state === 'running' || BAD.has(s.state));
-      const cur = current ? `${current[0]} ${current[1].state}${current[1].state === 'running' ? ` ${((Date.now() - current[1].since) / 1000).toFixed(1)}s` : ''}` : done === steps.length ? 'done' : '';
-      rows.push(`  ${phase.padEnd(12)} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(done).padStart(2)}/${steps.length}  ${cur}`);
+      const cur = current
+        ? `${current[0]} ${current[1].state}${current[1].state === 'running' ? ` ${((Date.now() - current[1].since) / 1000).toFixed(1)}s` : ''}`
+        : done === steps.length
+          ? 'done'
+          : '';
+      rows.push(
+        `  ${phase.padEnd(12)} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${String(done).padStart(2)}/${steps.length}  ${cur}`,
+      );
     }
-    for (const [id, s] of this.steps) if (BAD.has(s.state)) rows.push(`  ! ${id}: ${s.state}${s.error ? ` - ${s.error}` : ''}`);
+    for (const [id, s] of this.steps)
+      if (BAD.has(s.state)) rows.push(`  ! ${id}: ${s.state}${s.error ? ` - ${s.error}` : ''}`);
     if (this.lines > 0) this.out!.write(`\x1b[${this.lines}A\x1b[0J`);
     this.out!.write(`${rows.join('\n')}\n`);
     this.lines = rows.length;
@@ -54,7 +73,9 @@ export class ProgressView {
 
   /** Steps waiting for an operator, with their errors. */
   attention(): { step: string; error?: string }[] {
-    return [...this.steps.entries()].filter(([, s]) => s.state === 'needs-attention').map(([step, s]) => ({ step, error: s.error }));
+    return [...this.steps.entries()]
+      .filter(([, s]) => s.state === 'needs-attention')
+      .map(([step, s]) => ({ step, error: s.error }));
   }
 }
 

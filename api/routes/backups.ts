@@ -40,7 +40,11 @@ export const RunStatus = {
     running: { type: 'boolean' },
     progress: { type: 'object', additionalProperties: true },
     report: { type: 'object', additionalProperties: true },
-    error: { type: 'object', additionalProperties: true, properties: { type: { type: 'string' }, message: { type: 'string' } } },
+    error: {
+      type: 'object',
+      additionalProperties: true,
+      properties: { type: { type: 'string' }, message: { type: 'string' } },
+    },
     temporalWebUrl: { type: 'string' },
   },
 } as const;
@@ -55,10 +59,16 @@ export async function runStatus(ctx: AppContext, id: string, workflowId: string,
     if (err instanceof WorkflowNotFoundError) throw notFound(`no ${what} ${id}`, { workflowId });
     throw err;
   }
-  const base = { id, workflowId, workflowStatus: desc.status.name, temporalWebUrl: workflowWebUrl(ctx.settings, workflowId, desc.runId) };
+  const base = {
+    id,
+    workflowId,
+    workflowStatus: desc.status.name,
+    temporalWebUrl: workflowWebUrl(ctx.settings, workflowId, desc.runId),
+  };
   const progress = await handle.query(progressQuery).catch(() => undefined);
   if (desc.status.name === 'RUNNING') return { ...base, running: true, progress };
-  if (desc.status.name === 'COMPLETED') return { ...base, running: false, progress, report: (await handle.result()) as object };
+  if (desc.status.name === 'COMPLETED')
+    return { ...base, running: false, progress, report: (await handle.result()) as object };
   let error: { type?: string; message: string } = { message: desc.status.name.toLowerCase() };
   try {
     await handle.result();
@@ -69,58 +79,76 @@ export async function runStatus(ctx: AppContext, id: string, workflowId: string,
   return { ...base, running: false, progress, error };
 }
 
-export const backupRoutes = (ctx: AppContext): FastifyPluginAsync => async (app) => {
-  app.post<{ Params: { name: string }; Body: Omit<VerifyBackupInput, 'cluster' | 'requestedBy'> }>(
-    '/clusters/:name/backups/verify',
-    {
-      schema: {
-        tags: ['backups'],
-        summary: 'Verify a Velero backup by restoring it into scratch namespaces (a DR drill)',
-        params: ClusterNameParam,
-        body: VerifyBody,
-        response: { 202: Started, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+export const backupRoutes =
+  (ctx: AppContext): FastifyPluginAsync =>
+  async (app) => {
+    app.post<{ Params: { name: string }; Body: Omit<VerifyBackupInput, 'cluster' | 'requestedBy'> }>(
+      '/clusters/:name/backups/verify',
+      {
+        schema: {
+          tags: ['backups'],
+          summary: 'Verify a Velero backup by restoring it into scratch namespaces (a DR drill)',
+          params: ClusterNameParam,
+          body: VerifyBody,
+          response: { 202: Started, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+        },
       },
-    },
-    async (req, reply) => {
-      const spec = clusterOr404(ctx, req.params.name);
-      const body = req.body ?? {};
-      const choices = (['backup', 'latestFromSchedule', 'createNew'] as const).filter((k) => body[k] !== undefined && body[k] !== false);
-      if (choices.length > 1) throw badRequest(`body.${choices[1]} cannot be combined with body.${choices[0]}: choose one way to pick the backup`, { field: `body.${choices[1]}` });
-      const requestId = body.requestId ?? randomUUID();
-      const workflowId = verifyBackupWorkflowId(spec.name, requestId);
-      const requestedBy = identityOf(req);
-      const started = await startRun(ctx, {
-        workflowType: 'verifyBackup',
-        workflowId,
-        args: [{ cluster: spec.name, ...body, requestId, requestedBy }],
-        requestedBy,
-        statusUrl: `/clusters/${spec.name}/backups/verifications/${requestId}`,
-        reuse: 'reject-duplicate',
-        what: `verification ${requestId}`,
-      });
-      return reply.status(202).send({ id: requestId, ...started });
-    },
-  );
+      async (req, reply) => {
+        const spec = clusterOr404(ctx, req.params.name);
+        const body = req.body ?? {};
+        const choices = (['backup', 'latestFromSchedule', 'createNew'] as const).filter(
+          (k) => body[k] !== undefined && body[k] !== false,
+        );
+        if (choices.length > 1)
+          throw badRequest(
+            `body.${choices[1]} cannot be combined with body.${choices[0]}: choose one way to pick the backup`,
+            { field: `body.${choices[1]}` },
+          );
+        const requestId = body.requestId ?? randomUUID();
+        const workflowId = verifyBackupWorkflowId(spec.name, requestId);
+        const requestedBy = identityOf(req);
+        const started = await startRun(ctx, {
+          workflowType: 'verifyBackup',
+          workflowId,
+          args: [{ cluster: spec.name, ...body, requestId, requestedBy }],
+          requestedBy,
+          statusUrl: `/clusters/${spec.name}/backups/verifications/${requestId}`,
+          reuse: 'reject-duplicate',
+          what: `verification ${requestId}`,
+        });
+        return reply.status(202).send({ id: requestId, ...started });
+      },
+    );
 
-  app.get<{ Params: { name: string; id: string } }>(
-    '/clusters/:name/backups/verifications/:id',
-    {
-      schema: {
-        tags: ['backups'],
-        summary: 'A verification drill: progress while running, the report (result, reasons, RTO, counts) when done',
-        description: 'id is the requestId, or a scheduled drill\'s workflow id (dr-drill/<cluster>-<time>, URL-encoded).',
-        params: { type: 'object', properties: { name: ClusterNameParam.properties.name, id: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9][A-Za-z0-9/_.:-]*$' } }, required: ['name', 'id'], additionalProperties: false },
-        response: { 200: RunStatus, 404: ErrorBody },
+    app.get<{ Params: { name: string; id: string } }>(
+      '/clusters/:name/backups/verifications/:id',
+      {
+        schema: {
+          tags: ['backups'],
+          summary: 'A verification drill: progress while running, the report (result, reasons, RTO, counts) when done',
+          description:
+            "id is the requestId, or a scheduled drill's workflow id (dr-drill/<cluster>-<time>, URL-encoded).",
+          params: {
+            type: 'object',
+            properties: {
+              name: ClusterNameParam.properties.name,
+              id: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[A-Za-z0-9][A-Za-z0-9/_.:-]*$' },
+            },
+            required: ['name', 'id'],
+            additionalProperties: false,
+          },
+          response: { 200: RunStatus, 404: ErrorBody },
+        },
       },
-    },
-    async (req) => {
-      const spec = clusterOr404(ctx, req.params.name);
-      const { id } = req.params;
-      let workflowId: string;
-      if (id.startsWith(`${drillScheduleId(spec.name)}-`) || id.startsWith(`verify-backup/${spec.name}/`)) workflowId = id;
-      else if (new RegExp(RequestId.pattern).test(id)) workflowId = verifyBackupWorkflowId(spec.name, id);
-      else throw notFound(`no verification ${id} for cluster ${spec.name}`);
-      return runStatus(ctx, id, workflowId, `verification for cluster ${spec.name}:`);
-    },
-  );
-};
+      async (req) => {
+        const spec = clusterOr404(ctx, req.params.name);
+        const { id } = req.params;
+        let workflowId: string;
+        if (id.startsWith(`${drillScheduleId(spec.name)}-`) || id.startsWith(`verify-backup/${spec.name}/`))
+          workflowId = id;
+        else if (new RegExp(RequestId.pattern).test(id)) workflowId = verifyBackupWorkflowId(spec.name, id);
+        else throw notFound(`no verification ${id} for cluster ${spec.name}`);
+        return runStatus(ctx, id, workflowId, `verification for cluster ${spec.name}:`);
+      },
+    );
+  };

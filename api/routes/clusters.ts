@@ -14,14 +14,33 @@ export const ClusterNameParam = {
 
 const Summary = { type: 'object', additionalProperties: true, properties: { name: { type: 'string' } } } as const;
 
-export const clusterRoutes = (ctx: AppContext): FastifyPluginAsync => async (app) => {
-  app.get('/clusters', { schema: { tags: ['clusters'], summary: 'List clusters', response: { 200: { type: 'object', properties: { clusters: { type: 'array', items: Summary } } } } } }, async () => ({
-    clusters: [...ctx.clusters.all().values()].map(summarize),
-  }));
+export const clusterRoutes =
+  (ctx: AppContext): FastifyPluginAsync =>
+  async (app) => {
+    app.get(
+      '/clusters',
+      {
+        schema: {
+          tags: ['clusters'],
+          summary: 'List clusters',
+          response: { 200: { type: 'object', properties: { clusters: { type: 'array', items: Summary } } } },
+        },
+      },
+      async () => ({
+        clusters: [...ctx.clusters.all().values()].map(summarize),
+      }),
+    );
 
-  app.get<{ Params: { name: string } }>(
-    '/clusters/:name',
-    { schema: { tags: ['clusters'], summary: 'Cluster summary', params: ClusterNameParam, response: { 200: Summary, 404: ErrorBody } } },
-    async (req) => summarize(clusterOr404(ctx, req.params.name)),
-  );
-};
+    app.get<{ Params: { name: string } }>(
+      '/clusters/:name',
+      {
+        schema: {
+          tags: ['clusters'],
+          summary: 'Cluster summary',
+          params: ClusterNameParam,
+          response: { 200: Summary, 404: ErrorBody },
+        },
+      },
+      async (req) => summarize(clusterOr404(ctx, req.params.name)),
+    );
+  };

@@ -76,7 +76,14 @@ function payloadSchema(maxItems: number) {
         items: {
           type: 'object',
           additionalProperties: false,
-          properties: { sizeBytes: { anyOf: [{ type: 'string', pattern: '^[0-9]{1,19}$' }, { type: 'integer', minimum: 0 }] } },
+          properties: {
+            sizeBytes: {
+              anyOf: [
+                { type: 'string', pattern: '^[0-9]{1,19}$' },
+                { type: 'integer', minimum: 0 },
+              ],
+            },
+          },
         },
       },
     },
@@ -107,7 +114,8 @@ const responseSchema = {
 
 function fromBase64(b64: string, where: string, index: number): Buffer {
   // The schema pins the alphabet; a length of 4n+1 is the one shape no base64 encoder produces.
-  if (b64.replace(/=+$/, '').length % 4 === 1) throw new CodecHttpError(400, `payloads[${index}].${where} is not valid base64`, index);
+  if (b64.replace(/=+$/, '').length % 4 === 1)
+    throw new CodecHttpError(400, `payloads[${index}].${where} is not valid base64`, index);
   return Buffer.from(b64, 'base64');
 }
 
@@ -185,7 +193,9 @@ export const codecRoutes: FastifyPluginAsync<CodecRoutesOptions> = async (app: F
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
     if (status >= 500) {
       req.log.error({ err }, 'codec request failed');
-      return reply.code(status).send({ statusCode: status, error: STATUS_CODES[status], message: 'codec request failed' });
+      return reply
+        .code(status)
+        .send({ statusCode: status, error: STATUS_CODES[status], message: 'codec request failed' });
     }
     return reply.code(status).send({
       statusCode: status,

@@ -23,7 +23,11 @@ const RestoreBody = {
     existingResourcePolicy: { type: 'string', enum: ['none', 'update'] },
     target: { type: 'object', additionalProperties: NsName, propertyNames: NsName },
     force: { type: 'boolean' },
-    approvalTimeout: { type: 'string', pattern: '^[1-9][0-9]{0,6}(s|m|h|d)$', description: 'e.g. 30m, 24h (default 24h)' },
+    approvalTimeout: {
+      type: 'string',
+      pattern: '^[1-9][0-9]{0,6}(s|m|h|d)$',
+      description: 'e.g. 30m, 24h (default 24h)',
+    },
     requestId: RequestId,
   },
 } as const;
@@ -35,81 +39,128 @@ const Params = {
   additionalProperties: false,
 } as const;
 
-const DecisionBody = { type: 'object', additionalProperties: false, properties: { note: { type: 'string', maxLength: 500 } } } as const;
-const Decision = { type: 'object', properties: { accepted: { type: 'boolean' }, workflowId: { type: 'string' }, decision: { type: 'string' }, by: { type: 'string' } } } as const;
+const DecisionBody = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { note: { type: 'string', maxLength: 500 } },
+} as const;
+const Decision = {
+  type: 'object',
+  properties: {
+    accepted: { type: 'boolean' },
+    workflowId: { type: 'string' },
+    decision: { type: 'string' },
+    by: { type: 'string' },
+  },
+} as const;
 
-export const drRoutes = (ctx: AppContext): FastifyPluginAsync => async (app) => {
-  app.post<{ Params: { name: string }; Body: Omit<DrRestoreInput, 'cluster' | 'requestedBy' | 'approvalTimeout'> & { approvalTimeout?: string } }>(
-    '/clusters/:name/dr/restore',
-    {
-      schema: {
-        tags: ['dr'],
-        summary: 'Plan a DR restore from a Velero backup; it waits for approval before restoring anything',
-        params: ClusterNameParam,
-        body: RestoreBody,
-        response: { 202: Started, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
-      },
-    },
-    async (req, reply) => {
-      const spec = clusterOr404(ctx, req.params.name);
-      const body = req.body;
-      for (const ns of Object.keys(body.target ?? {})) {
-        if (!body.namespaces.includes(ns)) throw badRequest(`body.target.${ns} maps a namespace that is not in body.namespaces`, { field: `body.target.${ns}` });
-      }
-      const requestId = body.requestId ?? randomUUID();
-      const workflowId = drRestoreWorkflowId(spec.name, requestId);
-      const requestedBy = identityOf(req);
-      const base = `/clusters/${spec.name}/dr/restore/${requestId}`;
-      const started = await startRun(ctx, {
-        workflowType: 'drRestore',
-        workflowId,
-        args: [{ cluster: spec.name, ...body, requestId, requestedBy }],
-        requestedBy,
-        statusUrl: base,
-        reuse: 'reject-duplicate',
-        what: `DR restore ${requestId}`,
-      });
-      return reply.status(202).send({ id: requestId, ...started, approveUrl: `${base}/approve`, rejectUrl: `${base}/reject` });
-    },
-  );
-
-  app.get<{ Params: { name: string; id: string } }>(
-    '/clusters/:name/dr/restore/:id',
-    { schema: { tags: ['dr'], summary: 'A DR restore: its plan and progress (the plan is on the approval step), then its report', params: Params, response: { 200: RunStatus, 404: ErrorBody } } },
-    async (req) => {
-      const spec = clusterOr404(ctx, req.params.name);
-      return runStatus(ctx, req.params.id, drRestoreWorkflowId(spec.name, req.params.id), `DR restore for cluster ${spec.name}:`);
-    },
-  );
-
-  for (const decision of ['approve', 'reject'] as const) {
-    app.post<{ Params: { name: string; id: string }; Body: { note?: string } }>(
-      `/clusters/:name/dr/restore/:id/${decision}`,
+export const drRoutes =
+  (ctx: AppContext): FastifyPluginAsync =>
+  async (app) => {
+    app.post<{
+      Params: { name: string };
+      Body: Omit<DrRestoreInput, 'cluster' | 'requestedBy' | 'approvalTimeout'> & { approvalTimeout?: string };
+    }>(
+      '/clusters/:name/dr/restore',
       {
         schema: {
           tags: ['dr'],
-          summary: decision === 'approve' ? 'Approve a planned DR restore (recorded with your identity)' : 'Reject a planned DR restore; it ends without restoring',
+          summary: 'Plan a DR restore from a Velero backup; it waits for approval before restoring anything',
+          params: ClusterNameParam,
+          body: RestoreBody,
+          response: { 202: Started, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+        },
+      },
+      async (req, reply) => {
+        const spec = clusterOr404(ctx, req.params.name);
+        const body = req.body;
+        for (const ns of Object.keys(body.target ?? {})) {
+          if (!body.namespaces.includes(ns))
+            throw badRequest(`body.target.${ns} maps a namespace that is not in body.namespaces`, {
+              field: `body.target.${ns}`,
+            });
+        }
+        const requestId = body.requestId ?? randomUUID();
+        const workflowId = drRestoreWorkflowId(spec.name, requestId);
+        const requestedBy = identityOf(req);
+        const base = `/clusters/${spec.name}/dr/restore/${requestId}`;
+        const started = await startRun(ctx, {
+          workflowType: 'drRestore',
+          workflowId,
+          args: [{ cluster: spec.name, ...body, requestId, requestedBy }],
+          requestedBy,
+          statusUrl: base,
+          reuse: 'reject-duplicate',
+          what: `DR restore ${requestId}`,
+        });
+        return reply
+          .status(202)
+          .send({ id: requestId, ...started, approveUrl: `${base}/approve`, rejectUrl: `${base}/reject` });
+      },
+    );
+
+    app.get<{ Params: { name: string; id: string } }>(
+      '/clusters/:name/dr/restore/:id',
+      {
+        schema: {
+          tags: ['dr'],
+          summary: 'A DR restore: its plan and progress (the plan is on the approval step), then its report',
           params: Params,
-          body: DecisionBody,
-          response: { 200: Decision, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+          response: { 200: RunStatus, 404: ErrorBody },
         },
       },
       async (req) => {
         const spec = clusterOr404(ctx, req.params.name);
-        const workflowId = drRestoreWorkflowId(spec.name, req.params.id);
-        const handle = ctx.client.workflow.getHandle(workflowId);
-        const by = identityOf(req);
-        try {
-          const desc = await handle.describe();
-          if (desc.status.name !== 'RUNNING') throw conflict(`DR restore ${req.params.id} is ${desc.status.name.toLowerCase()}, not waiting for approval`, { workflowId });
-          const res = await handle.executeUpdate(approveUpdate, { args: [{ approved: decision === 'approve', by, note: req.body?.note }] });
-          return { accepted: res.accepted, workflowId, decision, by };
-        } catch (err) {
-          if (err instanceof WorkflowNotFoundError) throw notFound(`no DR restore ${req.params.id} for cluster ${spec.name}`, { workflowId });
-          if (err instanceof WorkflowUpdateFailedError) throw conflict(`${decision} refused: ${(err.cause as Error | undefined)?.message ?? err.message}`, { workflowId });
-          throw err;
-        }
+        return runStatus(
+          ctx,
+          req.params.id,
+          drRestoreWorkflowId(spec.name, req.params.id),
+          `DR restore for cluster ${spec.name}:`,
+        );
       },
     );
-  }
-};
+
+    for (const decision of ['approve', 'reject'] as const) {
+      app.post<{ Params: { name: string; id: string }; Body: { note?: string } }>(
+        `/clusters/:name/dr/restore/:id/${decision}`,
+        {
+          schema: {
+            tags: ['dr'],
+            summary:
+              decision === 'approve'
+                ? 'Approve a planned DR restore (recorded with your identity)'
+                : 'Reject a planned DR restore; it ends without restoring',
+            params: Params,
+            body: DecisionBody,
+            response: { 200: Decision, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+          },
+        },
+        async (req) => {
+          const spec = clusterOr404(ctx, req.params.name);
+          const workflowId = drRestoreWorkflowId(spec.name, req.params.id);
+          const handle = ctx.client.workflow.getHandle(workflowId);
+          const by = identityOf(req);
+          try {
+            const desc = await handle.describe();
+            if (desc.status.name !== 'RUNNING')
+              throw conflict(
+                `DR restore ${req.params.id} is ${desc.status.name.toLowerCase()}, not waiting for approval`,
+                { workflowId },
+              );
+            const res = await handle.executeUpdate(approveUpdate, {
+              args: [{ approved: decision === 'approve', by, note: req.body?.note }],
+            });
+            return { accepted: res.accepted, workflowId, decision, by };
+          } catch (err) {
+            if (err instanceof WorkflowNotFoundError)
+              throw notFound(`no DR restore ${req.params.id} for cluster ${spec.name}`, { workflowId });
+            if (err instanceof WorkflowUpdateFailedError)
+              throw conflict(`${decision} refused: ${(err.cause as Error | undefined)?.message ?? err.message}`, {
+                workflowId,
+              });
+            throw err;
+          }
+        },
+      );
+    }
+  };

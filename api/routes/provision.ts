@@ -20,7 +20,11 @@ const ProvisionBody = {
   },
 } as const;
 
-const DryRunQuery = { type: 'object', additionalProperties: false, properties: { dryRun: { type: 'boolean', default: false } } } as const;
+const DryRunQuery = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { dryRun: { type: 'boolean', default: false } },
+} as const;
 
 const Started = startedSchema();
 
@@ -38,18 +42,35 @@ const Plan = {
       items: {
         type: 'object',
         additionalProperties: true,
-        properties: { id: { type: 'string' }, phase: { type: 'string' }, title: { type: 'string' }, dependsOn: { type: 'array', items: { type: 'string' } } },
+        properties: {
+          id: { type: 'string' },
+          phase: { type: 'string' },
+          title: { type: 'string' },
+          dependsOn: { type: 'array', items: { type: 'string' } },
+        },
       },
     },
     layers: { type: 'array', items: { type: 'array', items: { type: 'string' } } },
   },
 } as const;
 
-const ProgressBody = { type: 'object', additionalProperties: true, properties: { workflowId: { type: 'string' }, runId: { type: 'string' }, status: { type: 'string' }, temporalWebUrl: { type: 'string' } } } as const;
+const ProgressBody = {
+  type: 'object',
+  additionalProperties: true,
+  properties: {
+    workflowId: { type: 'string' },
+    runId: { type: 'string' },
+    status: { type: 'string' },
+    temporalWebUrl: { type: 'string' },
+  },
+} as const;
 
 const StepParams = {
   type: 'object',
-  properties: { name: ClusterNameParam.properties.name, step: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[a-z0-9][a-z0-9/_.-]*$' } },
+  properties: {
+    name: ClusterNameParam.properties.name,
+    step: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[a-z0-9][a-z0-9/_.-]*$' },
+  },
   required: ['name', 'step'],
   additionalProperties: false,
 } as const;
@@ -58,84 +79,119 @@ const ResolveBody = {
   type: 'object',
   additionalProperties: false,
   required: ['action'],
-  properties: { action: { type: 'string', enum: ['retry', 'skip', 'abort'] }, note: { type: 'string', maxLength: 500 } },
+  properties: {
+    action: { type: 'string', enum: ['retry', 'skip', 'abort'] },
+    note: { type: 'string', maxLength: 500 },
+  },
 } as const;
 
-export const provisionRoutes = (ctx: AppContext): FastifyPluginAsync => async (app) => {
-  app.post<{ Params: { name: string }; Querystring: { dryRun?: boolean }; Body: Omit<ProvisionInput, 'cluster' | 'requestedBy'> | undefined }>(
-    '/clusters/:name/provision',
-    {
-      schema: {
-        tags: ['provision'],
-        summary: 'Build the cluster from bare nodes (dryRun=true: show the plan, start nothing)',
-        params: ClusterNameParam,
-        querystring: DryRunQuery,
-        body: ProvisionBody,
-        response: { 200: Plan, 202: Started, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+export const provisionRoutes =
+  (ctx: AppContext): FastifyPluginAsync =>
+  async (app) => {
+    app.post<{
+      Params: { name: string };
+      Querystring: { dryRun?: boolean };
+      Body: Omit<ProvisionInput, 'cluster' | 'requestedBy'> | undefined;
+    }>(
+      '/clusters/:name/provision',
+      {
+        schema: {
+          tags: ['provision'],
+          summary: 'Build the cluster from bare nodes (dryRun=true: show the plan, start nothing)',
+          params: ClusterNameParam,
+          querystring: DryRunQuery,
+          body: ProvisionBody,
+          response: { 200: Plan, 202: Started, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+        },
       },
-    },
-    async (req, reply) => {
-      const spec = clusterOr404(ctx, req.params.name);
-      const plan = buildProvisionPlan(spec);
-      if (req.query.dryRun) return reply.status(200).send({ dryRun: true, ...plan });
-      const workflowId = provisionWorkflowId(spec.name);
-      const requestedBy = identityOf(req);
-      // A finished build may be run again (it converges); a running one is never duplicated.
-      const started = await startRun(ctx, {
-        workflowType: 'provisionCluster',
-        workflowId,
-        args: [{ cluster: spec.name, ...(req.body ?? {}), requestedBy }],
-        requestedBy,
-        statusUrl: `/clusters/${spec.name}/provision`,
-        reuse: 'allow-duplicate',
-        what: `a provision of ${spec.name}`,
-        summary: `provision ${spec.name}`,
-      });
-      return reply.status(202).send(started);
-    },
-  );
-
-  app.get<{ Params: { name: string } }>(
-    '/clusters/:name/provision',
-    { schema: { tags: ['provision'], summary: 'Progress of the latest provision run', params: ClusterNameParam, response: { 200: ProgressBody, 404: ErrorBody } } },
-    async (req) => {
-      const spec = clusterOr404(ctx, req.params.name);
-      const workflowId = provisionWorkflowId(spec.name);
-      const handle = ctx.client.workflow.getHandle(workflowId);
-      try {
-        const desc = await handle.describe();
-        const progress = await handle.query(progressQuery);
-        return { workflowId, runId: desc.runId, status: desc.status.name, temporalWebUrl: workflowWebUrl(ctx.settings, workflowId, desc.runId), ...progress };
-      } catch (err) {
-        if (err instanceof WorkflowNotFoundError) throw notFound(`cluster ${spec.name} has no provision run`, { workflowId });
-        throw err;
-      }
-    },
-  );
-
-  app.post<{ Params: { name: string; step: string }; Body: { action: ResolveAction; note?: string } }>(
-    '/clusters/:name/provision/steps/:step',
-    {
-      schema: {
-        tags: ['provision'],
-        summary: 'Resolve a step in needs-attention: retry, skip (where safe) or abort',
-        params: StepParams,
-        body: ResolveBody,
-        response: { 200: { type: 'object', properties: { accepted: { type: 'boolean' }, step: { type: 'string' }, action: { type: 'string' } } }, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+      async (req, reply) => {
+        const spec = clusterOr404(ctx, req.params.name);
+        const plan = buildProvisionPlan(spec);
+        if (req.query.dryRun) return reply.status(200).send({ dryRun: true, ...plan });
+        const workflowId = provisionWorkflowId(spec.name);
+        const requestedBy = identityOf(req);
+        // A finished build may be run again (it converges); a running one is never duplicated.
+        const started = await startRun(ctx, {
+          workflowType: 'provisionCluster',
+          workflowId,
+          args: [{ cluster: spec.name, ...(req.body ?? {}), requestedBy }],
+          requestedBy,
+          statusUrl: `/clusters/${spec.name}/provision`,
+          reuse: 'allow-duplicate',
+          what: `a provision of ${spec.name}`,
+          summary: `provision ${spec.name}`,
+        });
+        return reply.status(202).send(started);
       },
-    },
-    async (req) => {
-      const spec = clusterOr404(ctx, req.params.name);
-      const workflowId = provisionWorkflowId(spec.name);
-      const handle = ctx.client.workflow.getHandle(workflowId);
-      try {
-        const r = await handle.executeUpdate(resolveStepUpdate, { args: [{ step: req.params.step, action: req.body.action, by: identityOf(req), note: req.body.note }] });
-        return { accepted: r.accepted, step: req.params.step, action: req.body.action };
-      } catch (err) {
-        if (err instanceof WorkflowUpdateFailedError) throw conflict(err.cause?.message ?? 'update rejected', { workflowId, step: req.params.step });
-        if (err instanceof WorkflowNotFoundError) throw notFound(`cluster ${spec.name} has no running provision`, { workflowId });
-        throw err;
-      }
-    },
-  );
-};
+    );
+
+    app.get<{ Params: { name: string } }>(
+      '/clusters/:name/provision',
+      {
+        schema: {
+          tags: ['provision'],
+          summary: 'Progress of the latest provision run',
+          params: ClusterNameParam,
+          response: { 200: ProgressBody, 404: ErrorBody },
+        },
+      },
+      async (req) => {
+        const spec = clusterOr404(ctx, req.params.name);
+        const workflowId = provisionWorkflowId(spec.name);
+        const handle = ctx.client.workflow.getHandle(workflowId);
+        try {
+          const desc = await handle.describe();
+          const progress = await handle.query(progressQuery);
+          return {
+            workflowId,
+            runId: desc.runId,
+            status: desc.status.name,
+            temporalWebUrl: workflowWebUrl(ctx.settings, workflowId, desc.runId),
+            ...progress,
+          };
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError)
+            throw notFound(`cluster ${spec.name} has no provision run`, { workflowId });
+          throw err;
+        }
+      },
+    );
+
+    app.post<{ Params: { name: string; step: string }; Body: { action: ResolveAction; note?: string } }>(
+      '/clusters/:name/provision/steps/:step',
+      {
+        schema: {
+          tags: ['provision'],
+          summary: 'Resolve a step in needs-attention: retry, skip (where safe) or abort',
+          params: StepParams,
+          body: ResolveBody,
+          response: {
+            200: {
+              type: 'object',
+              properties: { accepted: { type: 'boolean' }, step: { type: 'string' }, action: { type: 'string' } },
+            },
+            400: ErrorBody,
+            404: ErrorBody,
+            409: ErrorBody,
+          },
+        },
+      },
+      async (req) => {
+        const spec = clusterOr404(ctx, req.params.name);
+        const workflowId = provisionWorkflowId(spec.name);
+        const handle = ctx.client.workflow.getHandle(workflowId);
+        try {
+          const r = await handle.executeUpdate(resolveStepUpdate, {
+            args: [{ step: req.params.step, action: req.body.action, by: identityOf(req), note: req.body.note }],
+          });
+          return { accepted: r.accepted, step: req.params.step, action: req.body.action };
+        } catch (err) {
+          if (err instanceof WorkflowUpdateFailedError)
+            throw conflict(err.cause?.message ?? 'update rejected', { workflowId, step: req.params.step });
+          if (err instanceof WorkflowNotFoundError)
+            throw notFound(`cluster ${spec.name} has no running provision`, { workflowId });
+          throw err;
+        }
+      },
+    );
+  };

@@ -23,7 +23,8 @@ async function describeOr404(handle: WorkflowHandle) {
   try {
     return await handle.describe();
   } catch (err) {
-    if (err instanceof WorkflowNotFoundError) throw notFound(`no workflow "${handle.workflowId}"`, { workflowId: handle.workflowId });
+    if (err instanceof WorkflowNotFoundError)
+      throw notFound(`no workflow "${handle.workflowId}"`, { workflowId: handle.workflowId });
     throw err;
   }
 }
@@ -38,86 +39,99 @@ async function outcome(handle: WorkflowHandle): Promise<{ status: string; result
   }
 }
 
-export const workflowRoutes = (ctx: AppContext): FastifyPluginAsync => async (app) => {
-  app.get<{ Params: { id: string } }>(
-    '/workflows/:id',
-    {
-      schema: {
-        tags: ['workflows'],
-        summary: 'Status and progress of a workflow run (id URL-encoded, e.g. provision%2Fpedro-ops)',
-        params: IdParam,
-        response: { 200: { type: 'object', additionalProperties: true }, 404: ErrorBody },
+export const workflowRoutes =
+  (ctx: AppContext): FastifyPluginAsync =>
+  async (app) => {
+    app.get<{ Params: { id: string } }>(
+      '/workflows/:id',
+      {
+        schema: {
+          tags: ['workflows'],
+          summary: 'Status and progress of a workflow run (id URL-encoded, e.g. provision%2Fpedro-ops)',
+          params: IdParam,
+          response: { 200: { type: 'object', additionalProperties: true }, 404: ErrorBody },
+        },
       },
-    },
-    async (req) => {
-      const handle = ctx.client.workflow.getHandle(req.params.id);
-      const d = await describeOr404(handle);
-      const progress = await handle.query(progressQuery).catch(() => undefined);
-      return {
-        workflowId: d.workflowId,
-        runId: d.runId,
-        type: d.type,
-        status: d.status.name,
-        startTime: d.startTime.toISOString(),
-        closeTime: d.closeTime?.toISOString(),
-        temporalWebUrl: workflowWebUrl(ctx.settings, d.workflowId, d.runId),
-        progress,
-      };
-    },
-  );
-
-  app.get<{ Params: { id: string }; Querystring: { after?: number } }>(
-    '/workflows/:id/events',
-    {
-      schema: {
-        tags: ['workflows'],
-        summary: 'Server-Sent Events: every step transition in order, then `result`; resume with Last-Event-ID',
-        params: IdParam,
-        querystring: { type: 'object', properties: { after: { type: 'integer', minimum: 0 } }, additionalProperties: false },
-        response: { 200: { type: 'string', description: 'text/event-stream' }, 404: ErrorBody },
+      async (req) => {
+        const handle = ctx.client.workflow.getHandle(req.params.id);
+        const d = await describeOr404(handle);
+        const progress = await handle.query(progressQuery).catch(() => undefined);
+        return {
+          workflowId: d.workflowId,
+          runId: d.runId,
+          type: d.type,
+          status: d.status.name,
+          startTime: d.startTime.toISOString(),
+          closeTime: d.closeTime?.toISOString(),
+          temporalWebUrl: workflowWebUrl(ctx.settings, d.workflowId, d.runId),
+          progress,
+        };
       },
-    },
-    async (req, reply) => {
-      const handle = ctx.client.workflow.getHandle(req.params.id);
-      await describeOr404(handle);
-      const header = req.headers['last-event-id'];
-      let after = Number(Array.isArray(header) ? header[0] : header ?? req.query.after ?? 0);
-      if (!Number.isFinite(after) || after < 0) after = 0;
+    );
 
-      reply.hijack();
-      const raw = reply.raw;
-      raw.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-      let open = true;
-      req.raw.on('close', () => {
-        open = false;
-      });
-      const send = (e: ProgressEvent) => raw.write(`id: ${e.seq}\nevent: ${e.kind}\ndata: ${JSON.stringify(e)}\n\n`);
-      let lastWrite = Date.now();
-      try {
-        while (open) {
-          const d = await handle.describe();
-          const events = await handle.query(eventsQuery, after).catch(() => [] as ProgressEvent[]);
-          for (const e of events) {
-            send(e);
-            after = e.seq;
-            lastWrite = Date.now();
+    app.get<{ Params: { id: string }; Querystring: { after?: number } }>(
+      '/workflows/:id/events',
+      {
+        schema: {
+          tags: ['workflows'],
+          summary: 'Server-Sent Events: every step transition in order, then `result`; resume with Last-Event-ID',
+          params: IdParam,
+          querystring: {
+            type: 'object',
+            properties: { after: { type: 'integer', minimum: 0 } },
+            additionalProperties: false,
+          },
+          response: { 200: { type: 'string', description: 'text/event-stream' }, 404: ErrorBody },
+        },
+      },
+      async (req, reply) => {
+        const handle = ctx.client.workflow.getHandle(req.params.id);
+        await describeOr404(handle);
+        const header = req.headers['last-event-id'];
+        let after = Number(Array.isArray(header) ? header[0] : (header ?? req.query.after ?? 0));
+        if (!Number.isFinite(after) || after < 0) after = 0;
+
+        reply.hijack();
+        const raw = reply.raw;
+        raw.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-store',
+          connection: 'keep-alive',
+          'x-accel-buffering': 'no',
+        });
+        let open = true;
+        req.raw.on('close', () => {
+          open = false;
+        });
+        const send = (e: ProgressEvent) => raw.write(`id: ${e.seq}\nevent: ${e.kind}\ndata: ${JSON.stringify(e)}\n\n`);
+        let lastWrite = Date.now();
+        try {
+          while (open) {
+            const d = await handle.describe();
+            const events = await handle.query(eventsQuery, after).catch(() => [] as ProgressEvent[]);
+            for (const e of events) {
+              send(e);
+              after = e.seq;
+              lastWrite = Date.now();
+            }
+            if (d.status.name !== 'RUNNING') {
+              const o = await outcome(handle);
+              raw.write(
+                `event: result\ndata: ${JSON.stringify({ workflowId: d.workflowId, runId: d.runId, ...o })}\n\n`,
+              );
+              break;
+            }
+            if (Date.now() - lastWrite > KEEPALIVE_MS) {
+              raw.write(': keepalive\n\n');
+              lastWrite = Date.now();
+            }
+            await new Promise((r) => setTimeout(r, POLL_MS));
           }
-          if (d.status.name !== 'RUNNING') {
-            const o = await outcome(handle);
-            raw.write(`event: result\ndata: ${JSON.stringify({ workflowId: d.workflowId, runId: d.runId, ...o })}\n\n`);
-            break;
-          }
-          if (Date.now() - lastWrite > KEEPALIVE_MS) {
-            raw.write(': keepalive\n\n');
-            lastWrite = Date.now();
-          }
-          await new Promise((r) => setTimeout(r, POLL_MS));
+        } catch (err) {
+          if (open) raw.write(`event: error\ndata: ${JSON.stringify({ message: (err as Error).message })}\n\n`);
+        } finally {
+          raw.end();
         }
-      } catch (err) {
-        if (open) raw.write(`event: error\ndata: ${JSON.stringify({ message: (err as Error).message })}\n\n`);
-      } finally {
-        raw.end();
-      }
-    },
-  );
-};
+      },
+    );
+  };

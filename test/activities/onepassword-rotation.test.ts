@@ -6,7 +6,11 @@ import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/common';
-import { startOnePasswordDouble, createLabOnePasswordClient, type OnePasswordDouble } from '../lab/onepassword/index.js';
+import {
+  startOnePasswordDouble,
+  createLabOnePasswordClient,
+  type OnePasswordDouble,
+} from '../lab/onepassword/index.js';
 import { FIXTURE_PATH } from '../lab/index.js';
 import { groupByVault, parseOpRef, resolveBatched } from '../../activities/onepassword/read.js';
 import type { OnePasswordPort } from '../../activities/onepassword/client.js';
@@ -18,7 +22,11 @@ let op: OnePasswordPort;
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'op-rotation-'));
-  double = await startOnePasswordDouble({ host: '127.0.0.1', fixturePath: FIXTURE_PATH, statePath: join(dir, 'state.json') });
+  double = await startOnePasswordDouble({
+    host: '127.0.0.1',
+    fixturePath: FIXTURE_PATH,
+    statePath: join(dir, 'state.json'),
+  });
   op = createLabOnePasswordClient(double.url) as unknown as OnePasswordPort;
 });
 
@@ -31,7 +39,12 @@ describe('resolveBatched', () => {
   test('one resolveAll for a vault; a missing item fails only its reference, naming it', async () => {
     const before = double.counters().resolveAll;
     const stats = { resolveAllCalls: 0, vaults: 0 };
-    const refs = ['op://pedro/GITHUB_PAT/credential', 'op://Pedro/TWITCH_ID/credential', 'op://pedro/NO_SUCH_ITEM/credential', 'op://pedro/GITHUB_PAT/nofield'];
+    const refs = [
+      'op://pedro/GITHUB_PAT/credential',
+      'op://Pedro/TWITCH_ID/credential',
+      'op://pedro/NO_SUCH_ITEM/credential',
+      'op://pedro/GITHUB_PAT/nofield',
+    ];
     const out = await resolveBatched(op, refs, stats);
     expect(double.counters().resolveAll - before).toBe(1);
     expect(stats.resolveAllCalls).toBe(1);

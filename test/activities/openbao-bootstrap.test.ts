@@ -22,9 +22,13 @@ beforeAll(async () => {
   mkdirSync(join(dir, 'clusters'));
   copyFileSync(lab.clusterFile, join(dir, 'clusters', 'lab.yaml'));
   // A second cluster file pointing at the same OpenBAO but an unsealItem that does not exist.
-  const text = readFileSync(lab.clusterFile, 'utf8').replace(/^name: lab$/m, 'name: lab-nokeys').replace(/unsealItem: openbao-unseal/, 'unsealItem: openbao-unseal-gone');
+  const text = readFileSync(lab.clusterFile, 'utf8')
+    .replace(/^name: lab$/m, 'name: lab-nokeys')
+    .replace(/unsealItem: openbao-unseal/, 'unsealItem: openbao-unseal-gone');
   writeFileSync(join(dir, 'clusters', 'lab-nokeys.yaml'), text);
-  acts = openbaoBootstrapActivities(defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) }));
+  acts = openbaoBootstrapActivities(
+    defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) }),
+  );
 });
 afterAll(async () => {
   await lab?.stop();
@@ -35,11 +39,20 @@ describe('bootstrapOpenBao', () => {
   test('an initialised, unsealed OpenBAO with its KV mount is already satisfied and nothing is written', async () => {
     lab.resetCounters();
     const r = await acts.bootstrapOpenBao({ cluster: 'lab' });
-    expect(r).toMatchObject({ initialized: 'before', unsealed: 'before', kvMount: 'present', satisfied: true, unsealItemRef: 'op://pedro/openbao-unseal' });
+    expect(r).toMatchObject({
+      initialized: 'before',
+      unsealed: 'before',
+      kvMount: 'present',
+      satisfied: true,
+      unsealItemRef: 'op://pedro/openbao-unseal',
+    });
     expect(lab.counters().onepassword.itemsPut).toBe(0);
     expect(lab.counters().openbao.byPath['write:sys/init'] ?? 0).toBe(0);
     // The counter is live: an init attempt over HTTP (refused, already initialised) is counted.
-    const again = await fetch(`${lab.openbao.url}/v1/sys/init`, { method: 'PUT', body: JSON.stringify({ secret_shares: 1, secret_threshold: 1 }) });
+    const again = await fetch(`${lab.openbao.url}/v1/sys/init`, {
+      method: 'PUT',
+      body: JSON.stringify({ secret_shares: 1, secret_threshold: 1 }),
+    });
     expect(again.status).toBe(400);
     expect(lab.counters().openbao.byPath['write:sys/init']).toBe(1);
     lab.resetCounters();
@@ -62,7 +75,9 @@ describe('bootstrapOpenBao', () => {
     expect((err as ApplicationFailure).message).toContain('op://pedro/openbao-unseal-gone is missing');
     expect(lab.counters().openbao.byPath['write:sys/init'] ?? 0).toBe(0);
     const secrets = lab.secretValues().filter((s) => s.length >= 8);
-    expect(secrets.filter((s) => log.lines.join('\n').includes(s) || String((err as Error).message).includes(s))).toEqual([]);
+    expect(
+      secrets.filter((s) => log.lines.join('\n').includes(s) || String((err as Error).message).includes(s)),
+    ).toEqual([]);
   });
 });
 
@@ -74,7 +89,11 @@ describe('bootstrapOpenBao on a fresh OpenBAO', () => {
       mkdirSync(join(freshDir, 'clusters'));
       copyFileSync(fresh.clusterFile, join(freshDir, 'clusters', 'lab.yaml'));
       const freshLog = memoryLogger();
-      const real = defaultDeps({ dataDir: freshDir, log: freshLog, clusters: new ClusterRegistry(join(freshDir, 'clusters')) });
+      const real = defaultDeps({
+        dataDir: freshDir,
+        log: freshLog,
+        clusters: new ClusterRegistry(join(freshDir, 'clusters')),
+      });
       let failures = 2;
       const { RateLimitExceededError } = await import('@1password/sdk');
       const flaky = {

@@ -36,7 +36,11 @@ describe('syncOnePasswordToOpenBao check-and-set', () => {
       await write(path, { options: { cas: cur.version }, data: { token: `other-writer-${++n}` } });
     };
     try {
-      const err = await syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: ['github'], rotationId: 'kv-1' }).catch((e: unknown) => e);
+      const err = await syncOnePasswordToOpenBao(deps, {
+        cluster: 'lab',
+        entryIds: ['github'],
+        rotationId: 'kv-1',
+      }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(ApplicationFailure);
       expect((err as ApplicationFailure).type).toBe('Conflict');
       expect((err as ApplicationFailure).nonRetryable).toBe(false);
@@ -60,17 +64,24 @@ describe('syncOnePasswordToOpenBao check-and-set', () => {
     };
     // Learn the value the activity will write by letting the interceptor see the body it carries.
     const real = deps.openbao;
-    deps = { ...deps, openbao: (spec, token) => {
-      const c = real(spec, token);
-      const w = c.write.bind(c);
-      c.write = (async (path: string, data: { data?: unknown }, o?: unknown) => {
-        if (path.includes('/data/')) wanted = data.data;
-        return w(path, data, o as never);
-      }) as VaultClient['write'];
-      return c;
-    } };
+    deps = {
+      ...deps,
+      openbao: (spec, token) => {
+        const c = real(spec, token);
+        const w = c.write.bind(c);
+        c.write = (async (path: string, data: { data?: unknown }, o?: unknown) => {
+          if (path.includes('/data/')) wanted = data.data;
+          return w(path, data, o as never);
+        }) as VaultClient['write'];
+        return c;
+      },
+    };
     try {
-      const res = await syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: ['motherduck'], rotationId: 'kv-3' });
+      const res = await syncOnePasswordToOpenBao(deps, {
+        cluster: 'lab',
+        entryIds: ['motherduck'],
+        rotationId: 'kv-3',
+      });
       expect(res.entries[0]).toMatchObject({ outcome: 'unchanged', casRetries: 1, version: before.version + 1 });
     } finally {
       deps = { ...deps, openbao: real };
@@ -82,20 +93,43 @@ describe('syncOnePasswordToOpenBao check-and-set', () => {
 describe('applyKubeSecret and restartConsumer', () => {
   test('the Secret is written once for a version; a repeat writes nothing', async () => {
     const v = (await r.bao('eleduck-analytics/motherduck')).version;
-    const first = await applyKubeSecret(r.deps, { cluster: 'lab', entryId: 'motherduck', version: v, rotationId: 'ks-1' });
+    const first = await applyKubeSecret(r.deps, {
+      cluster: 'lab',
+      entryId: 'motherduck',
+      version: v,
+      rotationId: 'ks-1',
+    });
     expect(first).toMatchObject({ dataChanged: true, written: true });
     r.lab.resetCounters();
-    const again = await applyKubeSecret(r.deps, { cluster: 'lab', entryId: 'motherduck', version: v, rotationId: 'ks-2' });
+    const again = await applyKubeSecret(r.deps, {
+      cluster: 'lab',
+      entryId: 'motherduck',
+      version: v,
+      rotationId: 'ks-2',
+    });
     expect(again).toMatchObject({ dataChanged: false, written: false, fingerprint: first.fingerprint });
     expect(r.lab.counters().kube.writes).toEqual({});
-    expect(await r.secretData('eleduck-analytics', 'motherduck-credentials')).toEqual({ token: (await r.bao('eleduck-analytics/motherduck', v)).data!.token });
-    await expect(applyKubeSecret(r.deps, { cluster: 'lab', entryId: 'github', version: 1, rotationId: 'ks-3' })).rejects.toThrow(/no Kubernetes Secret mapping/);
-    await expect(applyKubeSecret(r.deps, { cluster: 'lab', entryId: 'motherduck', version: 99, rotationId: 'ks-4' })).rejects.toThrow(/version 99 holds no data/);
+    expect(await r.secretData('eleduck-analytics', 'motherduck-credentials')).toEqual({
+      token: (await r.bao('eleduck-analytics/motherduck', v)).data!.token,
+    });
+    await expect(
+      applyKubeSecret(r.deps, { cluster: 'lab', entryId: 'github', version: 1, rotationId: 'ks-3' }),
+    ).rejects.toThrow(/no Kubernetes Secret mapping/);
+    await expect(
+      applyKubeSecret(r.deps, { cluster: 'lab', entryId: 'motherduck', version: 99, rotationId: 'ks-4' }),
+    ).rejects.toThrow(/version 99 holds no data/);
   });
 
   test('one restart value restarts once even when the activity runs twice; a missing workload is reported', async () => {
     r.lab.resetCounters();
-    const input = { cluster: 'lab', workload: { kind: 'Deployment' as const, namespace: 'eleduck-analytics', name: 'metabase' }, restartedAt: '2026-01-01T00:00:00.123Z/rot', rotationId: 'rot', timeoutSeconds: 20, pollMs: 100 };
+    const input = {
+      cluster: 'lab',
+      workload: { kind: 'Deployment' as const, namespace: 'eleduck-analytics', name: 'metabase' },
+      restartedAt: '2026-01-01T00:00:00.123Z/rot',
+      rotationId: 'rot',
+      timeoutSeconds: 20,
+      pollMs: 100,
+    };
     const a = await restartConsumer(r.deps, input);
     const b = await restartConsumer(r.deps, input);
     expect(a).toMatchObject({ patched: true, outcome: 'complete' });

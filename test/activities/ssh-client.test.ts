@@ -18,7 +18,10 @@ afterAll(async () => {
 });
 
 const failureOf = async (p: Promise<unknown>) => {
-  const err = await p.then(() => undefined, (e: unknown) => e);
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(err).toBeInstanceOf(ApplicationFailure);
   return err as ApplicationFailure;
 };
@@ -44,7 +47,9 @@ describe('SSH port', () => {
       expect(f.message).toContain(node.name);
       expect(f.message).toMatch(/presented SHA256:/);
       // allowTofu never overrides a pinned key
-      expect((await failureOf(createSshConnector().connect(lab.spec, node, { allowTofu: true }))).type).toBe('HostKeyMismatch');
+      expect((await failureOf(createSshConnector().connect(lab.spec, node, { allowTofu: true }))).type).toBe(
+        'HostKeyMismatch',
+      );
     } finally {
       await lab.faults.ssh.restoreHostKey(node.name);
     }
@@ -102,7 +107,9 @@ describe('SSH port', () => {
     const { execFileSync } = await import('node:child_process');
     const other = join(mkdtempSync(join(tmpdir(), 'pedro-key-')), 'id');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', other]);
-    const denied = await failureOf(createSshConnector().connect({ ...lab.spec, ssh: { ...lab.spec.ssh, privateKey: other } }, node));
+    const denied = await failureOf(
+      createSshConnector().connect({ ...lab.spec, ssh: { ...lab.spec.ssh, privateKey: other } }, node),
+    );
     expect(denied).toMatchObject({ type: 'AuthDenied', nonRetryable: true });
   });
 });

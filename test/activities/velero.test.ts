@@ -11,7 +11,13 @@ let a: ReturnType<typeof veleroActivities>;
 beforeAll(async () => {
   v = await startVeleroLab((s) => {
     s.backups.drill.probes = [
-      { type: 'job', namespace: 'eleduck-analytics', image: 'busybox:1.36', command: ['sh', '-c', 'test -n "$DRILL_NAMESPACE"'], timeoutSeconds: 20 },
+      {
+        type: 'job',
+        namespace: 'eleduck-analytics',
+        image: 'busybox:1.36',
+        command: ['sh', '-c', 'test -n "$DRILL_NAMESPACE"'],
+        timeoutSeconds: 20,
+      },
       { type: 'http', url: 'http://example.invalid/health' },
     ];
   });
@@ -23,12 +29,21 @@ afterAll(async () => {
 
 describe('velero activities', () => {
   test('storage location and the newest Completed backup of the schedule', async () => {
-    expect(await a.veleroStorageLocation({ cluster: 'lab' })).toMatchObject({ name: 'default', available: true, phase: 'Available' });
+    expect(await a.veleroStorageLocation({ cluster: 'lab' })).toMatchObject({
+      name: 'default',
+      available: true,
+      phase: 'Available',
+    });
     const found = await a.veleroFindBackup({ cluster: 'lab', schedule: 'daily' });
-    const all = (await v.kube.list('velero.io/v1', 'Backup', 'velero')).map((b) => b.metadata!.name!).filter((n) => n.startsWith('daily-')).sort();
+    const all = (await v.kube.list('velero.io/v1', 'Backup', 'velero'))
+      .map((b) => b.metadata!.name!)
+      .filter((n) => n.startsWith('daily-'))
+      .sort();
     expect(found.backup?.name).toBe(all.at(-1));
     expect(found.backup).toMatchObject({ phase: 'Completed', errors: 0, scheduleName: 'daily' });
-    expect(await a.veleroFindBackup({ cluster: 'lab', schedule: 'weekly' })).toMatchObject({ reason: expect.stringContaining('schedule weekly has no Completed backup') });
+    expect(await a.veleroFindBackup({ cluster: 'lab', schedule: 'weekly' })).toMatchObject({
+      reason: expect.stringContaining('schedule weekly has no Completed backup'),
+    });
     await expect(a.veleroStorageLocation({ cluster: 'nope' })).rejects.toMatchObject({ type: 'NotFound' });
   });
 
@@ -37,28 +52,50 @@ describe('velero activities', () => {
     const r = await a.veleroBackupResourceList({ cluster: 'lab', backup, timeoutSeconds: 10 });
     expect(r.unavailable).toBeUndefined();
     expect(r.list!['v1/Namespace']).toContain('eleduck-analytics');
-    expect(Object.values(r.list!).flat().some((i) => i.startsWith('eleduck-analytics/'))).toBe(true);
+    expect(
+      Object.values(r.list!)
+        .flat()
+        .some((i) => i.startsWith('eleduck-analytics/')),
+    ).toBe(true);
     expect(await v.kube.list('velero.io/v1', 'DownloadRequest', 'velero')).toEqual([]);
     // An unknown backup: the URL answers 404, which is transient (Velero may not have uploaded yet).
-    await expect(a.veleroBackupResourceList({ cluster: 'lab', backup: 'no-such', timeoutSeconds: 5 })).rejects.toMatchObject({ type: 'Transient' });
+    await expect(
+      a.veleroBackupResourceList({ cluster: 'lab', backup: 'no-such', timeoutSeconds: 5 }),
+    ).rejects.toMatchObject({ type: 'Transient' });
   });
 
   test('compare by resource list and by counts per kind; a missing namespace is reported', async () => {
     const backup = (await a.veleroFindBackup({ cluster: 'lab', schedule: 'daily' })).backup!.name;
     const { list } = await a.veleroBackupResourceList({ cluster: 'lab', backup, timeoutSeconds: 10 });
-    const same = await a.veleroCompareRestored({ cluster: 'lab', mapping: { 'eleduck-analytics': 'eleduck-analytics' }, resourceList: list });
+    const same = await a.veleroCompareRestored({
+      cluster: 'lab',
+      mapping: { 'eleduck-analytics': 'eleduck-analytics' },
+      resourceList: list,
+    });
     expect(same.method).toBe('resource-list');
     expect(same.missing).toEqual([]);
-    const counts = await a.veleroCompareRestored({ cluster: 'lab', mapping: { 'eleduck-analytics': 'eleduck-analytics' } });
+    const counts = await a.veleroCompareRestored({
+      cluster: 'lab',
+      mapping: { 'eleduck-analytics': 'eleduck-analytics' },
+    });
     expect(counts.method).toBe('counts');
     expect(Object.keys(counts.counts).length).toBeGreaterThan(0);
-    const gone = await a.veleroCompareRestored({ cluster: 'lab', mapping: { 'eleduck-analytics': 'drill-nothing-here' }, resourceList: list });
+    const gone = await a.veleroCompareRestored({
+      cluster: 'lab',
+      mapping: { 'eleduck-analytics': 'drill-nothing-here' },
+      resourceList: list,
+    });
     expect(gone.missingNamespaces).toEqual(['drill-nothing-here']);
     expect(gone.missing.length).toBeGreaterThan(0);
   });
 
   test('job probes run in the mapped namespace and are removed; live-endpoint probes are skipped', async () => {
-    const results = await a.veleroRunProbes({ cluster: 'lab', mapping: { 'eleduck-analytics': 'eleduck-analytics' }, probes: v.spec.backups.drill.probes!, runId: 'abc123' });
+    const results = await a.veleroRunProbes({
+      cluster: 'lab',
+      mapping: { 'eleduck-analytics': 'eleduck-analytics' },
+      probes: v.spec.backups.drill.probes!,
+      runId: 'abc123',
+    });
     expect(results).toEqual([
       { name: 'drill-probe-0-abc123', namespace: 'eleduck-analytics', passed: true, message: 'job completed' },
       expect.objectContaining({ skipped: true, passed: true }),
@@ -68,8 +105,12 @@ describe('velero activities', () => {
 
   test('namespace deletion waits until the namespace is gone, and is idempotent', async () => {
     await v.kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'drill-x-000000' } });
-    expect(await a.veleroDeleteNamespaces({ cluster: 'lab', namespaces: ['drill-x-000000'], timeoutSeconds: 10 })).toEqual({ deleted: ['drill-x-000000'], remaining: [] });
+    expect(
+      await a.veleroDeleteNamespaces({ cluster: 'lab', namespaces: ['drill-x-000000'], timeoutSeconds: 10 }),
+    ).toEqual({ deleted: ['drill-x-000000'], remaining: [] });
     expect(await v.kube.read('v1', 'Namespace', 'drill-x-000000')).toBeUndefined();
-    expect(await a.veleroDeleteNamespaces({ cluster: 'lab', namespaces: ['drill-x-000000'], timeoutSeconds: 10 })).toEqual({ deleted: [], remaining: [] });
+    expect(
+      await a.veleroDeleteNamespaces({ cluster: 'lab', namespaces: ['drill-x-000000'], timeoutSeconds: 10 }),
+    ).toEqual({ deleted: [], remaining: [] });
   });
 });

@@ -22,7 +22,15 @@ let t: TestTemporal;
 let app: FastifyInstance;
 beforeAll(async () => {
   t = await testTemporal({ taskQueuePrefix: 'api-auth' });
-  app = await buildApp({ client: t.client, settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue }, clusters: new ClusterRegistry(), auth, codec: testCodec, codecOrigins: ['http://127.0.0.1:8233'], mutationRateLimit: 1000 });
+  app = await buildApp({
+    client: t.client,
+    settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
+    clusters: new ClusterRegistry(),
+    auth,
+    codec: testCodec,
+    codecOrigins: ['http://127.0.0.1:8233'],
+    mutationRateLimit: 1000,
+  });
 });
 afterAll(async () => {
   await app?.close();
@@ -44,19 +52,30 @@ describe('API authentication', () => {
         if (!['GET', 'POST', 'PUT', 'PATCH', 'DELETE'].includes(method)) continue;
         const url = concrete(path);
         const send = (token?: string) =>
-          app.inject({ method: method as 'GET', url, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'content-type': 'application/json' }, payload: method === 'GET' || method === 'DELETE' ? undefined : '{}' });
+          app.inject({
+            method: method as 'GET',
+            url,
+            headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), 'content-type': 'application/json' },
+            payload: method === 'GET' || method === 'DELETE' ? undefined : '{}',
+          });
         const [none, viewer, operator] = [await send(), await send(VIEWER), await send(OPERATOR)];
         checked++;
         if (PUBLIC.has(path)) {
-          if ([none, viewer, operator].some((r) => r.statusCode === 401 || r.statusCode === 403)) rows.push(`${method} ${path} should be public`);
+          if ([none, viewer, operator].some((r) => r.statusCode === 401 || r.statusCode === 403))
+            rows.push(`${method} ${path} should be public`);
           continue;
         }
         if (none.statusCode !== 401) rows.push(`${method} ${path}: no token gave ${none.statusCode}, want 401`);
         const codecEncode = path === '/codec/encode';
         const viewerAllowed = method === 'GET' || path === '/codec/decode';
-        if (viewerAllowed && [401, 403].includes(viewer.statusCode)) rows.push(`${method} ${path}: viewer refused (${viewer.statusCode})`);
-        if (!viewerAllowed && viewer.statusCode !== 403) rows.push(`${method} ${path}: viewer gave ${viewer.statusCode}, want 403${codecEncode ? ' (encode is operator-only)' : ''}`);
-        if ([401, 403].includes(operator.statusCode)) rows.push(`${method} ${path}: operator refused (${operator.statusCode})`);
+        if (viewerAllowed && [401, 403].includes(viewer.statusCode))
+          rows.push(`${method} ${path}: viewer refused (${viewer.statusCode})`);
+        if (!viewerAllowed && viewer.statusCode !== 403)
+          rows.push(
+            `${method} ${path}: viewer gave ${viewer.statusCode}, want 403${codecEncode ? ' (encode is operator-only)' : ''}`,
+          );
+        if ([401, 403].includes(operator.statusCode))
+          rows.push(`${method} ${path}: operator refused (${operator.statusCode})`);
         if (operator.statusCode >= 500) rows.push(`${method} ${path}: operator got ${operator.statusCode}`);
       }
     }
@@ -68,9 +87,18 @@ describe('API authentication', () => {
     const none = await app.inject({ method: 'GET', url: '/clusters' });
     expect(none.statusCode).toBe(401);
     expect(none.json()).toMatchObject({ error: 'Unauthorized', required: 'viewer' });
-    const wrong = await app.inject({ method: 'GET', url: '/clusters', headers: { authorization: 'Bearer not-a-token' } });
+    const wrong = await app.inject({
+      method: 'GET',
+      url: '/clusters',
+      headers: { authorization: 'Bearer not-a-token' },
+    });
     expect(wrong.statusCode).toBe(401);
-    const enc = await app.inject({ method: 'POST', url: '/codec/encode', headers: { authorization: `Bearer ${VIEWER}` }, payload: { payloads: [] } });
+    const enc = await app.inject({
+      method: 'POST',
+      url: '/codec/encode',
+      headers: { authorization: `Bearer ${VIEWER}` },
+      payload: { payloads: [] },
+    });
     expect(enc.statusCode).toBe(403);
     expect(enc.json().message).toContain('needs role operator');
   });
@@ -79,20 +107,51 @@ describe('API authentication', () => {
     const { defaultPayloadConverter } = await import('@temporalio/common');
     const [enc] = await testCodec.encode([defaultPayloadConverter.toPayload({ hello: 'world' })]);
     const b64 = (u?: Uint8Array | null) => Buffer.from(u ?? []).toString('base64');
-    const body = { payloads: [{ metadata: Object.fromEntries(Object.entries(enc.metadata ?? {}).map(([k, v]) => [k, b64(v)])), data: b64(enc.data) }] };
-    const r = await app.inject({ method: 'POST', url: '/codec/decode', headers: { authorization: `Bearer ${OPERATOR}` }, payload: body });
+    const body = {
+      payloads: [
+        {
+          metadata: Object.fromEntries(Object.entries(enc.metadata ?? {}).map(([k, v]) => [k, b64(v)])),
+          data: b64(enc.data),
+        },
+      ],
+    };
+    const r = await app.inject({
+      method: 'POST',
+      url: '/codec/decode',
+      headers: { authorization: `Bearer ${OPERATOR}` },
+      payload: body,
+    });
     expect(r.statusCode).toBe(200);
     expect(JSON.parse(Buffer.from(r.json().payloads[0].data, 'base64').toString())).toEqual({ hello: 'world' });
   });
 
   it('rate-limits mutating requests per identity', async () => {
-    const limited = await buildApp({ client: t.client, settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue }, clusters: new ClusterRegistry(), auth, mutationRateLimit: 3, codec: testCodec });
+    const limited = await buildApp({
+      client: t.client,
+      settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
+      clusters: new ClusterRegistry(),
+      auth,
+      mutationRateLimit: 3,
+      codec: testCodec,
+    });
     const codes: number[] = [];
     for (let i = 0; i < 5; i++) {
-      codes.push((await limited.inject({ method: 'POST', url: '/codec/encode', headers: { authorization: `Bearer ${OPERATOR}` }, payload: { payloads: [] } })).statusCode);
+      codes.push(
+        (
+          await limited.inject({
+            method: 'POST',
+            url: '/codec/encode',
+            headers: { authorization: `Bearer ${OPERATOR}` },
+            payload: { payloads: [] },
+          })
+        ).statusCode,
+      );
     }
     expect(codes).toEqual([200, 200, 200, 429, 429]);
-    expect((await limited.inject({ method: 'GET', url: '/clusters', headers: { authorization: `Bearer ${OPERATOR}` } })).statusCode).toBe(200);
+    expect(
+      (await limited.inject({ method: 'GET', url: '/clusters', headers: { authorization: `Bearer ${OPERATOR}` } }))
+        .statusCode,
+    ).toBe(200);
     await limited.close();
   });
 

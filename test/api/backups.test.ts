@@ -16,7 +16,11 @@ let app: FastifyInstance;
 beforeAll(async () => {
   [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'api-backups' }), startVeleroLab()]);
   await t.startWorker(v.deps);
-  app = await buildApp({ client: t.client, settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue }, clusters: v.deps.clusters });
+  app = await buildApp({
+    client: t.client,
+    settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
+    clusters: v.deps.clusters,
+  });
 });
 afterAll(async () => {
   await app?.close();
@@ -32,13 +36,21 @@ describe('backup verification API', () => {
     const r = await post('/clusters/lab/backups/verify', { requestId });
     expect(r.statusCode).toBe(202);
     const body = r.json();
-    expect(body).toMatchObject({ id: requestId, workflowId: `verify-backup/lab/${requestId}`, statusUrl: `/clusters/lab/backups/verifications/${requestId}` });
+    expect(body).toMatchObject({
+      id: requestId,
+      workflowId: `verify-backup/lab/${requestId}`,
+      statusUrl: `/clusters/lab/backups/verifications/${requestId}`,
+    });
     expect(body.temporalWebUrl).toContain(encodeURIComponent(`verify-backup/lab/${requestId}`));
     await t.client.workflow.getHandle(body.workflowId).result();
     const s = await app.inject({ method: 'GET', url: body.statusUrl });
     expect(s.statusCode).toBe(200);
     const status = s.json();
-    expect(status).toMatchObject({ workflowStatus: 'COMPLETED', running: false, report: { result: 'passed', reasons: [] } });
+    expect(status).toMatchObject({
+      workflowStatus: 'COMPLETED',
+      running: false,
+      report: { result: 'passed', reasons: [] },
+    });
     expect(status.report.rtoSeconds).toBeGreaterThanOrEqual(1);
     expect(status.progress.state).toBe('succeeded');
     // The same requestId again is a conflict naming the run, not a second drill.

@@ -46,7 +46,11 @@ describe('pedro-ops provision', () => {
     // attaching again while it is still stuck: exits 3 at once, JSON names the step
     const attached = await cli('provision', 'lab-cli', '--json');
     expect(attached.code).toBe(3);
-    expect(JSON.parse(attached.stdout)).toMatchObject({ workflowId: 'provision/lab-cli', state: 'needs-attention', steps: [{ step: 'component/longhorn' }] });
+    expect(JSON.parse(attached.stdout)).toMatchObject({
+      workflowId: 'provision/lab-cli',
+      state: 'needs-attention',
+      steps: [{ step: 'component/longhorn' }],
+    });
 
     h.lab.faults.clear();
     const retry = await cli('resolve-step', 'lab-cli', 'component/longhorn', 'retry');

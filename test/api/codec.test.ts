@@ -12,11 +12,15 @@ const codec = new AesGcmCodec({ keys: [{ id: 'k1', key }], activeId: 'k1' });
 
 type JsonPayload = { metadata: Record<string, string>; data: string };
 const toJson = (p: Payload): JsonPayload => ({
-  metadata: Object.fromEntries(Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+  metadata: Object.fromEntries(
+    Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
+  ),
   data: Buffer.from(p.data ?? []).toString('base64'),
 });
 const fromJson = (p: JsonPayload): Payload => ({
-  metadata: Object.fromEntries(Object.entries(p.metadata).map(([k, v]) => [k, new Uint8Array(Buffer.from(v, 'base64'))])),
+  metadata: Object.fromEntries(
+    Object.entries(p.metadata).map(([k, v]) => [k, new Uint8Array(Buffer.from(v, 'base64'))]),
+  ),
   data: new Uint8Array(Buffer.from(p.data, 'base64')),
 });
 
@@ -62,14 +66,19 @@ describe('codec routes (Temporal remote codec protocol)', () => {
     const dec = await post(a, 'decode', { payloads: sealed });
     expect(dec.statusCode).toBe(200);
     expect(dec.json()).toEqual({ payloads: plain });
-    expect((dec.json().payloads as JsonPayload[]).map((p) => defaultPayloadConverter.fromPayload(fromJson(p)))).toEqual(values);
+    expect((dec.json().payloads as JsonPayload[]).map((p) => defaultPayloadConverter.fromPayload(fromJson(p)))).toEqual(
+      values,
+    );
   });
 
   it('decodes worker-sealed payloads and passes plain ones through; accepts URL-safe base64 and {}', async () => {
     const a = await build();
     const [sealed] = await codec.encode([defaultPayloadConverter.toPayload({ ref: 'op://v/i/f' })]);
     const plain = toJson(defaultPayloadConverter.toPayload(42));
-    const urlSafe = { ...toJson(sealed), data: toJson(sealed).data.replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '') };
+    const urlSafe = {
+      ...toJson(sealed),
+      data: toJson(sealed).data.replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, ''),
+    };
     const res = await post(a, 'decode', { payloads: [urlSafe, plain] });
     expect(res.statusCode).toBe(200);
     const out = (res.json().payloads as JsonPayload[]).map((p) => defaultPayloadConverter.fromPayload(fromJson(p)));
@@ -102,7 +111,10 @@ describe('codec routes (Temporal remote codec protocol)', () => {
 
   it('malformed bodies get a 400 JSON error and never reach the codec', async () => {
     let calls = 0;
-    const counting = { encode: (p: Payload[]) => (calls++, codec.encode(p)), decode: (p: Payload[]) => (calls++, codec.decode(p)) };
+    const counting = {
+      encode: (p: Payload[]) => (calls++, codec.encode(p)),
+      decode: (p: Payload[]) => (calls++, codec.decode(p)),
+    };
     const a = await build({ codec: counting });
     const cases: unknown[] = [
       '{"payloads": [',
@@ -120,7 +132,9 @@ describe('codec routes (Temporal remote codec protocol)', () => {
       expect(res.json()).toMatchObject({ statusCode: 400, error: 'Bad Request' });
       expect(typeof res.json().message).toBe('string');
     }
-    const tooMany = await build({ codec: counting, maxPayloads: 2 }).then((b) => post(b, 'encode', { payloads: [{}, {}, {}] }));
+    const tooMany = await build({ codec: counting, maxPayloads: 2 }).then((b) =>
+      post(b, 'encode', { payloads: [{}, {}, {}] }),
+    );
     expect(tooMany.statusCode).toBe(400);
     expect(calls).toBe(0);
   });
@@ -136,21 +150,35 @@ describe('codec routes (Temporal remote codec protocol)', () => {
     const ok = await a.inject({
       method: 'OPTIONS',
       url: '/codec/decode',
-      headers: { origin: UI, 'access-control-request-method': 'POST', 'access-control-request-headers': 'x-namespace,content-type,authorization' },
+      headers: {
+        origin: UI,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'x-namespace,content-type,authorization',
+      },
     });
     expect(ok.statusCode).toBe(204);
     expect(ok.headers['access-control-allow-origin']).toBe(UI);
     expect(ok.headers['access-control-allow-credentials']).toBe('true');
     expect(ok.headers['access-control-allow-methods']).toBe('POST, OPTIONS');
-    const allowHeaders = String(ok.headers['access-control-allow-headers']).split(/,\s*/).map((h) => h.toLowerCase());
+    const allowHeaders = String(ok.headers['access-control-allow-headers'])
+      .split(/,\s*/)
+      .map((h) => h.toLowerCase());
     expect(allowHeaders).toEqual(expect.arrayContaining(['x-namespace', 'content-type', 'authorization']));
     expect(ok.headers.vary).toMatch(/Origin/);
 
-    const second = await a.inject({ method: 'OPTIONS', url: '/codec/encode', headers: { origin: 'https://temporal.lab.example' } });
+    const second = await a.inject({
+      method: 'OPTIONS',
+      url: '/codec/encode',
+      headers: { origin: 'https://temporal.lab.example' },
+    });
     expect(second.headers['access-control-allow-origin']).toBe('https://temporal.lab.example');
 
     for (const origin of ['http://evil.example', 'http://localhost:8234', 'null']) {
-      const no = await a.inject({ method: 'OPTIONS', url: '/codec/decode', headers: { origin, 'access-control-request-method': 'POST' } });
+      const no = await a.inject({
+        method: 'OPTIONS',
+        url: '/codec/decode',
+        headers: { origin, 'access-control-request-method': 'POST' },
+      });
       expect(no.statusCode).toBe(403);
       expect(Object.keys(no.headers).filter((h) => h.startsWith('access-control-'))).toEqual([]);
     }
@@ -158,7 +186,10 @@ describe('codec routes (Temporal remote codec protocol)', () => {
 
   it('actual requests: allowed origin gets CORS headers, a foreign origin is refused before any work', async () => {
     let calls = 0;
-    const counting = { encode: (p: Payload[]) => (calls++, codec.encode(p)), decode: (p: Payload[]) => (calls++, codec.decode(p)) };
+    const counting = {
+      encode: (p: Payload[]) => (calls++, codec.encode(p)),
+      decode: (p: Payload[]) => (calls++, codec.decode(p)),
+    };
     const a = await build({ codec: counting });
     const body = { payloads: [toJson(defaultPayloadConverter.toPayload(1))] };
     const ok = await post(a, 'decode', body, { origin: UI });
@@ -181,7 +212,10 @@ describe('codec routes (Temporal remote codec protocol)', () => {
   it('authorize runs first with the action; its statusCode passes through', async () => {
     const seen: string[] = [];
     let calls = 0;
-    const counting = { encode: (p: Payload[]) => (calls++, codec.encode(p)), decode: (p: Payload[]) => (calls++, codec.decode(p)) };
+    const counting = {
+      encode: (p: Payload[]) => (calls++, codec.encode(p)),
+      decode: (p: Payload[]) => (calls++, codec.decode(p)),
+    };
     const a = await build({
       codec: counting,
       authorize: (req, action) => {
@@ -211,7 +245,11 @@ describe('codec routes (Temporal remote codec protocol)', () => {
   });
 
   it('an authorize error without statusCode is a generic 500', async () => {
-    const a = await build({ authorize: async () => { throw new Error('db down: secret=hunter2'); } });
+    const a = await build({
+      authorize: async () => {
+        throw new Error('db down: secret=hunter2');
+      },
+    });
     const res = await post(a, 'decode', { payloads: [] });
     expect(res.statusCode).toBe(500);
     expect(res.body).not.toContain('hunter2');
@@ -234,7 +272,11 @@ describe('with the real Temporal dev server', () => {
       const input = { cluster: 'pedro-ops', ref: 'op://homelab/k3s/token' };
       const workflowId = `codec-probe-${randomBytes(4).toString('hex')}`;
       // No worker needed: the start event already holds the encoded input.
-      const handle = await client.workflow.start('codecProbe', { taskQueue: `codec-${workflowId}`, workflowId, args: [input] });
+      const handle = await client.workflow.start('codecProbe', {
+        taskQueue: `codec-${workflowId}`,
+        workflowId,
+        args: [input],
+      });
       try {
         const history = await handle.fetchHistory();
         const stored = history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads!;

@@ -47,9 +47,18 @@ async function chromium(args: string[], profile: string): Promise<string> {
   const { stdout } = await run(
     CHROMIUM,
     [
-      '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', `--user-data-dir=${join(dir, profile)}`, '--window-size=1280,1600',
-      '--virtual-time-budget=5000', ...args,
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      `--user-data-dir=${join(dir, profile)}`,
+      '--window-size=1280,1600',
+      '--virtual-time-budget=5000',
+      ...args,
     ],
     { timeout: 90_000, maxBuffer: 32 * 1024 * 1024, env: { ...process.env, HOME: dir } },
   );
@@ -57,19 +66,23 @@ async function chromium(args: string[], profile: string): Promise<string> {
 }
 
 describe('Swagger UI at /docs in headless Chromium', () => {
-  it.skipIf(!hasChromium)('renders: the screenshot is a real page, the DOM holds the title and the routes', async () => {
-    // PEDRO_OPS_DOCS_SCREENSHOT_DIR keeps the PNG for a human to look at.
-    const png = join(process.env.PEDRO_OPS_DOCS_SCREENSHOT_DIR ?? dir, 'api-docs.png');
-    await chromium([`--screenshot=${png}`, `${base}/docs`], 'shot');
-    expect(existsSync(png)).toBe(true);
-    // A blank 1280x1600 page compresses to a few KB; the rendered UI is far larger.
-    expect(statSync(png).size).toBeGreaterThan(20 * 1024);
+  it.skipIf(!hasChromium)(
+    'renders: the screenshot is a real page, the DOM holds the title and the routes',
+    async () => {
+      // PEDRO_OPS_DOCS_SCREENSHOT_DIR keeps the PNG for a human to look at.
+      const png = join(process.env.PEDRO_OPS_DOCS_SCREENSHOT_DIR ?? dir, 'api-docs.png');
+      await chromium([`--screenshot=${png}`, `${base}/docs`], 'shot');
+      expect(existsSync(png)).toBe(true);
+      // A blank 1280x1600 page compresses to a few KB; the rendered UI is far larger.
+      expect(statSync(png).size).toBeGreaterThan(20 * 1024);
 
-    const dom = await chromium(['--dump-dom', `${base}/docs`], 'dom');
-    expect(dom).toContain('pedro-ops orchestrator');
-    expect(dom).toContain('/clusters/{name}/secrets/rotate');
-    expect(dom).toContain('/workflows/{id}/events');
-    // Operation blocks exist only once Swagger UI has fetched and rendered the document.
-    expect(dom).toMatch(/class="[^"]*opblock/);
-  }, 200_000);
+      const dom = await chromium(['--dump-dom', `${base}/docs`], 'dom');
+      expect(dom).toContain('pedro-ops orchestrator');
+      expect(dom).toContain('/clusters/{name}/secrets/rotate');
+      expect(dom).toContain('/workflows/{id}/events');
+      // Operation blocks exist only once Swagger UI has fetched and rendered the document.
+      expect(dom).toMatch(/class="[^"]*opblock/);
+    },
+    200_000,
+  );
 });

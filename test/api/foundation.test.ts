@@ -50,7 +50,11 @@ describe('API foundation', () => {
   it('readyz is 503 naming the address when Temporal is unreachable', async () => {
     const { Client, Connection } = await import('@temporalio/client');
     const conn = Connection.lazy({ address: '127.0.0.1:1', connectTimeout: 500 });
-    const dead = await buildApp({ client: new Client({ connection: conn }), settings: { ...temporalSettings({}), address: '127.0.0.1:1' }, clusters: new ClusterRegistry() });
+    const dead = await buildApp({
+      client: new Client({ connection: conn }),
+      settings: { ...temporalSettings({}), address: '127.0.0.1:1' },
+      clusters: new ClusterRegistry(),
+    });
     const r = await dead.inject({ method: 'GET', url: '/readyz' });
     expect(r.statusCode).toBe(503);
     expect(r.json().reason).toContain('127.0.0.1:1 unreachable');
@@ -63,7 +67,11 @@ describe('API foundation', () => {
     expect(list.json().clusters.map((c: { name: string }) => c.name)).toContain('pedro-ops');
     const one = await app.inject({ method: 'GET', url: '/clusters/pedro-ops' });
     expect(one.statusCode).toBe(200);
-    expect(one.json()).toMatchObject({ name: 'pedro-ops', vip: '100.81.89.100', k3sVersion: expect.stringMatching(/\+k3s/) });
+    expect(one.json()).toMatchObject({
+      name: 'pedro-ops',
+      vip: '100.81.89.100',
+      k3sVersion: expect.stringMatching(/\+k3s/),
+    });
     expect(one.body).not.toMatch(/op:\/\//);
   });
 
@@ -84,6 +92,8 @@ describe('API foundation', () => {
     expect(r.statusCode).toBe(200);
     const doc = r.json();
     expect(doc.openapi).toMatch(/^3\./);
-    expect(Object.keys(doc.paths)).toEqual(expect.arrayContaining(['/healthz', '/readyz', '/clusters', '/clusters/{name}']));
+    expect(Object.keys(doc.paths)).toEqual(
+      expect.arrayContaining(['/healthz', '/readyz', '/clusters', '/clusters/{name}']),
+    );
   });
 });

@@ -45,20 +45,91 @@ export function prng(seed: number): () => number {
 }
 
 export const HOSTILE_STRINGS = [
-  '../../etc/passwd', '..\\..\\windows\\win.ini', '\u0000', 'a\u0000b', '\u202eevil.exe', '\u200f\u05e9\u05dc\u05d5\u05dd',
-  '💣🔥👩‍💻', 'Ⅻ𝔘𝔫𝔦𝔠𝔬𝔡𝔢', '\u0007\u001b[31mred', '\r\nX-Injected: 1', '$(reboot)', '`id`', "'; DROP TABLE t;--",
-  '{{7*7}}', '${jndi:ldap://127.0.0.1/x}', '<script>alert(1)</script>', '%00', '%2e%2e%2f', '\ud800', 'x'.repeat(5000),
+  '../../etc/passwd',
+  '..\\..\\windows\\win.ini',
+  '\u0000',
+  'a\u0000b',
+  '\u202eevil.exe',
+  '\u200f\u05e9\u05dc\u05d5\u05dd',
+  '💣🔥👩‍💻',
+  'Ⅻ𝔘𝔫𝔦𝔠𝔬𝔡𝔢',
+  '\u0007\u001b[31mred',
+  '\r\nX-Injected: 1',
+  '$(reboot)',
+  '`id`',
+  "'; DROP TABLE t;--",
+  '{{7*7}}',
+  '${jndi:ldap://127.0.0.1/x}',
+  '<script>alert(1)</script>',
+  '%00',
+  '%2e%2e%2f',
+  '\ud800',
+  'x'.repeat(5000),
 ];
 
 const PARAM_ATTACKS = [
-  '..%2F..%2Fetc%2Fpasswd', '..', '.', '%2e%2e', '%00', 'a%00b', '%2F', 'a%2F..%2F..%2Fb', '%252e%252e%252f', 'A'.repeat(64),
-  'a'.repeat(300), 'b'.repeat(5000), '%E2%80%AE', '%F0%9F%92%A3', '%D0%BF%D1%80%D0%B8%D0%BC%D0%B5%D1%80', '-leading', 'UPPER',
-  'a%20b', '%0d%0aX-Injected:%201', '%7B%7D', '*', '%zz', '%E0%A4%A', 'null', 'undefined', '__proto__', 'constructor',
+  '..%2F..%2Fetc%2Fpasswd',
+  '..',
+  '.',
+  '%2e%2e',
+  '%00',
+  'a%00b',
+  '%2F',
+  'a%2F..%2F..%2Fb',
+  '%252e%252e%252f',
+  'A'.repeat(64),
+  'a'.repeat(300),
+  'b'.repeat(5000),
+  '%E2%80%AE',
+  '%F0%9F%92%A3',
+  '%D0%BF%D1%80%D0%B8%D0%BC%D0%B5%D1%80',
+  '-leading',
+  'UPPER',
+  'a%20b',
+  '%0d%0aX-Injected:%201',
+  '%7B%7D',
+  '*',
+  '%zz',
+  '%E0%A4%A',
+  'null',
+  'undefined',
+  '__proto__',
+  'constructor',
 ];
 
-const WRONG_VALUES: Json[] = ['str', '', 'true', '1', 12345, 0, 1, -1, 1.5, 1e308, true, false, null, [], [1], ['x', 'x'], {}, { a: 1 }];
+const WRONG_VALUES: Json[] = [
+  'str',
+  '',
+  'true',
+  '1',
+  12345,
+  0,
+  1,
+  -1,
+  1.5,
+  1e308,
+  true,
+  false,
+  null,
+  [],
+  [1],
+  ['x', 'x'],
+  {},
+  { a: 1 },
+];
 
-const INVALID_JSON = ['{', '{"a":}', "{'a':1}", '{"a":1,}', '[1,2', 'NaN', '{"a":1}{"b":2}', '{"a":"\\x41"}', 'undefined', '\u0000'];
+const INVALID_JSON = [
+  '{',
+  '{"a":}',
+  "{'a':1}",
+  '{"a":1,}',
+  '[1,2',
+  'NaN',
+  '{"a":1}{"b":2}',
+  '{"a":"\\x41"}',
+  'undefined',
+  '\u0000',
+];
 
 export interface Tokens {
   operator: string;
@@ -66,19 +137,30 @@ export interface Tokens {
 }
 
 export function strictAjv(): Ajv {
-  const ajv = new Ajv({ strict: false, allErrors: false, coerceTypes: false, useDefaults: false, removeAdditional: false });
+  const ajv = new Ajv({
+    strict: false,
+    allErrors: false,
+    coerceTypes: false,
+    useDefaults: false,
+    removeAdditional: false,
+  });
   addFormats.default(ajv);
   return ajv;
 }
 
 /** Operations from an OpenAPI 3 document. */
-export function operations(doc: { paths: Record<string, Record<string, Schema>> }, publicPaths: Set<string>): Operation[] {
+export function operations(
+  doc: { paths: Record<string, Record<string, Schema>> },
+  publicPaths: Set<string>,
+): Operation[] {
   const ops: Operation[] = [];
   for (const [path, item] of Object.entries(doc.paths)) {
     for (const [method, op] of Object.entries(item)) {
       if (!['get', 'post', 'put', 'patch', 'delete'].includes(method)) continue;
       const params = (op.parameters ?? []) as { in: string; name: string; schema: Schema }[];
-      const body = (op.requestBody as { content?: Record<string, { schema?: Schema }> } | undefined)?.content?.['application/json']?.schema;
+      const body = (op.requestBody as { content?: Record<string, { schema?: Schema }> } | undefined)?.content?.[
+        'application/json'
+      ]?.schema;
       ops.push({
         method: method.toUpperCase(),
         path,
@@ -100,7 +182,8 @@ export function sample(schema: Schema, ajv: Ajv): Json {
   switch (schema.type) {
     case 'object': {
       const out: Record<string, Json> = {};
-      for (const k of (schema.required as string[] | undefined) ?? []) out[k] = sample(((schema.properties ?? {}) as Record<string, Schema>)[k] ?? {}, ajv);
+      for (const k of (schema.required as string[] | undefined) ?? [])
+        out[k] = sample(((schema.properties ?? {}) as Record<string, Schema>)[k] ?? {}, ajv);
       return out;
     }
     case 'array':
@@ -140,7 +223,11 @@ export function generate(ops: Operation[], tokens: Tokens, seed: number): FuzzRe
     const mutating = op.method !== 'GET';
     // The cluster resolves (pedro-ops); every other param names something that does not exist.
     const valid: Record<string, string> = {};
-    for (const p of op.pathParams) valid[p.name] = p.name === 'name' ? 'pedro-ops' : String(sample(p.schema, ajv)).replace('fuzz-absent', `fuzz-absent-${p.name.toLowerCase()}`);
+    for (const p of op.pathParams)
+      valid[p.name] =
+        p.name === 'name'
+          ? 'pedro-ops'
+          : String(sample(p.schema, ajv)).replace('fuzz-absent', `fuzz-absent-${p.name.toLowerCase()}`);
     const urlWith = (vals: Record<string, string>, raw = false) =>
       op.path.replace(/\{(\w+)\}/g, (_, n: string) => (raw ? vals[n] : encodeURIComponent(vals[n])));
     const url = urlWith(valid);
@@ -158,7 +245,8 @@ export function generate(ops: Operation[], tokens: Tokens, seed: number): FuzzRe
       for (const [field, fs] of Object.entries(props)) {
         for (const v of WRONG_VALUES) keep(`wrong-type:${field}`, { ...(base as object), [field]: v });
         for (const s of HOSTILE_STRINGS) keep(`hostile-string:${field}`, { ...(base as object), [field]: s });
-        if (fs.type === 'array') keep(`hostile-items:${field}`, { ...(base as object), [field]: [pick(rnd, HOSTILE_STRINGS), 7, null] });
+        if (fs.type === 'array')
+          keep(`hostile-items:${field}`, { ...(base as object), [field]: [pick(rnd, HOSTILE_STRINGS), 7, null] });
       }
       for (const req of (op.body.required as string[] | undefined) ?? []) {
         const b = { ...(base as Record<string, Json>) };
@@ -166,30 +254,149 @@ export function generate(ops: Operation[], tokens: Tokens, seed: number): FuzzRe
         keep(`missing:${req}`, b);
       }
     }
-    for (const k of ['extra', 'dryRun ', '', '\u202e', '💣', 'constructor', 'x'.repeat(2000), '$where', 'requestedBy', 'cluster']) {
+    for (const k of [
+      'extra',
+      'dryRun ',
+      '',
+      '\u202e',
+      '💣',
+      'constructor',
+      'x'.repeat(2000),
+      '$where',
+      'requestedBy',
+      'cluster',
+    ]) {
       keep('extra-field', { ...(base as object), [k]: pick(rnd, HOSTILE_STRINGS) });
     }
     for (const b of [[], [base], 'str', 42, null, true]) keep('non-object', b as Json);
 
     if (mutating) {
-      for (const { kind, body } of invalidBodies) add({ kind, method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: JSON.stringify(body), expect: 'reject' });
-      for (const text of INVALID_JSON) add({ kind: 'invalid-json', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: text, expect: 'reject', status: 400 });
-      add({ kind: 'proto-poison', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: '{"__proto__":{"isAdmin":true}}', expect: 'reject', status: 400 });
-      add({ kind: 'proto-poison', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: '{"constructor":{"prototype":{"isAdmin":true}}}', expect: 'reject', status: 400 });
-      add({ kind: 'bom-json', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: `\ufeff${JSON.stringify(invalidBodies[0]?.body ?? { extra: 1 })}`, expect: 'reject' });
-      add({ kind: 'empty-json', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: '', expect: 'reject', status: 400 });
+      for (const { kind, body } of invalidBodies)
+        add({
+          kind,
+          method: op.method,
+          url,
+          headers: { ...bearer(tokens.operator), ...json },
+          payload: JSON.stringify(body),
+          expect: 'reject',
+        });
+      for (const text of INVALID_JSON)
+        add({
+          kind: 'invalid-json',
+          method: op.method,
+          url,
+          headers: { ...bearer(tokens.operator), ...json },
+          payload: text,
+          expect: 'reject',
+          status: 400,
+        });
+      add({
+        kind: 'proto-poison',
+        method: op.method,
+        url,
+        headers: { ...bearer(tokens.operator), ...json },
+        payload: '{"__proto__":{"isAdmin":true}}',
+        expect: 'reject',
+        status: 400,
+      });
+      add({
+        kind: 'proto-poison',
+        method: op.method,
+        url,
+        headers: { ...bearer(tokens.operator), ...json },
+        payload: '{"constructor":{"prototype":{"isAdmin":true}}}',
+        expect: 'reject',
+        status: 400,
+      });
+      add({
+        kind: 'bom-json',
+        method: op.method,
+        url,
+        headers: { ...bearer(tokens.operator), ...json },
+        payload: `\ufeff${JSON.stringify(invalidBodies[0]?.body ?? { extra: 1 })}`,
+        expect: 'reject',
+      });
+      add({
+        kind: 'empty-json',
+        method: op.method,
+        url,
+        headers: { ...bearer(tokens.operator), ...json },
+        payload: '',
+        expect: 'reject',
+        status: 400,
+      });
       const depth = 20_000 + Math.floor(rnd() * 5000);
-      add({ kind: 'deep-nesting', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: `{"x":${'['.repeat(depth)}${']'.repeat(depth)}}`, expect: 'reject' });
-      add({ kind: 'deep-nesting', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`, expect: 'reject' });
+      add({
+        kind: 'deep-nesting',
+        method: op.method,
+        url,
+        headers: { ...bearer(tokens.operator), ...json },
+        payload: `{"x":${'['.repeat(depth)}${']'.repeat(depth)}}`,
+        expect: 'reject',
+      });
+      add({
+        kind: 'deep-nesting',
+        method: op.method,
+        url,
+        headers: { ...bearer(tokens.operator), ...json },
+        payload: `${'{"a":'.repeat(5000)}1${'}'.repeat(5000)}`,
+        expect: 'reject',
+      });
       const pad = 'A'.repeat(70 * 1024 + Math.floor(rnd() * 1024));
-      add({ kind: 'huge-body', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: JSON.stringify({ pad }), expect: 'reject', status: op.path.startsWith('/codec/') ? undefined : 413 });
-      add({ kind: 'huge-body', method: op.method, url, headers: { ...bearer(tokens.operator), ...json }, payload: huge, expect: 'reject', status: 413 });
+      add({
+        kind: 'huge-body',
+        method: op.method,
+        url,
+        headers: { ...bearer(tokens.operator), ...json },
+        payload: JSON.stringify({ pad }),
+        expect: 'reject',
+        status: op.path.startsWith('/codec/') ? undefined : 413,
+      });
+      add({
+        kind: 'huge-body',
+        method: op.method,
+        url,
+        headers: { ...bearer(tokens.operator), ...json },
+        payload: huge,
+        expect: 'reject',
+        status: 413,
+      });
       const junk = JSON.stringify(invalidBodies[0]?.body ?? { extra: 1 });
-      for (const ct of ['application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/xml', 'text/html', 'application/octet-stream', 'application/json; charset=latin1', 'application/jsonx', 'image/png']) {
-        add({ kind: 'content-type', method: op.method, url, headers: { ...bearer(tokens.operator), 'content-type': ct }, payload: junk, expect: 'reject' });
+      for (const ct of [
+        'application/x-www-form-urlencoded',
+        'multipart/form-data; boundary=x',
+        'application/xml',
+        'text/html',
+        'application/octet-stream',
+        'application/json; charset=latin1',
+        'application/jsonx',
+        'image/png',
+      ]) {
+        add({
+          kind: 'content-type',
+          method: op.method,
+          url,
+          headers: { ...bearer(tokens.operator), 'content-type': ct },
+          payload: junk,
+          expect: 'reject',
+        });
       }
-      add({ kind: 'content-type', method: op.method, url, headers: { ...bearer(tokens.operator), 'content-type': 'text/plain' }, payload: junk, expect: 'reject' });
-      add({ kind: 'content-type', method: op.method, url, headers: bearer(tokens.operator), payload: junk, expect: 'reject' });
+      add({
+        kind: 'content-type',
+        method: op.method,
+        url,
+        headers: { ...bearer(tokens.operator), 'content-type': 'text/plain' },
+        payload: junk,
+        expect: 'reject',
+      });
+      add({
+        kind: 'content-type',
+        method: op.method,
+        url,
+        headers: bearer(tokens.operator),
+        payload: junk,
+        expect: 'reject',
+      });
     }
 
     // Auth: absent, garbage, wrong scheme, duplicated, or too weak — with an invalid body, so even a
@@ -199,7 +406,11 @@ export function generate(ops: Operation[], tokens: Tokens, seed: number): FuzzRe
       ['none', {}, 401],
       ['empty', { authorization: '' }, 401],
       ['scheme-only', { authorization: 'Bearer' }, 401],
-      ['garbage', { authorization: `Bearer ${pick(rnd, ['x', 'null', 'undefined', '*', '💣', 'a'.repeat(4000)])}` }, 401],
+      [
+        'garbage',
+        { authorization: `Bearer ${pick(rnd, ['x', 'null', 'undefined', '*', '💣', 'a'.repeat(4000)])}` },
+        401,
+      ],
       ['basic', { authorization: `Basic ${Buffer.from(`ops:${tokens.operator}`).toString('base64')}` }, 401],
       ['token-no-scheme', { authorization: tokens.operator }, 401],
       ['token-plus-junk', { authorization: `Bearer ${tokens.operator} junk` }, 401],
@@ -209,23 +420,58 @@ export function generate(ops: Operation[], tokens: Tokens, seed: number): FuzzRe
       ['other-header', { 'x-api-key': tokens.operator, cookie: `token=${tokens.operator}` }, 401],
       ['query-token', {}, 401],
     ];
-    if (mutating && !op.path.startsWith('/codec/decode')) authCases.push(['viewer-on-mutation', bearer(tokens.viewer), 403]);
+    if (mutating && !op.path.startsWith('/codec/decode'))
+      authCases.push(['viewer-on-mutation', bearer(tokens.viewer), 403]);
     for (const [kind, headers, status] of authCases) {
       const u = kind === 'query-token' ? `${url}?access_token=${tokens.operator}&token=${tokens.operator}` : url;
       const expectStatus = op.isPublic ? undefined : op.path.startsWith('/codec/') && status === 403 ? 403 : status;
-      add({ kind: `auth:${kind}`, method: op.method, url: u, headers: { ...headers, ...(body ? json : {}) }, payload: body, expect: op.isPublic ? 'safe' : 'reject', status: expectStatus });
+      add({
+        kind: `auth:${kind}`,
+        method: op.method,
+        url: u,
+        headers: { ...headers, ...(body ? json : {}) },
+        payload: body,
+        expect: op.isPublic ? 'safe' : 'reject',
+        status: expectStatus,
+      });
     }
 
     // Path params: traversal, NUL, encodings, length, unicode — each alone, with a valid token.
     for (const p of op.pathParams) {
       for (const attack of PARAM_ATTACKS) {
-        add({ kind: `param:${p.name}`, method: op.method, url: urlWith({ ...valid, [p.name]: attack }, true), headers: { ...bearer(tokens.operator), ...(body ? json : {}) }, payload: body, expect: 'reject' });
+        add({
+          kind: `param:${p.name}`,
+          method: op.method,
+          url: urlWith({ ...valid, [p.name]: attack }, true),
+          headers: { ...bearer(tokens.operator), ...(body ? json : {}) },
+          payload: body,
+          expect: 'reject',
+        });
       }
     }
 
-    const queries = ['a=1&a=2', '__proto__[x]=1', 'constructor[prototype][x]=1', '%00=%00', `q=${'x'.repeat(8000)}`, 'after=-1', 'after=abc', 'after[]=1', 'dryRun=false', '&&&==', '%zz=1'];
+    const queries = [
+      'a=1&a=2',
+      '__proto__[x]=1',
+      'constructor[prototype][x]=1',
+      '%00=%00',
+      `q=${'x'.repeat(8000)}`,
+      'after=-1',
+      'after=abc',
+      'after[]=1',
+      'dryRun=false',
+      '&&&==',
+      '%zz=1',
+    ];
     for (const q of queries) {
-      add({ kind: 'query-junk', method: op.method, url: `${url}?${q}`, headers: { ...bearer(tokens.operator), ...(body ? json : {}) }, payload: body, expect: mutating || op.hasQuerySchema ? 'reject' : 'safe' });
+      add({
+        kind: 'query-junk',
+        method: op.method,
+        url: `${url}?${q}`,
+        headers: { ...bearer(tokens.operator), ...(body ? json : {}) },
+        payload: body,
+        expect: mutating || op.hasQuerySchema ? 'reject' : 'safe',
+      });
     }
   }
 
@@ -233,11 +479,21 @@ export function generate(ops: Operation[], tokens: Tokens, seed: number): FuzzRe
   const byPath = new Map<string, Operation[]>();
   for (const op of ops) byPath.set(op.path, [...(byPath.get(op.path) ?? []), op]);
   for (const [path, pops] of byPath) {
-    const url = path.replace(/\{(\w+)\}/g, (_, n: string) => (n === 'name' ? 'pedro-ops' : `fuzz-absent-${n.toLowerCase()}`));
+    const url = path.replace(/\{(\w+)\}/g, (_, n: string) =>
+      n === 'name' ? 'pedro-ops' : `fuzz-absent-${n.toLowerCase()}`,
+    );
     for (const m of ['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'TRACE', 'OPTIONS']) {
       if (pops.some((o) => o.method === m) || (m === 'OPTIONS' && path.startsWith('/codec/'))) continue;
       for (const headers of [{}, bearer(tokens.operator)]) {
-        out.push({ kind: 'bad-method', op: `${m} ${path}`, method: m, url, headers: { ...headers, ...json }, payload: m === 'GET' || m === 'TRACE' ? undefined : '{"extra":1}', expect: 'reject' });
+        out.push({
+          kind: 'bad-method',
+          op: `${m} ${path}`,
+          method: m,
+          url,
+          headers: { ...headers, ...json },
+          payload: m === 'GET' || m === 'TRACE' ? undefined : '{"extra":1}',
+          expect: 'reject',
+        });
       }
     }
   }

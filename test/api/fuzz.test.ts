@@ -45,7 +45,11 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const id of controlIds) await t?.client.workflow.getHandle(id).terminate('fuzz test control').catch(() => undefined);
+  for (const id of controlIds)
+    await t?.client.workflow
+      .getHandle(id)
+      .terminate('fuzz test control')
+      .catch(() => undefined);
   await app?.close();
   await t?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -73,7 +77,11 @@ function judge(req: FuzzRequest, status: number, contentType: string, body: stri
     } catch {
       parsed = undefined;
     }
-    if (!contentType.startsWith('application/json') || typeof parsed?.error !== 'string' || typeof parsed?.message !== 'string') {
+    if (
+      !contentType.startsWith('application/json') ||
+      typeof parsed?.error !== 'string' ||
+      typeof parsed?.message !== 'string'
+    ) {
       bad.push(`${what}: error body is not JSON {error, message}: ${contentType} ${body.slice(0, 120)}`);
     }
   }
@@ -84,18 +92,28 @@ describe('API fuzz', () => {
   it('the document lists the core routes, and every request body and path param is strict', () => {
     const names = ops.map((o) => `${o.method} ${o.path}`);
     expect(names.length).toBeGreaterThanOrEqual(15);
-    for (const core of ['GET /clusters', 'GET /clusters/{name}', 'POST /clusters/{name}/secrets/rotate', 'GET /workflows/{id}', 'POST /codec/encode']) expect(names).toContain(core);
+    for (const core of [
+      'GET /clusters',
+      'GET /clusters/{name}',
+      'POST /clusters/{name}/secrets/rotate',
+      'GET /workflows/{id}',
+      'POST /codec/encode',
+    ])
+      expect(names).toContain(core);
     const loose: string[] = [];
     const walk = (s: Record<string, unknown>, where: string) => {
-      if (s.type === 'object' && s.additionalProperties !== false && typeof s.additionalProperties !== 'object') loose.push(`${where}: additionalProperties is not false`);
-      for (const [k, v] of Object.entries((s.properties ?? {}) as Record<string, Record<string, unknown>>)) walk(v, `${where}.${k}`);
+      if (s.type === 'object' && s.additionalProperties !== false && typeof s.additionalProperties !== 'object')
+        loose.push(`${where}: additionalProperties is not false`);
+      for (const [k, v] of Object.entries((s.properties ?? {}) as Record<string, Record<string, unknown>>))
+        walk(v, `${where}.${k}`);
       if (s.items && typeof s.items === 'object') walk(s.items as Record<string, unknown>, `${where}[]`);
-      for (const alt of ((s.anyOf ?? s.oneOf ?? []) as Record<string, unknown>[])) walk(alt, where);
+      for (const alt of (s.anyOf ?? s.oneOf ?? []) as Record<string, unknown>[]) walk(alt, where);
     };
     for (const op of ops) {
       if (op.body) walk(op.body, `${op.method} ${op.path} body`);
       for (const p of op.pathParams) {
-        if (typeof p.schema.pattern !== 'string' && !Array.isArray(p.schema.enum)) loose.push(`${op.method} ${op.path}: path param ${p.name} has neither pattern nor enum`);
+        if (typeof p.schema.pattern !== 'string' && !Array.isArray(p.schema.enum))
+          loose.push(`${op.method} ${op.path}: path param ${p.name} has neither pattern nor enum`);
       }
     }
     expect(loose).toEqual([]);
@@ -105,8 +123,20 @@ describe('API fuzz', () => {
     const started = Date.now();
     const requests = generate(ops, { operator: OPERATOR, viewer: VIEWER }, SEED);
     // Traversal through the docs' static file server must not leave its folder.
-    for (const u of ['/docs/static/..%2F..%2F..%2F..%2Fpackage.json', '/docs/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/package.json', '/docs/..%2f..%2f..%2f..%2fetc%2fpasswd', '/docs/static/%00index.html']) {
-      requests.push({ kind: 'docs-traversal', op: 'GET /docs/*', method: 'GET', url: u, headers: {}, expect: 'reject' });
+    for (const u of [
+      '/docs/static/..%2F..%2F..%2F..%2Fpackage.json',
+      '/docs/static/%2e%2e/%2e%2e/%2e%2e/%2e%2e/package.json',
+      '/docs/..%2f..%2f..%2f..%2fetc%2fpasswd',
+      '/docs/static/%00index.html',
+    ]) {
+      requests.push({
+        kind: 'docs-traversal',
+        op: 'GET /docs/*',
+        method: 'GET',
+        url: u,
+        headers: {},
+        expect: 'reject',
+      });
     }
     expect(requests.length).toBeGreaterThanOrEqual(500);
     const byOp = new Map(ops.map((o) => [`${o.method} ${o.path}`, o]));
@@ -114,26 +144,52 @@ describe('API fuzz', () => {
     const perKind: Record<string, number> = {};
     const violations: string[] = [];
     for (const req of requests) {
-      const res = await app.inject({ method: req.method as 'GET', url: req.url, headers: req.headers, payload: req.payload });
+      const res = await app.inject({
+        method: req.method as 'GET',
+        url: req.url,
+        headers: req.headers,
+        payload: req.payload,
+      });
       perStatus[res.statusCode] = (perStatus[res.statusCode] ?? 0) + 1;
       const kind = `${req.kind.split(':')[0]} ${res.statusCode}`;
       perKind[kind] = (perKind[kind] ?? 0) + 1;
-      violations.push(...judge(req, res.statusCode, String(res.headers['content-type'] ?? ''), res.body, byOp.get(req.op)));
-      if (req.kind === 'docs-traversal' && /pedro-ops-orchestrator|root:x:0:0/.test(res.body)) violations.push(`${req.url}: served a file outside the docs`);
+      violations.push(
+        ...judge(req, res.statusCode, String(res.headers['content-type'] ?? ''), res.body, byOp.get(req.op)),
+      );
+      if (req.kind === 'docs-traversal' && /pedro-ops-orchestrator|root:x:0:0/.test(res.body))
+        violations.push(`${req.url}: served a file outside the docs`);
     }
-    const stats = { seed: `0x${SEED.toString(16)}`, operations: ops.length, requests: requests.length, ms: Date.now() - started, perStatus, perKindAndStatus: Object.fromEntries(Object.entries(perKind).sort()) };
+    const stats = {
+      seed: `0x${SEED.toString(16)}`,
+      operations: ops.length,
+      requests: requests.length,
+      ms: Date.now() - started,
+      perStatus,
+      perKindAndStatus: Object.fromEntries(Object.entries(perKind).sort()),
+    };
     process.stdout.write(`[fuzz] ${JSON.stringify(stats)}\n`);
     if (violations.length) process.stdout.write(`[fuzz] ${violations.length} violations:\n${violations.join('\n')}\n`);
     expect(violations.slice(0, 40)).toEqual([]);
 
     // Nothing started: no workflow on this queue, and no schedule that would start one here.
     for await (const s of t.client.schedule.list()) {
-      const d = await t.client.schedule.getHandle(s.scheduleId).describe().catch(() => undefined);
-      expect(d?.action.type === 'startWorkflow' && d.action.taskQueue === t.taskQueue, `schedule ${s.scheduleId} targets the fuzz task queue`).toBe(false);
+      const d = await t.client.schedule
+        .getHandle(s.scheduleId)
+        .describe()
+        .catch(() => undefined);
+      expect(
+        d?.action.type === 'startWorkflow' && d.action.taskQueue === t.taskQueue,
+        `schedule ${s.scheduleId} targets the fuzz task queue`,
+      ).toBe(false);
     }
     // Control: one legitimate start through the API must show up in the same listing, which proves the
     // listing sees starts (visibility has caught up) — and that it is the only one.
-    const control = await app.inject({ method: 'POST', url: '/clusters/pedro-ops/secrets/rotate', headers: { authorization: `Bearer ${OPERATOR}` }, payload: { dryRun: true, requestId: 'fuzz-control' } });
+    const control = await app.inject({
+      method: 'POST',
+      url: '/clusters/pedro-ops/secrets/rotate',
+      headers: { authorization: `Bearer ${OPERATOR}` },
+      payload: { dryRun: true, requestId: 'fuzz-control' },
+    });
     expect(control.statusCode).toBe(202);
     controlIds.push(control.json().workflowId);
     let seen: string[] = [];

@@ -83,7 +83,11 @@ it('starts ready, stops cleanly on SIGINT, and keeps workflows across a restart'
   // A run that waits (DR restore of an unknown backup parks in needs-attention) started through the API.
   const token = JSON.parse(readFileSync(join(dataDir, 'api-tokens.json'), 'utf8')).operator as string;
   const auth = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
-  const started = await fetch(`${api}/clusters/pedro-ops/dr/restore`, { method: 'POST', headers: auth, body: JSON.stringify({ backup: 'no-such-backup', namespaces: ['eleduck-analytics'] }) });
+  const started = await fetch(`${api}/clusters/pedro-ops/dr/restore`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify({ backup: 'no-such-backup', namespaces: ['eleduck-analytics'] }),
+  });
   expect(started.status).toBe(202);
   const { workflowId, runId } = (await started.json()) as { workflowId: string; runId: string };
 

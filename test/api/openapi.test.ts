@@ -12,7 +12,14 @@ import { ClusterRegistry } from '../../config/registry.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { testCodec, testTemporal, type TestTemporal } from '../helpers/temporal.js';
 
-type Op = { summary?: string; tags?: string[]; parameters?: { in: string }[]; requestBody?: unknown; security?: unknown[]; responses: Record<string, { content?: Record<string, { schema?: { required?: string[] } }> }> };
+type Op = {
+  summary?: string;
+  tags?: string[];
+  parameters?: { in: string }[];
+  requestBody?: unknown;
+  security?: unknown[];
+  responses: Record<string, { content?: Record<string, { schema?: { required?: string[] } }> }>;
+};
 type Doc = { openapi: string; info: { title: string }; paths: Record<string, Record<string, Op>> };
 
 let t: TestTemporal;
@@ -48,7 +55,11 @@ function servedRoutes(tree: string): string[] {
     stack.length = depth;
     stack.push(m[2]);
     const path = stack.join('').replace(/:(\w+)/g, '{$1}');
-    for (const method of (m[3] ?? '').split(',').map((s) => s.trim()).filter(Boolean)) out.push(`${method} ${path}`);
+    for (const method of (m[3] ?? '')
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean))
+      out.push(`${method} ${path}`);
   }
   return out;
 }
@@ -86,18 +97,31 @@ async function problems(d: Doc): Promise<string[]> {
   for (const [path, item] of Object.entries(d.paths)) {
     for (const [method, op] of Object.entries(item)) {
       const where = `${method.toUpperCase()} ${path}`;
-      const declared = new Set((op.parameters ?? []).filter((p) => p.in === 'path').map((p) => (p as { name?: string }).name));
-      for (const [, name] of path.matchAll(/\{(\w+)\}/g)) if (!declared.has(name)) out.push(`${where}: path param ${name} not declared`);
-      (op.parameters ?? []).forEach((p, i) => check((p as { schema?: unknown }).schema ?? {}, `${where} parameters[${i}]`));
-      for (const [ct, media] of Object.entries((op.requestBody as { content?: Record<string, { schema?: unknown }> } | undefined)?.content ?? {})) check(media.schema ?? {}, `${where} requestBody ${ct}`);
-      for (const [code, res] of Object.entries(op.responses ?? {})) for (const [ct, media] of Object.entries(res.content ?? {})) check(media.schema ?? {}, `${where} response ${code} ${ct}`);
+      const declared = new Set(
+        (op.parameters ?? []).filter((p) => p.in === 'path').map((p) => (p as { name?: string }).name),
+      );
+      for (const [, name] of path.matchAll(/\{(\w+)\}/g))
+        if (!declared.has(name)) out.push(`${where}: path param ${name} not declared`);
+      (op.parameters ?? []).forEach((p, i) =>
+        check((p as { schema?: unknown }).schema ?? {}, `${where} parameters[${i}]`),
+      );
+      for (const [ct, media] of Object.entries(
+        (op.requestBody as { content?: Record<string, { schema?: unknown }> } | undefined)?.content ?? {},
+      ))
+        check(media.schema ?? {}, `${where} requestBody ${ct}`);
+      for (const [code, res] of Object.entries(op.responses ?? {}))
+        for (const [ct, media] of Object.entries(res.content ?? {}))
+          check(media.schema ?? {}, `${where} response ${code} ${ct}`);
     }
   }
   return out;
 }
 
 const isPublic = (path: string) => PUBLIC_PATHS.some((p) => path === p || path.startsWith(`${p}/`));
-const operations = () => Object.entries(doc.paths).flatMap(([path, item]) => Object.entries(item).map(([method, op]) => ({ path, method: method.toUpperCase(), op })));
+const operations = () =>
+  Object.entries(doc.paths).flatMap(([path, item]) =>
+    Object.entries(item).map(([method, op]) => ({ path, method: method.toUpperCase(), op })),
+  );
 
 describe('OpenAPI document', () => {
   it('validates as OpenAPI 3.1: swagger-parser, declared path params, every schema valid JSON Schema 2020-12', async () => {
@@ -107,7 +131,10 @@ describe('OpenAPI document', () => {
   });
 
   it('broken documents are refused (the checks really check)', async () => {
-    type Broken = { info: { title?: string }; paths: Record<string, Record<string, { parameters: { in: string; schema?: unknown }[] }>> };
+    type Broken = {
+      info: { title?: string };
+      paths: Record<string, Record<string, { parameters: { in: string; schema?: unknown }[] }>>;
+    };
     const breakages: ((d: Broken) => void)[] = [
       (d) => delete d.info.title,
       (d) => (d.paths['/clusters/{name}'].get.parameters[0].in = 'body'),
@@ -125,15 +152,32 @@ describe('OpenAPI document', () => {
     const served = servedRoutes(app.printRoutes({ commonPrefix: false }));
     expect(served).toContain('POST /clusters/{name}/secrets/rotate');
     // Hidden on purpose: HEAD twins of GETs, CORS preflights, the document itself and Swagger UI's files.
-    const hidden = (r: string) => r.startsWith('HEAD ') || r.startsWith('OPTIONS /codec/') || r === 'GET /openapi.json' || /^GET \/docs(\/|$)/.test(r);
+    const hidden = (r: string) =>
+      r.startsWith('HEAD ') ||
+      r.startsWith('OPTIONS /codec/') ||
+      r === 'GET /openapi.json' ||
+      /^GET \/docs(\/|$)/.test(r);
     const documented = new Set(operations().map((o) => `${o.method} ${o.path}`));
     expect(served.filter((r) => !hidden(r) && !documented.has(r))).toEqual([]);
     for (const o of operations()) {
       const url = o.path.replace(/\{(\w+)\}/g, ':$1');
-      expect(app.hasRoute({ method: o.method as HTTPMethods, url }), `${o.method} ${o.path} is documented but not served`).toBe(true);
+      expect(
+        app.hasRoute({ method: o.method as HTTPMethods, url }),
+        `${o.method} ${o.path} is documented but not served`,
+      ).toBe(true);
     }
     expect(documented.size).toBeGreaterThanOrEqual(15);
-    for (const core of ['GET /healthz', 'GET /readyz', 'GET /metrics', 'GET /clusters', 'GET /clusters/{name}', 'GET /workflows/{id}', 'GET /workflows/{id}/events', 'POST /codec/decode', 'POST /codec/encode']) {
+    for (const core of [
+      'GET /healthz',
+      'GET /readyz',
+      'GET /metrics',
+      'GET /clusters',
+      'GET /clusters/{name}',
+      'GET /workflows/{id}',
+      'GET /workflows/{id}/events',
+      'POST /codec/decode',
+      'POST /codec/encode',
+    ]) {
       expect(documented).toContain(core);
     }
   });
@@ -156,10 +200,12 @@ describe('OpenAPI document', () => {
       if (!codes.some((c) => /^2\d\d$/.test(c))) gaps.push(`${id}: no success response`);
       for (const c of codes.filter((x) => Number(x) >= 400 && !(path === '/readyz' && x === '503'))) {
         const required = op.responses[c].content?.['application/json']?.schema?.required ?? [];
-        if (!required.includes('error') || !required.includes('message')) gaps.push(`${id}: response ${c} is not the error shape`);
+        if (!required.includes('error') || !required.includes('message'))
+          gaps.push(`${id}: response ${c} is not the error shape`);
       }
       const bearer = JSON.stringify(op.security ?? null) === JSON.stringify([{ bearer: [] }]);
-      if (publicRoute === bearer) gaps.push(`${id}: security ${JSON.stringify(op.security)} does not match the route's auth`);
+      if (publicRoute === bearer)
+        gaps.push(`${id}: security ${JSON.stringify(op.security)} does not match the route's auth`);
     }
     expect(gaps).toEqual([]);
   });

@@ -85,7 +85,12 @@ async function readSse(workflowId: string, lastEventId?: number, stopAfter = Inf
 describe('operator surface', () => {
   it('SSE sends every step transition in order; a reconnect with Last-Event-ID misses nothing', async () => {
     await rl.changeValues();
-    const start = await app.inject({ method: 'POST', url: '/clusters/lab/secrets/rotate', headers: auth, payload: { requestId: 'sse-1' } });
+    const start = await app.inject({
+      method: 'POST',
+      url: '/clusters/lab/secrets/rotate',
+      headers: auth,
+      payload: { requestId: 'sse-1' },
+    });
     expect(start.statusCode).toBe(202);
     const { workflowId } = start.json();
     const first = await readSse(workflowId, undefined, 5);
@@ -105,7 +110,11 @@ describe('operator surface', () => {
   });
 
   it('unknown workflow: 404 JSON, not a hanging stream', async () => {
-    const r = await app.inject({ method: 'GET', url: `/workflows/${encodeURIComponent('provision/nope')}/events`, headers: auth });
+    const r = await app.inject({
+      method: 'GET',
+      url: `/workflows/${encodeURIComponent('provision/nope')}/events`,
+      headers: auth,
+    });
     expect(r.statusCode).toBe(404);
     expect(r.json().error).toBe('NotFound');
   });
@@ -117,7 +126,9 @@ describe('operator surface', () => {
       if (/pedro_ops_runs/.test(text)) break;
       await new Promise((r) => setTimeout(r, 500)); // the SDK exports on an interval
     }
-    expect(text).toMatch(/pedro_ops_api_requests_total\{method="POST",route="\/clusters\/:name\/secrets\/rotate",status="202"\} \d+/);
+    expect(text).toMatch(
+      /pedro_ops_api_requests_total\{method="POST",route="\/clusters\/:name\/secrets\/rotate",status="202"\} \d+/,
+    );
     expect(text).toMatch(/pedro_ops_api_request_duration_seconds_bucket/);
     expect(text).toMatch(/^temporal_\w+/m); // the SDK's own worker metrics
     expect(text).toMatch(/pedro_ops_steps\{[^}]*outcome="succeeded"/);
@@ -155,7 +166,9 @@ describe('operator surface', () => {
     expect(usage.code).toBe(2);
     expect(usage.stderr).toContain('usage: pedro-ops');
     const unauth = await new Promise<number>((resolve) => {
-      const p = spawn(process.execPath, ['api/cli/pedro-ops.mjs', 'clusters', '--url', url, '--token', 'wrong'], { stdio: 'ignore' });
+      const p = spawn(process.execPath, ['api/cli/pedro-ops.mjs', 'clusters', '--url', url, '--token', 'wrong'], {
+        stdio: 'ignore',
+      });
       p.on('exit', (c) => resolve(c ?? -1));
     });
     expect(unauth).toBe(1);

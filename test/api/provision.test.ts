@@ -45,10 +45,14 @@ describe('provision API', () => {
     expect(r.statusCode).toBe(200);
     const plan = r.json();
     expect(plan.workflowId).toBe('provision/lab');
-    const byId = new Map<string, { dependsOn: string[] }>(plan.steps.map((s: { id: string; dependsOn: string[] }) => [s.id, s]));
+    const byId = new Map<string, { dependsOn: string[] }>(
+      plan.steps.map((s: { id: string; dependsOn: string[] }) => [s.id, s]),
+    );
     expect(byId.get('component/contour')!.dependsOn).toContain('component/cert-manager');
     expect(byId.get('k3s/worker-1')!.dependsOn).toEqual(['prepare/worker-1', 'k3s/control-plane']);
-    expect(byId.get('component/grafana')!.dependsOn).toEqual(expect.arrayContaining(['component/kube-prometheus-stack', 'component/loki']));
+    expect(byId.get('component/grafana')!.dependsOn).toEqual(
+      expect.arrayContaining(['component/kube-prometheus-stack', 'component/loki']),
+    );
     expect(plan.parallelism).toBe(h.lab.spec.parallelism);
     expect((await progress()).statusCode).toBe(404);
   });
@@ -60,7 +64,11 @@ describe('provision API', () => {
     const b = await app.inject({ method: 'POST', url: '/clusters/lab/provision', payload: { wipe: true } });
     expect(b.statusCode).toBe(400);
     expect(b.json().field).toBe('body.wipe');
-    const c = await app.inject({ method: 'POST', url: '/clusters/lab/provision/steps/preflight', payload: { action: 'explode' } });
+    const c = await app.inject({
+      method: 'POST',
+      url: '/clusters/lab/provision/steps/preflight',
+      payload: { action: 'explode' },
+    });
     expect(c.statusCode).toBe(400);
     expect(c.json().field).toBe('body.action');
     const d = await app.inject({ method: 'POST', url: '/clusters/lab/provision/steps/preflight', payload: {} });
@@ -81,7 +89,11 @@ describe('provision API', () => {
     expect(again.json()).toMatchObject({ workflowId: 'provision/lab', runId: started.runId });
 
     let p = (await progress()).json();
-    for (let i = 0; i < 100 && p.steps?.find((s: { id: string }) => s.id === 'preflight')?.state !== 'needs-attention'; i++) {
+    for (
+      let i = 0;
+      i < 100 && p.steps?.find((s: { id: string }) => s.id === 'preflight')?.state !== 'needs-attention';
+      i++
+    ) {
       await new Promise((res) => setTimeout(res, 200));
       p = (await progress()).json();
     }
@@ -91,14 +103,26 @@ describe('provision API', () => {
     expect(pre.lastError.message).toContain('worker-2: 1 CPUs, needs at least 4');
 
     // A step that is not parked: the update is rejected, and the API says why with 409.
-    const early = await app.inject({ method: 'POST', url: `/clusters/lab/provision/steps/${encodeURIComponent('prepare/worker-1')}`, payload: { action: 'retry' } });
+    const early = await app.inject({
+      method: 'POST',
+      url: `/clusters/lab/provision/steps/${encodeURIComponent('prepare/worker-1')}`,
+      payload: { action: 'retry' },
+    });
     expect(early.statusCode).toBe(409);
     expect(early.json().message).toContain('step "prepare/worker-1" is pending, not needs-attention');
-    const ghost = await app.inject({ method: 'POST', url: '/clusters/lab/provision/steps/no-such-step', payload: { action: 'retry' } });
+    const ghost = await app.inject({
+      method: 'POST',
+      url: '/clusters/lab/provision/steps/no-such-step',
+      payload: { action: 'retry' },
+    });
     expect(ghost.statusCode).toBe(409);
     expect(ghost.json().message).toContain('no step "no-such-step"');
 
-    const abort = await app.inject({ method: 'POST', url: '/clusters/lab/provision/steps/preflight', payload: { action: 'abort', note: 'test done' } });
+    const abort = await app.inject({
+      method: 'POST',
+      url: '/clusters/lab/provision/steps/preflight',
+      payload: { action: 'abort', note: 'test done' },
+    });
     expect(abort.statusCode).toBe(200);
     expect(abort.json()).toEqual({ accepted: true, step: 'preflight', action: 'abort' });
     const handle = h.t.client.workflow.getHandle('provision/lab');

@@ -15,9 +15,16 @@ let app: FastifyInstance;
 let hold = false;
 
 beforeAll(async () => {
-  [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'api-schedules' }), startVeleroLab((s) => void (s.name = CLUSTER))]);
+  [t, v] = await Promise.all([
+    testTemporal({ taskQueuePrefix: 'api-schedules' }),
+    startVeleroLab((s) => void (s.name = CLUSTER)),
+  ]);
   await t.startWorker(v.deps, { activities: holdAtStorageLocation(v.deps, () => hold) });
-  app = await buildApp({ client: t.client, settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue }, clusters: v.deps.clusters });
+  app = await buildApp({
+    client: t.client,
+    settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
+    clusters: v.deps.clusters,
+  });
   await deleteDrillSchedule(t.client, CLUSTER);
   await ensureDrillSchedule(t.client, v.spec, t.taskQueue);
 });
@@ -46,7 +53,15 @@ describe('schedule API', () => {
   test('list and describe show the drill schedule with its next runs', async () => {
     const list = await get(base);
     expect(list.statusCode).toBe(200);
-    expect(list.json().schedules).toEqual([expect.objectContaining({ scheduleId: `dr-drill/${CLUSTER}`, workflowType: 'verifyBackup', cron: '0 4 * * 0', paused: false, overlap: 'SKIP' })]);
+    expect(list.json().schedules).toEqual([
+      expect.objectContaining({
+        scheduleId: `dr-drill/${CLUSTER}`,
+        workflowType: 'verifyBackup',
+        cron: '0 4 * * 0',
+        paused: false,
+        overlap: 'SKIP',
+      }),
+    ]);
     const d = await get(`${base}/dr-drill`);
     expect(d.statusCode).toBe(200);
     expect(d.json().nextRuns.length).toBe(5);
@@ -87,13 +102,22 @@ describe('schedule API', () => {
   });
 
   test('backfill validates its range and runs the missed drill', async () => {
-    expect((await post(`${base}/dr-drill/backfill`, { start: '2026-01-02T00:00:00Z', end: '2026-01-01T00:00:00Z' })).json().field).toBe('body.end');
-    expect((await post(`${base}/dr-drill/backfill`, { start: 'yesterday', end: '2026-01-01T00:00:00Z' })).json().field).toBe('body.start');
+    expect(
+      (await post(`${base}/dr-drill/backfill`, { start: '2026-01-02T00:00:00Z', end: '2026-01-01T00:00:00Z' })).json()
+        .field,
+    ).toBe('body.end');
+    expect(
+      (await post(`${base}/dr-drill/backfill`, { start: 'yesterday', end: '2026-01-01T00:00:00Z' })).json().field,
+    ).toBe('body.start');
     // 2026-11-01 is a Sunday: one drill at 04:00.
     const r = await post(`${base}/dr-drill/backfill`, { start: '2026-11-01T03:00:00Z', end: '2026-11-01T05:00:00Z' });
     expect(r.statusCode).toBe(202);
     const id = `dr-drill/${CLUSTER}-2026-11-01T04:00:00Z`;
-    await until(async () => ((await get(`${base}/dr-drill`)).json().recentRuns.some((x: { workflowId: string }) => x.workflowId === id) ? true : undefined));
+    await until(async () =>
+      (await get(`${base}/dr-drill`)).json().recentRuns.some((x: { workflowId: string }) => x.workflowId === id)
+        ? true
+        : undefined,
+    );
     expect(((await t.client.workflow.getHandle(id).result()) as { result: string }).result).toBe('passed');
   });
 

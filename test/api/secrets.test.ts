@@ -20,21 +20,31 @@ beforeAll(async () => {
     testTemporal({ taskQueuePrefix: 'secrets-api' }),
     // A StatefulSet consumer whose rollout can be held, so a rotation stays running long enough to query.
     startRotationLab((spec) => {
-      spec.secrets.entries.find((e) => e.id === 'github')!.consumers = [{ kind: 'StatefulSet', namespace: 'openbao-system', name: 'openbao' }];
+      spec.secrets.entries.find((e) => e.id === 'github')!.consumers = [
+        { kind: 'StatefulSet', namespace: 'openbao-system', name: 'openbao' },
+      ];
     }),
   ]);
   await t.startWorker(r.deps);
-  app = await buildApp({ client: t.client, settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue }, clusters: r.deps.clusters });
+  app = await buildApp({
+    client: t.client,
+    settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
+    clusters: r.deps.clusters,
+  });
 });
 
 afterAll(async () => {
-  await t?.client.schedule.getHandle(driftScheduleId('lab')).delete().catch(() => undefined);
+  await t?.client.schedule
+    .getHandle(driftScheduleId('lab'))
+    .delete()
+    .catch(() => undefined);
   await app?.close();
   await t?.close();
   await r?.stop();
 });
 
-const post = (body: unknown, cluster = 'lab') => app.inject({ method: 'POST', url: `/clusters/${cluster}/secrets/rotate`, payload: body as object });
+const post = (body: unknown, cluster = 'lab') =>
+  app.inject({ method: 'POST', url: `/clusters/${cluster}/secrets/rotate`, payload: body as object });
 const get = (id: string) => app.inject({ method: 'GET', url: `/clusters/lab/secrets/rotations/${id}` });
 
 describe('POST /clusters/:name/secrets/rotate', () => {
@@ -65,7 +75,11 @@ describe('POST /clusters/:name/secrets/rotate', () => {
     const res = await post({ entries: ['github', 'twitch'], requestId, rolloutTimeoutSeconds: 5 });
     expect(res.statusCode).toBe(202);
     const body = res.json();
-    expect(body).toMatchObject({ rotationId: requestId, workflowId: `rotate-secrets/lab/${requestId}`, statusUrl: `/clusters/lab/secrets/rotations/${requestId}` });
+    expect(body).toMatchObject({
+      rotationId: requestId,
+      workflowId: `rotate-secrets/lab/${requestId}`,
+      statusUrl: `/clusters/lab/secrets/rotations/${requestId}`,
+    });
     expect(body.temporalWebUrl).toContain(encodeURIComponent(body.workflowId));
     expect(body.runId).toMatch(/[0-9a-f-]{36}/);
 
@@ -78,14 +92,18 @@ describe('POST /clusters/:name/secrets/rotate', () => {
     for (let i = 0; i < 100; i++) {
       const res = await get(requestId);
       live = res.statusCode === 200 ? res.json() : undefined;
-      const waiting = live?.progress?.steps?.some((s: { id: string; state: string }) => s.id.startsWith('restart:') && s.state === 'running');
+      const waiting = live?.progress?.steps?.some(
+        (s: { id: string; state: string }) => s.id.startsWith('restart:') && s.state === 'running',
+      );
       if (waiting && live.entries.length === 2) break;
       await new Promise((res) => setTimeout(res, 100));
     }
     expect(live.running).toBe(true);
     expect(live.state).toBe('running');
     expect(live.entries.map((e: { id: string }) => e.id)).toEqual(['twitch', 'github']);
-    expect(live.progress.steps.some((s: { id: string }) => s.id === 'restart:openbao-system/StatefulSet/openbao')).toBe(true);
+    expect(live.progress.steps.some((s: { id: string }) => s.id === 'restart:openbao-system/StatefulSet/openbao')).toBe(
+      true,
+    );
 
     await t.client.workflow.getHandle(body.workflowId).result();
     const done = (await get(requestId)).json();
@@ -102,11 +120,19 @@ describe('POST /clusters/:name/secrets/rotate', () => {
 
 describe('drift-check schedule', () => {
   test('created paused from the config, unchanged on repeat, updated on request', async () => {
-    const put = (payload: object = {}) => app.inject({ method: 'PUT', url: '/clusters/lab/secrets/drift-check', payload });
-    expect((await app.inject({ method: 'GET', url: '/clusters/lab/secrets/drift-check' })).json()).toMatchObject({ exists: false });
+    const put = (payload: object = {}) =>
+      app.inject({ method: 'PUT', url: '/clusters/lab/secrets/drift-check', payload });
+    expect((await app.inject({ method: 'GET', url: '/clusters/lab/secrets/drift-check' })).json()).toMatchObject({
+      exists: false,
+    });
     const first = await put();
     expect(first.statusCode).toBe(200);
-    expect(first.json()).toMatchObject({ scheduleId: 'drift-check/lab', paused: true, cron: r.spec.secrets.driftCheck.cron, action: 'created' });
+    expect(first.json()).toMatchObject({
+      scheduleId: 'drift-check/lab',
+      paused: true,
+      cron: r.spec.secrets.driftCheck.cron,
+      action: 'created',
+    });
     expect((await put()).json().action).toBe('unchanged');
     expect((await put({ paused: false })).json()).toMatchObject({ action: 'updated', paused: false });
     const desc = (await app.inject({ method: 'GET', url: '/clusters/lab/secrets/drift-check' })).json();

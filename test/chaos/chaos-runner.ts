@@ -29,7 +29,11 @@ export function rng(seed: number) {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  return { next, int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)), pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)] };
+  return {
+    next,
+    int: (lo: number, hi: number) => lo + Math.floor(next() * (hi - lo + 1)),
+    pick: <T>(xs: readonly T[]) => xs[Math.floor(next() * xs.length)],
+  };
 }
 export type Rng = ReturnType<typeof rng>;
 
@@ -81,7 +85,8 @@ export interface ChaosOptions {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ms = (ts: unknown) => tsToMs(ts as never);
-const durationS = (d: { seconds?: unknown; nanos?: number | null } | null | undefined) => (d ? Number(d.seconds ?? 0) + (d.nanos ?? 0) / 1e9 : undefined);
+const durationS = (d: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
+  d ? Number(d.seconds ?? 0) + (d.nanos ?? 0) / 1e9 : undefined;
 
 function identityOf(e: Event): string | undefined {
   return e.workflowTaskStartedEventAttributes?.identity ?? e.activityTaskStartedEventAttributes?.identity ?? undefined;
@@ -94,7 +99,8 @@ async function closed(h: WorkflowHandle): Promise<boolean> {
 /** The worker started a workflow task, or holds a started activity (history records those only when they close). */
 async function workedBy(h: WorkflowHandle, identity: string): Promise<boolean> {
   const d = await h.describe();
-  if ((d.raw.pendingActivities ?? []).some((a) => a.state === STARTED_ACTIVITY && a.lastWorkerIdentity === identity)) return true;
+  if ((d.raw.pendingActivities ?? []).some((a) => a.state === STARTED_ACTIVITY && a.lastWorkerIdentity === identity))
+    return true;
   const events = (await h.fetchHistory()).events ?? [];
   return events.some((e) => identityOf(e) === identity);
 }
@@ -102,14 +108,24 @@ async function workedBy(h: WorkflowHandle, identity: string): Promise<boolean> {
 /** Where a run stands, for a failure message: parked steps, pending activities and workflow task. */
 async function situation(h: WorkflowHandle): Promise<string> {
   const d = await h.describe();
-  const acts = (d.raw.pendingActivities ?? []).map((a) => `${a.activityType?.name}#${a.attempt} state ${a.state} by ${a.lastWorkerIdentity || '-'}${a.lastFailure?.message ? ` (last failure: ${a.lastFailure.message})` : ''}`);
+  const acts = (d.raw.pendingActivities ?? []).map(
+    (a) =>
+      `${a.activityType?.name}#${a.attempt} state ${a.state} by ${a.lastWorkerIdentity || '-'}${a.lastFailure?.message ? ` (last failure: ${a.lastFailure.message})` : ''}`,
+  );
   const p = await h.query(progressQuery).catch(() => undefined);
-  const parked = p?.steps.filter((s) => s.state === 'needs-attention').map((s) => `${s.id}: ${s.lastError?.type} ${s.lastError?.message}`) ?? ['(progress query unanswered)'];
+  const parked = p?.steps
+    .filter((s) => s.state === 'needs-attention')
+    .map((s) => `${s.id}: ${s.lastError?.type} ${s.lastError?.message}`) ?? ['(progress query unanswered)'];
   return `run ${d.status.name}; pending activities: ${acts.join(', ') || 'none'}; workflow task: ${d.raw.pendingWorkflowTask ? `state ${d.raw.pendingWorkflowTask.state}` : 'none'}; needs-attention: ${parked.join('; ') || 'none'}`;
 }
 
 /** Waits until `pred` holds; false when the run closed first. */
-async function until(h: WorkflowHandle, pred: () => Promise<boolean>, timeoutMs: number, what: string): Promise<boolean> {
+async function until(
+  h: WorkflowHandle,
+  pred: () => Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<boolean> {
   const end = Date.now() + timeoutMs;
   for (let i = 0; ; i++) {
     if (await pred()) return true;
@@ -118,13 +134,19 @@ async function until(h: WorkflowHandle, pred: () => Promise<boolean>, timeoutMs:
     if (i % 20 === 19 && (await h.query(progressQuery).catch(() => undefined))?.state === 'needs-attention') {
       throw new Error(`chaos: ${h.workflowId} parked while waiting for ${what}: ${await situation(h)}`);
     }
-    if (Date.now() > end) throw new Error(`chaos: ${what} did not happen within ${timeoutMs} ms: ${await situation(h)}`);
+    if (Date.now() > end)
+      throw new Error(`chaos: ${what} did not happen within ${timeoutMs} ms: ${await situation(h)}`);
     await sleep(100);
   }
 }
 
 /** Fires in the chosen mode; returns the trigger text, or undefined when the run closed first. */
-async function trigger(h: WorkflowHandle, mode: KillMode, o: ChaosOptions, identity: string): Promise<string | undefined> {
+async function trigger(
+  h: WorkflowHandle,
+  mode: KillMode,
+  o: ChaosOptions,
+  identity: string,
+): Promise<string | undefined> {
   const deadline = Date.now() + 6_000;
   if (mode === 'delay') {
     const d = o.rng.int(0, o.maxDelayMs);
@@ -132,7 +154,9 @@ async function trigger(h: WorkflowHandle, mode: KillMode, o: ChaosOptions, ident
     return (await closed(h)) ? undefined : `delay ${d}ms`;
   }
   if (mode === 'step') {
-    const seen = new Set((await h.query(progressQuery)).steps.filter((s) => s.state === 'running').map((s) => `${s.id}@${s.startedAt}`));
+    const seen = new Set(
+      (await h.query(progressQuery)).steps.filter((s) => s.state === 'running').map((s) => `${s.id}@${s.startedAt}`),
+    );
     while (Date.now() < deadline) {
       const p = await h.query(progressQuery);
       const fresh = p.steps.find((s) => s.state === 'running' && !seen.has(`${s.id}@${s.startedAt}`));
@@ -145,7 +169,9 @@ async function trigger(h: WorkflowHandle, mode: KillMode, o: ChaosOptions, ident
   while (Date.now() < deadline) {
     const d = await h.describe();
     if (d.status.name !== 'RUNNING') return undefined;
-    const a = (d.raw.pendingActivities ?? []).find((x) => x.state === STARTED_ACTIVITY && x.lastWorkerIdentity === identity);
+    const a = (d.raw.pendingActivities ?? []).find(
+      (x) => x.state === STARTED_ACTIVITY && x.lastWorkerIdentity === identity,
+    );
     if (a) return `activity ${a.activityType?.name} started`;
     await sleep(30);
   }
@@ -154,10 +180,16 @@ async function trigger(h: WorkflowHandle, mode: KillMode, o: ChaosOptions, ident
 
 /** Plays the crash detector for the killed worker (see the file comment). */
 async function detect(o: ChaosOptions, h: WorkflowHandle, runId: string, orphaned: KillRecord['orphaned']) {
-  await o.client.workflowService.resetStickyTaskQueue({ namespace: 'default', execution: { workflowId: h.workflowId, runId } });
+  await o.client.workflowService.resetStickyTaskQueue({
+    namespace: 'default',
+    execution: { workflowId: h.workflowId, runId },
+  });
   for (const a of orphaned) {
     try {
-      await o.client.activity.fail({ workflowId: h.workflowId, runId, activityId: a.activityId }, ApplicationFailure.retryable(`worker process killed (chaos) during attempt ${a.attempt}`, 'WorkerCrashed'));
+      await o.client.activity.fail(
+        { workflowId: h.workflowId, runId, activityId: a.activityId },
+        ApplicationFailure.retryable(`worker process killed (chaos) during attempt ${a.attempt}`, 'WorkerCrashed'),
+      );
     } catch {
       // It completed or timed out meanwhile: nothing left to fail.
     }
@@ -182,7 +214,15 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
     const w = o.supervisor.current!;
     // Every kill lands after the current worker did something: a kill before that tests nothing new.
     // Without the detector an orphaned activity waits out its own timeout (up to 3 min here).
-    if (!(await until(h, () => workedBy(h, w.identity), detector ? 45_000 : 240_000, `worker ${w.identity} picking up the run`))) break;
+    if (
+      !(await until(
+        h,
+        () => workedBy(h, w.identity),
+        detector ? 45_000 : 240_000,
+        `worker ${w.identity} picking up the run`,
+      ))
+    )
+      break;
     await o.supervisor.standbyWarm();
     const mode = o.rng.pick(['delay', 'step', 'activity'] as const);
     const fired = await trigger(h, mode, o, w.identity);
@@ -214,7 +254,9 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
     };
     kills.push(rec);
     o.onKill?.(rec);
-    o.log?.(`[chaos] ${o.workflow} kill ${rec.index} (${fired}) pid ${w.pid}; orphaned: ${orphaned.map((a) => `${a.type}#${a.attempt}`).join(', ') || 'none'}`);
+    o.log?.(
+      `[chaos] ${o.workflow} kill ${rec.index} (${fired}) pid ${w.pid}; orphaned: ${orphaned.map((a) => `${a.type}#${a.attempt}`).join(', ') || 'none'}`,
+    );
   }
   const result = await awaitResult<T>(h);
   const finishedAt = Date.now();
@@ -231,7 +273,9 @@ export async function awaitResult<T>(h: WorkflowHandle): Promise<T> {
     if (done) break;
     const p = await h.query(progressQuery).catch(() => undefined);
     if (p?.state === 'needs-attention') {
-      const parked = p.steps.filter((s) => s.state === 'needs-attention').map((s) => `${s.id}: ${s.lastError?.type} ${s.lastError?.message}`);
+      const parked = p.steps
+        .filter((s) => s.state === 'needs-attention')
+        .map((s) => `${s.id}: ${s.lastError?.type} ${s.lastError?.message}`);
       throw new Error(`${h.workflowId} parked in needs-attention: ${parked.join('; ')}`);
     }
   }
@@ -243,7 +287,9 @@ async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
   const events = (await h.fetchHistory()).events ?? [];
   const progress = await h.query(eventsQuery, 0);
   const scheduled = new Map<string, Event>();
-  for (const e of events) if (e.activityTaskScheduledEventAttributes?.activityId) scheduled.set(e.activityTaskScheduledEventAttributes.activityId, e);
+  for (const e of events)
+    if (e.activityTaskScheduledEventAttributes?.activityId)
+      scheduled.set(e.activityTaskScheduledEventAttributes.activityId, e);
   for (const k of kills) {
     const end = kills[kills.indexOf(k) + 1]?.killedAt ?? Infinity;
     for (const e of events) {
@@ -251,10 +297,15 @@ async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
       if (t < k.killedAt || t > end) continue;
       const wft = e.workflowTaskTimedOutEventAttributes;
       const act = e.activityTaskTimedOutEventAttributes;
-      if (wft) k.timeouts.push(`workflow task ${temporal.api.enums.v1.TimeoutType[wft.timeoutType ?? 0]} after ${t - k.killedAt} ms`);
+      if (wft)
+        k.timeouts.push(
+          `workflow task ${temporal.api.enums.v1.TimeoutType[wft.timeoutType ?? 0]} after ${t - k.killedAt} ms`,
+        );
       if (act) k.timeouts.push(`activity ${act.scheduledEventId} timed out after ${t - k.killedAt} ms`);
     }
-    const stepAt = progress.find((p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= k.newWorkerReadyAt);
+    const stepAt = progress.find(
+      (p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= k.newWorkerReadyAt,
+    );
     const upTo = Math.min(end, stepAt ? Date.parse(stepAt.at) : end);
     for (const e of events) {
       const t = ms(e.eventTime);
@@ -262,11 +313,15 @@ async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
       const type = temporal.api.enums.v1.EventType[e.eventType ?? 0].replace('EVENT_TYPE_', '');
       const who = identityOf(e);
       const q = e.workflowTaskScheduledEventAttributes?.taskQueue;
-      k.timeline.push(`+${t - k.killedAt} ${type}${who ? ` by ${who}` : ''}${q ? ` on ${q.kind === 2 ? 'sticky' : 'normal'}` : ''}`);
+      k.timeline.push(
+        `+${t - k.killedAt} ${type}${who ? ` by ${who}` : ''}${q ? ` on ${q.kind === 2 ? 'sticky' : 'normal'}` : ''}`,
+      );
     }
     const first = events.find((e) => identityOf(e) === k.newWorker);
     if (first) k.resumeMs = ms(first.eventTime) - k.newWorkerReadyAt;
-    const step = progress.find((p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= k.newWorkerReadyAt);
+    const step = progress.find(
+      (p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= k.newWorkerReadyAt,
+    );
     if (step) {
       k.nextStepMs = Date.parse(step.at) - k.newWorkerReadyAt;
       k.nextStep = step.step;
@@ -274,7 +329,7 @@ async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
     const bounds = k.orphaned.map((a) => {
       const s = scheduled.get(a.activityId)?.activityTaskScheduledEventAttributes;
       const hb = durationS(s?.heartbeatTimeout);
-      return hb ? hb : durationS(s?.startToCloseTimeout) ?? 0;
+      return hb ? hb : (durationS(s?.startToCloseTimeout) ?? 0);
     });
     // A kill with no activity in flight still leaves the run's next workflow task on the dead worker's sticky queue.
     k.naturalBoundS = Math.max(10, ...bounds);

@@ -30,7 +30,8 @@ const workflows: WorkflowChaos[] = [];
 const restarts: ServerRestart[] = [];
 const t0 = Date.now();
 
-const startServer = () => startDevServer({ port, headless: true, dbFile: join(dir, 'temporal.db'), logFile: join(dir, 'temporal.log') });
+const startServer = () =>
+  startDevServer({ port, headless: true, dbFile: join(dir, 'temporal.db'), logFile: join(dir, 'temporal.log') });
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'pedro-ops-chaos-'));
@@ -38,13 +39,20 @@ beforeAll(async () => {
   server = await startServer();
   connection = await Connection.connect({ address: server.address });
   client = new Client({ connection, namespace: 'default', dataConverter: testDataConverter });
-  log(`[chaos] seed ${SEED}, ${KILLS} kills per workflow, dev server ${server.address} (pid ${server.pid}, SQLite ${join(dir, 'temporal.db')})`);
+  log(
+    `[chaos] seed ${SEED}, ${KILLS} kills per workflow, dev server ${server.address} (pid ${server.pid}, SQLite ${join(dir, 'temporal.db')})`,
+  );
 });
 
 afterAll(async () => {
   if (workflows.length || restarts.length) {
     printTable(workflows, restarts, log);
-    const path = writeResults(workflows, restarts, { seed: SEED, killsPerWorkflow: KILLS, detector: process.env.CHAOS_NATURAL !== '1', wallMs: Date.now() - t0 }, process.env.CHAOS_NATURAL === '1' ? '-natural' : '');
+    const path = writeResults(
+      workflows,
+      restarts,
+      { seed: SEED, killsPerWorkflow: KILLS, detector: process.env.CHAOS_NATURAL !== '1', wallMs: Date.now() - t0 },
+      process.env.CHAOS_NATURAL === '1' ? '-natural' : '',
+    );
     log(`[chaos] results: ${path}`);
   }
   await connection?.close();
@@ -73,11 +81,24 @@ describe.sequential('worker SIGKILLs', () => {
     ['rotateSecrets', rotationScenario],
   ];
   test.each(cases)('%s completes with the right result and no repeated side effect', async (_name, make) => {
-    const w = await withScenario(make, (scenario) => chaosWorkflow({ client, address: server.address, taskQueue: `chaos-${randomUUID().slice(0, 8)}`, scenario, rng: random, kills: KILLS, log }));
+    const w = await withScenario(make, (scenario) =>
+      chaosWorkflow({
+        client,
+        address: server.address,
+        taskQueue: `chaos-${randomUUID().slice(0, 8)}`,
+        scenario,
+        rng: random,
+        kills: KILLS,
+        log,
+      }),
+    );
     workflows.push(w);
     expect(w.error).toBeUndefined();
     expect(w.kills.length).toBeGreaterThanOrEqual(KILLS);
-    expect(w.kills.filter((k) => k.orphaned.length > 0).length, 'some kills land while an activity runs').toBeGreaterThan(0);
+    expect(
+      w.kills.filter((k) => k.orphaned.length > 0).length,
+      'some kills land while an activity runs',
+    ).toBeGreaterThan(0);
     expectClean(w.runs);
   });
 });

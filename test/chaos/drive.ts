@@ -25,8 +25,21 @@ export interface WorkflowChaos {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function chaosWorkflow(o: { client: Client; address: string; taskQueue: string; scenario: Scenario; rng: Rng; kills: number; standbys?: number; log?: (l: string) => void }): Promise<WorkflowChaos> {
-  const supervisor = new WorkerSupervisor({ address: o.address, taskQueue: o.taskQueue, dataDir: o.scenario.dataDir }, o.scenario.workflow, o.standbys ?? 2);
+export async function chaosWorkflow(o: {
+  client: Client;
+  address: string;
+  taskQueue: string;
+  scenario: Scenario;
+  rng: Rng;
+  kills: number;
+  standbys?: number;
+  log?: (l: string) => void;
+}): Promise<WorkflowChaos> {
+  const supervisor = new WorkerSupervisor(
+    { address: o.address, taskQueue: o.taskQueue, dataDir: o.scenario.dataDir },
+    o.scenario.workflow,
+    o.standbys ?? 2,
+  );
   const out: WorkflowChaos = { workflow: o.scenario.workflow, runs: [], kills: [], coldStartsMs: [] };
   try {
     await supervisor.start();
@@ -34,12 +47,25 @@ export async function chaosWorkflow(o: { client: Client; address: string; taskQu
     while (out.kills.length < o.kills && out.runs.length < 8) {
       const h = await o.scenario.start(o.client, o.taskQueue);
       const run = await runWithKills(h, {
-        client: o.client, supervisor, rng: o.rng, workflow: o.scenario.workflow, kills: o.kills - out.kills.length, maxDelayMs: o.scenario.maxDelayMs, log: o.log,
+        client: o.client,
+        supervisor,
+        rng: o.rng,
+        workflow: o.scenario.workflow,
+        kills: o.kills - out.kills.length,
+        maxDelayMs: o.scenario.maxDelayMs,
+        log: o.log,
         onKill: (k) => out.kills.push(k),
       });
       const check = await o.scenario.check(run.result);
-      out.runs.push({ workflowId: h.workflowId, durationMs: run.finishedAt - run.startedAt, kills: run.kills.length, check });
-      o.log?.(`[chaos] ${o.scenario.workflow} run ${h.workflowId} done in ${run.finishedAt - run.startedAt} ms with ${run.kills.length} kills; problems: ${JSON.stringify(check.problems)}, repeated: ${JSON.stringify(check.repeated)}`);
+      out.runs.push({
+        workflowId: h.workflowId,
+        durationMs: run.finishedAt - run.startedAt,
+        kills: run.kills.length,
+        check,
+      });
+      o.log?.(
+        `[chaos] ${o.scenario.workflow} run ${h.workflowId} done in ${run.finishedAt - run.startedAt} ms with ${run.kills.length} kills; problems: ${JSON.stringify(check.problems)}, repeated: ${JSON.stringify(check.repeated)}`,
+      );
     }
   } catch (err) {
     out.error = err instanceof Error ? err.message : String(err);
@@ -94,7 +120,11 @@ export async function serverRestartRun(o: {
   restartServer: (downMs: number) => Promise<{ restartMs: number; upAt: number }>;
   log?: (l: string) => void;
 }): Promise<ServerRestart> {
-  const supervisor = new WorkerSupervisor({ address: o.address, taskQueue: o.taskQueue, dataDir: o.scenario.dataDir }, `${o.scenario.workflow}-srv`, 0);
+  const supervisor = new WorkerSupervisor(
+    { address: o.address, taskQueue: o.taskQueue, dataDir: o.scenario.dataDir },
+    `${o.scenario.workflow}-srv`,
+    0,
+  );
   try {
     const worker = await supervisor.start();
     const startedAt = Date.now();
@@ -105,7 +135,9 @@ export async function serverRestartRun(o: {
     const stoppedAfterMs = Date.now() - startedAt;
     const downMs = o.rng.int(1000, 3000);
     const { restartMs, upAt } = await o.restartServer(downMs);
-    o.log?.(`[chaos] dev server restarted ${stoppedAfterMs} ms into ${h.workflowId} (${before} events), down ${downMs} ms`);
+    o.log?.(
+      `[chaos] dev server restarted ${stoppedAfterMs} ms into ${h.workflowId} (${before} events), down ${downMs} ms`,
+    );
     // The worker should reconnect by itself; if it gave up, start another (and say so).
     await sleep(3000);
     const workerSurvived = worker.alive;
@@ -113,9 +145,17 @@ export async function serverRestartRun(o: {
     const result = await patiently(() => awaitResult(h), 240_000);
     const durationMs = Date.now() - startedAt;
     const events = (await patiently(() => h.fetchHistory())).events ?? [];
-    const after = events.slice(before).find((e) => (e.workflowTaskStartedEventAttributes ?? e.activityTaskStartedEventAttributes) && tsToMs(e.eventTime as never) >= upAt);
+    const after = events
+      .slice(before)
+      .find(
+        (e) =>
+          (e.workflowTaskStartedEventAttributes ?? e.activityTaskStartedEventAttributes) &&
+          tsToMs(e.eventTime as never) >= upAt,
+      );
     const progress = await patiently(() => h.query(eventsQuery, 0));
-    const stepAtStop = [...progress].reverse().find((p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) <= upAt - restartMs)?.step;
+    const stepAtStop = [...progress]
+      .reverse()
+      .find((p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) <= upAt - restartMs)?.step;
     const next = progress.find((p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= upAt);
     return {
       workflow: o.scenario.workflow,

@@ -44,18 +44,26 @@ export function summarize(workflows: WorkflowChaos[], restarts: ServerRestart[])
   };
 }
 
-export function printTable(workflows: WorkflowChaos[], restarts: ServerRestart[], log: (l: string) => void = (l) => process.stdout.write(`${l}\n`)) {
+export function printTable(
+  workflows: WorkflowChaos[],
+  restarts: ServerRestart[],
+  log: (l: string) => void = (l) => process.stdout.write(`${l}\n`),
+) {
   const s = summarize(workflows, restarts);
   log('');
   log('chaos: worker SIGKILLs (times in ms: min / median / max)');
-  log('workflow          runs  ok  kills  in-activity  repeated  kill->polling  polling->resume  polling->next step  cold start   server would wait (s)');
+  log(
+    'workflow          runs  ok  kills  in-activity  repeated  kill->polling  polling->resume  polling->next step  cold start   server would wait (s)',
+  );
   for (const w of s.workflows) {
     log(
       `${w.workflow.padEnd(17)} ${String(w.runs).padStart(4)} ${String(w.completions).padStart(3)} ${String(w.kills).padStart(6)} ${String(w.killsDuringActivity).padStart(12)} ${String(w.repeated.length).padStart(9)}  ${fmt(w.newWorkerStartMs).padEnd(14)} ${fmt(w.resumeMs).padEnd(16)} ${fmt(w.nextStepMs).padEnd(19)} ${fmt(w.coldStartMs).padEnd(12)} ${fmt(w.naturalBoundS)}`,
     );
   }
   const all = workflows.flatMap((w) => w.kills);
-  log(`total kills ${all.length}; resume ${fmt(stats(all.map((k) => k.resumeMs)))} ms; next step ${fmt(stats(all.map((k) => k.nextStepMs)))} ms`);
+  log(
+    `total kills ${all.length}; resume ${fmt(stats(all.map((k) => k.resumeMs)))} ms; next step ${fmt(stats(all.map((k) => k.nextStepMs)))} ms`,
+  );
   for (const r of restarts) {
     log(
       `server restart during ${r.workflow} (${r.stoppedAfterMs} ms in, step ${r.stepAtStop ?? '?'}): down ${r.downMs} ms, stop+start ${r.restartMs} ms, worker ${r.workerSurvived ? 'reconnected' : `restarted (${r.workerFatal ?? 'exited'})`}, ` +
@@ -65,13 +73,24 @@ export function printTable(workflows: WorkflowChaos[], restarts: ServerRestart[]
 }
 
 /** Writes bench/results/chaos-<YYYY-MM-DD><suffix>.json and returns its path. */
-export function writeResults(workflows: WorkflowChaos[], restarts: ServerRestart[], meta: Record<string, unknown>, suffix = ''): string {
+export function writeResults(
+  workflows: WorkflowChaos[],
+  restarts: ServerRestart[],
+  meta: Record<string, unknown>,
+  suffix = '',
+): string {
   const dir = fileURLToPath(new URL('../../bench/results/', import.meta.url));
   mkdirSync(dir, { recursive: true });
   const path = join(dir, `chaos-${new Date().toISOString().slice(0, 10)}${suffix}.json`);
   const body = {
     generatedAt: new Date().toISOString(),
-    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), loadavg: loadavg(), node: process.version },
+    machine: {
+      cpus: cpus().length,
+      cpuModel: cpus()[0]?.model,
+      memGiB: Math.round(totalmem() / 2 ** 30),
+      loadavg: loadavg(),
+      node: process.version,
+    },
     ...meta,
     summary: summarize(workflows, restarts),
     kills: workflows.flatMap((w) => w.kills),

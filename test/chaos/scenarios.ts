@@ -37,7 +37,9 @@ export interface Scenario {
 }
 
 function tally(counts: Record<string, [number, number]>, problems: string[]): Check {
-  const repeated = Object.entries(counts).filter(([, [want, got]]) => got > want).map(([k, [want, got]]) => `${k}: ${got} (want ${want})`);
+  const repeated = Object.entries(counts)
+    .filter(([, [want, got]]) => got > want)
+    .map(([k, [want, got]]) => `${k}: ${got} (want ${want})`);
   for (const [k, [want, got]] of Object.entries(counts)) if (got < want) problems.push(`${k}: ${got}, want ${want}`);
   return { problems, counts, repeated };
 }
@@ -53,7 +55,11 @@ export async function drillScenario(): Promise<Scenario> {
     maxDelayMs: 700,
     async start(client, taskQueue) {
       v.lab.resetCounters();
-      return client.workflow.start('verifyBackup', { taskQueue, workflowId: `verify-backup/lab/chaos-${randomUUID().slice(0, 8)}`, args: [{ cluster: 'lab', createNew: true }] });
+      return client.workflow.start('verifyBackup', {
+        taskQueue,
+        workflowId: `verify-backup/lab/chaos-${randomUUID().slice(0, 8)}`,
+        args: [{ cluster: 'lab', createNew: true }],
+      });
     },
     async check(result) {
       const r = result as DrillReport;
@@ -62,8 +68,15 @@ export async function drillScenario(): Promise<Scenario> {
       if (r.cleanup.remaining.length) problems.push(`cleanup left ${r.cleanup.remaining.join(', ')}`);
       const scratch = await v.scratchNamespaces();
       if (scratch.length) problems.push(`scratch namespaces still present: ${scratch.join(', ')}`);
-      if (r.restore && (await v.kube.read('velero.io/v1', 'Restore', r.restore, 'velero'))) problems.push(`Restore ${r.restore} not deleted`);
-      return tally({ 'create:Restore': [1, writes(v.lab, 'create:Restore')], 'create:Backup': [1, writes(v.lab, 'create:Backup')] }, problems);
+      if (r.restore && (await v.kube.read('velero.io/v1', 'Restore', r.restore, 'velero')))
+        problems.push(`Restore ${r.restore} not deleted`);
+      return tally(
+        {
+          'create:Restore': [1, writes(v.lab, 'create:Restore')],
+          'create:Backup': [1, writes(v.lab, 'create:Backup')],
+        },
+        problems,
+      );
     },
     stop: () => v.stop(),
   };
@@ -85,7 +98,11 @@ export async function provisionScenario(): Promise<Scenario> {
     async start(client, taskQueue) {
       lab.resetCounters();
       runs += 1;
-      return client.workflow.start('provisionCluster', { taskQueue, workflowId: `provision/lab-chaos-${randomUUID().slice(0, 8)}`, args: [{ cluster: 'lab' }] });
+      return client.workflow.start('provisionCluster', {
+        taskQueue,
+        workflowId: `provision/lab-chaos-${randomUUID().slice(0, 8)}`,
+        args: [{ cluster: 'lab' }],
+      });
     },
     async check(result) {
       const r = result as ProvisionReport;
@@ -100,7 +117,10 @@ export async function provisionScenario(): Promise<Scenario> {
       for (const n of spec.nodes) counts[`installer runs ${n.name}`] = [first, c.nodes[n.name].installerRuns];
       counts['create:HelmChart'] = [first * spec.components.length, c.kube.writes['create:HelmChart'] ?? 0];
       // An update or patch of a HelmChart re-runs its helm install Job.
-      counts['update+patch:HelmChart'] = [0, (c.kube.writes['update:HelmChart'] ?? 0) + (c.kube.writes['patch:HelmChart'] ?? 0)];
+      counts['update+patch:HelmChart'] = [
+        0,
+        (c.kube.writes['update:HelmChart'] ?? 0) + (c.kube.writes['patch:HelmChart'] ?? 0),
+      ];
       return tally(counts, problems);
     },
     async stop() {
@@ -112,12 +132,28 @@ export async function provisionScenario(): Promise<Scenario> {
 }
 
 /** Every seed entry, and the consumers they share (each must restart exactly once per rotation). */
-const SEED = ['eleduck-database', 'eleduck-database-direct', 'motherduck', 'podcast-scraper', 'twitch', 'discord', 'supabase', 'github', 'tailscale-oauth'];
+const SEED = [
+  'eleduck-database',
+  'eleduck-database-direct',
+  'motherduck',
+  'podcast-scraper',
+  'twitch',
+  'discord',
+  'supabase',
+  'github',
+  'tailscale-oauth',
+];
 
 export async function rotationScenario(): Promise<Scenario> {
   const r = await startRotationLab();
   const entries = r.spec.secrets.entries.filter((e) => SEED.includes(e.id));
-  const consumers = [...new Set(entries.flatMap((e) => e.consumers.map((w) => `${w.namespace ?? e.kubernetes?.namespace ?? 'default'}/${w.kind}/${w.name}`)))];
+  const consumers = [
+    ...new Set(
+      entries.flatMap((e) =>
+        e.consumers.map((w) => `${w.namespace ?? e.kubernetes?.namespace ?? 'default'}/${w.kind}/${w.name}`),
+      ),
+    ),
+  ];
   let before = new Map<string, number>();
   let rotationId = '';
   return {
@@ -127,7 +163,9 @@ export async function rotationScenario(): Promise<Scenario> {
     maxDelayMs: 500,
     async start(client, taskQueue) {
       await r.changeValues(SEED);
-      before = new Map(await Promise.all(entries.map(async (e) => [e.id, (await r.bao(e.openbaoPath)).version] as const)));
+      before = new Map(
+        await Promise.all(entries.map(async (e) => [e.id, (await r.bao(e.openbaoPath)).version] as const)),
+      );
       r.lab.resetCounters();
       rotationId = randomUUID();
       return client.workflow.start('rotateSecrets', {
@@ -140,7 +178,9 @@ export async function rotationScenario(): Promise<Scenario> {
       const rep = result as RotationReport;
       const problems: string[] = [];
       if (rep.state !== 'ok') problems.push(`rotation ${rep.state}`);
-      const wrong = rep.entries.filter((e) => e.status !== 'rotated').map((e) => `${e.id}=${e.status}${e.reason ? ` (${e.reason})` : ''}`);
+      const wrong = rep.entries
+        .filter((e) => e.status !== 'rotated')
+        .map((e) => `${e.id}=${e.status}${e.reason ? ` (${e.reason})` : ''}`);
       if (wrong.length) problems.push(`entries not rotated: ${wrong.join(', ')}`);
       const c = r.lab.counters();
       const counts: Record<string, [number, number]> = {};
@@ -149,12 +189,24 @@ export async function rotationScenario(): Promise<Scenario> {
         const prev = before.get(e.id)!;
         if (now.version !== prev + 1) problems.push(`${e.openbaoPath}: version ${now.version}, want ${prev + 1}`);
         // The bookkeeping a later rollback relies on must name this rotation and the version served before it.
-        if (now.custom.rotation_id !== rotationId || now.custom.previous_version !== String(prev) || now.custom.written_version !== String(now.version)) {
-          problems.push(`${e.openbaoPath}: metadata rotation_id=${now.custom.rotation_id === rotationId ? 'this run' : 'other'} previous_version=${now.custom.previous_version} written_version=${now.custom.written_version}, want previous ${prev}, written ${now.version}`);
+        if (
+          now.custom.rotation_id !== rotationId ||
+          now.custom.previous_version !== String(prev) ||
+          now.custom.written_version !== String(now.version)
+        ) {
+          problems.push(
+            `${e.openbaoPath}: metadata rotation_id=${now.custom.rotation_id === rotationId ? 'this run' : 'other'} previous_version=${now.custom.previous_version} written_version=${now.custom.written_version}, want previous ${prev}, written ${now.version}`,
+          );
         }
-        counts[`OpenBAO data write ${e.openbaoPath}`] = [1, c.openbao.byPath[`write:${r.spec.openbao.kvMount}/data/${e.openbaoPath}`] ?? 0];
+        counts[`OpenBAO data write ${e.openbaoPath}`] = [
+          1,
+          c.openbao.byPath[`write:${r.spec.openbao.kvMount}/data/${e.openbaoPath}`] ?? 0,
+        ];
       }
-      const secretWrites = ['create', 'update', 'patch'].reduce((n, verb) => n + (c.kube.writes[`${verb}:Secret`] ?? 0), 0);
+      const secretWrites = ['create', 'update', 'patch'].reduce(
+        (n, verb) => n + (c.kube.writes[`${verb}:Secret`] ?? 0),
+        0,
+      );
       counts['Secret writes'] = [entries.filter((e) => e.kubernetes).length, secretWrites];
       for (const k of consumers) counts[`restart ${k}`] = [1, c.kube.restarts[k] ?? 0];
       const extra = Object.keys(c.kube.restarts).filter((k) => !consumers.includes(k));

@@ -34,10 +34,19 @@ export class WorkerProc {
   readonly exited: Promise<void>;
   stderr = '';
 
-  constructor(readonly target: WorkerTarget, readonly identity: string) {
+  constructor(
+    readonly target: WorkerTarget,
+    readonly identity: string,
+  ) {
     this.child = spawn(process.execPath, ['--import', 'tsx', SCRIPT], {
       cwd: REPO,
-      env: { ...process.env, CHAOS_ADDRESS: target.address, CHAOS_TASK_QUEUE: target.taskQueue, CHAOS_DATA_DIR: target.dataDir, CHAOS_IDENTITY: identity },
+      env: {
+        ...process.env,
+        CHAOS_ADDRESS: target.address,
+        CHAOS_TASK_QUEUE: target.taskQueue,
+        CHAOS_DATA_DIR: target.dataDir,
+        CHAOS_IDENTITY: identity,
+      },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.child.stderr!.on('data', (d: Buffer) => {
@@ -59,7 +68,9 @@ export class WorkerProc {
       this.child.once('exit', (code, signal) => {
         this.exitCode = code;
         this.exitSignal = signal;
-        const why = new Error(`worker ${identity} exited (code ${code}, signal ${signal})${this.fatal ? `: ${this.fatal}` : ''}; stderr: ${this.stderr.slice(-1500)}`);
+        const why = new Error(
+          `worker ${identity} exited (code ${code}, signal ${signal})${this.fatal ? `: ${this.fatal}` : ''}; stderr: ${this.stderr.slice(-1500)}`,
+        );
         for (const w of this.waiters.splice(0)) w.reject(why);
         resolve();
       });
@@ -75,9 +86,18 @@ export class WorkerProc {
   }
 
   private wait(event: Msg['event'], timeoutMs: number): Promise<Msg> {
-    if (!this.alive) return Promise.reject(new Error(`worker ${this.identity} is not running${this.fatal ? `: ${this.fatal}` : ''}`));
+    if (!this.alive)
+      return Promise.reject(new Error(`worker ${this.identity} is not running${this.fatal ? `: ${this.fatal}` : ''}`));
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`worker ${this.identity}: no "${event}" within ${timeoutMs} ms; stderr: ${this.stderr.slice(-1500)}`)), timeoutMs);
+      const timer = setTimeout(
+        () =>
+          reject(
+            new Error(
+              `worker ${this.identity}: no "${event}" within ${timeoutMs} ms; stderr: ${this.stderr.slice(-1500)}`,
+            ),
+          ),
+        timeoutMs,
+      );
       this.waiters.push({
         event,
         resolve: (m) => (clearTimeout(timer), resolve(m)),
@@ -125,7 +145,11 @@ export class WorkerSupervisor {
   private readonly all: WorkerProc[] = [];
   private n = 0;
 
-  constructor(readonly target: WorkerTarget, readonly tag: string, private readonly standbys = 2) {}
+  constructor(
+    readonly target: WorkerTarget,
+    readonly tag: string,
+    private readonly standbys = 2,
+  ) {}
 
   private spawnOne(): WorkerProc {
     const p = new WorkerProc(this.target, `chaos-${this.tag}-w${this.n++}`);

@@ -15,7 +15,8 @@ import { createWorker, workflowBundle } from '../../worker/create-worker.js';
 import { memoryLogger, testDataConverter } from '../helpers/temporal.js';
 
 const t0 = Date.now();
-const say = (event: string, extra: Record<string, unknown> = {}) => process.stdout.write(`${JSON.stringify({ event, at: Date.now(), ...extra })}\n`);
+const say = (event: string, extra: Record<string, unknown> = {}) =>
+  process.stdout.write(`${JSON.stringify({ event, at: Date.now(), ...extra })}\n`);
 
 function env(name: string): string {
   const v = process.env[name];
@@ -57,7 +58,15 @@ const goAt = Date.now();
 const connection = await NativeConnection.connect({ address });
 const log = memoryLogger();
 const deps = defaultDeps({ dataDir, log, clusters: new ClusterRegistry(join(dataDir, 'clusters')) });
-worker = await createWorker({ connection, namespace: 'default', taskQueue, deps, dataConverter: testDataConverter, identity, shutdownGraceTime: '1s' });
+worker = await createWorker({
+  connection,
+  namespace: 'default',
+  taskQueue,
+  deps,
+  dataConverter: testDataConverter,
+  identity,
+  shutdownGraceTime: '1s',
+});
 const running = worker.run();
 say('ready', { goMs: Date.now() - goAt });
 

@@ -9,7 +9,9 @@ export interface CliResult {
 
 export function runCli(args: string[], api: { url: string; token: string }): Promise<CliResult> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, ['api/cli/pedro-ops.mjs', ...args, '--url', api.url, '--token', api.token], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, ['api/cli/pedro-ops.mjs', ...args, '--url', api.url, '--token', api.token], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => (stdout += d));

@@ -23,7 +23,10 @@ export interface LabOrchestrator {
   kube: KubePort;
 }
 
-export function orchestratorForLab(lab: Lab, opts: { prefix: string; patch?: (spec: ClusterSpec) => void }): LabOrchestrator {
+export function orchestratorForLab(
+  lab: Lab,
+  opts: { prefix: string; patch?: (spec: ClusterSpec) => void },
+): LabOrchestrator {
   const dataDir = mkdtempSync(join(tmpdir(), `${opts.prefix}-`));
   const raw = structuredClone(lab.spec);
   opts.patch?.(raw);
@@ -48,7 +51,10 @@ export function orchestratorForLab(lab: Lab, opts: { prefix: string; patch?: (sp
  * A built lab plus its orchestrator side, handed to `build`; if `build` throws, both are cleaned up.
  * The returned stop() removes the lab and the data dir.
  */
-export async function withBuiltLab<T>(opts: { prefix: string; patch?: (spec: ClusterSpec) => void }, build: (lab: Lab, o: LabOrchestrator, stop: () => Promise<void>) => T | Promise<T>): Promise<T> {
+export async function withBuiltLab<T>(
+  opts: { prefix: string; patch?: (spec: ClusterSpec) => void },
+  build: (lab: Lab, o: LabOrchestrator, stop: () => Promise<void>) => T | Promise<T>,
+): Promise<T> {
   const lab = await startLab({ built: true, log: () => undefined });
   let o: LabOrchestrator | undefined;
   const stop = async () => {
@@ -65,7 +71,10 @@ export async function withBuiltLab<T>(opts: { prefix: string; patch?: (spec: Clu
 }
 
 /** Activity deps whose OpenBAO client runs `before(path)` ahead of every write (tests simulate racing writers or crashes). */
-export function interceptVaultWrites(deps: ActivityDeps, before: (write: VaultClient['write'], path: string) => Promise<void> | void): ActivityDeps {
+export function interceptVaultWrites(
+  deps: ActivityDeps,
+  before: (write: VaultClient['write'], path: string) => Promise<void> | void,
+): ActivityDeps {
   return {
     ...deps,
     openbao: (spec, token) => {

@@ -15,7 +15,10 @@ import type { ActivityDeps, Logger } from '../../activities/deps.js';
 // Every workflow the suite runs is encrypted exactly as in production.
 export const TEST_CODEC_KEY_ID = 'test-2026';
 const TEST_CODEC_KEY = Buffer.from('cGVkcm8tb3BzLXRlc3Qtb25seS1jb2RlYy1rZXktMzI=', 'base64');
-export const testCodec: AesGcmCodec = createCodec({ keys: [{ id: TEST_CODEC_KEY_ID, key: TEST_CODEC_KEY }], activeId: TEST_CODEC_KEY_ID });
+export const testCodec: AesGcmCodec = createCodec({
+  keys: [{ id: TEST_CODEC_KEY_ID, key: TEST_CODEC_KEY }],
+  activeId: TEST_CODEC_KEY_ID,
+});
 export const testDataConverter = dataConverterFor(testCodec);
 
 let runtimeInstalled = false;
@@ -36,11 +39,16 @@ export interface TestTemporal {
   client: Client;
   native: NativeConnection;
   /** Starts a real worker on this file's task queue; stopped by close(). */
-  startWorker(deps: ActivityDeps, opts?: { activities?: Record<string, (...args: never[]) => unknown>; dataConverter?: DataConverter }): Promise<{ worker: Worker; stop(): Promise<void> }>;
+  startWorker(
+    deps: ActivityDeps,
+    opts?: { activities?: Record<string, (...args: never[]) => unknown>; dataConverter?: DataConverter },
+  ): Promise<{ worker: Worker; stop(): Promise<void> }>;
   close(): Promise<void>;
 }
 
-export async function testTemporal(opts: { dataConverter?: DataConverter; taskQueuePrefix?: string } = {}): Promise<TestTemporal> {
+export async function testTemporal(
+  opts: { dataConverter?: DataConverter; taskQueuePrefix?: string } = {},
+): Promise<TestTemporal> {
   quietRuntime();
   const address = inject('temporalAddress');
   const namespace = 'default';
@@ -57,7 +65,15 @@ export async function testTemporal(opts: { dataConverter?: DataConverter; taskQu
     client,
     native,
     async startWorker(deps, wopts = {}) {
-      const worker = await createWorker({ connection: native, namespace, taskQueue, deps, activities: wopts.activities, dataConverter: wopts.dataConverter ?? dataConverter, shutdownGraceTime: '1s' });
+      const worker = await createWorker({
+        connection: native,
+        namespace,
+        taskQueue,
+        deps,
+        activities: wopts.activities,
+        dataConverter: wopts.dataConverter ?? dataConverter,
+        shutdownGraceTime: '1s',
+      });
       const done = worker.run();
       const handle = {
         worker,

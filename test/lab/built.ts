@@ -47,7 +47,8 @@ const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 async function sh(ssh: NodeSSH, node: string, command: string, stdin?: string): Promise<string> {
   const r = await ssh.execCommand(command, { stdin });
-  if (r.code !== 0) throw new Error(`${node}: \`${command.split('\n')[0].slice(0, 120)}\` exited ${r.code}: ${r.stderr.slice(-500)}`);
+  if (r.code !== 0)
+    throw new Error(`${node}: \`${command.split('\n')[0].slice(0, 120)}\` exited ${r.code}: ${r.stderr.slice(-500)}`);
   return r.stdout;
 }
 
@@ -65,7 +66,12 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
   let agentToken: string;
   try {
     const exec = `server --cluster-init --tls-san ${spec.vip} --node-ip ${server.nodeIp} ${disable}`;
-    await sh(ssh, server.name, `INSTALL_K3S_VERSION=${q(spec.k3s.version)} K3S_TOKEN=${q(clusterToken)} INSTALL_K3S_EXEC=${q(exec)} sh -s -`, script);
+    await sh(
+      ssh,
+      server.name,
+      `INSTALL_K3S_VERSION=${q(spec.k3s.version)} K3S_TOKEN=${q(clusterToken)} INSTALL_K3S_EXEC=${q(exec)} sh -s -`,
+      script,
+    );
     agentToken = (await sh(ssh, server.name, 'cat /var/lib/rancher/k3s/server/node-token')).trim();
   } finally {
     ssh.dispose();
@@ -85,7 +91,13 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
   );
 }
 
-async function bao(url: string, method: string, path: string, body?: unknown, token?: string): Promise<Record<string, unknown>> {
+async function bao(
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<Record<string, unknown>> {
   const res = await fetch(`${url}/v1/${path}`, {
     method,
     headers: { 'content-type': 'application/json', ...(token ? { 'x-vault-token': token } : {}) },
@@ -106,7 +118,13 @@ async function initOpenBao(ctx: SeedContext): Promise<BuiltSecrets> {
   const mounts = await bao(openbao.url, 'GET', 'sys/mounts', undefined, init.rootToken);
   const table = (mounts.data ?? mounts) as Record<string, unknown>;
   if (!table[`${spec.openbao.kvMount}/`]) {
-    await bao(openbao.url, 'POST', `sys/mounts/${spec.openbao.kvMount}`, { type: 'kv', options: { version: '2' } }, init.rootToken);
+    await bao(
+      openbao.url,
+      'POST',
+      `sys/mounts/${spec.openbao.kvMount}`,
+      { type: 'kv', options: { version: '2' } },
+      init.rootToken,
+    );
   }
   return { unsealKeys: init.keys, rootToken: init.rootToken };
 }
@@ -119,8 +137,18 @@ async function storeUnsealItem(op: OpClient, spec: ClusterSpec, secrets: BuiltSe
   const vault = vaults.find((v) => v.title.toLowerCase() === spec.onepassword.vault.toLowerCase());
   if (!vault) throw new Error(`1Password double has no vault "${spec.onepassword.vault}"`);
   const field = (id: string, value: string) => ({ id, title: id, fieldType: 'Concealed', value }) as never;
-  const fields = [...secrets.unsealKeys.map((k, i) => field(`unseal-key-${i + 1}`, k)), field('root-token', secrets.rootToken)];
-  await op.items.create({ category: 'Password' as never, vaultId: vault.id, title: spec.openbao.unsealItem, fields, sections: [], tags: ['openbao'] });
+  const fields = [
+    ...secrets.unsealKeys.map((k, i) => field(`unseal-key-${i + 1}`, k)),
+    field('root-token', secrets.rootToken),
+  ];
+  await op.items.create({
+    category: 'Password' as never,
+    vaultId: vault.id,
+    title: spec.openbao.unsealItem,
+    fields,
+    sections: [],
+    tags: ['openbao'],
+  });
 }
 
 /** Every mapped field's value, 1Password -> OpenBAO version 1 -> Kubernetes Secret. */
@@ -145,7 +173,13 @@ async function copySecrets(ctx: SeedContext, op: OpClient, rootToken: string): P
 
   for (const entry of spec.secrets.entries) {
     const data = Object.fromEntries(Object.entries(entry.fields).map(([k, ref]) => [k, value(ref)]));
-    await bao(ctx.openbao.url, 'POST', `${spec.openbao.kvMount}/data/${entry.openbaoPath}`, { options: { cas: 0 }, data }, rootToken);
+    await bao(
+      ctx.openbao.url,
+      'POST',
+      `${spec.openbao.kvMount}/data/${entry.openbaoPath}`,
+      { options: { cas: 0 }, data },
+      rootToken,
+    );
     if (!entry.kubernetes) continue;
     const { namespace, name, keys } = entry.kubernetes;
     const body: k8s.V1Secret = {
@@ -153,7 +187,9 @@ async function copySecrets(ctx: SeedContext, op: OpClient, rootToken: string): P
       kind: 'Secret',
       metadata: { name, namespace, labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' } },
       type: 'Opaque',
-      data: Object.fromEntries(Object.entries(keys).map(([k, baoKey]) => [k, Buffer.from(data[baoKey]).toString('base64')])),
+      data: Object.fromEntries(
+        Object.entries(keys).map(([k, baoKey]) => [k, Buffer.from(data[baoKey]).toString('base64')]),
+      ),
     };
     try {
       await core.createNamespacedSecret({ namespace, body });

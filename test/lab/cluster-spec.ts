@@ -55,7 +55,14 @@ export function labClusterSpec(parts: LabSpecParts, base: ClusterSpec = loadClus
   spec.ssh = { user: 'root', port: serverPort, privateKey: parts.sshKeyPath, connectTimeoutSeconds: 5 };
   spec.nodes = spec.nodes.map((n) => {
     const lab = byName.get(n.name)!;
-    return { ...n, address: lab.host, nodeIp: lab.host, port: lab.port, user: 'root', hostKey: hostKeyLine(lab.hostKey) };
+    return {
+      ...n,
+      address: lab.host,
+      nodeIp: lab.host,
+      port: lab.port,
+      user: 'root',
+      hostKey: hostKeyLine(lab.hostKey),
+    };
   });
   // Preflight stays the real one: the nodes' default facts (4 CPUs, 8 GiB, 100 GiB, the real package
   // list) pass it, and tests lower one node's facts through the control API to see it refuse.
@@ -80,7 +87,8 @@ function hostKeyLine(line: string): string {
  * The file name must equal spec.name (the loader's rule).
  */
 export function writeClusterFile(spec: ClusterSpec, file: string): ClusterSpec {
-  if (basename(file).replace(/\.ya?ml$/, '') !== spec.name) throw new Error(`cluster file ${file} must be named ${spec.name}.yaml`);
+  if (basename(file).replace(/\.ya?ml$/, '') !== spec.name)
+    throw new Error(`cluster file ${file} must be named ${spec.name}.yaml`);
   mkdirSync(dirname(file), { recursive: true });
   const text = `# Written by the lab (test/lab); deleted when the lab stops. Do not edit.\n${stringify(spec, { lineWidth: 0 })}`;
   // Write-then-rename so an orchestrator polling the folder never reads half a file.

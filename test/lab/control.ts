@@ -20,7 +20,11 @@ export interface LabFaults {
   helmcharts: { fail(name: string, message?: string): void; stall(name: string): void };
   openbao: { seal(): void; standby(on: boolean): void; clear(): void };
   onepassword: { rateLimit(calls: number): void; expireAuth(): void; clear(): void };
-  velero: { backupPartiallyFailed(name?: string): void; restoreFailed(name?: string, reason?: string): void; bslUnavailable(name: string): void };
+  velero: {
+    backupPartiallyFailed(name?: string): void;
+    restoreFailed(name?: string, reason?: string): void;
+    bslUnavailable(name: string): void;
+  };
   rollouts: { stall(namespace: string, kind: string, name: string): void };
   /** Every fault of every piece off. */
   clear(): void;
@@ -52,19 +56,32 @@ type Handler = (params: string[], body: Body) => Promise<unknown> | unknown;
 
 const NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 const WORKLOAD_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet', 'CronJob'];
-const FACT_KEYS = ['cpus', 'memoryMiB', 'diskGiB', 'arch', 'osRelease', 'packages', 'swap', 'timeSynced', 'busyPorts', 'storageMounted'];
+const FACT_KEYS = [
+  'cpus',
+  'memoryMiB',
+  'diskGiB',
+  'arch',
+  'osRelease',
+  'packages',
+  'swap',
+  'timeSynced',
+  'busyPorts',
+  'storageMounted',
+];
 
 function str(body: Body, key: string, opts: { optional?: boolean; pattern?: RegExp } = {}): string | undefined {
   const v = body[key];
   if (v === undefined && opts.optional) return undefined;
   if (typeof v !== 'string' || v.length === 0) throw new HttpError(400, `body.${key}: must be a non-empty string`);
-  if (opts.pattern && !opts.pattern.test(v)) throw new HttpError(400, `body.${key}: does not match ${opts.pattern.source}`);
+  if (opts.pattern && !opts.pattern.test(v))
+    throw new HttpError(400, `body.${key}: does not match ${opts.pattern.source}`);
   return v;
 }
 
 function int(body: Body, key: string, min: number, fallback?: number): number {
   const v = body[key] ?? fallback;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new HttpError(400, `body.${key}: must be an integer >= ${min}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+    throw new HttpError(400, `body.${key}: must be an integer >= ${min}`);
   return v;
 }
 
@@ -72,14 +89,16 @@ function facts(body: Body): Partial<NodeFacts> {
   const f = body.facts;
   if (!f || typeof f !== 'object' || Array.isArray(f)) throw new HttpError(400, 'body.facts: must be an object');
   const unknown = Object.keys(f).filter((k) => !FACT_KEYS.includes(k));
-  if (unknown.length > 0) throw new HttpError(400, `body.facts.${unknown[0]}: is not a known fact (${FACT_KEYS.join(', ')})`);
+  if (unknown.length > 0)
+    throw new HttpError(400, `body.facts.${unknown[0]}: is not a known fact (${FACT_KEYS.join(', ')})`);
   return f as Partial<NodeFacts>;
 }
 
 /** Route table: [method, path pattern with :params, handler]. Kept as data so GET / can list it. */
 function routes(t: ControlTarget): Array<[string, string, Handler]> {
   const node = (name: string) => {
-    if (!t.nodeNames.includes(name)) throw new HttpError(404, `unknown node "${name}" (nodes: ${t.nodeNames.join(', ')})`);
+    if (!t.nodeNames.includes(name))
+      throw new HttpError(404, `unknown node "${name}" (nodes: ${t.nodeNames.join(', ')})`);
     return name;
   };
   const ok = { ok: true };
@@ -89,49 +108,89 @@ function routes(t: ControlTarget): Array<[string, string, Handler]> {
     ['POST', '/faults/clear', () => (t.faults.clear(), ok)],
     ['POST', '/faults/ssh/:node/refuse', ([n]) => (t.faults.ssh.refuse(node(n)), ok)],
     // {n} drops the nth next command session instead of the live connections.
-    ['POST', '/faults/ssh/:node/drop', ([n], b) => {
-      if (b.n === undefined) t.faults.ssh.drop(node(n));
-      else t.faults.ssh.dropAfter(node(n), int(b, 'n', 1));
-      return ok;
-    }],
+    [
+      'POST',
+      '/faults/ssh/:node/drop',
+      ([n], b) => {
+        if (b.n === undefined) t.faults.ssh.drop(node(n));
+        else t.faults.ssh.dropAfter(node(n), int(b, 'n', 1));
+        return ok;
+      },
+    ],
     ['POST', '/faults/ssh/:node/drop-after', ([n], b) => (t.faults.ssh.dropAfter(node(n), int(b, 'n', 1)), ok)],
     ['POST', '/faults/ssh/:node/slow', ([n], b) => (t.faults.ssh.slow(node(n), int(b, 'ms', 0)), ok)],
-    ['POST', '/faults/ssh/:node/rotate-host-key', async ([n]) => ({ hostKey: await t.faults.ssh.rotateHostKey(node(n)) })],
+    [
+      'POST',
+      '/faults/ssh/:node/rotate-host-key',
+      async ([n]) => ({ hostKey: await t.faults.ssh.rotateHostKey(node(n)) }),
+    ],
     ['POST', '/faults/ssh/:node/restore-host-key', async ([n]) => (await t.faults.ssh.restoreHostKey(node(n)), ok)],
     ['POST', '/faults/ssh/:node/clear', ([n]) => (t.faults.ssh.clear(node(n)), ok)],
-    ['POST', '/faults/nodes/:node/facts', async ([n], b) => {
-      const name = node(n);
-      const f = facts(b);
-      // The nodes piece validates values (types, ranges); its refusal is the caller's bad input.
-      await t.faults.setFacts(name, f).catch((e: unknown) => {
-        throw new HttpError(400, e instanceof Error ? e.message : String(e));
-      });
-      return ok;
-    }],
-    ['POST', '/faults/helmcharts/:name/fail', ([n], b) => (t.faults.helmcharts.fail(n, str(b, 'message', { optional: true })), ok)],
+    [
+      'POST',
+      '/faults/nodes/:node/facts',
+      async ([n], b) => {
+        const name = node(n);
+        const f = facts(b);
+        // The nodes piece validates values (types, ranges); its refusal is the caller's bad input.
+        await t.faults.setFacts(name, f).catch((e: unknown) => {
+          throw new HttpError(400, e instanceof Error ? e.message : String(e));
+        });
+        return ok;
+      },
+    ],
+    [
+      'POST',
+      '/faults/helmcharts/:name/fail',
+      ([n], b) => (t.faults.helmcharts.fail(n, str(b, 'message', { optional: true })), ok),
+    ],
     ['POST', '/faults/helmcharts/:name/stall', ([n]) => (t.faults.helmcharts.stall(n), ok)],
     ['POST', '/faults/openbao/seal', () => (t.faults.openbao.seal(), ok)],
-    ['POST', '/faults/openbao/standby', (_p, b) => {
-      if (b.on !== undefined && typeof b.on !== 'boolean') throw new HttpError(400, 'body.on: must be a boolean');
-      t.faults.openbao.standby(b.on !== false);
-      return ok;
-    }],
+    [
+      'POST',
+      '/faults/openbao/standby',
+      (_p, b) => {
+        if (b.on !== undefined && typeof b.on !== 'boolean') throw new HttpError(400, 'body.on: must be a boolean');
+        t.faults.openbao.standby(b.on !== false);
+        return ok;
+      },
+    ],
     ['POST', '/faults/openbao/clear', () => (t.faults.openbao.clear(), ok)],
     ['POST', '/faults/onepassword/rate-limit', (_p, b) => (t.faults.onepassword.rateLimit(int(b, 'calls', 1, 1)), ok)],
     ['POST', '/faults/onepassword/expire-auth', () => (t.faults.onepassword.expireAuth(), ok)],
     ['POST', '/faults/onepassword/clear', () => (t.faults.onepassword.clear(), ok)],
-    ['POST', '/faults/velero/backups/partially-failed', (_p, b) => (t.faults.velero.backupPartiallyFailed(str(b, 'name', { optional: true, pattern: NAME })), ok)],
-    ['POST', '/faults/velero/restores/failed', (_p, b) => {
-      t.faults.velero.restoreFailed(str(b, 'name', { optional: true, pattern: NAME }), str(b, 'reason', { optional: true }));
-      return ok;
-    }],
-    ['POST', '/faults/velero/backup-storage-locations/:name/unavailable', ([n]) => (t.faults.velero.bslUnavailable(n), ok)],
-    ['POST', '/faults/rollouts/stall', (_p, b) => {
-      const kind = str(b, 'kind')!;
-      if (!WORKLOAD_KINDS.includes(kind)) throw new HttpError(400, `body.kind: must be one of ${WORKLOAD_KINDS.join(', ')}`);
-      t.faults.rollouts.stall(str(b, 'namespace', { pattern: NAME })!, kind, str(b, 'name', { pattern: NAME })!);
-      return ok;
-    }],
+    [
+      'POST',
+      '/faults/velero/backups/partially-failed',
+      (_p, b) => (t.faults.velero.backupPartiallyFailed(str(b, 'name', { optional: true, pattern: NAME })), ok),
+    ],
+    [
+      'POST',
+      '/faults/velero/restores/failed',
+      (_p, b) => {
+        t.faults.velero.restoreFailed(
+          str(b, 'name', { optional: true, pattern: NAME }),
+          str(b, 'reason', { optional: true }),
+        );
+        return ok;
+      },
+    ],
+    [
+      'POST',
+      '/faults/velero/backup-storage-locations/:name/unavailable',
+      ([n]) => (t.faults.velero.bslUnavailable(n), ok),
+    ],
+    [
+      'POST',
+      '/faults/rollouts/stall',
+      (_p, b) => {
+        const kind = str(b, 'kind')!;
+        if (!WORKLOAD_KINDS.includes(kind))
+          throw new HttpError(400, `body.kind: must be one of ${WORKLOAD_KINDS.join(', ')}`);
+        t.faults.rollouts.stall(str(b, 'namespace', { pattern: NAME })!, kind, str(b, 'name', { pattern: NAME })!);
+        return ok;
+      },
+    ],
   ];
 }
 
@@ -165,7 +224,8 @@ async function readBody(req: IncomingMessage): Promise<Body> {
   } catch {
     throw new HttpError(400, 'body: is not valid JSON');
   }
-  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) throw new HttpError(400, 'body: must be a JSON object');
+  if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed))
+    throw new HttpError(400, 'body: must be a JSON object');
   return parsed as Body;
 }
 
@@ -174,13 +234,19 @@ function send(res: ServerResponse, status: number, body: unknown) {
   res.end(JSON.stringify(body));
 }
 
-export async function startControlServer(opts: { host: string; port?: number; target: ControlTarget }): Promise<ControlServer> {
+export async function startControlServer(opts: {
+  host: string;
+  port?: number;
+  target: ControlTarget;
+}): Promise<ControlServer> {
   const table = routes(opts.target);
   const server = createServer((req, res) => {
     void (async () => {
       const path = new URL(req.url ?? '/', 'http://lab').pathname.replace(/\/+$/, '') || '/';
       if (req.method === 'GET' && path === '/') {
-        return send(res, 200, { endpoints: [['GET', '/'], ...table.map(([m, p]) => [m, p])].map(([m, p]) => `${m} ${p}`) });
+        return send(res, 200, {
+          endpoints: [['GET', '/'], ...table.map(([m, p]) => [m, p])].map(([m, p]) => `${m} ${p}`),
+        });
       }
       const hits = table.map(([m, p, h]) => ({ m, h, params: match(p, path) })).filter((r) => r.params);
       const hit = hits.find((r) => r.m === req.method);

@@ -112,7 +112,11 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     started.forEach((r, i) => r.status === 'fulfilled' && undo.push({ what: names[i], fn: () => r.value.stop() }));
     const failed = started.find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
-    const [kube, openbao, onepassword] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [KubeDouble, OpenBaoDouble, OnePasswordDouble];
+    const [kube, openbao, onepassword] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+      KubeDouble,
+      OpenBaoDouble,
+      OnePasswordDouble,
+    ];
     const nodes = await startNodes({
       dir: join(dir, 'nodes'),
       names: NODE_NAMES,
@@ -147,7 +151,15 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
 
     let built: BuiltSecrets | undefined;
     if (opts.built) {
-      built = await seedBuiltState({ spec, nodes: nodes.nodes, sshKeyPath, kube, openbao, onepasswordUrl: onepassword.url, log });
+      built = await seedBuiltState({
+        spec,
+        nodes: nodes.nodes,
+        sshKeyPath,
+        kube,
+        openbao,
+        onepasswordUrl: onepassword.url,
+        log,
+      });
     }
 
     const statePath = join(dir, 'onepassword-state.json');
@@ -180,8 +192,15 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
         clear: (n) => nodes.faults.clear(n),
       },
       setFacts: (n, f) => nodes.faults.setFacts(n, f),
-      helmcharts: { fail: (name, msg) => kube.faults.failHelmChart(name, msg), stall: (name) => kube.faults.stallHelmChart(name) },
-      openbao: { seal: () => openbao.faults.seal(), standby: (on) => openbao.faults.standby(on), clear: () => openbao.faults.clear() },
+      helmcharts: {
+        fail: (name, msg) => kube.faults.failHelmChart(name, msg),
+        stall: (name) => kube.faults.stallHelmChart(name),
+      },
+      openbao: {
+        seal: () => openbao.faults.seal(),
+        standby: (on) => openbao.faults.standby(on),
+        clear: () => openbao.faults.clear(),
+      },
       onepassword: {
         rateLimit: (calls) => onepassword.faults.rateLimit(calls),
         expireAuth: () => onepassword.faults.expireAuth(),
@@ -201,7 +220,10 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       },
     };
 
-    const control: ControlServer = await startControlServer({ host, target: { nodeNames: NODE_NAMES, faults, counters, resetCounters } });
+    const control: ControlServer = await startControlServer({
+      host,
+      target: { nodeNames: NODE_NAMES, faults, counters, resetCounters },
+    });
     undo.push({ what: 'control', fn: () => control.stop() });
 
     const startMs = Math.round(performance.now() - t0);
@@ -228,7 +250,9 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       stop,
     };
   } catch (err) {
-    await stop().catch((e: unknown) => log(`cleanup after failed start: ${e instanceof Error ? e.message : String(e)}`));
+    await stop().catch((e: unknown) =>
+      log(`cleanup after failed start: ${e instanceof Error ? e.message : String(e)}`),
+    );
     throw err;
   }
 }

@@ -8,7 +8,12 @@ export function kubeconfigYaml(kube: { url: string; caPem: string; token: string
   return stringify({
     apiVersion: 'v1',
     kind: 'Config',
-    clusters: [{ name: 'lab', cluster: { server: kube.url, 'certificate-authority-data': Buffer.from(kube.caPem).toString('base64') } }],
+    clusters: [
+      {
+        name: 'lab',
+        cluster: { server: kube.url, 'certificate-authority-data': Buffer.from(kube.caPem).toString('base64') },
+      },
+    ],
     users: [{ name: 'lab', user: { token: kube.token } }],
     contexts: [{ name: 'lab', context: { cluster: 'lab', user: 'lab' } }],
     'current-context': 'lab',
@@ -17,12 +22,21 @@ export function kubeconfigYaml(kube: { url: string; caPem: string; token: string
 
 type Num = Record<string, number>;
 const minus = (a: Num, b: Num | undefined): Num =>
-  Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v - (b?.[k] ?? 0)] as const).filter(([, v]) => v !== 0));
+  Object.fromEntries(
+    Object.entries(a)
+      .map(([k, v]) => [k, v - (b?.[k] ?? 0)] as const)
+      .filter(([, v]) => v !== 0),
+  );
 
 /** Pieces count from their start; tests want only their own effects, so counters are relative to a baseline. */
 export function subtractCounters(cur: LabCounters, base: LabCounters): LabCounters {
   const flat = <T extends object>(c: T, b: T | undefined) =>
-    Object.fromEntries(Object.entries(c).map(([k, v]) => [k, typeof v === 'number' ? v - ((b as Record<string, number> | undefined)?.[k] ?? 0) : v])) as T;
+    Object.fromEntries(
+      Object.entries(c).map(([k, v]) => [
+        k,
+        typeof v === 'number' ? v - ((b as Record<string, number> | undefined)?.[k] ?? 0) : v,
+      ]),
+    ) as T;
   const nodes = Object.fromEntries(Object.entries(cur.nodes).map(([name, c]) => [name, flat(c, base.nodes[name])]));
   return {
     nodes,
@@ -47,7 +61,8 @@ export function labProcesses(dir: string): number[] {
     if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
     try {
       const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').replace(/\0/g, ' ');
-      if (cmd.includes(dir) || inDir(readlinkSync(`/proc/${p}/root`)) || inDir(readlinkSync(`/proc/${p}/cwd`))) pids.push(Number(p));
+      if (cmd.includes(dir) || inDir(readlinkSync(`/proc/${p}/root`)) || inDir(readlinkSync(`/proc/${p}/cwd`)))
+        pids.push(Number(p));
     } catch {
       // exited while we looked, or a kernel thread
     }

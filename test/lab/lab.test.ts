@@ -43,7 +43,9 @@ describe('a plain lab', () => {
       plain.nodes.map((n) => [n.name, n.host, n.port, n.hostKey.split(' ').slice(0, 2).join(' ')]),
     );
     expect(spec.secrets.entries.length).toBeGreaterThan(5);
-    expect(spec.components.find((c) => c.name === 'airbyte')!.timeoutSeconds).toBeGreaterThan(spec.components.find((c) => c.name === 'zot')!.timeoutSeconds);
+    expect(spec.components.find((c) => c.name === 'airbyte')!.timeoutSeconds).toBeGreaterThan(
+      spec.components.find((c) => c.name === 'zot')!.timeoutSeconds,
+    );
     expect(plain.startMs).toBeLessThan(30_000);
   });
 
@@ -72,7 +74,9 @@ describe('a plain lab', () => {
     ssh.dispose();
     for (const n of others) {
       const o = await connectNode(n, plain.sshKeyPath);
-      expect((await o.execCommand('cat /etc/rancher/k3s/config.yaml 2>/dev/null || echo absent')).stdout.trim()).toBe('absent');
+      expect((await o.execCommand('cat /etc/rancher/k3s/config.yaml 2>/dev/null || echo absent')).stdout.trim()).toBe(
+        'absent',
+      );
       o.dispose();
     }
     const host = existsSync('/etc/rancher/k3s/config.yaml') ? readFileSync('/etc/rancher/k3s/config.yaml', 'utf8') : '';
@@ -101,13 +105,24 @@ describe('a plain lab', () => {
     const labels = { app: 'web' };
     await apps.createNamespacedDeployment({
       namespace,
-      body: { metadata: { name: 'web' }, spec: { replicas: 2, selector: { matchLabels: labels }, template: { metadata: { labels }, spec: { containers: [{ name: 'web', image: 'nginx' }] } } } },
+      body: {
+        metadata: { name: 'web' },
+        spec: {
+          replicas: 2,
+          selector: { matchLabels: labels },
+          template: { metadata: { labels }, spec: { containers: [{ name: 'web', image: 'nginx' }] } },
+        },
+      },
     });
-    await until('first rollout', async () => rolledOut(await apps.readNamespacedDeployment({ name: 'web', namespace })));
+    await until('first rollout', async () =>
+      rolledOut(await apps.readNamespacedDeployment({ name: 'web', namespace })),
+    );
     const patched = await restart(plain, namespace, 'web');
     expect(patched.spec?.template.metadata?.annotations?.['kubectl.kubernetes.io/restartedAt']).toBeTruthy();
     expect(patched.spec?.template.spec?.containers).toHaveLength(1); // merged, not replaced
-    await until('restart rollout', async () => rolledOut(await apps.readNamespacedDeployment({ name: 'web', namespace })));
+    await until('restart rollout', async () =>
+      rolledOut(await apps.readNamespacedDeployment({ name: 'web', namespace })),
+    );
     expect(plain.counters().kube.restarts[`${namespace}/Deployment/web`]).toBe(1);
   });
 
@@ -116,13 +131,29 @@ describe('a plain lab', () => {
     // What the velero chart leaves behind: its namespace and the default storage location.
     await core.createNamespace({ body: { metadata: { name: 'velero' } } });
     await custom.createNamespacedCustomObject({
-      group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'backupstoragelocations',
-      body: { apiVersion: 'velero.io/v1', kind: 'BackupStorageLocation', metadata: { name: 'default' }, spec: { provider: 'aws', default: true, objectStorage: { bucket: 'velero' } } },
+      group: 'velero.io',
+      version: 'v1',
+      namespace: 'velero',
+      plural: 'backupstoragelocations',
+      body: {
+        apiVersion: 'velero.io/v1',
+        kind: 'BackupStorageLocation',
+        metadata: { name: 'default' },
+        spec: { provider: 'aws', default: true, objectStorage: { bucket: 'velero' } },
+      },
     });
     const err = await custom
       .createNamespacedCustomObject({
-        group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'backups',
-        body: { apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name: 'bad' }, spec: { ttl: 720, includedNamespaces: 'eleduck-analytics' } },
+        group: 'velero.io',
+        version: 'v1',
+        namespace: 'velero',
+        plural: 'backups',
+        body: {
+          apiVersion: 'velero.io/v1',
+          kind: 'Backup',
+          metadata: { name: 'bad' },
+          spec: { ttl: 720, includedNamespaces: 'eleduck-analytics' },
+        },
       })
       .catch((e: unknown) => e as { code: number; body: string });
     expect(err.code).toBe(422);
@@ -138,7 +169,9 @@ describe('a plain lab', () => {
     await vault.mount({ mount_point: 'secret', type: 'kv', options: { version: '2' } });
     await vault.write('secret/data/lab/check', { options: { cas: 0 }, data: { a: 'one' } });
     await vault.write('secret/data/lab/check', { options: { cas: 1 }, data: { a: 'two' } });
-    const stale = await vault.write('secret/data/lab/check', { options: { cas: 1 }, data: { a: 'three' } }).catch((e: { response: { statusCode: number } }) => e);
+    const stale = await vault
+      .write('secret/data/lab/check', { options: { cas: 1 }, data: { a: 'three' } })
+      .catch((e: { response: { statusCode: number } }) => e);
     expect(stale.response.statusCode).toBe(400);
     expect((await vault.read('secret/data/lab/check?version=1')).data.data).toEqual({ a: 'one' });
     expect((await vault.read('secret/data/lab/check')).data.metadata.version).toBe(2);
@@ -152,13 +185,17 @@ describe('a plain lab', () => {
     expect((await control(plain, 'POST', '/faults/ssh/worker-1/slow', { ms: 'fast' })).status).toBe(400);
     expect((await control(plain, 'POST', '/faults/ssh/worker-1/slow', '{not json')).status).toBe(400);
     expect((await control(plain, 'POST', '/faults/nodes/worker-1/facts', { facts: { cores: 1 } })).status).toBe(400);
-    expect((await control(plain, 'POST', '/faults/rollouts/stall', { namespace: 'x', kind: 'Pod', name: 'y' })).status).toBe(400);
+    expect(
+      (await control(plain, 'POST', '/faults/rollouts/stall', { namespace: 'x', kind: 'Pod', name: 'y' })).status,
+    ).toBe(400);
 
     await control(plain, 'POST', '/counters/reset');
     const ssh = await connectNode(plain.nodes[1], plain.sshKeyPath);
     await ssh.execCommand('true');
     ssh.dispose();
-    const counters = (await control(plain, 'GET', '/counters')).body as { nodes: Record<string, { sshSessions: number }> };
+    const counters = (await control(plain, 'GET', '/counters')).body as {
+      nodes: Record<string, { sshSessions: number }>;
+    };
     expect(counters.nodes['worker-1'].sshSessions).toBeGreaterThanOrEqual(1);
     expect(counters.nodes['worker-2'].sshSessions).toBe(0);
   });
@@ -210,7 +247,9 @@ describe('a plain lab', () => {
     const ssh2 = await connectNode(m, plain.sshKeyPath);
     await control(plain, 'POST', `/faults/ssh/${m.name}/drop`, { n: 2 });
     expect((await ssh2.execCommand('echo first')).stdout).toBe('first');
-    const second = await ssh2.execCommand('sleep 2; echo second').catch((e: Error) => ({ stdout: '', code: e.message }));
+    const second = await ssh2
+      .execCommand('sleep 2; echo second')
+      .catch((e: Error) => ({ stdout: '', code: e.message }));
     expect(second.stdout).not.toContain('second');
     ssh2.dispose();
     expect(await tryConnect(plain, m.name)).toBe('connected');
@@ -220,11 +259,30 @@ describe('a plain lab', () => {
     const { custom, apps } = clients(plain);
     await control(plain, 'POST', '/faults/helmcharts/zot/fail', { message: 'chart not found' });
     await custom.createNamespacedCustomObject({
-      group: 'helm.cattle.io', version: 'v1', namespace: 'kube-system', plural: 'helmcharts',
-      body: { apiVersion: 'helm.cattle.io/v1', kind: 'HelmChart', metadata: { name: 'zot' }, spec: { chart: 'zot', repo: 'https://zotregistry.dev/helm-charts', version: '0.1.67', targetNamespace: 'zot-system' } },
+      group: 'helm.cattle.io',
+      version: 'v1',
+      namespace: 'kube-system',
+      plural: 'helmcharts',
+      body: {
+        apiVersion: 'helm.cattle.io/v1',
+        kind: 'HelmChart',
+        metadata: { name: 'zot' },
+        spec: {
+          chart: 'zot',
+          repo: 'https://zotregistry.dev/helm-charts',
+          version: '0.1.67',
+          targetNamespace: 'zot-system',
+        },
+      },
     });
     await until('HelmChart Failed condition', async () => {
-      const hc = (await custom.getNamespacedCustomObject({ group: 'helm.cattle.io', version: 'v1', namespace: 'kube-system', plural: 'helmcharts', name: 'zot' })) as {
+      const hc = (await custom.getNamespacedCustomObject({
+        group: 'helm.cattle.io',
+        version: 'v1',
+        namespace: 'kube-system',
+        plural: 'helmcharts',
+        name: 'zot',
+      })) as {
         status?: { conditions?: Array<{ type: string; status: string; message?: string }> };
       };
       return hc.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True');
@@ -232,21 +290,49 @@ describe('a plain lab', () => {
 
     await control(plain, 'POST', '/faults/velero/backups/partially-failed', { name: 'b1' });
     await custom.createNamespacedCustomObject({
-      group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'backups',
-      body: { apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name: 'b1' }, spec: { includedNamespaces: ['eleduck-analytics'], storageLocation: 'default' } },
+      group: 'velero.io',
+      version: 'v1',
+      namespace: 'velero',
+      plural: 'backups',
+      body: {
+        apiVersion: 'velero.io/v1',
+        kind: 'Backup',
+        metadata: { name: 'b1' },
+        spec: { includedNamespaces: ['eleduck-analytics'], storageLocation: 'default' },
+      },
     });
     await until('Backup PartiallyFailed', async () => {
-      const b = (await custom.getNamespacedCustomObject({ group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'backups', name: 'b1' })) as { status?: { phase?: string } };
+      const b = (await custom.getNamespacedCustomObject({
+        group: 'velero.io',
+        version: 'v1',
+        namespace: 'velero',
+        plural: 'backups',
+        name: 'b1',
+      })) as { status?: { phase?: string } };
       return b.status?.phase === 'PartiallyFailed';
     });
 
     await control(plain, 'POST', '/faults/velero/restores/failed', { name: 'r1', reason: 'lab: restore broke' });
     await custom.createNamespacedCustomObject({
-      group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'restores',
-      body: { apiVersion: 'velero.io/v1', kind: 'Restore', metadata: { name: 'r1' }, spec: { backupName: 'b1', includedNamespaces: ['eleduck-analytics'] } },
+      group: 'velero.io',
+      version: 'v1',
+      namespace: 'velero',
+      plural: 'restores',
+      body: {
+        apiVersion: 'velero.io/v1',
+        kind: 'Restore',
+        metadata: { name: 'r1' },
+        spec: { backupName: 'b1', includedNamespaces: ['eleduck-analytics'] },
+      },
     });
     const restore = await until('Restore Failed', async () => {
-      const r = (await custom.getNamespacedCustomObject({ group: 'velero.io', version: 'v1', namespace: 'velero', plural: 'restores', name: 'r1' })) as { status?: { phase?: string; failureReason?: string } };
+      const r = (await custom.getNamespacedCustomObject({
+        group: 'velero.io',
+        version: 'v1',
+        namespace: 'velero',
+        plural: 'restores',
+        name: 'r1',
+      })) as { status?: { phase?: string; failureReason?: string } };
       return r.status?.phase === 'Failed' && r.status;
     });
     expect(restore.failureReason).toContain('restore broke');
@@ -310,7 +396,14 @@ describe('a built lab', () => {
     const overview = (await op.items.list(vaultId)).find((i) => i.title === 'openbao-unseal')!;
     const item = await op.items.get(vaultId, overview.id);
     const titles = item.fields.map((f) => f.title);
-    expect(titles).toEqual(['unseal-key-1', 'unseal-key-2', 'unseal-key-3', 'unseal-key-4', 'unseal-key-5', 'root-token']);
+    expect(titles).toEqual([
+      'unseal-key-1',
+      'unseal-key-2',
+      'unseal-key-3',
+      'unseal-key-4',
+      'unseal-key-5',
+      'root-token',
+    ]);
     expect(item.fields.every((f) => f.fieldType === 'Concealed')).toBe(true);
 
     vault.token = item.fields.find((f) => f.title === 'root-token')!.value;
@@ -318,7 +411,10 @@ describe('a built lab', () => {
     const stored = await vault.read(`secret/data/${entry.openbaoPath}?version=1`);
     const source = await op.secrets.resolve(entry.fields.password);
     expect(stored.data.data.password === source).toBe(true); // compared, never printed
-    const k8sSecret = await core.readNamespacedSecret({ name: entry.kubernetes!.name, namespace: entry.kubernetes!.namespace });
+    const k8sSecret = await core.readNamespacedSecret({
+      name: entry.kubernetes!.name,
+      namespace: entry.kubernetes!.namespace,
+    });
     expect(Buffer.from(k8sSecret.data!.DATABASE_PASSWORD, 'base64').toString() === source).toBe(true);
 
     // Every entry: OpenBAO v1 and the Kubernetes Secret hold exactly 1Password's values, so a rotation
@@ -327,17 +423,25 @@ describe('a built lab', () => {
     for (const e of built.spec.secrets.entries) {
       const bao = (await vault.read(`secret/data/${e.openbaoPath}`)).data;
       if (bao.metadata.version !== 1) mismatches.push(`${e.id}: version ${bao.metadata.version}`);
-      for (const [key, ref] of Object.entries(e.fields)) if (bao.data[key] !== (await op.secrets.resolve(ref))) mismatches.push(`${e.id}.${key}`);
+      for (const [key, ref] of Object.entries(e.fields))
+        if (bao.data[key] !== (await op.secrets.resolve(ref))) mismatches.push(`${e.id}.${key}`);
       if (!e.kubernetes) continue;
       const s = await core.readNamespacedSecret({ name: e.kubernetes.name, namespace: e.kubernetes.namespace });
       for (const [k, baoKey] of Object.entries(e.kubernetes.keys)) {
-        if (Buffer.from(s.data?.[k] ?? '', 'base64').toString() !== bao.data[baoKey]) mismatches.push(`${e.kubernetes.name}.${k}`);
+        if (Buffer.from(s.data?.[k] ?? '', 'base64').toString() !== bao.data[baoKey])
+          mismatches.push(`${e.kubernetes.name}.${k}`);
       }
     }
     expect(mismatches).toEqual([]);
 
     const ssh = await connectNode(built.nodes[0], built.sshKeyPath);
-    expect((await ssh.execCommand('test -s /var/lib/rancher/k3s/server/node-token && test -s /etc/rancher/k3s/k3s.yaml && echo ok')).stdout).toBe('ok');
+    expect(
+      (
+        await ssh.execCommand(
+          'test -s /var/lib/rancher/k3s/server/node-token && test -s /etc/rancher/k3s/k3s.yaml && echo ok',
+        )
+      ).stdout,
+    ).toBe('ok');
     ssh.dispose();
     expect(built.secretValues()).toContain(source);
   });

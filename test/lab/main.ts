@@ -11,7 +11,11 @@ const LAB_FILE = join(REPO_ROOT, 'config/clusters/lab.yaml');
 
 function options(): StartLabOptions {
   const { values } = parseArgs({
-    options: { built: { type: 'boolean', default: false }, facts: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    options: {
+      built: { type: 'boolean', default: false },
+      facts: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
     strict: true,
   });
   if (values.help) {
@@ -25,7 +29,8 @@ function options(): StartLabOptions {
     } catch {
       throw new Error('--facts: is not valid JSON');
     }
-    if (!facts || typeof facts !== 'object' || Array.isArray(facts)) throw new Error('--facts: must be an object {node: facts}');
+    if (!facts || typeof facts !== 'object' || Array.isArray(facts))
+      throw new Error('--facts: must be an object {node: facts}');
   }
   return { built: values.built, facts, writeClusterFile: LAB_FILE, log: (l) => console.log(`[lab] ${l}`) };
 }
@@ -33,7 +38,10 @@ function options(): StartLabOptions {
 async function main() {
   const lab = await startLab(options());
   const rows: Array<[string, string]> = [
-    ...lab.nodes.map((n): [string, string] => [`ssh ${n.name}`, `ssh -i ${lab.sshKeyPath} -o UserKnownHostsFile=${lab.knownHostsPath} -p ${n.port} root@${n.host}`]),
+    ...lab.nodes.map((n): [string, string] => [
+      `ssh ${n.name}`,
+      `ssh -i ${lab.sshKeyPath} -o UserKnownHostsFile=${lab.knownHostsPath} -p ${n.port} root@${n.host}`,
+    ]),
     ['kube API (VIP)', `${lab.kube.url}  (KUBECONFIG=${lab.kube.kubeconfigPath})`],
     ['OpenBAO', lab.openbao.url],
     ['1Password double', lab.onepassword.url],

@@ -4,7 +4,10 @@ import nodeVault from 'node-vault';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenBaoDouble, type OpenBaoDouble } from './openbao.js';
 
-interface ApiError { message: string; response: { statusCode: number; body: { errors?: string[] } } }
+interface ApiError {
+  message: string;
+  response: { statusCode: number; body: { errors?: string[] } };
+}
 async function rejection(p: Promise<unknown>): Promise<ApiError> {
   try {
     await p;
@@ -98,12 +101,16 @@ describe('OpenBAO double with node-vault', () => {
     expect(w1.data).toMatchObject({ version: 1, destroyed: false, deletion_time: '' });
     expect(w1.data.created_time).toMatch(/^\d{4}-\d\d-\d\dT/);
     // cas 0 means "only if absent": the key exists now.
-    const absent = await rejection(vault.write('secret/data/apps/twitch', { options: { cas: 0 }, data: { client_id: 'zz' } }));
+    const absent = await rejection(
+      vault.write('secret/data/apps/twitch', { options: { cas: 0 }, data: { client_id: 'zz' } }),
+    );
     expect(absent.response.statusCode).toBe(400);
     expect(absent.response.body.errors).toEqual(['check-and-set parameter did not match the current version']);
     const w2 = await vault.write('secret/data/apps/twitch', { options: { cas: 1 }, data: { client_id: 'a2' } });
     expect(w2.data.version).toBe(2);
-    const stale = await rejection(vault.write('secret/data/apps/twitch', { options: { cas: 1 }, data: { client_id: 'a3' } }));
+    const stale = await rejection(
+      vault.write('secret/data/apps/twitch', { options: { cas: 1 }, data: { client_id: 'a3' } }),
+    );
     expect(stale.response.statusCode).toBe(400);
     expect(stale.message).toBe('check-and-set parameter did not match the current version');
 
@@ -119,12 +126,21 @@ describe('OpenBAO double with node-vault', () => {
   });
 
   it('round-trips metadata: custom_metadata, cas_required, max_versions trimming', async () => {
-    await vault.write('secret/metadata/apps/twitch', { custom_metadata: { fingerprint: 'hmac:abc', source: 'op://pedro/TWITCH_ID/credential' } });
+    await vault.write('secret/metadata/apps/twitch', {
+      custom_metadata: { fingerprint: 'hmac:abc', source: 'op://pedro/TWITCH_ID/credential' },
+    });
     const meta = await vault.read('secret/metadata/apps/twitch');
-    expect(meta.data).toMatchObject({ current_version: 2, oldest_version: 1, custom_metadata: { fingerprint: 'hmac:abc', source: 'op://pedro/TWITCH_ID/credential' } });
+    expect(meta.data).toMatchObject({
+      current_version: 2,
+      oldest_version: 1,
+      custom_metadata: { fingerprint: 'hmac:abc', source: 'op://pedro/TWITCH_ID/credential' },
+    });
     expect(Object.keys(meta.data.versions)).toEqual(['1', '2']);
     const read = await vault.read('secret/data/apps/twitch');
-    expect(read.data.metadata.custom_metadata).toEqual({ fingerprint: 'hmac:abc', source: 'op://pedro/TWITCH_ID/credential' });
+    expect(read.data.metadata.custom_metadata).toEqual({
+      fingerprint: 'hmac:abc',
+      source: 'op://pedro/TWITCH_ID/credential',
+    });
 
     const badMeta = await rejection(vault.write('secret/metadata/apps/twitch', { custom_metadata: { n: 5 } }));
     expect(badMeta.response.statusCode).toBe(400);
@@ -151,7 +167,9 @@ describe('OpenBAO double with node-vault', () => {
     await vault.delete('secret/data/apps/discord');
     const deleted = await rejection(vault.read('secret/data/apps/discord'));
     expect(deleted.response.statusCode).toBe(404);
-    expect((deleted.response.body as { data: { data: unknown; metadata: { deletion_time: string } } }).data.data).toBeNull();
+    expect(
+      (deleted.response.body as { data: { data: unknown; metadata: { deletion_time: string } } }).data.data,
+    ).toBeNull();
     await vault.write('secret/undelete/apps/discord', { versions: [1] });
     expect((await vault.read('secret/data/apps/discord')).data.data).toEqual({ secret: 'd1' });
     await vault.write('secret/delete/apps/discord', { versions: [1] });
@@ -199,7 +217,9 @@ describe('OpenBAO double with node-vault', () => {
     const badKey = await rejection(vault.unseal({ key: 'not a key!' }));
     expect(badKey.response.statusCode).toBe(400);
     const badJson = await fetch(`${bao.url}/v1/secret/data/apps/bad`, {
-      method: 'POST', headers: { 'X-Vault-Token': rootToken, 'Content-Type': 'application/json' }, body: '{"data":',
+      method: 'POST',
+      headers: { 'X-Vault-Token': rootToken, 'Content-Type': 'application/json' },
+      body: '{"data":',
     });
     expect(badJson.status).toBe(400);
     expect(((await badJson.json()) as { errors: string[] }).errors[0]).toMatch(/failed to parse JSON input/);
@@ -218,7 +238,9 @@ describe('OpenBAO double with node-vault', () => {
     expect((await vault.read('secret/metadata/apps/supabase')).data.versions['1'].destroyed).toBe(true);
     await vault.delete('secret/metadata/apps/supabase');
     expect((await rejection(vault.read('secret/metadata/apps/supabase'))).response.statusCode).toBe(404);
-    expect((await rejection(vault.update('secret/data/apps/supabase', { data: { a: '1' } }))).response.statusCode).toBe(404);
+    expect((await rejection(vault.update('secret/data/apps/supabase', { data: { a: '1' } }))).response.statusCode).toBe(
+      404,
+    );
   });
 
   it('speaks HTTP/1.1 on raw sockets: pipelined keep-alive requests, malformed request lines', async () => {

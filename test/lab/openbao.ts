@@ -27,7 +27,14 @@ export interface OpenBaoDouble {
   stop(): Promise<void>;
 }
 
-interface Mount { type: string; version: 1 | 2; engine: KvV1 | KvV2; accessor: string; uuid: string; description: string }
+interface Mount {
+  type: string;
+  version: 1 | 2;
+  engine: KvV1 | KvV2;
+  accessor: string;
+  uuid: string;
+  description: string;
+}
 
 const VERSION = '2.1.0';
 const SYSTEM_MOUNTS = ['cubbyhole/', 'identity/', 'sys/'];
@@ -64,8 +71,18 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
 
   function sealStatus(): Record<string, unknown> {
     return {
-      type: 'shamir', initialized, sealed, t: threshold, n: shares, progress: progress.length, nonce,
-      version: VERSION, build_date: '2024-12-01T00:00:00Z', migration: false, recovery_seal: false, storage_type: 'raft',
+      type: 'shamir',
+      initialized,
+      sealed,
+      t: threshold,
+      n: shares,
+      progress: progress.length,
+      nonce,
+      version: VERSION,
+      build_date: '2024-12-01T00:00:00Z',
+      migration: false,
+      recovery_seal: false,
+      storage_type: 'raft',
       ...(initialized && !sealed ? { cluster_name: clusterName, cluster_id: clusterId } : {}),
     };
   }
@@ -95,9 +112,14 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
     else if (standby && !['true', '1'].includes(query.get('standbyok') ?? '')) status = code('standbycode', 429);
     else status = code('activecode', 200);
     const body = {
-      initialized, sealed, standby: sealed || standby, performance_standby: false,
-      replication_performance_mode: 'disabled', replication_dr_mode: 'disabled',
-      server_time_utc: Math.floor(Date.now() / 1000), version: VERSION,
+      initialized,
+      sealed,
+      standby: sealed || standby,
+      performance_standby: false,
+      replication_performance_mode: 'disabled',
+      replication_dr_mode: 'disabled',
+      server_time_utc: Math.floor(Date.now() / 1000),
+      version: VERSION,
       ...(initialized ? { cluster_name: clusterName, cluster_id: clusterId } : {}),
     };
     return { status, body };
@@ -105,17 +127,30 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
 
   function mountView(m: Mount): Record<string, unknown> {
     return {
-      type: m.type, description: m.description, accessor: m.accessor, uuid: m.uuid,
+      type: m.type,
+      description: m.description,
+      accessor: m.accessor,
+      uuid: m.uuid,
       config: { default_lease_ttl: 0, max_lease_ttl: 0, force_no_cache: false },
       options: m.type === 'kv' ? { version: String(m.version) } : null,
-      local: false, seal_wrap: false, external_entropy_access: false, plugin_version: '',
+      local: false,
+      seal_wrap: false,
+      external_entropy_access: false,
+      plugin_version: '',
     };
   }
 
   function listMounts(): RawResponse {
     const table: Record<string, unknown> = {};
     for (const name of SYSTEM_MOUNTS) {
-      table[name] = mountView({ type: name.slice(0, -1), version: 1, engine: new KvV1(), accessor: `${name.slice(0, -1)}_lab`, uuid: name, description: '' });
+      table[name] = mountView({
+        type: name.slice(0, -1),
+        version: 1,
+        engine: new KvV1(),
+        accessor: `${name.slice(0, -1)}_lab`,
+        uuid: name,
+        description: '',
+      });
     }
     for (const [name, m] of mounts) table[name] = mountView(m);
     return { status: 200, body: { ...table, ...envelope(table) } };
@@ -131,8 +166,12 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
     if (type !== 'kv' && type !== 'kv-v2') return err(400, `plugin not found in the catalog: ${type}`);
     const version: 1 | 2 = type === 'kv-v2' || String(options.version ?? '1') === '2' ? 2 : 1;
     mounts.set(name, {
-      type: 'kv', version, engine: version === 2 ? new KvV2() : new KvV1(),
-      accessor: `kv_${randomBytes(4).toString('hex')}`, uuid: randomUUID(), description: String(body.description ?? ''),
+      type: 'kv',
+      version,
+      engine: version === 2 ? new KvV2() : new KvV1(),
+      accessor: `kv_${randomBytes(4).toString('hex')}`,
+      uuid: randomUUID(),
+      description: String(body.description ?? ''),
     });
     bump(`write:sys/mounts/${name}`);
     return { status: 204 };
@@ -168,7 +207,10 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
     if (path === 'sys/health' && (req.method === 'GET' || req.method === 'HEAD')) return health(req.query);
     if (path === 'sys/seal-status' && req.method === 'GET') return { status: 200, body: sealStatus() };
     if (path === 'sys/leader' && req.method === 'GET') {
-      return { status: 200, body: { ha_enabled: true, is_self: initialized && !sealed && !standby, leader_address: `http://${opts.host}` } };
+      return {
+        status: 200,
+        body: { ha_enabled: true, is_self: initialized && !sealed && !standby, leader_address: `http://${opts.host}` },
+      };
     }
     if (path === 'sys/init') {
       if (req.method === 'GET') return { status: 200, body: { initialized } };
@@ -180,9 +222,13 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
       if (!Number.isInteger(n) || n < 1) return err(400, 'invalid seal configuration: shares must be at least one');
       if (!Number.isInteger(t) || t < 1) return err(400, 'invalid seal configuration: threshold must be at least one');
       if (t > n) return err(400, 'invalid seal configuration: threshold must not be greater than shares');
-      if (n > 1 && t === 1) return err(400, 'invalid seal configuration: threshold must be greater than one for multiple shares');
+      if (n > 1 && t === 1)
+        return err(400, 'invalid seal configuration: threshold must be greater than one for multiple shares');
       const out = init(n, t);
-      return { status: 200, body: { keys: out.keys, keys_base64: keys.map((k) => k.toString('base64')), root_token: out.rootToken } };
+      return {
+        status: 200,
+        body: { keys: out.keys, keys_base64: keys.map((k) => k.toString('base64')), root_token: out.rootToken },
+      };
     }
     if (path === 'sys/unseal') {
       if (!write) return err(405);
@@ -192,7 +238,8 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
         nonce = '';
         return { status: 200, body: sealStatus() };
       }
-      if (typeof body.key !== 'string' || !body.key) return err(400, "'key' must be specified in request body as JSON, or 'reset' set to true");
+      if (typeof body.key !== 'string' || !body.key)
+        return err(400, "'key' must be specified in request body as JSON, or 'reset' set to true");
       return submitKey(body.key);
     }
 
@@ -216,17 +263,37 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
       return m ? { status: 200, body: envelope(mountView(m)) } : err(400, `No secret engine mount at ${name}`);
     }
     if (path === 'auth/token/lookup-self' && req.method === 'GET') {
-      return { status: 200, body: envelope({ id: rootToken, policies: ['root'], ttl: 0, renewable: false, display_name: 'root', path: 'auth/token/root' }) };
+      return {
+        status: 200,
+        body: envelope({
+          id: rootToken,
+          policies: ['root'],
+          ttl: 0,
+          renewable: false,
+          display_name: 'root',
+          path: 'auth/token/root',
+        }),
+      };
     }
 
     const name = [...mounts.keys()].filter((m) => `${path}/`.startsWith(m)).sort((a, b) => b.length - a.length)[0];
     if (!name) return unsupported(path);
     const sub = path.slice(name.length);
     const res = mounts.get(name)!.engine.handle({
-      method: req.method, path: sub, query: req.query, contentType: req.headers['content-type'] ?? '', body,
+      method: req.method,
+      path: sub,
+      query: req.query,
+      contentType: req.headers['content-type'] ?? '',
+      body,
     });
     count(name, sub, res);
-    return { status: res.status, body: res.body && typeof res.body === 'object' && 'request_id' in res.body ? { ...res.body, mount_type: 'kv' } : res.body };
+    return {
+      status: res.status,
+      body:
+        res.body && typeof res.body === 'object' && 'request_id' in res.body
+          ? { ...res.body, mount_type: 'kv' }
+          : res.body,
+    };
   }
 
   const server = await listenRaw(opts.host, opts.port ?? 0, handle);
@@ -236,7 +303,8 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
     url: `http://${host}:${server.port}`,
     initialize(n, t) {
       if (initialized) throw new Error('Vault is already initialized');
-      if (!(Number.isInteger(n) && Number.isInteger(t) && t >= 1 && t <= n)) throw new Error('invalid seal configuration');
+      if (!(Number.isInteger(n) && Number.isInteger(t) && t >= 1 && t <= n))
+        throw new Error('invalid seal configuration');
       return init(n, t);
     },
     unsealAll() {

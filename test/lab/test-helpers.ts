@@ -7,10 +7,19 @@ import type { Lab } from './index.js';
 export function clients(lab: Lab) {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(lab.kube.kubeconfigPath);
-  return { core: kc.makeApiClient(k8s.CoreV1Api), apps: kc.makeApiClient(k8s.AppsV1Api), custom: kc.makeApiClient(k8s.CustomObjectsApi) };
+  return {
+    core: kc.makeApiClient(k8s.CoreV1Api),
+    apps: kc.makeApiClient(k8s.AppsV1Api),
+    custom: kc.makeApiClient(k8s.CustomObjectsApi),
+  };
 }
 
-export async function control(lab: Lab, method: string, path: string, body?: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
+export async function control(
+  lab: Lab,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`${lab.control.url}${path}`, {
     method,
     headers: { 'content-type': 'application/json' },
@@ -32,7 +41,13 @@ export async function until<T>(what: string, fn: () => Promise<T | undefined | f
 /** 'connected' or the reason it failed; never the NodeSSH object, whose config holds the private key. */
 export async function tryConnect(lab: Lab, node: string, hostKey = pinnedKey(lab, node)): Promise<string> {
   try {
-    (await connectNode(lab.nodes.find((n) => n.name === node)!, lab.sshKeyPath, hostKey)).dispose();
+    (
+      await connectNode(
+        lab.nodes.find((n) => n.name === node)!,
+        lab.sshKeyPath,
+        hostKey,
+      )
+    ).dispose();
     return 'connected';
   } catch (err) {
     return err instanceof Error ? err.message : String(err);
@@ -51,12 +66,21 @@ export function rolledOut(d: k8s.V1Deployment): boolean {
   return (
     (s.observedGeneration ?? 0) >= (d.metadata?.generation ?? 0) &&
     !s.conditions?.some((c) => c.reason === 'ProgressDeadlineExceeded') &&
-    s.updatedReplicas === want && s.replicas === want && s.availableReplicas === want
+    s.updatedReplicas === want &&
+    s.replicas === want &&
+    s.availableReplicas === want
   );
 }
 
 export async function restart(lab: Lab, namespace: string, name: string) {
   const { apps } = clients(lab);
-  const body = { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } } } } };
-  return apps.patchNamespacedDeployment({ name, namespace, body }, k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch));
+  const body = {
+    spec: {
+      template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': new Date().toISOString() } } },
+    },
+  };
+  return apps.patchNamespacedDeployment(
+    { name, namespace, body },
+    k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.StrategicMergePatch),
+  );
 }

@@ -29,15 +29,27 @@ async function bundleVariant(name: string, guarded: boolean): Promise<WorkflowBu
   const at = lines.findIndex((l) => l.includes(ANCHOR));
   if (at < 0) throw new Error(`verify-backup.ts no longer contains ${ANCHOR}: update this test's anchor`);
   const indent = lines[at].match(/^\s*/)![0];
-  lines.splice(at, 0, guarded ? `${indent}if (guardPatched('guard-test')) await guardSleep('1s');` : `${indent}await guardSleep('1s');`);
+  lines.splice(
+    at,
+    0,
+    guarded ? `${indent}if (guardPatched('guard-test')) await guardSleep('1s');` : `${indent}await guardSleep('1s');`,
+  );
   lines.unshift("import { patched as guardPatched, sleep as guardSleep } from '@temporalio/workflow';");
   writeFileSync(file, lines.join('\n'));
   return bundleWorkflowCode({ workflowsPath: join(dir, 'index.ts'), logger: silent });
 }
 
-async function replay(bundle: WorkflowBundleWithSourceMap, histories: StoredHistory[], dataConverter: DataConverter = testDataConverter) {
+async function replay(
+  bundle: WorkflowBundleWithSourceMap,
+  histories: StoredHistory[],
+  dataConverter: DataConverter = testDataConverter,
+) {
   const out = [];
-  for await (const r of Worker.runReplayHistories({ workflowBundle: bundle, dataConverter, replayName: 'determinism-guard' }, histories)) out.push(r);
+  for await (const r of Worker.runReplayHistories(
+    { workflowBundle: bundle, dataConverter, replayName: 'determinism-guard' },
+    histories,
+  ))
+    out.push(r);
   return out;
 }
 
@@ -74,7 +86,9 @@ describe('determinism guard', () => {
 
   test('the same change behind patched() replays every committed drill history', async () => {
     const results = await replay(guarded, drills);
-    expect(results.map((r) => [r.workflowId, r.error ? `${r.error.name}: ${r.error.message}` : undefined])).toEqual(drills.map((h) => [h.workflowId, undefined]));
+    expect(results.map((r) => [r.workflowId, r.error ? `${r.error.name}: ${r.error.message}` : undefined])).toEqual(
+      drills.map((h) => [h.workflowId, undefined]),
+    );
   });
 
   test('the histories are encrypted: without the suite’s test codec they do not replay', async () => {

@@ -28,7 +28,10 @@ export function loadHistories(dir = HISTORY_DIR): StoredHistory[] {
 /** Replay workers log through the runtime and core; keep test output to errors (a failed replay is asserted, not logged). */
 export function quietRuntime(): void {
   try {
-    Runtime.install({ logger: new DefaultLogger('ERROR'), telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } } });
+    Runtime.install({
+      logger: new DefaultLogger('ERROR'),
+      telemetryOptions: { logging: { filter: { core: 'ERROR', other: 'ERROR' } } },
+    });
   } catch {
     // another helper in this process installed it first
   }

@@ -17,7 +17,12 @@ describe('replay of committed histories', () => {
     // One file per capture scenario: none missing (not captured yet), none stale (scenario removed).
     expect(histories.map((h) => h.file).sort()).toEqual(SCENARIOS.map((s) => `${s.name}.json`).sort());
     // Each workflow type has at least one recorded run.
-    expect([...new Set(histories.map((h) => h.type))].sort()).toEqual(['drRestore', 'provisionCluster', 'rotateSecrets', 'verifyBackup']);
+    expect([...new Set(histories.map((h) => h.type))].sort()).toEqual([
+      'drRestore',
+      'provisionCluster',
+      'rotateSecrets',
+      'verifyBackup',
+    ]);
 
     const t0 = performance.now();
     const bundle = await workflowBundle();
@@ -33,7 +38,10 @@ describe('replay of committed histories', () => {
     }
     const results: (ReplayResult & { ms: number })[] = [];
     const started = performance.now();
-    for await (const r of Worker.runReplayHistories({ workflowBundle: bundle, dataConverter: testDataConverter, replayName: 'committed-histories' }, feed())) {
+    for await (const r of Worker.runReplayHistories(
+      { workflowBundle: bundle, dataConverter: testDataConverter, replayName: 'committed-histories' },
+      feed(),
+    )) {
       results.push({ ...r, ms: performance.now() - pulledAt[results.length] });
     }
     const totalMs = performance.now() - started;
@@ -46,7 +54,10 @@ describe('replay of committed histories', () => {
       error: results[i]?.error ? `${results[i].error!.name}: ${results[i].error!.message}` : '',
     }));
     // The first history also pays for the workflow sandbox's warm-up; the rest show the steady cost.
-    const warm = results.slice(1).map((r) => r.ms).sort((a, b) => a - b);
+    const warm = results
+      .slice(1)
+      .map((r) => r.ms)
+      .sort((a, b) => a - b);
     console.log(
       `replay: bundle ${bundleMs.toFixed(0)} ms, worker start ${(pulledAt[0] - started).toFixed(0)} ms, ${results.length} histories in ${totalMs.toFixed(0)} ms ` +
         `(first ${results[0]?.ms.toFixed(0)} ms incl. warm-up; then median ${warm[Math.floor(warm.length / 2)]?.toFixed(0)} ms, max ${warm.at(-1)?.toFixed(0)} ms)`,

@@ -96,26 +96,49 @@ async function until(h: WorkflowHandle, what: string, pred: (p: Progress) => boo
   for (;;) {
     const p = await h.query(progressQuery);
     if (pred(p)) return p;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${p.state} ${p.steps.map((s) => `${s.id}=${s.state}`).join(' ')}`);
+    if (Date.now() > end)
+      throw new Error(
+        `timed out waiting for ${what}: ${p.state} ${p.steps.map((s) => `${s.id}=${s.state}`).join(' ')}`,
+      );
     await new Promise((res) => setTimeout(res, 150));
   }
 }
 
 async function failureOf(h: WorkflowHandle): Promise<WorkflowFailedError> {
-  const err = await h.result().then(() => undefined, (e: unknown) => e);
+  const err = await h.result().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   if (!(err instanceof WorkflowFailedError)) throw new Error(`expected ${h.workflowId} to fail; got ${String(err)}`);
   return err;
 }
 
-const SEED = ['eleduck-database', 'eleduck-database-direct', 'motherduck', 'podcast-scraper', 'twitch', 'discord', 'supabase', 'github', 'tailscale-oauth'];
+const SEED = [
+  'eleduck-database',
+  'eleduck-database-direct',
+  'motherduck',
+  'podcast-scraper',
+  'twitch',
+  'discord',
+  'supabase',
+  'github',
+  'tailscale-oauth',
+];
 
 const verify = (r: Run, id: string, input: Record<string, unknown>) =>
-  r.client.workflow.start('verifyBackup', { taskQueue: r.taskQueue, workflowId: `verify-backup/lab/replay-${id}`, args: [{ cluster: 'lab', ...input }] });
+  r.client.workflow.start('verifyBackup', {
+    taskQueue: r.taskQueue,
+    workflowId: `verify-backup/lab/replay-${id}`,
+    args: [{ cluster: 'lab', ...input }],
+  });
 
 async function latestBackup(env: Env): Promise<string> {
   const kube = env.deps.kube(env.deps.clusters.get('lab')!);
   const backups = await kube.list('velero.io/v1', 'Backup', 'velero', 'velero.io/schedule-name=daily');
-  return backups.map((b) => b.metadata!.name!).sort().at(-1)!;
+  return backups
+    .map((b) => b.metadata!.name!)
+    .sort()
+    .at(-1)!;
 }
 
 async function drStart(r: Run, id: string, input: Record<string, unknown>): Promise<WorkflowHandle> {
@@ -123,17 +146,33 @@ async function drStart(r: Run, id: string, input: Record<string, unknown>): Prom
   const h = await r.client.workflow.start('drRestore', {
     taskQueue: r.taskQueue,
     workflowId: `dr-restore/lab/replay-${id}`,
-    args: [{ cluster: 'lab', backup, namespaces: ['eleduck-analytics'], target: { 'eleduck-analytics': `ea-replay-${id}` }, ...input }],
+    args: [
+      {
+        cluster: 'lab',
+        backup,
+        namespaces: ['eleduck-analytics'],
+        target: { 'eleduck-analytics': `ea-replay-${id}` },
+        ...input,
+      },
+    ],
   });
   await until(h, 'waiting-approval', (p) => p.state === 'waiting-approval', 30_000);
   return h;
 }
 
 const rotate = (r: Run, id: string, input: Record<string, unknown>) =>
-  r.client.workflow.start('rotateSecrets', { taskQueue: r.taskQueue, workflowId: rotateSecretsWorkflowId('lab', `replay-${id}`), args: [{ cluster: 'lab', requestId: `replay-${id}`, rolloutTimeoutSeconds: 20, ...input }] });
+  r.client.workflow.start('rotateSecrets', {
+    taskQueue: r.taskQueue,
+    workflowId: rotateSecretsWorkflowId('lab', `replay-${id}`),
+    args: [{ cluster: 'lab', requestId: `replay-${id}`, rolloutTimeoutSeconds: 20, ...input }],
+  });
 
 const provision = (r: Run) =>
-  r.client.workflow.start('provisionCluster', { taskQueue: r.taskQueue, workflowId: provisionWorkflowId('lab'), args: [{ cluster: 'lab' }] });
+  r.client.workflow.start('provisionCluster', {
+    taskQueue: r.taskQueue,
+    workflowId: provisionWorkflowId('lab'),
+    args: [{ cluster: 'lab' }],
+  });
 
 export const SCENARIOS: Scenario[] = [
   {
@@ -142,7 +181,11 @@ export const SCENARIOS: Scenario[] = [
     async run(r) {
       const h = await verify(r, 'passed', {});
       const rep = (await h.result()) as DrillReport;
-      expect(rep.result === 'passed' && rep.cleanup.remaining.length === 0, 'a passed drill with cleanup done', rep.reasons);
+      expect(
+        rep.result === 'passed' && rep.cleanup.remaining.length === 0,
+        'a passed drill with cleanup done',
+        rep.reasons,
+      );
       return h;
     },
   },
@@ -153,7 +196,11 @@ export const SCENARIOS: Scenario[] = [
       r.env.lab.faults.velero.backupPartiallyFailed();
       const h = await verify(r, 'partially-failed', { createNew: true });
       const rep = (await h.result()) as DrillReport;
-      expect(rep.result === 'failed' && rep.backupPhase === 'PartiallyFailed' && !rep.restoreAttempted, 'a failed drill on a PartiallyFailed backup, no restore', rep);
+      expect(
+        rep.result === 'failed' && rep.backupPhase === 'PartiallyFailed' && !rep.restoreAttempted,
+        'a failed drill on a PartiallyFailed backup, no restore',
+        rep,
+      );
       return h;
     },
   },
@@ -164,7 +211,12 @@ export const SCENARIOS: Scenario[] = [
       r.env.gate = { reached: false };
       try {
         const h = await verify(r, 'cancelled', {});
-        await until(h, 'the restore wait', (p) => r.env.gate!.reached && p.steps.some((s) => s.id === 'wait-restore' && s.state === 'running'), 60_000);
+        await until(
+          h,
+          'the restore wait',
+          (p) => r.env.gate!.reached && p.steps.some((s) => s.id === 'wait-restore' && s.state === 'running'),
+          60_000,
+        );
         await h.cancel();
         const err = await failureOf(h);
         expect(err.cause instanceof CancelledFailure, 'a cancelled drill', String(err.cause));
@@ -217,7 +269,11 @@ export const SCENARIOS: Scenario[] = [
       await r.env.rotation!.changeValues(SEED);
       const h = await rotate(r, 'success', { entries: SEED });
       const rep = (await h.result()) as RotationReport;
-      expect(rep.state === 'ok' && rep.entries.every((e) => e.status === 'rotated'), 'every seed entry rotated', rep.entries.map((e) => [e.id, e.status]));
+      expect(
+        rep.state === 'ok' && rep.entries.every((e) => e.status === 'rotated'),
+        'every seed entry rotated',
+        rep.entries.map((e) => [e.id, e.status]),
+      );
       return h;
     },
   },
@@ -230,7 +286,11 @@ export const SCENARIOS: Scenario[] = [
       const h = await rotate(r, 'rollback', { entries: ['tailscale-oauth', 'github'] });
       const rep = (await h.result()) as RotationReport;
       const status = Object.fromEntries(rep.entries.map((e) => [e.id, e.status]));
-      expect(rep.state === 'partial' && status['tailscale-oauth'] === 'rolled-back' && status.github === 'rotated', 'tailscale-oauth rolled back, github rotated', status);
+      expect(
+        rep.state === 'partial' && status['tailscale-oauth'] === 'rolled-back' && status.github === 'rotated',
+        'tailscale-oauth rolled back, github rotated',
+        status,
+      );
       return h;
     },
   },
@@ -240,7 +300,11 @@ export const SCENARIOS: Scenario[] = [
     async run(r) {
       const h = await provision(r);
       const rep = (await h.result()) as ProvisionReport;
-      expect(rep.state === 'succeeded', 'a succeeded build', rep.steps.filter((s) => s.state !== 'succeeded'));
+      expect(
+        rep.state === 'succeeded',
+        'a succeeded build',
+        rep.steps.filter((s) => s.state !== 'succeeded'),
+      );
       return h;
     },
   },
@@ -250,11 +314,24 @@ export const SCENARIOS: Scenario[] = [
     async run(r) {
       // A component nothing depends on: the rest of the build finishes while it waits for the operator.
       const comps = r.env.lab.spec.components;
-      const leaf = comps.map((c) => c.name).find((n) => dependentsOf(comps.map((c) => ({ id: c.name, dependsOn: c.dependsOn })), n).length === 0)!;
+      const leaf = comps
+        .map((c) => c.name)
+        .find(
+          (n) =>
+            dependentsOf(
+              comps.map((c) => ({ id: c.name, dependsOn: c.dependsOn })),
+              n,
+            ).length === 0,
+        )!;
       r.env.lab.faults.helmcharts.fail(leaf, `chart ${leaf} not found in repository`);
       const h = await provision(r);
       const step = `component/${leaf}`;
-      await until(h, `${step} in needs-attention`, (p) => p.steps.find((s) => s.id === step)?.state === 'needs-attention', 240_000);
+      await until(
+        h,
+        `${step} in needs-attention`,
+        (p) => p.steps.find((s) => s.id === step)?.state === 'needs-attention',
+        240_000,
+      );
       r.env.lab.faults.clear();
       await h.executeUpdate(resolveStepUpdate, { args: [{ step, action: 'retry', by: 'replay-capture' }] });
       const rep = (await h.result()) as ProvisionReport;

@@ -24,7 +24,12 @@ beforeAll(async () => {
     // the first line of defence (no value ever handed to Temporal), not only the encryption.
     testTemporal({ taskQueuePrefix: 'leak-scan' }),
     startRotationLab((spec) => {
-      spec.secrets.entries.push({ id: 'broken', openbaoPath: 'apps/broken', fields: { token: 'op://pedro/NO_SUCH_ITEM/credential' }, consumers: [] });
+      spec.secrets.entries.push({
+        id: 'broken',
+        openbaoPath: 'apps/broken',
+        fields: { token: 'op://pedro/NO_SUCH_ITEM/credential' },
+        consumers: [],
+      });
       const twitch = spec.secrets.entries.find((e) => e.id === 'twitch')!;
       twitch.generate = { field: 'client_secret', length: 40, digits: true, symbols: true };
       // A probe that cannot pass: the entry is rolled back, exercising the failure paths' messages.
@@ -32,8 +37,18 @@ beforeAll(async () => {
     }),
   ]);
   await t.startWorker(r.deps);
-  const sink = new Writable({ write(chunk, _enc, cb) { apiLogs.push(String(chunk)); cb(); } });
-  app = await buildApp({ client: t.client, settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue }, clusters: r.deps.clusters, logger: pino({ level: 'debug' }, sink) });
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      apiLogs.push(String(chunk));
+      cb();
+    },
+  });
+  app = await buildApp({
+    client: t.client,
+    settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
+    clusters: r.deps.clusters,
+    logger: pino({ level: 'debug' }, sink),
+  });
 });
 
 afterAll(async () => {
@@ -73,7 +88,11 @@ async function historiesText(): Promise<{ text: string; count: number }> {
 async function decodedPayloads(node: unknown, out: string[] = []): Promise<string[]> {
   if (!node || typeof node !== 'object' || node instanceof Uint8Array) return out;
   const o = node as { metadata?: Record<string, Uint8Array>; data?: Uint8Array };
-  if (o.metadata && o.data instanceof Uint8Array && Buffer.from(o.metadata.encoding ?? []).toString() === 'binary/encrypted') {
+  if (
+    o.metadata &&
+    o.data instanceof Uint8Array &&
+    Buffer.from(o.metadata.encoding ?? []).toString() === 'binary/encrypted'
+  ) {
     const [p] = await testCodec.decode([o as never]);
     out.push(Buffer.from(p.data ?? []).toString('utf8'));
     return out;

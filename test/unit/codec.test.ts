@@ -23,7 +23,7 @@ const b64 = (b: Buffer) => b.toString('base64');
 describe('AesGcmCodec', () => {
   const values = [{ cluster: 'pedro-ops', ref: 'op://vault/item/field', n: 3 }, 'plain string', [1, 2, 3], null];
 
-  it('round-trips JSON payloads through Temporal\'s own payload converter', async () => {
+  it("round-trips JSON payloads through Temporal's own payload converter", async () => {
     const codec = new AesGcmCodec({ keys: [k1], activeId: 'k1' });
     const plain = values.map((v) => defaultPayloadConverter.toPayload(v));
     const sealed = await codec.encode(plain);
@@ -99,7 +99,10 @@ describe('AesGcmCodec', () => {
 
   it('rejects an encrypted payload with no key id', async () => {
     const codec = new AesGcmCodec({ keys: [k1], activeId: 'k1' });
-    const bare: Payload = { metadata: { [METADATA_ENCODING_KEY]: Buffer.from(ENCODING_ENCRYPTED) }, data: randomBytes(40) };
+    const bare: Payload = {
+      metadata: { [METADATA_ENCODING_KEY]: Buffer.from(ENCODING_ENCRYPTED) },
+      data: randomBytes(40),
+    };
     await expect(codec.decode([bare])).rejects.toThrow(/no "encryption-key-id"/);
   });
 
@@ -118,10 +121,12 @@ describe('AesGcmCodec', () => {
     expect(() => new AesGcmCodec({ keys: [k1, { ...k1 }], activeId: 'k1' })).toThrow(/"k1" appears twice/);
     expect(() => new AesGcmCodec({ keys: [k1], activeId: 'k2' })).toThrow(/"k2" is not in the key ring/);
     expect(() => new AesGcmCodec({ keys: [], activeId: 'k1' })).toThrow(/empty/);
-    expect(() => new AesGcmCodec({ keys: [{ id: 'bad id', key: randomBytes(32) }], activeId: 'bad id' })).toThrow(/invalid/);
+    expect(() => new AesGcmCodec({ keys: [{ id: 'bad id', key: randomBytes(32) }], activeId: 'bad id' })).toThrow(
+      /invalid/,
+    );
   });
 
-  it('keeps key bytes out of inspect/JSON and copies the caller\'s buffers', async () => {
+  it("keeps key bytes out of inspect/JSON and copies the caller's buffers", async () => {
     const key = randomBytes(32);
     const codec = createCodec({ keys: [{ id: 'c1', key }], activeId: 'c1' });
     const shown = inspect(codec, { depth: 5, showHidden: true }) + JSON.stringify(codec);
@@ -129,7 +134,10 @@ describe('AesGcmCodec', () => {
     const sealed = await codec.encode([defaultPayloadConverter.toPayload('still readable')]);
     key.fill(0);
     expect(defaultPayloadConverter.fromPayload((await codec.decode(sealed))[0])).toBe('still readable');
-    expect(dataConverterFor(codec)).toEqual({ payloadCodecs: [codec], failureConverterPath: expect.stringMatching(/failure-converter\.cjs$/) });
+    expect(dataConverterFor(codec)).toEqual({
+      payloadCodecs: [codec],
+      failureConverterPath: expect.stringMatching(/failure-converter\.cjs$/),
+    });
   });
 });
 
@@ -164,9 +172,12 @@ describe('loadCodecKeys', () => {
       [`k1:${b64(k1.key)},`, /entry #2/],
     ];
     for (const [value, msg] of cases) {
-      const err = (await loadCodecKeys({ env: { PEDRO_OPS_CODEC_KEYS: value }, devMode: true, dataDir: dir, log }).catch(
-        (e: unknown) => e,
-      )) as Error;
+      const err = (await loadCodecKeys({
+        env: { PEDRO_OPS_CODEC_KEYS: value },
+        devMode: true,
+        dataDir: dir,
+        log,
+      }).catch((e: unknown) => e)) as Error;
       expect(err).toBeInstanceOf(CodecKeyConfigError);
       expect(err.message).toMatch(msg);
       for (const secret of [short, b64(k1.key), b64(k2.key), 'not*base64!']) expect(err.message).not.toContain(secret);
@@ -177,7 +188,9 @@ describe('loadCodecKeys', () => {
 
   it('reads PEDRO_OPS_CODEC_KEY_FILE (active first) and refuses group/other permissions like ssh', async () => {
     const file = path.join(dir, 'keys.json');
-    await fs.writeFile(file, JSON.stringify({ activeId: 'k2', keys: { k1: b64(k1.key), k2: b64(k2.key) } }), { mode: 0o600 });
+    await fs.writeFile(file, JSON.stringify({ activeId: 'k2', keys: { k1: b64(k1.key), k2: b64(k2.key) } }), {
+      mode: 0o600,
+    });
     const env = { PEDRO_OPS_CODEC_KEY_FILE: file };
     const loaded = await loadCodecKeys({ env, devMode: false, log });
     expect(loaded).toMatchObject({ source: 'file', activeId: 'k2', path: file });
@@ -218,8 +231,9 @@ describe('loadCodecKeys', () => {
       expect(err.message).toMatch(msg);
       expect(err.message).not.toContain(b64(k1.key));
     }
-    await expect(loadCodecKeys({ env: { PEDRO_OPS_CODEC_KEY_FILE: path.join(dir, 'missing.json') }, devMode: false, log }))
-      .rejects.toThrow(/cannot be read \(ENOENT\)/);
+    await expect(
+      loadCodecKeys({ env: { PEDRO_OPS_CODEC_KEY_FILE: path.join(dir, 'missing.json') }, devMode: false, log }),
+    ).rejects.toThrow(/cannot be read \(ENOENT\)/);
   });
 
   it('dev mode: generates one 0600 key file, warns, and reuses it on the next call', async () => {
@@ -252,7 +266,9 @@ describe('loadCodecKeys', () => {
     await fs.writeFile(file, JSON.stringify({ activeId: 'f1', keys: { f1: b64(k1.key) } }), { mode: 0o600 });
     const both = { PEDRO_OPS_CODEC_KEYS: `e1:${b64(k2.key)}`, PEDRO_OPS_CODEC_KEY_FILE: file };
     expect((await loadCodecKeys({ env: both, devMode: true, dataDir: dir, log })).activeId).toBe('e1');
-    expect((await loadCodecKeys({ env: { PEDRO_OPS_CODEC_KEY_FILE: file }, devMode: true, dataDir: dir, log })).source).toBe('file');
+    expect(
+      (await loadCodecKeys({ env: { PEDRO_OPS_CODEC_KEY_FILE: file }, devMode: true, dataDir: dir, log })).source,
+    ).toBe('file');
     await expect(fs.stat(path.join(dir, DEV_KEY_FILENAME))).rejects.toThrow();
   });
 

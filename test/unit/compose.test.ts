@@ -17,7 +17,10 @@ export function composeVariables(text: string): Map<string, { required: boolean;
   const vars = new Map<string, { required: boolean; fallback?: string }>();
   const re = /\$(?:\$|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?+])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))/g;
   // Compose does not interpolate comments.
-  const content = text.split('\n').filter((l) => !l.trim().startsWith('#')).join('\n');
+  const content = text
+    .split('\n')
+    .filter((l) => !l.trim().startsWith('#'))
+    .join('\n');
   for (const m of content.matchAll(re)) {
     const name = m[1] ?? m[4];
     if (!name) continue;
@@ -51,22 +54,34 @@ export function checkCompose(doc: { services?: Record<string, Service> }): strin
     if (!s.build) {
       if (typeof s.image !== 'string') problems.push(`${name}: neither image nor build`);
       else if (s.image.includes('$')) problems.push(`${name}: image "${s.image}" comes from a variable`);
-      else if (!isPinnedImage(s.image)) problems.push(`${name}: image "${s.image}" is not pinned to a version or digest`);
+      else if (!isPinnedImage(s.image))
+        problems.push(`${name}: image "${s.image}" is not pinned to a version or digest`);
     }
     if (!s.restart) problems.push(`${name}: no restart policy`);
     const hc = s.healthcheck;
     const hasHealthcheck =
-      Boolean(hc) && !hc.disable && (Array.isArray(hc.test) ? hc.test.length > 0 && hc.test[0] !== 'NONE' : typeof hc.test === 'string' && hc.test !== '');
+      Boolean(hc) &&
+      !hc.disable &&
+      (Array.isArray(hc.test)
+        ? hc.test.length > 0 && hc.test[0] !== 'NONE'
+        : typeof hc.test === 'string' && hc.test !== '');
     if (!hasHealthcheck) {
       // A one-shot job has nothing to probe: it is "healthy" by exiting 0, which is what every
       // dependant must wait for.
       const deps = dependants(name);
-      const job = /^(no|on-failure(:\d+)?)$/.test(String(s.restart)) && deps.length > 0 && deps.every((d) => d.condition === 'service_completed_successfully');
-      if (!job) problems.push(`${name}: no healthcheck (and not a one-shot job that dependants wait on with service_completed_successfully)`);
+      const job =
+        /^(no|on-failure(:\d+)?)$/.test(String(s.restart)) &&
+        deps.length > 0 &&
+        deps.every((d) => d.condition === 'service_completed_successfully');
+      if (!job)
+        problems.push(
+          `${name}: no healthcheck (and not a one-shot job that dependants wait on with service_completed_successfully)`,
+        );
     }
     for (const p of s.ports ?? []) {
       const spec = withDefaults(typeof p === 'string' ? p : `${p.host_ip ?? '0.0.0.0'}:${p.published}:${p.target}`);
-      if (!/^(127\.\d+\.\d+\.\d+|\[::1\]):\d+:\d+/.test(spec)) problems.push(`${name}: port "${spec}" is not bound to loopback by default`);
+      if (!/^(127\.\d+\.\d+\.\d+|\[::1\]):\d+:\d+/.test(spec))
+        problems.push(`${name}: port "${spec}" is not bound to loopback by default`);
     }
   }
   return problems;
@@ -81,7 +96,10 @@ export function documentedNames(readme: string): Set<string> {
     const end = text.indexOf('\n## ', start + 4);
     return text.slice(start, end < 0 ? undefined : end);
   };
-  const envTable = section('Configuration').split('\n').filter((l) => l.startsWith('|')).join('\n');
+  const envTable = section('Configuration')
+    .split('\n')
+    .filter((l) => l.startsWith('|'))
+    .join('\n');
   const names = new Set<string>();
   for (const span of `${envTable}\n${section('Run in production')}`.matchAll(/`([^`\n]+)`/g)) {
     for (const id of span[1].matchAll(/\b[A-Z][A-Z0-9_]{2,}\b/g)) names.add(id[0]);
@@ -95,13 +113,18 @@ export function envExampleKeys(text: string): string[] {
 
 export function checkDockerfile(text: string): string[] {
   const problems: string[] = [];
-  const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const lines = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const stages: string[] = [];
   const froms = lines.filter((l) => /^FROM\s/i.test(l));
   if (froms.length < 2) problems.push('not multi-stage (fewer than two FROM lines)');
   for (const from of froms) {
     const [, image, stage] = /^FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?/i.exec(from) ?? [];
-    if (!stages.includes(image) && !isPinnedImage(image ?? '')) problems.push(`FROM ${image} is not pinned to a version or digest`);
+    if (!stages.includes(image) && !isPinnedImage(image ?? ''))
+      problems.push(`FROM ${image} is not pinned to a version or digest`);
     if (stage) stages.push(stage);
   }
   let lastFrom = 0;
@@ -112,7 +135,8 @@ export function checkDockerfile(text: string): string[] {
   else if (/^(root|0)(:|$)/.test(user)) problems.push(`final USER is ${user}`);
   const hc = lines.find((l) => /^HEALTHCHECK\s/i.test(l));
   if (!hc || /^HEALTHCHECK\s+NONE/i.test(hc)) problems.push('no HEALTHCHECK');
-  if (!lines.some((l) => /^RUN\s.*npm ci\b.*--omit=dev/.test(l))) problems.push('dependencies not installed with npm ci --omit=dev');
+  if (!lines.some((l) => /^RUN\s.*npm ci\b.*--omit=dev/.test(l)))
+    problems.push('dependencies not installed with npm ci --omit=dev');
   return problems;
 }
 
@@ -135,7 +159,8 @@ export function importEscapes(entries: string[], inImage: (rel: string) => boole
     }
     for (const m of read(file).matchAll(/(from\s+|import\s+|import\(\s*)'(\.{1,2}\/[^']+)'/g)) {
       let target = join(dirname(file), m[2]);
-      if (/\.js$/.test(target) && existsSync(join(REPO_ROOT, target.replace(/\.js$/, '.ts')))) target = target.replace(/\.js$/, '.ts');
+      if (/\.js$/.test(target) && existsSync(join(REPO_ROOT, target.replace(/\.js$/, '.ts'))))
+        target = target.replace(/\.js$/, '.ts');
       if (!inImage(target)) {
         if (!(m[1].startsWith('import(') && target.startsWith('test/lab/'))) escapes.push(`${file} imports ${m[2]}`);
       } else if (/\.(ts|mjs|js)$/.test(target)) queue.push(target);
@@ -144,7 +169,10 @@ export function importEscapes(entries: string[], inImage: (rel: string) => boole
   return escapes;
 }
 
-const compose = parse(read('docker-compose.yml'), { merge: true }) as { services: Record<string, Service>; volumes?: Record<string, unknown> };
+const compose = parse(read('docker-compose.yml'), { merge: true }) as {
+  services: Record<string, Service>;
+  volumes?: Record<string, unknown>;
+};
 const services = compose.services;
 const dockerfile = read('Dockerfile');
 const envExample = read('.env.example');
@@ -152,27 +180,44 @@ const envExample = read('.env.example');
 describe('docker-compose.yml', () => {
   it('every service has a pinned image or a build, a healthcheck (jobs excepted), a restart policy, loopback ports', () => {
     expect(checkCompose(compose)).toEqual([]);
-    expect(Object.keys(services)).toEqual(expect.arrayContaining(['postgresql', 'temporal', 'temporal-ui', 'worker', 'api']));
+    expect(Object.keys(services)).toEqual(
+      expect.arrayContaining(['postgresql', 'temporal', 'temporal-ui', 'worker', 'api']),
+    );
   });
 
   it('documents every variable it references and every key of .env.example in README', () => {
     const documented = documentedNames(read('README.md'));
-    const referenced = [...new Set([...composeVariables(read('docker-compose.yml')).keys(), ...envExampleKeys(envExample)])];
+    const referenced = [
+      ...new Set([...composeVariables(read('docker-compose.yml')).keys(), ...envExampleKeys(envExample)]),
+    ];
     expect(referenced.length).toBeGreaterThan(10);
-    expect(referenced.filter((v) => !documented.has(v)).sort(), 'undocumented in README (env table or "Run in production")').toEqual([]);
+    expect(
+      referenced.filter((v) => !documented.has(v)).sort(),
+      'undocumented in README (env table or "Run in production")',
+    ).toEqual([]);
   });
 
   it('every required variable (${VAR:?…}) has a line in .env.example, and no value there is filled in for a secret', () => {
     const keys = envExampleKeys(envExample);
     const required = [...composeVariables(read('docker-compose.yml'))].filter(([, v]) => v.required).map(([k]) => k);
-    expect(required).toEqual(expect.arrayContaining(['TEMPORAL_DB_PASSWORD', 'PEDRO_OPS_CODEC_KEYS', 'PEDRO_OPS_API_TOKENS', 'OP_SERVICE_ACCOUNT_TOKEN']));
+    expect(required).toEqual(
+      expect.arrayContaining([
+        'TEMPORAL_DB_PASSWORD',
+        'PEDRO_OPS_CODEC_KEYS',
+        'PEDRO_OPS_API_TOKENS',
+        'OP_SERVICE_ACCOUNT_TOKEN',
+      ]),
+    );
     expect(required.filter((k) => !keys.includes(k))).toEqual([]);
     const filled = envExample.split('\n').filter((l) => /^(\w*(PASSWORD|TOKENS?|KEYS?)\w*)=\S/.test(l));
     expect(filled, 'secrets must be empty placeholders in .env.example').toEqual([]);
   });
 
   it('runs the worker and the API from the built image with entry points that exist', () => {
-    for (const [name, entry] of [['worker', 'worker/main.ts'], ['api', 'api/main.ts']] as const) {
+    for (const [name, entry] of [
+      ['worker', 'worker/main.ts'],
+      ['api', 'api/main.ts'],
+    ] as const) {
       expect(services[name].build, name).toBeDefined();
       expect(services[name].command).toEqual(['node', '--import', 'tsx', entry]);
       expect(existsSync(join(REPO_ROOT, entry))).toBe(true);
@@ -185,7 +230,9 @@ describe('docker-compose.yml', () => {
     const port = String(w.PEDRO_OPS_WORKER_METRICS_ADDRESS).split(':')[1];
     expect(a.PEDRO_OPS_WORKER_METRICS_URL).toBe(`http://worker:${port}/metrics`);
     expect(services.worker.healthcheck.test.join(' ')).toContain(`127.0.0.1:${port}/metrics`);
-    expect(withDefaults(services['temporal-ui'].environment.TEMPORAL_CODEC_ENDPOINT)).toBe('http://127.0.0.1:3000/codec');
+    expect(withDefaults(services['temporal-ui'].environment.TEMPORAL_CODEC_ENDPOINT)).toBe(
+      'http://127.0.0.1:3000/codec',
+    );
     const uiHostPort = withDefaults(services['temporal-ui'].ports[0]).split(':').slice(0, 2).join(':');
     expect(withDefaults(a.PEDRO_OPS_CODEC_ORIGINS).split(',')).toContain(`http://${uiHostPort}`);
     expect(withDefaults(services.api.ports[0])).toBe('127.0.0.1:3000:3000');
@@ -198,7 +245,10 @@ describe('docker-compose.yml', () => {
   it('mounts the SSH key and the cluster definitions read-only, data on named volumes', () => {
     const mounts = services.worker.volumes as (string | Service)[];
     const binds = mounts.filter((m): m is Service => typeof m === 'object' && m.type === 'bind');
-    expect(binds.map((b) => b.target).sort()).toEqual(['/etc/pedro-ops/clusters', '/home/pedro/.ssh/pedro-ops_ed25519']);
+    expect(binds.map((b) => b.target).sort()).toEqual([
+      '/etc/pedro-ops/clusters',
+      '/home/pedro/.ssh/pedro-ops_ed25519',
+    ]);
     for (const b of binds) expect(b.read_only && b.bind?.create_host_path === false, b.target).toBe(true);
     expect(services.worker.environment.PEDRO_OPS_CLUSTERS_DIR).toBe('/etc/pedro-ops/clusters');
     // The target is what config/clusters/pedro-ops.yaml's ssh.privateKey resolves to for uid 10001.
@@ -231,13 +281,41 @@ describe('Dockerfile', () => {
 
   it('copies every file the production entry points import, and .dockerignore excludes none of them', () => {
     const copied = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \.\/(\S*)$/gm)].flatMap((m) => m[1].split(/\s+/));
-    expect(copied).toEqual(expect.arrayContaining(['package.json', 'package-lock.json', 'worker', 'api', 'workflows', 'activities', 'config']));
-    const ignored = read('.dockerignore').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    expect(copied).toEqual(
+      expect.arrayContaining([
+        'package.json',
+        'package-lock.json',
+        'worker',
+        'api',
+        'workflows',
+        'activities',
+        'config',
+      ]),
+    );
+    const ignored = read('.dockerignore')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     expect(copied.filter((d) => ignored.includes(d))).toEqual([]);
-    expect(ignored).toEqual(expect.arrayContaining(['node_modules', '.data', '.git', 'test', 'bench/results', '*.env', '.env']));
+    expect(ignored).toEqual(
+      expect.arrayContaining(['node_modules', '.data', '.git', 'test', 'bench/results', '*.env', '.env']),
+    );
     const inImage = (rel: string) => copied.includes(rel.split('/')[0]) && !ignored.includes(rel);
     const bin = Object.values(JSON.parse(read('package.json')).bin ?? {}) as string[];
-    expect(importEscapes(['worker/main.ts', 'api/main.ts', 'workflows/index.ts', 'scripts/check-config.ts', 'scripts/ensure-schedules.ts', ...bin], inImage), 'imports the image cannot satisfy').toEqual([]);
+    expect(
+      importEscapes(
+        [
+          'worker/main.ts',
+          'api/main.ts',
+          'workflows/index.ts',
+          'scripts/check-config.ts',
+          'scripts/ensure-schedules.ts',
+          ...bin,
+        ],
+        inImage,
+      ),
+      'imports the image cannot satisfy',
+    ).toEqual([]);
   });
 });
 
@@ -268,13 +346,29 @@ services:
   });
 
   it('find every reference form, skip $$ escapes, and report undocumented names', () => {
-    const vars = composeVariables('  # ${IN_A_COMMENT}\na: ${ALPHA}\nb: ${BRAVO:-x}\nc: ${CHARLIE:?set it}\nd: $DELTA\ne: $${NOT_A_VAR} $$NOPE\nf: ${FOXTROT-y}\n');
+    const vars = composeVariables(
+      '  # ${IN_A_COMMENT}\na: ${ALPHA}\nb: ${BRAVO:-x}\nc: ${CHARLIE:?set it}\nd: $DELTA\ne: $${NOT_A_VAR} $$NOPE\nf: ${FOXTROT-y}\n',
+    );
     expect([...vars.keys()]).toEqual(['ALPHA', 'BRAVO', 'CHARLIE', 'DELTA', 'FOXTROT']);
     expect(vars.get('CHARLIE')).toEqual({ required: true, fallback: undefined });
     expect(vars.get('BRAVO')?.fallback).toBe('x');
     const readme = [
-      '# x', '', '## Configuration', '', '| `ALPHA` | a |', 'not `BRAVO` a table line', '',
-      '## Run in production', '', '`CHARLIE=…` and `x, DELTA`', '```sh', 'FOXTROT=1 `FOXTROT`', '```', '## Tests', '`FOXTROT`', '',
+      '# x',
+      '',
+      '## Configuration',
+      '',
+      '| `ALPHA` | a |',
+      'not `BRAVO` a table line',
+      '',
+      '## Run in production',
+      '',
+      '`CHARLIE=…` and `x, DELTA`',
+      '```sh',
+      'FOXTROT=1 `FOXTROT`',
+      '```',
+      '## Tests',
+      '`FOXTROT`',
+      '',
     ].join('\n');
     expect([...vars.keys()].filter((v) => !documentedNames(readme).has(v))).toEqual(['BRAVO', 'FOXTROT']);
     expect(envExampleKeys('# X=1\nA=\n  B=2\nnot a line\n')).toEqual(['A', 'B']);
@@ -284,7 +378,7 @@ services:
     const onlyWorker = (rel: string) => rel.startsWith('worker/');
     const escapes = importEscapes(['worker/main.ts', 'no/such/entry.ts'], onlyWorker);
     expect(escapes).toContain('no/such/entry.ts does not exist');
-    expect(escapes).toContain("worker/main.ts imports ../config/loader.js");
+    expect(escapes).toContain('worker/main.ts imports ../config/loader.js');
     expect(importEscapes(['worker/main.ts'], () => true)).toEqual([]);
     // worker/main.ts reaches activities/ only transitively (through worker/run.ts and friends).
     const noActivities = importEscapes(['worker/main.ts'], (rel) => !rel.startsWith('activities/'));
@@ -300,7 +394,8 @@ services:
       'no HEALTHCHECK',
       'dependencies not installed with npm ci --omit=dev',
     ]);
-    const rootAgain = 'FROM node:20.19.5-slim AS a\nRUN npm ci --omit=dev\nFROM a\nUSER app\nUSER 0:0\nHEALTHCHECK CMD true\n';
+    const rootAgain =
+      'FROM node:20.19.5-slim AS a\nRUN npm ci --omit=dev\nFROM a\nUSER app\nUSER 0:0\nHEALTHCHECK CMD true\n';
     expect(checkDockerfile(rootAgain)).toEqual(['final USER is 0:0']);
   });
 });

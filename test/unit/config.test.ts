@@ -4,7 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseDocument, stringify } from 'yaml';
-import { ConfigError, DEFAULT_CLUSTERS_DIR, loadClusterFile, loadClusters, parseClusterSpec } from '../../config/loader.js';
+import {
+  ConfigError,
+  DEFAULT_CLUSTERS_DIR,
+  loadClusterFile,
+  loadClusters,
+  parseClusterSpec,
+} from '../../config/loader.js';
 
 const PEDRO = join(DEFAULT_CLUSTERS_DIR, 'pedro-ops.yaml');
 const base = () => parseDocument(readFileSync(PEDRO, 'utf8')).toJS() as Record<string, any>;
@@ -29,29 +35,90 @@ describe('cluster config', () => {
     expect(spec.k3s.version).toMatch(/^v1\.\d+\.\d+\+k3s\d$/);
     expect(spec.nodes.find((n) => n.name === 'worker-1')?.storage?.sizeGi).toBe(2000);
     expect(spec.components.map((c) => c.name)).toEqual(
-      expect.arrayContaining(['openbao', 'powerdns', 'zot', 'contour', 'cert-manager', 'longhorn', 'seaweedfs', 'kube-prometheus-stack', 'loki', 'grafana', 'velero', 'tailscale-operator', 'airbyte', 'metabase']),
+      expect.arrayContaining([
+        'openbao',
+        'powerdns',
+        'zot',
+        'contour',
+        'cert-manager',
+        'longhorn',
+        'seaweedfs',
+        'kube-prometheus-stack',
+        'loki',
+        'grafana',
+        'velero',
+        'tailscale-operator',
+        'airbyte',
+        'metabase',
+      ]),
     );
     expect(spec.components.find((c) => c.name === 'airbyte')?.timeoutSeconds).toBeGreaterThanOrEqual(1800);
     expect(spec.components.find((c) => c.name === 'cert-manager')?.dependsOn).toEqual([]); // default applied
     const direct = spec.secrets.entries.find((e) => e.id === 'eleduck-database-direct')!;
     expect(direct.kubernetes?.name).toBe('supabase-credentials');
-    expect(Object.keys(direct.kubernetes!.keys)).toEqual(['DATABASE_USER', 'DATABASE_PASSWORD', 'DATABASE_HOST', 'DATABASE_PORT', 'DATABASE_NAME']);
+    expect(Object.keys(direct.kubernetes!.keys)).toEqual([
+      'DATABASE_USER',
+      'DATABASE_PASSWORD',
+      'DATABASE_HOST',
+      'DATABASE_PORT',
+      'DATABASE_NAME',
+    ]);
     expect(spec.backups.schedule.cron).toBe('0 2 * * *');
     expect(loadClusters().has('pedro-ops')).toBe(true);
   });
 
   it.each([
     ['a missing field', (d: any) => delete d.vip, '/x/pedro-ops.yaml: vip: is required'],
-    ['a wrong type deep inside', (d: any) => (d.components[2].timeoutSeconds = 'soon'), '/x/pedro-ops.yaml: components[2].timeoutSeconds: must be integer'],
-    ['an unknown field', (d: any) => (d.nodes[1].colour = 'blue'), '/x/pedro-ops.yaml: nodes[1].colour: is not a known field'],
-    ['an unpinned k3s version', (d: any) => (d.k3s.version = 'latest'), '/x/pedro-ops.yaml: k3s.version: does not match'],
-    ['a secret ref that is not op://', (d: any) => (d.secrets.entries[0].fields.username = 'POSTGRES_URL'), '/x/pedro-ops.yaml: secrets.entries[0].fields.username: does not match'],
-    ['a dependency on nothing', (d: any) => (d.components[2].dependsOn = ['cert-manager', 'nginx']), '/x/pedro-ops.yaml: components[2].dependsOn[1]: names no component ("nginx")'],
-    ['a storage node that does not exist', (d: any) => (d.storage.node = 'worker-9'), '/x/pedro-ops.yaml: storage.node: names no node in nodes ("worker-9")'],
-    ['threshold above shares', (d: any) => (d.openbao.threshold = 7), '/x/pedro-ops.yaml: openbao.threshold: must not exceed openbao.shares (5)'],
-    ['a Kubernetes key mapped to no OpenBAO key', (d: any) => (d.secrets.entries[1].kubernetes.keys.DATABASE_USER = 'user'), '/x/pedro-ops.yaml: secrets.entries[1].kubernetes.keys.DATABASE_USER: names OpenBAO key "user" that fields does not define'],
-    ['a ref into another vault', (d: any) => (d.secrets.entries[0].fields.username = 'op://other/POSTGRES_URL/username'), '/x/pedro-ops.yaml: secrets.entries[0].fields.username: refers to vault "other"'],
-    ['two servers', (d: any) => (d.nodes[1].role = 'server'), '/x/pedro-ops.yaml: nodes: has 2 servers; use 1 or 3 (etcd quorum)'],
+    [
+      'a wrong type deep inside',
+      (d: any) => (d.components[2].timeoutSeconds = 'soon'),
+      '/x/pedro-ops.yaml: components[2].timeoutSeconds: must be integer',
+    ],
+    [
+      'an unknown field',
+      (d: any) => (d.nodes[1].colour = 'blue'),
+      '/x/pedro-ops.yaml: nodes[1].colour: is not a known field',
+    ],
+    [
+      'an unpinned k3s version',
+      (d: any) => (d.k3s.version = 'latest'),
+      '/x/pedro-ops.yaml: k3s.version: does not match',
+    ],
+    [
+      'a secret ref that is not op://',
+      (d: any) => (d.secrets.entries[0].fields.username = 'POSTGRES_URL'),
+      '/x/pedro-ops.yaml: secrets.entries[0].fields.username: does not match',
+    ],
+    [
+      'a dependency on nothing',
+      (d: any) => (d.components[2].dependsOn = ['cert-manager', 'nginx']),
+      '/x/pedro-ops.yaml: components[2].dependsOn[1]: names no component ("nginx")',
+    ],
+    [
+      'a storage node that does not exist',
+      (d: any) => (d.storage.node = 'worker-9'),
+      '/x/pedro-ops.yaml: storage.node: names no node in nodes ("worker-9")',
+    ],
+    [
+      'threshold above shares',
+      (d: any) => (d.openbao.threshold = 7),
+      '/x/pedro-ops.yaml: openbao.threshold: must not exceed openbao.shares (5)',
+    ],
+    [
+      'a Kubernetes key mapped to no OpenBAO key',
+      (d: any) => (d.secrets.entries[1].kubernetes.keys.DATABASE_USER = 'user'),
+      '/x/pedro-ops.yaml: secrets.entries[1].kubernetes.keys.DATABASE_USER: names OpenBAO key "user" that fields does not define',
+    ],
+    [
+      'a ref into another vault',
+      (d: any) => (d.secrets.entries[0].fields.username = 'op://other/POSTGRES_URL/username'),
+      '/x/pedro-ops.yaml: secrets.entries[0].fields.username: refers to vault "other"',
+    ],
+    [
+      'two servers',
+      (d: any) => (d.nodes[1].role = 'server'),
+      '/x/pedro-ops.yaml: nodes: has 2 servers; use 1 or 3 (etcd quorum)',
+    ],
   ])('rejects %s with the exact field path', (_name, mutate, expected) => {
     const lines = problemsOf(mutate);
     expect(lines.some((l) => l.startsWith(expected))).toBe(true);
@@ -61,7 +128,9 @@ describe('cluster config', () => {
     const lines = problemsOf((d) => {
       d.components.find((c: any) => c.name === 'cert-manager').dependsOn = ['contour'];
     });
-    expect(lines[0]).toMatch(/components\[\d+\]\.dependsOn: dependency cycle (cert-manager -> contour -> cert-manager|contour -> cert-manager -> contour)/);
+    expect(lines[0]).toMatch(
+      /components\[\d+\]\.dependsOn: dependency cycle (cert-manager -> contour -> cert-manager|contour -> cert-manager -> contour)/,
+    );
   });
 
   it('reports every problem of a file at once', () => {
@@ -69,11 +138,18 @@ describe('cluster config', () => {
       delete d.domain;
       d.parallelism = 0;
     });
-    expect(lines).toEqual(expect.arrayContaining(['/x/pedro-ops.yaml: domain: is required', '/x/pedro-ops.yaml: parallelism: must be >= 1']));
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        '/x/pedro-ops.yaml: domain: is required',
+        '/x/pedro-ops.yaml: parallelism: must be >= 1',
+      ]),
+    );
   });
 
   it('rejects a file whose name differs from the cluster name, and broken YAML with its line', () => {
-    expect(problemsOf(() => undefined, '/x/other.yaml')).toEqual(['/x/other.yaml: name: must equal the file name "other"']);
+    expect(problemsOf(() => undefined, '/x/other.yaml')).toEqual([
+      '/x/other.yaml: name: must equal the file name "other"',
+    ]);
     expect(() => parseClusterSpec('name: [unclosed\n', '/x/bad.yaml')).toThrow(/\/x\/bad\.yaml: line \d+:/);
   });
 
@@ -87,6 +163,8 @@ describe('cluster config', () => {
     expect(r.status).toBe(2);
     expect(r.stderr.trim()).toBe(`${file}: nodes[0].port: must be <= 65535`);
     expect(r.stderr).not.toMatch(/at .*\.ts:\d+/);
-    expect(execFileSync('npx', ['tsx', 'scripts/check-config.ts', PEDRO], { encoding: 'utf8' })).toContain('ok (pedro-ops)');
+    expect(execFileSync('npx', ['tsx', 'scripts/check-config.ts', PEDRO], { encoding: 'utf8' })).toContain(
+      'ok (pedro-ops)',
+    );
   });
 });

@@ -14,7 +14,10 @@ describe('dag helpers', () => {
   it('finds what may start now', () => {
     expect(readyNodes(g, new Set(), new Set())).toEqual(['cert-manager', 'longhorn']);
     expect(readyNodes(g, new Set(['longhorn']), new Set(['cert-manager']))).toEqual(['seaweedfs']);
-    expect(readyNodes(g, new Set(['longhorn', 'cert-manager', 'contour']), new Set())).toEqual(['seaweedfs', 'airbyte']);
+    expect(readyNodes(g, new Set(['longhorn', 'cert-manager', 'contour']), new Set())).toEqual([
+      'seaweedfs',
+      'airbyte',
+    ]);
   });
   it('lists transitive dependents (what waits when a step is stuck)', () => {
     expect(dependentsOf(g, 'longhorn').sort()).toEqual(['airbyte', 'seaweedfs', 'velero']);
@@ -25,8 +28,19 @@ describe('dag helpers', () => {
     expect(findCycle([...g, { id: 'x', dependsOn: ['y'] }, { id: 'y', dependsOn: ['x'] }])).toEqual(['x', 'y', 'x']);
   });
   it('computes layers and the weighted critical path', () => {
-    expect(layers(g)).toEqual([['cert-manager', 'longhorn'], ['contour', 'seaweedfs'], ['velero', 'airbyte']]);
-    const w: Record<string, number> = { 'cert-manager': 1, longhorn: 5, contour: 1, seaweedfs: 2, velero: 1, airbyte: 3 };
+    expect(layers(g)).toEqual([
+      ['cert-manager', 'longhorn'],
+      ['contour', 'seaweedfs'],
+      ['velero', 'airbyte'],
+    ]);
+    const w: Record<string, number> = {
+      'cert-manager': 1,
+      longhorn: 5,
+      contour: 1,
+      seaweedfs: 2,
+      velero: 1,
+      airbyte: 3,
+    };
     expect(criticalPath(g, (id) => w[id])).toBe(8); // longhorn 5 + airbyte 3
   });
 });

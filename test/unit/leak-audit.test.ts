@@ -22,9 +22,17 @@ it('flags unencrypted payloads and secret values, and passes encrypted ones', as
   const plain = new Client({ connection: await Connection.connect({ address: t.address }) });
   const id = `${SELF_TEST_PREFIX}${randomUUID()}`;
   // Started but never run (no worker on this queue): the start event holds the input.
-  await plain.workflow.start('rotateSecrets', { taskQueue: t.taskQueue, workflowId: id, args: [{ cluster: 'x', note: planted }] });
+  await plain.workflow.start('rotateSecrets', {
+    taskQueue: t.taskQueue,
+    workflowId: id,
+    args: [{ cluster: 'x', note: planted }],
+  });
   const encryptedId = `${id}-enc`;
-  await t.client.workflow.start('rotateSecrets', { taskQueue: t.taskQueue, workflowId: encryptedId, args: [{ cluster: 'x', note: planted }] });
+  await t.client.workflow.start('rotateSecrets', {
+    taskQueue: t.taskQueue,
+    workflowId: encryptedId,
+    args: [{ cluster: 'x', note: planted }],
+  });
   try {
     const dir = mkdtempSync(join(tmpdir(), 'audit-'));
     const bad = await auditSuite(t.address, dir, { query: `WorkflowId="${id}"`, extraSecrets: [planted] });
@@ -38,8 +46,14 @@ it('flags unencrypted payloads and secret values, and passes encrypted ones', as
     expect(good.leaks).toEqual([expect.stringContaining('decoded payload')]);
   } finally {
     for (const wid of [id, encryptedId]) {
-      await t.client.workflow.getHandle(wid).terminate('leak audit self-test').catch(() => undefined);
-      await t.client.workflowService.deleteWorkflowExecution({ namespace: 'default', workflowExecution: { workflowId: wid } });
+      await t.client.workflow
+        .getHandle(wid)
+        .terminate('leak audit self-test')
+        .catch(() => undefined);
+      await t.client.workflowService.deleteWorkflowExecution({
+        namespace: 'default',
+        workflowExecution: { workflowId: wid },
+      });
     }
     await plain.connection.close();
   }

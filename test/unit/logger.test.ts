@@ -31,8 +31,23 @@ describe('logger redaction', () => {
       'rotated',
     );
     const out = lines.join('');
-    for (const v of ['p4ssw0rd-value-1', 'tok-value-2', 'root-value-3', 'k-value-4', 'v-value-5', 's-value-6', 'pk-value-7', 'h-value-8']) expect(out).not.toContain(v);
+    for (const v of [
+      'p4ssw0rd-value-1',
+      'tok-value-2',
+      'root-value-3',
+      'k-value-4',
+      'v-value-5',
+      's-value-6',
+      'pk-value-7',
+      'h-value-8',
+    ])
+      expect(out).not.toContain(v);
     const parsed = JSON.parse(lines[0]);
-    expect(parsed).toMatchObject({ cluster: 'lab', msg: 'rotated', password: '[redacted]', entry: { id: 'github', value: '[redacted]' } });
+    expect(parsed).toMatchObject({
+      cluster: 'lab',
+      msg: 'rotated',
+      password: '[redacted]',
+      entry: { id: 'github', value: '[redacted]' },
+    });
   });
 });

@@ -37,8 +37,16 @@ test('killed after both writes, before reporting: the retry reports written, wri
   const first = await syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: ['twitch'], rotationId: 'windows-1' });
   // The worker dies here: the result above never reaches Temporal, which retries the activity.
   const retry = await syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: ['twitch'], rotationId: 'windows-1' });
-  expect(first.entries[0]).toMatchObject({ outcome: 'written', version: before.version + 1, previousVersion: before.version });
-  expect(retry.entries[0]).toMatchObject({ outcome: 'written', version: before.version + 1, previousVersion: before.version });
+  expect(first.entries[0]).toMatchObject({
+    outcome: 'written',
+    version: before.version + 1,
+    previousVersion: before.version,
+  });
+  expect(retry.entries[0]).toMatchObject({
+    outcome: 'written',
+    version: before.version + 1,
+    previousVersion: before.version,
+  });
   expect(dataWrites('apps/twitch')).toBe(1);
   // Another rotation with the same values still sees nothing to do.
   const other = await syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: ['twitch'], rotationId: 'windows-2' });
@@ -52,15 +60,29 @@ test('killed between the data write and the metadata write: the retry finishes t
   r.lab.resetCounters();
   dieBeforeMetadata = true;
   try {
-    await expect(syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: ['discord'], rotationId: 'windows-3' })).rejects.toThrow(/killed/);
+    await expect(
+      syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: ['discord'], rotationId: 'windows-3' }),
+    ).rejects.toThrow(/killed/);
   } finally {
     dieBeforeMetadata = false;
   }
   expect((await r.bao('apps/discord')).version).toBe(before.version + 1);
-  const retry = await syncOnePasswordToOpenBao(deps, { cluster: 'lab', entryIds: ['discord'], rotationId: 'windows-3' });
-  expect(retry.entries[0]).toMatchObject({ outcome: 'written', version: before.version + 1, previousVersion: before.version });
+  const retry = await syncOnePasswordToOpenBao(deps, {
+    cluster: 'lab',
+    entryIds: ['discord'],
+    rotationId: 'windows-3',
+  });
+  expect(retry.entries[0]).toMatchObject({
+    outcome: 'written',
+    version: before.version + 1,
+    previousVersion: before.version,
+  });
   expect(dataWrites('apps/discord')).toBe(1);
   const now = await r.bao('apps/discord');
   // A later rollback returns to the version Kubernetes served before this rotation, not an older one.
-  expect(now.custom).toMatchObject({ rotation_id: 'windows-3', written_version: String(before.version + 1), previous_version: String(before.version) });
+  expect(now.custom).toMatchObject({
+    rotation_id: 'windows-3',
+    written_version: String(before.version + 1),
+    previous_version: String(before.version),
+  });
 });

@@ -20,7 +20,15 @@ afterAll(async () => {
 });
 
 test('the drill survives 3 worker SIGKILLs with the right result and no repeated side effect', async () => {
-  const w = await chaosWorkflow({ client: t.client, address: t.address, taskQueue: t.taskQueue, scenario, rng: rng(Number(process.env.CHAOS_SEED ?? 7)), kills: 3, standbys: 1 });
+  const w = await chaosWorkflow({
+    client: t.client,
+    address: t.address,
+    taskQueue: t.taskQueue,
+    scenario,
+    rng: rng(Number(process.env.CHAOS_SEED ?? 7)),
+    kills: 3,
+    standbys: 1,
+  });
   expect(w.error).toBeUndefined();
   expect(w.kills.length).toBeGreaterThanOrEqual(3);
   // Every kill took a real worker process down and a different one picked the run up.

@@ -18,7 +18,10 @@ beforeAll(async () => {
   [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'dr-restore' }), startVeleroLab()]);
   await t.startWorker(v.deps);
   const backups = await v.kube.list('velero.io/v1', 'Backup', 'velero', 'velero.io/schedule-name=daily');
-  backup = backups.map((b) => b.metadata!.name!).sort().at(-1)!;
+  backup = backups
+    .map((b) => b.metadata!.name!)
+    .sort()
+    .at(-1)!;
 });
 
 afterAll(async () => {
@@ -27,7 +30,11 @@ afterAll(async () => {
 });
 
 function start(input: Omit<DrRestoreInput, 'cluster'>) {
-  return t.client.workflow.start('drRestore', { taskQueue: t.taskQueue, workflowId: `dr-restore/lab/${randomUUID()}`, args: [{ cluster: 'lab', ...input }] });
+  return t.client.workflow.start('drRestore', {
+    taskQueue: t.taskQueue,
+    workflowId: `dr-restore/lab/${randomUUID()}`,
+    args: [{ cluster: 'lab', ...input }],
+  });
 }
 
 async function waitingApproval(h: WorkflowHandle): Promise<Progress> {
@@ -41,14 +48,23 @@ async function waitingApproval(h: WorkflowHandle): Promise<Progress> {
 }
 
 const approve = (h: WorkflowHandle, approved: boolean, by = 'alice', note?: string) =>
-  h.executeUpdate<{ accepted: boolean }, [{ approved: boolean; by?: string; note?: string }]>('approve', { args: [{ approved, by, note }] });
+  h.executeUpdate<{ accepted: boolean }, [{ approved: boolean; by?: string; note?: string }]>('approve', {
+    args: [{ approved, by, note }],
+  });
 
 describe('drRestore', () => {
   test('without approval before the timeout it ends cancelled and restores nothing', async () => {
     v.lab.resetCounters();
-    const h = await start({ backup, namespaces: ['eleduck-analytics'], target: { 'eleduck-analytics': 'eleduck-analytics-dr' }, approvalTimeout: '1500ms' });
+    const h = await start({
+      backup,
+      namespaces: ['eleduck-analytics'],
+      target: { 'eleduck-analytics': 'eleduck-analytics-dr' },
+      approvalTimeout: '1500ms',
+    });
     const p = await waitingApproval(h);
-    expect(p.steps.find((s) => s.id === 'approval')?.detail).toBe(`restore backup ${backup} (Completed): eleduck-analytics → eleduck-analytics-dr; existing resources: kept`);
+    expect(p.steps.find((s) => s.id === 'approval')?.detail).toBe(
+      `restore backup ${backup} (Completed): eleduck-analytics → eleduck-analytics-dr; existing resources: kept`,
+    );
     const report = (await h.result()) as DrRestoreReport;
     expect(report.result).toBe('cancelled');
     expect(report.reasons).toEqual(['no approval within 1500ms; nothing was restored']);
@@ -64,7 +80,12 @@ describe('drRestore', () => {
   });
 
   test('approval restores into the target namespace and verifies it', async () => {
-    const h = await start({ backup, namespaces: ['eleduck-analytics'], target: { 'eleduck-analytics': 'eleduck-analytics-dr' }, approvalTimeout: '1m' });
+    const h = await start({
+      backup,
+      namespaces: ['eleduck-analytics'],
+      target: { 'eleduck-analytics': 'eleduck-analytics-dr' },
+      approvalTimeout: '1m',
+    });
     await waitingApproval(h);
     expect(await approve(h, true, 'alice', 'INC-42')).toEqual({ accepted: true });
     // One decision only.
@@ -77,7 +98,12 @@ describe('drRestore', () => {
     const counts = Object.values(report.counts);
     expect(counts.length).toBeGreaterThan(0);
     for (const c of counts) expect(c.restored).toBe(c.expected);
-    const restored = await v.kube.list('v1', 'Secret', 'eleduck-analytics-dr', `velero.io/restore-name=${report.restore}`);
+    const restored = await v.kube.list(
+      'v1',
+      'Secret',
+      'eleduck-analytics-dr',
+      `velero.io/restore-name=${report.restore}`,
+    );
     expect(restored.length).toBeGreaterThan(0);
     const progress = await h.query<Progress>('progress');
     expect(progress.state).toBe('succeeded');
@@ -88,7 +114,11 @@ describe('drRestore', () => {
 
   test('rejection ends cleanly with nothing restored', async () => {
     v.lab.resetCounters();
-    const h = await start({ backup, namespaces: ['eleduck-analytics'], target: { 'eleduck-analytics': 'ea-rejected' } });
+    const h = await start({
+      backup,
+      namespaces: ['eleduck-analytics'],
+      target: { 'eleduck-analytics': 'ea-rejected' },
+    });
     await waitingApproval(h);
     await approve(h, false, 'bob', 'wrong backup');
     const report = (await h.result()) as DrRestoreReport;
@@ -100,27 +130,52 @@ describe('drRestore', () => {
 
   test('a PartiallyFailed backup is refused unless forced; force shows the override in the plan', async () => {
     v.lab.faults.velero.backupPartiallyFailed('pf-backup');
-    await v.kube.create({ apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name: 'pf-backup', namespace: 'velero' }, spec: { includedNamespaces: ['eleduck-analytics'], storageLocation: 'default' } });
+    await v.kube.create({
+      apiVersion: 'velero.io/v1',
+      kind: 'Backup',
+      metadata: { name: 'pf-backup', namespace: 'velero' },
+      spec: { includedNamespaces: ['eleduck-analytics'], storageLocation: 'default' },
+    });
     const end = Date.now() + 15_000;
-    while (((await v.kube.read('velero.io/v1', 'Backup', 'pf-backup', 'velero')) as { status?: { phase?: string } } | undefined)?.status?.phase !== 'PartiallyFailed') {
+    while (
+      (
+        (await v.kube.read('velero.io/v1', 'Backup', 'pf-backup', 'velero')) as
+          { status?: { phase?: string } } | undefined
+      )?.status?.phase !== 'PartiallyFailed'
+    ) {
       if (Date.now() > end) throw new Error('backup never PartiallyFailed');
       await new Promise((r) => setTimeout(r, 100));
     }
     v.lab.resetCounters();
     const refused = await start({ backup: 'pf-backup', namespaces: ['eleduck-analytics'] });
-    const err = await refused.result().then(() => undefined, (e: unknown) => e);
+    const err = await refused.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(WorkflowFailedError);
     const cause = (err as WorkflowFailedError).cause as ApplicationFailure;
     expect(cause.type).toBe('BackupNotUsable');
-    expect(cause.message).toMatch(/DR restore refused: backup pf-backup is PartiallyFailed with 1 errors \(force overrides this\)/);
+    expect(cause.message).toMatch(
+      /DR restore refused: backup pf-backup is PartiallyFailed with 1 errors \(force overrides this\)/,
+    );
 
     const missing = await start({ backup: 'nope', namespaces: ['eleduck-analytics'], force: true });
-    const err2 = await missing.result().then(() => undefined, (e: unknown) => e);
+    const err2 = await missing.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(((err2 as WorkflowFailedError).cause as ApplicationFailure).message).toMatch(/backup nope does not exist/);
 
-    const forced = await start({ backup: 'pf-backup', namespaces: ['eleduck-analytics'], target: { 'eleduck-analytics': 'ea-forced' }, force: true });
+    const forced = await start({
+      backup: 'pf-backup',
+      namespaces: ['eleduck-analytics'],
+      target: { 'eleduck-analytics': 'ea-forced' },
+      force: true,
+    });
     const p = await waitingApproval(forced);
-    expect(p.steps.find((s) => s.id === 'approval')?.detail).toMatch(/FORCED despite: backup pf-backup is PartiallyFailed/);
+    expect(p.steps.find((s) => s.id === 'approval')?.detail).toMatch(
+      /FORCED despite: backup pf-backup is PartiallyFailed/,
+    );
     await approve(forced, false, 'carol');
     expect(((await forced.result()) as DrRestoreReport).result).toBe('rejected');
     expect(v.writes('create:Restore')).toBe(0);

@@ -17,7 +17,10 @@ let handle: ScheduleHandle;
 let hold = false;
 
 beforeAll(async () => {
-  [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'drill-schedule' }), startVeleroLab((s) => void (s.name = CLUSTER))]);
+  [t, v] = await Promise.all([
+    testTemporal({ taskQueuePrefix: 'drill-schedule' }),
+    startVeleroLab((s) => void (s.name = CLUSTER)),
+  ]);
   await t.startWorker(v.deps, { activities: holdAtStorageLocation(v.deps, () => hold) });
   handle = t.client.schedule.getHandle(drillScheduleId(CLUSTER));
 });
@@ -44,13 +47,22 @@ const actionIds = async () => (await handle.describe()).info.recentActions.map((
 describe('drill schedule', () => {
   test('ensureDrillSchedule creates dr-drill/<cluster> once, then updates only on change', async () => {
     await deleteDrillSchedule(t.client, CLUSTER);
-    expect(await ensureDrillSchedule(t.client, v.spec, t.taskQueue)).toEqual({ scheduleId: `dr-drill/${CLUSTER}`, action: 'created', paused: false });
-    expect(await ensureDrillSchedule(t.client, v.spec, t.taskQueue)).toMatchObject({ action: 'unchanged', paused: false });
+    expect(await ensureDrillSchedule(t.client, v.spec, t.taskQueue)).toEqual({
+      scheduleId: `dr-drill/${CLUSTER}`,
+      action: 'created',
+      paused: false,
+    });
+    expect(await ensureDrillSchedule(t.client, v.spec, t.taskQueue)).toMatchObject({
+      action: 'unchanged',
+      paused: false,
+    });
     const desc = await handle.describe();
     expect(desc.policies.overlap).toBe(ScheduleOverlapPolicy.SKIP);
     expect(desc.action.workflowType).toBe('verifyBackup');
     expect(desc.action.taskQueue).toBe(t.taskQueue);
-    expect(desc.action.args).toEqual([{ cluster: CLUSTER, latestFromSchedule: true, requestedBy: `schedule:dr-drill/${CLUSTER}` }]);
+    expect(desc.action.args).toEqual([
+      { cluster: CLUSTER, latestFromSchedule: true, requestedBy: `schedule:dr-drill/${CLUSTER}` },
+    ]);
     // "0 4 * * 0": Sundays 04:00 UTC.
     const next = desc.info.nextActionTimes;
     expect(next.length).toBeGreaterThan(0);
@@ -60,10 +72,15 @@ describe('drill schedule', () => {
     changed.backups.drill.cron = '30 3 * * *';
     expect(await ensureDrillSchedule(t.client, changed, t.taskQueue)).toMatchObject({ action: 'updated' });
     const after = await handle.describe();
-    expect([after.info.nextActionTimes[0].getUTCHours(), after.info.nextActionTimes[0].getUTCMinutes()]).toEqual([3, 30]);
+    expect([after.info.nextActionTimes[0].getUTCHours(), after.info.nextActionTimes[0].getUTCMinutes()]).toEqual([
+      3, 30,
+    ]);
     // Config paused: true pauses; an unpaused config never unpauses an operator's pause.
     changed.backups.drill.paused = true;
-    expect(await ensureDrillSchedule(t.client, changed, t.taskQueue)).toMatchObject({ action: 'unchanged', paused: true });
+    expect(await ensureDrillSchedule(t.client, changed, t.taskQueue)).toMatchObject({
+      action: 'unchanged',
+      paused: true,
+    });
     expect(await ensureDrillSchedule(t.client, v.spec, t.taskQueue)).toMatchObject({ action: 'updated', paused: true });
     await handle.unpause('test');
   });
@@ -87,7 +104,9 @@ describe('drill schedule', () => {
     hold = true;
     const before = (await actionIds()).length;
     await handle.trigger(ScheduleOverlapPolicy.SKIP);
-    await until('the first drill running', async () => ((await handle.describe()).info.runningActions.length === 1 ? true : undefined));
+    await until('the first drill running', async () =>
+      (await handle.describe()).info.runningActions.length === 1 ? true : undefined,
+    );
     await handle.trigger(ScheduleOverlapPolicy.SKIP);
     await handle.trigger(ScheduleOverlapPolicy.SKIP);
     // Give the schedule time to process both triggers; they must be skipped, not queued.
@@ -116,13 +135,21 @@ describe('drill schedule', () => {
 
   test('backfill runs the drill for a missed time in the range', async () => {
     // With overlap SKIP a backfill is skipped while the schedule still counts a drill as running.
-    await until('no running drill', async () => ((await handle.describe()).info.runningActions.length === 0 ? true : undefined));
+    await until('no running drill', async () =>
+      (await handle.describe()).info.runningActions.length === 0 ? true : undefined,
+    );
     const before = (await actionIds()).length;
     // The first test's last ensure restored the config cron: Sundays 04:00 UTC.
     const lastSunday = new Date();
     lastSunday.setUTCDate(lastSunday.getUTCDate() - ((lastSunday.getUTCDay() + 7) % 7 || 7));
     lastSunday.setUTCHours(4, 0, 0, 0);
-    await handle.backfill([{ start: new Date(lastSunday.getTime() - 60_000), end: new Date(lastSunday.getTime() + 60_000), overlap: ScheduleOverlapPolicy.SKIP }]);
+    await handle.backfill([
+      {
+        start: new Date(lastSunday.getTime() - 60_000),
+        end: new Date(lastSunday.getTime() + 60_000),
+        overlap: ScheduleOverlapPolicy.SKIP,
+      },
+    ]);
     const ids = await until('a backfilled action', async () => {
       const a = await actionIds();
       return a.length > before ? a : undefined;

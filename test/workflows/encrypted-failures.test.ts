@@ -12,14 +12,24 @@ import { progressQuery } from '../../workflows/messages.js';
 let t: TestTemporal;
 beforeAll(async () => {
   t = await testTemporal({ taskQueuePrefix: 'encrypted-failures' });
-  await t.startWorker(defaultDeps({ dataDir: mkdtempSync(join(tmpdir(), 'encfail-')), log: memoryLogger(), clusters: new ClusterRegistry(mkdtempSync(join(tmpdir(), 'noclusters-'))) }));
+  await t.startWorker(
+    defaultDeps({
+      dataDir: mkdtempSync(join(tmpdir(), 'encfail-')),
+      log: memoryLogger(),
+      clusters: new ClusterRegistry(mkdtempSync(join(tmpdir(), 'noclusters-'))),
+    }),
+  );
 });
 afterAll(async () => {
   await t?.close();
 });
 
 it('an activity failure is stored encrypted and decoded for the operator', async () => {
-  const handle = await t.client.workflow.start('provisionCluster', { taskQueue: t.taskQueue, workflowId: `provision/nowhere-${Date.now()}`, args: [{ cluster: 'nowhere' }] });
+  const handle = await t.client.workflow.start('provisionCluster', {
+    taskQueue: t.taskQueue,
+    workflowId: `provision/nowhere-${Date.now()}`,
+    args: [{ cluster: 'nowhere' }],
+  });
   let lastError: string | undefined;
   for (let i = 0; i < 80 && !lastError; i++) {
     const p = await handle.query(progressQuery).catch(() => undefined);
@@ -31,12 +41,17 @@ it('an activity failure is stored encrypted and decoded for the operator', async
     }
   }
   const history = await handle.fetchHistory();
-  const failed = history.events?.find((e) => e.activityTaskFailedEventAttributes)?.activityTaskFailedEventAttributes?.failure;
-  const closed = history.events?.find((e) => e.workflowExecutionFailedEventAttributes)?.workflowExecutionFailedEventAttributes?.failure;
+  const failed = history.events?.find((e) => e.activityTaskFailedEventAttributes)?.activityTaskFailedEventAttributes
+    ?.failure;
+  const closed = history.events?.find((e) => e.workflowExecutionFailedEventAttributes)
+    ?.workflowExecutionFailedEventAttributes?.failure;
   const failure = failed ?? closed;
   expect(failure).toBeDefined();
   expect(failure!.message).toBe('Encoded failure');
-  expect(failure!.encodedAttributes?.metadata?.encoding && Buffer.from(failure!.encodedAttributes.metadata.encoding).toString()).toBe('binary/encrypted');
+  expect(
+    failure!.encodedAttributes?.metadata?.encoding &&
+      Buffer.from(failure!.encodedAttributes.metadata.encoding).toString(),
+  ).toBe('binary/encrypted');
   const raw = JSON.stringify(history, (_k, v) => (v && v.type === 'Buffer' ? Buffer.from(v.data).toString('utf8') : v));
   expect(raw).not.toContain('unknown cluster');
   // The operator's view (client with the codec) has the real message.

@@ -22,7 +22,11 @@ describe('provisionCluster faults on the lab', () => {
     await h.lab.faults.setFacts('worker-1', { memoryMiB: 1024 });
     await h.lab.faults.setFacts('control-plane', { timeSynced: false, arch: 'armv7l' });
     handle = await h.start();
-    const p = await until(handle, 'preflight needs-attention', (x) => stepOf(x, 'preflight').state === 'needs-attention');
+    const p = await until(
+      handle,
+      'preflight needs-attention',
+      (x) => stepOf(x, 'preflight').state === 'needs-attention',
+    );
     const err = stepOf(p, 'preflight').lastError!;
     expect(err.type).toBe('PreflightFailed');
     expect(err.message).toContain('worker-1: 1024 MiB memory, needs at least 7600');
@@ -39,7 +43,11 @@ describe('provisionCluster faults on the lab', () => {
     await h.lab.faults.setFacts('control-plane', { timeSynced: true, arch: 'x86_64' });
     await h.lab.faults.ssh.rotateHostKey('worker-2');
     await resolve(handle, 'preflight', 'retry');
-    const p = await until(handle, 'host key failure', (x) => stepOf(x, 'preflight').state === 'needs-attention' && stepOf(x, 'preflight').attempts === 2);
+    const p = await until(
+      handle,
+      'host key failure',
+      (x) => stepOf(x, 'preflight').state === 'needs-attention' && stepOf(x, 'preflight').attempts === 2,
+    );
     const err = stepOf(p, 'preflight').lastError!;
     expect(err.type).toBe('HostKeyMismatch');
     expect(err.message).toContain('worker-2');
@@ -59,13 +67,20 @@ describe('provisionCluster faults on the lab', () => {
     h.lab.faults.ssh.drop('worker-1');
     h.lab.faults.ssh.clear('worker-1');
 
-    const dependents = dependentsOf(h.lab.spec.components.map((c) => ({ id: c.name, dependsOn: c.dependsOn })), 'cert-manager');
+    const dependents = dependentsOf(
+      h.lab.spec.components.map((c) => ({ id: c.name, dependsOn: c.dependsOn })),
+      'cert-manager',
+    );
     expect(dependents.sort()).toEqual(['airbyte', 'contour', 'metabase']);
-    const others = h.lab.spec.components.map((c) => c.name).filter((n) => n !== 'cert-manager' && !dependents.includes(n));
+    const others = h.lab.spec.components
+      .map((c) => c.name)
+      .filter((n) => n !== 'cert-manager' && !dependents.includes(n));
     const p = await until(
       handle,
       'cert-manager parked and the independent components done',
-      (x) => stepOf(x, 'component/cert-manager').state === 'needs-attention' && others.every((n) => stepOf(x, `component/${n}`).state === 'succeeded'),
+      (x) =>
+        stepOf(x, 'component/cert-manager').state === 'needs-attention' &&
+        others.every((n) => stepOf(x, `component/${n}`).state === 'succeeded'),
       90_000,
     );
     expect(stepOf(p, 'component/cert-manager').lastError?.type).toBe('InstallFailed');
@@ -76,7 +91,9 @@ describe('provisionCluster faults on the lab', () => {
     // skip is refused: contour (and through it airbyte, metabase) depend on cert-manager
     const skip = await resolve(handle, 'component/cert-manager', 'skip').catch((e: unknown) => e);
     expect(skip).toBeInstanceOf(WorkflowUpdateFailedError);
-    expect(String((skip as { cause?: { message?: string } }).cause?.message)).toMatch(/skip refused for "component\/cert-manager": .*component\/contour/);
+    expect(String((skip as { cause?: { message?: string } }).cause?.message)).toMatch(
+      /skip refused for "component\/cert-manager": .*component\/contour/,
+    );
 
     h.lab.faults.clear();
     await resolve(handle, 'component/cert-manager', 'retry');
@@ -101,7 +118,8 @@ describe('provisionCluster faults on the lab', () => {
       const s = e.activityTaskScheduledEventAttributes;
       if (s) scheduled.set(String(e.eventId), s.activityType?.name ?? '');
       const st = e.activityTaskStartedEventAttributes;
-      if (st && ['joinK3sAgent', 'prepareNode'].includes(scheduled.get(String(st.scheduledEventId)) ?? '')) joinAttempts = Math.max(joinAttempts, st.attempt ?? 1);
+      if (st && ['joinK3sAgent', 'prepareNode'].includes(scheduled.get(String(st.scheduledEventId)) ?? ''))
+        joinAttempts = Math.max(joinAttempts, st.attempt ?? 1);
     }
     expect(joinAttempts).toBeGreaterThan(1);
   }, 180_000);

@@ -8,7 +8,13 @@ import { randomUUID } from 'node:crypto';
 import type { WorkflowHandle } from '@temporalio/client';
 import { ClusterRegistry } from '../../config/registry.js';
 import { defaultDeps, type ActivityDeps } from '../../activities/deps.js';
-import { progressQuery, resolveStepUpdate, type Progress, type ResolveAction, type StepProgress } from '../../workflows/messages.js';
+import {
+  progressQuery,
+  resolveStepUpdate,
+  type Progress,
+  type ResolveAction,
+  type StepProgress,
+} from '../../workflows/messages.js';
 import { startLab, type Lab, type StartLabOptions } from '../lab/index.js';
 import { memoryLogger, testTemporal, type TestTemporal } from '../helpers/temporal.js';
 
@@ -30,7 +36,10 @@ export async function provisionHarness(labOpts: StartLabOptions = {}, cluster = 
   const lab = await startLab({ log: () => undefined, ...labOpts });
   const dir = mkdtempSync(join(tmpdir(), 'provision-test-'));
   mkdirSync(join(dir, 'clusters'));
-  writeFileSync(join(dir, 'clusters', `${cluster}.yaml`), stringify({ ...parse(readFileSync(lab.clusterFile, 'utf8')), name: cluster }, { lineWidth: 0 }));
+  writeFileSync(
+    join(dir, 'clusters', `${cluster}.yaml`),
+    stringify({ ...parse(readFileSync(lab.clusterFile, 'utf8')), name: cluster }, { lineWidth: 0 }),
+  );
   const log = memoryLogger();
   const deps = defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) });
   const t = await testTemporal({ taskQueuePrefix: 'provision' });
@@ -42,7 +51,11 @@ export async function provisionHarness(labOpts: StartLabOptions = {}, cluster = 
     log,
     dir,
     start: (input = {}) =>
-      t.client.workflow.start('provisionCluster', { taskQueue: t.taskQueue, workflowId: `provision/${cluster}-${randomUUID().slice(0, 8)}`, args: [{ cluster, ...input }] }),
+      t.client.workflow.start('provisionCluster', {
+        taskQueue: t.taskQueue,
+        workflowId: `provision/${cluster}-${randomUUID().slice(0, 8)}`,
+        args: [{ cluster, ...input }],
+      }),
     async stop() {
       await t.close();
       await lab.stop();
@@ -56,14 +69,21 @@ export async function progressOf(h: WorkflowHandle): Promise<Progress> {
 }
 
 /** Polls the progress query until `pred` holds (the workflow is the source of truth, not timers). */
-export async function until(h: WorkflowHandle, what: string, pred: (p: Progress) => boolean, ms = 60_000): Promise<Progress> {
+export async function until(
+  h: WorkflowHandle,
+  what: string,
+  pred: (p: Progress) => boolean,
+  ms = 60_000,
+): Promise<Progress> {
   const end = Date.now() + ms;
   let last: Progress | undefined;
   for (;;) {
     last = await progressOf(h);
     if (pred(last)) return last;
     if (Date.now() > end) {
-      const states = last.steps.map((s) => `${s.id}=${s.state}${s.lastError ? `(${s.lastError.type}: ${s.lastError.message})` : ''}`).join(' ');
+      const states = last.steps
+        .map((s) => `${s.id}=${s.state}${s.lastError ? `(${s.lastError.type}: ${s.lastError.message})` : ''}`)
+        .join(' ');
       throw new Error(`timed out waiting for ${what}; steps: ${states}`);
     }
     await new Promise((r) => setTimeout(r, 150));
@@ -72,7 +92,14 @@ export async function until(h: WorkflowHandle, what: string, pred: (p: Progress)
 
 /** The step, or a placeholder while the workflow has not planned it yet. */
 export const stepOf = (p: Progress, id: string): StepProgress =>
-  p.steps.find((s) => s.id === id) ?? { id, phase: '', title: '', state: 'pending', attempts: 0, detail: 'not planned yet' };
+  p.steps.find((s) => s.id === id) ?? {
+    id,
+    phase: '',
+    title: '',
+    state: 'pending',
+    attempts: 0,
+    detail: 'not planned yet',
+  };
 
 export function resolve(h: WorkflowHandle, step: string, action: ResolveAction) {
   return h.executeUpdate(resolveStepUpdate, { args: [{ step, action, by: 'test' }] });

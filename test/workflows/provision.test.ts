@@ -24,7 +24,9 @@ describe('provisionCluster on the lab', () => {
     expect(c.kube.writes['create:HelmChart']).toBe(h.lab.spec.components.length);
     expect(c.kube.writes['update:HelmChart'] ?? 0).toBe(0);
     expect(report.state).toBe('succeeded');
-    expect(report.components.map((x) => [x.name, x.state])).toEqual(h.lab.spec.components.map((x) => [x.name, 'Ready']));
+    expect(report.components.map((x) => [x.name, x.state])).toEqual(
+      h.lab.spec.components.map((x) => [x.name, 'Ready']),
+    );
     expect(report.nodes.every((n) => n.installed && n.version === h.lab.spec.k3s.version)).toBe(true);
     expect(report.steps.find((s) => s.id === 'openbao-bootstrap')?.state).toBe('succeeded');
 
@@ -45,7 +47,9 @@ describe('provisionCluster on the lab', () => {
     h.lab.resetCounters();
     const handle = await h.start();
     await until(handle, 'second provision to finish', (p) => p.state !== 'running', 60_000).then((p) => {
-      const parked = p.steps.filter((s) => s.state === 'needs-attention').map((s) => `${s.id}: ${s.lastError?.type} ${s.lastError?.message}`);
+      const parked = p.steps
+        .filter((s) => s.state === 'needs-attention')
+        .map((s) => `${s.id}: ${s.lastError?.type} ${s.lastError?.message}`);
       expect(parked).toEqual([]);
     });
     const report = (await handle.result()) as ProvisionReport;

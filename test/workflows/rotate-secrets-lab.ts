@@ -22,7 +22,10 @@ export interface RotationLab {
   /** Decoded data of a Kubernetes Secret (test-side only). */
   secretData(namespace: string, name: string): Promise<Record<string, string> | undefined>;
   /** OpenBAO KV v2 read through the HTTP API with the lab's root token. */
-  bao(path: string, version?: number): Promise<{ data?: Record<string, string>; version: number; custom: Record<string, string> }>;
+  bao(
+    path: string,
+    version?: number,
+  ): Promise<{ data?: Record<string, string>; version: number; custom: Record<string, string> }>;
   stop(): Promise<void>;
 }
 
@@ -47,7 +50,11 @@ export function startRotationLab(patch?: (spec: ClusterSpec) => void): Promise<R
         const id = overviews.find((o) => o.title === title)?.id;
         if (!id) continue; // entries that point at missing items on purpose
         const item = await op.items.get(vault.id, id);
-        item.fields = item.fields.map((f) => (fields.has(f.title) || fields.has(f.id) ? { ...f, value: `lab-rotated-${randomBytes(8).toString('hex')}` } : f));
+        item.fields = item.fields.map((f) =>
+          fields.has(f.title) || fields.has(f.id)
+            ? { ...f, value: `lab-rotated-${randomBytes(8).toString('hex')}` }
+            : f,
+        );
         await op.items.put(item);
       }
     };
@@ -56,7 +63,10 @@ export function startRotationLab(patch?: (spec: ClusterSpec) => void): Promise<R
       const h = { 'x-vault-token': lab.openbao.rootToken! };
       const mount = loaded.openbao.kvMount;
       const meta = await fetch(`${lab.openbao.url}/v1/${mount}/metadata/${path}`, { headers: h });
-      const m = meta.ok ? ((await meta.json()) as { data: { current_version: number; custom_metadata: Record<string, string> | null } }).data : undefined;
+      const m = meta.ok
+        ? ((await meta.json()) as { data: { current_version: number; custom_metadata: Record<string, string> | null } })
+            .data
+        : undefined;
       const v = version ?? m?.current_version ?? 0;
       const res = await fetch(`${lab.openbao.url}/v1/${mount}/data/${path}?version=${v}`, { headers: h });
       const data = res.ok ? ((await res.json()) as { data: { data: Record<string, string> } }).data.data : undefined;
@@ -72,9 +82,16 @@ export function startRotationLab(patch?: (spec: ClusterSpec) => void): Promise<R
       dataDir: o.dataDir,
       changeValues,
       async secretData(namespace, name) {
-        const s = await kube.read<{ data?: Record<string, string> } & Record<string, unknown>>('v1', 'Secret', name, namespace);
+        const s = await kube.read<{ data?: Record<string, string> } & Record<string, unknown>>(
+          'v1',
+          'Secret',
+          name,
+          namespace,
+        );
         if (!s) return undefined;
-        return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+        return Object.fromEntries(
+          Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]),
+        );
       },
       bao,
       stop,

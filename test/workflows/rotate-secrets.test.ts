@@ -6,7 +6,11 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import type { VaultClient } from '../../activities/openbao/client.js';
-import { rotateSecretsWorkflowId, type RotateSecretsInput, type RotationReport } from '../../workflows/rotate-secrets.js';
+import {
+  rotateSecretsWorkflowId,
+  type RotateSecretsInput,
+  type RotationReport,
+} from '../../workflows/rotate-secrets.js';
 import { startRotationLab, type RotationLab } from './rotate-secrets-lab.js';
 
 let t: TestTemporal;
@@ -14,7 +18,17 @@ let r: RotationLab;
 // Test hook: the next OpenBAO write to this path is preceded by another writer's write (stale cas for us).
 let raceOn: { path: string; fired: boolean } | undefined;
 
-const SEED = ['eleduck-database', 'eleduck-database-direct', 'motherduck', 'podcast-scraper', 'twitch', 'discord', 'supabase', 'github', 'tailscale-oauth'];
+const SEED = [
+  'eleduck-database',
+  'eleduck-database-direct',
+  'motherduck',
+  'podcast-scraper',
+  'twitch',
+  'discord',
+  'supabase',
+  'github',
+  'tailscale-oauth',
+];
 const CONSUMERS = [
   'eleduck-analytics/Deployment/airbyte-server',
   'eleduck-analytics/Deployment/airbyte-worker',
@@ -28,7 +42,12 @@ beforeAll(async () => {
   [t, r] = await Promise.all([
     testTemporal({ taskQueuePrefix: 'rotate-secrets' }),
     startRotationLab((spec) => {
-      spec.secrets.entries.push({ id: 'broken', openbaoPath: 'apps/broken', fields: { token: 'op://pedro/NO_SUCH_ITEM/credential', ok: 'op://pedro/GITHUB_PAT/credential' }, consumers: [] });
+      spec.secrets.entries.push({
+        id: 'broken',
+        openbaoPath: 'apps/broken',
+        fields: { token: 'op://pedro/NO_SUCH_ITEM/credential', ok: 'op://pedro/GITHUB_PAT/credential' },
+        consumers: [],
+      });
     }),
   ]);
   const realOpenbao = r.deps.openbao;
@@ -55,7 +74,11 @@ afterAll(async () => {
 
 async function rotate(input: Omit<RotateSecretsInput, 'cluster'> = {}): Promise<RotationReport> {
   const requestId = input.requestId ?? randomUUID();
-  const h = await t.client.workflow.start('rotateSecrets', { taskQueue: t.taskQueue, workflowId: rotateSecretsWorkflowId('lab', requestId), args: [{ cluster: 'lab', entries: SEED, rolloutTimeoutSeconds: 20, ...input, requestId }] });
+  const h = await t.client.workflow.start('rotateSecrets', {
+    taskQueue: t.taskQueue,
+    workflowId: rotateSecretsWorkflowId('lab', requestId),
+    args: [{ cluster: 'lab', entries: SEED, rolloutTimeoutSeconds: 20, ...input, requestId }],
+  });
   return (await h.result()) as RotationReport;
 }
 
@@ -78,15 +101,38 @@ describe('rotateSecrets', () => {
 
     const now = await r.bao('eleduck-analytics/database-direct');
     expect(now.version).toBe(before.version + 1);
-    expect(now.custom).toMatchObject({ rotation_id: rep.rotationId, fingerprint: expect.stringMatching(/^hmac-sha256:[0-9a-f]{64}$/), written_version: String(now.version), previous_version: String(before.version) });
+    expect(now.custom).toMatchObject({
+      rotation_id: rep.rotationId,
+      fingerprint: expect.stringMatching(/^hmac-sha256:[0-9a-f]{64}$/),
+      written_version: String(now.version),
+      previous_version: String(before.version),
+    });
     expect(now.custom.source_item_version).toMatch(/@\d{4}-/);
     const secret = await r.secretData('eleduck-analytics', 'supabase-credentials');
-    expect(secret).toEqual({ DATABASE_USER: now.data!.username, DATABASE_PASSWORD: now.data!.password, DATABASE_HOST: now.data!.host, DATABASE_PORT: now.data!.port, DATABASE_NAME: now.data!.dbname });
+    expect(secret).toEqual({
+      DATABASE_USER: now.data!.username,
+      DATABASE_PASSWORD: now.data!.password,
+      DATABASE_HOST: now.data!.host,
+      DATABASE_PORT: now.data!.port,
+      DATABASE_NAME: now.data!.dbname,
+    });
     expect(secret!.DATABASE_PASSWORD).toMatch(/^lab-rotated-/);
-    const obj = await r.kube.read<{ metadata: { annotations: Record<string, string> } } & Record<string, unknown>>('v1', 'Secret', 'supabase-credentials', 'eleduck-analytics');
-    expect(obj!.metadata.annotations).toMatchObject({ 'pedro-ops.io/openbao-path': 'secret/eleduck-analytics/database-direct', 'pedro-ops.io/openbao-version': String(now.version) });
-    const dep = await r.kube.read<{ spec: { template: { metadata: { annotations: Record<string, string> } } } } & Record<string, unknown>>('apps/v1', 'Deployment', 'metabase', 'eleduck-analytics');
-    expect(dep!.spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt']).toMatch(new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z/${rep.rotationId}$`));
+    const obj = await r.kube.read<{ metadata: { annotations: Record<string, string> } } & Record<string, unknown>>(
+      'v1',
+      'Secret',
+      'supabase-credentials',
+      'eleduck-analytics',
+    );
+    expect(obj!.metadata.annotations).toMatchObject({
+      'pedro-ops.io/openbao-path': 'secret/eleduck-analytics/database-direct',
+      'pedro-ops.io/openbao-version': String(now.version),
+    });
+    const dep = await r.kube.read<
+      { spec: { template: { metadata: { annotations: Record<string, string> } } } } & Record<string, unknown>
+    >('apps/v1', 'Deployment', 'metabase', 'eleduck-analytics');
+    expect(dep!.spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt']).toMatch(
+      new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z/${rep.rotationId}$`),
+    );
   });
 
   test('a second run with nothing changed writes nothing and restarts nothing', async () => {
@@ -119,7 +165,11 @@ describe('rotateSecrets', () => {
       expect(r.lab.counters().kube.restarts).toEqual({ 'tailscale/Deployment/operator': 2 });
       const after = await r.bao('infra/tailscale-operator');
       expect(after.version).toBe(prev.version + 1);
-      expect(after.custom).toMatchObject({ rolled_back_version: String(after.version), serving_version: String(prev.version), rolled_back_by: rep.rotationId });
+      expect(after.custom).toMatchObject({
+        rolled_back_version: String(after.version),
+        serving_version: String(prev.version),
+        rolled_back_by: rep.rotationId,
+      });
       expect((await r.bao('eleduck-analytics/github')).data!.token).toMatch(/^lab-rotated-/);
     } finally {
       r.lab.faults.clear();
@@ -127,7 +177,10 @@ describe('rotateSecrets', () => {
     // The failed value stays parked until 1Password changes: no write, no restart, a named reason.
     r.lab.resetCounters();
     const again = await rotate({ entries: ['tailscale-oauth'] });
-    expect(again.entries[0]).toMatchObject({ status: 'failed', reason: expect.stringMatching(/rolled back.*change it in 1Password/) });
+    expect(again.entries[0]).toMatchObject({
+      status: 'failed',
+      reason: expect.stringMatching(/rolled back.*change it in 1Password/),
+    });
     expect(r.lab.counters().openbao.writes).toBe(0);
     expect(r.lab.counters().kube.restarts).toEqual({});
     await r.changeValues(['tailscale-oauth']);
@@ -143,7 +196,10 @@ describe('rotateSecrets', () => {
     try {
       const rep = await rotate({ entries: ['twitch'] });
       expect(raceOn.fired).toBe(true);
-      expect(rep.entries[0]).toMatchObject({ status: 'rotated', openbao: { casRetries: 1, version: before.version + 2 } });
+      expect(rep.entries[0]).toMatchObject({
+        status: 'rotated',
+        openbao: { casRetries: 1, version: before.version + 2 },
+      });
       const other = await r.bao('apps/twitch', before.version + 1);
       expect(other.data!.note).toBe('written by someone else');
       const now = await r.bao('apps/twitch');

@@ -44,7 +44,11 @@ afterAll(async () => {
 
 async function start(input: Omit<VerifyBackupInput, 'cluster'>) {
   const id = `verify-backup/lab/${input.requestId ?? randomUUID()}`;
-  return t.client.workflow.start('verifyBackup', { taskQueue: t.taskQueue, workflowId: id, args: [{ cluster: 'lab', ...input }] });
+  return t.client.workflow.start('verifyBackup', {
+    taskQueue: t.taskQueue,
+    workflowId: id,
+    args: [{ cluster: 'lab', ...input }],
+  });
 }
 
 async function run(input: Omit<VerifyBackupInput, 'cluster'>): Promise<{ report: DrillReport; id: string }> {
@@ -62,7 +66,9 @@ describe('verifyBackup', () => {
     expect(report.verification).toBe('resource-list');
     expect(report.rtoSeconds).toBeGreaterThanOrEqual(1);
     expect(report.rtoMs).toBeGreaterThan(0);
-    expect(report.namespaces).toEqual([{ source: 'eleduck-analytics', scratch: expect.stringMatching(/^drill-eleduck-analytics-[0-9a-f]{6}$/) }]);
+    expect(report.namespaces).toEqual([
+      { source: 'eleduck-analytics', scratch: expect.stringMatching(/^drill-eleduck-analytics-[0-9a-f]{6}$/) },
+    ]);
     const restored = Object.values(report.counts).reduce((n, c) => n + c.restored, 0);
     expect(restored).toBeGreaterThan(0);
     for (const c of Object.values(report.counts)) expect(c.restored).toBe(c.expected);
@@ -80,7 +86,17 @@ describe('verifyBackup', () => {
     expect((desc.memo?.report as { result: string }).result).toBe('passed');
     const progress = await t.client.workflow.getHandle(id).query<Progress>('progress');
     expect(progress.state).toBe('succeeded');
-    expect(progress.steps.map((s) => s.id)).toEqual(expect.arrayContaining(['storage-location', 'pick-backup', 'restore', 'wait-restore', 'compare', 'workloads', 'cleanup']));
+    expect(progress.steps.map((s) => s.id)).toEqual(
+      expect.arrayContaining([
+        'storage-location',
+        'pick-backup',
+        'restore',
+        'wait-restore',
+        'compare',
+        'workloads',
+        'cleanup',
+      ]),
+    );
   });
 
   test('a PartiallyFailed on-demand backup fails the drill with the reason and no restore is attempted', async () => {
@@ -89,7 +105,9 @@ describe('verifyBackup', () => {
     const { report, id } = await run({ createNew: true });
     expect(report.result).toBe('failed');
     expect(report.backupPhase).toBe('PartiallyFailed');
-    expect(report.reasons.join('\n')).toMatch(/BackupNotUsable: backup verify-lab-[0-9a-f]{6} is PartiallyFailed with 1 errors/);
+    expect(report.reasons.join('\n')).toMatch(
+      /BackupNotUsable: backup verify-lab-[0-9a-f]{6} is PartiallyFailed with 1 errors/,
+    );
     expect(report.restoreAttempted).toBe(false);
     expect(report.rtoSeconds).toBeUndefined();
     expect(v.writes('create:Backup')).toBe(1);
@@ -105,7 +123,9 @@ describe('verifyBackup', () => {
     const { report } = await run({ createNew: true });
     expect(report.result).toBe('failed');
     expect(report.restoreAttempted, JSON.stringify(report.reasons)).toBe(true);
-    expect(report.reasons).toEqual([expect.stringMatching(/^RestoreFailed: restore .* ended Failed: error restoring: lab object store returned 500$/)]);
+    expect(report.reasons).toEqual([
+      expect.stringMatching(/^RestoreFailed: restore .* ended Failed: error restoring: lab object store returned 500$/),
+    ]);
     expect(report.cleanup.remaining).toEqual([]);
     expect(await v.scratchNamespaces()).toEqual([]);
   });
@@ -143,7 +163,10 @@ describe('verifyBackup', () => {
       });
       expect(scratch[0]).toMatch(/^drill-eleduck-analytics-/);
       await h.cancel();
-      const err = await h.result().then(() => undefined, (e: unknown) => e);
+      const err = await h.result().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(err).toBeInstanceOf(WorkflowFailedError);
       expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
       expect(await v.scratchNamespaces()).toEqual([]);

@@ -13,13 +13,24 @@ beforeAll(async () => {
   kd = await startKubeDouble({ host: '127.0.0.1', token: 'lab-token', crdDir, readyDelayMs: 150, rolloutStepMs: 40 });
   c = clients(kd);
 });
-afterAll(async () => { await kd?.stop(); });
+afterAll(async () => {
+  await kd?.stop();
+});
 
 const deployment = (name: string, replicas = 2): V1Deployment => ({
   metadata: { name, labels: { app: name } },
   spec: {
-    replicas, selector: { matchLabels: { app: name } },
-    template: { metadata: { labels: { app: name } }, spec: { containers: [{ name: 'main', image: 'nginx:1.27', env: [{ name: 'A', value: '1' }] }, { name: 'side', image: 'busybox' }] } },
+    replicas,
+    selector: { matchLabels: { app: name } },
+    template: {
+      metadata: { labels: { app: name } },
+      spec: {
+        containers: [
+          { name: 'main', image: 'nginx:1.27', env: [{ name: 'A', value: '1' }] },
+          { name: 'side', image: 'busybox' },
+        ],
+      },
+    },
   },
 });
 
@@ -33,11 +44,26 @@ describe('auth and discovery', () => {
   });
 
   it('serves /version publicly and discovery documents with the CRD groups', async () => {
-    expect((await raw(kd, 'GET', '/version')).json()).toMatchObject({ major: '1', minor: '31', gitVersion: 'v1.31.4+k3s1' });
+    expect((await raw(kd, 'GET', '/version')).json()).toMatchObject({
+      major: '1',
+      minor: '31',
+      gitVersion: 'v1.31.4+k3s1',
+    });
     const groups = (await raw(kd, 'GET', '/apis', { token: kd.token })).json();
-    expect(groups.groups.map((g: { name: string }) => g.name)).toEqual(expect.arrayContaining(['apps', 'batch', 'helm.cattle.io', 'velero.io']));
+    expect(groups.groups.map((g: { name: string }) => g.name)).toEqual(
+      expect.arrayContaining(['apps', 'batch', 'helm.cattle.io', 'velero.io']),
+    );
     const velero = await c.custom.getAPIResources({ group: 'velero.io', version: 'v1' });
-    expect(velero.resources.map((r) => r.name)).toEqual(expect.arrayContaining(['backups', 'restores', 'schedules', 'backupstoragelocations', 'downloadrequests', 'deletebackuprequests']));
+    expect(velero.resources.map((r) => r.name)).toEqual(
+      expect.arrayContaining([
+        'backups',
+        'restores',
+        'schedules',
+        'backupstoragelocations',
+        'downloadrequests',
+        'deletebackuprequests',
+      ]),
+    );
     const core = (await raw(kd, 'GET', '/api/v1', { token: kd.token })).json();
     expect(core.resources.find((r: { name: string }) => r.name === 'pods').verbs).toEqual(['get', 'list', 'watch']);
   });
@@ -50,26 +76,51 @@ describe('k3s registration', () => {
     expect(r.json().agentToken).toMatch(/^K10[0-9a-f]{64}::node:/);
     const first = await c.core.readNode({ name: 'control-plane' });
     expect(first.status?.conditions?.find((x) => x.type === 'Ready')?.status).toBe('False');
-    expect(first.metadata?.labels).toMatchObject({ 'kubernetes.io/hostname': 'control-plane', 'node-role.kubernetes.io/control-plane': 'true' });
+    expect(first.metadata?.labels).toMatchObject({
+      'kubernetes.io/hostname': 'control-plane',
+      'node-role.kubernetes.io/control-plane': 'true',
+    });
     expect(first.status?.nodeInfo?.kubeletVersion).toBe('v1.31.4+k3s1');
-    expect(JSON.parse(first.metadata?.annotations?.['k3s.io/node-args'] ?? '[]')).toEqual(['server', '--cluster-init', '--disable', 'traefik', '--node-ip', '127.0.0.2']);
+    expect(JSON.parse(first.metadata?.annotations?.['k3s.io/node-args'] ?? '[]')).toEqual([
+      'server',
+      '--cluster-init',
+      '--disable',
+      'traefik',
+      '--node-ip',
+      '127.0.0.2',
+    ]);
     expect(first.status?.addresses).toContainEqual({ type: 'InternalIP', address: '127.0.0.2' });
-    await until('node Ready', async () => (await c.core.listNode()).items.every((n) => n.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True')));
+    await until('node Ready', async () =>
+      (await c.core.listNode()).items.every((n) =>
+        n.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'),
+      ),
+    );
     const cm = await c.core.readNamespacedConfigMap({ name: 'coredns', namespace: 'kube-system' });
     expect(cm.data?.Corefile).toContain('forward . /etc/resolv.conf');
-    expect((await c.apps.readNamespacedDeployment({ name: 'coredns', namespace: 'kube-system' })).status?.readyReplicas).toBe(1);
+    expect(
+      (await c.apps.readNamespacedDeployment({ name: 'coredns', namespace: 'kube-system' })).status?.readyReplicas,
+    ).toBe(1);
   });
 
   it('refuses a wrong token, a second cluster token and an agent newer than the server', async () => {
     const agentToken = (await registerServer(kd, 'control-plane')).json().agentToken;
     const other = await registerServer(kd, 'other-server', { token: 'different' });
     expect(other.status).toBe(401);
-    const wrong = await raw(kd, 'POST', '/lab/k3s/agent', { token: kd.token, body: { node: 'worker-1', version: 'v1.31.4+k3s1', serverUrl: kd.url, token: 'nope', nodeIp: '127.0.0.3' } });
+    const wrong = await raw(kd, 'POST', '/lab/k3s/agent', {
+      token: kd.token,
+      body: { node: 'worker-1', version: 'v1.31.4+k3s1', serverUrl: kd.url, token: 'nope', nodeIp: '127.0.0.3' },
+    });
     expect(wrong.status).toBe(401);
     expect(wrong.json().message).toBe('token CA hash does not match the Cluster CA certificate hash');
-    const newer = await raw(kd, 'POST', '/lab/k3s/agent', { token: kd.token, body: { node: 'worker-1', version: 'v1.32.0+k3s1', serverUrl: kd.url, token: agentToken, nodeIp: '127.0.0.3' } });
+    const newer = await raw(kd, 'POST', '/lab/k3s/agent', {
+      token: kd.token,
+      body: { node: 'worker-1', version: 'v1.32.0+k3s1', serverUrl: kd.url, token: agentToken, nodeIp: '127.0.0.3' },
+    });
     expect(newer.status).toBe(400);
-    const ok = await raw(kd, 'POST', '/lab/k3s/agent', { token: kd.token, body: { node: 'worker-1', version: 'v1.31.4+k3s1', serverUrl: kd.url, token: agentToken, nodeIp: '127.0.0.3' } });
+    const ok = await raw(kd, 'POST', '/lab/k3s/agent', {
+      token: kd.token,
+      body: { node: 'worker-1', version: 'v1.31.4+k3s1', serverUrl: kd.url, token: agentToken, nodeIp: '127.0.0.3' },
+    });
     expect(ok.status).toBe(200);
     const w = await c.core.readNode({ name: 'worker-1' });
     expect(w.metadata?.labels?.['node-role.kubernetes.io/control-plane']).toBeUndefined();
@@ -81,27 +132,48 @@ describe('k3s registration', () => {
 
 describe('objects', () => {
   it('creates Secrets (stringData folded into base64 data) and reports AlreadyExists / missing namespace', async () => {
-    const s = await c.core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'db', labels: { tier: 'data', team: 'a' } }, stringData: { password: 'hunter2' } } });
+    const s = await c.core.createNamespacedSecret({
+      namespace: 'default',
+      body: { metadata: { name: 'db', labels: { tier: 'data', team: 'a' } }, stringData: { password: 'hunter2' } },
+    });
     expect(s.data).toEqual({ password: Buffer.from('hunter2').toString('base64') });
     expect(s.type).toBe('Opaque');
     expect(s.metadata?.uid).toMatch(/^[0-9a-f-]{36}$/);
     expect(Number(s.metadata?.resourceVersion)).toBeGreaterThan(0);
-    const dup = await c.core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'db' } } }).catch((e) => e);
+    const dup = await c.core
+      .createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'db' } } })
+      .catch((e) => e);
     expect(dup.code).toBe(409);
-    expect(statusOf(dup)).toMatchObject({ reason: 'AlreadyExists', message: 'secrets "db" already exists', details: { name: 'db', kind: 'secrets' } });
-    const missing = await c.core.createNamespacedSecret({ namespace: 'nowhere', body: { metadata: { name: 'x' } } }).catch((e) => e);
+    expect(statusOf(dup)).toMatchObject({
+      reason: 'AlreadyExists',
+      message: 'secrets "db" already exists',
+      details: { name: 'db', kind: 'secrets' },
+    });
+    const missing = await c.core
+      .createNamespacedSecret({ namespace: 'nowhere', body: { metadata: { name: 'x' } } })
+      .catch((e) => e);
     expect(missing.code).toBe(404);
     expect(statusOf(missing)).toMatchObject({ reason: 'NotFound', message: 'namespaces "nowhere" not found' });
-    const bad = await c.core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'Bad_Name' } } }).catch((e) => e);
+    const bad = await c.core
+      .createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'Bad_Name' } } })
+      .catch((e) => e);
     expect(bad.code).toBe(422);
     expect(statusOf(bad).details.causes[0].field).toBe('metadata.name');
   });
 
   it('filters lists by label and field selectors', async () => {
-    await c.core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'api', labels: { tier: 'web', team: 'b' } } } });
-    await c.core.createNamespacedSecret({ namespace: 'default', body: { metadata: { name: 'cache', labels: { tier: 'data' } } } });
+    await c.core.createNamespacedSecret({
+      namespace: 'default',
+      body: { metadata: { name: 'api', labels: { tier: 'web', team: 'b' } } },
+    });
+    await c.core.createNamespacedSecret({
+      namespace: 'default',
+      body: { metadata: { name: 'cache', labels: { tier: 'data' } } },
+    });
     const names = async (labelSelector?: string, fieldSelector?: string) =>
-      (await c.core.listNamespacedSecret({ namespace: 'default', labelSelector, fieldSelector })).items.map((i) => i.metadata?.name);
+      (await c.core.listNamespacedSecret({ namespace: 'default', labelSelector, fieldSelector })).items.map(
+        (i) => i.metadata?.name,
+      );
     expect(await names('tier=data')).toEqual(['cache', 'db']);
     expect(await names('tier=data,team!=a')).toEqual(['cache']);
     expect(await names('tier in (web,data),team')).toEqual(['api', 'db']);
@@ -111,23 +183,50 @@ describe('objects', () => {
 
   it('rolls a Deployment out after a strategic-merge patch of its template annotation', async () => {
     await c.apps.createNamespacedDeployment({ namespace: 'default', body: deployment('web') });
-    await until('initial rollout', async () => deploymentDone(await c.apps.readNamespacedDeployment({ name: 'web', namespace: 'default' })));
-    const patched = await c.apps.patchNamespacedDeployment({
-      name: 'web', namespace: 'default',
-      body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': '2025-01-01T00:00:00Z' } }, spec: { containers: [{ name: 'main', env: [{ name: 'B', value: '2' }] }] } } } },
-    }, setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch));
+    await until('initial rollout', async () =>
+      deploymentDone(await c.apps.readNamespacedDeployment({ name: 'web', namespace: 'default' })),
+    );
+    const patched = await c.apps.patchNamespacedDeployment(
+      {
+        name: 'web',
+        namespace: 'default',
+        body: {
+          spec: {
+            template: {
+              metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': '2025-01-01T00:00:00Z' } },
+              spec: { containers: [{ name: 'main', env: [{ name: 'B', value: '2' }] }] },
+            },
+          },
+        },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
+    );
     expect(patched.metadata?.generation).toBe(2);
     expect(deploymentDone(patched)).toBe(false);
     // Lists merge by key: the side container stays, env gains B and keeps A.
     expect(patched.spec?.template.spec?.containers.map((x) => x.name)).toEqual(['main', 'side']);
-    expect(patched.spec?.template.spec?.containers[0].env).toEqual([{ name: 'A', value: '1' }, { name: 'B', value: '2' }]);
+    expect(patched.spec?.template.spec?.containers[0].env).toEqual([
+      { name: 'A', value: '1' },
+      { name: 'B', value: '2' },
+    ]);
     const seen = new Set<string>();
-    const done = await until('rollout', async () => {
-      const d = await c.apps.readNamespacedDeployment({ name: 'web', namespace: 'default' });
-      seen.add(`${d.status?.updatedReplicas}/${d.status?.replicas}`);
-      return deploymentDone(d) && d;
-    }, 10_000, 10);
-    expect(done.status).toMatchObject({ observedGeneration: 2, replicas: 2, updatedReplicas: 2, availableReplicas: 2, readyReplicas: 2 });
+    const done = await until(
+      'rollout',
+      async () => {
+        const d = await c.apps.readNamespacedDeployment({ name: 'web', namespace: 'default' });
+        seen.add(`${d.status?.updatedReplicas}/${d.status?.replicas}`);
+        return deploymentDone(d) && d;
+      },
+      10_000,
+      10,
+    );
+    expect(done.status).toMatchObject({
+      observedGeneration: 2,
+      replicas: 2,
+      updatedReplicas: 2,
+      availableReplicas: 2,
+      readyReplicas: 2,
+    });
     expect(seen.size).toBeGreaterThan(1);
     expect(kd.counters().restarts['default/Deployment/web']).toBe(1);
     expect(kd.counters().writes['patch:Deployment']).toBe(1);
@@ -137,64 +236,128 @@ describe('objects', () => {
   });
 
   it('answers 415 to a patch with a content type the server does not accept', async () => {
-    const e = await c.apps.patchNamespacedDeployment({ name: 'web', namespace: 'default', body: { metadata: { labels: { x: 'y' } } } },
-      setHeaderOptions('Content-Type', 'application/json')).catch((x) => x);
+    const e = await c.apps
+      .patchNamespacedDeployment(
+        { name: 'web', namespace: 'default', body: { metadata: { labels: { x: 'y' } } } },
+        setHeaderOptions('Content-Type', 'application/json'),
+      )
+      .catch((x) => x);
     expect(e.code).toBe(415);
     expect(statusOf(e).reason).toBe('UnsupportedMediaType');
     // Custom resources have no strategic merge, as on a real apiserver.
-    const r = await raw(kd, 'PATCH', '/apis/velero.io/v1/namespaces/default/backups/x', { token: kd.token, body: {}, contentType: 'application/strategic-merge-patch+json' });
+    const r = await raw(kd, 'PATCH', '/apis/velero.io/v1/namespaces/default/backups/x', {
+      token: kd.token,
+      body: {},
+      contentType: 'application/strategic-merge-patch+json',
+    });
     expect(r.status).toBe(415);
   });
 
   it('answers 409 Conflict to a replace with a stale resourceVersion', async () => {
     const cur = await c.core.readNamespacedSecret({ name: 'db', namespace: 'default' });
-    const updated = await c.core.replaceNamespacedSecret({ name: 'db', namespace: 'default', body: { ...cur, stringData: { password: 'new' } } });
+    const updated = await c.core.replaceNamespacedSecret({
+      name: 'db',
+      namespace: 'default',
+      body: { ...cur, stringData: { password: 'new' } },
+    });
     expect(updated.metadata?.resourceVersion).not.toBe(cur.metadata?.resourceVersion);
     const stale = await c.core.replaceNamespacedSecret({ name: 'db', namespace: 'default', body: cur }).catch((e) => e);
     expect(stale.code).toBe(409);
-    expect(statusOf(stale)).toMatchObject({ reason: 'Conflict', message: expect.stringContaining('the object has been modified') });
+    expect(statusOf(stale)).toMatchObject({
+      reason: 'Conflict',
+      message: expect.stringContaining('the object has been modified'),
+    });
   });
 
   it('applies merge, JSON and server-side-apply patches', async () => {
-    const merged = await c.core.patchNamespacedSecret({ name: 'db', namespace: 'default', body: { metadata: { labels: { team: null, extra: 'y' } } } },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch));
+    const merged = await c.core.patchNamespacedSecret(
+      { name: 'db', namespace: 'default', body: { metadata: { labels: { team: null, extra: 'y' } } } },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
     expect(merged.metadata?.labels).toEqual({ tier: 'data', extra: 'y' });
-    const jp = await c.core.patchNamespacedSecret({ name: 'db', namespace: 'default', body: [{ op: 'add', path: '/metadata/annotations', value: { a: 'b' } }] },
-      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch));
+    const jp = await c.core.patchNamespacedSecret(
+      { name: 'db', namespace: 'default', body: [{ op: 'add', path: '/metadata/annotations', value: { a: 'b' } }] },
+      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+    );
     expect(jp.metadata?.annotations).toEqual({ a: 'b' });
-    const failedTest = await c.core.patchNamespacedSecret({ name: 'db', namespace: 'default', body: [{ op: 'test', path: '/metadata/annotations/a', value: 'zzz' }] },
-      setHeaderOptions('Content-Type', PatchStrategy.JsonPatch)).catch((e) => e);
+    const failedTest = await c.core
+      .patchNamespacedSecret(
+        { name: 'db', namespace: 'default', body: [{ op: 'test', path: '/metadata/annotations/a', value: 'zzz' }] },
+        setHeaderOptions('Content-Type', PatchStrategy.JsonPatch),
+      )
+      .catch((e) => e);
     expect(failedTest.code).toBe(422);
     const body = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'applied' }, data: { k: 'v1' } };
-    const noManager = await c.core.patchNamespacedConfigMap({ name: 'applied', namespace: 'default', body }, setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply)).catch((e) => e);
+    const noManager = await c.core
+      .patchNamespacedConfigMap(
+        { name: 'applied', namespace: 'default', body },
+        setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+      )
+      .catch((e) => e);
     expect(noManager.code).toBe(422);
-    const created = await c.core.patchNamespacedConfigMap({ name: 'applied', namespace: 'default', body, fieldManager: 'pedro-ops' }, setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply));
+    const created = await c.core.patchNamespacedConfigMap(
+      { name: 'applied', namespace: 'default', body, fieldManager: 'pedro-ops' },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    );
     expect(created.data).toEqual({ k: 'v1' });
-    const again = await c.core.patchNamespacedConfigMap({ name: 'applied', namespace: 'default', body: { ...body, data: { k: 'v2' } }, fieldManager: 'pedro-ops', force: true }, setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply));
+    const again = await c.core.patchNamespacedConfigMap(
+      {
+        name: 'applied',
+        namespace: 'default',
+        body: { ...body, data: { k: 'v2' } },
+        fieldManager: 'pedro-ops',
+        force: true,
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    );
     expect(again.data).toEqual({ k: 'v2' });
     expect(again.metadata?.uid).toBe(created.metadata?.uid);
     // A write that changes nothing keeps the resourceVersion.
-    const same = await c.core.patchNamespacedConfigMap({ name: 'applied', namespace: 'default', body: { ...body, data: { k: 'v2' } }, fieldManager: 'pedro-ops' }, setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply));
+    const same = await c.core.patchNamespacedConfigMap(
+      { name: 'applied', namespace: 'default', body: { ...body, data: { k: 'v2' } }, fieldManager: 'pedro-ops' },
+      setHeaderOptions('Content-Type', PatchStrategy.ServerSideApply),
+    );
     expect(same.metadata?.resourceVersion).toBe(again.metadata?.resourceVersion);
   });
 
   it('terminates a namespace: Terminating, contents deleted, then gone', async () => {
     await c.core.createNamespace({ body: { metadata: { name: 'scratch' } } });
-    await c.core.createNamespacedConfigMap({ namespace: 'scratch', body: { metadata: { name: 'cm' }, data: { a: '1' } } });
-    const ns = await c.core.deleteNamespace({ name: 'scratch' }) as unknown as { status?: { phase?: string } };
+    await c.core.createNamespacedConfigMap({
+      namespace: 'scratch',
+      body: { metadata: { name: 'cm' }, data: { a: '1' } },
+    });
+    const ns = (await c.core.deleteNamespace({ name: 'scratch' })) as unknown as { status?: { phase?: string } };
     expect(ns.status?.phase).toBe('Terminating');
-    const refused = await c.core.createNamespacedConfigMap({ namespace: 'scratch', body: { metadata: { name: 'late' } } }).catch((e) => e);
+    const refused = await c.core
+      .createNamespacedConfigMap({ namespace: 'scratch', body: { metadata: { name: 'late' } } })
+      .catch((e) => e);
     expect(refused.code).toBe(403);
-    await until('namespace gone', async () => (await c.core.listNamespace()).items.every((n) => n.metadata?.name !== 'scratch'));
+    await until('namespace gone', async () =>
+      (await c.core.listNamespace()).items.every((n) => n.metadata?.name !== 'scratch'),
+    );
     expect((await c.core.listNamespacedConfigMap({ namespace: 'scratch' })).items).toEqual([]);
   });
 
   it('streams watch events for a collection', async () => {
     const list = await c.core.listNamespacedConfigMap({ namespace: 'default' });
-    const watch = raw(kd, 'GET', `/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&resourceVersion=${list.metadata?.resourceVersion}`, { token: kd.token });
+    const watch = raw(
+      kd,
+      'GET',
+      `/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1&resourceVersion=${list.metadata?.resourceVersion}`,
+      { token: kd.token },
+    );
     await new Promise((r) => setTimeout(r, 100));
     await c.core.createNamespacedConfigMap({ namespace: 'default', body: { metadata: { name: 'watched' } } });
-    const events = (await watch).body.toString().trim().split('\n').map((l) => JSON.parse(l));
-    expect(events).toContainEqual(expect.objectContaining({ type: 'ADDED', object: expect.objectContaining({ metadata: expect.objectContaining({ name: 'watched' }) }) }));
+    const events = (await watch).body
+      .toString()
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(events).toContainEqual(
+      expect.objectContaining({
+        type: 'ADDED',
+        object: expect.objectContaining({ metadata: expect.objectContaining({ name: 'watched' }) }),
+      }),
+    );
   });
 });

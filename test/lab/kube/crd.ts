@@ -12,7 +12,10 @@ import { isObject, type KObj } from './util.js';
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Schema = Record<string, any>;
 
-interface CrdVersion { schema: Schema; validate: ValidateFunction }
+interface CrdVersion {
+  schema: Schema;
+  validate: ValidateFunction;
+}
 
 export class CrdValidator {
   private readonly versions = new Map<ResourceType, CrdVersion>();
@@ -28,7 +31,9 @@ export class CrdValidator {
 
   /** Loads every CRD file in dir and registers its served versions. */
   load(dir: string, registry: Registry): void {
-    for (const file of readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort()) {
+    for (const file of readdirSync(dir)
+      .filter((f) => /\.ya?ml$/.test(f))
+      .sort()) {
       const doc = parse(readFileSync(join(dir, file), 'utf8'));
       if (doc?.kind !== 'CustomResourceDefinition') continue;
       const { group, names, scope } = doc.spec;
@@ -36,12 +41,22 @@ export class CrdValidator {
       for (const v of doc.spec.versions ?? []) {
         if (!v.served) continue;
         const rt: ResourceType = {
-          group, version: v.name, kind: names.kind, plural: names.plural, singular: names.singular ?? names.kind.toLowerCase(),
-          namespaced: scope === 'Namespaced', shortNames: names.shortNames, custom: true, statusSubresource: statusSub(v),
+          group,
+          version: v.name,
+          kind: names.kind,
+          plural: names.plural,
+          singular: names.singular ?? names.kind.toLowerCase(),
+          namespaced: scope === 'Namespaced',
+          shortNames: names.shortNames,
+          custom: true,
+          statusSubresource: statusSub(v),
         };
         registry.add(rt);
         const schema = v.schema?.openAPIV3Schema ?? { type: 'object', 'x-kubernetes-preserve-unknown-fields': true };
-        this.versions.set(registry.byPlural(group, v.name, names.plural)!, { schema, validate: this.ajv.compile(toAjv(schema, true)) });
+        this.versions.set(registry.byPlural(group, v.name, names.plural)!, {
+          schema,
+          validate: this.ajv.compile(toAjv(schema, true)),
+        });
       }
     }
   }
@@ -63,14 +78,19 @@ export class CrdValidator {
 function toAjv(s: Schema, root = false): Schema {
   const out: Schema = {};
   for (const [k, val] of Object.entries(s)) {
-    if (k.startsWith('x-kubernetes-') || k === 'nullable' || k === 'description' || k === 'default' || k === 'example') continue;
-    if (k === 'properties') out.properties = Object.fromEntries(Object.entries(val as Schema).map(([p, ps]) => [p, toAjv(ps as Schema)]));
+    if (k.startsWith('x-kubernetes-') || k === 'nullable' || k === 'description' || k === 'default' || k === 'example')
+      continue;
+    if (k === 'properties')
+      out.properties = Object.fromEntries(Object.entries(val as Schema).map(([p, ps]) => [p, toAjv(ps as Schema)]));
     else if (k === 'items' || (k === 'additionalProperties' && isObject(val))) out[k] = toAjv(val as Schema);
     else if (k === 'anyOf' || k === 'allOf' || k === 'oneOf') out[k] = (val as Schema[]).map((x) => toAjv(x));
     else out[k] = val;
   }
   // int-or-string fields carry a type-less schema with anyOf; nullable widens the type.
-  if (s['x-kubernetes-int-or-string']) { delete out.type; out.anyOf = [{ type: 'integer' }, { type: 'string' }]; }
+  if (s['x-kubernetes-int-or-string']) {
+    delete out.type;
+    out.anyOf = [{ type: 'integer' }, { type: 'string' }];
+  }
   if (s.nullable && typeof out.type === 'string') out.type = [out.type, 'null'];
   if (root && out.properties) delete out.properties.metadata;
   return out;
@@ -88,33 +108,43 @@ function normalize(value: unknown, s: Schema | undefined, root = false): void {
   const preserve = s['x-kubernetes-preserve-unknown-fields'] === true;
   for (const [k, v] of Object.entries(value)) {
     if (root && (k === 'apiVersion' || k === 'kind' || k === 'metadata')) continue;
-    const ps: Schema | undefined = props?.[k] ?? (isObject(s.additionalProperties) ? s.additionalProperties : undefined);
+    const ps: Schema | undefined =
+      props?.[k] ?? (isObject(s.additionalProperties) ? s.additionalProperties : undefined);
     if (!ps) {
       if (!preserve && s.additionalProperties !== true) delete value[k];
       continue;
     }
-    if (v === null && !ps.nullable) { delete value[k]; continue; }
+    if (v === null && !ps.nullable) {
+      delete value[k];
+      continue;
+    }
     normalize(v, ps);
   }
   for (const [k, ps] of Object.entries(props ?? {})) {
-    if (value[k] === undefined && (ps as Schema).default !== undefined) value[k] = structuredClone((ps as Schema).default);
+    if (value[k] === undefined && (ps as Schema).default !== undefined)
+      value[k] = structuredClone((ps as Schema).default);
   }
 }
 
 /** Ajv's `/spec/hooks/resources/0/name` → the apiserver's `spec.hooks.resources[0].name`. */
 function fieldPath(pointer: string): string {
-  return pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+  return pointer
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
     .reduce((acc, p) => (/^\d+$/.test(p) ? `${acc}[${p}]` : acc ? `${acc}.${p}` : p), '');
 }
 
 function valueAt(root: unknown, pointer: string): unknown {
   let cur: unknown = root;
-  for (const p of pointer.split('/').slice(1)) cur = (cur as Record<string, unknown>)?.[p.replace(/~1/g, '/').replace(/~0/g, '~')];
+  for (const p of pointer.split('/').slice(1))
+    cur = (cur as Record<string, unknown>)?.[p.replace(/~1/g, '/').replace(/~0/g, '~')];
   return cur;
 }
 
-const typeName = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : Number.isInteger(v) ? 'integer' : typeof v);
-const quote = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : JSON.stringify(v) ?? 'null');
+const typeName = (v: unknown) =>
+  v === null ? 'null' : Array.isArray(v) ? 'array' : Number.isInteger(v) ? 'integer' : typeof v;
+const quote = (v: unknown) => (typeof v === 'string' ? JSON.stringify(v) : (JSON.stringify(v) ?? 'null'));
 
 function toCause(e: ErrorObject, root: unknown): StatusCause {
   const field = fieldPath(e.instancePath);
@@ -125,18 +155,30 @@ function toCause(e: ErrorObject, root: unknown): StatusCause {
       return { field: f, reason: 'FieldValueRequired', message: 'Required value' };
     }
     case 'type':
-      return { field, reason: 'FieldValueInvalid',
-        message: `Invalid value: "${typeName(value)}": ${field} in body must be of type ${String(e.params.type).split(',')[0]}: ${quote(value)}` };
+      return {
+        field,
+        reason: 'FieldValueInvalid',
+        message: `Invalid value: "${typeName(value)}": ${field} in body must be of type ${String(e.params.type).split(',')[0]}: ${quote(value)}`,
+      };
     case 'enum':
-      return { field, reason: 'FieldValueNotSupported',
-        message: `Unsupported value: ${quote(value)}: supported values: ${(e.params.allowedValues as unknown[]).map(quote).join(', ')}` };
+      return {
+        field,
+        reason: 'FieldValueNotSupported',
+        message: `Unsupported value: ${quote(value)}: supported values: ${(e.params.allowedValues as unknown[]).map(quote).join(', ')}`,
+      };
     default:
-      return { field, reason: 'FieldValueInvalid', message: `Invalid value: ${quote(value)}: ${field} in body ${e.message}` };
+      return {
+        field,
+        reason: 'FieldValueInvalid',
+        message: `Invalid value: ${quote(value)}: ${field} in body ${e.message}`,
+      };
   }
 }
 
 /** anyOf failures repeat per branch; the apiserver reports each field once. */
 function dedupe(causes: StatusCause[]): StatusCause[] {
   const seen = new Set<string>();
-  return causes.filter((c) => (seen.has(`${c.field}|${c.reason}`) ? false : (seen.add(`${c.field}|${c.reason}`), true)));
+  return causes.filter((c) =>
+    seen.has(`${c.field}|${c.reason}`) ? false : (seen.add(`${c.field}|${c.reason}`), true),
+  );
 }

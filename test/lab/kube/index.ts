@@ -39,15 +39,20 @@ export interface KubeDoubleOptions {
 }
 
 export interface KubeDouble {
-  url: string; caPem: string; token: string;
+  url: string;
+  caPem: string;
+  token: string;
   setComponentWorkloads(map: Record<string, { namespace: string; workloads: WorkloadRef[] }>): void;
   seedBuilt(spec: ClusterSpec): void;
   counters(): { writes: Record<string, number>; restarts: Record<string, number> };
   faults: {
-    failHelmChart(name: string, message?: string): void; stallHelmChart(name: string): void;
+    failHelmChart(name: string, message?: string): void;
+    stallHelmChart(name: string): void;
     stallRollout(ns: string, kind: string, name: string): void;
-    backupPartiallyFailed(name?: string): void; restoreFailed(name?: string, reason?: string): void;
-    bslUnavailable(name: string): void; clear(): void;
+    backupPartiallyFailed(name?: string): void;
+    restoreFailed(name?: string, reason?: string): void;
+    bslUnavailable(name: string): void;
+    clear(): void;
   };
   get(apiVersion: string, kind: string, ns: string | undefined, name: string): object | undefined;
   stop(): Promise<void>;
@@ -64,9 +69,19 @@ export async function startKubeDouble(opts: KubeDoubleOptions): Promise<KubeDoub
   const watches = new Watches(store);
   const jobDelay = opts.jobDelayMs ?? 300;
   const ctx: Ctx = {
-    store, timers, faults: newFaults(), restarts: {}, componentWorkloads: new Map(), logs: new Map(), jobOutcomes: [], onClear: [], baseUrl: '',
+    store,
+    timers,
+    faults: newFaults(),
+    restarts: {},
+    componentWorkloads: new Map(),
+    logs: new Map(),
+    jobOutcomes: [],
+    onClear: [],
+    baseUrl: '',
     delays: {
-      readyDelayMs: opts.readyDelayMs ?? 300, rolloutStepMs: opts.rolloutStepMs ?? 100, veleroStepMs: opts.veleroStepMs ?? 150,
+      readyDelayMs: opts.readyDelayMs ?? 300,
+      rolloutStepMs: opts.rolloutStepMs ?? 100,
+      veleroStepMs: opts.veleroStepMs ?? 150,
       jobDelayMs: (name) => (typeof jobDelay === 'function' ? jobDelay(name) : jobDelay),
     },
   };
@@ -82,7 +97,12 @@ export async function startKubeDouble(opts: KubeDoubleOptions): Promise<KubeDoub
   const lab = (method: string, segs: string[], body: unknown, authed: boolean): Reply | undefined => {
     if (segs[1] === 'velero' && segs[2] === 'download' && method === 'GET' && segs.length === 4) {
       const blob = restores.downloads.get(segs[3]);
-      if (!blob) return { status: 404, contentType: 'application/xml', body: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code></Error>' };
+      if (!blob)
+        return {
+          status: 404,
+          contentType: 'application/xml',
+          body: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code></Error>',
+        };
       return { status: 200, body: '', raw: blob, contentType: 'application/octet-stream' };
     }
     if (segs[1] !== 'k3s') return undefined;
@@ -91,13 +111,23 @@ export async function startKubeDouble(opts: KubeDoubleOptions): Promise<KubeDoub
   };
 
   const deps: RouteDeps = {
-    store, token: opts.token, watches, serverAddress: '', writes, k3sVersion: () => k3s.version(), lab,
-    podLog: (ns, name) => (store.get(registry.must('v1', 'Pod'), ns, name) ? ctx.logs.get(`${ns}/${name}`) ?? '' : undefined),
+    store,
+    token: opts.token,
+    watches,
+    serverAddress: '',
+    writes,
+    k3sVersion: () => k3s.version(),
+    lab,
+    podLog: (ns, name) =>
+      store.get(registry.must('v1', 'Pod'), ns, name) ? (ctx.logs.get(`${ns}/${name}`) ?? '') : undefined,
   };
   const server = createServer({ key: certs.keyPem, cert: certs.certPem }, createHandler(deps));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host, () => { server.off('error', reject); resolve(); });
+    server.listen(opts.port ?? 0, opts.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
   });
   const port = (server.address() as AddressInfo).port;
   const url = `https://${opts.host}:${port}`;
@@ -106,18 +136,32 @@ export async function startKubeDouble(opts: KubeDoubleOptions): Promise<KubeDoub
 
   const f = ctx.faults;
   return {
-    url, caPem: certs.caPem, token: opts.token,
+    url,
+    caPem: certs.caPem,
+    token: opts.token,
     setComponentWorkloads(map) {
       for (const [name, v] of Object.entries(map)) ctx.componentWorkloads.set(name, v);
     },
     seedBuilt: (spec) => seedBuilt({ ctx, k3s, helm, workloads, velero }, spec),
     counters: () => ({ writes: { ...writes }, restarts: { ...ctx.restarts } }),
     faults: {
-      failHelmChart: (name, message = `lab: injected failure installing ${name}`) => { f.failHelmChart.set(name, message); },
-      stallHelmChart: (name) => { f.stallHelmChart.add(name); },
-      stallRollout: (ns, kind, name) => { f.stallRollout.add(`${ns}/${kind}/${name}`); },
-      backupPartiallyFailed: (name) => { if (name) f.backupPartiallyFailed.names.add(name); else f.backupPartiallyFailed.next = true; },
-      restoreFailed: (name, reason = 'lab: injected restore failure') => { if (name) f.restoreFailed.names.set(name, reason); else f.restoreFailed.next = reason; },
+      failHelmChart: (name, message = `lab: injected failure installing ${name}`) => {
+        f.failHelmChart.set(name, message);
+      },
+      stallHelmChart: (name) => {
+        f.stallHelmChart.add(name);
+      },
+      stallRollout: (ns, kind, name) => {
+        f.stallRollout.add(`${ns}/${kind}/${name}`);
+      },
+      backupPartiallyFailed: (name) => {
+        if (name) f.backupPartiallyFailed.names.add(name);
+        else f.backupPartiallyFailed.next = true;
+      },
+      restoreFailed: (name, reason = 'lab: injected restore failure') => {
+        if (name) f.restoreFailed.names.set(name, reason);
+        else f.restoreFailed.next = reason;
+      },
       bslUnavailable: (name) => {
         f.bslUnavailable.add(name);
         for (const bsl of store.list(registry.must('velero.io/v1', 'BackupStorageLocation'))) {
@@ -133,7 +177,10 @@ export async function startKubeDouble(opts: KubeDoubleOptions): Promise<KubeDoub
     async stop() {
       timers.stopAll();
       watches.closeAll();
-      await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); });
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -22,9 +22,19 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
 
 // Merge keys from the Kubernetes API's patchMergeKey tags, for the lists this project patches.
 const MERGE_KEYS: Record<string, string> = {
-  containers: 'name', initContainers: 'name', ephemeralContainers: 'name', env: 'name', volumes: 'name',
-  volumeMounts: 'mountPath', volumeDevices: 'devicePath', imagePullSecrets: 'name', conditions: 'type',
-  hostAliases: 'ip', topologySpreadConstraints: 'topologyKey', envFrom: '', ownerReferences: 'uid',
+  containers: 'name',
+  initContainers: 'name',
+  ephemeralContainers: 'name',
+  env: 'name',
+  volumes: 'name',
+  volumeMounts: 'mountPath',
+  volumeDevices: 'devicePath',
+  imagePullSecrets: 'name',
+  conditions: 'type',
+  hostAliases: 'ip',
+  topologySpreadConstraints: 'topologyKey',
+  envFrom: '',
+  ownerReferences: 'uid',
 };
 // Lists of scalars merged as sets (patchStrategy: merge).
 const SET_LISTS = new Set(['finalizers']);
@@ -46,7 +56,10 @@ export function strategicMergePatch(target: unknown, patch: unknown, field = '')
   const out: Record<string, unknown> = isObject(target) ? { ...target } : {};
   for (const [k, v] of Object.entries(patch)) {
     if (k.startsWith('$')) continue;
-    if (v === null) { delete out[k]; continue; }
+    if (v === null) {
+      delete out[k];
+      continue;
+    }
     if (Array.isArray(v)) {
       const mk = mergeKeyFor(k, field);
       if (mk) out[k] = mergeList(Array.isArray(out[k]) ? (out[k] as unknown[]) : [], v, mk, k);
@@ -55,7 +68,8 @@ export function strategicMergePatch(target: unknown, patch: unknown, field = '')
       continue;
     }
     const merged = strategicMergePatch(out[k], v, k);
-    if (merged === undefined) delete out[k]; else out[k] = merged;
+    if (merged === undefined) delete out[k];
+    else out[k] = merged;
   }
   return out;
 }
@@ -63,9 +77,15 @@ export function strategicMergePatch(target: unknown, patch: unknown, field = '')
 function mergeList(target: unknown[], patch: unknown[], mk: string, field: string): unknown[] {
   const out = target.map((x) => clone(x));
   for (const item of patch) {
-    if (!isObject(item) || item[mk] === undefined) { out.push(clone(item)); continue; }
+    if (!isObject(item) || item[mk] === undefined) {
+      out.push(clone(item));
+      continue;
+    }
     const i = out.findIndex((x) => isObject(x) && x[mk] === item[mk]);
-    if (item.$patch === 'delete') { if (i >= 0) out.splice(i, 1); continue; }
+    if (item.$patch === 'delete') {
+      if (i >= 0) out.splice(i, 1);
+      continue;
+    }
     if (i >= 0) out[i] = strategicMergePatch(out[i], item, field);
     else out.push(strategicMergePatch({}, item, field));
   }
@@ -79,24 +99,49 @@ export function jsonPatch(target: unknown, ops: unknown): unknown {
   if (!Array.isArray(ops)) throw badRequest('json: cannot unmarshal object into Go value of type jsonpatch.Patch');
   let doc = clone(target);
   for (const op of ops) {
-    if (!isObject(op) || typeof op.op !== 'string' || typeof op.path !== 'string') throw badRequest('invalid JSON patch operation');
+    if (!isObject(op) || typeof op.op !== 'string' || typeof op.path !== 'string')
+      throw badRequest('invalid JSON patch operation');
     const path = op.path;
     switch (op.op) {
-      case 'add': doc = put(doc, path, clone(op.value), 'add'); break;
-      case 'replace': get(doc, path); doc = put(doc, path, clone(op.value), 'replace'); break;
-      case 'remove': get(doc, path); doc = remove(doc, path); break;
-      case 'copy': doc = put(doc, path, clone(get(doc, String(op.from))), 'add'); break;
-      case 'move': { const v = get(doc, String(op.from)); doc = put(remove(doc, String(op.from)), path, v, 'add'); break; }
-      case 'test':
-        if (JSON.stringify(get(doc, path)) !== JSON.stringify(op.value)) throw invalidPatch(`the server rejected our request due to an error in our request: testing value ${path} failed`);
+      case 'add':
+        doc = put(doc, path, clone(op.value), 'add');
         break;
-      default: throw badRequest(`Unexpected kind: ${op.op}`);
+      case 'replace':
+        get(doc, path);
+        doc = put(doc, path, clone(op.value), 'replace');
+        break;
+      case 'remove':
+        get(doc, path);
+        doc = remove(doc, path);
+        break;
+      case 'copy':
+        doc = put(doc, path, clone(get(doc, String(op.from))), 'add');
+        break;
+      case 'move': {
+        const v = get(doc, String(op.from));
+        doc = put(remove(doc, String(op.from)), path, v, 'add');
+        break;
+      }
+      case 'test':
+        if (JSON.stringify(get(doc, path)) !== JSON.stringify(op.value))
+          throw invalidPatch(
+            `the server rejected our request due to an error in our request: testing value ${path} failed`,
+          );
+        break;
+      default:
+        throw badRequest(`Unexpected kind: ${op.op}`);
     }
   }
   return doc;
 }
 
-const tokens = (path: string) => (path === '' ? [] : path.split('/').slice(1).map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~')));
+const tokens = (path: string) =>
+  path === ''
+    ? []
+    : path
+        .split('/')
+        .slice(1)
+        .map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
 
 function get(doc: unknown, path: string): unknown {
   let cur = doc;
@@ -111,7 +156,10 @@ function get(doc: unknown, path: string): unknown {
 function parentOf(doc: unknown, path: string): [unknown, string] {
   const ts = tokens(path);
   if (ts.length === 0) return [undefined, ''];
-  const parentPath = ts.slice(0, -1).map((t) => `/${t.replace(/~/g, '~0').replace(/\//g, '~1')}`).join('');
+  const parentPath = ts
+    .slice(0, -1)
+    .map((t) => `/${t.replace(/~/g, '~0').replace(/\//g, '~1')}`)
+    .join('');
   return [get(doc, parentPath), ts[ts.length - 1]];
 }
 
@@ -120,8 +168,12 @@ function put(doc: unknown, path: string, value: unknown, mode: 'add' | 'replace'
   if (parent === undefined && path === '') return value;
   if (Array.isArray(parent)) {
     const i = last === '-' ? parent.length : Number(last);
-    if (!Number.isInteger(i) || i > parent.length) throw invalidPatch(`the server rejected our request due to an error in our request: index out of range in ${path}`);
-    if (mode === 'add') parent.splice(i, 0, value); else parent[i] = value;
+    if (!Number.isInteger(i) || i > parent.length)
+      throw invalidPatch(
+        `the server rejected our request due to an error in our request: index out of range in ${path}`,
+      );
+    if (mode === 'add') parent.splice(i, 0, value);
+    else parent[i] = value;
   } else if (isObject(parent)) parent[last] = value;
   else throw invalidPatch(`the server rejected our request due to an error in our request: missing path ${path}`);
   return doc;

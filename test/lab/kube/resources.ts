@@ -2,7 +2,7 @@
 // from the shared crds/ folder. Discovery documents and URL routing both read this one table.
 
 export interface ResourceType {
-  group: string;                 // '' for the core group
+  group: string; // '' for the core group
   version: string;
   kind: string;
   plural: string;
@@ -17,14 +17,42 @@ export interface ResourceType {
   readOnly?: boolean;
 }
 
-export const apiVersionOf = (t: { group: string; version: string }) => (t.group ? `${t.group}/${t.version}` : t.version);
+export const apiVersionOf = (t: { group: string; version: string }) =>
+  t.group ? `${t.group}/${t.version}` : t.version;
 
-const core = (kind: string, plural: string, namespaced: boolean, extra: Partial<ResourceType> = {}): ResourceType =>
-  ({ group: '', version: 'v1', kind, plural, singular: kind.toLowerCase(), namespaced, custom: false, statusSubresource: true, ...extra });
-const apps = (kind: string, plural: string, shortNames: string[]): ResourceType =>
-  ({ group: 'apps', version: 'v1', kind, plural, singular: kind.toLowerCase(), namespaced: true, custom: false, statusSubresource: true, shortNames });
-const batch = (kind: string, plural: string, shortNames: string[]): ResourceType =>
-  ({ group: 'batch', version: 'v1', kind, plural, singular: kind.toLowerCase(), namespaced: true, custom: false, statusSubresource: true, shortNames });
+const core = (kind: string, plural: string, namespaced: boolean, extra: Partial<ResourceType> = {}): ResourceType => ({
+  group: '',
+  version: 'v1',
+  kind,
+  plural,
+  singular: kind.toLowerCase(),
+  namespaced,
+  custom: false,
+  statusSubresource: true,
+  ...extra,
+});
+const apps = (kind: string, plural: string, shortNames: string[]): ResourceType => ({
+  group: 'apps',
+  version: 'v1',
+  kind,
+  plural,
+  singular: kind.toLowerCase(),
+  namespaced: true,
+  custom: false,
+  statusSubresource: true,
+  shortNames,
+});
+const batch = (kind: string, plural: string, shortNames: string[]): ResourceType => ({
+  group: 'batch',
+  version: 'v1',
+  kind,
+  plural,
+  singular: kind.toLowerCase(),
+  namespaced: true,
+  custom: false,
+  statusSubresource: true,
+  shortNames,
+});
 
 export const BUILTIN_TYPES: ResourceType[] = [
   core('Namespace', 'namespaces', false, { shortNames: ['ns'] }),

@@ -4,7 +4,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { discovery, versionInfo } from './discovery.js';
-import { badRequest, KubeError, methodNotAllowed, notFound, notFoundPath, unauthorized, unsupportedMediaType } from './errors.js';
+import {
+  badRequest,
+  KubeError,
+  methodNotAllowed,
+  notFound,
+  notFoundPath,
+  unauthorized,
+  unsupportedMediaType,
+} from './errors.js';
 import { jsonPatch, mergePatch, PATCH_TYPES, strategicMergePatch } from './patch.js';
 import { apiVersionOf, type ResourceType } from './resources.js';
 import { parseFieldSelector, parseLabelSelector } from './selectors.js';
@@ -12,7 +20,13 @@ import type { Store } from './store.js';
 import { isObject, type KObj } from './util.js';
 import type { Watches } from './watch.js';
 
-export interface Reply { status: number; body: unknown; contentType?: string; raw?: Buffer; headers?: Record<string, string> }
+export interface Reply {
+  status: number;
+  body: unknown;
+  contentType?: string;
+  raw?: Buffer;
+  headers?: Record<string, string>;
+}
 
 export interface RouteDeps {
   store: Store;
@@ -38,11 +52,20 @@ export function createHandler(deps: RouteDeps) {
         reply = route(deps, req, res, Buffer.concat(chunks).toString('utf8'));
       } catch (e) {
         if (e instanceof KubeError) reply = { status: e.code, body: e.body() };
-        else reply = { status: 500, body: new KubeError(500, 'InternalError', `Internal error occurred: ${(e as Error).message}`).body() };
+        else
+          reply = {
+            status: 500,
+            body: new KubeError(500, 'InternalError', `Internal error occurred: ${(e as Error).message}`).body(),
+          };
       }
       if (!reply) return; // a watch owns the response now
-      const payload = reply.raw ?? Buffer.from(typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body));
-      res.writeHead(reply.status, { 'Content-Type': reply.contentType ?? 'application/json', 'Content-Length': payload.length, ...reply.headers });
+      const payload =
+        reply.raw ?? Buffer.from(typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body));
+      res.writeHead(reply.status, {
+        'Content-Type': reply.contentType ?? 'application/json',
+        'Content-Length': payload.length,
+        ...reply.headers,
+      });
       res.end(payload);
     });
   };
@@ -58,7 +81,8 @@ function route(deps: RouteDeps, req: IncomingMessage, res: ServerResponse, rawBo
     if (r) return r;
   }
   if (!authed && !PUBLIC.has(url.pathname)) throw unauthorized();
-  if (['/healthz', '/livez', '/readyz'].includes(url.pathname)) return { status: 200, body: 'ok', contentType: 'text/plain' };
+  if (['/healthz', '/livez', '/readyz'].includes(url.pathname))
+    return { status: 200, body: 'ok', contentType: 'text/plain' };
   if (url.pathname === '/version') return { status: 200, body: versionInfo(deps.k3sVersion()) };
   if (method === 'GET') {
     const d = discovery(deps.store.registry, segs, deps.serverAddress);
@@ -76,7 +100,9 @@ function route(deps: RouteDeps, req: IncomingMessage, res: ServerResponse, rawBo
   }
   if (sub && (sub !== 'status' || !rt.statusSubresource)) throw notFoundPath();
   if (rt.readOnly && method !== 'GET') throw methodNotAllowed();
-  const count = (verb: string) => { deps.writes[`${verb}:${rt.kind}`] = (deps.writes[`${verb}:${rt.kind}`] ?? 0) + 1; };
+  const count = (verb: string) => {
+    deps.writes[`${verb}:${rt.kind}`] = (deps.writes[`${verb}:${rt.kind}`] ?? 0) + 1;
+  };
 
   if (!name) {
     if (method === 'GET') {
@@ -92,7 +118,7 @@ function route(deps: RouteDeps, req: IncomingMessage, res: ServerResponse, rawBo
     }
     throw methodNotAllowed();
   }
-  const subresource = sub === 'status' ? 'status' as const : undefined;
+  const subresource = sub === 'status' ? ('status' as const) : undefined;
   switch (method) {
     case 'GET': {
       const o = store.get(rt, ns, name);
@@ -103,8 +129,23 @@ function route(deps: RouteDeps, req: IncomingMessage, res: ServerResponse, rawBo
       count('update');
       const body = checkKind(rt, parseBody(rawBody));
       if (rt.custom && !body.metadata?.resourceVersion) {
-        throw new KubeError(422, 'Invalid', `${rt.kind}.${rt.group} "${name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`,
-          { name, group: rt.group, kind: rt.kind, causes: [{ field: 'metadata.resourceVersion', reason: 'FieldValueInvalid', message: 'Invalid value: 0x0: must be specified for an update' }] });
+        throw new KubeError(
+          422,
+          'Invalid',
+          `${rt.kind}.${rt.group} "${name}" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update`,
+          {
+            name,
+            group: rt.group,
+            kind: rt.kind,
+            causes: [
+              {
+                field: 'metadata.resourceVersion',
+                reason: 'FieldValueInvalid',
+                message: 'Invalid value: 0x0: must be specified for an update',
+              },
+            ],
+          },
+        );
       }
       return { status: 200, body: store.update(rt, ns, name, body, { source: 'api', subresource }) };
     }
@@ -123,18 +164,32 @@ function route(deps: RouteDeps, req: IncomingMessage, res: ServerResponse, rawBo
   }
 }
 
-interface Target { rt: ResourceType; ns?: string; name?: string; sub?: string }
+interface Target {
+  rt: ResourceType;
+  ns?: string;
+  name?: string;
+  sub?: string;
+}
 
 function resolve(deps: RouteDeps, segs: string[]): Target | undefined {
   const reg = deps.store.registry;
   let group: string, version: string, rest: string[];
-  if (segs[0] === 'api' && segs[1] === 'v1') { group = ''; version = 'v1'; rest = segs.slice(2); }
-  else if (segs[0] === 'apis' && segs.length >= 4) { group = segs[1]; version = segs[2]; rest = segs.slice(3); }
-  else return undefined;
+  if (segs[0] === 'api' && segs[1] === 'v1') {
+    group = '';
+    version = 'v1';
+    rest = segs.slice(2);
+  } else if (segs[0] === 'apis' && segs.length >= 4) {
+    group = segs[1];
+    version = segs[2];
+    rest = segs.slice(3);
+  } else return undefined;
   let ns: string | undefined;
   if (rest[0] === 'namespaces' && rest.length >= 3) {
     const t = reg.byPlural(group, version, rest[2]);
-    if (t?.namespaced) { ns = rest[1]; rest = rest.slice(2); }
+    if (t?.namespaced) {
+      ns = rest[1];
+      rest = rest.slice(2);
+    }
   }
   const rt = reg.byPlural(group, version, rest[0]);
   if (!rt || rest.length > 3) return undefined;
@@ -145,20 +200,40 @@ function resolve(deps: RouteDeps, segs: string[]): Target | undefined {
 function listBody(store: Store, rt: ResourceType, ns: string | undefined, q: URLSearchParams) {
   const labels = parseLabelSelector(q.get('labelSelector'));
   const fields = parseFieldSelector(q.get('fieldSelector'));
-  const items = store.list(rt, ns)
+  const items = store
+    .list(rt, ns)
     .filter((o) => labels(o.metadata.labels ?? {}) && fields(o))
     // Built-in list items carry no kind/apiVersion on a real apiserver; custom resources do.
-    .map((o) => { if (!rt.custom) { delete o.kind; delete o.apiVersion; } return o; });
-  return { kind: `${rt.kind}List`, apiVersion: apiVersionOf(rt), metadata: { resourceVersion: store.resourceVersion() }, items };
+    .map((o) => {
+      if (!rt.custom) {
+        delete o.kind;
+        delete o.apiVersion;
+      }
+      return o;
+    });
+  return {
+    kind: `${rt.kind}List`,
+    apiVersion: apiVersionOf(rt),
+    metadata: { resourceVersion: store.resourceVersion() },
+    items,
+  };
 }
 
 function safeJson(raw: string): unknown {
-  try { return JSON.parse(raw); } catch { return raw; }
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
 }
 
 function parseBody(raw: string): KObj {
   let v: unknown;
-  try { v = JSON.parse(raw); } catch (e) { throw badRequest(`the body of the request could not be decoded: ${(e as Error).message}`); }
+  try {
+    v = JSON.parse(raw);
+  } catch (e) {
+    throw badRequest(`the body of the request could not be decoded: ${(e as Error).message}`);
+  }
   if (!isObject(v)) throw badRequest('the body of the request must be a JSON object');
   return v as KObj;
 }
@@ -167,30 +242,63 @@ function parseBody(raw: string): KObj {
 function checkKind(rt: ResourceType, body: KObj): KObj {
   const av = apiVersionOf(rt);
   if (rt.custom && !body.kind) throw badRequest(`Object 'Kind' is missing in '${JSON.stringify(body).slice(0, 200)}'`);
-  if (rt.custom && !body.apiVersion) throw badRequest(`Object 'apiVersion' is missing in '${JSON.stringify(body).slice(0, 200)}'`);
+  if (rt.custom && !body.apiVersion)
+    throw badRequest(`Object 'apiVersion' is missing in '${JSON.stringify(body).slice(0, 200)}'`);
   if ((body.kind && body.kind !== rt.kind) || (body.apiVersion && body.apiVersion !== av)) {
-    throw badRequest(`the API version in the data (${body.apiVersion ?? ''}) does not match the expected API version (${av}), or kind ${body.kind} is not ${rt.kind}`);
+    throw badRequest(
+      `the API version in the data (${body.apiVersion ?? ''}) does not match the expected API version (${av}), or kind ${body.kind} is not ${rt.kind}`,
+    );
   }
   return body;
 }
 
-function patch(store: Store, rt: ResourceType, ns: string | undefined, name: string, subresource: 'status' | undefined,
-  contentTypeHeader: string | undefined, raw: string, q: URLSearchParams): Reply {
+function patch(
+  store: Store,
+  rt: ResourceType,
+  ns: string | undefined,
+  name: string,
+  subresource: 'status' | undefined,
+  contentTypeHeader: string | undefined,
+  raw: string,
+  q: URLSearchParams,
+): Reply {
   const ct = (contentTypeHeader ?? '').split(';')[0].trim().toLowerCase();
-  const accepted = rt.custom ? [PATCH_TYPES.json, PATCH_TYPES.merge, PATCH_TYPES.apply] : [PATCH_TYPES.json, PATCH_TYPES.merge, PATCH_TYPES.strategic, PATCH_TYPES.apply];
+  const accepted = rt.custom
+    ? [PATCH_TYPES.json, PATCH_TYPES.merge, PATCH_TYPES.apply]
+    : [PATCH_TYPES.json, PATCH_TYPES.merge, PATCH_TYPES.strategic, PATCH_TYPES.apply];
   if (!(accepted as string[]).includes(ct)) throw unsupportedMediaType(accepted);
   let body: unknown;
-  try { body = ct === PATCH_TYPES.apply ? parseYaml(raw) : JSON.parse(raw); } catch (e) { throw badRequest(`error decoding patch: ${(e as Error).message}`); }
+  try {
+    body = ct === PATCH_TYPES.apply ? parseYaml(raw) : JSON.parse(raw);
+  } catch (e) {
+    throw badRequest(`error decoding patch: ${(e as Error).message}`);
+  }
   const existing = store.get(rt, ns, name);
   if (ct === PATCH_TYPES.apply) {
     if (!q.get('fieldManager')) {
-      throw new KubeError(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
-        { group: 'meta.k8s.io', kind: 'PatchOptions', causes: [{ field: 'fieldManager', reason: 'FieldValueRequired', message: 'Required value: is required for apply patch' }] });
+      throw new KubeError(
+        422,
+        'Invalid',
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+        {
+          group: 'meta.k8s.io',
+          kind: 'PatchOptions',
+          causes: [
+            {
+              field: 'fieldManager',
+              reason: 'FieldValueRequired',
+              message: 'Required value: is required for apply patch',
+            },
+          ],
+        },
+      );
     }
     if (!isObject(body)) throw badRequest('error decoding YAML: apply patch must be an object');
     const obj = checkKind(rt, body as KObj);
-    if (obj.metadata?.name && obj.metadata.name !== name) throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`);
-    if (!existing) return { status: 201, body: store.create(rt, ns, { ...obj, metadata: { ...obj.metadata, name } }, 'api') };
+    if (obj.metadata?.name && obj.metadata.name !== name)
+      throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`);
+    if (!existing)
+      return { status: 201, body: store.create(rt, ns, { ...obj, metadata: { ...obj.metadata, name } }, 'api') };
     const merged = (rt.custom ? mergePatch(existing, obj) : strategicMergePatch(existing, obj)) as KObj;
     return { status: 200, body: store.update(rt, ns, name, merged, { source: 'api', subresource }) };
   }

@@ -10,13 +10,25 @@ import type { WorkloadController } from './controllers/workloads.js';
 import type { K3sRegistry } from './k3s.js';
 import { timestamp } from './util.js';
 
-export interface SeedParts { ctx: Ctx; k3s: K3sRegistry; helm: HelmController; workloads: WorkloadController; velero: VeleroController }
+export interface SeedParts {
+  ctx: Ctx;
+  k3s: K3sRegistry;
+  helm: HelmController;
+  workloads: WorkloadController;
+  velero: VeleroController;
+}
 
 /** The HelmChart spec the seed writes for a component (kube-system, one per component). */
 export function helmChartSpec(c: ClusterSpec['components'][number]) {
   return {
-    chart: c.chart, ...(c.repo ? { repo: c.repo } : {}), version: c.version, targetNamespace: c.namespace, createNamespace: true,
-    ...(c.values ? { valuesContent: stringify(c.values) } : {}), timeout: `${c.timeoutSeconds}s`, backOffLimit: 3,
+    chart: c.chart,
+    ...(c.repo ? { repo: c.repo } : {}),
+    version: c.version,
+    targetNamespace: c.namespace,
+    createNamespace: true,
+    ...(c.values ? { valuesContent: stringify(c.values) } : {}),
+    timeout: `${c.timeoutSeconds}s`,
+    backOffLimit: 3,
   };
 }
 
@@ -24,7 +36,9 @@ export function seedBuilt(p: SeedParts, spec: ClusterSpec): void {
   const { ctx, k3s, helm, workloads, velero } = p;
   const { store } = ctx;
   k3s.adoptVersion(spec.k3s.version);
-  spec.nodes.forEach((n, i) => k3s.register(n.name, spec.k3s.version, n.nodeIp, n.role === 'server', n.role === 'server' && i === 0, true));
+  spec.nodes.forEach((n, i) =>
+    k3s.register(n.name, spec.k3s.version, n.nodeIp, n.role === 'server', n.role === 'server' && i === 0, true),
+  );
   k3s.bootstrap();
 
   const chartRt = rtOf(ctx, 'helm.cattle.io/v1', 'HelmChart');
@@ -32,21 +46,47 @@ export function seedBuilt(p: SeedParts, spec: ClusterSpec): void {
   for (const c of spec.components) {
     ctx.componentWorkloads.set(c.name, { namespace: c.namespace, workloads: c.workloads ?? [] });
     ensureNamespace(ctx, c.namespace);
-    const chart = store.get(chartRt, 'kube-system', c.name)
-      ?? store.create(chartRt, 'kube-system', { metadata: { name: c.name }, spec: helmChartSpec(c) }, 'controller');
+    const chart =
+      store.get(chartRt, 'kube-system', c.name) ??
+      store.create(chartRt, 'kube-system', { metadata: { name: c.name }, spec: helmChartSpec(c) }, 'controller');
     const jobName = `helm-install-${c.name}`;
     setStatus(ctx, chartRt, 'kube-system', c.name, () => ({
-      jobName, conditions: [condition('JobCreated', 'True', 'Job created', `Applying HelmChart using Job kube-system/${jobName}`)],
+      jobName,
+      conditions: [
+        condition('JobCreated', 'True', 'Job created', `Applying HelmChart using Job kube-system/${jobName}`),
+      ],
     }));
     if (!store.get(jobRt, 'kube-system', jobName)) {
-      store.create(jobRt, 'kube-system', {
-        metadata: { name: jobName, labels: { [HELM_CHART_LABEL]: c.name } },
-        spec: { backoffLimit: 3, template: { metadata: { labels: { [HELM_CHART_LABEL]: c.name } }, spec: { restartPolicy: 'OnFailure', containers: [{ name: 'helm', image: 'rancher/klipper-helm:v0.9.4-build20250113', args: ['install'] }] } } },
-      }, 'controller');
+      store.create(
+        jobRt,
+        'kube-system',
+        {
+          metadata: { name: jobName, labels: { [HELM_CHART_LABEL]: c.name } },
+          spec: {
+            backoffLimit: 3,
+            template: {
+              metadata: { labels: { [HELM_CHART_LABEL]: c.name } },
+              spec: {
+                restartPolicy: 'OnFailure',
+                containers: [{ name: 'helm', image: 'rancher/klipper-helm:v0.9.4-build20250113', args: ['install'] }],
+              },
+            },
+          },
+        },
+        'controller',
+      );
       const now = timestamp();
       setStatus(ctx, jobRt, 'kube-system', jobName, () => ({
-        startTime: now, completionTime: now, succeeded: 1, ready: 0, terminating: 0, uncountedTerminatedPods: {},
-        conditions: [condition('SuccessCriteriaMet', 'True', 'CompletionsReached'), condition('Complete', 'True', 'CompletionsReached')],
+        startTime: now,
+        completionTime: now,
+        succeeded: 1,
+        ready: 0,
+        terminating: 0,
+        uncountedTerminatedPods: {},
+        conditions: [
+          condition('SuccessCriteriaMet', 'True', 'CompletionsReached'),
+          condition('Complete', 'True', 'CompletionsReached'),
+        ],
       }));
     }
     for (const w of helm.deployWorkloads(chart)) {
@@ -59,7 +99,12 @@ export function seedBuilt(p: SeedParts, spec: ClusterSpec): void {
     ensureNamespace(ctx, e.kubernetes.namespace);
     const secretRt = rtOf(ctx, 'v1', 'Secret');
     if (!store.get(secretRt, e.kubernetes.namespace, e.kubernetes.name)) {
-      store.create(secretRt, e.kubernetes.namespace, { metadata: { name: e.kubernetes.name }, type: 'Opaque', data: {} }, 'controller');
+      store.create(
+        secretRt,
+        e.kubernetes.namespace,
+        { metadata: { name: e.kubernetes.name }, type: 'Opaque', data: {} },
+        'controller',
+      );
     }
   }
 
@@ -68,23 +113,44 @@ export function seedBuilt(p: SeedParts, spec: ClusterSpec): void {
   ensureNamespace(ctx, vns);
   const bslRt = rtOf(ctx, VELERO, 'BackupStorageLocation');
   if (!store.get(bslRt, vns, b.storageLocation)) {
-    store.create(bslRt, vns, {
-      metadata: { name: b.storageLocation },
-      spec: { provider: 'aws', default: true, objectStorage: { bucket: b.bucket }, config: { region: 'us-east-1', s3ForcePathStyle: 'true', s3Url: b.s3Url } },
-    }, 'controller');
+    store.create(
+      bslRt,
+      vns,
+      {
+        metadata: { name: b.storageLocation },
+        spec: {
+          provider: 'aws',
+          default: true,
+          objectStorage: { bucket: b.bucket },
+          config: { region: 'us-east-1', s3ForcePathStyle: 'true', s3Url: b.s3Url },
+        },
+      },
+      'controller',
+    );
   }
   velero.validateLocation(vns, b.storageLocation);
 
   const s = b.schedule;
-  const template = { includedNamespaces: s.includedNamespaces, storageLocation: b.storageLocation, ttl: `${s.ttlHours}h0m0s` };
+  const template = {
+    includedNamespaces: s.includedNamespaces,
+    storageLocation: b.storageLocation,
+    ttl: `${s.ttlHours}h0m0s`,
+  };
   const schedRt = rtOf(ctx, VELERO, 'Schedule');
-  if (!store.get(schedRt, vns, s.name)) store.create(schedRt, vns, { metadata: { name: s.name }, spec: { schedule: s.cron, template } }, 'controller');
+  if (!store.get(schedRt, vns, s.name))
+    store.create(schedRt, vns, { metadata: { name: s.name }, spec: { schedule: s.cron, template } }, 'controller');
   const day = 86_400_000;
   let last = '';
   for (const ago of [2, 1]) {
     const at = new Date(Date.now() - ago * day);
     const name = `${s.name}-${at.toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
-    velero.seedCompleted(vns, name, template, { 'velero.io/schedule-name': s.name, 'velero.io/storage-location': b.storageLocation }, at);
+    velero.seedCompleted(
+      vns,
+      name,
+      template,
+      { 'velero.io/schedule-name': s.name, 'velero.io/storage-location': b.storageLocation },
+      at,
+    );
     last = timestamp(at);
   }
   setStatus(ctx, schedRt, vns, s.name, () => ({ phase: 'Enabled', lastBackup: last }));

@@ -12,7 +12,10 @@ function splitTopLevel(s: string): string[] {
   for (const ch of s) {
     if (ch === '(') depth++;
     if (ch === ')') depth--;
-    if (ch === ',' && depth === 0) { parts.push(cur); cur = ''; } else cur += ch;
+    if (ch === ',' && depth === 0) {
+      parts.push(cur);
+      cur = '';
+    } else cur += ch;
   }
   if (cur.trim()) parts.push(cur);
   return parts.map((p) => p.trim()).filter(Boolean);
@@ -24,7 +27,10 @@ export function parseLabelSelector(s: string | null): Requirement {
     let m = /^([\w./-]+)\s+(in|notin)\s+\(([^)]*)\)$/.exec(term);
     if (m) {
       const [, k, op, list] = m;
-      const values = list.split(',').map((v) => v.trim()).filter(Boolean);
+      const values = list
+        .split(',')
+        .map((v) => v.trim())
+        .filter(Boolean);
       return op === 'in' ? (l) => k in l && values.includes(l[k]) : (l) => !(k in l) || !values.includes(l[k]);
     }
     m = /^([\w./-]+)\s*(!=|==|=)\s*([\w.-]*)$/.exec(term);

@@ -5,14 +5,31 @@ import { randomUUID } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { applyBuiltinDefaults, validateBuiltin } from './builtins.js';
 import type { CrdValidator } from './crd.js';
-import { alreadyExists, badRequest, conflict, forbiddenTerminating, invalid, namespaceNotFound, notFound } from './errors.js';
+import {
+  alreadyExists,
+  badRequest,
+  conflict,
+  forbiddenTerminating,
+  invalid,
+  namespaceNotFound,
+  notFound,
+} from './errors.js';
 import { apiVersionOf, type Registry, type ResourceType } from './resources.js';
 import { clone, randSuffix, timestamp, type KObj, type Timers } from './util.js';
 
 export type Source = 'api' | 'controller';
-export interface StoreEvent { type: 'ADDED' | 'MODIFIED' | 'DELETED'; rt: ResourceType; obj: KObj; old?: KObj; source: Source }
+export interface StoreEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  rt: ResourceType;
+  obj: KObj;
+  old?: KObj;
+  source: Source;
+}
 
-export interface UpdateOptions { source: Source; subresource?: 'status' }
+export interface UpdateOptions {
+  source: Source;
+  subresource?: 'status';
+}
 
 const key = (ns: string | undefined, name: string) => `${ns ?? ''}/${name}`;
 
@@ -22,9 +39,15 @@ export class Store {
   private readonly listeners = new Set<(e: StoreEvent) => void>();
   namespaceTerminateMs = 150;
 
-  constructor(readonly registry: Registry, private readonly crds: CrdValidator, private readonly timers: Timers) {}
+  constructor(
+    readonly registry: Registry,
+    private readonly crds: CrdValidator,
+    private readonly timers: Timers,
+  ) {}
 
-  resourceVersion(): string { return String(this.rv); }
+  resourceVersion(): string {
+    return String(this.rv);
+  }
 
   on(listener: (e: StoreEvent) => void): () => void {
     this.listeners.add(listener);
@@ -82,9 +105,17 @@ export class Store {
     obj.metadata ??= { name: '' };
     const meta = obj.metadata;
     if (!meta.name && meta.generateName) meta.name = `${meta.generateName}${randSuffix()}`;
-    if (!meta.name) throw invalid(rt, '', [{ field: 'metadata.name', reason: 'FieldValueRequired', message: 'Required value: name or generateName is required' }]);
+    if (!meta.name)
+      throw invalid(rt, '', [
+        {
+          field: 'metadata.name',
+          reason: 'FieldValueRequired',
+          message: 'Required value: name or generateName is required',
+        },
+      ]);
     if (rt.namespaced) {
-      if (meta.namespace && meta.namespace !== ns) throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
+      if (meta.namespace && meta.namespace !== ns)
+        throw badRequest('the namespace of the provided object does not match the namespace sent on the request');
       meta.namespace = ns;
     } else delete meta.namespace;
     this.checkNamespace(rt, ns, meta.name);
@@ -95,7 +126,8 @@ export class Store {
     meta.uid = randomUUID();
     meta.creationTimestamp = timestamp();
     this.prepare(rt, obj, source);
-    if (hasGeneration(rt)) meta.generation = 1; else delete meta.generation;
+    if (hasGeneration(rt)) meta.generation = 1;
+    else delete meta.generation;
     meta.resourceVersion = String(++this.rv);
     b.set(key(meta.namespace, meta.name), obj);
     this.emit({ type: 'ADDED', rt, obj, source });
@@ -117,13 +149,15 @@ export class Store {
     } else {
       obj = clone(input);
       obj.metadata ??= { name };
-      if (obj.metadata.name && obj.metadata.name !== name) throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`);
+      if (obj.metadata.name && obj.metadata.name !== name)
+        throw badRequest(`the name of the object (${obj.metadata.name}) does not match the name on the URL (${name})`);
       if (rt.statusSubresource && opts.source === 'api') obj.status = clone(old.status);
       if (obj.status === undefined) delete obj.status;
     }
     const meta = obj.metadata;
     for (const f of ['name', 'namespace', 'uid', 'creationTimestamp', 'deletionTimestamp', 'generation'] as const) {
-      if (old.metadata[f] === undefined) delete meta[f]; else (meta as Record<string, unknown>)[f] = old.metadata[f];
+      if (old.metadata[f] === undefined) delete meta[f];
+      else (meta as Record<string, unknown>)[f] = old.metadata[f];
     }
     this.prepare(rt, obj, opts.source, old);
     if (hasGeneration(rt) && specChanged(rt, old, obj)) meta.generation = (old.metadata.generation ?? 0) + 1;
@@ -174,13 +208,20 @@ export class Store {
     this.timers.after(this.namespaceTerminateMs / 2, () => {
       for (const [t, b] of this.data) {
         if (!t.namespaced) continue;
-        for (const o of [...b.values()]) if (o.metadata.namespace === ns && b.has(key(ns, o.metadata.name))) this.delete(t, ns, o.metadata.name, 'controller');
+        for (const o of [...b.values()])
+          if (o.metadata.namespace === ns && b.has(key(ns, o.metadata.name)))
+            this.delete(t, ns, o.metadata.name, 'controller');
       }
       this.timers.after(this.namespaceTerminateMs / 2, () => {
         if (this.bucket(rt).get(key(undefined, ns))?.metadata.uid !== obj.metadata.uid) return;
         this.bucket(rt).delete(key(undefined, ns));
         this.rv++;
-        this.emit({ type: 'DELETED', rt, obj: { ...obj, metadata: { ...obj.metadata, resourceVersion: String(this.rv) } }, source: 'controller' });
+        this.emit({
+          type: 'DELETED',
+          rt,
+          obj: { ...obj, metadata: { ...obj.metadata, resourceVersion: String(this.rv) } },
+          source: 'controller',
+        });
       });
     });
     return clone(obj);
@@ -193,14 +234,20 @@ export class Store {
     for (const [rt, b] of this.data) {
       if (rt.kind === 'Event') continue;
       for (const o of b.values()) {
-        if (rt.kind === 'Namespace' ? all || namespaces!.includes(o.metadata.name) : rt.namespaced && (all || namespaces!.includes(o.metadata.namespace!))) out.push(clone(o));
+        if (
+          rt.kind === 'Namespace'
+            ? all || namespaces!.includes(o.metadata.name)
+            : rt.namespaced && (all || namespaces!.includes(o.metadata.namespace!))
+        )
+          out.push(clone(o));
       }
     }
     return out;
   }
 }
 
-const hasGeneration = (rt: ResourceType) => rt.custom || ['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'].includes(rt.kind);
+const hasGeneration = (rt: ResourceType) =>
+  rt.custom || ['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'].includes(rt.kind);
 
 function specChanged(rt: ResourceType, a: KObj, b: KObj): boolean {
   if (rt.custom && !rt.statusSubresource) {

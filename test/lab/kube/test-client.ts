@@ -20,22 +20,37 @@ export function clients(kd: Pick<KubeDouble, 'url' | 'caPem' | 'token'>, token =
   };
 }
 
-export interface RawResponse { status: number; headers: Record<string, string | string[] | undefined>; body: Buffer; json(): any }
+export interface RawResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: Buffer;
+  json(): any;
+}
 
 /** A plain HTTPS call trusting the double's CA; token undefined = no Authorization header. */
-export function raw(kd: Pick<KubeDouble, 'url' | 'caPem'>, method: string, path: string,
-  opts: { token?: string; body?: unknown; contentType?: string } = {}): Promise<RawResponse> {
+export function raw(
+  kd: Pick<KubeDouble, 'url' | 'caPem'>,
+  method: string,
+  path: string,
+  opts: { token?: string; body?: unknown; contentType?: string } = {},
+): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const headers: Record<string, string> = {};
     if (opts.token) headers.authorization = `Bearer ${opts.token}`;
-    const payload = opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
+    const payload =
+      opts.body === undefined ? undefined : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body);
     if (payload !== undefined) headers['content-type'] = opts.contentType ?? 'application/json';
     const req = request(new URL(path, kd.url), { method, ca: kd.caPem, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
         const body = Buffer.concat(chunks);
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, json: () => JSON.parse(body.toString('utf8')) });
+        resolve({
+          status: res.statusCode ?? 0,
+          headers: res.headers,
+          body,
+          json: () => JSON.parse(body.toString('utf8')),
+        });
       });
     });
     req.on('error', reject);
@@ -49,7 +64,12 @@ export function statusOf(e: unknown): { code: number; reason: string; message: s
   return typeof body === 'string' ? JSON.parse(body) : (body as any);
 }
 
-export async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 10_000, everyMs = 50): Promise<T> {
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+  everyMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = await fn();
@@ -64,9 +84,27 @@ export function deploymentDone(d: any): boolean {
   const s = d.status ?? {};
   const want = d.spec?.replicas ?? 1;
   if ((s.observedGeneration ?? 0) < (d.metadata?.generation ?? 0)) return false;
-  if ((s.conditions ?? []).some((c: any) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded')) return false;
-  return (s.updatedReplicas ?? 0) === want && (s.replicas ?? 0) === (s.updatedReplicas ?? 0) && (s.availableReplicas ?? 0) === (s.updatedReplicas ?? 0);
+  if ((s.conditions ?? []).some((c: any) => c.type === 'Progressing' && c.reason === 'ProgressDeadlineExceeded'))
+    return false;
+  return (
+    (s.updatedReplicas ?? 0) === want &&
+    (s.replicas ?? 0) === (s.updatedReplicas ?? 0) &&
+    (s.availableReplicas ?? 0) === (s.updatedReplicas ?? 0)
+  );
 }
 
 export const registerServer = (kd: KubeDouble, node: string, extra: object = {}) =>
-  raw(kd, 'POST', '/lab/k3s/server', { token: kd.token, body: { node, version: 'v1.31.4+k3s1', token: 'cluster-secret', nodeIp: '127.0.0.2', tlsSans: [], clusterInit: true, disable: ['traefik'], args: [], ...extra } });
+  raw(kd, 'POST', '/lab/k3s/server', {
+    token: kd.token,
+    body: {
+      node,
+      version: 'v1.31.4+k3s1',
+      token: 'cluster-secret',
+      nodeIp: '127.0.0.2',
+      tlsSans: [],
+      clusterInit: true,
+      disable: ['traefik'],
+      args: [],
+      ...extra,
+    },
+  });

@@ -22,7 +22,8 @@ export class Watches {
   serve(res: ServerResponse, rt: ResourceType, ns: string | undefined, q: URLSearchParams): void {
     const labels = parseLabelSelector(q.get('labelSelector'));
     const fields = parseFieldSelector(q.get('fieldSelector'));
-    const matches = (o: KObj) => (!ns || !rt.namespaced || o.metadata.namespace === ns) && labels(o.metadata.labels ?? {}) && fields(o);
+    const matches = (o: KObj) =>
+      (!ns || !rt.namespaced || o.metadata.namespace === ns) && labels(o.metadata.labels ?? {}) && fields(o);
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
     this.open.add(res);
     const send = (type: string, object: KObj) => res.write(`${JSON.stringify({ type, object })}\n`);
@@ -31,13 +32,20 @@ export class Watches {
       for (const o of this.store.list(rt, ns)) if (matches(o)) send('ADDED', o);
     } else {
       for (const e of this.history) {
-        if (e.rt === rt && Number(e.obj.metadata.resourceVersion) > Number(since) && matches(e.obj)) send(e.type, e.obj);
+        if (e.rt === rt && Number(e.obj.metadata.resourceVersion) > Number(since) && matches(e.obj))
+          send(e.type, e.obj);
       }
     }
-    const off = this.store.on((e) => { if (e.rt === rt && matches(e.obj)) send(e.type, e.obj); });
+    const off = this.store.on((e) => {
+      if (e.rt === rt && matches(e.obj)) send(e.type, e.obj);
+    });
     const timeout = Number(q.get('timeoutSeconds') ?? 0);
     const timer = timeout > 0 ? setTimeout(() => res.end(), timeout * 1000) : undefined;
-    res.on('close', () => { off(); if (timer) clearTimeout(timer); this.open.delete(res); });
+    res.on('close', () => {
+      off();
+      if (timer) clearTimeout(timer);
+      this.open.delete(res);
+    });
   }
 
   closeAll(): void {

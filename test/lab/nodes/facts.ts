@@ -43,20 +43,24 @@ export function validateFacts(f: Partial<NodeFacts>): void {
   if (f.cpus !== undefined) posInt('cpus', f.cpus);
   if (f.memoryMiB !== undefined) posInt('memoryMiB', f.memoryMiB);
   if (f.diskGiB !== undefined) posInt('diskGiB', f.diskGiB);
-  if (f.arch !== undefined && !/^[A-Za-z0-9_]+$/.test(f.arch)) throw new Error('facts.arch: expected a machine name like x86_64');
+  if (f.arch !== undefined && !/^[A-Za-z0-9_]+$/.test(f.arch))
+    throw new Error('facts.arch: expected a machine name like x86_64');
   if (f.osRelease !== undefined && (typeof f.osRelease !== 'string' || f.osRelease.trim() === '')) {
     throw new Error('facts.osRelease: expected a non-empty string');
   }
   if (f.packages !== undefined) {
     if (!Array.isArray(f.packages)) throw new Error('facts.packages: expected an array');
-    for (const p of f.packages) if (typeof p !== 'string' || !PACKAGE_NAME.test(p)) throw new Error(`facts.packages: bad package name ${JSON.stringify(p)}`);
+    for (const p of f.packages)
+      if (typeof p !== 'string' || !PACKAGE_NAME.test(p))
+        throw new Error(`facts.packages: bad package name ${JSON.stringify(p)}`);
   }
   for (const k of ['swap', 'timeSynced', 'storageMounted'] as const) {
     if (f[k] !== undefined && typeof f[k] !== 'boolean') throw new Error(`facts.${k}: expected a boolean`);
   }
   if (f.busyPorts !== undefined) {
     if (!Array.isArray(f.busyPorts)) throw new Error('facts.busyPorts: expected an array');
-    for (const p of f.busyPorts) if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`facts.busyPorts: bad port ${p}`);
+    for (const p of f.busyPorts)
+      if (!Number.isInteger(p) || p < 1 || p > 65535) throw new Error(`facts.busyPorts: bad port ${p}`);
   }
 }
 

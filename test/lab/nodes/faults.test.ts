@@ -15,7 +15,12 @@ const node = () => lab.nodes[1]; // worker-1
 
 beforeAll(async () => {
   kube = await startFakeKube();
-  lab = await startNodes({ dir, names: ['control-plane', 'worker-1', 'worker-2'], authorizedKey: keys.publicKey, kube });
+  lab = await startNodes({
+    dir,
+    names: ['control-plane', 'worker-1', 'worker-2'],
+    authorizedKey: keys.publicKey,
+    kube,
+  });
 });
 afterAll(async () => {
   await lab?.stop();
@@ -31,12 +36,16 @@ describe('lab node faults', () => {
     const raw = await new Promise<{ data: string; err?: string }>((resolve) => {
       let data = '';
       const s = net.connect(node().port, node().host);
-      s.on('data', (d) => { data += d; });
+      s.on('data', (d) => {
+        data += d;
+      });
       s.on('error', (e: NodeJS.ErrnoException) => resolve({ data, err: e.code }));
       s.on('close', () => resolve({ data }));
     });
     expect(raw).toEqual({ data: '', err: 'ECONNRESET' });
-    await expect(connect(node(), keys.privateKey, node().hostKey)).rejects.toThrow(/ECONNRESET|Connection lost before handshake/);
+    await expect(connect(node(), keys.privateKey, node().hostKey)).rejects.toThrow(
+      /ECONNRESET|Connection lost before handshake/,
+    );
     lab.faults.clear(node().name);
     const ssh = await connect(node(), keys.privateKey, node().hostKey);
     expect((await ssh.execCommand('hostname')).stdout).toBe('worker-1');
@@ -48,7 +57,10 @@ describe('lab node faults', () => {
     const running = ssh.execCommand('echo started; sleep 5; echo finished');
     await new Promise((r) => setTimeout(r, 300));
     lab.faults.drop(node().name);
-    const outcome = await running.then((r) => r.stdout, (e: Error) => `rejected: ${e.message}`);
+    const outcome = await running.then(
+      (r) => r.stdout,
+      (e: Error) => `rejected: ${e.message}`,
+    );
     expect(outcome).not.toContain('finished');
     expect(ssh.errors.map((e) => (e as NodeJS.ErrnoException).code)).toContain('ECONNRESET');
     ssh.dispose();
@@ -63,14 +75,27 @@ describe('lab node faults', () => {
     lab.faults.dropAfter(node().name, 2);
     expect((await ssh.execCommand('echo first')).stdout).toBe('first'); // session 1 passes
     const chunks: string[] = [];
-    const second = ssh.execCommand('touch /tmp/install-started; echo installing; sleep 3; touch /tmp/install-finished; echo done', {
-      onStdout: (c) => chunks.push(c.toString()),
-    });
-    const outcome = await second.then((r) => r.stdout, (e: Error) => `rejected: ${e.message}`);
+    const second = ssh.execCommand(
+      'touch /tmp/install-started; echo installing; sleep 3; touch /tmp/install-finished; echo done',
+      {
+        onStdout: (c) => chunks.push(c.toString()),
+      },
+    );
+    const outcome = await second.then(
+      (r) => r.stdout,
+      (e: Error) => `rejected: ${e.message}`,
+    );
     expect(outcome).not.toContain('done');
     expect(chunks.join('')).toBe('installing\n'); // the little data got through before the cut
     // the socket error event trails the channel close
-    await vi.waitFor(() => expect(ssh.errors.map((e) => (e as NodeJS.ErrnoException).code), outcome).toContain('ECONNRESET'), { timeout: 2000 });
+    await vi.waitFor(
+      () =>
+        expect(
+          ssh.errors.map((e) => (e as NodeJS.ErrnoException).code),
+          outcome,
+        ).toContain('ECONNRESET'),
+      { timeout: 2000 },
+    );
     expect(existsSync(path.join(marker, 'install-started'))).toBe(true);
     expect(existsSync(path.join(marker, 'install-finished'))).toBe(false);
     ssh.dispose();

@@ -70,7 +70,11 @@ interface NodeState {
 const HOSTNAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
 
 function countLines(file: string): number {
-  try { return readFileSync(file, 'utf8').split('\n').filter(Boolean).length; } catch { return 0; }
+  try {
+    return readFileSync(file, 'utf8').split('\n').filter(Boolean).length;
+  } catch {
+    return 0;
+  }
 }
 
 async function prepareNodeDir(rootDir: string, name: string, host: string, opts: StartNodesOptions): Promise<string> {
@@ -102,8 +106,13 @@ async function prepareNodeDir(rootDir: string, name: string, host: string, opts:
 
   // what the k3s stand-in needs to register with the Kubernetes double (lab-only endpoints)
   await writeFile(path.join(varLibLab, 'kube-ca.pem'), opts.kube.caPem);
-  await writeFile(path.join(varLibLab, 'kube.env'), `KUBE_URL='${opts.kube.url.replace(/\/+$/, '')}'\nNODE_DEFAULT_IP='${host}'\n`);
-  await writeFile(path.join(varLibLab, 'kube-auth-header'), `Authorization: Bearer ${opts.kube.token}\n`, { mode: 0o600 });
+  await writeFile(
+    path.join(varLibLab, 'kube.env'),
+    `KUBE_URL='${opts.kube.url.replace(/\/+$/, '')}'\nNODE_DEFAULT_IP='${host}'\n`,
+  );
+  await writeFile(path.join(varLibLab, 'kube-auth-header'), `Authorization: Bearer ${opts.kube.token}\n`, {
+    mode: 0o600,
+  });
   await writeFile(path.join(varLibLab, 'kube-token'), opts.kube.token, { mode: 0o600 });
   return lab;
 }
@@ -115,10 +124,13 @@ async function readHostKey(lab: string): Promise<string> {
 export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
   if (!path.isAbsolute(opts.dir)) throw new Error('startNodes: dir must be an absolute path');
   if (opts.names.length === 0 || opts.names.length > 100) throw new Error('startNodes: names must list 1..100 nodes');
-  for (const n of opts.names) if (!HOSTNAME.test(n)) throw new Error(`startNodes: ${JSON.stringify(n)} is not a valid hostname`);
+  for (const n of opts.names)
+    if (!HOSTNAME.test(n)) throw new Error(`startNodes: ${JSON.stringify(n)} is not a valid hostname`);
   if (new Set(opts.names).size !== opts.names.length) throw new Error('startNodes: duplicate node names');
-  if (!/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-\S+) \S+/.test(opts.authorizedKey.trim())) throw new Error('startNodes: authorizedKey must be a public key line');
-  for (const n of Object.keys(opts.facts ?? {})) if (!opts.names.includes(n)) throw new Error(`startNodes: facts for unknown node ${n}`);
+  if (!/^(ssh-ed25519|ssh-rsa|ecdsa-sha2-\S+) \S+/.test(opts.authorizedKey.trim()))
+    throw new Error('startNodes: authorizedKey must be a public key line');
+  for (const n of Object.keys(opts.facts ?? {}))
+    if (!opts.names.includes(n)) throw new Error(`startNodes: facts for unknown node ${n}`);
 
   // every node's private root lives directly below dir: <dir>/<name>
   const nodesDir = opts.dir;
@@ -135,16 +147,23 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
     states.set(name, partial);
     await procs.start();
     const { proxy, port } = await FaultProxy.listen(host, { host: '127.0.0.1', port: procs.sshdPort });
-    Object.assign(partial, { proxy, lab, sessionsRead: 0, node: { name, host, port, hostKey: await readHostKey(lab), rootDir } });
+    Object.assign(partial, {
+      proxy,
+      lab,
+      sessionsRead: 0,
+      node: { name, host, port, hostKey: await readHostKey(lab), rootDir },
+    });
   };
 
   const stop = async (): Promise<void> => {
-    await Promise.all([...states.values()].map(async (s) => {
-      if (s.dropAfter) clearInterval(s.dropAfter.timer);
-      await s.proxy?.close();
-      await s.procs.stop();
-      await rm(s.procs.dir, { recursive: true, force: true, maxRetries: 5 });
-    }));
+    await Promise.all(
+      [...states.values()].map(async (s) => {
+        if (s.dropAfter) clearInterval(s.dropAfter.timer);
+        await s.proxy?.close();
+        await s.procs.stop();
+        await rm(s.procs.dir, { recursive: true, force: true, maxRetries: 5 });
+      }),
+    );
     states.clear();
   };
 
@@ -166,31 +185,41 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
     const fresh = buf.subarray(s.sessionsRead);
     const end = fresh.lastIndexOf(0x0a) + 1; // whole lines only
     s.sessionsRead += end;
-    return fresh.subarray(0, end).toString().split('\n')
+    return fresh
+      .subarray(0, end)
+      .toString()
+      .split('\n')
       .map((l) => l.split(' '))
       .filter(([kind, port]) => kind === 'exec' && port)
       .map(([, port]) => Number(port));
   };
 
   const faults: LabNodes['faults'] = {
-    refuse: (name) => { get(name).proxy.refusing = true; },
-    drop: (name) => { get(name).proxy.dropAll(); },
+    refuse: (name) => {
+      get(name).proxy.refusing = true;
+    },
+    drop: (name) => {
+      get(name).proxy.dropAll();
+    },
     dropAfter: (name, n) => {
       if (!Number.isInteger(n) || n < 1) throw new Error('dropAfter: n must be an integer >= 1');
       const s = get(name);
       if (s.dropAfter) clearInterval(s.dropAfter.timer);
       newExecSessions(s); // sessions that started before arming do not count
       // sessions are found through the log session.sh writes; 10 ms polling keeps the cut mid-command
-      const plan = { remaining: n, timer: setInterval(() => {
-        for (const port of newExecSessions(s)) {
-          if (--plan.remaining === 0) {
-            clearInterval(plan.timer);
-            s.dropAfter = undefined;
-            s.proxy.dropByUpstreamPort(port);
-            return;
+      const plan = {
+        remaining: n,
+        timer: setInterval(() => {
+          for (const port of newExecSessions(s)) {
+            if (--plan.remaining === 0) {
+              clearInterval(plan.timer);
+              s.dropAfter = undefined;
+              s.proxy.dropByUpstreamPort(port);
+              return;
+            }
           }
-        }
-      }, 10) };
+        }, 10),
+      };
       plan.timer.unref();
       s.dropAfter = plan;
     },
@@ -202,7 +231,12 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
       const s = get(name);
       const key = path.join(s.lab, 'ssh_host_ed25519_key');
       const orig = path.join(s.lab, 'orig_host_key');
-      if (!(await readFile(`${orig}.pub`).then(() => true, () => false))) {
+      if (
+        !(await readFile(`${orig}.pub`).then(
+          () => true,
+          () => false,
+        ))
+      ) {
         await copyFile(key, orig);
         await copyFile(`${key}.pub`, `${orig}.pub`);
       }
@@ -214,7 +248,13 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
       const s = get(name);
       const key = path.join(s.lab, 'ssh_host_ed25519_key');
       const orig = path.join(s.lab, 'orig_host_key');
-      if (!(await readFile(`${orig}.pub`).then(() => true, () => false))) return; // never rotated
+      if (
+        !(await readFile(`${orig}.pub`).then(
+          () => true,
+          () => false,
+        ))
+      )
+        return; // never rotated
       await copyFile(orig, key);
       await copyFile(`${orig}.pub`, `${key}.pub`);
       s.node.hostKey = await readHostKey(s.lab);
@@ -241,12 +281,18 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
   return {
     nodes: opts.names.map((n) => get(n).node),
     faults,
-    counters: () => Object.fromEntries([...states.values()].map((s) => [s.node.name, {
-      installerRuns: countLines(path.join(s.node.rootDir, 'var/lib/lab/installer-runs')),
-      sshSessions: countLines(path.join(s.lab, 'sessions.log')),
-      connections: s.proxy.connections,
-      aptInstalls: countLines(path.join(s.node.rootDir, 'var/lib/lab/apt.log')),
-    }])),
+    counters: () =>
+      Object.fromEntries(
+        [...states.values()].map((s) => [
+          s.node.name,
+          {
+            installerRuns: countLines(path.join(s.node.rootDir, 'var/lib/lab/installer-runs')),
+            sshSessions: countLines(path.join(s.lab, 'sessions.log')),
+            connections: s.proxy.connections,
+            aptInstalls: countLines(path.join(s.node.rootDir, 'var/lib/lab/apt.log')),
+          },
+        ]),
+      ),
     stop,
   };
 }

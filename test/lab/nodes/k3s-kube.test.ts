@@ -16,8 +16,12 @@ let lab: LabNodes;
 
 beforeAll(async () => {
   kube = await startKubeDouble({ host: '127.0.0.1', token: 'lab-nodes-kube-token', crdDir, readyDelayMs: 50 });
-  lab = await startNodes({ dir: path.join(keys.dir, 'nodes'), names: ['control-plane', 'worker-1'], authorizedKey: keys.publicKey,
-    kube: { url: kube.url, token: kube.token, caPem: kube.caPem } });
+  lab = await startNodes({
+    dir: path.join(keys.dir, 'nodes'),
+    names: ['control-plane', 'worker-1'],
+    authorizedKey: keys.publicKey,
+    kube: { url: kube.url, token: kube.token, caPem: kube.caPem },
+  });
 });
 afterAll(async () => {
   await lab?.stop();
@@ -29,24 +33,38 @@ const install = (i: number, env: string, args = '') => runInstaller(lab.nodes[i]
 
 describe('k3s stand-in with the Kubernetes double', () => {
   it('server and agent register as Nodes that turn Ready; a wrong token is refused', async () => {
-    const server = await install(0, 'INSTALL_K3S_VERSION=v1.31.4+k3s1 INSTALL_K3S_EXEC="server --cluster-init --tls-san 127.0.0.10"', '--token t0ken');
+    const server = await install(
+      0,
+      'INSTALL_K3S_VERSION=v1.31.4+k3s1 INSTALL_K3S_EXEC="server --cluster-init --tls-san 127.0.0.10"',
+      '--token t0ken',
+    );
     expect(server.stderr).toBe('');
     expect(server.code).toBe(0);
-    const agentToken = readFileSync(path.join(lab.nodes[0].rootDir, 'var/lib/rancher/k3s/server/agent-token'), 'utf8').trim();
+    const agentToken = readFileSync(
+      path.join(lab.nodes[0].rootDir, 'var/lib/rancher/k3s/server/agent-token'),
+      'utf8',
+    ).trim();
     expect(agentToken).toMatch(/^K10[0-9a-f]{64}::node:\S+$/);
 
     const wrong = await install(1, 'K3S_URL=https://127.0.0.10:6443 K3S_TOKEN=nope INSTALL_K3S_VERSION=v1.31.4+k3s1');
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toContain('token CA hash does not match the Cluster CA certificate hash');
 
-    const agent = await install(1, `K3S_URL=https://127.0.0.10:6443 K3S_TOKEN='${agentToken}' INSTALL_K3S_VERSION=v1.31.4+k3s1`);
+    const agent = await install(
+      1,
+      `K3S_URL=https://127.0.0.10:6443 K3S_TOKEN='${agentToken}' INSTALL_K3S_VERSION=v1.31.4+k3s1`,
+    );
     expect(agent.code).toBe(0);
-    await vi.waitFor(() => {
-      for (const n of ['control-plane', 'worker-1']) {
-        const node = kube.get('v1', 'Node', undefined, n) as { status?: { conditions?: { type: string; status: string }[] } } | undefined;
-        expect(node?.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
-      }
-    }, { timeout: 5000 });
+    await vi.waitFor(
+      () => {
+        for (const n of ['control-plane', 'worker-1']) {
+          const node = kube.get('v1', 'Node', undefined, n) as
+            { status?: { conditions?: { type: string; status: string }[] } } | undefined;
+          expect(node?.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
+        }
+      },
+      { timeout: 5000 },
+    );
     expect(lab.counters()['worker-1'].installerRuns).toBe(2);
   });
 });

@@ -16,7 +16,12 @@ let lab: LabNodes;
 
 beforeAll(async () => {
   kube = await startFakeKube();
-  lab = await startNodes({ dir, names: ['control-plane', 'worker-1', 'worker-2'], authorizedKey: keys.publicKey, kube });
+  lab = await startNodes({
+    dir,
+    names: ['control-plane', 'worker-1', 'worker-2'],
+    authorizedKey: keys.publicKey,
+    kube,
+  });
 });
 afterAll(async () => {
   await lab?.stop();
@@ -25,26 +30,39 @@ afterAll(async () => {
 });
 
 /** Uploads the installer and runs it with env + positional args, like the orchestrator does. */
-const install = (nodeIdx: number, env: string, args = '') => runInstaller(lab.nodes[nodeIdx], keys.privateKey, env, args);
+const install = (nodeIdx: number, env: string, args = '') =>
+  runInstaller(lab.nodes[nodeIdx], keys.privateKey, env, args);
 async function run(nodeIdx: number, cmd: string) {
   const n = lab.nodes[nodeIdx];
   const ssh = await connect(n, keys.privateKey, n.hostKey);
-  try { return await ssh.execCommand(cmd); } finally { ssh.dispose(); }
+  try {
+    return await ssh.execCommand(cmd);
+  } finally {
+    ssh.dispose();
+  }
 }
 
 describe('k3s stand-in', () => {
   it('installs a server: binary, service, tokens and kubeconfig like k3s, registered with the cluster API', async () => {
-    await run(0, 'mkdir -p /etc/rancher/k3s && printf "node-ip: 10.0.0.62\\ntls-san:\\n  - 100.81.89.100\\n" > /etc/rancher/k3s/config.yaml');
+    await run(
+      0,
+      'mkdir -p /etc/rancher/k3s && printf "node-ip: 10.0.0.62\\ntls-san:\\n  - 100.81.89.100\\n" > /etc/rancher/k3s/config.yaml',
+    );
     const r = await install(0, `INSTALL_K3S_VERSION=${VERSION} INSTALL_K3S_EXEC="${SERVER_EXEC}"`, '--token s3cret');
     expect(r.code).toBe(0);
     expect(r.stdout).toContain(`[INFO]  Using ${VERSION} as release`);
     expect(r.stdout).toContain('[INFO]  systemd: Starting k3s');
 
-    const v = await run(0, 'k3s --version; systemctl is-active k3s; ls /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-killall.sh');
+    const v = await run(
+      0,
+      'k3s --version; systemctl is-active k3s; ls /usr/local/bin/k3s-uninstall.sh /usr/local/bin/k3s-killall.sh',
+    );
     expect(v.stdout).toMatch(/^k3s version v1\.31\.4\+k3s1 \([0-9a-f]{8}\)\ngo version go1\.\d+\.\d+\nactive\n/);
     const tokenFile = path.join(lab.nodes[0].rootDir, 'var/lib/rancher/k3s/server/node-token');
     expect(readFileSync(tokenFile, 'utf8').trim()).toMatch(/^K10[0-9a-f]{64}::server:s3cret$/);
-    expect(readFileSync(path.join(lab.nodes[0].rootDir, 'var/lib/rancher/k3s/server/agent-token'), 'utf8')).toMatch(/^K10[0-9a-f]{64}::node:\S+/);
+    expect(readFileSync(path.join(lab.nodes[0].rootDir, 'var/lib/rancher/k3s/server/agent-token'), 'utf8')).toMatch(
+      /^K10[0-9a-f]{64}::node:\S+/,
+    );
 
     const kubeconfig = path.join(lab.nodes[0].rootDir, 'etc/rancher/k3s/k3s.yaml');
     expect(statSync(kubeconfig).mode & 0o777).toBe(0o600);
@@ -55,14 +73,23 @@ describe('k3s stand-in', () => {
 
     expect(kube.registered.get('control-plane')).toMatchObject({
       role: 'server',
-      body: { version: VERSION, token: 's3cret', nodeIp: '10.0.0.62', clusterInit: true,
-        tlsSans: ['100.81.89.100', '127.0.0.10'], disable: ['traefik', 'servicelb'] },
+      body: {
+        version: VERSION,
+        token: 's3cret',
+        nodeIp: '10.0.0.62',
+        clusterInit: true,
+        tlsSans: ['100.81.89.100', '127.0.0.10'],
+        disable: ['traefik', 'servicelb'],
+      },
     });
     expect(lab.counters()['control-plane'].installerRuns).toBe(1);
   });
 
   it('a wrong join token fails the install with the message k3s shows, and the agent is not active', async () => {
-    const r = await install(1, `K3S_URL=https://127.0.0.10:6443 K3S_TOKEN=K10${'0'.repeat(64)}::node:nope INSTALL_K3S_VERSION=${VERSION}`);
+    const r = await install(
+      1,
+      `K3S_URL=https://127.0.0.10:6443 K3S_TOKEN=K10${'0'.repeat(64)}::node:nope INSTALL_K3S_VERSION=${VERSION}`,
+    );
     expect(r.code).not.toBe(0);
     expect(r.stderr).toContain('token CA hash does not match the Cluster CA certificate hash');
     expect(r.stderr).toContain('Job for k3s-agent.service failed');
@@ -71,18 +98,30 @@ describe('k3s stand-in', () => {
     expect(kube.registered.has('worker-1')).toBe(false);
   });
 
-  it('an agent joins with the server\'s agent token (script piped to `sh -s -`, args appended)', async () => {
-    const token = readFileSync(path.join(lab.nodes[0].rootDir, 'var/lib/rancher/k3s/server/agent-token'), 'utf8').trim();
+  it("an agent joins with the server's agent token (script piped to `sh -s -`, args appended)", async () => {
+    const token = readFileSync(
+      path.join(lab.nodes[0].rootDir, 'var/lib/rancher/k3s/server/agent-token'),
+      'utf8',
+    ).trim();
     const n = lab.nodes[1];
     const ssh = await connect(n, keys.privateKey, n.hostKey);
-    const r = await ssh.execCommand(`K3S_URL=https://127.0.0.10:6443 K3S_TOKEN='${token}' INSTALL_K3S_VERSION=${VERSION} sh -s - agent --node-ip 10.0.0.12`,
-      { stdin: readFileSync(K3S_INSTALL_SCRIPT, 'utf8') });
+    const r = await ssh.execCommand(
+      `K3S_URL=https://127.0.0.10:6443 K3S_TOKEN='${token}' INSTALL_K3S_VERSION=${VERSION} sh -s - agent --node-ip 10.0.0.12`,
+      { stdin: readFileSync(K3S_INSTALL_SCRIPT, 'utf8') },
+    );
     ssh.dispose();
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    expect((await run(1, 'systemctl is-active k3s-agent; systemctl is-active k3s; echo $?')).stdout).toBe('active\ninactive\n3');
-    expect((await run(1, 'systemctl show -p ActiveState --value k3s-agent; systemctl is-enabled k3s-agent')).stdout).toBe('active\nenabled');
-    expect(kube.registered.get('worker-1')).toMatchObject({ role: 'agent', body: { serverUrl: 'https://127.0.0.10:6443', nodeIp: '10.0.0.12', version: VERSION } });
+    expect((await run(1, 'systemctl is-active k3s-agent; systemctl is-active k3s; echo $?')).stdout).toBe(
+      'active\ninactive\n3',
+    );
+    expect(
+      (await run(1, 'systemctl show -p ActiveState --value k3s-agent; systemctl is-enabled k3s-agent')).stdout,
+    ).toBe('active\nenabled');
+    expect(kube.registered.get('worker-1')).toMatchObject({
+      role: 'agent',
+      body: { serverUrl: 'https://127.0.0.10:6443', nodeIp: '10.0.0.12', version: VERSION },
+    });
     expect(lab.counters()['worker-1'].installerRuns).toBe(2);
   });
 
@@ -104,7 +143,10 @@ describe('k3s stand-in', () => {
 
   it('rejects bad installer input like the real script', async () => {
     const badUrl = await install(2, 'K3S_URL=http://127.0.0.10:6443 K3S_TOKEN=x');
-    expect(badUrl).toMatchObject({ code: 1, stderr: '[ERROR]  Only https:// URLs are supported for K3S_URL (have http://127.0.0.10:6443)' });
+    expect(badUrl).toMatchObject({
+      code: 1,
+      stderr: '[ERROR]  Only https:// URLs are supported for K3S_URL (have http://127.0.0.10:6443)',
+    });
     const noToken = await install(2, 'K3S_URL=https://127.0.0.10:6443');
     expect(noToken.stderr).toContain("Defaulted k3s exec command to 'agent' because K3S_URL is defined, but K3S_TOKEN");
     const badVersion = await install(2, 'INSTALL_K3S_VERSION=v9.9.9');
@@ -119,14 +161,20 @@ describe('k3s stand-in', () => {
 
   it('a second server with a different token is refused', async () => {
     await lab.faults.setFacts('worker-2', { arch: 'x86_64' });
-    const r = await install(2, `INSTALL_K3S_VERSION=${VERSION} INSTALL_K3S_EXEC="server --server https://127.0.0.10:6443 --token other"`);
+    const r = await install(
+      2,
+      `INSTALL_K3S_VERSION=${VERSION} INSTALL_K3S_EXEC="server --server https://127.0.0.10:6443 --token other"`,
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('level=fatal msg="Error: token CA hash does not match the Cluster CA certificate hash"');
     expect((await run(2, 'systemctl is-active k3s')).stdout).toBe('failed');
   });
 
   it('the uninstall script removes k3s and deregisters the node', async () => {
-    const r = await run(1, 'k3s-agent-uninstall.sh; test -e /usr/local/bin/k3s; echo k3s=$?; systemctl is-active k3s-agent');
+    const r = await run(
+      1,
+      'k3s-agent-uninstall.sh; test -e /usr/local/bin/k3s; echo k3s=$?; systemctl is-active k3s-agent',
+    );
     expect(r.stdout).toMatch(/k3s=1\ninactive$/);
     expect(kube.deleted).toContain('worker-1');
     expect((await run(0, 'systemctl is-active iscsid; echo $?')).stdout).toBe('inactive\n3');

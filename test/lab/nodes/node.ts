@@ -35,22 +35,33 @@ MaxSessions 50
 }
 
 /** Collects a process's output lines and resolves when one matches (or rejects when it exits first). */
-function waitForLine(child: ChildProcess, stream: 'stdout' | 'stderr', match: RegExp, log: string[], timeoutMs = 10_000): Promise<void> {
+function waitForLine(
+  child: ChildProcess,
+  stream: 'stdout' | 'stderr',
+  match: RegExp,
+  log: string[],
+  timeoutMs = 10_000,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     let buf = '';
-    const timer = setTimeout(() => finish(new Error(`timed out waiting for ${match}: ${log.slice(-5).join(' | ')}`)), timeoutMs);
+    const timer = setTimeout(
+      () => finish(new Error(`timed out waiting for ${match}: ${log.slice(-5).join(' | ')}`)),
+      timeoutMs,
+    );
     const onData = (d: Buffer) => {
       buf += d.toString();
       const lines = buf.split('\n');
       buf = lines.pop() ?? '';
       for (const l of lines) if (match.test(l)) finish();
     };
-    const onExit = (code: number | null) => finish(new Error(`exited (${code}) before ready: ${log.slice(-5).join(' | ')}`));
+    const onExit = (code: number | null) =>
+      finish(new Error(`exited (${code}) before ready: ${log.slice(-5).join(' | ')}`));
     const finish = (err?: Error) => {
       clearTimeout(timer);
       child[stream]?.off('data', onData);
       child.off('exit', onExit);
-      if (err) reject(err); else resolve();
+      if (err) reject(err);
+      else resolve();
     };
     child[stream]?.on('data', onData);
     child.once('exit', onExit);
@@ -104,14 +115,23 @@ export class NodeProcesses {
   private sshd?: ChildProcess;
   sshdPort = 0;
 
-  constructor(readonly name: string, readonly dir: string) {}
+  constructor(
+    readonly name: string,
+    readonly dir: string,
+  ) {}
 
-  get sshdPid(): number | undefined { return this.sshd?.pid; }
+  get sshdPid(): number | undefined {
+    return this.sshd?.pid;
+  }
 
   async start(): Promise<void> {
-    const holder = spawn('unshare', ['--mount', '--uts', '--propagation', 'private', '--', '/bin/sh', NODE_ROOT_SH, this.dir, this.name], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
+    const holder = spawn(
+      'unshare',
+      ['--mount', '--uts', '--propagation', 'private', '--', '/bin/sh', NODE_ROOT_SH, this.dir, this.name],
+      {
+        stdio: ['pipe', 'pipe', 'pipe'],
+      },
+    );
     this.holder = holder;
     keepLog(holder, this.log);
     await waitForLine(holder, 'stdout', /^lab-node-ready$/, this.log);
@@ -131,9 +151,26 @@ export class NodeProcesses {
     if (!this.holder?.pid) throw new Error(`node ${this.name}: namespace holder is not running`);
     // nsenter execs (no fork without a pid namespace) and so does chroot: the child pid is sshd's pid.
     // -D keeps sshd in the foreground (we own its pid), -e logs to our pipe instead of syslog.
-    const sshd = spawn('nsenter', ['--target', String(this.holder.pid), '--mount', '--uts', '--',
-      '/usr/sbin/chroot', `${this.dir}/.root`,
-      '/usr/sbin/sshd', '-D', '-e', '-f', '/run/lab/sshd_config', '-o', `Port=${this.sshdPort}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const sshd = spawn(
+      'nsenter',
+      [
+        '--target',
+        String(this.holder.pid),
+        '--mount',
+        '--uts',
+        '--',
+        '/usr/sbin/chroot',
+        `${this.dir}/.root`,
+        '/usr/sbin/sshd',
+        '-D',
+        '-e',
+        '-f',
+        '/run/lab/sshd_config',
+        '-o',
+        `Port=${this.sshdPort}`,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     this.sshd = sshd;
     keepLog(sshd, this.log);
     try {
@@ -155,11 +192,19 @@ export class NodeProcesses {
     const holderPid = this.holder?.pid;
     if (!holderPid) return [];
     let ns: string;
-    try { ns = await readlink(`/proc/${holderPid}/ns/mnt`); } catch { return []; }
+    try {
+      ns = await readlink(`/proc/${holderPid}/ns/mnt`);
+    } catch {
+      return [];
+    }
     const pids: number[] = [];
     for (const entry of await readdir('/proc')) {
       if (!/^\d+$/.test(entry) || Number(entry) === holderPid) continue;
-      try { if ((await readlink(`/proc/${entry}/ns/mnt`)) === ns) pids.push(Number(entry)); } catch { /* exited */ }
+      try {
+        if ((await readlink(`/proc/${entry}/ns/mnt`)) === ns) pids.push(Number(entry));
+      } catch {
+        /* exited */
+      }
     }
     return pids;
   }
@@ -168,14 +213,22 @@ export class NodeProcesses {
     if (this.sshd) await killAndWait(this.sshd);
     const pids = await this.namespacePids();
     for (const pid of pids) {
-      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
     }
     if (this.holder) {
       this.holder.stdin?.end();
       await killAndWait(this.holder, 500);
     }
     // the namespace (and every mount in it) is gone once its last process has exited
-    const alive = async (pid: number) => stat(`/proc/${pid}`).then(() => true, () => false);
+    const alive = async (pid: number) =>
+      stat(`/proc/${pid}`).then(
+        () => true,
+        () => false,
+      );
     for (let i = 0; i < 50; i++) {
       const left = await Promise.all(pids.map(alive));
       if (!left.includes(true)) break;

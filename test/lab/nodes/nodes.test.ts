@@ -16,7 +16,13 @@ let startMs = 0;
 beforeAll(async () => {
   kube = await startFakeKube();
   const t0 = performance.now();
-  lab = await startNodes({ dir, names: NAMES, authorizedKey: keys.publicKey, kube, facts: { 'worker-2': { cpus: 2, memoryMiB: 4096 } } });
+  lab = await startNodes({
+    dir,
+    names: NAMES,
+    authorizedKey: keys.publicKey,
+    kube,
+    facts: { 'worker-2': { cpus: 2, memoryMiB: 4096 } },
+  });
   startMs = performance.now() - t0;
   console.log(`lab nodes: 3 nodes started in ${startMs.toFixed(0)} ms`);
 });
@@ -37,10 +43,16 @@ describe('lab nodes', () => {
   });
 
   it('answer over real SSH with pinned host keys and show three distinct hostnames', async () => {
-    const names = await Promise.all(lab.nodes.map(async (n) => {
-      const ssh = await connect(n, keys.privateKey, n.hostKey);
-      try { return (await ssh.execCommand('hostname')).stdout; } finally { ssh.dispose(); }
-    }));
+    const names = await Promise.all(
+      lab.nodes.map(async (n) => {
+        const ssh = await connect(n, keys.privateKey, n.hostKey);
+        try {
+          return (await ssh.execCommand('hostname')).stdout;
+        } finally {
+          ssh.dispose();
+        }
+      }),
+    );
     expect(names).toEqual(NAMES);
   });
 
@@ -48,20 +60,26 @@ describe('lab nodes', () => {
     const other = labKeyPair();
     const n = lab.nodes[0];
     await expect(connect(n, other.privateKey, n.hostKey)).rejects.toThrow(/authentication methods failed/);
-    await expect(connect(n, '', n.hostKey, { privateKey: undefined, password: 'root' })).rejects.toThrow(/authentication methods failed/);
+    await expect(connect(n, '', n.hostKey, { privateKey: undefined, password: 'root' })).rejects.toThrow(
+      /authentication methods failed/,
+    );
     rmSync(other.dir, { recursive: true, force: true });
   });
 
-  it('keep each node\'s writes private: not on the other nodes, not on the host', async () => {
+  it("keep each node's writes private: not on the other nodes, not on the host", async () => {
     const [cp, w1, w2] = lab.nodes;
     const ssh = await connect(cp, keys.privateKey, cp.hostKey);
-    const r = await ssh.execCommand('mkdir -p /etc/rancher/k3s && echo "node-ip: 127.0.0.11" > /etc/rancher/k3s/config.yaml && echo x > /etc/lab-probe && mkdir -p /data/persistent-storage/longhorn && cat /etc/rancher/k3s/config.yaml');
+    const r = await ssh.execCommand(
+      'mkdir -p /etc/rancher/k3s && echo "node-ip: 127.0.0.11" > /etc/rancher/k3s/config.yaml && echo x > /etc/lab-probe && mkdir -p /data/persistent-storage/longhorn && cat /etc/rancher/k3s/config.yaml',
+    );
     ssh.dispose();
     expect(r.stdout).toBe('node-ip: 127.0.0.11');
     expect(readFileSync(path.join(cp.rootDir, 'etc/rancher/k3s/config.yaml'), 'utf8')).toBe('node-ip: 127.0.0.11\n');
     for (const n of [w1, w2]) {
       const s = await connect(n, keys.privateKey, n.hostKey);
-      const check = await s.execCommand('test -e /etc/rancher/k3s/config.yaml; echo $?; test -e /etc/lab-probe; echo $?');
+      const check = await s.execCommand(
+        'test -e /etc/rancher/k3s/config.yaml; echo $?; test -e /etc/lab-probe; echo $?',
+      );
       s.dispose();
       expect(check.stdout).toBe('1\n1');
     }
@@ -79,7 +97,9 @@ describe('lab nodes', () => {
     expect((await run('uname -s')).stdout).toBe('Linux');
     expect((await run('nproc')).stdout).toBe('4');
     expect((await run('free -m')).stdout.split('\n')[1]).toMatch(/^Mem:\s+8192\s+\d+/);
-    expect((await run('df -BG --output=avail,target /data/persistent-storage')).stdout).toBe('Avail Mounted on\n 100G /data/persistent-storage');
+    expect((await run('df -BG --output=avail,target /data/persistent-storage')).stdout).toBe(
+      'Avail Mounted on\n 100G /data/persistent-storage',
+    );
     expect((await run('cat /etc/os-release')).stdout).toContain('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"');
     expect((await run("dpkg-query -W -f='${Status}' nfs-common")).stdout).toBe('install ok installed');
     const missing = await run("dpkg-query -W -f='${Status}' jq");
@@ -96,14 +116,24 @@ describe('lab nodes', () => {
     const s2 = await connect(w2, keys.privateKey, w2.hostKey);
     expect((await s2.execCommand('nproc')).stdout).toBe('2');
     expect((await s2.execCommand('free -m')).stdout).toMatch(/Mem:\s+4096 /);
-    expect((await s2.execCommand('mountpoint /data/persistent-storage')).stdout).toBe('/data/persistent-storage is not a mountpoint');
+    expect((await s2.execCommand('mountpoint /data/persistent-storage')).stdout).toBe(
+      '/data/persistent-storage is not a mountpoint',
+    );
     expect((await s2.execCommand('df -BG --output=avail,target /data/persistent-storage')).stdout).toMatch(/ \/$/);
     s2.dispose();
   });
 
   it('change facts live with setFacts, and through apt-get / swapoff on the node', async () => {
     const cp = lab.nodes[0];
-    await lab.faults.setFacts(cp.name, { cpus: 1, swap: true, timeSynced: false, busyPorts: [6443], arch: 'riscv64', osRelease: 'Ubuntu 24.04', diskGiB: 12 });
+    await lab.faults.setFacts(cp.name, {
+      cpus: 1,
+      swap: true,
+      timeSynced: false,
+      busyPorts: [6443],
+      arch: 'riscv64',
+      osRelease: 'Ubuntu 24.04',
+      diskGiB: 12,
+    });
     const ssh = await connect(cp, keys.privateKey, cp.hostKey);
     const run = async (cmd: string) => (await ssh.execCommand(cmd)).stdout;
     expect(await run('nproc; uname -m; timedatectl show -p NTPSynchronized --value')).toBe('1\nriscv64\nno');

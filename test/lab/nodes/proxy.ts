@@ -21,7 +21,10 @@ export class FaultProxy {
     this.server = net.createServer((client) => this.accept(client));
   }
 
-  static async listen(host: string, target: { host: string; port: number }): Promise<{ proxy: FaultProxy; port: number }> {
+  static async listen(
+    host: string,
+    target: { host: string; port: number },
+  ): Promise<{ proxy: FaultProxy; port: number }> {
     const proxy = new FaultProxy(target);
     await new Promise<void>((resolve, reject) => {
       proxy.server.once('error', reject);
@@ -42,20 +45,27 @@ export class FaultProxy {
     upstream.setNoDelay(true);
     const conn: Conn = { client, upstream };
     this.conns.add(conn);
-    upstream.once('connect', () => { conn.upstreamPort = upstream.localPort; });
+    upstream.once('connect', () => {
+      conn.upstreamPort = upstream.localPort;
+    });
     const pipe = (from: net.Socket, to: net.Socket, serverSide: boolean) => {
       from.on('data', (chunk) => {
         if (serverSide) conn.onServerData?.();
         if (this.delayMs > 0) {
           // equal delays fire in insertion order, so the byte stream stays ordered
-          setTimeout(() => { if (!to.destroyed) to.write(chunk); }, this.delayMs);
+          setTimeout(() => {
+            if (!to.destroyed) to.write(chunk);
+          }, this.delayMs);
         } else if (!to.destroyed) {
           to.write(chunk);
         }
       });
       from.on('end', () => {
-        const end = () => { if (!to.destroyed) to.end(); };
-        if (this.delayMs > 0) setTimeout(end, this.delayMs); else end();
+        const end = () => {
+          if (!to.destroyed) to.end();
+        };
+        if (this.delayMs > 0) setTimeout(end, this.delayMs);
+        else end();
       });
     };
     pipe(client, upstream, false);
@@ -66,7 +76,12 @@ export class FaultProxy {
       if (!upstream.destroyed) upstream.destroy();
     };
     client.on('error', close).on('close', close);
-    upstream.on('error', () => { if (!client.destroyed) client.resetAndDestroy(); close(); }).on('close', close);
+    upstream
+      .on('error', () => {
+        if (!client.destroyed) client.resetAndDestroy();
+        close();
+      })
+      .on('close', close);
   }
 
   /** Resets every live connection now: clients see ECONNRESET mid-stream. */

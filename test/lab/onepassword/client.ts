@@ -3,7 +3,15 @@
 // (RateLimitExceededError, AuthExpiredError...), so callers cannot tell it from the real client by
 // types, values or error classes. It never logs: values pass through it.
 import { ReplacerFunc, ReviverFunc, throwError } from '@1password/sdk';
-import type { Client, Item, ItemCreateParams, ItemListFilter, ItemOverview, ResolveAllResponse, VaultOverview } from '@1password/sdk';
+import type {
+  Client,
+  Item,
+  ItemCreateParams,
+  ItemListFilter,
+  ItemOverview,
+  ResolveAllResponse,
+  VaultOverview,
+} from '@1password/sdk';
 
 export interface LabOnePasswordClient {
   secrets: Pick<Client['secrets'], 'resolve' | 'resolveAll'>;
@@ -29,7 +37,9 @@ export function createLabOnePasswordClient(url: string): LabOnePasswordClient {
     }
     if (!res.ok || parsed.error) {
       // The SDK's own mapping from {name, message} to its error classes.
-      throwError(JSON.stringify({ name: parsed.error?.name ?? 'Error', message: parsed.error?.message ?? `HTTP ${res.status}` }));
+      throwError(
+        JSON.stringify({ name: parsed.error?.name ?? 'Error', message: parsed.error?.message ?? `HTTP ${res.status}` }),
+      );
     }
     return (parsed.result ?? undefined) as T;
   }
@@ -43,7 +53,8 @@ export function createLabOnePasswordClient(url: string): LabOnePasswordClient {
       get: (vaultId: string, itemId: string) => call<Item>('items.get', [vaultId, itemId]),
       put: (item: Item) => call<Item>('items.put', [item]),
       create: (params: ItemCreateParams) => call<Item>('items.create', [params]),
-      list: (vaultId: string, ...filters: ItemListFilter[]) => call<ItemOverview[]>('items.list', [vaultId, ...filters]),
+      list: (vaultId: string, ...filters: ItemListFilter[]) =>
+        call<ItemOverview[]>('items.list', [vaultId, ...filters]),
       delete: async (vaultId: string, itemId: string) => {
         await call<null>('items.delete', [vaultId, itemId]);
       },

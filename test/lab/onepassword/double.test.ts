@@ -9,7 +9,12 @@ import { fileURLToPath } from 'node:url';
 import { AuthExpiredError, ItemCategory, ItemFieldType, RateLimitExceededError, type Item } from '@1password/sdk';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createLabOnePasswordClient, startOnePasswordDouble, type LabOnePasswordClient, type OnePasswordDouble } from './index.js';
+import {
+  createLabOnePasswordClient,
+  startOnePasswordDouble,
+  type LabOnePasswordClient,
+  type OnePasswordDouble,
+} from './index.js';
 
 const FIXTURE = fileURLToPath(new URL('../fixtures/onepassword.json', import.meta.url));
 
@@ -56,7 +61,10 @@ describe('1Password double', () => {
     ];
     const { individualResponses: r } = await client.secrets.resolveAll(refs);
     expect(Object.keys(r).sort()).toEqual([...refs].sort());
-    expect(r[refs[0]!]!.content).toMatchObject({ vaultId, secret: expect.stringMatching(/^lab-secret-postgres-url-username-/) });
+    expect(r[refs[0]!]!.content).toMatchObject({
+      vaultId,
+      secret: expect.stringMatching(/^lab-secret-postgres-url-username-/),
+    });
     expect(r[refs[1]!]!.content!.secret).toMatch(/^lab-secret-supabase-direct-port-/);
     expect(r[refs[2]!]).toEqual({ error: { type: 'fieldNotFound' } });
     expect(r[refs[3]!]).toEqual({ error: { type: 'itemNotFound' } });
@@ -71,7 +79,9 @@ describe('1Password double', () => {
     const item = (await client.items.list(vaultId)).find((i) => i.title === 'TWITCH_ID')!;
     expect(await client.secrets.resolve(`op://${vaultId}/${item.id}/credential`)).toBe(exact);
     // The Database items' "server" field has the ID "hostname": both name it.
-    expect(await client.secrets.resolve('op://pedro/POSTGRES_URL/hostname')).toBe(await client.secrets.resolve('op://pedro/postgres_url/Server'));
+    expect(await client.secrets.resolve('op://pedro/POSTGRES_URL/hostname')).toBe(
+      await client.secrets.resolve('op://pedro/postgres_url/Server'),
+    );
     await expect(client.secrets.resolve('op://pedro/TWITCH_ID/nope')).rejects.toThrow(
       'error resolving secret reference: the specified field cannot be found within the item',
     );
@@ -84,7 +94,9 @@ describe('1Password double', () => {
   });
 
   it('covers every reference of the pedro-ops secret map with unique, long values', async () => {
-    const spec = parse(readFileSync(fileURLToPath(new URL('../../../config/clusters/pedro-ops.yaml', import.meta.url)), 'utf8')) as {
+    const spec = parse(
+      readFileSync(fileURLToPath(new URL('../../../config/clusters/pedro-ops.yaml', import.meta.url)), 'utf8'),
+    ) as {
       secrets: { entries: { fields: Record<string, string> }[] };
     };
     const refs = [...new Set(spec.secrets.entries.flatMap((e) => Object.values(e.fields)))];
@@ -113,19 +125,43 @@ describe('1Password double', () => {
 
   it('creates items with sections, validates them, and conflicts on concurrent writes to a vault', async () => {
     const created = await client.items.create({
-      vaultId, title: 'openbao-unseal-test', category: ItemCategory.SecureNote,
+      vaultId,
+      title: 'openbao-unseal-test',
+      category: ItemCategory.SecureNote,
       sections: [{ id: 'keys', title: 'Unseal keys' }],
-      fields: [{ id: 'key1', title: 'key 1', fieldType: ItemFieldType.Concealed, value: 'lab-unseal-key-one-0001', sectionId: 'keys' }],
+      fields: [
+        {
+          id: 'key1',
+          title: 'key 1',
+          fieldType: ItemFieldType.Concealed,
+          value: 'lab-unseal-key-one-0001',
+          sectionId: 'keys',
+        },
+      ],
     });
     expect(created).toMatchObject({ version: 1, vaultId, title: 'openbao-unseal-test' });
-    expect(await client.secrets.resolve('op://pedro/openbao-unseal-test/Unseal keys/key 1')).toBe('lab-unseal-key-one-0001');
-    expect((await client.secrets.resolveAll(['op://pedro/openbao-unseal-test/nope/key1'])).individualResponses['op://pedro/openbao-unseal-test/nope/key1'])
-      .toEqual({ error: { type: 'noMatchingSections' } });
-    await expect(client.items.create({
-      vaultId, title: 'dup', category: ItemCategory.Login,
-      fields: [{ id: 'a', title: 'a', fieldType: ItemFieldType.Text, value: 'x' }, { id: 'a', title: 'b', fieldType: ItemFieldType.Text, value: 'y' }],
-    })).rejects.toThrow('duplicate field ids');
-    await expect(client.items.create({ vaultId: 'nope', title: 't', category: ItemCategory.Login })).rejects.toThrow('invalid vault id');
+    expect(await client.secrets.resolve('op://pedro/openbao-unseal-test/Unseal keys/key 1')).toBe(
+      'lab-unseal-key-one-0001',
+    );
+    expect(
+      (await client.secrets.resolveAll(['op://pedro/openbao-unseal-test/nope/key1'])).individualResponses[
+        'op://pedro/openbao-unseal-test/nope/key1'
+      ],
+    ).toEqual({ error: { type: 'noMatchingSections' } });
+    await expect(
+      client.items.create({
+        vaultId,
+        title: 'dup',
+        category: ItemCategory.Login,
+        fields: [
+          { id: 'a', title: 'a', fieldType: ItemFieldType.Text, value: 'x' },
+          { id: 'a', title: 'b', fieldType: ItemFieldType.Text, value: 'y' },
+        ],
+      }),
+    ).rejects.toThrow('duplicate field ids');
+    await expect(client.items.create({ vaultId: 'nope', title: 't', category: ItemCategory.Login })).rejects.toThrow(
+      'invalid vault id',
+    );
 
     const results = await Promise.allSettled([
       client.items.put({ ...created, notes: 'first' }),
@@ -133,7 +169,9 @@ describe('1Password double', () => {
     ]);
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     const rejected = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
-    expect(String(rejected.reason.message)).toBe('Server error: data conflict occurred on the server: performing a vault operation');
+    expect(String(rejected.reason.message)).toBe(
+      'Server error: data conflict occurred on the server: performing a vault operation',
+    );
     await client.items.delete(vaultId, created.id);
     expect((await client.items.list(vaultId)).some((i) => i.id === created.id)).toBe(false);
   });
@@ -147,7 +185,9 @@ describe('1Password double', () => {
     expect(await client.vaults.list()).toHaveLength(1);
 
     op.faults.expireAuth();
-    await expect(client.secrets.resolveAll(['op://pedro/TWITCH_ID/credential'])).rejects.toBeInstanceOf(AuthExpiredError);
+    await expect(client.secrets.resolveAll(['op://pedro/TWITCH_ID/credential'])).rejects.toBeInstanceOf(
+      AuthExpiredError,
+    );
     await expect(client.items.list(vaultId)).rejects.toBeInstanceOf(AuthExpiredError);
     op.faults.clear();
     expect(await client.items.list(vaultId)).not.toHaveLength(0);
@@ -188,9 +228,13 @@ describe('1Password double', () => {
       const limited = await c.secrets.resolve('op://pedro/GITHUB_PAT/credential').then(() => false, (e) => e instanceof RateLimitExceededError);
       const value = await c.secrets.resolve('op://pedro/GITHUB_PAT/credential');
       process.stdout.write(JSON.stringify({ limited, rotated: value === 'lab-rotated-github-pat-0001' }));`;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, op.url], {
-      cwd: fileURLToPath(new URL('../../..', import.meta.url)),
-    });
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script, op.url],
+      {
+        cwd: fileURLToPath(new URL('../../..', import.meta.url)),
+      },
+    );
     expect(JSON.parse(stdout)).toEqual({ limited: true, rotated: true });
   });
 
@@ -201,7 +245,11 @@ describe('1Password double', () => {
     expect(await client.secrets.resolve('op://pedro/GITHUB_PAT/credential')).toBe('lab-rotated-github-pat-0001');
     expect(op.counters().resolve).toBe(1); // counters belong to the process, data to the state file
 
-    const fresh = await startOnePasswordDouble({ host: '127.0.0.1', fixturePath: FIXTURE, statePath: join(dir, 'fresh', 'state.json') });
+    const fresh = await startOnePasswordDouble({
+      host: '127.0.0.1',
+      fixturePath: FIXTURE,
+      statePath: join(dir, 'fresh', 'state.json'),
+    });
     try {
       const value = await createLabOnePasswordClient(fresh.url).secrets.resolve('op://pedro/GITHUB_PAT/credential');
       expect(value).toMatch(/^lab-secret-github-pat-credential-/);

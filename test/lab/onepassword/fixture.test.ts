@@ -30,7 +30,10 @@ describe('1Password fixture', () => {
       expect(vault).toBe('pedro');
       const found = pedro!.items.find((i) => i.title === item);
       expect(found, ref).toBeDefined();
-      expect(found!.fields.some((f) => f.title === field || f.id === field), ref).toBe(true);
+      expect(
+        found!.fields.some((f) => f.title === field || f.id === field),
+        ref,
+      ).toBe(true);
     }
     expect(pedro!.items.some((i) => i.title === spec.openbao.unsealItem)).toBe(false);
   });

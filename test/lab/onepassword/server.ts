@@ -8,8 +8,14 @@ import { CONFLICT_MESSAGE, OpError, VaultStore, resolveErrorMessage } from './st
 import type { StoredItem } from './fixture.js';
 
 export interface OnePasswordCounters {
-  resolveAll: number; resolve: number; itemsGet: number; itemsPut: number; itemsList: number; vaultsList: number;
-  itemsCreate: number; itemsDelete: number;
+  resolveAll: number;
+  resolve: number;
+  itemsGet: number;
+  itemsPut: number;
+  itemsList: number;
+  vaultsList: number;
+  itemsCreate: number;
+  itemsDelete: number;
 }
 export interface OnePasswordDouble {
   url: string;
@@ -34,8 +40,14 @@ export interface OnePasswordDoubleOptions {
 }
 
 const COUNTER_OF: Record<string, keyof OnePasswordCounters> = {
-  'secrets.resolve': 'resolve', 'secrets.resolveAll': 'resolveAll', 'items.get': 'itemsGet', 'items.put': 'itemsPut',
-  'items.list': 'itemsList', 'vaults.list': 'vaultsList', 'items.create': 'itemsCreate', 'items.delete': 'itemsDelete',
+  'secrets.resolve': 'resolve',
+  'secrets.resolveAll': 'resolveAll',
+  'items.get': 'itemsGet',
+  'items.put': 'itemsPut',
+  'items.list': 'itemsList',
+  'vaults.list': 'vaultsList',
+  'items.create': 'itemsCreate',
+  'items.delete': 'itemsDelete',
 };
 const MAX_BODY = 8 * 1024 * 1024;
 
@@ -44,7 +56,14 @@ export async function startOnePasswordDouble(opts: OnePasswordDoubleOptions): Pr
   const holdMs = opts.writeHoldMs ?? 25;
   const busyVaults = new Set<string>();
   const counters: OnePasswordCounters = {
-    resolveAll: 0, resolve: 0, itemsGet: 0, itemsPut: 0, itemsList: 0, vaultsList: 0, itemsCreate: 0, itemsDelete: 0,
+    resolveAll: 0,
+    resolve: 0,
+    itemsGet: 0,
+    itemsPut: 0,
+    itemsList: 0,
+    vaultsList: 0,
+    itemsCreate: 0,
+    itemsDelete: 0,
   };
   let rateLimited = 0;
   let authExpired = false;
@@ -76,7 +95,10 @@ export async function startOnePasswordDouble(opts: OnePasswordDoubleOptions): Pr
         return store.getItem(a(0), a(1));
       case 'items.list': {
         const filters = args.slice(1) as { type?: string; content?: { archived?: boolean } }[];
-        return store.listItems(a(0), filters.some((f) => f?.type === 'ByState' && f.content?.archived));
+        return store.listItems(
+          a(0),
+          filters.some((f) => f?.type === 'ByState' && f.content?.archived),
+        );
       }
       case 'vaults.list':
         return store.vaultOverviews();
@@ -121,7 +143,10 @@ export async function startOnePasswordDouble(opts: OnePasswordDoubleOptions): Pr
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as { args?: unknown[] };
       send(200, { result: (await call(method, Array.isArray(body.args) ? body.args : [])) ?? null });
     } catch (e) {
-      const err = e instanceof OpError ? e : new OpError(e instanceof SyntaxError ? 'bad request body' : 'internal error', 'Error', 500);
+      const err =
+        e instanceof OpError
+          ? e
+          : new OpError(e instanceof SyntaxError ? 'bad request body' : 'internal error', 'Error', 500);
       send(err.status, { error: { name: err.sdkName, message: err.message } });
     }
   }

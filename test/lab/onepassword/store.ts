@@ -10,14 +10,19 @@ import { readVaultFile, type StoredField, type StoredItem, type StoredVault, typ
 
 /** An error the server sends to the client; `name` is what the SDK's throwError() switches on. */
 export class OpError extends Error {
-  constructor(message: string, readonly sdkName: 'RateLimitExceeded' | 'AuthExpired' | 'Error' = 'Error', readonly status = 400) {
+  constructor(
+    message: string,
+    readonly sdkName: 'RateLimitExceeded' | 'AuthExpired' | 'Error' = 'Error',
+    readonly status = 400,
+  ) {
     super(message);
   }
 }
 
 export const CONFLICT_MESSAGE = 'Server error: data conflict occurred on the server: performing a vault operation';
 const NOT_FOUND_MESSAGE = 'Server error: resource not found';
-const INVALID_FORMAT = 'secret reference has invalid format - must be "op://<vault>/<item>/[section/]field[?attribute=<attribute-value>]"';
+const INVALID_FORMAT =
+  'secret reference has invalid format - must be "op://<vault>/<item>/[section/]field[?attribute=<attribute-value>]"';
 const RESOLVE_MESSAGES: Record<string, string> = {
   vaultNotFound: 'no vault matched the secret reference query',
   tooManyVaults: 'more than one vault matched the secret reference query',
@@ -33,7 +38,10 @@ export type ResolveResult = Response<ResolvedReference, ResolveReferenceError>;
 
 /** The error message resolve() throws for a failed per-reference result. */
 export function resolveErrorMessage(error: ResolveReferenceError): string {
-  const detail = error.type === 'parsing' ? `the secret reference could not be parsed: ${error.message}` : RESOLVE_MESSAGES[error.type] ?? error.type;
+  const detail =
+    error.type === 'parsing'
+      ? `the secret reference could not be parsed: ${error.message}`
+      : (RESOLVE_MESSAGES[error.type] ?? error.type);
   return `error resolving secret reference: ${detail}`;
 }
 
@@ -51,19 +59,24 @@ function pick<T extends { id: string; title: string }>(list: T[], query: string)
 }
 
 function parseRef(ref: string): { parts: string[]; attribute: string } | { error: string } {
-  if (typeof ref !== 'string' || !ref.startsWith('op://')) return { error: 'secret reference is not prefixed with "op://"' };
+  if (typeof ref !== 'string' || !ref.startsWith('op://'))
+    return { error: 'secret reference is not prefixed with "op://"' };
   const [path, query] = ref.slice(5).split('?', 2) as [string, string | undefined];
   const parts = path.split('/');
   if (parts.length < 3 || parts.length > 4 || parts.some((p) => p.trim() === '')) return { error: INVALID_FORMAT };
   if (parts.some((p) => !/^[\p{L}\p{N}_.\- ]+$/u.test(p))) {
-    return { error: 'invalid character in secret reference: secret references must only contain alphanumeric, _, . or - characters' };
+    return {
+      error:
+        'invalid character in secret reference: secret references must only contain alphanumeric, _, . or - characters',
+    };
   }
   let attribute = 'value';
   if (query !== undefined) {
     const params = new URLSearchParams(query);
     for (const [key, value] of params) {
       if (key !== 'attribute') return { error: 'secret reference has invalid query parameter key' };
-      if (!ATTRIBUTES.includes(value.toLowerCase())) return { error: 'secret reference has invalid query parameter value' };
+      if (!ATTRIBUTES.includes(value.toLowerCase()))
+        return { error: 'secret reference has invalid query parameter value' };
       attribute = value.toLowerCase();
     }
   }
@@ -71,7 +84,10 @@ function parseRef(ref: string): { parts: string[]; attribute: string } | { error
 }
 
 export class VaultStore {
-  private constructor(private readonly data: VaultFile, private readonly statePath: string) {}
+  private constructor(
+    private readonly data: VaultFile,
+    private readonly statePath: string,
+  ) {}
 
   /** A saved state wins over the fixture, so a restarted double keeps what was written. */
   static open(fixturePath: string, statePath: string): VaultStore {
@@ -83,7 +99,7 @@ export class VaultStore {
 
   /** Every field value in every vault (for the leak audit). */
   private allFieldValues(): string[] {
-    return this.data.vaults.flatMap((v) => v.items.flatMap((i) => (i.fields ?? []).map((f) => String(f.value ?? ""))));
+    return this.data.vaults.flatMap((v) => v.items.flatMap((i) => (i.fields ?? []).map((f) => String(f.value ?? ''))));
   }
 
   persist(): void {
@@ -104,7 +120,10 @@ export class VaultStore {
     if (vaults.length === 0) return { error: { type: 'vaultNotFound' } };
     if (vaults.length > 1) return { error: { type: 'tooManyVaults' } };
     const vault = vaults[0]!;
-    const items = pick(vault.items.filter((i) => (i.state ?? 'active') === 'active'), itemQ);
+    const items = pick(
+      vault.items.filter((i) => (i.state ?? 'active') === 'active'),
+      itemQ,
+    );
     if (items.length === 0) return { error: { type: 'itemNotFound' } };
     if (items.length > 1) return { error: { type: 'tooManyItems' } };
     const item = items[0]!;
@@ -119,16 +138,28 @@ export class VaultStore {
     if (fields.length === 0) return { error: { type: 'fieldNotFound' } };
     if (fields.length > 1) return { error: { type: 'tooManyMatchingFields' } };
     const f = fields[0]!;
-    const secret = parsed.attribute === 'id' ? f.id : parsed.attribute === 'type' ? String(f.fieldType).toLowerCase() : parsed.attribute === 'title' ? f.title : f.value;
+    const secret =
+      parsed.attribute === 'id'
+        ? f.id
+        : parsed.attribute === 'type'
+          ? String(f.fieldType).toLowerCase()
+          : parsed.attribute === 'title'
+            ? f.title
+            : f.value;
     return { content: { secret, itemId: item.id, vaultId: vault.id } };
   }
 
   vaultOverviews(): Record<string, unknown>[] {
     return this.data.vaults.map((v) => ({
-      id: v.id, title: v.title, description: v.description ?? '', vaultType: 'userCreated',
+      id: v.id,
+      title: v.title,
+      description: v.description ?? '',
+      vaultType: 'userCreated',
       activeItemCount: v.items.filter((i) => (i.state ?? 'active') === 'active').length,
-      contentVersion: v.contentVersion ?? 1, attributeVersion: v.attributeVersion ?? 1,
-      createdAt: v.createdAt, updatedAt: v.updatedAt,
+      contentVersion: v.contentVersion ?? 1,
+      attributeVersion: v.attributeVersion ?? 1,
+      createdAt: v.createdAt,
+      updatedAt: v.updatedAt,
     }));
   }
 
@@ -136,8 +167,15 @@ export class VaultStore {
     return this.vault(vaultId)
       .items.filter((i) => includeArchived || (i.state ?? 'active') === 'active')
       .map((i) => ({
-        id: i.id, title: i.title, category: i.category, vaultId, websites: i.websites ?? [], tags: i.tags ?? [],
-        createdAt: i.createdAt, updatedAt: i.updatedAt, state: i.state ?? 'active',
+        id: i.id,
+        title: i.title,
+        category: i.category,
+        vaultId,
+        websites: i.websites ?? [],
+        tags: i.tags ?? [],
+        createdAt: i.createdAt,
+        updatedAt: i.updatedAt,
+        state: i.state ?? 'active',
       }));
   }
 
@@ -161,7 +199,11 @@ export class VaultStore {
     validateItem(input);
     const stamp = new Date().toISOString();
     const next: StoredItem = {
-      ...stripVault(input), state: current.state ?? 'active', createdAt: current.createdAt, updatedAt: stamp, version: current.version + 1,
+      ...stripVault(input),
+      state: current.state ?? 'active',
+      createdAt: current.createdAt,
+      updatedAt: stamp,
+      version: current.version + 1,
     };
     vault.items[index] = next;
     touch(vault, stamp);
@@ -171,12 +213,23 @@ export class VaultStore {
 
   createItem(params: Partial<StoredItem> & { vaultId?: string }): StoredItem {
     if (!params.vaultId) throw new OpError('The vault ID was not specified');
-    if (!this.vaultExists(params.vaultId)) throw new OpError('The item creation parameters contained an invalid vault id');
+    if (!this.vaultExists(params.vaultId))
+      throw new OpError('The item creation parameters contained an invalid vault id');
     const stamp = new Date().toISOString();
     const item: StoredItem = {
-      id: newId(), title: String(params.title ?? ''), category: params.category ?? 'Login', fields: params.fields ?? [],
-      sections: params.sections ?? [], notes: params.notes ?? '', tags: params.tags ?? [], websites: params.websites ?? [],
-      files: [], version: 1, createdAt: stamp, updatedAt: stamp, state: 'active',
+      id: newId(),
+      title: String(params.title ?? ''),
+      category: params.category ?? 'Login',
+      fields: params.fields ?? [],
+      sections: params.sections ?? [],
+      notes: params.notes ?? '',
+      tags: params.tags ?? [],
+      websites: params.websites ?? [],
+      files: [],
+      version: 1,
+      createdAt: stamp,
+      updatedAt: stamp,
+      state: 'active',
     };
     validateItem(item);
     const vault = this.vault(params.vaultId);

@@ -17,10 +17,23 @@ export interface RawResponse {
 export type Handler = (req: RawRequest) => RawResponse | Promise<RawResponse>;
 
 const REASONS: Record<number, string> = {
-  200: 'OK', 204: 'No Content', 307: 'Temporary Redirect', 400: 'Bad Request', 403: 'Forbidden',
-  404: 'Not Found', 405: 'Method Not Allowed', 411: 'Length Required', 413: 'Payload Too Large',
-  415: 'Unsupported Media Type', 431: 'Request Header Fields Too Large', 429: 'Too Many Requests', 472: 'Disaster Recovery Mode',
-  473: 'Performance Standby', 500: 'Internal Server Error', 501: 'Not Implemented', 503: 'Service Unavailable',
+  200: 'OK',
+  204: 'No Content',
+  307: 'Temporary Redirect',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  411: 'Length Required',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  431: 'Request Header Fields Too Large',
+  429: 'Too Many Requests',
+  472: 'Disaster Recovery Mode',
+  473: 'Performance Standby',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  503: 'Service Unavailable',
 };
 const MAX_HEAD = 64 * 1024;
 const MAX_BODY = 32 * 1024 * 1024; // OpenBAO's default max_request_size
@@ -86,7 +99,13 @@ function serveConnection(sock: net.Socket, handler: Handler): void {
         const url = new URL(target, 'http://lab');
         let res: RawResponse;
         try {
-          res = await handler({ method: method.toUpperCase(), path: url.pathname, query: url.searchParams, headers, body });
+          res = await handler({
+            method: method.toUpperCase(),
+            path: url.pathname,
+            query: url.searchParams,
+            headers,
+            body,
+          });
         } catch {
           res = { status: 500, body: { errors: ['internal error'] } };
         }

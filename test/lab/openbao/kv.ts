@@ -18,7 +18,12 @@ export interface KvRequest {
   body: Record<string, unknown>;
 }
 
-interface Version { data: Record<string, unknown> | null; created: string; deleted: string; destroyed: boolean }
+interface Version {
+  data: Record<string, unknown> | null;
+  created: string;
+  deleted: string;
+  destroyed: boolean;
+}
 interface Entry {
   versions: Map<number, Version>;
   current: number;
@@ -37,8 +42,15 @@ const DEFAULT_MAX_VERSIONS = 10;
 
 export function envelope(data: unknown, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
-    request_id: randomUUID(), lease_id: '', renewable: false, lease_duration: 0, data,
-    wrap_info: null, warnings: null, auth: null, ...extra,
+    request_id: randomUUID(),
+    lease_id: '',
+    renewable: false,
+    lease_duration: 0,
+    data,
+    wrap_info: null,
+    warnings: null,
+    auth: null,
+    ...extra,
   };
 }
 
@@ -98,11 +110,23 @@ export class KvV2 {
     if (section === 'metadata') return this.handleMetadata(req, key);
     if (!key) return unsupported(req.path);
     switch (section) {
-      case 'data': return this.handleData(req, key);
-      case 'delete': return this.handleVersions(req, key, (v) => { if (!v.destroyed && !v.deleted) v.deleted = now(); });
-      case 'undelete': return this.handleVersions(req, key, (v) => { if (!v.destroyed) v.deleted = ''; });
-      case 'destroy': return this.handleVersions(req, key, (v) => { v.destroyed = true; v.data = null; });
-      default: return unsupported(req.path);
+      case 'data':
+        return this.handleData(req, key);
+      case 'delete':
+        return this.handleVersions(req, key, (v) => {
+          if (!v.destroyed && !v.deleted) v.deleted = now();
+        });
+      case 'undelete':
+        return this.handleVersions(req, key, (v) => {
+          if (!v.destroyed) v.deleted = '';
+        });
+      case 'destroy':
+        return this.handleVersions(req, key, (v) => {
+          v.destroyed = true;
+          v.data = null;
+        });
+      default:
+        return unsupported(req.path);
     }
   }
 
@@ -124,7 +148,10 @@ export class KvV2 {
         const wanted = Number(req.query.get('version') ?? 0) || entry.current;
         const v = entry.versions.get(wanted);
         if (!v) return { ...NOT_FOUND, op: 'read' };
-        const body = envelope({ data: v.data && !v.deleted ? v.data : null, metadata: this.versionMeta(entry, wanted, v) });
+        const body = envelope({
+          data: v.data && !v.deleted ? v.data : null,
+          metadata: this.versionMeta(entry, wanted, v),
+        });
         // A deleted or destroyed version answers 404 but still shows its metadata, as OpenBAO does.
         return { status: v.deleted || v.destroyed ? 404 : 200, body, op: 'read' };
       }
@@ -168,7 +195,12 @@ export class KvV2 {
     }
     const previous = entry.versions.get(entry.current)?.data ?? null;
     const version = entry.current + 1;
-    const v: Version = { data: build(previous, data as Record<string, unknown>), created: now(), deleted: '', destroyed: false };
+    const v: Version = {
+      data: build(previous, data as Record<string, unknown>),
+      created: now(),
+      deleted: '',
+      destroyed: false,
+    };
     entry.versions.set(version, v);
     entry.current = version;
     entry.updated = v.created;
@@ -196,7 +228,9 @@ export class KvV2 {
     const entry = this.entries.get(key);
     switch (req.method) {
       case 'GET':
-        return entry ? { status: 200, body: envelope(this.metadataView(entry)), op: 'read' } : { ...NOT_FOUND, op: 'read' };
+        return entry
+          ? { status: 200, body: envelope(this.metadataView(entry)), op: 'read' }
+          : { ...NOT_FOUND, op: 'read' };
       case 'POST':
       case 'PUT':
       case 'PATCH': {
@@ -218,7 +252,16 @@ export class KvV2 {
 
   private newEntry(): Entry {
     const t = now();
-    return { versions: new Map(), current: 0, maxVersions: 0, casRequired: false, deleteVersionAfter: '0s', custom: {}, created: t, updated: t };
+    return {
+      versions: new Map(),
+      current: 0,
+      maxVersions: 0,
+      casRequired: false,
+      deleteVersionAfter: '0s',
+      custom: {},
+      created: t,
+      updated: t,
+    };
   }
 
   // OpenBAO permanently removes the oldest versions once a key holds more than max_versions.
@@ -240,7 +283,8 @@ export class KvV2 {
 
   private metadataView(entry: Entry): Record<string, unknown> {
     const versions: Record<string, unknown> = {};
-    for (const [n, v] of entry.versions) versions[String(n)] = { created_time: v.created, deletion_time: v.deleted, destroyed: v.destroyed };
+    for (const [n, v] of entry.versions)
+      versions[String(n)] = { created_time: v.created, deletion_time: v.deleted, destroyed: v.destroyed };
     return {
       cas_required: entry.casRequired,
       created_time: entry.created,
@@ -265,10 +309,14 @@ function applyMetadata(entry: Entry, body: Record<string, unknown>, patch: boole
   if (cas_required !== undefined) entry.casRequired = cas_required === true || cas_required === 'true';
   if (typeof delete_version_after === 'string') entry.deleteVersionAfter = delete_version_after;
   if (custom_metadata !== undefined && custom_metadata !== null) {
-    if (typeof custom_metadata !== 'object' || Array.isArray(custom_metadata)) return 'custom_metadata must be a map of strings';
+    if (typeof custom_metadata !== 'object' || Array.isArray(custom_metadata))
+      return 'custom_metadata must be a map of strings';
     const next: Record<string, string> = patch ? { ...entry.custom } : {};
     for (const [k, val] of Object.entries(custom_metadata)) {
-      if (val === null && patch) { delete next[k]; continue; }
+      if (val === null && patch) {
+        delete next[k];
+        continue;
+      }
       if (typeof val !== 'string') return `custom_metadata values must be strings: key "${k}"`;
       if (k.length > 128) return 'custom_metadata keys are limited to 128 characters';
       if (Buffer.byteLength(val) > 512) return 'custom_metadata values are limited to 512 bytes';
@@ -284,7 +332,13 @@ function mergePatch(target: Record<string, unknown>, patch: Record<string, unkno
   const out: Record<string, unknown> = { ...target };
   for (const [k, v] of Object.entries(patch)) {
     if (v === null) delete out[k];
-    else if (typeof v === 'object' && !Array.isArray(v) && typeof out[k] === 'object' && out[k] !== null && !Array.isArray(out[k])) {
+    else if (
+      typeof v === 'object' &&
+      !Array.isArray(v) &&
+      typeof out[k] === 'object' &&
+      out[k] !== null &&
+      !Array.isArray(out[k])
+    ) {
       out[k] = mergePatch(out[k] as Record<string, unknown>, v as Record<string, unknown>);
     } else out[k] = v;
   }

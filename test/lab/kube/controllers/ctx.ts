@@ -16,18 +16,23 @@ export interface Delays {
 export interface Faults {
   failHelmChart: Map<string, string>;
   stallHelmChart: Set<string>;
-  stallRollout: Set<string>;          // ns/Kind/name
+  stallRollout: Set<string>; // ns/Kind/name
   bslUnavailable: Set<string>;
   backupPartiallyFailed: { next: boolean; names: Set<string> };
   restoreFailed: { next?: string; names: Map<string, string> };
 }
 
 export const newFaults = (): Faults => ({
-  failHelmChart: new Map(), stallHelmChart: new Set(), stallRollout: new Set(), bslUnavailable: new Set(),
-  backupPartiallyFailed: { next: false, names: new Set() }, restoreFailed: { names: new Map() },
+  failHelmChart: new Map(),
+  stallHelmChart: new Set(),
+  stallRollout: new Set(),
+  bslUnavailable: new Set(),
+  backupPartiallyFailed: { next: false, names: new Set() },
+  restoreFailed: { names: new Map() },
 });
 
-export type JobOutcome = { result: 'succeed' } | { result: 'stall' } | { result: 'fail'; message: string; log?: string };
+export type JobOutcome =
+  { result: 'succeed' } | { result: 'stall' } | { result: 'fail'; message: string; log?: string };
 
 export interface Ctx {
   store: Store;
@@ -45,7 +50,8 @@ export interface Ctx {
   baseUrl: string;
 }
 
-export const rtOf = (ctx: Ctx, apiVersion: string, kind: string): ResourceType => ctx.store.registry.must(apiVersion, kind);
+export const rtOf = (ctx: Ctx, apiVersion: string, kind: string): ResourceType =>
+  ctx.store.registry.must(apiVersion, kind);
 
 /** Runs fn after the current store event has been delivered to everyone (controllers never write re-entrantly). */
 export const defer = (ctx: Ctx, fn: () => void) => ctx.timers.after(0, fn);
@@ -57,16 +63,37 @@ export function apply(ctx: Ctx, obj: KObj): KObj {
   const cur = ctx.store.get(rt, ns, obj.metadata.name);
   if (!cur) return ctx.store.create(rt, ns, obj, 'controller');
   const status = obj.status ?? cur.status;
-  return ctx.store.update(rt, ns, obj.metadata.name,
-    { ...obj, ...(status !== undefined ? { status } : {}), metadata: { ...cur.metadata, ...obj.metadata, resourceVersion: undefined } }, { source: 'controller' });
+  return ctx.store.update(
+    rt,
+    ns,
+    obj.metadata.name,
+    {
+      ...obj,
+      ...(status !== undefined ? { status } : {}),
+      metadata: { ...cur.metadata, ...obj.metadata, resourceVersion: undefined },
+    },
+    { source: 'controller' },
+  );
 }
 
 /** Replace status of an existing object (ignores objects deleted meanwhile). */
-export function setStatus(ctx: Ctx, rt: ResourceType, ns: string | undefined, name: string, status: (cur: KObj) => object): KObj | undefined {
+export function setStatus(
+  ctx: Ctx,
+  rt: ResourceType,
+  ns: string | undefined,
+  name: string,
+  status: (cur: KObj) => object,
+): KObj | undefined {
   const cur = ctx.store.get(rt, ns, name);
   if (!cur) return undefined;
   try {
-    return ctx.store.update(rt, ns, name, { ...cur, status: status(cur) }, { source: 'controller', subresource: rt.statusSubresource ? 'status' : undefined });
+    return ctx.store.update(
+      rt,
+      ns,
+      name,
+      { ...cur, status: status(cur) },
+      { source: 'controller', subresource: rt.statusSubresource ? 'status' : undefined },
+    );
   } catch (e) {
     if (e instanceof KubeError && e.code === 404) return undefined;
     throw e;
@@ -80,7 +107,18 @@ export function ensureNamespace(ctx: Ctx, name: string, labels?: Record<string, 
 }
 
 export const condition = (type: string, status: 'True' | 'False', reason?: string, message?: string) => ({
-  type, status, lastTransitionTime: timestamp(), ...(reason ? { reason } : {}), ...(message ? { message } : {}),
+  type,
+  status,
+  lastTransitionTime: timestamp(),
+  ...(reason ? { reason } : {}),
+  ...(message ? { message } : {}),
 });
 
-export const ownerRef = (o: KObj) => ({ apiVersion: o.apiVersion!, kind: o.kind!, name: o.metadata.name, uid: o.metadata.uid!, controller: true, blockOwnerDeletion: true });
+export const ownerRef = (o: KObj) => ({
+  apiVersion: o.apiVersion!,
+  kind: o.kind!,
+  name: o.metadata.name,
+  uid: o.metadata.uid!,
+  controller: true,
+  blockOwnerDeletion: true,
+});

@@ -2,7 +2,17 @@
 // when the Job completes, the chart's workloads appear in the target namespace and roll out.
 import type { WorkloadRef } from '../../../../config/schema.js';
 import { shortHash, type KObj } from '../util.js';
-import { apply, condition, defer, ensureNamespace, ownerRef, rtOf, setStatus, type Ctx, type JobOutcome } from './ctx.js';
+import {
+  apply,
+  condition,
+  defer,
+  ensureNamespace,
+  ownerRef,
+  rtOf,
+  setStatus,
+  type Ctx,
+  type JobOutcome,
+} from './ctx.js';
 import { HELM_CHART_LABEL } from './jobs.js';
 
 const KLIPPER_IMAGE = 'rancher/klipper-helm:v0.9.4-build20250113';
@@ -24,7 +34,9 @@ export class HelmController {
     ctx.jobOutcomes.push((job) => this.outcome(job));
   }
 
-  private chartRt() { return rtOf(this.ctx, 'helm.cattle.io/v1', 'HelmChart'); }
+  private chartRt() {
+    return rtOf(this.ctx, 'helm.cattle.io/v1', 'HelmChart');
+  }
 
   private install(chart: KObj): void {
     const { name, namespace: ns } = chart.metadata;
@@ -35,23 +47,50 @@ export class HelmController {
     if (this.ctx.store.get(jobRt, ns, jobName)) this.ctx.store.delete(jobRt, ns, jobName, 'controller');
     const spec = cur.spec ?? {};
     const labels = { [HELM_CHART_LABEL]: name };
-    const env = [['NAME', name], ['VERSION', spec.version ?? ''], ['REPO', spec.repo ?? ''], ['CHART', spec.chart ?? ''],
-      ['TARGET_NAMESPACE', spec.targetNamespace ?? ns], ['HELM_DRIVER', 'secret'], ['FAILURE_POLICY', spec.failurePolicy ?? 'reinstall']]
-      .map(([k, v]) => ({ name: k, value: v }));
-    this.ctx.store.create(jobRt, ns, {
-      metadata: { name: jobName, labels, annotations: { 'helmcharts.helm.cattle.io/configHash': `SHA256=${shortHash(spec, 64).toUpperCase()}` }, ownerReferences: [ownerRef(cur)] },
-      spec: {
-        backoffLimit: spec.backOffLimit ?? 1000,
-        template: {
-          metadata: { labels, annotations: { 'helmcharts.helm.cattle.io/configHash': `SHA256=${shortHash(spec, 64).toUpperCase()}` } },
-          spec: { restartPolicy: 'OnFailure', serviceAccountName: `helm-${name}`, containers: [{ name: 'helm', image: KLIPPER_IMAGE, args: ['install'], env }] },
+    const env = [
+      ['NAME', name],
+      ['VERSION', spec.version ?? ''],
+      ['REPO', spec.repo ?? ''],
+      ['CHART', spec.chart ?? ''],
+      ['TARGET_NAMESPACE', spec.targetNamespace ?? ns],
+      ['HELM_DRIVER', 'secret'],
+      ['FAILURE_POLICY', spec.failurePolicy ?? 'reinstall'],
+    ].map(([k, v]) => ({ name: k, value: v }));
+    this.ctx.store.create(
+      jobRt,
+      ns,
+      {
+        metadata: {
+          name: jobName,
+          labels,
+          annotations: { 'helmcharts.helm.cattle.io/configHash': `SHA256=${shortHash(spec, 64).toUpperCase()}` },
+          ownerReferences: [ownerRef(cur)],
+        },
+        spec: {
+          backoffLimit: spec.backOffLimit ?? 1000,
+          template: {
+            metadata: {
+              labels,
+              annotations: { 'helmcharts.helm.cattle.io/configHash': `SHA256=${shortHash(spec, 64).toUpperCase()}` },
+            },
+            spec: {
+              restartPolicy: 'OnFailure',
+              serviceAccountName: `helm-${name}`,
+              containers: [{ name: 'helm', image: KLIPPER_IMAGE, args: ['install'], env }],
+            },
+          },
         },
       },
-    }, 'controller');
+      'controller',
+    );
     setStatus(this.ctx, this.chartRt(), ns, name, (c) => ({
       jobName,
-      conditions: [condition('JobCreated', 'True', 'Job created', `Applying HelmChart using Job ${ns}/${jobName}`),
-        ...(c.status?.conditions ?? []).filter((x: KObj) => x.type === 'Failed').map(() => condition('Failed', 'False'))],
+      conditions: [
+        condition('JobCreated', 'True', 'Job created', `Applying HelmChart using Job ${ns}/${jobName}`),
+        ...(c.status?.conditions ?? [])
+          .filter((x: KObj) => x.type === 'Failed')
+          .map(() => condition('Failed', 'False')),
+      ],
     }));
   }
 
@@ -85,19 +124,27 @@ export class HelmController {
       const failed = job.status?.conditions?.find((c: KObj) => c.type === 'Failed');
       setStatus(this.ctx, this.chartRt(), ns, name, (c) => ({
         ...c.status,
-        conditions: [...(c.status?.conditions ?? []).filter((x: KObj) => x.type !== 'Failed'),
-          condition('Failed', 'True', 'Error', failed?.message ?? 'Job failed')],
+        conditions: [
+          ...(c.status?.conditions ?? []).filter((x: KObj) => x.type !== 'Failed'),
+          condition('Failed', 'True', 'Error', failed?.message ?? 'Job failed'),
+        ],
       }));
       return;
     }
-    this.ctx.logs.set(`${ns}/${job.metadata.name}`, `Installing ${chart.spec?.chart} ${chart.spec?.version}\nSTATUS: deployed\n`);
+    this.ctx.logs.set(
+      `${ns}/${job.metadata.name}`,
+      `Installing ${chart.spec?.chart} ${chart.spec?.version}\nSTATUS: deployed\n`,
+    );
     this.deployWorkloads(chart);
   }
 
   private workloadsOf(chart: KObj): { ns: string; ref: WorkloadRef }[] {
     const entry = this.ctx.componentWorkloads.get(chart.metadata.name);
     const tns = this.targetNamespace(chart);
-    return (entry?.workloads ?? []).map((ref) => ({ ns: ref.namespace ?? chart.spec?.targetNamespace ?? entry?.namespace ?? tns, ref }));
+    return (entry?.workloads ?? []).map((ref) => ({
+      ns: ref.namespace ?? chart.spec?.targetNamespace ?? entry?.namespace ?? tns,
+      ref,
+    }));
   }
 
   /** Creates or upgrades the chart's workloads; returns them as stored. */
@@ -127,7 +174,9 @@ export class HelmController {
 }
 
 function terminal(job: KObj | undefined): 'Complete' | 'Failed' | undefined {
-  const c = job?.status?.conditions?.find((x: KObj) => (x.type === 'Complete' || x.type === 'Failed') && x.status === 'True');
+  const c = job?.status?.conditions?.find(
+    (x: KObj) => (x.type === 'Complete' || x.type === 'Failed') && x.status === 'True',
+  );
   return c?.type;
 }
 
@@ -136,22 +185,53 @@ export function workloadObject(chart: KObj, ns: string, ref: WorkloadRef): KObj 
   const release = chart.metadata.name;
   const labels = { 'app.kubernetes.io/name': ref.name, 'app.kubernetes.io/instance': release };
   const meta = {
-    name: ref.name, namespace: ns,
-    labels: { ...labels, 'app.kubernetes.io/managed-by': 'Helm', 'helm.sh/chart': `${chart.spec?.chart ?? release}-${chart.spec?.version ?? '0.0.0'}` },
+    name: ref.name,
+    namespace: ns,
+    labels: {
+      ...labels,
+      'app.kubernetes.io/managed-by': 'Helm',
+      'helm.sh/chart': `${chart.spec?.chart ?? release}-${chart.spec?.version ?? '0.0.0'}`,
+    },
     annotations: { 'meta.helm.sh/release-name': release, 'meta.helm.sh/release-namespace': ns },
   };
   const template = {
-    metadata: { labels: { ...labels }, annotations: { 'checksum/config': shortHash([chart.spec?.valuesContent, chart.spec?.set, chart.spec?.version], 64) } },
-    spec: { containers: [{ name: ref.name, image: `${chart.spec?.chart ?? ref.name}:${chart.spec?.version ?? 'latest'}` }] },
+    metadata: {
+      labels: { ...labels },
+      annotations: {
+        'checksum/config': shortHash([chart.spec?.valuesContent, chart.spec?.set, chart.spec?.version], 64),
+      },
+    },
+    spec: {
+      containers: [{ name: ref.name, image: `${chart.spec?.chart ?? ref.name}:${chart.spec?.version ?? 'latest'}` }],
+    },
   };
   const selector = { matchLabels: labels };
   switch (ref.kind) {
-    case 'Deployment': return { apiVersion: 'apps/v1', kind: 'Deployment', metadata: meta, spec: { replicas: ref.replicas ?? 1, selector, template } };
-    case 'StatefulSet': return { apiVersion: 'apps/v1', kind: 'StatefulSet', metadata: meta, spec: { replicas: ref.replicas ?? 1, serviceName: ref.name, selector, template } };
-    case 'DaemonSet': return { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: meta, spec: { selector, template } };
-    case 'CronJob': return {
-      apiVersion: 'batch/v1', kind: 'CronJob', metadata: meta,
-      spec: { schedule: '0 2 * * *', jobTemplate: { spec: { template: { ...template, spec: { ...template.spec, restartPolicy: 'OnFailure' } } } } },
-    };
+    case 'Deployment':
+      return {
+        apiVersion: 'apps/v1',
+        kind: 'Deployment',
+        metadata: meta,
+        spec: { replicas: ref.replicas ?? 1, selector, template },
+      };
+    case 'StatefulSet':
+      return {
+        apiVersion: 'apps/v1',
+        kind: 'StatefulSet',
+        metadata: meta,
+        spec: { replicas: ref.replicas ?? 1, serviceName: ref.name, selector, template },
+      };
+    case 'DaemonSet':
+      return { apiVersion: 'apps/v1', kind: 'DaemonSet', metadata: meta, spec: { selector, template } };
+    case 'CronJob':
+      return {
+        apiVersion: 'batch/v1',
+        kind: 'CronJob',
+        metadata: meta,
+        spec: {
+          schedule: '0 2 * * *',
+          jobTemplate: { spec: { template: { ...template, spec: { ...template.spec, restartPolicy: 'OnFailure' } } } },
+        },
+      };
   }
 }

@@ -13,7 +13,10 @@ export class RestoreController {
   readonly downloads = new Map<string, Buffer>();
   private readonly restoreLogs = new Map<string, string[]>();
 
-  constructor(private readonly ctx: Ctx, private readonly snapshots: Snapshots) {
+  constructor(
+    private readonly ctx: Ctx,
+    private readonly snapshots: Snapshots,
+  ) {
     ctx.store.on((e) => {
       if (e.rt.group !== 'velero.io' || e.source !== 'api' || e.type !== 'ADDED') return;
       if (e.rt.kind === 'Restore' && !e.obj.status?.phase) defer(ctx, () => this.runRestore(e.obj));
@@ -21,14 +24,21 @@ export class RestoreController {
     });
   }
 
-  private rt(kind: string) { return rtOf(this.ctx, VELERO, kind); }
+  private rt(kind: string) {
+    return rtOf(this.ctx, VELERO, kind);
+  }
 
   private findBackup(r: KObj): KObj | undefined {
     const ns = r.metadata.namespace;
     if (r.spec?.backupName) return this.ctx.store.get(this.rt('Backup'), ns, r.spec.backupName);
     if (!r.spec?.scheduleName) return undefined;
-    return this.ctx.store.list(this.rt('Backup'), ns)
-      .filter((b) => b.metadata.labels?.['velero.io/schedule-name'] === r.spec.scheduleName && ['Completed', 'PartiallyFailed'].includes(b.status?.phase))
+    return this.ctx.store
+      .list(this.rt('Backup'), ns)
+      .filter(
+        (b) =>
+          b.metadata.labels?.['velero.io/schedule-name'] === r.spec.scheduleName &&
+          ['Completed', 'PartiallyFailed'].includes(b.status?.phase),
+      )
       .sort((a, b) => String(b.status?.completionTimestamp).localeCompare(String(a.status?.completionTimestamp)))[0];
   }
 
@@ -39,29 +49,50 @@ export class RestoreController {
     const problem = !backup
       ? `Error retrieving backup: backups.velero.io "${r.spec?.backupName ?? r.spec?.scheduleName}" not found`
       : !['Completed', 'PartiallyFailed'].includes(backup.status?.phase)
-        ? `backup "${backup.metadata.name}" is not in a restorable state (phase ${backup.status?.phase ?? 'New'}); it must be Completed or PartiallyFailed` : undefined;
-    if (problem) { setStatus(this.ctx, rt, ns, name, () => ({ phase: 'FailedValidation', validationErrors: [problem] })); return; }
+        ? `backup "${backup.metadata.name}" is not in a restorable state (phase ${backup.status?.phase ?? 'New'}); it must be Completed or PartiallyFailed`
+        : undefined;
+    if (problem) {
+      setStatus(this.ctx, rt, ns, name, () => ({ phase: 'FailedValidation', validationErrors: [problem] }));
+      return;
+    }
     const backupName = backup!.metadata.name;
     const objects = this.select(r, this.snapshots.get(backup!.metadata.uid!)?.objects ?? []);
     const step = this.ctx.delays.veleroStepMs;
     setStatus(this.ctx, rt, ns, name, () => ({ phase: 'New' }));
     this.ctx.timers.after(step, () => {
-      const started = setStatus(this.ctx, rt, ns, name, () => ({ phase: 'InProgress', startTimestamp: timestamp(), progress: { totalItems: objects.length, itemsRestored: 0 } }));
+      const started = setStatus(this.ctx, rt, ns, name, () => ({
+        phase: 'InProgress',
+        startTimestamp: timestamp(),
+        progress: { totalItems: objects.length, itemsRestored: 0 },
+      }));
       if (!started) return;
       this.ctx.timers.after(step, () => {
         const f = this.ctx.faults.restoreFailed;
         let reason = f.names.get(name);
         if (reason !== undefined) f.names.delete(name);
-        else if (f.next !== undefined) { reason = f.next; f.next = undefined; }
+        else if (f.next !== undefined) {
+          reason = f.next;
+          f.next = undefined;
+        }
         if (reason !== undefined) {
-          setStatus(this.ctx, rt, ns, name, (c) => ({ ...c.status, phase: 'Failed', failureReason: reason, completionTimestamp: timestamp(), errors: 1 }));
+          setStatus(this.ctx, rt, ns, name, (c) => ({
+            ...c.status,
+            phase: 'Failed',
+            failureReason: reason,
+            completionTimestamp: timestamp(),
+            errors: 1,
+          }));
           return;
         }
         const { restored, warnings, log } = this.recreate(r, name, backupName, objects);
         this.restoreLogs.set(`${ns}/${name}`, log);
         setStatus(this.ctx, rt, ns, name, (c) => ({
-          ...c.status, phase: 'Completed', completionTimestamp: timestamp(), progress: { totalItems: objects.length, itemsRestored: restored },
-          warnings, errors: 0,
+          ...c.status,
+          phase: 'Completed',
+          completionTimestamp: timestamp(),
+          progress: { totalItems: objects.length, itemsRestored: restored },
+          warnings,
+          errors: 0,
         }));
       });
     });
@@ -101,12 +132,16 @@ export class RestoreController {
       const exists = this.ctx.store.get(rt, ns, obj.metadata.name);
       if (exists && policy !== 'update') {
         warnings++;
-        log.push(`time="${timestamp()}" level=warning msg="could not restore, ${obj.kind} \\"${obj.metadata.name}\\" already exists. Warning: the in-cluster version is different than the backed-up version" restore=${r.metadata.namespace}/${restoreName}`);
+        log.push(
+          `time="${timestamp()}" level=warning msg="could not restore, ${obj.kind} \\"${obj.metadata.name}\\" already exists. Warning: the in-cluster version is different than the backed-up version" restore=${r.metadata.namespace}/${restoreName}`,
+        );
         continue;
       }
       apply(this.ctx, obj);
       restored++;
-      log.push(`time="${timestamp()}" level=info msg="Restored ${obj.kind} ${ns}/${obj.metadata.name}" restore=${r.metadata.namespace}/${restoreName}`);
+      log.push(
+        `time="${timestamp()}" level=info msg="Restored ${obj.kind} ${ns}/${obj.metadata.name}" restore=${r.metadata.namespace}/${restoreName}`,
+      );
     }
     return { restored, warnings, log };
   }
@@ -124,27 +159,45 @@ export class RestoreController {
       const log = this.restoreLogs.get(`${ns}/${target.name}`);
       if (log) body = gzipSync(`${log.join('\n')}\n`);
     } else if (target.kind === 'RestoreResults') {
-      if (this.ctx.store.get(this.rt('Restore'), ns, target.name)) body = gzipSync(JSON.stringify({ errors: {}, warnings: {} }));
+      if (this.ctx.store.get(this.rt('Restore'), ns, target.name))
+        body = gzipSync(JSON.stringify({ errors: {}, warnings: {} }));
     }
     // A missing target still gets a URL, which then answers 404 like an absent object-store key.
     const token = randomBytes(16).toString('hex');
     if (body) this.downloads.set(token, body);
     setStatus(this.ctx, this.rt('DownloadRequest'), ns, name, () => ({
-      phase: 'Processed', downloadURL: `${this.ctx.baseUrl}/lab/velero/download/${token}`,
+      phase: 'Processed',
+      downloadURL: `${this.ctx.baseUrl}/lab/velero/download/${token}`,
       expiration: timestamp(new Date(Date.now() + 10 * 60_000)),
     }));
   }
 }
 
 function cleanForRestore(o: KObj, ns: string, labels: Record<string, string>): KObj {
-  const { uid: _u, resourceVersion: _r, creationTimestamp: _c, generation: _g, managedFields: _m, deletionTimestamp: _d, ownerReferences: _o, ...meta } = o.metadata;
-  const obj: KObj = { ...structuredClone(o), metadata: { ...meta, namespace: ns, labels: { ...meta.labels, ...labels } } };
+  const {
+    uid: _u,
+    resourceVersion: _r,
+    creationTimestamp: _c,
+    generation: _g,
+    managedFields: _m,
+    deletionTimestamp: _d,
+    ownerReferences: _o,
+    ...meta
+  } = o.metadata;
+  const obj: KObj = {
+    ...structuredClone(o),
+    metadata: { ...meta, namespace: ns, labels: { ...meta.labels, ...labels } },
+  };
   delete obj.status;
-  if (obj.kind === 'Service' && obj.spec?.clusterIP !== 'None') { delete obj.spec.clusterIP; delete obj.spec.clusterIPs; }
+  if (obj.kind === 'Service' && obj.spec?.clusterIP !== 'None') {
+    delete obj.spec.clusterIP;
+    delete obj.spec.clusterIPs;
+  }
   if (obj.kind === 'Job') {
     // The Job's selector and pod labels are tied to the old uid; velero's job action strips them.
     delete obj.spec.selector;
-    for (const k of ['controller-uid', 'batch.kubernetes.io/controller-uid']) delete obj.spec.template?.metadata?.labels?.[k];
+    for (const k of ['controller-uid', 'batch.kubernetes.io/controller-uid'])
+      delete obj.spec.template?.metadata?.labels?.[k];
   }
   return obj;
 }

@@ -9,7 +9,12 @@ const KINDS = ['Deployment', 'StatefulSet', 'DaemonSet'];
 const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
 
 /** Per workload uid: pods on the current template (`updated`) and on older ones (`old`). */
-interface Rollout { hash: string; currentHash: string; updated: number; old: number }
+interface Rollout {
+  hash: string;
+  currentHash: string;
+  updated: number;
+  old: number;
+}
 
 export class WorkloadController {
   private readonly state = new Map<string, Rollout>();
@@ -19,13 +24,18 @@ export class WorkloadController {
     ctx.store.on((e) => {
       const kind = e.rt.kind;
       if (e.type !== 'DELETED' && (KINDS.includes(kind) || kind === 'CronJob')) this.countRestart(kind, e.obj, e.old);
-      if (e.type === 'DELETED' && KINDS.includes(kind)) { this.state.delete(e.obj.metadata.uid!); return; }
+      if (e.type === 'DELETED' && KINDS.includes(kind)) {
+        this.state.delete(e.obj.metadata.uid!);
+        return;
+      }
       const specChanged = e.type === 'ADDED' || JSON.stringify(e.old?.spec) !== JSON.stringify(e.obj.spec);
       if (KINDS.includes(kind) && (e.source === 'api' || specChanged)) this.queue(e.rt, e.obj);
       // DaemonSets follow the set of Ready nodes.
       if (kind === 'Node') defer(ctx, () => this.requeueAll('DaemonSet'));
     });
-    ctx.onClear.push(() => { for (const k of KINDS) this.requeueAll(k); });
+    ctx.onClear.push(() => {
+      for (const k of KINDS) this.requeueAll(k);
+    });
   }
 
   private countRestart(kind: string, obj: KObj, old?: KObj): void {
@@ -46,11 +56,14 @@ export class WorkloadController {
   queue(rt: ResourceType, obj: KObj): void {
     const key = `${rt.kind}/${obj.metadata.namespace}/${obj.metadata.name}`;
     if (this.pending.has(key)) return;
-    this.pending.set(key, this.ctx.timers.after(this.ctx.delays.rolloutStepMs, () => {
-      this.pending.delete(key);
-      const cur = this.ctx.store.get(rt, obj.metadata.namespace, obj.metadata.name);
-      if (cur && this.step(rt, cur)) this.queue(rt, cur);
-    }));
+    this.pending.set(
+      key,
+      this.ctx.timers.after(this.ctx.delays.rolloutStepMs, () => {
+        this.pending.delete(key);
+        const cur = this.ctx.store.get(rt, obj.metadata.namespace, obj.metadata.name);
+        if (cur && this.step(rt, cur)) this.queue(rt, cur);
+      }),
+    );
   }
 
   /** Desired pod count: spec.replicas, or the Ready nodes for a DaemonSet. */
@@ -60,7 +73,8 @@ export class WorkloadController {
   }
 
   private readyNodes(): string[] {
-    return this.ctx.store.list(rtOf(this.ctx, 'v1', 'Node'))
+    return this.ctx.store
+      .list(rtOf(this.ctx, 'v1', 'Node'))
       .filter((n) => n.status?.conditions?.some((c: KObj) => c.type === 'Ready' && c.status === 'True'))
       .map((n) => n.metadata.name);
   }
@@ -107,24 +121,57 @@ export class WorkloadController {
     let status: object;
     if (rt.kind === 'Deployment') {
       const progressing = stalled
-        ? condition('Progressing', 'False', 'ProgressDeadlineExceeded', `ReplicaSet "${name}-${st.hash}" has timed out progressing.`)
-        : condition('Progressing', 'True', done ? 'NewReplicaSetAvailable' : 'ReplicaSetUpdated',
-          done ? `ReplicaSet "${name}-${st.hash}" has successfully progressed.` : `ReplicaSet "${name}-${st.hash}" is progressing.`);
+        ? condition(
+            'Progressing',
+            'False',
+            'ProgressDeadlineExceeded',
+            `ReplicaSet "${name}-${st.hash}" has timed out progressing.`,
+          )
+        : condition(
+            'Progressing',
+            'True',
+            done ? 'NewReplicaSetAvailable' : 'ReplicaSetUpdated',
+            done
+              ? `ReplicaSet "${name}-${st.hash}" has successfully progressed.`
+              : `ReplicaSet "${name}-${st.hash}" is progressing.`,
+          );
       status = {
-        observedGeneration: gen, replicas: total, updatedReplicas: st.updated, readyReplicas: total, availableReplicas: total,
+        observedGeneration: gen,
+        replicas: total,
+        updatedReplicas: st.updated,
+        readyReplicas: total,
+        availableReplicas: total,
         ...(total < n ? { unavailableReplicas: n - total } : {}),
-        conditions: [condition('Available', total >= n || n === 0 ? 'True' : 'False', total >= n ? 'MinimumReplicasAvailable' : 'MinimumReplicasUnavailable'), progressing],
+        conditions: [
+          condition(
+            'Available',
+            total >= n || n === 0 ? 'True' : 'False',
+            total >= n ? 'MinimumReplicasAvailable' : 'MinimumReplicasUnavailable',
+          ),
+          progressing,
+        ],
       };
     } else if (rt.kind === 'StatefulSet') {
       status = {
-        observedGeneration: gen, replicas: total, readyReplicas: total, availableReplicas: total,
-        currentReplicas: done ? n : st.old, updatedReplicas: st.updated,
-        currentRevision: `${name}-${st.currentHash}`, updateRevision: `${name}-${st.hash}`, collisionCount: 0,
+        observedGeneration: gen,
+        replicas: total,
+        readyReplicas: total,
+        availableReplicas: total,
+        currentReplicas: done ? n : st.old,
+        updatedReplicas: st.updated,
+        currentRevision: `${name}-${st.currentHash}`,
+        updateRevision: `${name}-${st.hash}`,
+        collisionCount: 0,
       };
     } else {
       status = {
-        observedGeneration: gen, desiredNumberScheduled: n, currentNumberScheduled: Math.min(total, n), numberMisscheduled: 0,
-        numberReady: total, numberAvailable: total, updatedNumberScheduled: st.updated,
+        observedGeneration: gen,
+        desiredNumberScheduled: n,
+        currentNumberScheduled: Math.min(total, n),
+        numberMisscheduled: 0,
+        numberReady: total,
+        numberAvailable: total,
+        updatedNumberScheduled: st.updated,
         ...(total < n ? { numberUnavailable: n - total } : {}),
       };
     }
@@ -143,9 +190,12 @@ export class WorkloadController {
       for (let i = 0; i < count; i++) {
         const idx = offset + i;
         const node = nodes.length ? nodes[idx % nodes.length] : undefined;
-        const podName = rt.kind === 'StatefulSet' ? `${name}-${idx}`
-          : rt.kind === 'DaemonSet' ? `${name}-${shortHash([obj.metadata.uid, node, hash], 5)}`
-            : `${name}-${hash}-${shortHash([obj.metadata.uid, hash, idx], 5)}`;
+        const podName =
+          rt.kind === 'StatefulSet'
+            ? `${name}-${idx}`
+            : rt.kind === 'DaemonSet'
+              ? `${name}-${shortHash([obj.metadata.uid, node, hash], 5)}`
+              : `${name}-${hash}-${shortHash([obj.metadata.uid, hash, idx], 5)}`;
         want.set(podName, { hash, node });
       }
     };
@@ -159,12 +209,23 @@ export class WorkloadController {
     }
     for (const [podName, { hash, node }] of want) {
       if (this.ctx.store.get(podRt, ns, podName)) continue;
-      const hashLabel = rt.kind === 'Deployment' ? { 'pod-template-hash': hash } : { 'controller-revision-hash': `${name}-${hash}` };
-      this.ctx.store.create(podRt, ns, {
-        metadata: { name: podName, labels: { ...template.metadata?.labels, ...hashLabel }, annotations: template.metadata?.annotations, ownerReferences: [ownerRef(obj)] },
-        spec: { ...template.spec, ...(node ? { nodeName: node } : {}) },
-        status: runningPodStatus(template.spec?.containers ?? []),
-      }, 'controller');
+      const hashLabel =
+        rt.kind === 'Deployment' ? { 'pod-template-hash': hash } : { 'controller-revision-hash': `${name}-${hash}` };
+      this.ctx.store.create(
+        podRt,
+        ns,
+        {
+          metadata: {
+            name: podName,
+            labels: { ...template.metadata?.labels, ...hashLabel },
+            annotations: template.metadata?.annotations,
+            ownerReferences: [ownerRef(obj)],
+          },
+          spec: { ...template.spec, ...(node ? { nodeName: node } : {}) },
+          status: runningPodStatus(template.spec?.containers ?? []),
+        },
+        'controller',
+      );
     }
   }
 }
@@ -172,11 +233,31 @@ export class WorkloadController {
 export function runningPodStatus(containers: KObj[], phase = 'Running') {
   const ready = phase === 'Running' ? 'True' : 'False';
   return {
-    phase, podIP: `10.42.0.${Math.floor(Math.random() * 250) + 2}`, startTime: timestamp(),
-    conditions: [condition('PodScheduled', 'True'), condition('Initialized', 'True'), condition('ContainersReady', ready), condition('Ready', ready)],
+    phase,
+    podIP: `10.42.0.${Math.floor(Math.random() * 250) + 2}`,
+    startTime: timestamp(),
+    conditions: [
+      condition('PodScheduled', 'True'),
+      condition('Initialized', 'True'),
+      condition('ContainersReady', ready),
+      condition('Ready', ready),
+    ],
     containerStatuses: containers.map((c) => ({
-      name: c.name, image: c.image, imageID: '', ready: phase === 'Running', restartCount: 0, started: phase === 'Running',
-      state: phase === 'Running' ? { running: { startedAt: timestamp() } } : { terminated: { exitCode: phase === 'Succeeded' ? 0 : 1, reason: phase === 'Succeeded' ? 'Completed' : 'Error' } },
+      name: c.name,
+      image: c.image,
+      imageID: '',
+      ready: phase === 'Running',
+      restartCount: 0,
+      started: phase === 'Running',
+      state:
+        phase === 'Running'
+          ? { running: { startedAt: timestamp() } }
+          : {
+              terminated: {
+                exitCode: phase === 'Succeeded' ? 0 : 1,
+                reason: phase === 'Succeeded' ? 'Completed' : 'Error',
+              },
+            },
     })),
   };
 }
