@@ -54,7 +54,12 @@ const text = (u?: Uint8Array | null) => (u ? Buffer.from(u).toString('utf8') : '
 export async function auditSuite(
   address: string,
   dir: string,
-  opts: { query?: string; extraSecrets?: string[] } = {},
+  opts: {
+    query?: string;
+    extraSecrets?: string[];
+    /** The key the run's payloads must be encrypted with (default: the test suite's key). */
+    codec?: { keyId: string; codec: { decode(p: Payload[]): Promise<Payload[]> } };
+  } = {},
 ): Promise<AuditReport> {
   const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '');
   const secrets = new Set([
@@ -62,6 +67,8 @@ export async function auditSuite(
     ...read('secrets.txt').split('\n').filter(Boolean),
     ...(opts.extraSecrets ?? []),
   ]);
+  const keyId = opts.codec?.keyId ?? TEST_CODEC_KEY_ID;
+  const codec = opts.codec?.codec ?? testCodec;
   const logs = read('logs.txt');
   const responses = read('responses.txt');
   const connection = await Connection.connect({ address });
@@ -100,11 +107,11 @@ export async function auditSuite(
           report.unencrypted.push(`${where}: payload at ${path} with encoding ${enc || '(none)'}`);
           continue;
         }
-        if (text(p.metadata?.['encryption-key-id']) !== TEST_CODEC_KEY_ID) {
+        if (text(p.metadata?.['encryption-key-id']) !== keyId) {
           report.otherKeys++; // encrypted by a codec test with its own key: still encrypted, not decodable here
           continue;
         }
-        const [decoded] = await testCodec.decode([p]);
+        const [decoded] = await codec.decode([p]);
         scan(`${where} decoded payload`, text(decoded.data));
       }
     }

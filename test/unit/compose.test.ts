@@ -264,10 +264,49 @@ describe('docker-compose.yml', () => {
   });
 
   it('registers exactly the search attributes the workflows upsert, with their types', () => {
-    const listed = String(services['temporal-setup'].environment.SEARCH_ATTRIBUTES).trim().split(/\s+/);
-    const registered = Object.fromEntries(listed.map((p) => p.split('=')));
-    expect(registered).toEqual(SEARCH_ATTRIBUTE_TYPES);
-    expect(services['temporal-setup'].command.join('\n')).toContain('search-attribute create');
+    const pairs = (list: string) =>
+      Object.fromEntries(
+        list
+          .trim()
+          .split(/\s+/)
+          .map((p) => p.split('=')),
+      );
+    expect(pairs(String(services['temporal-setup'].environment.SEARCH_ATTRIBUTES))).toEqual(SEARCH_ATTRIBUTE_TYPES);
+    // The script's own default (used by the systemd setup and test/production) is the same list.
+    const setup = read('scripts/temporal-setup.sh');
+    const fallback = /: "\$\{SEARCH_ATTRIBUTES:=([^}]*)\}"/.exec(setup)?.[1];
+    expect(pairs(fallback ?? '')).toEqual(SEARCH_ATTRIBUTE_TYPES);
+    expect(setup).toContain('search-attribute create');
+  });
+
+  it('runs the schema and setup jobs from scripts/, the files the systemd setup and test/production run', () => {
+    for (const [name, script] of [
+      ['temporal-schema', 'scripts/temporal-schema.sh'],
+      ['temporal-setup', 'scripts/temporal-setup.sh'],
+    ] as const) {
+      const s = services[name];
+      const mount = (s.volumes ?? []).find((v: Service) => typeof v === 'object' && v.source === './scripts');
+      expect(mount, `${name} mounts ./scripts`).toMatchObject({ type: 'bind', read_only: true });
+      expect(mount.bind?.create_host_path).toBe(false);
+      // No inline shell: the job is exactly the script, run by the image's POSIX sh.
+      expect(s.entrypoint, name).toEqual(['/bin/sh', `${mount.target}/${script.slice('scripts/'.length)}`]);
+      expect(s.command, name).toBeUndefined();
+      expect(existsSync(join(REPO_ROOT, script)), script).toBe(true);
+      expect(read(script).split('\n')[0], `${script} is POSIX sh (admin-tools has no bash)`).toBe('#!/bin/sh');
+    }
+    // Every variable a script reads from the job's environment is set there (or has a default in the script).
+    const schemaEnv = services['temporal-schema'].environment;
+    expect(Object.keys(schemaEnv)).toEqual(
+      expect.arrayContaining(['SQL_HOST', 'SQL_PORT', 'SQL_USER', 'SQL_PASSWORD', 'TEMPORAL_SCHEMA_DIR']),
+    );
+    expect(services['temporal-setup'].environment.TEMPORAL_ADDRESS).toBe('temporal:7233');
+  });
+
+  it('documents the same scripts in README for compose and for systemd', () => {
+    const readme = read('README.md');
+    for (const script of ['scripts/temporal-schema.sh', 'scripts/temporal-setup.sh', 'scripts/temporal-server.sh'])
+      expect(readme, script).toContain(script);
+    expect(readme).toContain('## Run in production without Docker');
   });
 });
 
