@@ -39,7 +39,7 @@ flock 9
 # The module's source tree (schema and config templates). A module download needs no go.mod.
 module_dir() {
   local dir
-  dir="$(cd "$BIN_DIR" && GOFLAGS=-mod=mod "$GO" mod download -json "go.temporal.io/server@$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
+  dir="$(cd "$BIN_DIR" && "$GO" mod download -json "go.temporal.io/server@$VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')"
   [ -n "$dir" ] && [ -d "$dir/schema/postgresql/v12" ] || {
     say "go mod download go.temporal.io/server@$VERSION gave no schema dir"
     exit 1

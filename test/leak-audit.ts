@@ -8,6 +8,7 @@ import type { Payload } from '@temporalio/common';
 import { fixtureSecretValues } from './lab/onepassword/fixture.js';
 import { FIXTURE_PATH } from './lab/index.js';
 import { TEST_CODEC_KEY_ID, testCodec, testDataConverter } from './helpers/temporal.js';
+import { dataConverterFor, type AesGcmCodec } from '../worker/codec.js';
 
 /** Workflow ids the audit self-test (test/unit/leak-audit.test.ts) plants. */
 export const SELF_TEST_PREFIX = 'leak-audit-selftest-';
@@ -58,7 +59,7 @@ export async function auditSuite(
     query?: string;
     extraSecrets?: string[];
     /** The key the run's payloads must be encrypted with (default: the test suite's key). */
-    codec?: { keyId: string; codec: { decode(p: Payload[]): Promise<Payload[]> } };
+    codec?: { keyId: string; codec: AesGcmCodec };
   } = {},
 ): Promise<AuditReport> {
   const read = (f: string) => (existsSync(join(dir, f)) ? readFileSync(join(dir, f), 'utf8') : '');
@@ -72,7 +73,10 @@ export async function auditSuite(
   const logs = read('logs.txt');
   const responses = read('responses.txt');
   const connection = await Connection.connect({ address });
-  const client = new Client({ connection, dataConverter: testDataConverter });
+  const client = new Client({
+    connection,
+    dataConverter: opts.codec ? dataConverterFor(opts.codec.codec) : testDataConverter,
+  });
   const report: AuditReport = {
     workflows: 0,
     payloads: 0,

@@ -6,6 +6,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
@@ -196,6 +197,24 @@ export type ServerPorts = Record<
   number
 >;
 
+/**
+ * A free loopback port below 32768. Membership ports must fit PostgreSQL's SMALLINT: the
+ * cluster_membership table stores rpc_port as one (schema/postgresql/v12/temporal/schema.sql), and
+ * the kernel's ephemeral ports (what port 0 gives) start at 32768.
+ */
+export async function freeLowPort(): Promise<number> {
+  for (let i = 0; i < 200; i++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const ok = await new Promise<boolean>((resolve) => {
+      const srv = createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    if (ok) return port;
+  }
+  throw new Error('no free loopback port in 20000-31999');
+}
+
 export async function serverPorts(): Promise<ServerPorts> {
   const names = [
     'frontend',
@@ -209,7 +228,7 @@ export async function serverPorts(): Promise<ServerPorts> {
     'workerMembership',
   ] as const;
   const ports = {} as ServerPorts;
-  for (const n of names) ports[n] = await freePort();
+  for (const n of names) ports[n] = n.endsWith('Membership') ? await freeLowPort() : await freePort();
   return ports;
 }
 
@@ -223,6 +242,8 @@ export function serverEnv(pg: Postgres, ports: ServerPorts, tools: Record<string
   return {
     DB: 'postgres12',
     DB_PORT: String(pg.port),
+    // The visibility store reads POSTGRES_PORT, not DB_PORT (config/docker.yaml, visibility datastore).
+    POSTGRES_PORT: String(pg.port),
     POSTGRES_SEEDS: '127.0.0.1',
     POSTGRES_USER: pg.user,
     POSTGRES_PWD: pg.password,
