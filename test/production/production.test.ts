@@ -162,7 +162,9 @@ beforeAll(async () => {
   expect(setup.status, setup.output).toBe(0);
   expect(setup.output).toContain('change(s) made');
   numbers['setup ms'] = setup.ms;
+  numbers['empty data dir → Temporal set up (PostgreSQL, schema, server, setup) ms'] = Date.now() - empty;
   [fresh, built] = await labs;
+  numbers['empty data dir → labs ready (in parallel) ms'] = Date.now() - empty;
   dataDir = built.dataDir;
   writeClusters();
   const w0 = await startWorker('worker-a');
