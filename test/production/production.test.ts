@@ -210,6 +210,7 @@ describe('production mode against a PostgreSQL-backed Temporal server', () => {
     try {
       const w = await startWorker('worker-no-keys', { ...noKeys, PEDRO_OPS_DATA_DIR: scratch });
       expect(await w.exited).toBe(1);
+      expect(w.text()).toContain('no payload codec key configured (not in dev mode, so none is generated)');
       expect(w.text()).toMatch(/PEDRO_OPS_CODEC_KEYS=/);
       const a = new NodeProc(
         'api/main.ts',
@@ -241,6 +242,20 @@ describe('production mode against a PostgreSQL-backed Temporal server', () => {
     expect(setup.output).toContain('nothing changed');
     expect(setup.output).not.toMatch(/created/);
     say(`setup, second run:\n${setup.output.trim()}`);
+    // A type that disagrees with the registered one is an error, not a silent skip.
+    const clash = await runScript('temporal-setup.sh', {
+      TEMPORAL_ADDRESS: server.address,
+      TEMPORAL_CLI: temporalCli(),
+      SEARCH_ATTRIBUTES: 'ClusterName=Int',
+    });
+    expect(clash.status).toBe(1);
+    expect(clash.output).toContain('ClusterName is registered as Keyword, not Int');
+    const noSchema = await runScript('temporal-schema.sh', {
+      ...schemaEnv(pg, tools),
+      TEMPORAL_SCHEMA_DIR: '/nonexistent',
+    });
+    expect(noSchema.status).toBe(1);
+    expect(noSchema.output).toContain('no schema dir /nonexistent/temporal/versioned');
   });
 
   it('provisions the unbuilt lab through the API', async () => {
@@ -254,6 +269,7 @@ describe('production mode against a PostgreSQL-backed Temporal server', () => {
     const c = fresh.counters();
     for (const n of fresh.spec.nodes) expect(c.nodes[n.name].installerRuns, n.name).toBe(1);
     expect(writes(fresh, 'create:HelmChart')).toBe(fresh.spec.components.length);
+    expect(writes(fresh, 'update:HelmChart') + writes(fresh, 'patch:HelmChart')).toBe(0);
     numbers['provision wall ms (PostgreSQL)'] = await wallMs(h);
     const status = await call('GET', '/clusters/fresh/provision');
     expect(status.status).toBe(200);
