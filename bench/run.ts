@@ -14,7 +14,7 @@ import { rowsFor } from './_rows.js';
 
 const BENCH_DIR = join(REPO_ROOT, 'bench');
 // Longest first is not the point: the lab-heavy ones first, while the machine is as quiet as it gets.
-const ORDER = ['provision', 'rotation', 'api-status', 'worker-start'];
+const ORDER = ['lab-control-plane', 'provision', 'rotation', 'api-status', 'worker-start'];
 const TIMEOUT_MS = Number(process.env.BENCH_TIMEOUT_MS ?? 150_000);
 
 interface BenchRun {

@@ -24,6 +24,13 @@ export const WorkloadRef = Type.Object(
     name: Name,
     namespace: Type.Optional(Name),
     replicas: Type.Optional(Type.Integer({ minimum: 0, maximum: 50 })),
+    /**
+     * When the component's install counts this workload as up: `ready` (default: kubectl's rollout
+     * rules) or `running` (pods Running, readiness not required). OpenBAO needs `running`: its
+     * readiness probe is `bao status`, which fails until the bootstrap step unseals it
+     * (openbao-helm charts/openbao/templates/server-statefulset.yaml).
+     */
+    readyWhen: Type.Optional(Type.Union([Type.Literal('ready'), Type.Literal('running')])),
   },
   { additionalProperties: false },
 );

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { freePort, startDevServer, type DevServer } from '../scripts/temporal-server.js';
+import { labToolchainDir } from './lab/kube/control-plane.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -18,6 +19,11 @@ let server: DevServer | undefined;
 export default async function setup(project: TestProject) {
   const auditDir = mkdtempSync(join(tmpdir(), 'pedro-ops-audit-'));
   process.env.PEDRO_OPS_AUDIT_DIR = auditDir; // inherited by the test workers forked after this
+  // The lab's real control plane (kube-apiserver, controller-manager, scheduler, kine, kwok, CoreDNS):
+  // built from the Go module proxy on first use (minutes), cached afterwards (milliseconds).
+  const tc = Date.now();
+  process.env.PEDRO_OPS_LAB_BIN = await labToolchainDir();
+  process.stderr.write(`[global-setup] lab toolchain ${process.env.PEDRO_OPS_LAB_BIN} in ${Date.now() - tc} ms\n`);
   let address = process.env.PEDRO_OPS_TEST_TEMPORAL_ADDRESS;
   if (!address) {
     const started = Date.now();

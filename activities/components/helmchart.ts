@@ -99,12 +99,38 @@ async function workloadsReady(
       done = false;
       continue;
     }
-    const st = rolloutStatus(w.kind, obj);
+    const st = w.readyWhen === 'running' ? await podsRunning(kube, obj, w.replicas ?? 1) : rolloutStatus(w.kind, obj);
     list.push({ kind: w.kind, name: w.name, namespace: ns, message: st.message });
     if (st.failed) return { done: false, failed: `${w.kind} ${ns}/${w.name}: ${st.message}`, list };
     if (!st.done) done = false;
   }
   return { done, list };
+}
+
+/** `readyWhen: running`: every pod of the workload Running, Ready or not (OpenBAO before its unseal). */
+async function podsRunning(
+  kube: KubePort,
+  obj: Obj,
+  want: number,
+): Promise<{ done: boolean; failed: boolean; message: string }> {
+  const match = (obj.spec?.selector?.matchLabels ?? {}) as Record<string, string>;
+  const selector = Object.entries(match)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  const pods = (await kube.list<Obj>('v1', 'Pod', obj.metadata?.namespace, selector)).filter(
+    (p) => !p.metadata?.deletionTimestamp,
+  );
+  const running = pods.filter((p) => p.status?.phase === 'Running').length;
+  const ready = pods.filter((p) =>
+    (p.status?.conditions ?? []).some(
+      (c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True',
+    ),
+  ).length;
+  return {
+    done: running >= want,
+    failed: false,
+    message: `${running} of ${want} pods running, ${ready} ready${ready < running ? ' (readiness waits for a later step)' : ''}`,
+  };
 }
 
 export function componentActivities(deps: ActivityDeps) {

@@ -99,10 +99,7 @@ export function platformActivities(deps: ActivityDeps) {
     },
 
     /** BackupStorageLocation must report Available; the daily Schedule is created or corrected. */
-    async configureVelero(input: {
-      cluster: string;
-      timeoutSeconds?: number;
-    }): Promise<{
+    async configureVelero(input: { cluster: string; timeoutSeconds?: number }): Promise<{
       location: string;
       phase: string;
       schedule: string;

@@ -67,6 +67,10 @@ export async function restartConsumer(deps: ActivityDeps, input: RestartInput): 
   }
   const deadline = Date.now() + input.timeoutSeconds * 1000;
   const pollMs = input.pollMs ?? 500;
+  if (obj.spec?.updateStrategy?.type === 'OnDelete') {
+    const replaced = await replaceOnDeletePods(deps, spec, input, deadline, pollMs);
+    if (replaced) return { workload: id, patched, ...replaced };
+  }
   for (;;) {
     const cur = await kube.read<Workload>(apiVersion, kind, name, namespace);
     if (!cur)
@@ -88,5 +92,78 @@ export async function restartConsumer(deps: ActivityDeps, input: RestartInput): 
         message: `rollout not done after ${input.timeoutSeconds}s: ${st.message}`,
       };
     await sleep(pollMs);
+  }
+}
+
+type Pod = KubeObject & { status?: { phase?: string; conditions?: { type: string; status: string }[] } };
+const podReady = (p: Pod) => (p.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True');
+
+/**
+ * An OnDelete StatefulSet or DaemonSet never replaces its pods after a template change (that is what
+ * OnDelete means: k8s pkg/controller/statefulset/stateful_set_control.go skips updates, kubectl rollout
+ * status refuses to wait). So the restart deletes the pods that are not on the new revision, one at a
+ * time, each time waiting for its replacement to be Ready. A retry skips pods already replaced.
+ * Returns a terminal outcome, or undefined when every pod is on the new revision.
+ */
+async function replaceOnDeletePods(
+  deps: ActivityDeps,
+  spec: ReturnType<typeof clusterOrFail>,
+  input: RestartInput,
+  deadline: number,
+  pollMs: number,
+): Promise<Pick<RestartResult, 'outcome' | 'message'> | undefined> {
+  const { kind, name, namespace } = input.workload;
+  const kube = deps.kube(spec);
+  const apiVersion = WORKLOAD_API_VERSION[kind];
+  const wait = async <T>(what: string, fn: () => Promise<T | undefined>): Promise<T | undefined> => {
+    for (;;) {
+      const v = await fn();
+      if (v !== undefined) return v;
+      if (Date.now() >= deadline) return undefined;
+      beat({ workload: `${namespace}/${kind}/${name}`, message: what });
+      await sleep(pollMs);
+    }
+  };
+  // The controller must have seen the new template before "the new revision" means anything.
+  const cur = await wait('waiting for the new revision', async () => {
+    const o = await kube.read<Workload>(apiVersion, kind, name, namespace);
+    const st = o?.status as Record<string, any> | undefined;
+    return o && (st?.observedGeneration ?? 0) >= (o.metadata.generation ?? 0) ? o : undefined;
+  });
+  if (!cur) return { outcome: 'timeout', message: `${kind} ${namespace}/${name}: new revision not observed in time` };
+  const selector = Object.entries((cur.spec?.selector?.matchLabels ?? {}) as Record<string, string>)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  const onNew = (p: Pod, o: Workload) =>
+    kind === 'StatefulSet'
+      ? p.metadata?.labels?.['controller-revision-hash'] === (o.status as Record<string, any>)?.updateRevision
+      : p.metadata?.labels?.['pod-template-generation'] === String(o.metadata.generation);
+  for (;;) {
+    const o = (await kube.read<Workload>(apiVersion, kind, name, namespace)) ?? cur;
+    const pods = (await kube.list<Pod>('v1', 'Pod', namespace, selector)).filter((p) => !p.metadata?.deletionTimestamp);
+    const old = pods
+      .filter((p) => !onNew(p, o))
+      .sort((a, b) => String(a.metadata?.name).localeCompare(String(b.metadata?.name)));
+    if (old.length === 0) return undefined;
+    const victim = old[old.length - 1].metadata!.name!; // highest ordinal first, as a rolling update would
+    await kube.delete('v1', 'Pod', victim, namespace);
+    deps.log.info(
+      { workload: `${namespace}/${kind}/${name}`, pod: victim },
+      'OnDelete: pod deleted for the new revision',
+    );
+    const back = await wait(`waiting for ${victim} on the new revision`, async () => {
+      const fresh = (await kube.read<Workload>(apiVersion, kind, name, namespace)) ?? o;
+      const now = (await kube.list<Pod>('v1', 'Pod', namespace, selector)).filter(
+        (p) => !p.metadata?.deletionTimestamp,
+      );
+      // StatefulSet pods come back under the same name; DaemonSet pods under a new one.
+      const replaced = now.filter((p) => onNew(p, fresh) && podReady(p));
+      return replaced.length > pods.length - old.length ? true : undefined;
+    });
+    if (!back)
+      return {
+        outcome: 'timeout',
+        message: `${kind} ${namespace}/${name}: ${victim} not Ready on the new revision in time`,
+      };
   }
 }

@@ -50,6 +50,14 @@ export function rolloutStatus(kind: string, o: KubeObject): RolloutStatus {
     }
     case 'StatefulSet': {
       const want = obj.spec?.replicas ?? 1;
+      // kubectl (pkg/polymorphichelpers/rollout_status.go): "rollout status is only available for
+      // RollingUpdate strategy type": an OnDelete set never rolls by itself, so there is no revision
+      // to wait for; its pods are replaced by deleting them (restartWorkload does that).
+      if (obj.spec?.updateStrategy?.type === 'OnDelete') {
+        if ((s.readyReplicas ?? 0) < want)
+          return { done: false, failed: false, message: `${s.readyReplicas ?? 0} of ${want} pods ready (OnDelete)` };
+        return { done: true, failed: false, message: 'OnDelete: pods are replaced only when deleted' };
+      }
       if ((s.readyReplicas ?? 0) < want)
         return { done: false, failed: false, message: `${s.readyReplicas ?? 0} of ${want} pods ready` };
       const partition = obj.spec?.updateStrategy?.rollingUpdate?.partition;
@@ -65,6 +73,15 @@ export function rolloutStatus(kind: string, o: KubeObject): RolloutStatus {
     }
     case 'DaemonSet': {
       const desired = s.desiredNumberScheduled ?? 0;
+      if (obj.spec?.updateStrategy?.type === 'OnDelete') {
+        if ((s.numberAvailable ?? 0) < desired)
+          return {
+            done: false,
+            failed: false,
+            message: `${s.numberAvailable ?? 0} of ${desired} pods available (OnDelete)`,
+          };
+        return { done: true, failed: false, message: 'OnDelete: pods are replaced only when deleted' };
+      }
       if ((s.updatedNumberScheduled ?? 0) < desired)
         return {
           done: false,

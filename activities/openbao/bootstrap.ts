@@ -10,6 +10,7 @@ import { clusterOrFail } from '../deps.js';
 import { vaultIdByName, type OnePasswordPort } from '../onepassword/client.js';
 import { beat, sleep } from '../heartbeat.js';
 import { classifyVaultError, type VaultClient } from './client.js';
+import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
 
 export interface BootstrapResult {
   initialized: 'now' | 'before';
@@ -82,6 +83,36 @@ async function unseal(bao: VaultClient, keys: string[], threshold: number): Prom
       ErrorType.UnsealKeysMissing,
       'OpenBAO is still sealed after applying the stored unseal keys: the 1Password item holds the wrong keys',
     );
+}
+
+/**
+ * Unsealed, OpenBAO's pods pass their readiness probe (`bao status`) and become Ready: wait for that
+ * here, so what follows (KV writes through the Service, a drill) sees a Ready StatefulSet. The pods of
+ * the component in `openbao.namespace` that were allowed to be merely Running before the unseal.
+ */
+async function waitOpenBaoPodsReady(deps: ActivityDeps, spec: ClusterSpec, timeoutMs = 120_000): Promise<void> {
+  const workloads = spec.components
+    .filter((c) => c.namespace === spec.openbao.namespace)
+    .flatMap((c) =>
+      c.workloads.filter((w) => w.readyWhen === 'running').map((w) => ({ ...w, ns: w.namespace ?? c.namespace })),
+    );
+  if (workloads.length === 0) return;
+  const kube = deps.kube(spec);
+  const deadline = Date.now() + timeoutMs;
+  for (const w of workloads) {
+    for (;;) {
+      const obj = await kube.read(WORKLOAD_API_VERSION[w.kind], w.kind, w.name, w.ns);
+      const st = obj ? rolloutStatus(w.kind, obj) : { done: false, message: 'not found' };
+      if (st.done) break;
+      if (Date.now() > deadline)
+        throw retryable(
+          ErrorType.NotReady,
+          `OpenBAO is unsealed but ${w.kind} ${w.ns}/${w.name} is not Ready: ${st.message}`,
+        );
+      beat({ step: 'waiting for OpenBAO pods to turn Ready', workload: `${w.kind}/${w.name}`, status: st.message });
+      await sleep(500);
+    }
+  }
 }
 
 export function openbaoBootstrapActivities(deps: ActivityDeps) {
@@ -172,6 +203,7 @@ export function openbaoBootstrapActivities(deps: ActivityDeps) {
         );
         kvMount = 'enabled';
       }
+      await waitOpenBaoPodsReady(deps, spec);
       return {
         initialized,
         unsealed,

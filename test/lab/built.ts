@@ -7,7 +7,7 @@ import { NodeSSH } from 'node-ssh';
 import * as k8s from '@kubernetes/client-node';
 import type { ClusterSpec } from '../../config/schema.js';
 import type { LabNode } from './nodes/index.js';
-import type { KubeDouble } from './kube/index.js';
+import type { KubeLab } from './kube/index.js';
 import type { OpenBaoDouble } from './openbao.js';
 import { createLabOnePasswordClient } from './onepassword/index.js';
 
@@ -20,7 +20,7 @@ interface SeedContext {
   spec: ClusterSpec;
   nodes: LabNode[];
   sshKeyPath: string;
-  kube: KubeDouble;
+  kube: KubeLab;
   openbao: OpenBaoDouble;
   onepasswordUrl: string;
   log: (line: string) => void;
@@ -203,8 +203,10 @@ async function copySecrets(ctx: SeedContext, op: OpClient, rootToken: string): P
 export async function seedBuiltState(ctx: SeedContext): Promise<BuiltSecrets> {
   const t0 = performance.now();
   await installK3s(ctx);
-  ctx.kube.seedBuilt(ctx.spec);
+  await ctx.kube.seedBuilt(ctx.spec);
   const secrets = await initOpenBao(ctx);
+  // OpenBAO's pods turn Ready once it is unsealed, like every other workload by now.
+  await ctx.kube.waitWorkloadsReady(ctx.spec);
   const op = createLabOnePasswordClient(ctx.onepasswordUrl);
   await storeUnsealItem(op, ctx.spec, secrets);
   await copySecrets(ctx, op, secrets.rootToken);

@@ -23,11 +23,18 @@ export interface LabFaults {
   velero: {
     backupPartiallyFailed(name?: string): void;
     restoreFailed(name?: string, reason?: string): void;
-    bslUnavailable(name: string): void;
+    bslUnavailable(name: string): Promise<void>;
   };
   rollouts: { stall(namespace: string, kind: string, name: string): void };
+  kube: {
+    /** The kube-apiserver process stops (connections refused) until apiserverUp() or clear(). */
+    apiserverDown(): Promise<void>;
+    apiserverUp(): Promise<void>;
+    /** A validating admission webhook refuses CREATE/UPDATE of this resource (plural) with the message. */
+    rejectWrites(resource: string, message: string): Promise<void>;
+  };
   /** Every fault of every piece off. */
-  clear(): void;
+  clear(): Promise<void>;
 }
 
 export interface ControlTarget {
@@ -105,7 +112,7 @@ function routes(t: ControlTarget): Array<[string, string, Handler]> {
   return [
     ['GET', '/counters', () => t.counters()],
     ['POST', '/counters/reset', () => (t.resetCounters(), t.counters())],
-    ['POST', '/faults/clear', () => (t.faults.clear(), ok)],
+    ['POST', '/faults/clear', async () => (await t.faults.clear(), ok)],
     ['POST', '/faults/ssh/:node/refuse', ([n]) => (t.faults.ssh.refuse(node(n)), ok)],
     // {n} drops the nth next command session instead of the live connections.
     [
@@ -178,7 +185,17 @@ function routes(t: ControlTarget): Array<[string, string, Handler]> {
     [
       'POST',
       '/faults/velero/backup-storage-locations/:name/unavailable',
-      ([n]) => (t.faults.velero.bslUnavailable(n), ok),
+      async ([n]) => (await t.faults.velero.bslUnavailable(n), ok),
+    ],
+    ['POST', '/faults/kube/apiserver/down', async () => (await t.faults.kube.apiserverDown(), ok)],
+    ['POST', '/faults/kube/apiserver/up', async () => (await t.faults.kube.apiserverUp(), ok)],
+    [
+      'POST',
+      '/faults/kube/reject-writes',
+      async (_p, b) => (
+        await t.faults.kube.rejectWrites(str(b, 'resource', { pattern: NAME })!, str(b, 'message')!),
+        ok
+      ),
     ],
     [
       'POST',

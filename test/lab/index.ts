@@ -14,7 +14,7 @@ import { REPO_ROOT, componentWorkloads, labClusterSpec, writeClusterFile } from 
 import { startControlServer, type ControlServer, type LabCounters, type LabFaults } from './control.js';
 import { seedBuiltState, type BuiltSecrets } from './built.js';
 import { startNodes, type LabNode, type LabNodes, type NodeFacts } from './nodes/index.js';
-import { startKubeDouble, type KubeDouble } from './kube/index.js';
+import { startKubeLab, type KubeLab } from './kube/index.js';
 import { startOpenBaoDouble, type OpenBaoDouble } from './openbao.js';
 import { fixtureSecretValues, startOnePasswordDouble, type OnePasswordDouble } from './onepassword/index.js';
 
@@ -36,7 +36,8 @@ export interface StartLabOptions {
   dir?: string;
   /** Also write the cluster definition here (e.g. config/clusters/lab.yaml); removed again by stop(). */
   writeClusterFile?: string;
-  kubeDelays?: { readyDelayMs?: number; jobDelayMs?: number | ((chart: string) => number); rolloutStepMs?: number };
+  /** How long HelmChart install Jobs run (default 300 ms), by chart name. */
+  kubeDelays?: { jobDelayMs?: number | ((chart: string) => number) };
   /** Where the start time and progress go (default: stderr). Never receives secret values. */
   log?: (line: string) => void;
 }
@@ -64,13 +65,8 @@ export interface Lab {
   /** Every secret value the lab holds (1Password fixture values, unseal keys, root token): for leak scans. */
   secretValues(): string[];
   startMs: number;
-  pieces: { nodes: LabNodes; kube: KubeDouble; openbao: OpenBaoDouble; onepassword: OnePasswordDouble };
+  pieces: { nodes: LabNodes; kube: KubeLab; openbao: OpenBaoDouble; onepassword: OnePasswordDouble };
   stop(): Promise<void>;
-}
-
-function crdDir(): string {
-  if (process.env.LAB_CRD_DIR) return process.env.LAB_CRD_DIR;
-  return join(REPO_ROOT, 'test/lab/crds');
 }
 
 export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
@@ -101,27 +97,31 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     await chmod(sshKeyPath, 0o600);
     const publicKey = (await readFile(`${sshKeyPath}.pub`, 'utf8')).trim();
 
-    const token = randomBytes(24).toString('hex');
-    // allSettled, not all: a piece that started must be in the undo stack even when another failed.
-    const started = await Promise.allSettled([
-      startKubeDouble({ host, token, crdDir: crdDir(), ...opts.kubeDelays }),
-      startOpenBaoDouble({ host }),
-      startOnePasswordDouble({ host, fixturePath: FIXTURE_PATH, statePath: join(dir, 'onepassword-state.json') }),
-    ] as const);
-    const names = ['kube', 'openbao', 'onepassword'];
-    started.forEach((r, i) => r.status === 'fulfilled' && undo.push({ what: names[i], fn: () => r.value.stop() }));
-    const failed = started.find((r) => r.status === 'rejected');
-    if (failed) throw (failed as PromiseRejectedResult).reason;
-    const [kube, openbao, onepassword] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
-      KubeDouble,
-      OpenBaoDouble,
-      OnePasswordDouble,
-    ];
+    // OpenBAO first: the Kubernetes side asks it whether OpenBAO pods are ready (their `bao status` probe).
+    const [openbao, onepassword] = await Promise.all([
+      startOpenBaoDouble({ host }).then((o) => (undo.push({ what: 'openbao', fn: () => o.stop() }), o)),
+      startOnePasswordDouble({
+        host,
+        fixturePath: FIXTURE_PATH,
+        statePath: join(dir, 'onepassword-state.json'),
+      }).then((o) => (undo.push({ what: 'onepassword', fn: () => o.stop() }), o)),
+    ]);
+    const kube: KubeLab = await startKubeLab({
+      host,
+      dir: join(dir, 'kube'),
+      openbaoUrl: openbao.url,
+      // A restarted OpenBAO pod comes back sealed (its keys live only in memory).
+      onOpenBaoPodStart: () => openbao.faults.seal(),
+      jobDelayMs: opts.kubeDelays?.jobDelayMs,
+      log,
+    });
+    undo.push({ what: 'kube', fn: () => kube.stop() });
     const nodes = await startNodes({
       dir: join(dir, 'nodes'),
       names: NODE_NAMES,
       authorizedKey: publicKey,
-      kube: { url: kube.url, token: kube.token, caPem: kube.caPem },
+      // The stand-in joins through the lab's k3s supervisor; its k3s.yaml holds the apiserver's token.
+      kube: { url: kube.supervisorUrl, token: kube.token, caPem: kube.caPem },
       facts: opts.facts,
     });
     undo.push({ what: 'nodes', fn: () => nodes.stop() });
@@ -212,11 +212,16 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
         bslUnavailable: (name) => kube.faults.bslUnavailable(name),
       },
       rollouts: { stall: (ns, kind, name) => kube.faults.stallRollout(ns, kind, name) },
-      clear: () => {
+      kube: {
+        apiserverDown: () => kube.faults.apiserverDown(),
+        apiserverUp: () => kube.faults.apiserverUp(),
+        rejectWrites: (resource, message) => kube.faults.rejectWrites(resource, message),
+      },
+      clear: async () => {
         nodes.faults.clear();
-        kube.faults.clear();
         openbao.faults.clear();
         onepassword.faults.clear();
+        await kube.faults.clear();
       },
     };
 

@@ -275,18 +275,17 @@ describe('a plain lab', () => {
         },
       },
     });
-    await until('HelmChart Failed condition', async () => {
-      const hc = (await custom.getNamespacedCustomObject({
-        group: 'helm.cattle.io',
-        version: 'v1',
-        namespace: 'kube-system',
-        plural: 'helmcharts',
-        name: 'zot',
-      })) as {
-        status?: { conditions?: Array<{ type: string; status: string; message?: string }> };
-      };
-      return hc.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True');
-    });
+    // helm-controller v0.16 marks the Job failed, not the HelmChart (chart.go sets Failed only when it
+    // cannot generate the Job).
+    const { batch } = clients(plain);
+    await until(
+      'Job helm-install-zot Failed',
+      async () =>
+        (
+          await batch.readNamespacedJob({ name: 'helm-install-zot', namespace: 'kube-system' }).catch(() => undefined)
+        )?.status?.conditions?.some((c) => c.type === 'Failed' && c.status === 'True'),
+      30_000,
+    );
 
     await control(plain, 'POST', '/faults/velero/backups/partially-failed', { name: 'b1' });
     await custom.createNamespacedCustomObject({

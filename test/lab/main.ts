@@ -42,7 +42,11 @@ async function main() {
       `ssh ${n.name}`,
       `ssh -i ${lab.sshKeyPath} -o UserKnownHostsFile=${lab.knownHostsPath} -p ${n.port} root@${n.host}`,
     ]),
-    ['kube API (VIP)', `${lab.kube.url}  (KUBECONFIG=${lab.kube.kubeconfigPath})`],
+    ['kube-apiserver (VIP)', `${lab.kube.url}  v1.31.4, real (KUBECONFIG=${lab.kube.kubeconfigPath})`],
+    [
+      'control plane',
+      `kine + kube-apiserver + controller-manager + scheduler + kwok: ${lab.pieces.kube.startMs} ms to ready`,
+    ],
     ['OpenBAO', lab.openbao.url],
     ['1Password double', lab.onepassword.url],
     ['control API', `${lab.control.url}  (GET / lists the fault routes)`],

@@ -11,6 +11,7 @@ export function clients(lab: Lab) {
     core: kc.makeApiClient(k8s.CoreV1Api),
     apps: kc.makeApiClient(k8s.AppsV1Api),
     custom: kc.makeApiClient(k8s.CustomObjectsApi),
+    batch: kc.makeApiClient(k8s.BatchV1Api),
   };
 }
 

@@ -1,389 +1,445 @@
-// Simulated controllers: HelmChart install Jobs and workloads, faults, rollouts, probe Jobs.
-import { PatchStrategy, setHeaderOptions, type V1Job } from '@kubernetes/client-node';
-import { fileURLToPath } from 'node:url';
+// The lab's controllers on the real apiserver: helm-controller/klipper-helm (Jobs, releases,
+// failure policies, uninstall), OpenBAO's readiness probe, and Velero (backup, restore, downloads).
+import { gunzipSync } from 'node:zlib';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomInt } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startKubeDouble, type KubeDouble } from './index.js';
-import { clients, deploymentDone, raw, registerServer, statusOf, until } from './test-client.js';
+import { startOpenBaoDouble, type OpenBaoDouble } from '../openbao.js';
+import { startKubeLab, type KubeLab } from './index.js';
+import { clients, raw, registerServer, until } from './test-client.js';
 
-const crdDir = fileURLToPath(new URL('../crds/', import.meta.url));
-let kd: KubeDouble;
+let kd: KubeLab;
+let bao: OpenBaoDouble;
 let c: ReturnType<typeof clients>;
+let dir: string;
 
 beforeAll(async () => {
-  kd = await startKubeDouble({
-    host: '127.0.0.1',
-    token: 't0ken',
-    crdDir,
-    readyDelayMs: 50,
-    rolloutStepMs: 30,
-    jobDelayMs: (n) => (n === 'slow' ? 2000 : 100),
+  dir = await mkdtemp(join(tmpdir(), 'lab-controllers-'));
+  const host = `127.${randomInt(1, 255)}.${randomInt(0, 256)}.1`;
+  bao = await startOpenBaoDouble({ host });
+  kd = await startKubeLab({
+    host,
+    dir,
+    openbaoUrl: bao.url,
+    onOpenBaoPodStart: () => bao.faults.seal(),
+    jobDelayMs: 200,
+    veleroStepMs: 50,
   });
   c = clients(kd);
-  await registerServer(kd, 'control-plane');
-  const agentToken = (await registerServer(kd, 'control-plane')).json().agentToken;
-  await raw(kd, 'POST', '/lab/k3s/agent', {
-    token: kd.token,
-    body: { node: 'worker-1', version: 'v1.31.4+k3s1', serverUrl: kd.url, token: agentToken, nodeIp: '127.0.0.3' },
+  expect((await registerServer(kd, 'pedro-cp')).status).toBe(200);
+  kd.setComponentWorkloads({
+    web: { namespace: 'web', workloads: [{ kind: 'Deployment', name: 'web', replicas: 2 }] },
+    broken: { namespace: 'broken', workloads: [{ kind: 'Deployment', name: 'broken' }] },
+    openbao: { namespace: 'openbao-system', workloads: [{ kind: 'StatefulSet', name: 'openbao' }] },
   });
   await until(
-    'nodes Ready',
+    'node Ready',
     async () =>
-      (await c.core.listNode()).items.filter((n) =>
+      (await c.core.listNode()).items.some((n) =>
         n.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True'),
-      ).length === 2,
+      ),
+    60_000,
   );
-  kd.setComponentWorkloads({
-    'cert-manager': {
-      namespace: 'cert-manager',
-      workloads: [
-        { kind: 'Deployment', name: 'cert-manager', replicas: 2 },
-        { kind: 'Deployment', name: 'cert-manager-webhook' },
-      ],
-    },
-    longhorn: {
-      namespace: 'longhorn-system',
-      workloads: [
-        { kind: 'DaemonSet', name: 'longhorn-manager' },
-        { kind: 'StatefulSet', name: 'longhorn-db', replicas: 2 },
-      ],
-    },
-    'eleduck-jobs': { namespace: 'eleduck-analytics', workloads: [{ kind: 'CronJob', name: 'sqlmesh' }] },
-  });
-});
+}, 180_000);
 afterAll(async () => {
   await kd?.stop();
+  await bao?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-const helmChart = (name: string, targetNamespace: string, extra: object = {}) => ({
+const chart = (name: string, spec: object) => ({
   apiVersion: 'helm.cattle.io/v1',
   kind: 'HelmChart',
   metadata: { name, namespace: 'kube-system' },
-  spec: {
-    chart: name,
-    repo: 'https://charts.example.test',
-    version: '1.0.0',
-    targetNamespace,
-    createNamespace: true,
-    valuesContent: 'a: 1\n',
-    ...extra,
-  },
+  spec: { targetNamespace: name, createNamespace: true, version: '1.0.0', backOffLimit: 1, ...spec },
 });
-const getChart = async (name: string) =>
-  (await c.custom.getNamespacedCustomObject({
+const readChart = (name: string) =>
+  c.custom.getNamespacedCustomObject({
     group: 'helm.cattle.io',
     version: 'v1',
     namespace: 'kube-system',
     plural: 'helmcharts',
     name,
-  })) as any;
-const jobCondition = (j: V1Job, type: string) =>
-  j.status?.conditions?.find((x) => x.type === type && x.status === 'True');
+  }) as Promise<any>;
+const job = (name: string) =>
+  c.batch.readNamespacedJob({ name: `helm-install-${name}`, namespace: 'kube-system' }).catch(() => undefined);
+const cond = (o: any, type: string) => o?.status?.conditions?.find((x: any) => x.type === type && x.status === 'True');
+const releases = async (ns: string, name: string) =>
+  (await c.core.listNamespacedSecret({ namespace: ns, labelSelector: `owner=helm,name=${name}` })).items
+    .map((s) => ({ v: Number(s.metadata?.labels?.version), status: s.metadata?.labels?.status }))
+    .sort((a, b) => a.v - b.v);
 
-describe('HelmChart controller', () => {
-  it('runs helm-install-<name>, then creates the workloads, which become ready', async () => {
-    const created = (await c.custom.createNamespacedCustomObject({
-      group: 'helm.cattle.io',
-      version: 'v1',
-      namespace: 'kube-system',
-      plural: 'helmcharts',
-      body: helmChart('cert-manager', 'cert-manager'),
-    })) as any;
-    // CRD defaults apply, as on a real apiserver.
-    expect(created.spec.failurePolicy).toBe('reinstall');
-    const chart = await until('jobName', async () => {
-      const ch = await getChart('cert-manager');
-      return ch.status?.jobName && ch;
-    });
-    expect(chart.status.jobName).toBe('helm-install-cert-manager');
-    expect(chart.status.conditions).toContainEqual(expect.objectContaining({ type: 'JobCreated', status: 'True' }));
-    const job = await until('install job Complete', async () => {
-      const j = await c.batch.readNamespacedJob({ name: 'helm-install-cert-manager', namespace: 'kube-system' });
-      return jobCondition(j, 'Complete') && j;
-    });
-    expect(job.status?.succeeded).toBe(1);
-    const d = await until('cert-manager ready', async () => {
-      const x = await c.apps
-        .readNamespacedDeployment({ name: 'cert-manager', namespace: 'cert-manager' })
-        .catch(() => undefined);
-      return x && deploymentDone(x) && x;
-    });
-    expect(d.status?.readyReplicas).toBe(2);
-    expect(d.metadata?.labels?.['app.kubernetes.io/instance']).toBe('cert-manager');
-    const pods = await c.core.listNamespacedPod({
-      namespace: 'cert-manager',
-      labelSelector: 'app.kubernetes.io/name=cert-manager',
-    });
-    expect(pods.items).toHaveLength(2);
-    expect(kd.counters().writes['create:HelmChart']).toBe(1);
-  });
+/** Helm's secret driver: data.release = base64(gzip(JSON)) (helm.sh/helm/v3 pkg/storage/driver/util.go). */
+const releaseDescription = async (ns: string, name: string, v: number) => {
+  const s = await c.core.readNamespacedSecret({ name: `sh.helm.release.v1.${name}.v${v}`, namespace: ns });
+  const inner = Buffer.from(s.data!.release, 'base64').toString('utf8');
+  return JSON.parse(gunzipSync(Buffer.from(inner, 'base64')).toString('utf8')).info.description as string;
+};
 
-  it('creates DaemonSets sized to the Ready nodes, StatefulSets with revisions, and CronJobs', async () => {
+describe('helm-controller and klipper-helm', () => {
+  it('installs through Job helm-install-<name>, records a deployed release and creates the workloads', async () => {
     await c.custom.createNamespacedCustomObject({
       group: 'helm.cattle.io',
       version: 'v1',
       namespace: 'kube-system',
       plural: 'helmcharts',
-      body: helmChart('longhorn', 'longhorn-system'),
+      body: chart('web', { chart: 'web' }),
     });
-    await c.custom.createNamespacedCustomObject({
-      group: 'helm.cattle.io',
-      version: 'v1',
-      namespace: 'kube-system',
-      plural: 'helmcharts',
-      body: helmChart('eleduck-jobs', 'eleduck-analytics'),
-    });
-    const ds = await until('daemonset ready', async () => {
-      const x = await c.apps
-        .readNamespacedDaemonSet({ name: 'longhorn-manager', namespace: 'longhorn-system' })
-        .catch(() => undefined);
-      const s = x?.status;
-      return (
-        s &&
-        s.desiredNumberScheduled === 2 &&
-        (s.updatedNumberScheduled ?? 0) >= 2 &&
-        (s.numberAvailable ?? 0) >= 2 &&
-        x
-      );
-    });
-    expect(ds.status?.observedGeneration).toBe(1);
-    const sts = await until('statefulset ready', async () => {
-      const x = await c.apps
-        .readNamespacedStatefulSet({ name: 'longhorn-db', namespace: 'longhorn-system' })
-        .catch(() => undefined);
-      return x && (x.status?.readyReplicas ?? 0) >= 2 && x.status?.currentRevision === x.status?.updateRevision && x;
-    });
-    expect(sts.status?.currentRevision).toMatch(/^longhorn-db-/);
-    const cj = await until('cronjob', async () =>
-      c.batch.readNamespacedCronJob({ name: 'sqlmesh', namespace: 'eleduck-analytics' }).catch(() => undefined),
+    const done = await until(
+      'Job Complete',
+      async () => (cond(await job('web'), 'Complete') ? job('web') : undefined),
+      30_000,
     );
-    expect(cj.spec?.jobTemplate.spec?.template.spec?.restartPolicy).toBe('OnFailure');
-  });
-
-  it('shows an injected failure on the Job and the HelmChart, and reruns after the fault clears', async () => {
-    kd.faults.failHelmChart('grafana', 'chart grafana-8.8.2 not found in repository');
-    await c.custom.createNamespacedCustomObject({
-      group: 'helm.cattle.io',
-      version: 'v1',
-      namespace: 'kube-system',
-      plural: 'helmcharts',
-      body: helmChart('grafana', 'monitoring'),
-    });
-    const job = await until('job Failed', async () => {
-      const j = await c.batch
-        .readNamespacedJob({ name: 'helm-install-grafana', namespace: 'kube-system' })
-        .catch(() => undefined);
-      return j && jobCondition(j, 'Failed') && j;
-    });
-    expect(jobCondition(job, 'Failed')?.message).toBe('chart grafana-8.8.2 not found in repository');
-    const chart = await until('chart Failed', async () => {
-      const ch = await getChart('grafana');
-      return ch.status?.conditions?.some((x: any) => x.type === 'Failed' && x.status === 'True') && ch;
-    });
-    expect(chart.status.conditions.find((x: any) => x.type === 'Failed').message).toBe(
-      'chart grafana-8.8.2 not found in repository',
+    expect(done!.spec?.template.spec?.serviceAccountName).toBe('helm-web');
+    expect(done!.spec?.template.metadata?.annotations?.['helmcharts.helm.cattle.io/configHash']).toMatch(/^SHA256=/);
+    const hc = await readChart('web');
+    expect(hc.metadata.finalizers).toContain('wrangler.cattle.io/on-helm-chart-remove');
+    expect(hc.status.jobName).toBe('helm-install-web');
+    expect(hc.status.conditions).toEqual(
+      expect.arrayContaining([expect.objectContaining({ type: 'JobCreated', status: 'True' })]),
     );
-    const podLog = await c.core.listNamespacedPod({
-      namespace: 'kube-system',
-      labelSelector: 'helmcharts.helm.cattle.io/chart=grafana',
-    });
-    const log = await c.core.readNamespacedPodLog({ name: podLog.items[0].metadata!.name!, namespace: 'kube-system' });
-    expect(log).toContain('INSTALLATION FAILED');
-
-    kd.faults.clear();
-    await c.custom.patchNamespacedCustomObject(
-      {
-        group: 'helm.cattle.io',
-        version: 'v1',
-        namespace: 'kube-system',
-        plural: 'helmcharts',
-        name: 'grafana',
-        body: { metadata: { annotations: { 'lab/retry': '1' } } },
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
-    );
-    await until('rerun Complete', async () => {
-      const j = await c.batch
-        .readNamespacedJob({ name: 'helm-install-grafana', namespace: 'kube-system' })
-        .catch(() => undefined);
-      return j && jobCondition(j, 'Complete');
-    });
-    const after = await until('Failed cleared', async () => {
-      const ch = await getChart('grafana');
-      return !ch.status?.conditions?.some((x: any) => x.type === 'Failed' && x.status === 'True') && ch;
-    });
-    expect(after.status.jobName).toBe('helm-install-grafana');
-  });
-
-  it('fails the install when the target namespace is missing and createNamespace is false', async () => {
-    await c.custom.createNamespacedCustomObject({
-      group: 'helm.cattle.io',
-      version: 'v1',
-      namespace: 'kube-system',
-      plural: 'helmcharts',
-      body: helmChart('orphan', 'no-such-ns', { createNamespace: false }),
-    });
-    const job = await until('job Failed', async () => {
-      const j = await c.batch
-        .readNamespacedJob({ name: 'helm-install-orphan', namespace: 'kube-system' })
-        .catch(() => undefined);
-      return j && jobCondition(j, 'Failed') && j;
-    });
-    expect(jobCondition(job, 'Failed')?.message).toContain('namespaces "no-such-ns" not found');
-  });
-
-  it('leaves a stalled install Job running', async () => {
-    kd.faults.stallHelmChart('zot');
-    await c.custom.createNamespacedCustomObject({
-      group: 'helm.cattle.io',
-      version: 'v1',
-      namespace: 'kube-system',
-      plural: 'helmcharts',
-      body: helmChart('zot', 'zot-system'),
-    });
+    await until('release deployed', async () => (await releases('web', 'web')).at(-1)?.status === 'deployed', 10_000);
     await until(
-      'job active',
+      'web available',
       async () =>
-        (await c.batch.readNamespacedJob({ name: 'helm-install-zot', namespace: 'kube-system' }).catch(() => undefined))
-          ?.status?.active === 1,
+        (await c.apps.readNamespacedDeployment({ name: 'web', namespace: 'web' }).catch(() => undefined))?.status
+          ?.availableReplicas === 2,
+      30_000,
     );
-    await new Promise((r) => setTimeout(r, 400));
-    const j = await c.batch.readNamespacedJob({ name: 'helm-install-zot', namespace: 'kube-system' });
-    expect(j.status?.conditions ?? []).toEqual([]);
-    kd.faults.clear();
   });
-});
 
-describe('rollouts and Jobs', () => {
-  it('stalls a Deployment rollout with ProgressDeadlineExceeded and resumes after clear', async () => {
-    kd.faults.stallRollout('cert-manager', 'Deployment', 'cert-manager-webhook');
-    const d = await c.apps.patchNamespacedDeployment(
-      {
-        name: 'cert-manager-webhook',
-        namespace: 'cert-manager',
-        body: { spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': 'r1' } } } } },
-      },
-      setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch),
-    );
-    const stuck = await until('deadline exceeded', async () => {
-      const x = await c.apps.readNamespacedDeployment({ name: 'cert-manager-webhook', namespace: 'cert-manager' });
-      return (
-        x.status?.conditions?.some(
-          (k) => k.type === 'Progressing' && k.status === 'False' && k.reason === 'ProgressDeadlineExceeded',
-        ) && x
+  it('replaces the Job when the spec changes, and upgrades the release', async () => {
+    const uid = (await job('web'))!.metadata?.uid;
+    await c.custom
+      .patchNamespacedCustomObject(
+        {
+          group: 'helm.cattle.io',
+          version: 'v1',
+          namespace: 'kube-system',
+          plural: 'helmcharts',
+          name: 'web',
+          body: { spec: { version: '1.1.0' } },
+        },
+        { headers: { 'Content-Type': 'application/merge-patch+json' } } as never,
+      )
+      .catch(async () =>
+        raw(kd, 'PATCH', '/apis/helm.cattle.io/v1/namespaces/kube-system/helmcharts/web', {
+          token: kd.token,
+          body: { spec: { version: '1.1.0' } },
+          contentType: 'application/merge-patch+json',
+        }),
       );
-    });
-    expect(deploymentDone(stuck)).toBe(false);
-    expect(stuck.status?.observedGeneration).toBe(d.metadata?.generation);
-    kd.faults.clear();
-    await until('rollout resumes', async () =>
-      deploymentDone(
-        await c.apps.readNamespacedDeployment({ name: 'cert-manager-webhook', namespace: 'cert-manager' }),
-      ),
-    );
-    expect(kd.counters().restarts['cert-manager/Deployment/cert-manager-webhook']).toBe(1);
-  });
-
-  it('walks StatefulSet revisions and DaemonSet updates to done after a restart', async () => {
-    const restart = {
-      spec: { template: { metadata: { annotations: { 'kubectl.kubernetes.io/restartedAt': 'r2' } } } },
-    };
-    const sp = setHeaderOptions('Content-Type', PatchStrategy.StrategicMergePatch);
-    const sts = await c.apps.patchNamespacedStatefulSet(
-      { name: 'longhorn-db', namespace: 'longhorn-system', body: restart },
-      sp,
-    );
-    await c.apps.patchNamespacedDaemonSet(
-      { name: 'longhorn-manager', namespace: 'longhorn-system', body: restart },
-      sp,
-    );
-    let sawSplit = false;
     await until(
-      'statefulset rolled',
+      'new Job Complete',
       async () => {
-        const x = await c.apps.readNamespacedStatefulSet({ name: 'longhorn-db', namespace: 'longhorn-system' });
-        const s = x.status!;
-        if (s.observedGeneration === sts.metadata?.generation && s.updateRevision !== s.currentRevision)
-          sawSplit = true;
-        return (
-          s.observedGeneration === sts.metadata?.generation &&
-          (s.readyReplicas ?? 0) >= 2 &&
-          s.updateRevision === s.currentRevision &&
-          (s.updatedReplicas ?? 0) === 2
-        );
+        const j = await job('web');
+        return j && j.metadata?.uid !== uid && cond(j, 'Complete');
+      },
+      30_000,
+    );
+    await until(
+      'revision 2 deployed, 1 superseded',
+      async () => {
+        const r = await releases('web', 'web');
+        return r.length === 2 && r[0].status === 'superseded' && r[1].status === 'deployed';
       },
       10_000,
-      5,
     );
-    expect(sawSplit).toBe(true);
-    await until('daemonset rolled', async () => {
-      const s = (await c.apps.readNamespacedDaemonSet({ name: 'longhorn-manager', namespace: 'longhorn-system' }))
-        .status!;
-      return (
-        s.observedGeneration === 2 &&
-        (s.updatedNumberScheduled ?? 0) >= s.desiredNumberScheduled &&
-        (s.numberAvailable ?? 0) >= s.desiredNumberScheduled
-      );
-    });
-    const pods = await c.core.listNamespacedPod({
-      namespace: 'longhorn-system',
-      labelSelector: 'app.kubernetes.io/name=longhorn-db',
-    });
-    expect(pods.items.map((p) => p.metadata?.name).sort()).toEqual(['longhorn-db-0', 'longhorn-db-1']);
-    expect(kd.counters().restarts).toMatchObject({
-      'longhorn-system/StatefulSet/longhorn-db': 1,
-      'longhorn-system/DaemonSet/longhorn-manager': 1,
-    });
   });
 
-  it('completes probe Jobs, fails marked ones, and validates the pod template', async () => {
-    const job = (name: string, annotations?: Record<string, string>): V1Job => ({
-      metadata: { name },
-      spec: {
-        backoffLimit: 0,
-        template: {
-          metadata: { annotations },
-          spec: { restartPolicy: 'Never', containers: [{ name: 'probe', image: 'busybox', command: ['true'] }] },
+  it('fails the Job (not the HelmChart) when helm fails; with failurePolicy abort a rerun waits for the operator', async () => {
+    kd.faults.failHelmChart('broken', 'chart broken-9.9.9 not found');
+    await c.custom.createNamespacedCustomObject({
+      group: 'helm.cattle.io',
+      version: 'v1',
+      namespace: 'kube-system',
+      plural: 'helmcharts',
+      body: chart('broken', { chart: 'broken', failurePolicy: 'abort' }),
+    });
+    const failed = await until(
+      'Job Failed',
+      async () => (cond(await job('broken'), 'Failed') ? job('broken') : undefined),
+      30_000,
+    );
+    expect(cond(failed, 'Failed').reason).toBe('BackoffLimitExceeded');
+    // helm-controller v0.16 sets Failed only when it cannot generate the Job.
+    const hc = await readChart('broken');
+    expect(hc.status.conditions.find((x: any) => x.type === 'Failed').status).toBe('False');
+    expect(await releases('broken', 'broken')).toEqual([{ v: 1, status: 'failed' }]);
+    // The Job controller deleted the failed pod; helm keeps the error in the release (info.description).
+    expect(await releaseDescription('broken', 'broken', 1)).toBe(
+      'Error: INSTALLATION FAILED: chart broken-9.9.9 not found',
+    );
+
+    // The fault is gone, the failed Job deleted: helm-controller applies it again, klipper-helm refuses.
+    await kd.faults.clear();
+    const oldUid = failed!.metadata?.uid;
+    await c.batch.deleteNamespacedJob({
+      name: 'helm-install-broken',
+      namespace: 'kube-system',
+      propagationPolicy: 'Background',
+    });
+    const again = await until(
+      'rerun Failed',
+      async () => {
+        const j = await job('broken');
+        return j && j.metadata?.uid !== oldUid && cond(j, 'Failed') ? j : undefined;
+      },
+      30_000,
+    );
+    expect(again!.metadata?.uid).not.toBe(oldUid);
+    // klipper-helm exited before touching the release: still revision 1, failed.
+    expect(await releases('broken', 'broken')).toEqual([{ v: 1, status: 'failed' }]);
+
+    // reinstall: uninstall the failed release, install again.
+    await raw(kd, 'PATCH', '/apis/helm.cattle.io/v1/namespaces/kube-system/helmcharts/broken', {
+      token: kd.token,
+      body: { spec: { failurePolicy: 'reinstall' } },
+      contentType: 'application/merge-patch+json',
+    });
+    await until('reinstalled', async () => cond(await job('broken'), 'Complete'), 30_000);
+    expect(
+      await until(
+        'deployed',
+        async () => {
+          const r = await releases('broken', 'broken');
+          return r.length === 1 && r[0].status === 'deployed' ? r : undefined;
         },
+        10_000,
+      ),
+    ).toEqual([{ v: 1, status: 'deployed' }]);
+  });
+
+  it('uninstalls on delete: helm-delete Job, workloads and release gone, finalizer removed', async () => {
+    await c.custom.deleteNamespacedCustomObject({
+      group: 'helm.cattle.io',
+      version: 'v1',
+      namespace: 'kube-system',
+      plural: 'helmcharts',
+      name: 'broken',
+    });
+    await until('chart gone', async () => !(await readChart('broken').catch(() => undefined)), 30_000);
+    expect(await releases('broken', 'broken')).toEqual([]);
+    expect(await c.apps.readNamespacedDeployment({ name: 'broken', namespace: 'broken' }).catch(() => 'gone')).toBe(
+      'gone',
+    );
+  });
+
+  it("keeps OpenBAO's pods NotReady while it is sealed (its probe is `bao status`), Ready once unsealed", async () => {
+    await c.custom.createNamespacedCustomObject({
+      group: 'helm.cattle.io',
+      version: 'v1',
+      namespace: 'kube-system',
+      plural: 'helmcharts',
+      body: {
+        ...chart('openbao', { chart: 'openbao', targetNamespace: 'openbao-system' }),
+        metadata: { name: 'openbao', namespace: 'kube-system' },
       },
     });
-    await c.batch.createNamespacedJob({ namespace: 'default', body: job('probe-ok') });
-    await c.batch.createNamespacedJob({
-      namespace: 'default',
-      body: job('probe-bad', { 'lab.pedro-ops/fail': 'true' }),
-    });
-    const ok = await until('ok', async () => {
-      const j = await c.batch.readNamespacedJob({ name: 'probe-ok', namespace: 'default' });
-      return jobCondition(j, 'Complete') && j;
-    });
-    expect(ok.status?.succeeded).toBe(1);
-    expect(ok.spec?.selector?.matchLabels?.['batch.kubernetes.io/controller-uid']).toBe(ok.metadata?.uid);
-    const bad = await until('bad', async () => {
-      const j = await c.batch.readNamespacedJob({ name: 'probe-bad', namespace: 'default' });
-      return jobCondition(j, 'Failed') && j;
-    });
-    expect(bad.status?.failed).toBe(1);
-    const pods = await c.core.listNamespacedPod({ namespace: 'default', labelSelector: 'job-name=probe-bad' });
-    expect(pods.items[0].status?.phase).toBe('Failed');
-    const invalid = await c.batch
-      .createNamespacedJob({
-        namespace: 'default',
-        body: {
-          metadata: { name: 'always' },
-          spec: { template: { spec: { containers: [{ name: 'x', image: 'busybox' }] } } },
-        },
-      })
-      .catch((e) => e);
-    expect(invalid.code).toBe(422);
-    expect(statusOf(invalid).details.causes[0]).toMatchObject({
-      field: 'spec.template.spec.restartPolicy',
-      reason: 'FieldValueNotSupported',
-    });
-    const pod = await c.core
-      .createNamespacedPod({
-        namespace: 'default',
-        body: { metadata: { name: 'p' }, spec: { containers: [{ name: 'x', image: 'y' }] } },
-      })
-      .catch((e) => e);
-    expect(pod.code).toBe(405);
+    const sts = await until(
+      'statefulset',
+      async () =>
+        c.apps.readNamespacedStatefulSet({ name: 'openbao', namespace: 'openbao-system' }).catch(() => undefined),
+      30_000,
+    );
+    expect(sts.spec?.updateStrategy?.type).toBe('OnDelete');
+    expect(sts.spec?.template.spec?.containers[0].readinessProbe?.exec?.command?.join(' ')).toContain('bao status');
+    const running = await until(
+      'pod Running',
+      async () => {
+        const p = await c.core
+          .readNamespacedPod({ name: 'openbao-0', namespace: 'openbao-system' })
+          .catch(() => undefined);
+        return p?.status?.phase === 'Running' ? p : undefined;
+      },
+      30_000,
+    );
+    expect(running.status?.conditions?.find((x) => x.type === 'Ready')?.status).toBe('False');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(
+      (await c.apps.readNamespacedStatefulSet({ name: 'openbao', namespace: 'openbao-system' })).status
+        ?.readyReplicas ?? 0,
+    ).toBe(0);
+    const init = bao.initialize(1, 1);
+    bao.unsealAll();
+    expect(init.keys).toHaveLength(1);
+    await until(
+      'Ready after unseal',
+      async () =>
+        (await c.apps.readNamespacedStatefulSet({ name: 'openbao', namespace: 'openbao-system' })).status
+          ?.readyReplicas === 1,
+      15_000,
+    );
+    // A restarted OpenBAO pod comes back sealed, and NotReady.
+    await c.core.deleteNamespacedPod({ name: 'openbao-0', namespace: 'openbao-system' });
+    await until(
+      'recreated, NotReady',
+      async () => {
+        const p = await c.core
+          .readNamespacedPod({ name: 'openbao-0', namespace: 'openbao-system' })
+          .catch(() => undefined);
+        return (
+          p &&
+          p.metadata?.uid !== running.metadata?.uid &&
+          p.status?.phase === 'Running' &&
+          p.status.conditions?.find((x) => x.type === 'Ready')?.status === 'False'
+        );
+      },
+      30_000,
+    );
+    const status = (await (await fetch(`${bao.url}/v1/sys/seal-status`)).json()) as { sealed: boolean };
+    expect(status.sealed).toBe(true);
   });
 });
+
+describe('Velero', () => {
+  it('backs up, and restores into a mapped namespace: completed Jobs skipped, ownerReferences stripped', async () => {
+    await c.core.createNamespace({ body: { metadata: { name: 'velero' } } });
+    await c.core.createNamespace({ body: { metadata: { name: 'app' } } });
+    await until(
+      'default SA',
+      async () => (await c.core.listNamespacedServiceAccount({ namespace: 'app' })).items.length > 0,
+    );
+    await c.core.createNamespacedConfigMap({ namespace: 'app', body: { metadata: { name: 'cfg' }, data: { a: '1' } } });
+    await c.batch.createNamespacedJob({
+      namespace: 'app',
+      body: {
+        metadata: { name: 'once' },
+        spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'j', image: 'j:1' }] } } },
+      },
+    });
+    await until(
+      'job complete',
+      async () => Boolean((await c.batch.readNamespacedJob({ name: 'once', namespace: 'app' })).status?.completionTime),
+      30_000,
+    );
+    await c.custom.createNamespacedCustomObject({
+      group: 'velero.io',
+      version: 'v1',
+      namespace: 'velero',
+      plural: 'backupstoragelocations',
+      body: {
+        apiVersion: 'velero.io/v1',
+        kind: 'BackupStorageLocation',
+        metadata: { name: 'default' },
+        spec: { provider: 'aws', objectStorage: { bucket: 'velero' } },
+      },
+    });
+    await until(
+      'BSL Available',
+      async () =>
+        (
+          (await c.custom.getNamespacedCustomObject({
+            group: 'velero.io',
+            version: 'v1',
+            namespace: 'velero',
+            plural: 'backupstoragelocations',
+            name: 'default',
+          })) as any
+        ).status?.phase === 'Available',
+    );
+    await c.custom.createNamespacedCustomObject({
+      group: 'velero.io',
+      version: 'v1',
+      namespace: 'velero',
+      plural: 'backups',
+      body: {
+        apiVersion: 'velero.io/v1',
+        kind: 'Backup',
+        metadata: { name: 'b1' },
+        spec: { includedNamespaces: ['app'] },
+      },
+    });
+    await until(
+      'Completed',
+      async () =>
+        (
+          (await c.custom.getNamespacedCustomObject({
+            group: 'velero.io',
+            version: 'v1',
+            namespace: 'velero',
+            plural: 'backups',
+            name: 'b1',
+          })) as any
+        ).status?.phase === 'Completed',
+      15_000,
+    );
+    await c.custom.createNamespacedCustomObject({
+      group: 'velero.io',
+      version: 'v1',
+      namespace: 'velero',
+      plural: 'downloadrequests',
+      body: {
+        apiVersion: 'velero.io/v1',
+        kind: 'DownloadRequest',
+        metadata: { name: 'd1' },
+        spec: { target: { kind: 'BackupResourceList', name: 'b1' } },
+      },
+    });
+    const url = await until(
+      'download URL',
+      async () =>
+        (
+          (await c.custom.getNamespacedCustomObject({
+            group: 'velero.io',
+            version: 'v1',
+            namespace: 'velero',
+            plural: 'downloadrequests',
+            name: 'd1',
+          })) as any
+        ).status?.downloadURL as string | undefined,
+    );
+    const list = JSON.parse(gunzipSync(Buffer.from(await (await fetchCa(url)).arrayBuffer())).toString('utf8'));
+    expect(list['batch/v1/Job']).toEqual(['app/once']);
+    expect(list['v1/Pod']).toHaveLength(1);
+
+    await c.custom.createNamespacedCustomObject({
+      group: 'velero.io',
+      version: 'v1',
+      namespace: 'velero',
+      plural: 'restores',
+      body: {
+        apiVersion: 'velero.io/v1',
+        kind: 'Restore',
+        metadata: { name: 'r1' },
+        spec: { backupName: 'b1', namespaceMapping: { app: 'drill-app' } },
+      },
+    });
+    await until(
+      'restore Completed',
+      async () =>
+        (
+          (await c.custom.getNamespacedCustomObject({
+            group: 'velero.io',
+            version: 'v1',
+            namespace: 'velero',
+            plural: 'restores',
+            name: 'r1',
+          })) as any
+        ).status?.phase === 'Completed',
+      15_000,
+    );
+    const cm = await c.core.readNamespacedConfigMap({ name: 'cfg', namespace: 'drill-app' });
+    expect(cm.metadata?.labels?.['velero.io/restore-name']).toBe('r1');
+    // pkg/restore/restore.go isCompleted: the finished Job and its Succeeded pod are skipped.
+    expect(await c.batch.readNamespacedJob({ name: 'once', namespace: 'drill-app' }).catch(() => 'skipped')).toBe(
+      'skipped',
+    );
+    expect((await c.core.listNamespacedPod({ namespace: 'drill-app' })).items).toHaveLength(0);
+  });
+});
+
+function fetchCa(url: string): Promise<Response> {
+  // The lab's object store serves HTTPS with the lab CA; Node's fetch takes no CA, so use https.
+  return new Promise((resolve, reject) => {
+    void import('node:https').then(({ get }) => {
+      get(url, { ca: kd.caPem }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (d: Buffer) => chunks.push(d));
+        res.on('end', () => resolve(new Response(Buffer.concat(chunks), { status: res.statusCode })));
+      }).on('error', reject);
+    });
+  });
+}

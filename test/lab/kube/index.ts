@@ -1,49 +1,47 @@
-// The Kubernetes API double: HTTPS with a real CA, bearer-token auth, the REST paths
-// @kubernetes/client-node uses, CRD schema enforcement and simulated controllers.
-import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+// The lab's Kubernetes: a real control plane (control-plane.ts) plus the controllers that have no
+// real counterpart here, running against it as ordinary API clients: the k3s supervisor (joins),
+// helm-controller/klipper-helm, Velero, and pod readiness (OpenBAO's probe, stalled rollouts).
 import { join } from 'node:path';
 import type { ClusterSpec, WorkloadRef } from '../../../config/schema.js';
-import { makeCerts } from './certs.js';
-import { newFaults, type Ctx } from './controllers/ctx.js';
-import { HelmController } from './controllers/helm.js';
-import { JobController } from './controllers/jobs.js';
-import { RestoreController } from './controllers/velero-restore.js';
-import { VeleroController, type Snapshots } from './controllers/velero.js';
-import { WorkloadController } from './controllers/workloads.js';
-import { CrdValidator } from './crd.js';
-import { unauthorized } from './errors.js';
-import { K3sRegistry } from './k3s.js';
-import { Registry } from './resources.js';
-import { createHandler, type Reply, type RouteDeps } from './routes.js';
-import { seedBuilt } from './seed.js';
-import { Store } from './store.js';
-import { Timers } from './util.js';
-import { Watches } from './watch.js';
+import { desiredHelmChart, HELM_NAMESPACE } from '../../../activities/components/helmchart.js';
+import { startControlPlane, type ControlPlane } from './control-plane.js';
+import { HelmChartController, CHART_LABEL, type HelmFaults } from './controllers/helm.js';
+import { ReadinessController } from './controllers/readiness.js';
+import { newVeleroFaults, VeleroServer, VELERO } from './controllers/velero.js';
+import { pathOf, type KObj } from './lab-api.js';
+import { startSupervisor, WEBHOOK_PODS_PATH, WEBHOOK_VALIDATE_PATH, type Supervisor } from './supervisor.js';
+import { readFileSync } from 'node:fs';
 
-export interface KubeDoubleOptions {
+export interface KubeLabOptions {
   host: string;
-  port?: number;
-  token: string;
-  crdDir: string;
-  /** Node NotReady → Ready. Default 300 ms. */
-  readyDelayMs?: number;
-  /** Job run time; a function gets the HelmChart name for install Jobs, the Job name otherwise. Default 300 ms. */
+  dir: string;
+  /** The OpenBAO double's URL: its seal state decides OpenBAO pods' readiness. */
+  openbaoUrl?: string;
+  /** A new OpenBAO pod starts sealed. */
+  onOpenBaoPodStart?: () => void;
+  /** How long a HelmChart install Job runs, by chart name (default 300 ms). */
   jobDelayMs?: number | ((chart: string) => number);
-  /** One pod per step during rollouts. Default 100 ms. */
-  rolloutStepMs?: number;
-  /** Each Velero phase step (backup, restore, delete). Default 150 ms. */
+  /** Each Velero phase step (default 150 ms). */
   veleroStepMs?: number;
+  log?: (line: string) => void;
 }
 
-export interface KubeDouble {
+export interface KubeLab {
+  /** The apiserver (the "VIP" in the lab's cluster spec). */
   url: string;
   caPem: string;
+  /** Admin token (system:masters): what k3s.yaml holds. */
   token: string;
+  /** The k3s supervisor the stand-in joins through. */
+  supervisorUrl: string;
+  controlPlane: ControlPlane;
+  /** Control plane start to ready (apiserver /readyz, CRDs Established, controllers started). */
+  startMs: number;
   setComponentWorkloads(map: Record<string, { namespace: string; workloads: WorkloadRef[] }>): void;
-  seedBuilt(spec: ClusterSpec): void;
+  /** Components installed, Velero configured with two completed backups (after k3s joined). */
+  seedBuilt(spec: ClusterSpec): Promise<void>;
+  /** Every declared workload available (OpenBAO's once it is unsealed). */
+  waitWorkloadsReady(spec: ClusterSpec, timeoutMs?: number): Promise<void>;
   counters(): { writes: Record<string, number>; restarts: Record<string, number> };
   faults: {
     failHelmChart(name: string, message?: string): void;
@@ -51,137 +49,296 @@ export interface KubeDouble {
     stallRollout(ns: string, kind: string, name: string): void;
     backupPartiallyFailed(name?: string): void;
     restoreFailed(name?: string, reason?: string): void;
-    bslUnavailable(name: string): void;
-    clear(): void;
+    bslUnavailable(name: string): Promise<void>;
+    /** A validating webhook refuses writes of this resource (plural, e.g. "secrets") with the message. */
+    rejectWrites(resource: string, message: string): Promise<void>;
+    apiserverDown(): Promise<void>;
+    apiserverUp(): Promise<void>;
+    clear(): Promise<void>;
   };
-  get(apiVersion: string, kind: string, ns: string | undefined, name: string): object | undefined;
+  get(apiVersion: string, plural: string, ns: string | undefined, name: string): Promise<KObj | undefined>;
   stop(): Promise<void>;
 }
+/** Older name, kept for the lab's callers. */
+export type KubeDouble = KubeLab;
 
-export async function startKubeDouble(opts: KubeDoubleOptions): Promise<KubeDouble> {
-  const dir = await mkdtemp(join(tmpdir(), 'kube-double-'));
-  const certs = await makeCerts(dir, opts.host);
-  const registry = new Registry();
-  const crds = new CrdValidator();
-  crds.load(opts.crdDir, registry);
-  const timers = new Timers();
-  const store = new Store(registry, crds, timers);
-  const watches = new Watches(store);
-  const jobDelay = opts.jobDelayMs ?? 300;
-  const ctx: Ctx = {
-    store,
-    timers,
-    faults: newFaults(),
-    restarts: {},
-    componentWorkloads: new Map(),
-    logs: new Map(),
-    jobOutcomes: [],
-    onClear: [],
-    baseUrl: '',
-    delays: {
-      readyDelayMs: opts.readyDelayMs ?? 300,
-      rolloutStepMs: opts.rolloutStepMs ?? 100,
-      veleroStepMs: opts.veleroStepMs ?? 150,
-      jobDelayMs: (name) => (typeof jobDelay === 'function' ? jobDelay(name) : jobDelay),
-    },
-  };
-  const workloads = new WorkloadController(ctx);
-  new JobController(ctx);
-  const helm = new HelmController(ctx);
-  const snapshots: Snapshots = new Map();
-  const velero = new VeleroController(ctx, snapshots);
-  const restores = new RestoreController(ctx, snapshots);
-  const k3s = new K3sRegistry(ctx, certs.caPem, workloads);
-  const writes: Record<string, number> = {};
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-  const lab = (method: string, segs: string[], body: unknown, authed: boolean): Reply | undefined => {
-    if (segs[1] === 'velero' && segs[2] === 'download' && method === 'GET' && segs.length === 4) {
-      const blob = restores.downloads.get(segs[3]);
-      if (!blob)
-        return {
-          status: 404,
-          contentType: 'application/xml',
-          body: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code></Error>',
-        };
-      return { status: 200, body: '', raw: blob, contentType: 'application/octet-stream' };
-    }
-    if (segs[1] !== 'k3s') return undefined;
-    if (!authed) throw unauthorized();
-    return k3s.handle(method, segs, body);
-  };
-
-  const deps: RouteDeps = {
-    store,
-    token: opts.token,
-    watches,
-    serverAddress: '',
-    writes,
-    k3sVersion: () => k3s.version(),
-    lab,
-    podLog: (ns, name) =>
-      store.get(registry.must('v1', 'Pod'), ns, name) ? (ctx.logs.get(`${ns}/${name}`) ?? '') : undefined,
-  };
-  const server = createServer({ key: certs.keyPem, cert: certs.certPem }, createHandler(deps));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port ?? 0, opts.host, () => {
-      server.off('error', reject);
-      resolve();
+export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
+  const log = opts.log ?? (() => {});
+  const t0 = Date.now();
+  const cp = await startControlPlane({ host: opts.host, dir: opts.dir, log });
+  const api = cp.api;
+  const stops: (() => Promise<void> | void)[] = [() => cp.stop()];
+  try {
+    const helmFaults: HelmFaults = { fail: new Map(), stall: new Set() };
+    const velero = newVeleroFaults();
+    const stalled = new Set<string>();
+    const rejects = new Map<string, string>();
+    const componentWorkloads = new Map<string, { namespace: string; workloads: WorkloadRef[] }>();
+    const openbaoReady = async () => {
+      if (!opts.openbaoUrl) return true;
+      try {
+        const r = await fetch(`${opts.openbaoUrl}/v1/sys/seal-status`);
+        const b = (await r.json()) as { initialized?: boolean; sealed?: boolean };
+        return Boolean(b.initialized && !b.sealed);
+      } catch {
+        return false;
+      }
+    };
+    const readiness = new ReadinessController({
+      api,
+      openbaoReady,
+      openbaoPodStarted: () => opts.onOpenBaoPodStart?.(),
+      stalled,
     });
-  });
-  const port = (server.address() as AddressInfo).port;
-  const url = `https://${opts.host}:${port}`;
-  ctx.baseUrl = url;
-  deps.serverAddress = `${opts.host}:${port}`;
+    const certDir = opts.dir;
+    const supervisor: Supervisor = await startSupervisor({
+      host: opts.host,
+      api,
+      token: cp.token,
+      caPem: cp.caPem,
+      certPem: readFileSync(join(certDir, 'server.crt'), 'utf8'),
+      keyPem: readFileSync(join(certDir, 'server.key'), 'utf8'),
+      admitPod: (pod) => readiness.admit(pod),
+      validate: (rq) => rejects.get(rq.resource.resource),
+    });
+    stops.push(() => supervisor.stop());
+    const caBundle = Buffer.from(cp.caPem).toString('base64');
+    await api.must('POST', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations', {
+      metadata: { name: 'lab-pod-readiness' },
+      webhooks: [
+        {
+          name: 'pods.lab.pedro-ops.io',
+          clientConfig: { url: `${supervisor.url}${WEBHOOK_PODS_PATH}`, caBundle },
+          rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
+          failurePolicy: 'Ignore',
+          sideEffects: 'None',
+          admissionReviewVersions: ['v1'],
+          timeoutSeconds: 5,
+        },
+      ],
+    });
+    const jobDelay = opts.jobDelayMs ?? 300;
+    const helm = new HelmChartController({
+      api,
+      faults: helmFaults,
+      componentWorkloads,
+      jobDurationMs: (chart) => (typeof jobDelay === 'function' ? jobDelay(chart) : jobDelay),
+      log,
+    });
+    const veleroServer = new VeleroServer(
+      api,
+      velero,
+      (b) => supervisor.serveDownload(b),
+      opts.veleroStepMs ?? 150,
+      log,
+    );
+    helm.start();
+    veleroServer.start();
+    readiness.start();
+    stops.push(
+      () => helm.stop(),
+      () => veleroServer.stop(),
+      () => readiness.stop(),
+    );
 
-  const f = ctx.faults;
-  return {
-    url,
-    caPem: certs.caPem,
-    token: opts.token,
-    setComponentWorkloads(map) {
-      for (const [name, v] of Object.entries(map)) ctx.componentWorkloads.set(name, v);
-    },
-    seedBuilt: (spec) => seedBuilt({ ctx, k3s, helm, workloads, velero }, spec),
-    counters: () => ({ writes: { ...writes }, restarts: { ...ctx.restarts } }),
-    faults: {
-      failHelmChart: (name, message = `lab: injected failure installing ${name}`) => {
-        f.failHelmChart.set(name, message);
-      },
-      stallHelmChart: (name) => {
-        f.stallHelmChart.add(name);
-      },
-      stallRollout: (ns, kind, name) => {
-        f.stallRollout.add(`${ns}/${kind}/${name}`);
-      },
-      backupPartiallyFailed: (name) => {
-        if (name) f.backupPartiallyFailed.names.add(name);
-        else f.backupPartiallyFailed.next = true;
-      },
-      restoreFailed: (name, reason = 'lab: injected restore failure') => {
-        if (name) f.restoreFailed.names.set(name, reason);
-        else f.restoreFailed.next = reason;
-      },
-      bslUnavailable: (name) => {
-        f.bslUnavailable.add(name);
-        for (const bsl of store.list(registry.must('velero.io/v1', 'BackupStorageLocation'))) {
-          if (bsl.metadata.name === name) velero.validateLocation(bsl.metadata.namespace!, name);
-        }
-      },
-      clear: () => {
-        Object.assign(f, newFaults());
-        for (const fn of ctx.onClear) fn();
-      },
-    },
-    get: (apiVersion, kind, ns, name) => store.lookup(apiVersion, kind, ns, name),
-    async stop() {
-      timers.stopAll();
-      watches.closeAll();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+    const syncValidatingWebhook = async () => {
+      const path = '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations/lab-reject-writes';
+      await api.delete(path);
+      if (rejects.size === 0) return;
+      await api.must('POST', '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations', {
+        metadata: { name: 'lab-reject-writes' },
+        webhooks: [
+          {
+            name: 'reject.lab.pedro-ops.io',
+            clientConfig: { url: `${supervisor.url}${WEBHOOK_VALIDATE_PATH}`, caBundle },
+            rules: [
+              {
+                apiGroups: ['*'],
+                apiVersions: ['*'],
+                operations: ['CREATE', 'UPDATE'],
+                resources: [...rejects.keys()],
+              },
+            ],
+            failurePolicy: 'Fail',
+            sideEffects: 'None',
+            admissionReviewVersions: ['v1'],
+            timeoutSeconds: 5,
+          },
+        ],
       });
-      await rm(dir, { recursive: true, force: true });
+      // The apiserver picks webhook configurations up from its informer: wait until it rejects.
+      await sleep(500);
+    };
+
+    return {
+      url: cp.url,
+      caPem: cp.caPem,
+      token: cp.token,
+      supervisorUrl: supervisor.url,
+      controlPlane: cp,
+      startMs: Date.now() - t0,
+      setComponentWorkloads(map) {
+        for (const [name, v] of Object.entries(map)) componentWorkloads.set(name, v);
+      },
+      seedBuilt: (spec) => seedBuilt(api, veleroServer, spec, componentWorkloads),
+      waitWorkloadsReady: (spec, timeoutMs = 60_000) => waitWorkloadsReady(api, spec, timeoutMs),
+      counters: () => cp.counters(),
+      faults: {
+        failHelmChart: (name, message = `lab: injected failure installing ${name}`) =>
+          void helmFaults.fail.set(name, message),
+        stallHelmChart: (name) => void helmFaults.stall.add(name),
+        stallRollout: (ns, kind, name) => readiness.stall(`${ns}/${kind}/${name}`),
+        backupPartiallyFailed: (name) => {
+          if (name) velero.backupPartiallyFailed.names.add(name);
+          else velero.backupPartiallyFailed.next = true;
+        },
+        restoreFailed: (name, reason = 'lab: injected restore failure') => {
+          if (name) velero.restoreFailed.names.set(name, reason);
+          else velero.restoreFailed.next = reason;
+        },
+        bslUnavailable: async (name) => {
+          velero.bslUnavailable.add(name);
+          await veleroServer.revalidateAll();
+        },
+        rejectWrites: async (resource, message) => {
+          rejects.set(resource, message);
+          await syncValidatingWebhook();
+        },
+        apiserverDown: () => cp.stopApiserver(),
+        apiserverUp: () => cp.startApiserver(),
+        clear: async () => {
+          const hadRejects = rejects.size > 0;
+          helmFaults.fail.clear();
+          const stalledCharts = [...helmFaults.stall];
+          helmFaults.stall.clear();
+          stalled.clear();
+          rejects.clear();
+          Object.assign(velero, newVeleroFaults());
+          await cp.startApiserver();
+          if (hadRejects) await syncValidatingWebhook();
+          await veleroServer.revalidateAll();
+          // A stalled helm Job's pod finishes once the fault is gone.
+          for (const chart of stalledCharts) {
+            for (const pod of await api.list(
+              `/api/v1/pods?labelSelector=${encodeURIComponent(`${CHART_LABEL}=${chart}`)}`,
+            )) {
+              await api.request(
+                'PATCH',
+                `/api/v1/namespaces/${pod.metadata.namespace}/pods/${pod.metadata.name}`,
+                { metadata: { annotations: { 'lab.pedro-ops.io/outcome': 'succeed' } } },
+                'application/merge-patch+json',
+              );
+            }
+          }
+        },
+      },
+      get: (apiVersion, plural, ns, name) => api.get(pathOf(apiVersion, plural, ns, name)),
+      async stop() {
+        for (const s of stops.reverse()) await s();
+      },
+    };
+  } catch (err) {
+    for (const s of stops.reverse()) await Promise.resolve(s()).catch(() => {});
+    throw err;
+  }
+}
+
+/** The built cluster: every component installed by the lab's helm-controller, OpenBAO's secrets'
+ * namespaces, Velero's location and schedule with two completed backups. */
+async function seedBuilt(
+  api: ControlPlane['api'],
+  velero: VeleroServer,
+  spec: ClusterSpec,
+  componentWorkloads: Map<string, { namespace: string; workloads: WorkloadRef[] }>,
+): Promise<void> {
+  for (const c of spec.components) {
+    componentWorkloads.set(c.name, { namespace: c.namespace, workloads: c.workloads ?? [] });
+    await api.createIfAbsent(pathOf('helm.cattle.io/v1', 'helmcharts', HELM_NAMESPACE), desiredHelmChart(spec, c));
+  }
+  // Wait like `installComponent` does: Job Complete, workloads available.
+  const deadline = Date.now() + 60_000;
+  for (const c of spec.components) {
+    for (;;) {
+      const job = await api.get(pathOf('batch/v1', 'jobs', HELM_NAMESPACE, `helm-install-${c.name}`));
+      if (
+        job?.status?.conditions?.some(
+          (x: { type: string; status: string }) => x.type === 'Complete' && x.status === 'True',
+        )
+      )
+        break;
+      if (Date.now() > deadline) throw new Error(`built lab: helm-install-${c.name} did not complete`);
+      await sleep(100);
+    }
+  }
+  for (const e of spec.secrets.entries) {
+    if (e.kubernetes) await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: e.kubernetes.namespace } });
+  }
+  const b = spec.backups;
+  const vns = b.veleroNamespace;
+  await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: vns } });
+  await api.createIfAbsent(pathOf(VELERO, 'backupstoragelocations', vns), {
+    apiVersion: VELERO,
+    kind: 'BackupStorageLocation',
+    metadata: { name: b.storageLocation },
+    spec: {
+      provider: 'aws',
+      default: true,
+      objectStorage: { bucket: b.bucket },
+      config: { region: 'us-east-1', s3ForcePathStyle: 'true', s3Url: b.s3Url },
     },
+  });
+  await velero.validateLocation(vns, b.storageLocation);
+  const s = b.schedule;
+  const template = {
+    includedNamespaces: s.includedNamespaces,
+    storageLocation: b.storageLocation,
+    ttl: `${s.ttlHours}h0m0s`,
   };
+  const day = 86_400_000;
+  const at = [2, 1].map((ago) => new Date(Date.now() - ago * day));
+  // An existing schedule (status set): the server does not treat it as new and back up at once.
+  await api.createIfAbsent(pathOf(VELERO, 'schedules', vns), {
+    apiVersion: VELERO,
+    kind: 'Schedule',
+    metadata: { name: s.name },
+    spec: { schedule: s.cron, template },
+    status: { phase: 'Enabled', lastBackup: at[1].toISOString().replace(/\.\d{3}Z$/, 'Z') },
+  });
+  for (const when of at) {
+    const name = `${s.name}-${when.toISOString().replace(/[-:T]/g, '').slice(0, 14)}`;
+    await velero.seedCompleted(
+      vns,
+      name,
+      template,
+      { 'velero.io/schedule-name': s.name, 'velero.io/storage-location': b.storageLocation },
+      when,
+    );
+  }
+}
+
+/** Available as the lab sees it: ready replicas for Deployments and StatefulSets, ready pods per
+ * scheduled node for DaemonSets; CronJobs have nothing to wait for. */
+async function waitWorkloadsReady(api: ControlPlane['api'], spec: ClusterSpec, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const c of spec.components) {
+    for (const w of c.workloads ?? []) {
+      if (w.kind === 'CronJob') continue;
+      const ns = w.namespace ?? c.namespace;
+      const path = pathOf('apps/v1', `${w.kind.toLowerCase()}s`, ns, w.name);
+      for (;;) {
+        const o = await api.get(path);
+        const st = o?.status ?? {};
+        const ok =
+          w.kind === 'DaemonSet'
+            ? st.desiredNumberScheduled > 0 && st.numberReady >= st.desiredNumberScheduled
+            : (st.readyReplicas ?? 0) >= (o?.spec?.replicas ?? 1);
+        if (ok) break;
+        if (Date.now() > deadline)
+          throw new Error(`built lab: ${w.kind} ${ns}/${w.name} not ready: ${JSON.stringify(st)}`);
+        await sleep(100);
+      }
+    }
+  }
 }

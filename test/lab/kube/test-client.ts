@@ -1,4 +1,4 @@
-// Test helpers: real @kubernetes/client-node clients (and a raw HTTPS caller) for the double.
+// Test helpers: real @kubernetes/client-node clients (and a raw HTTPS caller) for the lab's apiserver.
 import { request } from 'node:https';
 import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import type { KubeDouble } from './index.js';
@@ -93,8 +93,13 @@ export function deploymentDone(d: any): boolean {
   );
 }
 
-export const registerServer = (kd: KubeDouble, node: string, extra: object = {}) =>
-  raw(kd, 'POST', '/lab/k3s/server', {
+/** What the k3s stand-in sends when `k3s server` starts, straight to the lab's supervisor. */
+export const registerServer = (
+  kd: Pick<KubeDouble, 'supervisorUrl' | 'caPem' | 'token'>,
+  node: string,
+  extra: object = {},
+) =>
+  raw({ url: kd.supervisorUrl, caPem: kd.caPem }, 'POST', '/lab/k3s/server', {
     token: kd.token,
     body: {
       node,

@@ -1,17 +1,63 @@
-// Velero's server in miniature: BackupStorageLocations validate, Backups walk New → InProgress →
-// Completed recording a snapshot of their namespaces, Schedules enable, DeleteBackupRequests delete.
-import { timestamp, type KObj } from '../util.js';
-import { defer, rtOf, setStatus, type Ctx } from './ctx.js';
+// Velero's server in miniature, against the real apiserver (Velero has no build here; see REFERENCE).
+// Each behaviour copies vmware-tanzu/velero (v1.15):
+// - BackupStorageLocations validate to Available/Unavailable (pkg/controller/backup_storage_location_controller.go).
+// - Backups walk New → InProgress → Completed/PartiallyFailed recording the objects of their namespaces;
+//   a missing or Unavailable location fails validation with velero's messages (pkg/controller/backup_controller.go).
+// - A new Schedule is due at once unless skipImmediately/paused (pkg/controller/schedule_controller.go).
+// - DeleteBackupRequests delete the Backup (pkg/controller/backup_deletion_controller.go).
+// - Restores recreate a Backup's objects (pkg/restore/restore.go): namespaces first then Velero's
+//   resource priorities; metadata reset (resetMetadata drops uid, resourceVersion, generation,
+//   creationTimestamp, ownerReferences …), status dropped, labels velero.io/backup-name and
+//   velero.io/restore-name added; completed Jobs and finished Pods skipped ("skipping item because it's
+//   completed"); a Service's clusterIP cleared but its nodePorts kept (pkg/restore/actions/service_action.go);
+//   existing objects left alone with a warning unless existingResourcePolicy=update; a namespace that is
+//   Terminating is waited for and created again (pkg/restore/restore.go: waitForNamespaceDelete).
+// - DownloadRequests get a URL to a gzip object (pkg/controller/download_request_controller.go), served
+//   by the lab's object store.
+import { gzipSync } from 'node:zlib';
+import { pathOf, type KObj, type LabApi } from '../lab-api.js';
 
 export const VELERO = 'velero.io/v1';
 
-export interface Snapshot {
+export interface VeleroFaults {
+  bslUnavailable: Set<string>;
+  backupPartiallyFailed: { next: boolean; names: Set<string> };
+  restoreFailed: { next?: string; names: Map<string, string> };
+}
+
+export const newVeleroFaults = (): VeleroFaults => ({
+  bslUnavailable: new Set(),
+  backupPartiallyFailed: { next: false, names: new Set() },
+  restoreFailed: { names: new Map() },
+});
+
+interface Snapshot {
   objects: KObj[];
   log: string[];
 }
 
-/** Backups' recorded contents, keyed by Backup uid (a recreated Backup never sees old data). */
-export type Snapshots = Map<string, Snapshot>;
+/** What a Backup holds, by resource type, in Velero's restore priority order (pkg/cmd/server/server.go defaultRestorePriorities). */
+export const BACKED_UP: { apiVersion: string; plural: string; kind: string }[] = [
+  { apiVersion: 'v1', plural: 'persistentvolumeclaims', kind: 'PersistentVolumeClaim' },
+  { apiVersion: 'v1', plural: 'secrets', kind: 'Secret' },
+  { apiVersion: 'v1', plural: 'configmaps', kind: 'ConfigMap' },
+  { apiVersion: 'v1', plural: 'serviceaccounts', kind: 'ServiceAccount' },
+  { apiVersion: 'v1', plural: 'pods', kind: 'Pod' },
+  { apiVersion: 'apps/v1', plural: 'replicasets', kind: 'ReplicaSet' },
+  { apiVersion: 'v1', plural: 'services', kind: 'Service' },
+  { apiVersion: 'apps/v1', plural: 'deployments', kind: 'Deployment' },
+  { apiVersion: 'apps/v1', plural: 'statefulsets', kind: 'StatefulSet' },
+  { apiVersion: 'apps/v1', plural: 'daemonsets', kind: 'DaemonSet' },
+  { apiVersion: 'batch/v1', plural: 'jobs', kind: 'Job' },
+  { apiVersion: 'batch/v1', plural: 'cronjobs', kind: 'CronJob' },
+  { apiVersion: 'networking.k8s.io/v1', plural: 'ingresses', kind: 'Ingress' },
+  { apiVersion: 'networking.k8s.io/v1', plural: 'networkpolicies', kind: 'NetworkPolicy' },
+  { apiVersion: 'policy/v1', plural: 'poddisruptionbudgets', kind: 'PodDisruptionBudget' },
+];
+const PLURAL = new Map(BACKED_UP.map((r) => [r.kind, r]));
+
+const timestamp = (d = new Date()) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export function parseDuration(s: string | undefined, fallbackMs: number): number {
   if (!s) return fallbackMs;
@@ -20,80 +66,109 @@ export function parseDuration(s: string | undefined, fallbackMs: number): number
     ms += Number(n) * (u === 'h' ? 3_600_000 : u === 'm' ? 60_000 : 1000);
   return ms || fallbackMs;
 }
-
 const DEFAULT_TTL = 720 * 3_600_000;
 
-export class VeleroController {
+/** Velero's namespace include/exclude with globs (pkg/util/collections/includes_excludes.go). */
+export function nsIncluded(ns: string, inc: string[] | undefined, exc: string[] | undefined): boolean {
+  const glob = (p: string) =>
+    new RegExp(
+      `^${p
+        .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+        .replace(/\*/g, '.*')
+        .replace(/\?/g, '.')}$`,
+    );
+  if ((exc ?? []).some((p) => glob(p).test(ns))) return false;
+  const i = inc && inc.length > 0 ? inc : ['*'];
+  return i.some((p) => glob(p).test(ns));
+}
+
+export class VeleroServer {
+  /** Backups' recorded contents, keyed by Backup uid (a recreated Backup never sees old data). */
+  readonly snapshots = new Map<string, Snapshot>();
+  private readonly restoreLogs = new Map<string, string[]>();
+  private readonly seen = new Set<string>();
+  private watches: { stop(): void }[] = [];
+
   constructor(
-    private readonly ctx: Ctx,
-    readonly snapshots: Snapshots,
-  ) {
-    ctx.store.on((e) => {
-      if (e.rt.group !== 'velero.io') return;
-      if (e.type === 'DELETED') {
-        if (e.rt.kind === 'Backup') snapshots.delete(e.obj.metadata.uid!);
-        return;
-      }
-      if (e.source !== 'api') return;
-      const o = e.obj;
-      switch (e.rt.kind) {
-        case 'BackupStorageLocation':
-          defer(ctx, () => this.validateLocation(o.metadata.namespace!, o.metadata.name));
-          break;
-        case 'Schedule':
-          defer(ctx, () => this.enableSchedule(o, e.type === 'ADDED'));
-          break;
-        case 'Backup':
-          if (e.type === 'ADDED' && (!o.status?.phase || o.status.phase === 'New')) defer(ctx, () => this.runBackup(o));
-          break;
-        case 'DeleteBackupRequest':
-          if (e.type === 'ADDED') defer(ctx, () => this.deleteBackup(o));
-          break;
-      }
+    private readonly api: LabApi,
+    readonly faults: VeleroFaults,
+    private readonly serveDownload: (body?: Buffer) => string,
+    private readonly stepMs = 150,
+    private readonly log: (line: string) => void = () => {},
+  ) {}
+
+  start(): void {
+    const w = (plural: string, fn: (o: KObj, type: string) => Promise<void> | void) =>
+      this.api.watch(`/apis/velero.io/v1/${plural}`, (e) => {
+        if (e.type === 'DELETED') {
+          if (plural === 'backups') this.snapshots.delete(e.object.metadata.uid!);
+          return;
+        }
+        // Each object is acted on once per generation, as Velero's reconcilers skip processed phases.
+        const key = `${plural}/${e.object.metadata.uid}/${e.object.metadata.generation ?? 0}`;
+        if (this.seen.has(key)) return;
+        this.seen.add(key);
+        Promise.resolve(fn(e.object, e.type)).catch((err: unknown) => this.log(`velero ${plural}: ${String(err)}`));
+      });
+    this.watches.push(
+      w('backupstoragelocations', (o) => this.validateLocation(o.metadata.namespace!, o.metadata.name)),
+      w('schedules', (o, type) => this.enableSchedule(o, type === 'ADDED' && !o.status?.phase)),
+      w('backups', (o) => (!o.status?.phase || o.status.phase === 'New' ? this.runBackup(o) : undefined)),
+      w('deletebackuprequests', (o) => (!o.status?.phase ? this.deleteBackup(o) : undefined)),
+      w('restores', (o) => (!o.status?.phase ? this.runRestore(o) : undefined)),
+      w('downloadrequests', (o) => (!o.status?.phase ? this.download(o) : undefined)),
+    );
+  }
+
+  stop(): void {
+    for (const x of this.watches) x.stop();
+    this.watches = [];
+  }
+
+  private p(plural: string, ns: string, name?: string) {
+    return pathOf(VELERO, plural, ns, name);
+  }
+
+  private async setStatus(plural: string, o: KObj, status: Record<string, unknown>): Promise<boolean> {
+    const cur = await this.api.get(this.p(plural, o.metadata.namespace!, o.metadata.name));
+    if (!cur || cur.metadata.uid !== o.metadata.uid) return false;
+    await this.api.mergePatch(this.p(plural, o.metadata.namespace!, o.metadata.name), { status });
+    return true;
+  }
+
+  async validateLocation(ns: string, name: string): Promise<void> {
+    const down = this.faults.bslUnavailable.has(name);
+    const path = this.p('backupstoragelocations', ns, name);
+    if (!(await this.api.get(path))) return;
+    await this.api.mergePatch(path, {
+      status: {
+        phase: down ? 'Unavailable' : 'Available',
+        lastValidationTime: timestamp(),
+        message: down
+          ? `BackupStorageLocation "${name}" is unavailable: rpc error: code = Unknown desc = operation error S3: ListObjectsV2, https response error StatusCode: 503`
+          : null,
+      },
     });
-    ctx.onClear.push(() => {
-      for (const bsl of ctx.store.list(rtOf(ctx, VELERO, 'BackupStorageLocation')))
-        this.validateLocation(bsl.metadata.namespace!, bsl.metadata.name);
-    });
   }
 
-  private rt(kind: string) {
-    return rtOf(this.ctx, VELERO, kind);
+  async revalidateAll(): Promise<void> {
+    for (const bsl of await this.api.list('/apis/velero.io/v1/backupstoragelocations'))
+      await this.validateLocation(bsl.metadata.namespace!, bsl.metadata.name);
   }
 
-  validateLocation(ns: string, name: string): void {
-    const down = this.ctx.faults.bslUnavailable.has(name);
-    setStatus(this.ctx, this.rt('BackupStorageLocation'), ns, name, (c) => ({
-      ...c.status,
-      phase: down ? 'Unavailable' : 'Available',
-      lastValidationTime: timestamp(),
-      ...(down
-        ? {
-            message: `BackupStorageLocation "${name}" is unavailable: rpc error: code = Unknown desc = operation error S3: ListObjectsV2, https response error StatusCode: 503`,
-          }
-        : { message: undefined }),
-    }));
-  }
-
-  /** A new Schedule is due at once (no lastBackup), so Velero backs up right away unless told to skip. */
-  private enableSchedule(s: KObj, isNew: boolean): void {
+  private async enableSchedule(s: KObj, isNew: boolean): Promise<void> {
     const fields = String(s.spec?.schedule ?? '')
       .trim()
       .split(/\s+/);
     const valid = fields.length === 5 || (fields.length === 1 && fields[0].startsWith('@'));
-    const { name, namespace: ns } = s.metadata;
     const runNow = valid && isNew && !s.spec?.paused && !s.spec?.skipImmediately;
     const at = new Date();
-    setStatus(this.ctx, this.rt('Schedule'), ns, name, (c) =>
+    await this.setStatus(
+      'schedules',
+      s,
       valid
-        ? {
-            ...c.status,
-            phase: 'Enabled',
-            validationErrors: undefined,
-            ...(runNow ? { lastBackup: timestamp(at) } : {}),
-          }
+        ? { phase: 'Enabled', validationErrors: null, ...(runNow ? { lastBackup: timestamp(at) } : {}) }
         : {
-            ...c.status,
             phase: 'FailedValidation',
             validationErrors: [
               `invalid schedule: expected exactly 5 fields, found ${fields.length}: ${s.spec?.schedule}`,
@@ -101,146 +176,361 @@ export class VeleroController {
           },
     );
     if (!runNow) return;
-    const backup = this.ctx.store.create(
-      this.rt('Backup'),
-      ns,
-      {
-        metadata: {
-          name: `${name}-${at.toISOString().replace(/[-:T]/g, '').slice(0, 14)}`,
-          labels: { 'velero.io/schedule-name': name },
-        },
-        spec: s.spec?.template ?? {},
+    await this.api.must('POST', this.p('backups', s.metadata.namespace!), {
+      apiVersion: VELERO,
+      kind: 'Backup',
+      metadata: {
+        name: `${s.metadata.name}-${at.toISOString().replace(/[-:T]/g, '').slice(0, 14)}`,
+        labels: { 'velero.io/schedule-name': s.metadata.name },
       },
-      'controller',
-    );
-    this.runBackup(backup);
+      spec: s.spec?.template ?? {},
+    });
   }
 
-  private runBackup(b: KObj): void {
+  /** Every object of the included namespaces (and the Namespace objects themselves). */
+  async collect(inc?: string[], exc?: string[]): Promise<KObj[]> {
+    const namespaces = (await this.api.list('/api/v1/namespaces')).filter((n) => nsIncluded(n.metadata.name, inc, exc));
+    const out: KObj[] = namespaces.map((n) => ({ ...n, apiVersion: 'v1', kind: 'Namespace' }));
+    const names = new Set(namespaces.map((n) => n.metadata.name));
+    for (const r of BACKED_UP) {
+      for (const o of await this.api.list(pathOf(r.apiVersion, r.plural))) {
+        if (names.has(o.metadata.namespace!)) out.push({ ...o, apiVersion: r.apiVersion, kind: r.kind });
+      }
+    }
+    return out;
+  }
+
+  private async runBackup(b: KObj): Promise<void> {
     const { name, namespace: ns } = b.metadata;
-    const rt = this.rt('Backup');
-    const cur = this.ctx.store.get(rt, ns, name);
-    if (!cur || cur.metadata.uid !== b.metadata.uid) return;
-    const loc = cur.spec?.storageLocation || 'default';
-    const bsl = this.ctx.store.get(this.rt('BackupStorageLocation'), ns, loc);
+    const loc = b.spec?.storageLocation || 'default';
+    const bsl = await this.api.get(this.p('backupstoragelocations', ns!, loc));
     const problem = !bsl
       ? `an existing backup storage location wasn't specified at backup creation time and the default '${loc}' wasn't found. Please address this issue (see \`velero backup-location -h\` for options) and create a new backup. Error: BackupStorageLocation.velero.io "${loc}" not found`
-      : bsl.status?.phase === 'Unavailable' || this.ctx.faults.bslUnavailable.has(loc)
+      : bsl.status?.phase === 'Unavailable' || this.faults.bslUnavailable.has(loc)
         ? `backup can't be created because BackupStorageLocation ${loc} is in Unavailable status.`
         : undefined;
-    const created = Date.parse(cur.metadata.creationTimestamp!);
-    const expiration = timestamp(new Date(created + parseDuration(cur.spec?.ttl, DEFAULT_TTL)));
+    const created = Date.parse(b.metadata.creationTimestamp!);
+    const expiration = timestamp(new Date(created + parseDuration(b.spec?.ttl, DEFAULT_TTL)));
     if (problem) {
-      setStatus(this.ctx, rt, ns, name, () => ({
+      await this.setStatus('backups', b, {
         phase: 'FailedValidation',
         validationErrors: [problem],
         version: 1,
         formatVersion: '1.1.0',
         expiration,
-      }));
+      });
       return;
     }
-    this.ctx.store.update(
-      rt,
-      ns,
-      name,
-      {
-        ...cur,
-        metadata: { ...cur.metadata, labels: { ...cur.metadata.labels, 'velero.io/storage-location': loc } },
-        status: { phase: 'New', version: 1, formatVersion: '1.1.0', expiration },
-      },
-      { source: 'controller' },
+    await this.api.mergePatch(this.p('backups', ns!, name), {
+      metadata: { labels: { 'velero.io/storage-location': loc } },
+      status: { phase: 'New', version: 1, formatVersion: '1.1.0', expiration },
+    });
+    await sleep(this.stepMs);
+    const objects = await this.collect(b.spec?.includedNamespaces, b.spec?.excludedNamespaces);
+    const log = objects.map(
+      (o) =>
+        `time="${timestamp()}" level=info msg="Backed up item" backup=${ns}/${name} logSource="pkg/backup/backup.go:499" name=${o.metadata.name} namespace=${o.metadata.namespace ?? ''} progress= resource=${o.kind}`,
     );
-    const step = this.ctx.delays.veleroStepMs;
-    this.ctx.timers.after(step, () => {
-      const objects = this.ctx.store
-        .snapshot(cur.spec?.includedNamespaces)
-        .filter((o) => !(cur.spec?.excludedNamespaces ?? []).includes(o.metadata.namespace ?? o.metadata.name));
-      const log = objects.map(
-        (o) =>
-          `time="${timestamp()}" level=info msg="Backed up item" backup=${ns}/${name} logSource="pkg/backup/backup.go:499" name=${o.metadata.name} namespace=${o.metadata.namespace ?? ''} progress= resource=${o.kind}`,
-      );
-      this.snapshots.set(cur.metadata.uid!, { objects, log });
-      const total = objects.length;
-      const started = setStatus(this.ctx, rt, ns, name, (c) => ({
-        ...c.status,
+    this.snapshots.set(b.metadata.uid!, { objects, log });
+    const total = objects.length;
+    if (
+      !(await this.setStatus('backups', b, {
         phase: 'InProgress',
         startTimestamp: timestamp(),
         progress: { totalItems: total, itemsBackedUp: 0 },
-      }));
-      if (!started) return;
-      this.ctx.timers.after(step, () => {
-        setStatus(this.ctx, rt, ns, name, (c) => ({
-          ...c.status,
-          progress: { totalItems: total, itemsBackedUp: Math.floor(total / 2) },
-        }));
-        this.ctx.timers.after(step, () => this.finishBackup(cur, total));
-      });
-    });
-  }
-
-  private finishBackup(b: KObj, total: number): void {
-    const { name, namespace: ns } = b.metadata;
-    const f = this.ctx.faults.backupPartiallyFailed;
+      }))
+    )
+      return;
+    await sleep(this.stepMs);
+    await this.setStatus('backups', b, { progress: { totalItems: total, itemsBackedUp: Math.floor(total / 2) } });
+    await sleep(this.stepMs);
+    const f = this.faults.backupPartiallyFailed;
     let partial = false;
     if (f.names.delete(name)) partial = true;
     else if (f.next) {
       f.next = false;
       partial = true;
     }
-    const snap = this.snapshots.get(b.metadata.uid!);
-    if (snap && partial)
-      snap.log.push(
+    if (partial)
+      log.push(
         `time="${timestamp()}" level=error msg="Error backing up item" backup=${ns}/${name} error="lab: injected item failure"`,
       );
-    setStatus(this.ctx, this.rt('Backup'), ns, name, (c) =>
-      c.metadata.uid !== b.metadata.uid
-        ? c.status
-        : {
-            ...c.status,
-            phase: partial ? 'PartiallyFailed' : 'Completed',
-            completionTimestamp: timestamp(),
-            progress: { totalItems: total, itemsBackedUp: partial ? Math.max(0, total - 1) : total },
-            ...(partial ? { errors: 1 } : {}),
-            warnings: 0,
-          },
-    );
+    await this.setStatus('backups', b, {
+      phase: partial ? 'PartiallyFailed' : 'Completed',
+      completionTimestamp: timestamp(),
+      progress: { totalItems: total, itemsBackedUp: partial ? Math.max(0, total - 1) : total },
+      ...(partial ? { errors: 1 } : {}),
+      warnings: 0,
+    });
   }
 
-  /** A finished Backup with its snapshot, as the seeded cluster and tests need without waiting. */
-  seedCompleted(ns: string, name: string, spec: object, labels: Record<string, string>, at: Date): KObj {
-    const rt = this.rt('Backup');
-    const created = this.ctx.store.create(rt, ns, { metadata: { name, labels }, spec }, 'controller');
-    const objects = this.ctx.store.snapshot(created.spec?.includedNamespaces);
-    this.snapshots.set(created.metadata.uid!, {
-      objects,
-      log: [`time="${timestamp(at)}" level=info msg="Backup completed" backup=${ns}/${name}`],
-    });
-    return setStatus(this.ctx, rt, ns, name, () => ({
+  /** A finished Backup recording the cluster as it is now (the seeded cluster's history). */
+  async seedCompleted(
+    ns: string,
+    name: string,
+    spec: Record<string, any>,
+    labels: Record<string, string>,
+    at: Date,
+  ): Promise<void> {
+    const objects = await this.collect(spec.includedNamespaces, spec.excludedNamespaces);
+    const status = {
       phase: 'Completed',
       version: 1,
       formatVersion: '1.1.0',
       startTimestamp: timestamp(at),
       completionTimestamp: timestamp(new Date(at.getTime() + 60_000)),
-      expiration: timestamp(new Date(at.getTime() + parseDuration(created.spec?.ttl, DEFAULT_TTL))),
+      expiration: timestamp(new Date(at.getTime() + parseDuration(spec.ttl, DEFAULT_TTL))),
       progress: { totalItems: objects.length, itemsBackedUp: objects.length },
       warnings: 0,
-    }))!;
+    };
+    // The phase is set on create, so the server never runs this Backup again.
+    const created = await this.api.must('POST', this.p('backups', ns), {
+      apiVersion: VELERO,
+      kind: 'Backup',
+      metadata: { name, labels },
+      spec,
+      status,
+    });
+    this.seen.add(`backups/${created.metadata.uid}/${created.metadata.generation ?? 0}`);
+    this.snapshots.set(created.metadata.uid, {
+      objects,
+      log: [`time="${timestamp(at)}" level=info msg="Backup completed" backup=${ns}/${name}`],
+    });
   }
 
-  private deleteBackup(req: KObj): void {
-    const { name, namespace: ns } = req.metadata;
+  private async deleteBackup(req: KObj): Promise<void> {
+    const { namespace: ns } = req.metadata;
     const backupName = req.spec?.backupName;
-    const rt = this.rt('DeleteBackupRequest');
-    setStatus(this.ctx, rt, ns, name, () => ({ phase: 'InProgress' }));
-    this.ctx.timers.after(this.ctx.delays.veleroStepMs, () => {
-      const backupRt = this.rt('Backup');
-      const exists = this.ctx.store.get(backupRt, ns, backupName);
-      if (exists) this.ctx.store.delete(backupRt, ns, backupName, 'controller');
-      setStatus(this.ctx, rt, ns, name, () => ({
-        phase: 'Processed',
-        ...(exists ? {} : { errors: [`backup ${ns}/${backupName} not found`] }),
-      }));
+    await this.setStatus('deletebackuprequests', req, { phase: 'InProgress' });
+    await sleep(this.stepMs);
+    const path = this.p('backups', ns!, backupName);
+    const exists = Boolean(await this.api.get(path));
+    if (exists) await this.api.delete(path);
+    await this.setStatus('deletebackuprequests', req, {
+      phase: 'Processed',
+      ...(exists ? {} : { errors: [`backup ${ns}/${backupName} not found`] }),
+    });
+  }
+
+  private async findBackup(r: KObj): Promise<KObj | undefined> {
+    const ns = r.metadata.namespace!;
+    if (r.spec?.backupName) return this.api.get(this.p('backups', ns, r.spec.backupName));
+    if (!r.spec?.scheduleName) return undefined;
+    return (await this.api.list(this.p('backups', ns)))
+      .filter(
+        (b) =>
+          b.metadata.labels?.['velero.io/schedule-name'] === r.spec.scheduleName &&
+          ['Completed', 'PartiallyFailed'].includes(b.status?.phase),
+      )
+      .sort((a, b) => String(b.status?.completionTimestamp).localeCompare(String(a.status?.completionTimestamp)))[0];
+  }
+
+  private async runRestore(r: KObj): Promise<void> {
+    const { name, namespace: ns } = r.metadata;
+    const backup = await this.findBackup(r);
+    const problem = !backup
+      ? `Error retrieving backup: backups.velero.io "${r.spec?.backupName ?? r.spec?.scheduleName}" not found`
+      : !['Completed', 'PartiallyFailed'].includes(backup.status?.phase)
+        ? `backup "${backup.metadata.name}" is not in a restorable state (phase ${backup.status?.phase ?? 'New'}); it must be Completed or PartiallyFailed`
+        : undefined;
+    if (problem) {
+      await this.setStatus('restores', r, { phase: 'FailedValidation', validationErrors: [problem] });
+      return;
+    }
+    const objects = (this.snapshots.get(backup!.metadata.uid!)?.objects ?? []).filter((o) => {
+      const src = o.kind === 'Namespace' ? o.metadata.name : o.metadata.namespace!;
+      return nsIncluded(src, r.spec?.includedNamespaces, r.spec?.excludedNamespaces);
+    });
+    await this.setStatus('restores', r, { phase: 'New' });
+    await sleep(this.stepMs);
+    if (
+      !(await this.setStatus('restores', r, {
+        phase: 'InProgress',
+        startTimestamp: timestamp(),
+        progress: { totalItems: objects.length, itemsRestored: 0 },
+      }))
+    )
+      return;
+    await sleep(this.stepMs);
+    const f = this.faults.restoreFailed;
+    let reason = f.names.get(name);
+    if (reason !== undefined) f.names.delete(name);
+    else if (f.next !== undefined) {
+      reason = f.next;
+      f.next = undefined;
+    }
+    if (reason !== undefined) {
+      await this.setStatus('restores', r, {
+        phase: 'Failed',
+        failureReason: reason,
+        completionTimestamp: timestamp(),
+        errors: 1,
+      });
+      return;
+    }
+    const { restored, warnings, errors, log } = await this.recreate(r, backup!.metadata.name, objects);
+    this.restoreLogs.set(`${ns}/${name}`, log);
+    await this.setStatus('restores', r, {
+      phase: errors > 0 ? 'PartiallyFailed' : 'Completed',
+      completionTimestamp: timestamp(),
+      progress: { totalItems: objects.length, itemsRestored: restored },
+      warnings,
+      errors,
+    });
+  }
+
+  private async ensureNamespace(ns: string, labels: Record<string, string>): Promise<void> {
+    for (let i = 0; i < 600; i++) {
+      const cur = await this.api.get(`/api/v1/namespaces/${ns}`);
+      if (cur && !cur.metadata.deletionTimestamp) return;
+      if (!cur) {
+        await this.api.createIfAbsent('/api/v1/namespaces', { metadata: { name: ns, labels } });
+        continue;
+      }
+      await sleep(100); // Terminating: wait for it to go, then create it again
+    }
+  }
+
+  private async recreate(r: KObj, backupName: string, objects: KObj[]) {
+    const mapping: Record<string, string> = r.spec?.namespaceMapping ?? {};
+    const policy = r.spec?.existingResourcePolicy ?? 'none';
+    const restoreName = r.metadata.name;
+    const labels = { 'velero.io/backup-name': backupName, 'velero.io/restore-name': restoreName };
+    const log: string[] = [];
+    let restored = 0;
+    let warnings = 0;
+    let errors = 0;
+    const at = `restore=${r.metadata.namespace}/${restoreName}`;
+    for (const o of objects.filter((x) => x.kind === 'Namespace')) {
+      const ns = mapping[o.metadata.name] ?? o.metadata.name;
+      await this.ensureNamespace(ns, { ...o.metadata.labels, 'kubernetes.io/metadata.name': ns, ...labels });
+      restored++;
+    }
+    for (const rt of BACKED_UP) {
+      for (const o of objects.filter((x) => x.kind === rt.kind)) {
+        if (isCompleted(o)) {
+          log.push(
+            `time="${timestamp()}" level=info msg="${o.kind} ${o.metadata.namespace}/${o.metadata.name} is complete - skipping" ${at}`,
+          );
+          continue;
+        }
+        const ns = mapping[o.metadata.namespace!] ?? o.metadata.namespace!;
+        await this.ensureNamespace(ns, labels);
+        const obj = cleanForRestore(o, ns, labels);
+        const path = pathOf(rt.apiVersion, rt.plural, ns);
+        const res = await this.api.request('POST', path, obj);
+        if (res.status === 409) {
+          if (policy === 'update') {
+            await this.api.request(
+              'PATCH',
+              `${path}/${obj.metadata.name}`,
+              { metadata: { labels: obj.metadata.labels } },
+              'application/merge-patch+json',
+            );
+            restored++;
+            continue;
+          }
+          warnings++;
+          log.push(
+            `time="${timestamp()}" level=warning msg="could not restore, ${obj.kind} \\"${obj.metadata.name}\\" already exists. Warning: the in-cluster version is different than the backed-up version" ${at}`,
+          );
+          continue;
+        }
+        if (res.status >= 300) {
+          errors++;
+          log.push(
+            `time="${timestamp()}" level=error msg="error restoring ${rt.plural}/${ns}/${obj.metadata.name}: ${res.body?.message ?? res.status}" ${at}`,
+          );
+          continue;
+        }
+        restored++;
+        log.push(`time="${timestamp()}" level=info msg="Restored ${obj.kind} ${ns}/${obj.metadata.name}" ${at}`);
+      }
+    }
+    return { restored, warnings, errors, log };
+  }
+
+  private async download(d: KObj): Promise<void> {
+    const { namespace: ns } = d.metadata;
+    const target = d.spec?.target ?? {};
+    let body: Buffer | undefined;
+    if (target.kind === 'BackupResourceList' || target.kind === 'BackupLog') {
+      const b = await this.api.get(this.p('backups', ns!, target.name));
+      const snap = b && this.snapshots.get(b.metadata.uid!);
+      if (snap && target.kind === 'BackupLog') body = gzipSync(`${snap.log.join('\n')}\n`);
+      if (snap && target.kind === 'BackupResourceList') body = gzipSync(JSON.stringify(resourceList(snap.objects)));
+    } else if (target.kind === 'RestoreLog') {
+      const log = this.restoreLogs.get(`${ns}/${target.name}`);
+      if (log) body = gzipSync(`${log.join('\n')}\n`);
+    } else if (target.kind === 'RestoreResults') {
+      if (await this.api.get(this.p('restores', ns!, target.name)))
+        body = gzipSync(JSON.stringify({ errors: {}, warnings: {} }));
+    }
+    // A missing target still gets a URL, which then answers 404 like an absent object-store key.
+    await this.setStatus('downloadrequests', d, {
+      phase: 'Processed',
+      downloadURL: this.serveDownload(body),
+      expiration: timestamp(new Date(Date.now() + 10 * 60_000)),
     });
   }
 }
+
+/** pkg/restore/restore.go isCompleted: Jobs with a completionTime, Pods that Succeeded or Failed. */
+function isCompleted(o: KObj): boolean {
+  if (o.kind === 'Job') return Boolean(o.status?.completionTime);
+  if (o.kind === 'Pod') return o.status?.phase === 'Succeeded' || o.status?.phase === 'Failed';
+  return false;
+}
+
+function cleanForRestore(o: KObj, ns: string, labels: Record<string, string>): KObj {
+  const {
+    uid: _u,
+    resourceVersion: _r,
+    creationTimestamp: _c,
+    generation: _g,
+    managedFields: _m,
+    deletionTimestamp: _d,
+    ownerReferences: _o,
+    selfLink: _s,
+    ...meta
+  } = o.metadata as Record<string, any>;
+  const obj: KObj = {
+    ...structuredClone(o),
+    metadata: { ...meta, name: o.metadata.name, namespace: ns, labels: { ...meta.labels, ...labels } },
+  };
+  delete obj.status;
+  if (obj.kind === 'Service' && obj.spec?.clusterIP !== 'None') {
+    delete obj.spec.clusterIP;
+    delete obj.spec.clusterIPs;
+  }
+  if (obj.kind === 'Job') {
+    // The Job's selector and pod labels are tied to the old uid; velero's job action strips them
+    // (pkg/restore/actions/job_action.go).
+    delete obj.spec.selector;
+    for (const k of [
+      'controller-uid',
+      'batch.kubernetes.io/controller-uid',
+      'batch.kubernetes.io/job-name',
+      'job-name',
+    ])
+      delete obj.spec.template?.metadata?.labels?.[k];
+  }
+  if (obj.kind === 'Pod') {
+    // pkg/restore/actions/pod_action.go: nodeName is kept, the service-account token volume dropped.
+    obj.spec.volumes = (obj.spec.volumes ?? []).filter((v: { name: string }) => !v.name.startsWith('kube-api-access-'));
+    for (const c of obj.spec.containers ?? [])
+      c.volumeMounts = (c.volumeMounts ?? []).filter((m: { name: string }) => !m.name.startsWith('kube-api-access-'));
+  }
+  return obj;
+}
+
+/** The BackupResourceList format: {"<group/version>/<Kind>": ["ns/name", …]} (pkg/backup/item_collector.go). */
+function resourceList(objects: KObj[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const o of objects) {
+    const key = `${o.apiVersion}/${o.kind}`;
+    (out[key] ??= []).push(o.metadata.namespace ? `${o.metadata.namespace}/${o.metadata.name}` : o.metadata.name);
+  }
+  return out;
+}
+export { PLURAL as BACKED_UP_BY_KIND };

@@ -1,0 +1,396 @@
+// The k3s supervisor side of joining, which has no real counterpart here (k3s serves it on :6443
+// beside the apiserver: pkg/server/router.go, /cacerts and /v1-k3s/*). The k3s stand-in on each node
+// calls these lab endpoints when `k3s server` / `k3s agent` starts (contract: test/lab/README.md):
+//   POST /lab/k3s/server {node, version, token, nodeIp, tlsSans, clusterInit, disable, args} → {agentToken}
+//   POST /lab/k3s/agent  {node, version, serverUrl, token, nodeIp}
+//   DELETE /lab/k3s/nodes/:name (uninstall)
+// Token checks copy k3s (pkg/clientaccess/token.go: `K10<sha256 of the CA>::<user>:<password>`).
+// A node that joins is created in the real apiserver as the kubelet would register it, under its
+// node-name or hostname, with the kwok annotation so kwok acts as its kubelet. A server start also
+// (re)applies k3s's packaged CoreDNS manifest (manifests/coredns.yaml, re-applied by the deploy
+// controller on every start: pkg/deploy/controller.go), which overwrites the `coredns` ConfigMap.
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { LabApi, KObj } from './lab-api.js';
+
+export const COREDNS_COREFILE = `.:53 {
+    errors
+    health
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+      pods insecure
+      fallthrough in-addr.arpa ip6.arpa
+    }
+    hosts /etc/coredns/NodeHosts {
+      ttl 60
+      reload 15s
+      fallthrough
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+    reload
+    loadbalance
+    import /etc/coredns/custom/*.override
+}
+import /etc/coredns/custom/*.server
+`;
+
+const HASH_MISMATCH = 'token CA hash does not match the Cluster CA certificate hash';
+
+/** v1.31.4+k3s1 → [1, 31, 4, 1] for ordering. */
+export function parseK3sVersion(v: string): number[] | undefined {
+  const m = /^v(\d+)\.(\d+)\.(\d+)(?:\+k3s(\d+))?$/.exec(v);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3]), Number(m[4] ?? 0)] : undefined;
+}
+const newer = (a: number[], b: number[]) => {
+  for (let i = 0; i < 4; i++) if (a[i] !== b[i]) return a[i] > b[i];
+  return false;
+};
+
+/** What k3s records in the `k3s.io/node-args` annotation: the subcommand and its flags. */
+function nodeArgs(role: string, b: Record<string, unknown>): string[] {
+  const args = Array.isArray(b.args) ? b.args.map(String) : [];
+  const out = [role, ...args];
+  if (b.clusterInit && !args.includes('--cluster-init')) out.push('--cluster-init');
+  for (const d of Array.isArray(b.disable) ? b.disable.map(String) : []) {
+    if (!args.some((a) => a === `--disable=${d}` || a === d)) out.push('--disable', d);
+  }
+  for (const san of Array.isArray(b.tlsSans) ? b.tlsSans.map(String) : []) {
+    if (!args.includes(san)) out.push('--tls-san', san);
+  }
+  if (b.nodeIp && !args.some((a) => a.includes(String(b.nodeIp)))) out.push('--node-ip', String(b.nodeIp));
+  return out;
+}
+
+type Reply = { status: number; body: unknown; raw?: Buffer; contentType?: string };
+
+export interface AdmissionRequest {
+  uid: string;
+  kind: { group: string; version: string; kind: string };
+  resource: { group: string; version: string; resource: string };
+  namespace?: string;
+  name?: string;
+  operation: string;
+  object?: KObj;
+  userInfo?: { username?: string };
+}
+
+export const WEBHOOK_PODS_PATH = '/lab/webhook/pods';
+export const WEBHOOK_VALIDATE_PATH = '/lab/webhook/validate';
+
+export interface Supervisor {
+  url: string;
+  version(): string;
+  adoptVersion(v: string): void;
+  /** Registers (or refreshes) a node as its kubelet would. */
+  register(
+    name: string,
+    version: string,
+    nodeIp: string,
+    server: boolean,
+    etcd: boolean,
+    args?: string[],
+  ): Promise<void>;
+  bootstrap(): Promise<void>;
+  /** Serves a blob at /lab/velero/download/<token> (the object store's presigned URLs). */
+  serveDownload(body?: Buffer): string;
+  stop(): Promise<void>;
+}
+
+export async function startSupervisor(opts: {
+  host: string;
+  api: LabApi;
+  token: string;
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+  /** Mutating admission for pods: the readiness annotation a new pod starts with. */
+  admitPod?: (pod: KObj) => Promise<{ ready: 'true' | 'false'; stalled: boolean } | undefined>;
+  /** Validating admission: a message rejects the write (the "webhook rejects" fault). */
+  validate?: (review: AdmissionRequest) => string | undefined;
+}): Promise<Supervisor> {
+  const { api } = opts;
+  const caHash = createHash('sha256').update(opts.caPem).digest('hex');
+  let serverPassword: string | undefined;
+  let agentPassword: string | undefined;
+  let serverVersion: string | undefined;
+  const servers = new Set<string>();
+  const downloads = new Map<string, Buffer>();
+
+  const password = (token: unknown): string | undefined => {
+    if (typeof token !== 'string' || !token) return undefined;
+    const m = /^K10([0-9a-f]{64})::[^:]+:(.+)$/.exec(token);
+    if (!m) return token;
+    return m[1] === caHash ? m[2] : undefined;
+  };
+  const fail = (status: number, message: string): Reply => ({ status, body: { message } });
+
+  const bootstrap = async () => {
+    // manifests/coredns.yaml of k3s v1.31 (ConfigMap + Deployment; the Service and RBAC are left out).
+    const cm = {
+      apiVersion: 'v1',
+      kind: 'ConfigMap',
+      metadata: { name: 'coredns', namespace: 'kube-system', labels: { 'objectset.rio.cattle.io/hash': 'bce2832988' } },
+      data: { Corefile: COREDNS_COREFILE, NodeHosts: await nodeHosts() },
+    };
+    const cur = await api.get('/api/v1/namespaces/kube-system/configmaps/coredns');
+    if (cur)
+      await api.must('PUT', '/api/v1/namespaces/kube-system/configmaps/coredns', {
+        ...cm,
+        metadata: { ...cur.metadata, ...cm.metadata },
+      });
+    else await api.createIfAbsent('/api/v1/namespaces/kube-system/configmaps', cm);
+    const labels = { 'k8s-app': 'kube-dns' };
+    await api.createIfAbsent('/apis/apps/v1/namespaces/kube-system/deployments', {
+      metadata: { name: 'coredns', labels: { ...labels, 'kubernetes.io/name': 'CoreDNS' } },
+      spec: {
+        replicas: 1,
+        selector: { matchLabels: labels },
+        template: {
+          metadata: { labels },
+          spec: {
+            containers: [{ name: 'coredns', image: 'rancher/mirrored-coredns-coredns:1.12.0' }],
+            volumes: [
+              { name: 'config-volume', configMap: { name: 'coredns' } },
+              { name: 'custom-config-volume', configMap: { name: 'coredns-custom', optional: true } },
+            ],
+          },
+        },
+      },
+    });
+  };
+
+  const nodeHosts = async () => {
+    const nodes = await api.list('/api/v1/nodes').catch(() => [] as KObj[]);
+    return nodes
+      .map(
+        (n) =>
+          `${n.status?.addresses?.find((a: { type: string }) => a.type === 'InternalIP')?.address} ${n.metadata.name}`,
+      )
+      .join('\n');
+  };
+
+  const register = async (
+    name: string,
+    version: string,
+    nodeIp: string,
+    server: boolean,
+    etcd: boolean,
+    args: string[] = [server ? 'server' : 'agent'],
+  ) => {
+    const labels: Record<string, string> = {
+      'kubernetes.io/hostname': name,
+      'kubernetes.io/os': 'linux',
+      'kubernetes.io/arch': 'amd64',
+      'beta.kubernetes.io/os': 'linux',
+      'beta.kubernetes.io/arch': 'amd64',
+      'node.kubernetes.io/instance-type': 'k3s',
+      ...(server ? { 'node-role.kubernetes.io/control-plane': 'true', 'node-role.kubernetes.io/master': 'true' } : {}),
+      ...(etcd ? { 'node-role.kubernetes.io/etcd': 'true' } : {}),
+    };
+    const annotations = {
+      'kwok.x-k8s.io/node': 'fake',
+      'k3s.io/node-args': JSON.stringify(args),
+      'k3s.io/internal-ip': nodeIp,
+      'flannel.alpha.coreos.com/public-ip': nodeIp,
+      'node.alpha.kubernetes.io/ttl': '0',
+    };
+    const nodeInfo = {
+      kubeletVersion: version,
+      kubeProxyVersion: version,
+      containerRuntimeVersion: 'containerd://1.7.23-k3s2',
+      osImage: 'Debian GNU/Linux 12 (bookworm)',
+      operatingSystem: 'linux',
+      architecture: 'amd64',
+      kernelVersion: '6.1.0-28-amd64',
+      machineID: '',
+      systemUUID: '',
+      bootID: '',
+    };
+    const status = {
+      addresses: [
+        { type: 'InternalIP', address: nodeIp },
+        { type: 'Hostname', address: name },
+      ],
+      nodeInfo,
+      capacity: { cpu: '4', memory: '8024512Ki', pods: '110' },
+      allocatable: { cpu: '4', memory: '8024512Ki', pods: '110' },
+    };
+    const cur = await api.get(`/api/v1/nodes/${name}`);
+    if (!cur) {
+      // The kubelet registers with its status (pkg/kubelet/kubelet_node_status.go registerWithAPIServer).
+      await api.must('POST', '/api/v1/nodes', {
+        apiVersion: 'v1',
+        kind: 'Node',
+        metadata: { name, labels, annotations },
+        spec: { providerID: `k3s://${name}` },
+        status,
+      });
+    } else {
+      await api.mergePatch(`/api/v1/nodes/${name}`, { metadata: { labels, annotations } });
+      // A restarted kubelet reports its (possibly new) version in status.
+      await api.must(
+        'PATCH',
+        `/api/v1/nodes/${name}/status`,
+        { status: { nodeInfo, addresses: status.addresses } },
+        'application/merge-patch+json',
+      );
+    }
+  };
+
+  const handle = async (method: string, segs: string[], body: Record<string, unknown>): Promise<Reply | undefined> => {
+    if (segs[1] === 'k3s' && method === 'POST' && segs[2] === 'server' && segs.length === 3) {
+      const version = String(body.version ?? '');
+      if (!body.node || !parseK3sVersion(version))
+        return fail(400, 'node and a k3s version (vX.Y.Z+k3sN) are required');
+      const pw = password(body.token);
+      if (pw === undefined) return fail(401, HASH_MISMATCH);
+      if (serverPassword !== undefined && pw !== serverPassword) return fail(401, HASH_MISMATCH);
+      const first = serverPassword === undefined;
+      serverPassword = pw;
+      agentPassword ??= randomBytes(16).toString('hex');
+      if (!serverVersion || first || newer(parseK3sVersion(version)!, parseK3sVersion(serverVersion)!))
+        serverVersion = version;
+      servers.add(String(body.node));
+      await register(
+        String(body.node),
+        version,
+        String(body.nodeIp ?? ''),
+        true,
+        Boolean(body.clusterInit),
+        nodeArgs('server', body),
+      );
+      await bootstrap();
+      return { status: 200, body: { agentToken: `K10${caHash}::node:${agentPassword}` } };
+    }
+    if (segs[1] === 'k3s' && method === 'POST' && segs[2] === 'agent' && segs.length === 3) {
+      const version = String(body.version ?? '');
+      if (!body.node || !parseK3sVersion(version))
+        return fail(400, 'node and a k3s version (vX.Y.Z+k3sN) are required');
+      if (serverPassword === undefined) return fail(503, 'no k3s server has registered yet: connection refused');
+      const pw = password(body.token);
+      if (pw === undefined || (pw !== serverPassword && pw !== agentPassword)) return fail(401, HASH_MISMATCH);
+      if (newer(parseK3sVersion(version)!, parseK3sVersion(serverVersion!)!)) {
+        return fail(
+          400,
+          `agent version ${version} is newer than server version ${serverVersion}: upgrade servers before agents`,
+        );
+      }
+      await register(String(body.node), version, String(body.nodeIp ?? ''), false, false, nodeArgs('agent', body));
+      return { status: 200, body: {} };
+    }
+    if (segs[1] === 'k3s' && method === 'DELETE' && segs[2] === 'nodes' && segs.length === 4) {
+      const name = segs[3];
+      const existed = Boolean(await api.get(`/api/v1/nodes/${name}`));
+      if (existed) await api.delete(`/api/v1/nodes/${name}`);
+      servers.delete(name);
+      // Uninstalling the last server wipes the cluster's token: a fresh install may pick a new one.
+      if (servers.size === 0) {
+        serverPassword = undefined;
+        agentPassword = undefined;
+      }
+      return { status: 200, body: { deleted: existed } };
+    }
+    return undefined;
+  };
+
+  const server: Server = createServer({ key: opts.keyPem, cert: opts.certPem }, (req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      void (async () => {
+        const u = new URL(req.url ?? '/', 'https://lab');
+        const segs = u.pathname.split('/').filter(Boolean);
+        let reply: Reply | undefined;
+        try {
+          if (
+            segs[0] === 'lab' &&
+            segs[1] === 'velero' &&
+            segs[2] === 'download' &&
+            segs.length === 4 &&
+            req.method === 'GET'
+          ) {
+            // Presigned object-store URLs need no bearer token; a missing key answers like S3 does.
+            const blob = downloads.get(segs[3]);
+            reply = blob
+              ? { status: 200, body: '', raw: blob, contentType: 'application/octet-stream' }
+              : {
+                  status: 404,
+                  body: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code></Error>',
+                  contentType: 'application/xml',
+                };
+          } else if (u.pathname === WEBHOOK_PODS_PATH || u.pathname === WEBHOOK_VALIDATE_PATH) {
+            // AdmissionReview v1 (https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#request);
+            // the apiserver authenticates us by the CA bundle, we accept any caller on loopback.
+            const review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { request: AdmissionRequest };
+            const rq = review.request;
+            const response: Record<string, unknown> = { uid: rq.uid, allowed: true };
+            if (u.pathname === WEBHOOK_PODS_PATH && rq.object && opts.admitPod) {
+              const verdict = await opts.admitPod(rq.object);
+              if (verdict) {
+                const { ready, stalled } = verdict;
+                const ops: unknown[] = [];
+                if (!rq.object.metadata.annotations) ops.push({ op: 'add', path: '/metadata/annotations', value: {} });
+                ops.push({ op: 'add', path: '/metadata/annotations/lab.pedro-ops.io~1ready', value: ready });
+                if (stalled) {
+                  if (!rq.object.metadata.labels) ops.push({ op: 'add', path: '/metadata/labels', value: {} });
+                  ops.push({ op: 'add', path: '/metadata/labels/lab.pedro-ops.io~1stalled', value: 'true' });
+                }
+                response.patchType = 'JSONPatch';
+                response.patch = Buffer.from(JSON.stringify(ops)).toString('base64');
+              }
+            }
+            if (u.pathname === WEBHOOK_VALIDATE_PATH) {
+              const message = opts.validate?.(rq);
+              if (message) Object.assign(response, { allowed: false, status: { code: 403, message } });
+            }
+            reply = { status: 200, body: { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response } };
+          } else if (segs[0] === 'lab') {
+            if (req.headers.authorization !== `Bearer ${opts.token}`) reply = fail(401, 'Unauthorized');
+            else {
+              let body: Record<string, unknown> = {};
+              try {
+                const text = Buffer.concat(chunks).toString('utf8');
+                body = text ? (JSON.parse(text) as Record<string, unknown>) : {};
+              } catch {
+                reply = fail(400, 'body is not JSON');
+              }
+              reply ??= await handle(req.method ?? 'GET', segs, body);
+            }
+          }
+        } catch (err) {
+          reply = fail(500, err instanceof Error ? err.message : String(err));
+        }
+        reply ??= fail(404, 'not found');
+        res.writeHead(reply.status, { 'content-type': reply.contentType ?? 'application/json' });
+        res.end(reply.raw ?? (typeof reply.body === 'string' ? reply.body : JSON.stringify(reply.body)));
+      })();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, opts.host, () => resolve());
+  });
+  const url = `https://${opts.host}:${(server.address() as AddressInfo).port}`;
+  return {
+    url,
+    version: () => serverVersion ?? 'v1.31.4+k3s1',
+    adoptVersion: (v) => void (serverVersion = v),
+    register: (name, version, nodeIp, srv, etcd, args) => register(name, version, nodeIp, srv, etcd, args),
+    bootstrap,
+    serveDownload(body) {
+      const token = randomBytes(16).toString('hex');
+      if (body) downloads.set(token, body);
+      return `${url}/lab/velero/download/${token}`;
+    },
+    async stop() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+    },
+  };
+}
