@@ -46,18 +46,27 @@ describe('k3s stand-in with the Kubernetes double', () => {
     ).trim();
     expect(agentToken).toMatch(/^K10[0-9a-f]{64}::node:\S+$/);
 
-    const wrong = await install(1, 'K3S_URL=https://127.0.0.10:6443 K3S_TOKEN=nope INSTALL_K3S_VERSION=v1.31.4+k3s1');
-    expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toContain('token CA hash does not match the Cluster CA certificate hash');
-
-    const agent = await install(
+    // A wrong token does not fail the agent: it retries (k3s pkg/agent/run.go), so the unit stays activating.
+    await install(
       1,
-      `K3S_URL=https://127.0.0.10:6443 K3S_TOKEN='${agentToken}' INSTALL_K3S_VERSION=v1.31.4+k3s1`,
+      `(K3S_URL=${kube.url} K3S_TOKEN=nope INSTALL_K3S_VERSION=v1.31.4+k3s1`,
+      '>/dev/null 2>&1) </dev/null >/dev/null 2>&1 &',
     );
+    const journal = path.join(lab.nodes[1].rootDir, 'var/lib/lab/journal/k3s-agent.log');
+    await vi.waitFor(
+      () =>
+        expect(readFileSync(journal, 'utf8')).toContain('token CA hash does not match the Cluster CA certificate hash'),
+      { timeout: 10_000, interval: 200 },
+    );
+    expect(kube.get('v1', 'Node', undefined, 'pedro-w1')).toBeUndefined();
+
+    // the right token: the restart replaces the blocked start (its job is canceled) and the agent joins
+    const agent = await install(1, `K3S_URL=${kube.url} K3S_TOKEN='${agentToken}' INSTALL_K3S_VERSION=v1.31.4+k3s1`);
     expect(agent.code).toBe(0);
     await vi.waitFor(
       () => {
-        for (const n of ['control-plane', 'worker-1']) {
+        // no node-name configured: the Nodes carry the machines' hostnames
+        for (const n of ['pedro-cp', 'pedro-w1']) {
           const node = kube.get('v1', 'Node', undefined, n) as
             { status?: { conditions?: { type: string; status: string }[] } } | undefined;
           expect(node?.status?.conditions?.find((c) => c.type === 'Ready')?.status).toBe('True');
