@@ -37,7 +37,14 @@ export function seedBuilt(p: SeedParts, spec: ClusterSpec): void {
   const { store } = ctx;
   k3s.adoptVersion(spec.k3s.version);
   spec.nodes.forEach((n, i) =>
-    k3s.register(n.name, spec.k3s.version, n.nodeIp, n.role === 'server', n.role === 'server' && i === 0, true),
+    k3s.register(
+      n.name,
+      spec.k3s.version,
+      n.nodeIp ?? n.address,
+      n.role === 'server',
+      n.role === 'server' && i === 0,
+      true,
+    ),
   );
   k3s.bootstrap();
 
