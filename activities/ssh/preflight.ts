@@ -33,6 +33,7 @@ const PROBE = [
   'echo "user=$(id -un)"',
   'echo "hostname=$(hostname)"',
   `echo "routes=$(${ROUTE_PROBE} | tr '\\n' ';')"`,
+  `echo "addrs=$(${ADDR_PROBE} | tr '\\n' ';')"`,
   'echo "sudo=$(sudo -n true 2>/dev/null && echo yes || echo no)"',
   'echo "arch=$(uname -m)"',
   'echo "os=$(. /etc/os-release 2>/dev/null && echo "$ID $VERSION_ID")"',
@@ -90,7 +91,6 @@ export function judge(
   f: Record<string, string>,
   missing: string[],
   storageMounted: boolean | undefined,
-  addrs = '',
 ): Omit<PreflightResult, 'hostKey'> {
   const findings: string[] = [];
   const fixable: string[] = [];
@@ -115,7 +115,8 @@ export function judge(
   let nodeIp = node.nodeIp;
   let nodeIpSource = node.nodeIp ? 'config' : undefined;
   if (!node.nodeIp) {
-    const lan = lanAddressFrom(f.routes ?? '', addrs);
+    // both probes print one line per route/address; PROBE joined them with ';' (neither format uses it)
+    const lan = lanAddressFrom(f.routes ?? '', (f.addrs ?? '').split(';').join('\n'));
     if ('error' in lan) findings.push(lan.error);
     else {
       nodeIp = lan.address;
@@ -166,15 +167,13 @@ export function preflightActivities(deps: ActivityDeps) {
           beat({ node: node.name, step: 'probing' });
           const r = await s.exec(PROBE);
           const facts = parse(r.stdout);
-          // multi-line, so outside the tagged PROBE lines
-          const addrs = node.nodeIp ? '' : (await s.exec(ADDR_PROBE)).stdout;
           const missing = await missingPackages(s, spec.preflight.requiredPackages);
           let storageMounted: boolean | undefined;
           if (spec.storage.node === node.name) {
             const m = await s.exec(`mountpoint -q ${spec.storage.basePath}`);
             storageMounted = m.code === 0;
           }
-          return { ...judge(spec, node, facts, missing, storageMounted, addrs), hostKey: s.hostKey };
+          return { ...judge(spec, node, facts, missing, storageMounted), hostKey: s.hostKey };
         },
         input.allowTofu,
       );
