@@ -62,6 +62,12 @@ function describe(err: ErrorObject): ConfigProblem {
   return { path, reason };
 }
 
+/** 100.64.0.0/10: the shared address space Tailscale hands out (RFC 6598). */
+export function inCgnat(ip: string): boolean {
+  const m = /^(\d+)\.(\d+)\.\d+\.\d+$/.exec(ip);
+  return m !== null && Number(m[1]) === 100 && Number(m[2]) >= 64 && Number(m[2]) <= 127;
+}
+
 /** Checks that need more than one field: references between parts of the file. */
 function crossCheck(spec: ClusterSpec): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
@@ -75,6 +81,13 @@ function crossCheck(spec: ClusterSpec): ConfigProblem[] {
   const servers = spec.nodes.filter((n) => n.role === 'server').length;
   if (servers !== 1 && servers !== 3)
     problems.push({ path: 'nodes', reason: `has ${servers} servers; use 1 or 3 (etcd quorum)` });
+  spec.nodes.forEach((n, i) => {
+    if (n.nodeIp && inCgnat(n.nodeIp) && !n.allowCgnatNodeIp)
+      problems.push({
+        path: `nodes[${i}].nodeIp`,
+        reason: `${n.nodeIp} is in 100.64.0.0/10 (Tailscale/CGNAT); node-ip must be the LAN address (flannel over Tailscale broke pod traffic). Remove it to have it discovered, or set allowCgnatNodeIp: true`,
+      });
+  });
   if (!nodeNames.has(spec.storage.node))
     problems.push({ path: 'storage.node', reason: `names no node in nodes ("${spec.storage.node}")` });
   if (spec.openbao.threshold > spec.openbao.shares)
@@ -82,6 +95,17 @@ function crossCheck(spec: ClusterSpec): ConfigProblem[] {
 
   const componentNames = new Map<string, number>();
   spec.components.forEach((c, i) => {
+    if (c.repo?.startsWith('oci://')) {
+      const hostPort = c.repo.slice('oci://'.length).split('/')[0];
+      const reg = spec.registry ? `${spec.registry.host}:${spec.registry.port}` : undefined;
+      if (hostPort !== reg)
+        problems.push({
+          path: `components[${i}].repo`,
+          reason: reg
+            ? `oci registry ${hostPort} is not the configured registry ${reg}`
+            : `oci registry ${hostPort} needs a registry entry (host, port, tls) so nodes and Helm know how to reach it`,
+        });
+    }
     if (componentNames.has(c.name))
       problems.push({ path: `components[${i}].name`, reason: `duplicate component "${c.name}"` });
     componentNames.set(c.name, i);
@@ -205,7 +229,7 @@ export function summarize(spec: ClusterSpec) {
     nodes: spec.nodes.map((n) => ({
       name: n.name,
       address: n.address,
-      nodeIp: n.nodeIp,
+      nodeIp: n.nodeIp ?? null,
       role: n.role,
       roles: n.roles,
       storage: n.storage ?? null,

@@ -40,8 +40,14 @@ export const NodeSpec = Type.Object(
     name: Name,
     /** Address the orchestrator reaches over SSH (may be a Tailscale address). */
     address: Host,
-    /** LAN address k3s binds to (flannel over the Tailscale address broke pod networking). */
-    nodeIp: Host,
+    /**
+     * LAN address k3s binds to (flannel over the Tailscale address broke pod networking). Absent:
+     * preflight and prepare discover it (the default-route interface other than tailscale0) and the
+     * preflight step shows it, so it can be pinned here.
+     */
+    nodeIp: Type.Optional(Host),
+    /** Allow a nodeIp inside 100.64.0.0/10 (Tailscale/CGNAT). Off by default: that is the address that broke flannel. */
+    allowCgnatNodeIp: Type.Optional(Type.Boolean()),
     port: Type.Optional(Port),
     user: Type.Optional(Type.String({ minLength: 1 })),
     role: Type.Union([Type.Literal('server'), Type.Literal('agent')]),
@@ -163,6 +169,12 @@ export const ClusterSpecSchema = Type.Object(
         extraTlsSans: Type.Optional(Type.Array(Host)),
         /** Installer script source: an https URL, or a file path on the orchestrator host. */
         installScript: Type.String({ minLength: 1 }),
+        /**
+         * How long an install, start or restart may wait for k3s to report ready (default 300). The
+         * units are Type=notify with TimeoutStartSec=0, so without this bound a join that cannot reach
+         * the server would wait forever.
+         */
+        startTimeoutSeconds: Type.Optional(Duration),
       },
       { additionalProperties: false },
     ),
@@ -177,6 +189,21 @@ export const ClusterSpecSchema = Type.Object(
       { additionalProperties: false },
     ),
     nodes: Type.Array(NodeSpec, { minItems: 1 }),
+    /**
+     * The cluster's own OCI registry (Zot). Written to every node's /etc/rancher/k3s/registries.yaml so
+     * containerd can pull "<host>:<port>/..." images, and used for oci:// charts (plainHTTP when tls is false).
+     */
+    registry: Type.Optional(
+      Type.Object(
+        {
+          host: Host,
+          port: Port,
+          /** false: the registry speaks plain HTTP (Zot's chart default). */
+          tls: Type.Boolean(),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     preflight: Type.Object(
       {
         minCpus: Type.Integer({ minimum: 1 }),

@@ -17,6 +17,7 @@ export const ErrorType = {
   SchemaRejected: 'SchemaRejected',
   PreflightFailed: 'PreflightFailed',
   InstallFailed: 'InstallFailed',
+  ServerUnreachable: 'ServerUnreachable', // a k3s agent could not validate its token against the server
   NotFound: 'NotFound',
   SecretMissing: 'SecretMissing',
   UnsealKeysMissing: 'UnsealKeysMissing',
@@ -33,6 +34,7 @@ export const NON_RETRYABLE_ERROR_TYPES: string[] = [
   ErrorType.SchemaRejected,
   ErrorType.PreflightFailed,
   ErrorType.InstallFailed,
+  ErrorType.ServerUnreachable,
   ErrorType.NotFound,
   ErrorType.SecretMissing,
   ErrorType.UnsealKeysMissing,

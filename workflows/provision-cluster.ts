@@ -112,10 +112,19 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
                   .map((r) => `${r.node} presented ${r.hostKey}`)
               : [];
             const allUp = results.every((r) => r.k3sActive);
+            // What k3s will see on each machine: its real hostname (node-name overrides it) and the
+            // node-ip it gets; a discovered one is shown so it can be pinned in the config.
+            const identity = results
+              .filter((r) => r.hostname !== undefined || r.nodeIp !== undefined)
+              .map(
+                (r) =>
+                  `${r.node}: hostname ${r.hostname ?? '?'}, node-ip ${r.nodeIp ?? '?'}${r.nodeIpSource && r.nodeIpSource !== 'config' ? ` (${r.nodeIpSource}; pin as nodeIp)` : ''}`,
+              );
             return {
               satisfied: allUp,
               detail: [
                 allUp ? 'already satisfied: all nodes run k3s' : `${results.length} nodes passed`,
+                ...identity,
                 ...fixable,
                 ...tofu,
               ].join('; '),
@@ -151,9 +160,16 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
 
     // --- k3s: servers one at a time, then workers in parallel with the kubeconfig fetch ---
     const installOpts = (what: string) => opts(what, { startToCloseTimeout: '15m', heartbeatTimeout: '30s' });
-    const k3sDescribe = (r: { installed: boolean; version: string }) => ({
-      satisfied: !r.installed,
-      detail: r.installed ? `installed ${r.version}` : `already satisfied: ${r.version} active`,
+    // A restart (config changed) or a start (service was stopped) is work done: not "satisfied".
+    // Results recorded before `action` existed have none and read as before.
+    const k3sDescribe = (r: { installed: boolean; version: string; action?: string; detail?: string }) => ({
+      satisfied: !r.installed && (r.action === undefined || r.action === 'unchanged'),
+      detail:
+        r.action === 'restarted' || r.action === 'started'
+          ? r.detail
+          : r.installed
+            ? `installed ${r.version}`
+            : `already satisfied: ${r.version} active`,
     });
     runner.setPhase('k3s-servers');
     for (const n of spec.nodes.filter((x) => x.role === 'server')) {

@@ -64,7 +64,13 @@ export function desiredHelmChart(spec: ClusterSpec, c: ComponentSpec, clustersDi
     failurePolicy: 'abort',
   };
   if (c.repo && !c.repo.startsWith('oci://')) chartSpec.repo = c.repo;
-  if (c.repo?.startsWith('oci://')) chartSpec.chart = `${c.repo.replace(/\/$/, '')}/${c.chart}`;
+  if (c.repo?.startsWith('oci://')) {
+    chartSpec.chart = `${c.repo.replace(/\/$/, '')}/${c.chart}`;
+    // helm-controller v0.16.5 (k3s v1.31's) HelmChartSpec.PlainHTTP -> the job's PLAIN_HTTP env, i.e.
+    // `helm pull --plain-http`: without it Helm speaks TLS to a plain-HTTP registry and the pull fails.
+    // (k3s-io/helm-controller pkg/apis/helm.cattle.io/v1/types.go, pkg/controllers/chart/chart.go)
+    if (spec.registry && !spec.registry.tls) chartSpec.plainHTTP = true;
+  }
   if (values && Object.keys(values).length > 0) chartSpec.valuesContent = stringify(values);
   const hash = createHash('sha256').update(stableJson(chartSpec)).digest('hex').slice(0, 32);
   return {

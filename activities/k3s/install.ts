@@ -11,6 +11,8 @@ import { clusterOrFail } from '../deps.js';
 import { shellQuote, type SshSession } from '../ssh/client.js';
 import { beat, sleep } from '../heartbeat.js';
 import { must, nodeOrFail, withSession } from '../ssh/session.js';
+import { resolveNodeIp } from '../ssh/node-ip.js';
+import { RESTART_MARKER } from '../ssh/prepare.js';
 
 const WORK = '/var/lib/rancher/pedro-ops';
 export const NODE_TOKEN_PATH = '/var/lib/rancher/k3s/server/node-token';
@@ -20,9 +22,15 @@ export interface K3sInstallResult {
   node: string;
   role: 'server' | 'agent';
   version: string;
-  /** false: k3s already ran at the pinned version, nothing was executed. */
+  /** false: k3s already ran at the pinned version, the installer was not run. */
   installed: boolean;
+  /** installed: the installer ran; started: it was stopped; restarted: its config changed; unchanged. */
+  action?: 'installed' | 'started' | 'restarted' | 'unchanged';
+  /** What was done and why, for the step detail. */
+  detail?: string;
 }
+
+const DEFAULT_START_TIMEOUT_S = 300;
 
 const serviceOf = (node: NodeSpec) => (node.role === 'server' ? 'k3s' : 'k3s-agent');
 
@@ -38,16 +46,101 @@ if [ ! -f install.env ]; then echo "install.env missing (a previous run consumed
 set -a; . ./install.env; set +a
 rm -f install.env
 sh ./install.sh >install.log 2>&1
-echo $? >install.rc
+rc=$?
+# With binary, unit and env unchanged the installer prints "No change detected so skipping service
+# start" and leaves a stopped service stopped (k3s-io/k3s install.sh service_enable_and_start): start it.
+if [ "$rc" = 0 ] && ! systemctl is-active --quiet "$WANT_SERVICE"; then
+  echo "[pedro-ops] $WANT_SERVICE is not active after the installer: systemctl start $WANT_SERVICE" >>install.log
+  systemctl start "$WANT_SERVICE" >>install.log 2>&1
+  rc=$?
+fi
+echo $rc >install.rc
 `;
 
-/** What is installed now: version (or '') and whether the service is active. */
-export async function observeK3s(s: SshSession, node: NodeSpec): Promise<{ version: string; active: boolean }> {
+/** What is installed now: version (or ''), the unit's state, and the config changes k3s has not started with. */
+export async function observeK3s(
+  s: SshSession,
+  node: NodeSpec,
+): Promise<{ version: string; active: boolean; state: string; unit: boolean; pendingRestart: string[] }> {
+  const svc = serviceOf(node);
   const r = await s.exec(
-    `k3s --version 2>/dev/null | head -n 1 | cut -d' ' -f3; systemctl is-active ${serviceOf(node)} 2>/dev/null || true`,
+    `k3s --version 2>/dev/null | head -n 1 | cut -d' ' -f3; systemctl is-active ${svc} 2>/dev/null || true; ` +
+      `[ -f /etc/systemd/system/${svc}.service ] && echo unit || echo none; cat ${RESTART_MARKER} 2>/dev/null || true`,
   );
-  const [version = '', state = ''] = r.stdout.split('\n').map((l) => l.trim());
-  return { version, active: state === 'active' };
+  const [version = '', state = '', unit = '', ...marker] = r.stdout.split('\n').map((l) => l.trim());
+  const pendingRestart = [...new Set(marker.filter(Boolean))];
+  return { version, active: state === 'active', state: state || 'inactive', unit: unit === 'unit', pendingRestart };
+}
+
+/** The last thing k3s complained about, from its journal (logrus `msg="..."`), for the finding. */
+async function lastComplaint(s: SshSession, svc: string): Promise<string | undefined> {
+  const j = await s.exec(`journalctl -u ${svc} -n 50 --no-pager 2>/dev/null | tail -n 50`);
+  const bad = j.stdout.split('\n').filter((l) => /level=(error|fatal|warning)/.test(l));
+  const last = bad.at(-1);
+  if (!last) return undefined;
+  return (/msg="((?:[^"\\]|\\.)*)"/.exec(last)?.[1] ?? last).replace(/\\"/g, '"');
+}
+
+/**
+ * Waits for `rcFile` (written when the installer or a systemctl start/restart finished), bounded by
+ * k3s.startTimeoutSeconds. k3s units are Type=notify with TimeoutStartSec=0 (k3s-io/k3s install.sh
+ * create_systemd_service_file): an agent that cannot validate its token against the server keeps
+ * retrying (pkg/agent/run.go), so `systemctl restart k3s-agent` blocks forever. At the bound the
+ * unit is stopped (the blocked start is cancelled and the lock freed, so a retry starts over with
+ * the current config) and a non-retryable finding names the cause, which parks the step.
+ */
+async function waitForRc(
+  s: SshSession,
+  spec: ClusterSpec,
+  node: NodeSpec,
+  rcFile: string,
+  what: string,
+): Promise<string> {
+  const timeoutS = spec.k3s.startTimeoutSeconds ?? DEFAULT_START_TIMEOUT_S;
+  const deadline = Date.now() + timeoutS * 1000;
+  const svc = serviceOf(node);
+  for (let i = 0; ; i++) {
+    const r = await s.exec(`cat ${rcFile} 2>/dev/null`);
+    const rc = r.stdout.trim();
+    if (rc !== '') return rc;
+    if (Date.now() > deadline) {
+      const state = (await s.exec(`systemctl is-active ${svc} 2>/dev/null || true`)).stdout.trim();
+      const why = await lastComplaint(s, svc);
+      await s.exec(`systemctl stop ${svc} 2>/dev/null || true`);
+      const tail = `${svc} was ${state || 'unknown'} after ${timeoutS}s${why ? `, last error: ${why}` : ''}; stopped ${svc} so a retry starts over`;
+      if (node.role === 'agent' || spec.nodes.find((n) => n.role === 'server')?.name !== node.name) {
+        const url = node.role === 'agent' ? `https://${spec.vip}:${spec.k3s.apiPort ?? 6443}` : 'the first server';
+        throw nonRetryable(ErrorType.ServerUnreachable, `server unreachable from ${node.name}: ${url} (${tail})`, {
+          node: node.name,
+        });
+      }
+      throw nonRetryable(ErrorType.InstallFailed, `k3s on ${node.name} did not report ready (${what}): ${tail}`, {
+        node: node.name,
+      });
+    }
+    beat({ node: node.name, step: what, polls: i });
+    await sleep(500);
+  }
+}
+
+/** `systemctl start|restart` detached (it blocks until k3s is ready), then the bounded wait. */
+async function startService(s: SshSession, spec: ClusterSpec, node: NodeSpec, verb: 'start' | 'restart') {
+  const svc = serviceOf(node);
+  await must(s, node.name, `mkdir -p ${WORK} && chmod 700 ${WORK} && rm -f ${WORK}/start.rc`);
+  await must(
+    s,
+    node.name,
+    `(cd ${WORK} && exec nohup setsid sh -c 'systemctl ${verb} ${svc} >start.log 2>&1; echo $? >start.rc') </dev/null >/dev/null 2>&1 &`,
+  );
+  const rc = await waitForRc(s, spec, node, `${WORK}/start.rc`, `systemctl ${verb} ${svc}`);
+  if (rc !== '0') {
+    const log = await s.exec(`tail -n 3 ${WORK}/start.log 2>/dev/null`);
+    throw nonRetryable(
+      ErrorType.InstallFailed,
+      `systemctl ${verb} ${svc} on ${node.name} exited ${rc}: ${log.stdout.trim().split('\n').join(' | ')}`,
+      { node: node.name },
+    );
+  }
 }
 
 function installScriptContent(spec: ClusterSpec): { content?: string; url?: string } {
@@ -99,24 +192,19 @@ async function runInstaller(
     await must(
       s,
       node.name,
-      `cd ${WORK} && WANT_VERSION=${shellQuote(want)} WANT_SERVICE=${svc} nohup setsid sh ./run.sh </dev/null >/dev/null 2>&1 &`,
+      // The whole list goes to the background with its output detached: `cd && nohup ... &` would
+      // leave a subshell holding the session's stdout until the installer ends, blocking this exec.
+      `(cd ${WORK} && WANT_VERSION=${shellQuote(want)} WANT_SERVICE=${svc} exec nohup setsid sh ./run.sh) </dev/null >/dev/null 2>&1 &`,
     );
   }
-  for (let i = 0; ; i++) {
-    const r = await s.exec(`cat ${WORK}/install.rc 2>/dev/null`);
-    const rc = r.stdout.trim();
-    if (rc !== '') {
-      if (rc === '0') return;
-      const log = await s.exec(`tail -n 5 ${WORK}/install.log 2>/dev/null`);
-      throw nonRetryable(
-        ErrorType.InstallFailed,
-        `k3s installer on ${node.name} exited ${rc}: ${log.stdout.trim().split('\n').slice(-3).join(' | ')}`,
-        { node: node.name },
-      );
-    }
-    beat({ node: node.name, step: 'installer running', polls: i });
-    await sleep(500);
-  }
+  const rc = await waitForRc(s, spec, node, `${WORK}/install.rc`, 'installer running');
+  if (rc === '0') return;
+  const log = await s.exec(`tail -n 5 ${WORK}/install.log 2>/dev/null`);
+  throw nonRetryable(
+    ErrorType.InstallFailed,
+    `k3s installer on ${node.name} exited ${rc}: ${log.stdout.trim().split('\n').slice(-3).join(' | ')}`,
+    { node: node.name },
+  );
 }
 
 async function installOn(
@@ -128,17 +216,43 @@ async function installOn(
   return withSession(deps, spec, node, async (s) => {
     beat({ node: node.name, step: 'observing' });
     const before = await observeK3s(s, node);
+    const svc = serviceOf(node);
     const base = { node: node.name, role: node.role, version: spec.k3s.version };
-    if (before.version === spec.k3s.version && before.active) return { ...base, installed: false };
+    const clearMarker = () => s.exec(`rm -f ${RESTART_MARKER}`);
+    if (before.version === spec.k3s.version && before.active) {
+      if (before.pendingRestart.length === 0) return { ...base, installed: false, action: 'unchanged' as const };
+      // k3s reads config.yaml / registries.yaml only at start, and the installer hashes neither (it
+      // would print "No change detected" and leave the running service alone: k3s-io/k3s install.sh
+      // service_enable_and_start), so restart it here. The workflow runs servers one at a time.
+      beat({ node: node.name, step: `systemctl restart ${svc}` });
+      await startService(s, spec, node, 'restart');
+      await clearMarker();
+      return {
+        ...base,
+        installed: false,
+        action: 'restarted' as const,
+        detail: `restarted ${svc} at ${spec.k3s.version} to apply its config (${before.pendingRestart.join(', ')})`,
+      };
+    }
+    // Not running at the pinned version: the installer (re)writes binary, unit and env from the current
+    // config; when it finds nothing changed it leaves a stopped service stopped, and the runner starts it.
     await runInstaller(s, spec, node, await env());
     const after = await observeK3s(s, node);
     if (after.version !== spec.k3s.version || !after.active) {
       throw retryable(
         ErrorType.NotReady,
-        `k3s on ${node.name} is ${after.version || 'absent'} (${after.active ? 'active' : 'inactive'}) after install; want ${spec.k3s.version} active`,
+        `k3s on ${node.name} is ${after.version || 'absent'} (${after.state}) after install; want ${spec.k3s.version} active`,
       );
     }
-    return { ...base, installed: true };
+    await clearMarker();
+    if (before.version === spec.k3s.version)
+      return {
+        ...base,
+        installed: false,
+        action: 'started' as const,
+        detail: `started ${svc} at ${spec.k3s.version} (it was ${before.state}; the installer leaves a stopped service stopped)`,
+      };
+    return { ...base, installed: true, action: 'installed' as const, detail: `installed ${spec.k3s.version}` };
   });
 }
 
@@ -163,9 +277,10 @@ export function k3sActivities(deps: ActivityDeps) {
       return installOn(deps, spec, node, async () => {
         if (first.name === node.name)
           return { INSTALL_K3S_VERSION: spec.k3s.version, INSTALL_K3S_EXEC: 'server --cluster-init' };
+        const firstIp = await withSession(deps, spec, first, (s) => resolveNodeIp(s, first));
         return {
           INSTALL_K3S_VERSION: spec.k3s.version,
-          INSTALL_K3S_EXEC: `server --server https://${first.nodeIp}:${apiPort}`,
+          INSTALL_K3S_EXEC: `server --server https://${firstIp}:${apiPort}`,
           K3S_TOKEN: await readToken(deps, spec, first, SERVER_TOKEN_PATH),
         };
       });

@@ -7,6 +7,7 @@ import { clusterOrFail } from '../deps.js';
 import { beat } from '../heartbeat.js';
 import { nodeOrFail, withSession } from './session.js';
 import type { SshSession } from './client.js';
+import { lanAddressFrom, ADDR_PROBE, ROUTE_PROBE } from './node-ip.js';
 
 export interface PreflightResult {
   node: string;
@@ -18,12 +19,21 @@ export interface PreflightResult {
   hostKey: string;
   /** k3s already runs here, so its own ports being in use is expected. */
   k3sActive: boolean;
+  /** The machine's hostname: k3s would name the Node after it without node-name (prepare sets node-name). */
+  hostname?: string;
+  /** The node-ip k3s will get: the configured one, or the discovered LAN address (pin it in the config). */
+  nodeIp?: string;
+  nodeIpSource?: string;
   facts: { arch?: string; os?: string; cpus?: number; memoryMiB?: number; diskGiB?: number };
 }
 
 // One round trip: every probe prints a tagged line, so a slow link pays the latency once.
 const PROBE = [
   'echo "uid=$(id -u)"',
+  'echo "user=$(id -un)"',
+  'echo "hostname=$(hostname)"',
+  `echo "routes=$(${ROUTE_PROBE} | tr '\\n' ';')"`,
+  `echo "addrs=$(${ADDR_PROBE} | tr '\\n' ';')"`,
   'echo "sudo=$(sudo -n true 2>/dev/null && echo yes || echo no)"',
   'echo "arch=$(uname -m)"',
   'echo "os=$(. /etc/os-release 2>/dev/null && echo "$ID $VERSION_ID")"',
@@ -37,18 +47,22 @@ const PROBE = [
   'echo "k3sagent=$(systemctl is-active k3s-agent 2>/dev/null || true)"',
 ].join('; ');
 
-const SUPPORTED_OS = [
-  'debian',
-  'ubuntu',
-  'raspbian',
-  'rhel',
-  'rocky',
-  'almalinux',
-  'centos',
-  'fedora',
-  'opensuse-leap',
-  'sles',
-];
+// Prepare installs packages with apt-get and dpkg-query only, so only Debian-family hosts can be
+// prepared. k3s itself runs on RHEL/Fedora/SUSE too (its install script adds the k3s-selinux RPM
+// there), but refusing them here is honest until prepare learns dnf/zypper.
+const SUPPORTED_OS = ['debian', 'ubuntu', 'raspbian'];
+const OTHER_FAMILIES: Record<string, string> = {
+  rhel: 'dnf',
+  rocky: 'dnf',
+  almalinux: 'dnf',
+  centos: 'dnf',
+  fedora: 'dnf',
+  ol: 'dnf',
+  'opensuse-leap': 'zypper',
+  'opensuse-tumbleweed': 'zypper',
+  sles: 'zypper',
+  sled: 'zypper',
+};
 
 function parse(out: string): Record<string, string> {
   return Object.fromEntries(
@@ -81,11 +95,34 @@ export function judge(
   const findings: string[] = [];
   const fixable: string[] = [];
   const p = spec.preflight;
-  if (f.uid !== '0' && f.sudo !== 'yes') findings.push(`user is neither root nor has passwordless sudo (uid ${f.uid})`);
+  // Every command prepare and install run (apt-get, sysctl, writing /etc/rancher, systemctl) needs
+  // root, and none goes through sudo: a sudo user would pass here and fail half way through prepare.
+  if (f.uid !== '0')
+    findings.push(
+      `SSH user ${f.user || '?'} is not root (uid ${f.uid || '?'})${f.sudo === 'yes' ? ', and sudo is not supported' : ''}: connect as root (ssh.user / nodes[].user)`,
+    );
   if (!p.architectures.includes(f.arch))
     findings.push(`architecture ${f.arch || 'unknown'} is not one of ${p.architectures.join(', ')}`);
   const osId = (f.os ?? '').split(' ')[0];
-  if (!SUPPORTED_OS.includes(osId)) findings.push(`OS release "${f.os || 'unknown'}" is not supported by k3s here`);
+  if (OTHER_FAMILIES[osId])
+    findings.push(
+      `OS release "${f.os}" uses ${OTHER_FAMILIES[osId]}; node preparation installs packages with apt-get only (Debian, Ubuntu, Raspbian)`,
+    );
+  else if (!SUPPORTED_OS.includes(osId))
+    findings.push(
+      `OS release "${f.os || 'unknown'}" is not supported: node preparation needs apt (Debian, Ubuntu, Raspbian)`,
+    );
+  let nodeIp = node.nodeIp;
+  let nodeIpSource = node.nodeIp ? 'config' : undefined;
+  if (!node.nodeIp) {
+    // both probes print one line per route/address; PROBE joined them with ';' (neither format uses it)
+    const lan = lanAddressFrom(f.routes ?? '', (f.addrs ?? '').split(';').join('\n'));
+    if ('error' in lan) findings.push(lan.error);
+    else {
+      nodeIp = lan.address;
+      nodeIpSource = `discovered on ${lan.dev}`;
+    }
+  }
   const cpus = Number(f.cpus);
   const mem = Number(f.mem);
   const disk = Number(f.disk);
@@ -103,12 +140,14 @@ export function judge(
     findings.push(`storage path ${spec.storage.basePath} is not a mounted filesystem on the storage node`);
   if (missing.length > 0) fixable.push(`packages missing (preparation installs them): ${missing.join(', ')}`);
   if (Number(f.swap) > 0) fixable.push('swap is on (preparation turns it off)');
-  void node;
   return {
     node: node.name,
     findings,
     fixable,
     k3sActive,
+    hostname: f.hostname || undefined,
+    nodeIp,
+    nodeIpSource,
     facts: { arch: f.arch, os: f.os, cpus, memoryMiB: mem, diskGiB: disk },
   };
 }

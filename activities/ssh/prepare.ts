@@ -8,8 +8,17 @@ import { clusterOrFail } from '../deps.js';
 import { shellQuote, type SshSession } from './client.js';
 import { beat } from '../heartbeat.js';
 import { must, nodeOrFail, withSession } from './session.js';
+import { resolveNodeIp } from './node-ip.js';
 
 export const K3S_CONFIG_PATH = '/etc/rancher/k3s/config.yaml';
+export const K3S_REGISTRIES_PATH = '/etc/rancher/k3s/registries.yaml';
+/**
+ * k3s reads config.yaml and registries.yaml only when it starts, and the install script does not
+ * hash either ("No change detected" ignores them: k3s-io/k3s install.sh get_installed_hashes). So
+ * when prepare changes one it leaves this marker (what changed, one per line) and the install step
+ * restarts k3s and removes it. It lives on the node, so a crash between the two steps loses nothing.
+ */
+export const RESTART_MARKER = '/var/lib/rancher/pedro-ops/restart-needed';
 const MODULES = ['overlay', 'br_netfilter', 'iscsi_tcp'];
 const SYSCTLS: Record<string, string> = {
   'net.bridge.bridge-nf-call-iptables': '1',
@@ -25,9 +34,14 @@ export interface PrepareResult {
   changed: string[];
 }
 
-/** The config k3s reads at start: written before install so the first start already has it. */
-export function k3sConfig(spec: ClusterSpec, node: NodeSpec): string {
-  const cfg: Record<string, unknown> = { 'node-ip': node.nodeIp };
+/**
+ * The config k3s reads at start: written before install so the first start already has it.
+ * node-name is the config's name: without it k3s registers the Node under the machine's hostname
+ * (k3s-io/k3s pkg/util/net.go GetHostnameAndIPs), and waitNodesReady and every
+ * `kubernetes.io/hostname: <node>` selector in the config would look for a Node that does not exist.
+ */
+export function k3sConfig(spec: ClusterSpec, node: NodeSpec, nodeIp: string): string {
+  const cfg: Record<string, unknown> = { 'node-name': node.name, 'node-ip': nodeIp };
   if (node.labels) cfg['node-label'] = Object.entries(node.labels).map(([k, v]) => `${k}=${v}`);
   if (node.role === 'server') {
     cfg['tls-san'] = [spec.vip, spec.domain, ...(spec.k3s.extraTlsSans ?? [])];
@@ -37,6 +51,19 @@ export function k3sConfig(spec: ClusterSpec, node: NodeSpec): string {
     cfg['write-kubeconfig-mode'] = '0600';
   }
   return `# Managed by pedro-ops orchestrator; changes are overwritten on the next provision.\n${stringify(cfg)}`;
+}
+
+/**
+ * /etc/rancher/k3s/registries.yaml in the k3s docs' format (docs.k3s.io/installation/private-registry):
+ * `mirrors.<host:port>.endpoint` lists the URLs containerd tries; an `http://` endpoint is how a
+ * plain-HTTP registry is reached (containerd's implicit default endpoint is always https://<host:port>/v2).
+ */
+export function registriesYaml(spec: ClusterSpec): string | undefined {
+  const r = spec.registry;
+  if (!r) return undefined;
+  const hostPort = `${r.host}:${r.port}`;
+  const doc = { mirrors: { [hostPort]: { endpoint: [`${r.tls ? 'https' : 'http'}://${hostPort}`] } } };
+  return `# Managed by pedro-ops orchestrator; changes are overwritten on the next provision.\n${stringify(doc)}`;
 }
 
 async function ensureFile(
@@ -122,7 +149,19 @@ export function prepareActivities(deps: ActivityDeps) {
         }
 
         beat({ node: name, step: 'k3s config' });
-        await ensureFile(s, name, K3S_CONFIG_PATH, k3sConfig(spec, node), 0o600, changed);
+        const nodeIp = await resolveNodeIp(s, node);
+        const restart: string[] = [];
+        if (await ensureFile(s, name, K3S_CONFIG_PATH, k3sConfig(spec, node, nodeIp), 0o600, changed))
+          restart.push('config.yaml changed');
+        const registries = registriesYaml(spec);
+        if (registries && (await ensureFile(s, name, K3S_REGISTRIES_PATH, registries, 0o600, changed)))
+          restart.push('registries.yaml changed');
+        if (restart.length > 0)
+          await must(
+            s,
+            name,
+            `mkdir -p ${shellQuote(RESTART_MARKER.replace(/\/[^/]+$/, ''))} && printf '%s\\n' ${restart.map(shellQuote).join(' ')} >>${RESTART_MARKER}`,
+          );
         return { node: name, changed };
       });
     },

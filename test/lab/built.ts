@@ -10,6 +10,7 @@ import type { LabNode } from './nodes/index.js';
 import type { KubeLab } from './kube/index.js';
 import type { OpenBaoDouble } from './openbao.js';
 import { createLabOnePasswordClient } from './onepassword/index.js';
+import { K3S_CONFIG_PATH, K3S_REGISTRIES_PATH, k3sConfig, registriesYaml } from '../../activities/ssh/prepare.js';
 
 export interface BuiltSecrets {
   unsealKeys: string[];
@@ -62,10 +63,22 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
   const server = spec.nodes.find((n) => n.role === 'server')!;
   const disable = spec.k3s.disable.map((d) => `--disable=${d}`).join(' ');
 
+  // The k3s config files exactly as node preparation writes them (node-name, the LAN node-ip,
+  // registries.yaml), so a provision over the built lab finds them unchanged and restarts nothing.
+  const writeK3sFiles = async (c: NodeSSH, n: ClusterSpec['nodes'][number]) => {
+    const lab = byName.get(n.name)!;
+    const files: [string, string | undefined][] = [
+      [K3S_CONFIG_PATH, k3sConfig(spec, n, n.nodeIp ?? lab.lanIp)],
+      [K3S_REGISTRIES_PATH, registriesYaml(spec)],
+    ];
+    for (const [path, content] of files)
+      if (content !== undefined) await sh(c, n.name, `mkdir -p /etc/rancher/k3s && umask 077 && cat >${path}`, content);
+  };
   const ssh = await connectNode(byName.get(server.name)!, ctx.sshKeyPath);
   let agentToken: string;
   try {
-    const exec = `server --cluster-init --tls-san ${spec.vip} --node-ip ${server.nodeIp} ${disable}`;
+    await writeK3sFiles(ssh, server);
+    const exec = `server --cluster-init --tls-san ${spec.vip} ${disable}`;
     await sh(
       ssh,
       server.name,
@@ -82,7 +95,8 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
       .map(async (n) => {
         const c = await connectNode(byName.get(n.name)!, ctx.sshKeyPath);
         try {
-          const env = `INSTALL_K3S_VERSION=${q(spec.k3s.version)} K3S_URL=${q(serverUrl)} K3S_TOKEN=${q(agentToken)} INSTALL_K3S_EXEC=${q(`agent --node-ip ${n.nodeIp}`)}`;
+          await writeK3sFiles(c, n);
+          const env = `INSTALL_K3S_VERSION=${q(spec.k3s.version)} K3S_URL=${q(serverUrl)} K3S_TOKEN=${q(agentToken)} INSTALL_K3S_EXEC=agent`;
           await sh(c, n.name, `${env} sh -s -`, script);
         } finally {
           c.dispose();

@@ -53,12 +53,13 @@ export function labClusterSpec(parts: LabSpecParts, base: ClusterSpec = loadClus
   spec.k3s = { ...spec.k3s, apiPort: parts.kube.port, installScript: parts.installScript ?? K3S_INSTALL_SCRIPT };
   const serverPort = byName.get(server?.name ?? spec.nodes[0].name)!.port;
   spec.ssh = { user: 'root', port: serverPort, privateKey: parts.sshKeyPath, connectTimeoutSeconds: 5 };
-  spec.nodes = spec.nodes.map((n) => {
+  spec.nodes = spec.nodes.map(({ nodeIp: _realLan, ...n }) => {
     const lab = byName.get(n.name)!;
     return {
       ...n,
+      // no nodeIp: the real config pins none either, so the lab's build discovers each node's LAN
+      // address through `ip` (nodes/shims/ip) exactly as it would on the owner's machines
       address: lab.host,
-      nodeIp: lab.host,
       port: lab.port,
       user: 'root',
       hostKey: hostKeyLine(lab.hostKey),

@@ -59,7 +59,9 @@ describe('provisionCluster faults on the lab', () => {
     // Slow worker-1's link so its installer is still running when the connection is cut.
     h.lab.faults.ssh.slow('worker-1', 150);
     await resolve(handle, 'preflight', 'retry');
-    const deadline = Date.now() + 30_000;
+    // preflight and prepare now also discover each node's LAN address (two more round trips on the
+    // slowed link), so the installer starts later than it used to
+    const deadline = Date.now() + 60_000;
     while (h.lab.counters().nodes['worker-1'].installerRuns === 0) {
       if (Date.now() > deadline) throw new Error('worker-1 installer never started');
       await new Promise((r) => setTimeout(r, 25));

@@ -32,14 +32,18 @@ export interface ProvisionHarness {
  * `cluster` renames the lab's cluster: API-level tests start the deterministic id provision/<cluster>
  * on the one shared dev server, so each such test file needs a cluster name of its own.
  */
-export async function provisionHarness(labOpts: StartLabOptions = {}, cluster = 'lab'): Promise<ProvisionHarness> {
+export async function provisionHarness(
+  labOpts: StartLabOptions = {},
+  cluster = 'lab',
+  /** Edits the orchestrator's copy of the cluster file (the lab itself is unchanged). */
+  patch?: (spec: Record<string, any>) => void,
+): Promise<ProvisionHarness> {
   const lab = await startLab({ log: () => undefined, ...labOpts });
   const dir = mkdtempSync(join(tmpdir(), 'provision-test-'));
   mkdirSync(join(dir, 'clusters'));
-  writeFileSync(
-    join(dir, 'clusters', `${cluster}.yaml`),
-    stringify({ ...parse(readFileSync(lab.clusterFile, 'utf8')), name: cluster }, { lineWidth: 0 }),
-  );
+  const doc = { ...parse(readFileSync(lab.clusterFile, 'utf8')), name: cluster };
+  patch?.(doc);
+  writeFileSync(join(dir, 'clusters', `${cluster}.yaml`), stringify(doc, { lineWidth: 0 }));
   const log = memoryLogger();
   const deps = defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) });
   const t = await testTemporal({ taskQueuePrefix: 'provision' });

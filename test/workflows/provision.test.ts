@@ -29,6 +29,23 @@ describe('provisionCluster on the lab', () => {
     );
     expect(report.nodes.every((n) => n.installed && n.version === h.lab.spec.k3s.version)).toBe(true);
     expect(report.steps.find((s) => s.id === 'openbao-bootstrap')?.state).toBe('succeeded');
+    // The lab machines' hostnames differ from the config names and no nodeIp is pinned (issue 13):
+    // the preflight step shows what k3s will see, and the Nodes register under the config names.
+    const preflight = report.steps.find((s) => s.id === 'preflight')?.detail ?? '';
+    expect(preflight).toContain(
+      'control-plane: hostname pedro-cp, node-ip 192.168.50.10 (discovered on eth0; pin as nodeIp)',
+    );
+    expect(preflight).toContain('worker-2: hostname pedro-w2, node-ip 192.168.50.12');
+    const kube = h.deps.kube(h.deps.clusters.get('lab')!);
+    const nodes = await kube.list<{
+      metadata?: { name?: string };
+      status?: { addresses?: { type: string; address: string }[] };
+    }>('v1', 'Node');
+    expect(nodes.map((n) => n.metadata?.name).sort()).toEqual(['control-plane', 'worker-1', 'worker-2']);
+    expect(nodes.find((n) => n.metadata?.name === 'worker-1')?.status?.addresses).toContainEqual({
+      type: 'InternalIP',
+      address: '192.168.50.11',
+    });
 
     const kubeconfig = kubeconfigPathFor(h.lab.spec, h.dir);
     expect(statSync(kubeconfig).mode & 0o777).toBe(0o600);

@@ -13,11 +13,28 @@ export interface NodeFacts {
   timeSynced: boolean;
   busyPorts: number[];
   storageMounted: boolean;
+  /** IPv4 addresses per interface, printed by the `ip` shim in iproute2's format ("eth0" -> "192.168.50.10/24"). */
+  interfaces: { name: string; address: string }[];
+  /** Default routes in the main table (what `ip -4 route show default` prints). */
+  defaultRoutes: { dev: string; via: string; metric?: number }[];
 }
+
+/**
+ * Hostnames the lab machines carry: like the owner's real machines, they differ from the config's node
+ * names, so anything that assumes "Node name == hostname" fails here as it would there (k3s names the
+ * Node after the hostname unless node-name is set: k3s-io/k3s pkg/util/net.go GetHostnameAndIPs).
+ */
+export const LAB_HOSTNAMES: Record<string, string> = {
+  'control-plane': 'pedro-cp',
+  'worker-1': 'pedro-w1',
+  'worker-2': 'pedro-w2',
+};
+export const labHostname = (node: string) => LAB_HOSTNAMES[node] ?? `host-${node}`.slice(0, 63);
 
 export const STORAGE_PATH = '/data/persistent-storage';
 
-export function defaultFacts(node: string): NodeFacts {
+/** The lab's LAN: every node has eth0 on 192.168.50.0/24 (default route) and a Tailscale address. */
+export function defaultFacts(node: string, index = 0): NodeFacts {
   return {
     cpus: 4,
     memoryMiB: 8192,
@@ -30,6 +47,12 @@ export function defaultFacts(node: string): NodeFacts {
     busyPorts: [],
     // the real pedro-ops only has the Longhorn disk mounted on worker-1 at first
     storageMounted: node === 'worker-1',
+    interfaces: [
+      { name: 'lo', address: '127.0.0.1/8' },
+      { name: 'eth0', address: `192.168.50.${10 + index}/24` },
+      { name: 'tailscale0', address: `100.64.0.${10 + index}/32` },
+    ],
+    defaultRoutes: [{ dev: 'eth0', via: '192.168.50.1', metric: 100 }],
   };
 }
 
@@ -56,6 +79,22 @@ export function validateFacts(f: Partial<NodeFacts>): void {
   }
   for (const k of ['swap', 'timeSynced', 'storageMounted'] as const) {
     if (f[k] !== undefined && typeof f[k] !== 'boolean') throw new Error(`facts.${k}: expected a boolean`);
+  }
+  const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+  const IPV4 = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
+  if (f.interfaces !== undefined) {
+    if (!Array.isArray(f.interfaces)) throw new Error('facts.interfaces: expected an array');
+    for (const i of f.interfaces) {
+      const [ip, prefix] = String(i?.address).split('/');
+      if (!IFNAME.test(i?.name) || !IPV4.test(ip) || !(Number(prefix) >= 0 && Number(prefix) <= 32))
+        throw new Error(`facts.interfaces: bad interface ${JSON.stringify(i)}`);
+    }
+  }
+  if (f.defaultRoutes !== undefined) {
+    if (!Array.isArray(f.defaultRoutes)) throw new Error('facts.defaultRoutes: expected an array');
+    for (const r of f.defaultRoutes)
+      if (!IFNAME.test(r?.dev) || !IPV4.test(r?.via) || (r.metric !== undefined && !Number.isInteger(r.metric)))
+        throw new Error(`facts.defaultRoutes: bad route ${JSON.stringify(r)}`);
   }
   if (f.busyPorts !== undefined) {
     if (!Array.isArray(f.busyPorts)) throw new Error('facts.busyPorts: expected an array');

@@ -48,7 +48,7 @@ describe('lab node faults', () => {
     );
     lab.faults.clear(node().name);
     const ssh = await connect(node(), keys.privateKey, node().hostKey);
-    expect((await ssh.execCommand('hostname')).stdout).toBe('worker-1');
+    expect((await ssh.execCommand('hostname')).stdout).toBe('pedro-w1');
     ssh.dispose();
   });
 
@@ -130,12 +130,12 @@ describe('lab node faults', () => {
     expect(node().hostKey).toBe(rotated);
     await expect(connect(node(), keys.privateKey, original)).rejects.toThrow(/verification failed/i);
     const withNew = await connect(node(), keys.privateKey, rotated);
-    expect((await withNew.execCommand('hostname')).stdout).toBe('worker-1');
+    expect((await withNew.execCommand('hostname')).stdout).toBe('pedro-w1');
     withNew.dispose();
     await lab.faults.restoreHostKey(node().name);
     expect(node().hostKey).toBe(original);
     const withOld = await connect(node(), keys.privateKey, original);
-    expect((await withOld.execCommand('hostname')).stdout).toBe('worker-1');
+    expect((await withOld.execCommand('hostname')).stdout).toBe('pedro-w1');
     withOld.dispose();
   });
 
@@ -143,7 +143,7 @@ describe('lab node faults', () => {
     lab.faults.refuse('worker-1');
     const cp = lab.nodes[0];
     const ssh = await connect(cp, keys.privateKey, cp.hostKey);
-    expect((await ssh.execCommand('hostname')).stdout).toBe('control-plane');
+    expect((await ssh.execCommand('hostname')).stdout).toBe('pedro-cp');
     ssh.dispose();
   });
 

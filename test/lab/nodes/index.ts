@@ -7,10 +7,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { FaultProxy } from './proxy.js';
 import { NodeProcesses, generateHostKey, sshdConfig } from './node.js';
-import { defaultFacts, validateFacts, writeFacts, type NodeFacts } from './facts.js';
+import { defaultFacts, labHostname, validateFacts, writeFacts, type NodeFacts } from './facts.js';
 
 export type { NodeFacts } from './facts.js';
-export { STORAGE_PATH } from './facts.js';
+export { STORAGE_PATH, LAB_HOSTNAMES, labHostname } from './facts.js';
 
 /** The k3s stand-in's installer: upload and run it like get.k3s.io (`sh -s - server ...` or with env). */
 export const K3S_INSTALL_SCRIPT = fileURLToPath(new URL('./k3s/install.sh', import.meta.url));
@@ -24,6 +24,8 @@ export interface LabNode {
   host: string;
   port: number;
   hostKey: string; // "ssh-ed25519 AAAA…" (current key: changes with rotateHostKey/restoreHostKey)
+  hostname: string; // the machine's hostname (`hostname` on the node): not the config's node name
+  lanIp: string; // eth0's address in the default facts (what `ip -4 route show default` leads to)
   rootDir: string; // host path mirroring the node's private paths (rootDir/etc/rancher, …)
 }
 
@@ -77,7 +79,13 @@ function countLines(file: string): number {
   }
 }
 
-async function prepareNodeDir(rootDir: string, name: string, host: string, opts: StartNodesOptions): Promise<string> {
+async function prepareNodeDir(
+  rootDir: string,
+  name: string,
+  host: string,
+  index: number,
+  opts: StartNodesOptions,
+): Promise<string> {
   const lab = path.join(rootDir, '.lab');
   const varLibLab = path.join(rootDir, 'var/lib/lab');
   await mkdir(path.join(lab, 'k3s-release'), { recursive: true });
@@ -100,7 +108,7 @@ async function prepareNodeDir(rootDir: string, name: string, host: string, opts:
     await chmod(dest, 0o755);
   }
 
-  const facts: NodeFacts = { ...defaultFacts(name), ...(opts.facts?.[name] ?? {}) };
+  const facts: NodeFacts = { ...defaultFacts(name, index), ...(opts.facts?.[name] ?? {}) };
   validateFacts(facts);
   await writeFacts(varLibLab, path.join(rootDir, 'etc/os-release'), facts);
 
@@ -140,8 +148,9 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
   const startOne = async (name: string, i: number): Promise<void> => {
     const host = `127.0.0.${11 + i}`;
     const rootDir = path.join(nodesDir, name);
-    const lab = await prepareNodeDir(rootDir, name, host, opts);
-    const procs = new NodeProcesses(name, rootDir);
+    const lab = await prepareNodeDir(rootDir, name, host, i, opts);
+    const hostname = labHostname(name);
+    const procs = new NodeProcesses(name, rootDir, hostname);
     // registered before start so a failure half-way is still cleaned up
     const partial = { procs } as NodeState;
     states.set(name, partial);
@@ -151,7 +160,17 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
       proxy,
       lab,
       sessionsRead: 0,
-      node: { name, host, port, hostKey: await readHostKey(lab), rootDir },
+      node: {
+        name,
+        host,
+        port,
+        hostKey: await readHostKey(lab),
+        hostname,
+        lanIp: defaultFacts(name, i)
+          .interfaces.find((f) => f.name === 'eth0')!
+          .address.split('/')[0],
+        rootDir,
+      },
     });
   };
 

@@ -1,6 +1,6 @@
 // The k3s stand-in: installed and run over SSH exactly like get.k3s.io, registering with a (fake)
 // Kubernetes double through the lab-only endpoints.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { readFileSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { K3S_INSTALL_SCRIPT, startNodes, type LabNodes } from './index.js';
@@ -13,6 +13,8 @@ const VERSION = 'v1.31.4+k3s1';
 const SERVER_EXEC = 'server --cluster-init --tls-san 127.0.0.10 --disable=traefik --disable=servicelb';
 let kube: FakeKube;
 let lab: LabNodes;
+/** K3S_URL: the agent validates its token against this URL first, so it must answer (the fake kube does). */
+let serverUrl: string;
 
 beforeAll(async () => {
   kube = await startFakeKube();
@@ -22,6 +24,7 @@ beforeAll(async () => {
     authorizedKey: keys.publicKey,
     kube,
   });
+  serverUrl = kube.url;
 });
 afterAll(async () => {
   await lab?.stop();
@@ -71,7 +74,10 @@ describe('k3s stand-in', () => {
     expect(kc).toContain(`certificate-authority-data: ${Buffer.from(kube.caPem).toString('base64')}`);
     expect(kc).toContain(`token: ${kube.token}`);
 
-    expect(kube.registered.get('control-plane')).toMatchObject({
+    // no node-name in config.yaml: k3s names the Node after the machine's hostname, not the config's name
+    expect((await run(0, 'hostname')).stdout).toBe('pedro-cp');
+    expect(kube.registered.has('control-plane')).toBe(false);
+    expect(kube.registered.get('pedro-cp')).toMatchObject({
       role: 'server',
       body: {
         version: VERSION,
@@ -85,17 +91,37 @@ describe('k3s stand-in', () => {
     expect(lab.counters()['control-plane'].installerRuns).toBe(1);
   });
 
-  it('a wrong join token fails the install with the message k3s shows, and the agent is not active', async () => {
-    const r = await install(
-      1,
-      `K3S_URL=https://127.0.0.10:6443 K3S_TOKEN=K10${'0'.repeat(64)}::node:nope INSTALL_K3S_VERSION=${VERSION}`,
-    );
-    expect(r.code).not.toBe(0);
-    expect(r.stderr).toContain('token CA hash does not match the Cluster CA certificate hash');
-    expect(r.stderr).toContain('Job for k3s-agent.service failed');
-    const s = await run(1, 'systemctl is-active k3s-agent');
-    expect(s).toMatchObject({ stdout: 'failed', code: 3 });
-    expect(kube.registered.has('worker-1')).toBe(false);
+  it('a wrong join token or an unreachable server blocks `systemctl restart k3s-agent` (Type=notify) until stopped', async () => {
+    const unit = readFileSync(K3S_INSTALL_SCRIPT, 'utf8');
+    expect(unit).toContain('TYPE=${INSTALL_K3S_TYPE:-notify}');
+    const closed = 'https://127.0.0.1:9'; // discard port: nothing listens
+    for (const [url, token, says] of [
+      [serverUrl, `K10${'0'.repeat(64)}::node:nope`, 'token CA hash does not match the Cluster CA certificate hash'],
+      [
+        closed,
+        'K10abc::node:x',
+        `failed to get CA certs: Get \\"${closed}/cacerts\\": dial tcp 127.0.0.1:9: connect: connection refused`,
+      ],
+    ] as const) {
+      await run(1, 'rm -f /root/inst.rc /var/lib/lab/journal/k3s-agent.log');
+      await runInstaller(
+        lab.nodes[1],
+        keys.privateKey,
+        `(K3S_URL=${url} K3S_TOKEN='${token}' INSTALL_K3S_VERSION=${VERSION}`,
+        '>/root/inst.log 2>&1; echo $? >/root/inst.rc) </dev/null >/dev/null 2>&1 &',
+      );
+      await vi.waitFor(
+        async () => expect((await run(1, 'journalctl -u k3s-agent')).stdout.split(says).length).toBeGreaterThan(2),
+        { timeout: 10_000, interval: 250 },
+      );
+      // still blocked: the installer has not finished, the unit is activating, nothing registered
+      expect((await run(1, 'cat /root/inst.rc')).code).not.toBe(0);
+      expect(await run(1, 'systemctl is-active k3s-agent')).toMatchObject({ stdout: 'activating', code: 3 });
+      expect(kube.registered.has('pedro-w1')).toBe(false);
+      await run(1, 'systemctl stop k3s-agent');
+      await vi.waitFor(async () => expect((await run(1, 'cat /root/inst.rc')).stdout).toBe('1'), { timeout: 5000 });
+      expect((await run(1, 'cat /root/inst.log')).stdout).toContain('Job for k3s-agent.service canceled.');
+    }
   });
 
   it("an agent joins with the server's agent token (script piped to `sh -s -`, args appended)", async () => {
@@ -105,8 +131,9 @@ describe('k3s stand-in', () => {
     ).trim();
     const n = lab.nodes[1];
     const ssh = await connect(n, keys.privateKey, n.hostKey);
+    await ssh.execCommand('mkdir -p /etc/rancher/k3s && echo "node-name: worker-1" >/etc/rancher/k3s/config.yaml');
     const r = await ssh.execCommand(
-      `K3S_URL=https://127.0.0.10:6443 K3S_TOKEN='${token}' INSTALL_K3S_VERSION=${VERSION} sh -s - agent --node-ip 10.0.0.12`,
+      `K3S_URL=${serverUrl} K3S_TOKEN='${token}' INSTALL_K3S_VERSION=${VERSION} sh -s - agent --node-ip 10.0.0.12`,
       { stdin: readFileSync(K3S_INSTALL_SCRIPT, 'utf8') },
     );
     ssh.dispose();
@@ -120,14 +147,14 @@ describe('k3s stand-in', () => {
     ).toBe('active\nenabled');
     expect(kube.registered.get('worker-1')).toMatchObject({
       role: 'agent',
-      body: { serverUrl: 'https://127.0.0.10:6443', nodeIp: '10.0.0.12', version: VERSION },
+      body: { serverUrl, nodeIp: '10.0.0.12', version: VERSION },
     });
-    expect(lab.counters()['worker-1'].installerRuns).toBe(2);
+    expect(lab.counters()['worker-1'].installerRuns).toBe(3);
   });
 
   it('an agent newer than the server is refused', async () => {
     const token = readFileSync(path.join(lab.nodes[0].rootDir, 'var/lib/rancher/k3s/server/node-token'), 'utf8').trim();
-    const r = await install(2, `K3S_URL=https://127.0.0.10:6443 K3S_TOKEN='${token}' INSTALL_K3S_VERSION=v1.32.1+k3s1`);
+    const r = await install(2, `K3S_URL=${serverUrl} K3S_TOKEN='${token}' INSTALL_K3S_VERSION=v1.32.1+k3s1`);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/level=fatal msg="Error: .*newer/);
     expect((await run(2, 'systemctl is-active k3s-agent')).code).toBe(3);
@@ -139,6 +166,15 @@ describe('k3s stand-in', () => {
     expect(r.stdout).toContain('Skipping binary downloaded, installed k3s matches hash');
     expect(r.stdout).toContain('No change detected so skipping service start');
     expect(lab.counters()['control-plane'].installerRuns).toBe(2);
+  });
+
+  it('a stopped service with nothing changed stays stopped after a re-run ("No change detected"), as upstream', async () => {
+    await run(0, 'systemctl stop k3s');
+    const r = await install(0, `INSTALL_K3S_VERSION=${VERSION} INSTALL_K3S_EXEC="${SERVER_EXEC}"`, '--token s3cret');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('No change detected so skipping service start');
+    expect(await run(0, 'systemctl is-active k3s')).toMatchObject({ stdout: 'inactive', code: 3 });
+    expect((await run(0, 'systemctl start k3s; systemctl is-active k3s')).stdout).toBe('active');
   });
 
   it('rejects bad installer input like the real script', async () => {

@@ -118,6 +118,8 @@ export class NodeProcesses {
   constructor(
     readonly name: string,
     readonly dir: string,
+    /** The machine's hostname (differs from the config's node name, as on real machines). */
+    readonly hostname: string = name,
   ) {}
 
   get sshdPid(): number | undefined {
@@ -127,7 +129,7 @@ export class NodeProcesses {
   async start(): Promise<void> {
     const holder = spawn(
       'unshare',
-      ['--mount', '--uts', '--propagation', 'private', '--', '/bin/sh', NODE_ROOT_SH, this.dir, this.name],
+      ['--mount', '--uts', '--propagation', 'private', '--', '/bin/sh', NODE_ROOT_SH, this.dir, this.hostname],
       {
         stdio: ['pipe', 'pipe', 'pipe'],
       },

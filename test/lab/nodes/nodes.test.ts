@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { startNodes, type LabNodes } from './index.js';
+import { LAB_HOSTNAMES, startNodes, type LabNodes } from './index.js';
 import { startFakeKube, type FakeKube } from './fake-kube.js';
 import { connect, hostMountsBelow, labKeyPair, labProcesses } from './test-helpers.js';
 
@@ -42,7 +42,7 @@ describe('lab nodes', () => {
     for (const n of lab.nodes) expect(n.hostKey).toMatch(/^ssh-ed25519 AAAA\S+$/);
   });
 
-  it('answer over real SSH with pinned host keys and show three distinct hostnames', async () => {
+  it('answer over real SSH with pinned host keys and show three distinct hostnames, not the config names', async () => {
     const names = await Promise.all(
       lab.nodes.map(async (n) => {
         const ssh = await connect(n, keys.privateKey, n.hostKey);
@@ -53,7 +53,10 @@ describe('lab nodes', () => {
         }
       }),
     );
-    expect(names).toEqual(NAMES);
+    // like the owner's machines: the hostname is not the config's node name (k3s would name the Node after it)
+    expect(names).toEqual(['pedro-cp', 'pedro-w1', 'pedro-w2']);
+    expect(names).toEqual(NAMES.map((n) => LAB_HOSTNAMES[n]));
+    expect(lab.nodes.map((n) => n.hostname)).toEqual(names);
   });
 
   it('accept only the lab key: another key and passwords are refused', async () => {
@@ -110,6 +113,16 @@ describe('lab nodes', () => {
     expect((await run('mountpoint -q /data/persistent-storage')).code).toBe(0);
     expect((await run('sysctl -w net.ipv4.ip_forward=1')).stdout).toBe('net.ipv4.ip_forward = 1');
     expect((await run('modprobe br_netfilter && lsmod | grep -c br_netfilter')).stdout).toBe('1');
+    // iproute2's formats (ip/iproute.c, ip/ipaddress.c): route lines end in a space, -o joins with "\"
+    expect((await run("ip -o -4 route show default | sed 's/$/|/'")).stdout).toBe(
+      'default via 192.168.50.1 dev eth0 proto dhcp src 192.168.50.11 metric 100 |',
+    );
+    expect((await run('ip -o -4 addr show')).stdout.split('\n')).toEqual([
+      '1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever',
+      '2: eth0    inet 192.168.50.11/24 brd 192.168.50.255 scope global eth0\\       valid_lft forever preferred_lft forever',
+      '3: tailscale0    inet 100.64.0.11/32 scope global tailscale0\\       valid_lft forever preferred_lft forever',
+    ]);
+    expect(await run('ip -o addr show dev wlan0')).toMatchObject({ code: 1, stderr: 'Device "wlan0" does not exist.' });
     ssh.dispose();
 
     const w2 = lab.nodes[2];

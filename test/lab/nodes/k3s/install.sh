@@ -141,7 +141,10 @@ info "env: Creating environment file $FILE_K3S_ENV"
 (umask 0177; env | grep -E '^(K3S|CONTAINERD)_' | sed -e 's/=\(.*\)/="\1"/' >"$FILE_K3S_ENV" || true)
 
 info "systemd: Creating service file $FILE_K3S_SERVICE"
-if [ "$CMD_K3S" = server ]; then TYPE=notify; else TYPE=exec; fi
+# k3s-io/k3s install.sh setup_env: SYSTEMD_TYPE=notify unless INSTALL_K3S_TYPE is set, for servers and
+# agents alike; with TimeoutStartSec=0 below, `systemctl restart k3s-agent` blocks until the agent
+# has validated its token against the server (the lab's systemctl shim does the same).
+TYPE=${INSTALL_K3S_TYPE:-notify}
 cat >"$FILE_K3S_SERVICE" <<EOS
 [Unit]
 Description=Lightweight Kubernetes
@@ -172,7 +175,10 @@ info "systemd: Enabling $SYSTEM_NAME unit"
 systemctl enable "$SYSTEM_NAME"
 systemctl daemon-reload >/dev/null
 
-if [ "$PRE_INSTALL_HASHES" = "$(hashes)" ] && [ "${INSTALL_K3S_FORCE_RESTART}" != true ] && systemctl is-active --quiet "$SYSTEM_NAME"; then
+# k3s-io/k3s install.sh service_enable_and_start: only the hashes of the binary, unit and env file
+# decide. A stopped service with nothing changed stays stopped, and a changed config.yaml or
+# registries.yaml is not a change here (neither file is hashed).
+if [ "$PRE_INSTALL_HASHES" = "$(hashes)" ] && [ "${INSTALL_K3S_FORCE_RESTART}" != true ]; then
   info 'No change detected so skipping service start'
   exit 0
 fi
