@@ -1,8 +1,16 @@
 // Platform components as k3s HelmChart resources. The desired HelmChart carries a spec-hash
 // annotation: an existing chart with the same hash whose install Job completed is left untouched
-// (no write), a different hash is updated, a failed Job is re-triggered by bumping an annotation.
-// Success = Job helm-install-<name> Complete and every declared workload rolled out.
+// (no write), a different hash is applied (server-side apply: helm-controller's finalizer and
+// annotations stay). Success = Job helm-install-<name> Complete and every declared workload up.
+// Failure is judged by the Job and the Helm release, as upstream sets them: helm-controller v0.16
+// marks the HelmChart Failed only when it cannot generate the Job (pkg/controllers/chart/chart.go),
+// and klipper-helm with failurePolicy abort never reruns a release left `failed` ("waiting for
+// operator intervention", klipper-helm `entry`). So a retry first rolls the release back: the
+// failed revisions are removed, leaving the last deployed one (retry = upgrade again from it) or
+// none (a first install that failed: retry = install again), then the failed Job is deleted and
+// helm-controller applies it anew. The parked finding says which it will be.
 import { createHash } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -16,7 +24,6 @@ import { beat, sleep } from '../heartbeat.js';
 
 export const HELM_NAMESPACE = 'kube-system';
 export const SPEC_HASH = 'pedro-ops.dev/spec-hash';
-export const RETRIGGER = 'pedro-ops.dev/retrigger';
 const API = 'helm.cattle.io/v1';
 
 type Obj = KubeObject & { spec?: Record<string, any>; status?: Record<string, any> };
@@ -24,8 +31,10 @@ type Obj = KubeObject & { spec?: Record<string, any>; status?: Record<string, an
 export interface ComponentResult {
   name: string;
   version: string;
-  /** created | updated | retriggered | unchanged */
+  /** created | updated | retriggered (a failed release rolled back and run again) | unchanged */
   action: 'created' | 'updated' | 'retriggered' | 'unchanged';
+  /** What a retry did to the failed release, when it did something. */
+  retry?: string;
   satisfied: boolean;
   workloads: { kind: string; name: string; namespace: string; message: string }[];
   durationMs: number;
@@ -139,6 +148,90 @@ async function podsRunning(
   };
 }
 
+/**
+ * A merge patch of our labels, annotations and spec: helm-controller's finalizer
+ * (wrangler.cattle.io/on-helm-chart-remove) and annotations stay, which a replace would drop. Spec
+ * keys we no longer set are removed explicitly (null).
+ */
+async function applyHelmChart(kube: KubePort, current: Obj, desired: Obj): Promise<void> {
+  const gone = Object.keys(current.spec ?? {}).filter((k) => !(k in (desired.spec ?? {})));
+  await kube.patch(
+    {
+      apiVersion: desired.apiVersion,
+      kind: desired.kind,
+      metadata: {
+        name: desired.metadata!.name,
+        namespace: desired.metadata!.namespace,
+        labels: desired.metadata!.labels,
+        annotations: desired.metadata!.annotations,
+      },
+      spec: { ...Object.fromEntries(gone.map((k) => [k, null])), ...desired.spec },
+    } as KubeObject,
+    'merge',
+  );
+}
+
+interface Release {
+  revision: number;
+  status: string;
+  secret: string;
+  description?: string;
+}
+
+/** Helm's release records (secret driver, helm.sh/helm/v3 pkg/storage/driver/secrets.go), newest first. */
+async function releases(kube: KubePort, c: ComponentSpec): Promise<Release[]> {
+  const secrets = await kube.list<Obj>('v1', 'Secret', c.namespace, `owner=helm,name=${c.name}`);
+  return secrets
+    .map((sec) => ({
+      revision: Number(sec.metadata?.labels?.version ?? 0),
+      status: sec.metadata?.labels?.status ?? 'unknown',
+      secret: sec.metadata!.name!,
+      description: releaseDescription((sec as { data?: Record<string, string> }).data?.release),
+    }))
+    .sort((a, b) => b.revision - a.revision);
+}
+
+/** data.release is base64 (the API) of base64(gzip(JSON)) (pkg/storage/driver/util.go encodeRelease). */
+function releaseDescription(data: string | undefined): string | undefined {
+  if (!data) return undefined;
+  try {
+    const inner = Buffer.from(Buffer.from(data, 'base64').toString('utf8'), 'base64');
+    const json = inner[0] === 0x1f && inner[1] === 0x8b ? gunzipSync(inner).toString('utf8') : inner.toString('utf8');
+    return (JSON.parse(json) as { info?: { description?: string } }).info?.description;
+  } catch {
+    return undefined;
+  }
+}
+
+const latestRelease = async (kube: KubePort, c: ComponentSpec) => (await releases(kube, c))[0];
+const isBad = (status: string) => status !== 'deployed' && status !== 'superseded';
+
+/** What a retry will do to the release, for the operator's finding. */
+async function retryPlan(kube: KubePort, c: ComponentSpec): Promise<string> {
+  const all = await releases(kube, c);
+  const good = all.find((r) => !isBad(r.status));
+  return good
+    ? `rolls the release back to deployed revision ${good.revision} (the failed revisions are removed) and upgrades again`
+    : 'removes the failed release (it never deployed) and installs again';
+}
+
+/** Removes the failed (or interrupted) revisions on top of the last deployed one; says what it did. */
+async function rollBackFailedRelease(kube: KubePort, c: ComponentSpec): Promise<string | undefined> {
+  const all = await releases(kube, c);
+  const bad: Release[] = [];
+  for (const r of all) {
+    if (!isBad(r.status)) break;
+    bad.push(r);
+  }
+  if (bad.length === 0) return undefined;
+  for (const r of bad) await kube.delete('v1', 'Secret', r.secret, c.namespace);
+  const good = all.find((r) => !isBad(r.status));
+  const revs = bad.map((r) => `${r.revision} (${r.status})`).join(', ');
+  return good
+    ? `rolled release ${c.name} back to deployed revision ${good.revision}: removed revision ${revs}`
+    : `removed the failed first install of ${c.name}: revision ${revs}`;
+}
+
 export function componentActivities(deps: ActivityDeps) {
   return {
     async installComponent(input: { cluster: string; component: string }): Promise<ComponentResult> {
@@ -155,33 +248,26 @@ export function componentActivities(deps: ActivityDeps) {
       const current = await kube.read<Obj>(API, 'HelmChart', c.name, HELM_NAMESPACE);
       const oldJob = await kube.read<Obj>('batch/v1', 'Job', jobName, HELM_NAMESPACE);
       let action: ComponentResult['action'] = 'unchanged';
+      let retry: string | undefined;
+      const failedBefore = Boolean(cond(oldJob, 'Failed'));
       if (!current) {
         await kube.create(desired);
         action = 'created';
       } else if (current.metadata?.annotations?.[SPEC_HASH] !== hash) {
-        await kube.replace({
-          ...desired,
-          metadata: { ...desired.metadata, resourceVersion: current.metadata?.resourceVersion },
-        });
+        // A new spec over a failed release would meet klipper-helm's "waiting for operator intervention".
+        retry = await rollBackFailedRelease(kube, c);
+        await applyHelmChart(kube, current, desired);
         action = 'updated';
-      } else if (
-        cond(oldJob, 'Failed') ||
-        cond(current, 'Failed') ||
-        (!oldJob && !(await workloadsReady(kube, c)).done)
-      ) {
-        // A previous install failed (or its Job vanished): a write makes helm-controller run it again.
-        // The failed Job goes first: helm-controller keeps an existing Job, and a failed one never reruns.
-        if (oldJob && cond(oldJob, 'Failed')) await kube.delete('batch/v1', 'Job', jobName, HELM_NAMESPACE);
-        const n = Number(current.metadata?.annotations?.[RETRIGGER] ?? '0') + 1;
-        await kube.patch(
-          {
-            apiVersion: API,
-            kind: 'HelmChart',
-            metadata: { name: c.name, namespace: HELM_NAMESPACE, annotations: { [RETRIGGER]: String(n) } },
-          },
-          'merge',
-        );
+      } else if (failedBefore || (!oldJob && !(await workloadsReady(kube, c)).done)) {
+        // A previous install failed (or its Job vanished): roll the release back, then let
+        // helm-controller apply the Job again (it re-creates a deleted Job; a failed one never reruns).
+        retry = await rollBackFailedRelease(kube, c);
+        if (oldJob) await kube.delete('batch/v1', 'Job', jobName, HELM_NAMESPACE);
         action = 'retriggered';
+      }
+      if (retry) {
+        deps.log.info({ component: c.name, retry }, 'failed Helm release rolled back before running helm again');
+        beat({ component: c.name, step: retry });
       }
       const staleJobUid = action === 'unchanged' ? undefined : oldJob?.metadata?.uid;
 
@@ -190,9 +276,13 @@ export function componentActivities(deps: ActivityDeps) {
         const job = await kube.read<Obj>('batch/v1', 'Job', jobName, HELM_NAMESPACE);
         const fresh = job && job.metadata?.uid !== staleJobUid;
         if (fresh && cond(job, 'Failed')) {
+          const rel = await latestRelease(kube, c);
+          const what = rel
+            ? `release ${c.name} revision ${rel.revision} is ${rel.status}${rel.description ? `: ${rel.description}` : ''}`
+            : `no Helm release recorded (${cond(job, 'Failed')?.message ?? 'no message'})`;
           throw nonRetryable(
             ErrorType.InstallFailed,
-            `${c.name}: Job ${HELM_NAMESPACE}/${jobName} failed: ${cond(job, 'Failed')?.message ?? 'no message'}`,
+            `${c.name}: Job ${HELM_NAMESPACE}/${jobName} failed; ${what}. Retry ${await retryPlan(kube, c)}`,
             { component: c.name },
           );
         }
@@ -205,6 +295,7 @@ export function componentActivities(deps: ActivityDeps) {
               name: c.name,
               version: c.version,
               action,
+              ...(retry ? { retry } : {}),
               satisfied: action === 'unchanged',
               workloads: w.list,
               durationMs: Date.now() - t0,

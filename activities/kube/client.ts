@@ -115,7 +115,16 @@ export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
     },
     async delete(apiVersion: string, kind: string, name: string, namespace?: string) {
       try {
-        await api.delete(ref(apiVersion, kind, name, namespace));
+        // Background: dependents (a Job's pods) are garbage-collected. The API's default for Jobs is
+        // to orphan them (kubectl sets background itself), leaving the pods of a deleted Job running.
+        await api.delete(
+          ref(apiVersion, kind, name, namespace),
+          undefined,
+          undefined,
+          undefined,
+          undefined,
+          'Background',
+        );
         return true;
       } catch (err) {
         if (err instanceof ApiException && err.code === 404) return false;
