@@ -181,7 +181,7 @@ async function main(): Promise<number> {
       );
       if (r.status === 'RUNNING' && !flags['no-follow']) return follow(id, r);
       print(r, () => process.stdout.write(`${statusView(r)}\n`));
-      return r.status === 'COMPLETED' || r.status === 'RUNNING' ? 0 : 1;
+      return r.status === 'RUNNING' || (r.status === 'COMPLETED' && resultOk(r.result)) ? 0 : 1;
     }
     case 'runs': {
       const [cluster] = args;

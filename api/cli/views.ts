@@ -34,9 +34,16 @@ interface WorkflowView {
   workflowId: string;
   type?: string;
   status: string;
+  result?: unknown;
+  error?: string;
   temporalWebUrl?: string;
   progress?: { state: string; phase: string; steps: StepProgress[] };
 }
+
+const verdict = (r: unknown) => {
+  const o = (r && typeof r === 'object' ? r : {}) as { state?: unknown; result?: unknown };
+  return typeof o.state === 'string' ? o.state : typeof o.result === 'string' ? o.result : undefined;
+};
 
 /** `status`: the run, then one row per step (state, attempts, duration, error or detail). */
 export function statusView(w: WorkflowView): string {
@@ -47,6 +54,8 @@ export function statusView(w: WorkflowView): string {
       '  ',
     ),
     ...(w.temporalWebUrl ? [`Temporal Web: ${w.temporalWebUrl}`] : []),
+    ...(w.error ? [`error: ${oneLine(w.error, 200)}`] : []),
+    ...(verdict(w.result) ? [`result: ${verdict(w.result)}`] : []),
   ];
   if (!p) return `${head.join('\n')}\n(no progress: the run does not answer the progress query)`;
   const rows = p.steps.map((s) => [

@@ -65,7 +65,10 @@ export const workflowRoutes =
         const handle = ctx.client.workflow.getHandle(req.params.id);
         const d = await describeOr404(handle);
         const progress = await handle.query(progressQuery).catch(() => undefined);
+        // A closed run also shows how it ended (its result or failure: references and fingerprints only, by design).
+        const ended = d.status.name === 'RUNNING' ? {} : await outcome(handle);
         return {
+          ...ended,
           workflowId: d.workflowId,
           runId: d.runId,
           type: d.type,
