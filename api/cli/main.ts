@@ -188,7 +188,7 @@ async function main(): Promise<number> {
       const query = new URLSearchParams();
       if (flags.state) query.set('state', flags.state);
       if (flags.limit) query.set('limit', flags.limit);
-      const path = `${cluster ? `/clusters/${enc(cluster)}/runs` : '/runs'}${query.size ? `?${query}` : ''}`;
+      const path = `${cluster ? `/clusters/${enc(cluster)}/runs` : '/workflows'}${query.size ? `?${query}` : ''}`;
       const r = await api<{ runs: Parameters<typeof runsView>[0] }>(opts, 'GET', path);
       print(r, () => process.stdout.write(`${runsView(r.runs)}\n`));
       return 0;

@@ -48,7 +48,7 @@ export const runRoutes =
   (ctx: AppContext): FastifyPluginAsync =>
   async (app) => {
     app.get<{ Querystring: Query }>(
-      '/runs',
+      '/workflows',
       {
         schema: {
           tags: ['workflows'],
