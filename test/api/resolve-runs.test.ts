@@ -107,6 +107,8 @@ describe('rotation parked at a Kubernetes step', () => {
         (await parkedList()).find((x) => x.workflowId === id),
       );
       expect(listed).toMatchObject({ operation: 'rotate-secrets', parked: [{ step: 'secret:tailscale-oauth' }] });
+      const everywhere = await cli('runs', '--state', 'needs-attention', '--json'); // every cluster: GET /workflows
+      expect(JSON.parse(everywhere.stdout).runs.map((x: { workflowId: string }) => x.workflowId)).toContain(id);
       const human = await cli('runs', 'lab', '--state', 'needs-attention');
       expect(human.stdout).toContain(`pedro-ops resolve ${id} secret:tailscale-oauth retry|skip|abort`);
       const metrics = (await app.inject({ method: 'GET', url: '/metrics', headers: auth(OPERATOR) })).body;
