@@ -1,9 +1,13 @@
 // One real Temporal dev server for the whole test run (in-memory, headless, free port), from the
 // project's own toolchain binary. Tests isolate themselves by task queue. At the end, the leak
 // audit searches every history, worker log line and API response of the run for secret values.
+// First of all, the system packages the lab needs (scripts/system-deps.sh): installed when the run is
+// root on Debian, otherwise the run stops here, in seconds, naming the command that installs them.
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { TestProject } from 'vitest/node';
 import { freePort, startDevServer, type DevServer } from '../scripts/temporal-server.js';
 import { labToolchainDir } from './lab/kube/control-plane.js';
@@ -16,7 +20,21 @@ declare module 'vitest' {
 
 let server: DevServer | undefined;
 
+function systemDeps(): void {
+  const script = fileURLToPath(new URL('../scripts/system-deps.sh', import.meta.url));
+  const r = spawnSync('bash', [script], { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8' });
+  if (r.status === 0) {
+    if (r.stderr) process.stderr.write(r.stderr);
+    return;
+  }
+  // vitest prints a global-setup error once and runs no test file: one clear message, not 25 failures.
+  throw new Error(
+    `system packages the tests need are missing (scripts/system-deps.sh):\n${r.stderr ?? r.error?.message}`,
+  );
+}
+
 export default async function setup(project: TestProject) {
+  systemDeps();
   const auditDir = mkdtempSync(join(tmpdir(), 'pedro-ops-audit-'));
   process.env.PEDRO_OPS_AUDIT_DIR = auditDir; // inherited by the test workers forked after this
   // The lab's real control plane (kube-apiserver, controller-manager, scheduler, kine, kwok, CoreDNS):

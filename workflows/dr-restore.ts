@@ -70,8 +70,24 @@ export interface DrRestoreReport {
 }
 
 export async function drRestore(input: DrRestoreInput): Promise<DrRestoreReport> {
+  const ctx: { runner?: StepRunner } = {};
+  try {
+    return await restore(input, ctx);
+  } catch (err) {
+    if (!(err instanceof AbortRequested) || !ctx.runner) throw err;
+    // An operator's abort at a parked step ends the run as failed with the reason. Nothing is undone:
+    // before approval nothing was restored, and a restore into live namespaces has no safe inverse.
+    ctx.runner.setState('failed');
+    ctx.runner.setPhase('done');
+    upsertMemo({ report: { result: 'failed', reasons: [err.message] } });
+    throw ApplicationFailure.create({ type: 'Aborted', nonRetryable: true, message: `DR restore ${err.message}` });
+  }
+}
+
+async function restore(input: DrRestoreInput, ctx: { runner?: StepRunner }): Promise<DrRestoreReport> {
   const { cluster } = input;
   const runner = new StepRunner('drRestore', cluster, 'dr-restore');
+  ctx.runner = runner;
   if (input.requestedBy) upsertSearchAttributes([{ key: RequestedBy, value: input.requestedBy }]);
   const timeouts = { ...DEFAULT_TIMEOUTS, ...input.timeouts };
   const shortId = workflowInfo().runId.replace(/-/g, '').slice(-6);

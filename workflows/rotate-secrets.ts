@@ -15,7 +15,7 @@ import type { Activities } from '../activities/index.js';
 import type { ClusterSpec, SecretEntrySpec, WorkloadRef } from '../config/schema.js';
 import { DEFAULT_RETRY, ErrorType } from './failures.js';
 import { RequestedBy } from './search-attributes.js';
-import { StepRunner } from './steps.js';
+import { AbortRequested, StepRunner } from './steps.js';
 
 export interface RotateSecretsInput {
   cluster: string;
@@ -82,10 +82,69 @@ const waits = proxyActivities<Activities>({
 const workloadKey = (w: WorkloadRef, entry: SecretEntrySpec) =>
   `${w.namespace ?? entry.kubernetes?.namespace ?? 'default'}/${w.kind}/${w.name}`;
 
+/** What an operator's abort has to undo, filled in as the rotation goes. */
+interface AbortContext {
+  runner?: StepRunner;
+  report?: RotationReport;
+  spec?: ClusterSpec;
+  rep?: Map<string, EntryReport>;
+  /** Entries whose OpenBAO value this run wrote. */
+  written: SecretEntrySpec[];
+  rollingBack?: boolean;
+}
+
 export async function rotateSecrets(input: RotateSecretsInput): Promise<RotationReport> {
+  const ctx: AbortContext = { written: [] };
+  try {
+    return await rotate(input, ctx);
+  } catch (err) {
+    if (!(err instanceof AbortRequested) || !ctx.runner || !ctx.report) throw err;
+    return compensate(ctx as Required<Pick<AbortContext, 'runner' | 'report'>> & AbortContext, err, input);
+  }
+}
+
+/**
+ * Abort (DESIGN rule 4): the operator stopped the run at a parked step. Every entry this run wrote to
+ * OpenBAO goes back to its previous version (Secret re-applied from it, the new version marked rolled
+ * back, consumers restarted), the rest is reported failed with the reason. An abort during that
+ * rollback itself stops there: the report says which entries were left.
+ */
+async function compensate(
+  ctx: AbortContext & { runner: StepRunner; report: RotationReport },
+  err: AbortRequested,
+  input: RotateSecretsInput,
+): Promise<RotationReport> {
+  const { runner, report } = ctx;
+  const reason = `aborted by operator at step ${err.step}${err.by ? ` (${err.by})` : ''}`;
+  for (const r of report.entries) {
+    if (r.status !== 'pending') continue;
+    r.status = 'failed';
+    r.reason = reason;
+    runner.mark(`entry:${r.id}`, 'failed', reason);
+  }
+  const toRollBack = ctx.written.filter((e) => ctx.rep?.get(e.id)?.status === 'failed');
+  if (ctx.rollingBack || !ctx.spec || !ctx.rep || toRollBack.length === 0) {
+    if (ctx.rollingBack)
+      for (const e of toRollBack) ctx.rep!.get(e.id)!.reason = `${ctx.rep!.get(e.id)!.reason}; rollback ${reason}`;
+    return finish(runner, report, 'failed');
+  }
+  try {
+    await rollBack(runner, report, ctx.spec, toRollBack, ctx.rep, report.rotationId, input);
+  } catch (again) {
+    if (!(again instanceof AbortRequested)) throw again;
+    for (const e of toRollBack) {
+      const r = ctx.rep.get(e.id)!;
+      if (r.status !== 'rolled-back') r.reason = `${r.reason}; rollback aborted by operator at step ${again.step}`;
+    }
+  }
+  return finish(runner, report, 'failed');
+}
+
+async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<RotationReport> {
   const { cluster } = input;
   const rotationId = input.requestId ?? uuid4();
   const runner = new StepRunner('rotateSecrets', cluster, input.dryRun ? 'drift-check' : 'rotate-secrets');
+  ctx.runner = runner;
   if (input.requestedBy) upsertSearchAttributes([{ key: RequestedBy, value: input.requestedBy }]);
   const report: RotationReport = {
     rotationId,
@@ -96,6 +155,7 @@ export async function rotateSecrets(input: RotateSecretsInput): Promise<Rotation
     restarts: [],
   };
   setHandler(rotationStatusQuery, () => report);
+  ctx.report = report;
 
   const spec = (await runner.run('load-spec', 'plan', 'Load the cluster definition', () =>
     acts.loadClusterSpec(cluster),
@@ -193,6 +253,11 @@ export async function rotateSecrets(input: RotateSecretsInput): Promise<Rotation
     if (s.outcome === 'failed') fail(s.id, `${s.error?.type}: ${s.error?.message}`);
     else if (s.outcome === 'written') changed.add(s.id);
   }
+  Object.assign(ctx, {
+    spec,
+    rep,
+    written: sync.entries.filter((s) => s.outcome === 'written').map((s) => byId.get(s.id)!),
+  });
 
   runner.setPhase('kubernetes');
   await Promise.all(
@@ -266,6 +331,7 @@ export async function rotateSecrets(input: RotateSecretsInput): Promise<Rotation
 
   // Roll back what changed in this run and then failed; everything else keeps its new values.
   const toRollBack = [...changed].filter((id) => rep.get(id)!.status === 'failed');
+  ctx.rollingBack = true;
   if (toRollBack.length)
     await rollBack(
       runner,

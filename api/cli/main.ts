@@ -5,13 +5,18 @@ import { parseArgs } from 'node:util';
 import type { ProgressEvent } from '../../workflows/messages.js';
 import { api, ApiError, defaultToken, followEvents, type ApiOptions } from './http.js';
 import { ProgressView, resultOk } from './render.js';
+import { planView, reportView, resolveHint, runsView, statusView, table } from './views.js';
 
 const USAGE = `usage: pedro-ops <command> [args] [--url URL] [--token TOKEN] [--json] [--no-follow]
 
+  help, --help                               this text
   clusters                                   list clusters
-  provision <cluster> [--dry-run] [--allow-tofu]
-  status <workflow-id>                       status and progress of any run (follows it unless --no-follow)
-  resolve-step <cluster> <step> retry|skip|abort [--note TEXT]
+  provision <cluster> [--dry-run] [--allow-tofu]   --dry-run: the plan as a phase tree with the critical path
+  status <workflow-id>                       a run's steps (state, attempts, duration, error); follows it unless --no-follow
+  runs [cluster] [--state STATE] [--limit N] runs from Temporal visibility; STATE: needs-attention, running,
+                                             waiting-approval, succeeded, partial, failed, cancelled, completed
+  resolve <workflow-id> <step> retry|skip|abort [--note TEXT]   resolve a parked step of any run
+  resolve-step <cluster> <step> retry|skip|abort [--note TEXT]  the same for the cluster's provision run
   rotate <cluster> [--entry ID ...] [--generate]
   drift <cluster> [--entry ID ...]           compare 1Password, OpenBAO and Kubernetes; changes nothing
   verify-backup <cluster> [--backup NAME | --create-new] [--namespace NS ...]
@@ -26,27 +31,37 @@ const USAGE = `usage: pedro-ops <command> [args] [--url URL] [--token TOKEN] [--
 env: PEDRO_OPS_API_URL (default http://127.0.0.1:3000), PEDRO_OPS_API_TOKEN (default: the dev operator token)
 exit codes: 0 success, 1 failed run or API error, 2 usage, 3 a step needs attention`;
 
-const { values: flags, positionals } = parseArgs({
-  allowPositionals: true,
-  options: {
-    url: { type: 'string' },
-    token: { type: 'string' },
-    json: { type: 'boolean', default: false },
-    'no-follow': { type: 'boolean', default: false },
-    'dry-run': { type: 'boolean', default: false },
-    'allow-tofu': { type: 'boolean', default: false },
-    'create-new': { type: 'boolean', default: false },
-    generate: { type: 'boolean', default: false },
-    force: { type: 'boolean', default: false },
-    entry: { type: 'string', multiple: true },
-    namespace: { type: 'string', multiple: true },
-    backup: { type: 'string' },
-    note: { type: 'string' },
-    start: { type: 'string' },
-    end: { type: 'string' },
-    help: { type: 'boolean', short: 'h', default: false },
-  },
-});
+const parsed = (() => {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        url: { type: 'string' },
+        token: { type: 'string' },
+        json: { type: 'boolean', default: false },
+        'no-follow': { type: 'boolean', default: false },
+        'dry-run': { type: 'boolean', default: false },
+        'allow-tofu': { type: 'boolean', default: false },
+        'create-new': { type: 'boolean', default: false },
+        generate: { type: 'boolean', default: false },
+        force: { type: 'boolean', default: false },
+        entry: { type: 'string', multiple: true },
+        namespace: { type: 'string', multiple: true },
+        backup: { type: 'string' },
+        note: { type: 'string' },
+        start: { type: 'string' },
+        end: { type: 'string' },
+        state: { type: 'string' },
+        limit: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${USAGE}\n`);
+    process.exit(2);
+  }
+})();
+const { values: flags, positionals } = parsed;
 
 const opts: ApiOptions = {
   url: flags.url ?? process.env.PEDRO_OPS_API_URL ?? 'http://127.0.0.1:3000',
@@ -71,7 +86,8 @@ async function follow(workflowId: string, started?: Record<string, unknown>): Pr
   if (!json && started?.temporalWebUrl)
     process.stderr.write(`workflow ${workflowId}\nTemporal Web: ${started.temporalWebUrl}\n`);
   if (flags['no-follow']) {
-    print(started ?? { workflowId });
+    const s = started ?? { workflowId };
+    print(s, () => process.stdout.write(`${reportView(s)}\n`));
     return 0;
   }
   const view = new ProgressView(json ? undefined : process.stderr);
@@ -89,7 +105,7 @@ async function follow(workflowId: string, started?: Record<string, unknown>): Pr
       const r = msg.data as { status: string; result?: unknown; error?: string };
       const ok = r.status === 'COMPLETED' && resultOk(r.result);
       print({ workflowId, ...r }, () => {
-        process.stdout.write(`${JSON.stringify(r.result ?? r, null, 2)}\n`);
+        process.stdout.write(`${reportView(r.result ?? r)}\n`);
         if (!ok)
           process.stderr.write(
             `FAILED: ${r.error ?? (r.result as { state?: string; result?: string })?.state ?? (r.result as { result?: string })?.result ?? r.status}\n`,
@@ -107,7 +123,8 @@ async function follow(workflowId: string, started?: Record<string, unknown>): Pr
       if (json) print({ workflowId, state: 'needs-attention', steps });
       else
         process.stderr.write(
-          `NEEDS ATTENTION: ${steps.map((x) => `${x.step}${x.error ? ` (${x.error})` : ''}`).join(', ') || 'a step'}\nresolve with: pedro-ops resolve-step <cluster> <step> retry|skip|abort\n`,
+          `NEEDS ATTENTION: ${steps.map((x) => `${x.step}${x.error ? ` (${x.error})` : ''}`).join(', ') || 'a step'}\n` +
+            `resolve with:\n${(steps.length ? steps : [{ step: '<step>' }]).map((x) => `  ${resolveHint(workflowId, x.step)}\n`).join('')}`,
         );
       return 3;
     }
@@ -117,7 +134,11 @@ async function follow(workflowId: string, started?: Record<string, unknown>): Pr
 
 async function main(): Promise<number> {
   const [cmd, ...args] = positionals;
-  if (flags.help || !cmd) usage();
+  if (flags.help || cmd === 'help') {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (!cmd) usage();
   switch (cmd) {
     case 'clusters': {
       const r = await api<{
@@ -136,8 +157,13 @@ async function main(): Promise<number> {
       const [cluster] = args;
       if (!cluster) usage('provision needs a cluster');
       if (flags['dry-run']) {
-        const plan = await api(opts, 'POST', `/clusters/${enc(cluster)}/provision?dryRun=true`, {});
-        print(plan);
+        const plan = await api<Parameters<typeof planView>[0]>(
+          opts,
+          'POST',
+          `/clusters/${enc(cluster)}/provision?dryRun=true`,
+          {},
+        );
+        print(plan, () => process.stdout.write(`${planView(plan)}\n`));
         return 0;
       }
       const r = await startOrAttach(`/clusters/${enc(cluster)}/provision`, {
@@ -148,10 +174,39 @@ async function main(): Promise<number> {
     case 'status': {
       const [id] = args;
       if (!id) usage('status needs a workflow id');
-      const r = await api(opts, 'GET', `/workflows/${enc(id)}`);
+      const r = await api<Parameters<typeof statusView>[0] & Record<string, unknown>>(
+        opts,
+        'GET',
+        `/workflows/${enc(id)}`,
+      );
       if (r.status === 'RUNNING' && !flags['no-follow']) return follow(id, r);
-      print(r);
-      return r.status === 'COMPLETED' || r.status === 'RUNNING' ? 0 : 1;
+      print(r, () => process.stdout.write(`${statusView(r)}\n`));
+      return r.status === 'RUNNING' || (r.status === 'COMPLETED' && resultOk(r.result)) ? 0 : 1;
+    }
+    case 'runs': {
+      const [cluster] = args;
+      const query = new URLSearchParams();
+      if (flags.state) query.set('state', flags.state);
+      if (flags.limit) query.set('limit', flags.limit);
+      const path = `${cluster ? `/clusters/${enc(cluster)}/runs` : '/workflows'}${query.size ? `?${query}` : ''}`;
+      const r = await api<{ runs: Parameters<typeof runsView>[0] }>(opts, 'GET', path);
+      print(r, () => process.stdout.write(`${runsView(r.runs)}\n`));
+      return 0;
+    }
+    case 'resolve': {
+      const [id, step, action] = args;
+      if (!id || !step || !['retry', 'skip', 'abort'].includes(action))
+        usage('resolve needs <workflow-id> <step> retry|skip|abort');
+      const r = await api(opts, 'POST', `/workflows/${enc(id)}/steps/${enc(step)}`, {
+        action,
+        ...(flags.note ? { note: flags.note } : {}),
+      });
+      print(r, () =>
+        process.stdout.write(
+          `${id} ${step}: ${action} accepted${flags['no-follow'] ? '' : '; follow with: pedro-ops status ' + id}\n`,
+        ),
+      );
+      return 0;
     }
     case 'resolve-step': {
       const [cluster, step, action] = args;
@@ -161,7 +216,7 @@ async function main(): Promise<number> {
         action,
         ...(flags.note ? { note: flags.note } : {}),
       });
-      print(r, () => process.stdout.write(`${step}: ${action} accepted\n`));
+      print(r, () => process.stdout.write(`provision/${cluster} ${step}: ${action} accepted\n`));
       return 0;
     }
     case 'rotate':
@@ -199,11 +254,13 @@ async function main(): Promise<number> {
         namespaces: flags.namespace,
         ...(flags.force ? { force: true } : {}),
       });
-      if (!json)
-        process.stderr.write(
-          `restore planned; approve with: pedro-ops approve ${cluster} ${r.id ?? r.requestId ?? r.workflowId}\n`,
-        );
-      print(r);
+      const rid = String(r.id ?? r.requestId ?? r.workflowId);
+      print(r, () =>
+        process.stdout.write(
+          `restore planned: ${r.workflowId}\n${r.temporalWebUrl ? `Temporal Web: ${r.temporalWebUrl}\n` : ''}` +
+            `approve with: pedro-ops approve ${cluster} ${rid}   (or reject: pedro-ops reject ${cluster} ${rid})\n`,
+        ),
+      );
       return 0;
     }
     case 'approve':
@@ -216,8 +273,11 @@ async function main(): Promise<number> {
         `/clusters/${enc(cluster)}/dr/restore/${enc(id)}/${cmd}`,
         flags.note ? { note: flags.note } : {},
       );
-      print(r);
-      if (cmd === 'approve' && typeof r.workflowId === 'string') return follow(r.workflowId, r);
+      if (cmd === 'approve' && typeof r.workflowId === 'string') {
+        if (!json) process.stderr.write(`approved ${r.workflowId}${r.by ? ` by ${r.by}` : ''}\n`);
+        return follow(r.workflowId, r);
+      }
+      print(r, () => process.stdout.write(`${cmd}ed ${r.workflowId ?? id}: ${r.decision ?? cmd}\n`));
       return 0;
     }
     case 'schedules': {
@@ -225,23 +285,44 @@ async function main(): Promise<number> {
       if (!sub || !cluster) usage('schedules needs list|pause|unpause|trigger|backfill <cluster>');
       const base = `/clusters/${enc(cluster)}/schedules`;
       if (sub === 'list') {
-        print(await api(opts, 'GET', base));
+        const r = await api<{ schedules?: Record<string, unknown>[] }>(opts, 'GET', base);
+        print(r, () => process.stdout.write(`${schedulesView(r.schedules ?? [])}\n`));
         return 0;
       }
       if (!scheduleId) usage(`schedules ${sub} needs a schedule id`);
       const path = `${base}/${enc(scheduleId)}`;
+      const done = (r: Record<string, unknown>, what: string) =>
+        print(r, () => process.stdout.write(`${scheduleId}: ${what}\n`));
       if (sub === 'pause' || sub === 'unpause')
-        print(await api(opts, 'POST', `${path}/${sub}`, flags.note ? { note: flags.note } : {}));
-      else if (sub === 'trigger') print(await api(opts, 'POST', `${path}/trigger`, {}));
+        done(await api(opts, 'POST', `${path}/${sub}`, flags.note ? { note: flags.note } : {}), `${sub}d`);
+      else if (sub === 'trigger') done(await api(opts, 'POST', `${path}/trigger`, {}), 'triggered');
       else if (sub === 'backfill') {
         if (!flags.start || !flags.end) usage('schedules backfill needs --start and --end');
-        print(await api(opts, 'POST', `${path}/backfill`, { start: flags.start, end: flags.end }));
+        done(
+          await api(opts, 'POST', `${path}/backfill`, { start: flags.start, end: flags.end }),
+          `backfill ${flags.start} .. ${flags.end} requested`,
+        );
       } else usage(`unknown schedules command ${sub}`);
       return 0;
     }
     default:
       usage(`unknown command ${cmd}`);
   }
+}
+
+function schedulesView(list: Record<string, unknown>[]): string {
+  if (list.length === 0) return 'no schedules';
+  const cell = (v: unknown) => (v === undefined || v === null ? '' : String(v));
+  const rows = list.map((s) => [
+    cell(s.scheduleId),
+    cell(s.workflowType),
+    s.paused ? 'paused' : 'active',
+    cell(s.cron),
+    cell(Array.isArray(s.nextRuns) ? s.nextRuns[0] : undefined),
+    cell(Array.isArray(s.running) ? s.running.join(', ') : undefined),
+    cell(s.note),
+  ]);
+  return table(['SCHEDULE', 'WORKFLOW', 'STATE', 'CRON', 'NEXT RUN', 'RUNNING', 'NOTE'], rows);
 }
 
 /** Starts a run; if one already runs (409), follows that one instead of failing. */

@@ -1,14 +1,15 @@
 // Cluster build: start provisionCluster (one run per cluster at a time: workflow id provision/<name>),
 // show the plan without starting anything (dryRun), read live progress, and resolve a parked step.
 import type { FastifyPluginAsync } from 'fastify';
-import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
-import { ErrorBody, conflict, notFound } from '../errors.js';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { ErrorBody, notFound } from '../errors.js';
 import { clusterOr404, identityOf, type AppContext } from '../context.js';
 import { startRun, startedSchema } from '../start-run.js';
 import { ClusterNameParam } from './clusters.js';
 import { workflowWebUrl } from '../../worker/settings.js';
 import { buildProvisionPlan, provisionWorkflowId } from '../../workflows/provision-plan.js';
-import { progressQuery, resolveStepUpdate, type ResolveAction } from '../../workflows/messages.js';
+import { progressQuery, type ResolveAction } from '../../workflows/messages.js';
+import { ResolveBody, Resolved, StepName, resolveStep } from '../runs.js';
 import type { ProvisionInput } from '../../workflows/provision-cluster.js';
 
 const ProvisionBody = {
@@ -69,20 +70,10 @@ const StepParams = {
   type: 'object',
   properties: {
     name: ClusterNameParam.properties.name,
-    step: { type: 'string', minLength: 1, maxLength: 200, pattern: '^[a-z0-9][a-z0-9/_.-]*$' },
+    step: StepName,
   },
   required: ['name', 'step'],
   additionalProperties: false,
-} as const;
-
-const ResolveBody = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['action'],
-  properties: {
-    action: { type: 'string', enum: ['retry', 'skip', 'abort'] },
-    note: { type: 'string', maxLength: 500 },
-  },
 } as const;
 
 export const provisionRoutes =
@@ -165,33 +156,23 @@ export const provisionRoutes =
           summary: 'Resolve a step in needs-attention: retry, skip (where safe) or abort',
           params: StepParams,
           body: ResolveBody,
-          response: {
-            200: {
-              type: 'object',
-              properties: { accepted: { type: 'boolean' }, step: { type: 'string' }, action: { type: 'string' } },
-            },
-            400: ErrorBody,
-            404: ErrorBody,
-            409: ErrorBody,
-          },
+          response: { 200: Resolved, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
         },
       },
       async (req) => {
         const spec = clusterOr404(ctx, req.params.name);
-        const workflowId = provisionWorkflowId(spec.name);
-        const handle = ctx.client.workflow.getHandle(workflowId);
-        try {
-          const r = await handle.executeUpdate(resolveStepUpdate, {
-            args: [{ step: req.params.step, action: req.body.action, by: identityOf(req), note: req.body.note }],
-          });
-          return { accepted: r.accepted, step: req.params.step, action: req.body.action };
-        } catch (err) {
-          if (err instanceof WorkflowUpdateFailedError)
-            throw conflict(err.cause?.message ?? 'update rejected', { workflowId, step: req.params.step });
-          if (err instanceof WorkflowNotFoundError)
-            throw notFound(`cluster ${spec.name} has no running provision`, { workflowId });
-          throw err;
-        }
+        return resolveStep(
+          ctx,
+          {
+            workflowId: provisionWorkflowId(spec.name),
+            step: req.params.step,
+            action: req.body.action,
+            note: req.body.note,
+            by: identityOf(req),
+            notRunning: `cluster ${spec.name} has no running provision`,
+          },
+          req.log,
+        );
       },
     );
   };

@@ -7,12 +7,21 @@ import { WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
 import { eventsQuery, progressQuery, type ProgressEvent } from '../../workflows/messages.js';
 import { workflowWebUrl } from '../../worker/settings.js';
 import { ErrorBody, notFound } from '../errors.js';
-import type { AppContext } from '../context.js';
+import { identityOf, type AppContext } from '../context.js';
+import { ResolveBody, Resolved, StepName, resolveStep } from '../runs.js';
+import type { ResolveAction } from '../../workflows/messages.js';
 
 const IdParam = {
   type: 'object',
   properties: { id: { type: 'string', minLength: 1, maxLength: 400, pattern: '^[A-Za-z0-9][A-Za-z0-9/_.:-]*$' } },
   required: ['id'],
+  additionalProperties: false,
+} as const;
+
+const StepParams = {
+  type: 'object',
+  properties: { id: IdParam.properties.id, step: StepName },
+  required: ['id', 'step'],
   additionalProperties: false,
 } as const;
 
@@ -56,7 +65,10 @@ export const workflowRoutes =
         const handle = ctx.client.workflow.getHandle(req.params.id);
         const d = await describeOr404(handle);
         const progress = await handle.query(progressQuery).catch(() => undefined);
+        // A closed run also shows how it ended (its result or failure: references and fingerprints only, by design).
+        const ended = d.status.name === 'RUNNING' ? {} : await outcome(handle);
         return {
+          ...ended,
           workflowId: d.workflowId,
           runId: d.runId,
           type: d.type,
@@ -67,6 +79,32 @@ export const workflowRoutes =
           progress,
         };
       },
+    );
+
+    app.post<{ Params: { id: string; step: string }; Body: { action: ResolveAction; note?: string } }>(
+      '/workflows/:id/steps/:step',
+      {
+        schema: {
+          tags: ['workflows'],
+          summary:
+            'Resolve a parked step of any run (provision, rotation, drift check, drill, DR restore): retry, skip (where safe) or abort',
+          params: StepParams,
+          body: ResolveBody,
+          response: { 200: Resolved, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+        },
+      },
+      async (req) =>
+        resolveStep(
+          ctx,
+          {
+            workflowId: req.params.id,
+            step: req.params.step,
+            action: req.body.action,
+            note: req.body.note,
+            by: identityOf(req),
+          },
+          req.log,
+        ),
     );
 
     app.get<{ Params: { id: string }; Querystring: { after?: number } }>(

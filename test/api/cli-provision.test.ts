@@ -40,6 +40,7 @@ describe('pedro-ops provision', () => {
     expect(first.code).toBe(3);
     expect(first.stderr).toContain('NEEDS ATTENTION: component/longhorn');
     expect(first.stderr).toContain('chart longhorn-9.9.9 not found');
+    expect(first.stderr).toContain('pedro-ops resolve provision/lab-cli component/longhorn retry|skip|abort');
     expect(first.stderr).toMatch(/preflight|k3s/); // live progress lines were printed before
     expect(first.stdout).toBe(''); // human mode: the report only at the end
 
@@ -68,8 +69,9 @@ describe('pedro-ops provision', () => {
     const r = await cli('provision', 'lab-cli');
     expect(r.code).toBe(0);
     expect(r.stderr).toMatch(/satisfied/);
-    const report = JSON.parse(r.stdout);
-    expect(report.state).toBe('succeeded');
+    // the report for a person: fields, then tables (nodes, components)
+    expect(r.stdout).toMatch(/^state\s+succeeded$/m);
+    expect(r.stdout).toMatch(/^components:\n.*NAME/m);
   });
 
   it('dry run prints the plan and starts nothing', async () => {
@@ -78,4 +80,47 @@ describe('pedro-ops provision', () => {
     const plan = JSON.parse(r.stdout);
     expect(JSON.stringify(plan)).toContain('component/longhorn');
   });
+
+  it('parked again: skip where allowed (preflight), refused where later steps depend on it (409), abort ends the build failed', async () => {
+    await h.lab.faults.ssh.rotateHostKey('worker-1'); // a re-installed machine: its pinned host key no longer matches
+    try {
+      // a re-run converges from the top; HostKeyMismatch is never retried, so preflight parks first
+      const parked = await cli('provision', 'lab-cli');
+      expect(parked.code, parked.stderr).toBe(3);
+      expect(parked.stderr).toContain('pedro-ops resolve provision/lab-cli preflight retry|skip|abort');
+      expect((await cli('resolve', 'provision/lab-cli', 'preflight', 'skip', '--note', 'checked by hand')).code).toBe(
+        0,
+      );
+      const next = await cli('status', 'provision/lab-cli');
+      expect(next.code, next.stderr).toBe(3);
+      expect(next.stderr).toContain('pedro-ops resolve provision/lab-cli prepare/worker-1 retry|skip|abort');
+      const skip = await cli('resolve', 'provision/lab-cli', 'prepare/worker-1', 'skip', '--json');
+      expect(skip.code).toBe(1);
+      expect(JSON.parse(skip.stdout).error).toMatchObject({ error: 'Conflict' });
+      expect(JSON.parse(skip.stdout).error.message).toMatch(/skip refused for "prepare\/worker-1": .* on it/);
+      const abort = await cli('resolve', 'provision/lab-cli', 'prepare/worker-1', 'abort', '--note', 're-pin first');
+      expect(abort.code, abort.stderr).toBe(0);
+      const st = await eventually(async () => {
+        const r = await cli('status', 'provision/lab-cli', '--no-follow');
+        return /RUNNING/.test(r.stdout.split('\n')[0]) ? undefined : r;
+      });
+      expect(st.code).toBe(1);
+      expect(st.stdout).toMatch(/^error: .*aborted by operator at step prepare\/worker-1.*nothing was rolled back/m);
+      expect(st.stdout).toMatch(/prepare\/worker-1\s+failed\s+1\s/);
+      expect(st.stdout).toMatch(/preflight\s+skipped\s/);
+    } finally {
+      await h.lab.faults.ssh.restoreHostKey('worker-1');
+      h.lab.faults.clear();
+    }
+  });
 });
+
+async function eventually<T>(fn: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

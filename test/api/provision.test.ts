@@ -124,7 +124,12 @@ describe('provision API', () => {
       payload: { action: 'abort', note: 'test done' },
     });
     expect(abort.statusCode).toBe(200);
-    expect(abort.json()).toEqual({ accepted: true, step: 'preflight', action: 'abort' });
+    expect(abort.json()).toMatchObject({
+      accepted: true,
+      workflowId: 'provision/lab',
+      step: 'preflight',
+      action: 'abort',
+    });
     const handle = h.t.client.workflow.getHandle('provision/lab');
     await expect(handle.result()).rejects.toThrow();
     const after = (await progress()).json();

@@ -2,7 +2,8 @@
 // SSH with the stand-in installer, OpenBAO initialised and unsealed through its HTTP API, the unseal
 // material kept in 1Password, secrets copied 1Password -> OpenBAO -> Kubernetes), so tests that start
 // from a built cluster see the same world a real provision leaves behind.
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { NodeSSH } from 'node-ssh';
 import * as k8s from '@kubernetes/client-node';
 import type { ClusterSpec } from '../../config/schema.js';
@@ -11,6 +12,7 @@ import type { KubeLab } from './kube/index.js';
 import type { OpenBaoDouble } from './openbao.js';
 import { createLabOnePasswordClient } from './onepassword/index.js';
 import { K3S_CONFIG_PATH, K3S_REGISTRIES_PATH, k3sConfig, registriesYaml } from '../../activities/ssh/prepare.js';
+import { K3S_KUBECONFIG, rewriteKubeconfig } from '../../activities/k3s/kubeconfig.js';
 
 export interface BuiltSecrets {
   unsealKeys: string[];
@@ -214,9 +216,34 @@ async function copySecrets(ctx: SeedContext, op: OpClient, rootToken: string): P
   }
 }
 
+/**
+ * The kubeconfig a provisioned cluster has: the server's k3s.yaml, server URL rewritten to the VIP,
+ * 0600 at the spec's kubeconfig path — what the fetchKubeconfig activity (activities/k3s/kubeconfig.ts)
+ * leaves behind, so rotate, drift, verify-backup and dr-restore work on a built lab without a provision.
+ */
+export async function writeBuiltKubeconfig(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshKeyPath'>): Promise<void> {
+  const path = ctx.spec.kubernetes?.kubeconfigPath;
+  if (!path) return;
+  const server = ctx.spec.nodes.find((n) => n.role === 'server')!;
+  const ssh = await connectNode(
+    ctx.nodes.find((n) => n.name === server.name)!,
+    ctx.sshKeyPath,
+  );
+  let text: string;
+  try {
+    text = await sh(ssh, server.name, `cat ${K3S_KUBECONFIG}`);
+  } finally {
+    ssh.dispose();
+  }
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  writeFileSync(`${path}.tmp`, rewriteKubeconfig(text, ctx.spec), { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
+}
+
 export async function seedBuiltState(ctx: SeedContext): Promise<BuiltSecrets> {
   const t0 = performance.now();
   await installK3s(ctx);
+  await writeBuiltKubeconfig(ctx);
   await ctx.kube.seedBuilt(ctx.spec);
   const secrets = await initOpenBao(ctx);
   // OpenBAO's pods turn Ready once it is unsealed, like every other workload by now.

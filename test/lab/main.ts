@@ -1,13 +1,14 @@
 // `npm run lab [-- --built] [-- --facts '{"worker-2":{"memoryMiB":1024}}']`: the lab in the foreground.
-// Writes config/clusters/lab.yaml so a running orchestrator serves cluster "lab"; Ctrl-C stops
-// everything and deletes that file again.
+// Writes lab.yaml into the orchestrator's clusters folder (PEDRO_OPS_CLUSTERS_DIR, default
+// config/clusters/) so a running orchestrator serves cluster "lab"; Ctrl-C stops everything and
+// deletes that file again.
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT } from './cluster-spec.js';
 import { startLab, type StartLabOptions } from './index.js';
 
-const LAB_FILE = join(REPO_ROOT, 'config/clusters/lab.yaml');
+const LAB_FILE = join(process.env.PEDRO_OPS_CLUSTERS_DIR ?? join(REPO_ROOT, 'config/clusters'), 'lab.yaml');
 
 function options(): StartLabOptions {
   const { values } = parseArgs({
