@@ -291,6 +291,12 @@ export const ClusterSpecSchema = Type.Object(
         storageLocation: Name,
         bucket: Type.String({ minLength: 3 }),
         s3Url: Type.String({ pattern: '^https?://' }),
+        /**
+         * Where the worker reaches the object store. Velero signs DownloadRequest URLs (resource
+         * lists, logs) for the BSL's publicUrl when set, else for s3Url, usually an in-cluster name
+         * the worker outside the cluster cannot resolve (velero pkg/persistence/object_store.go).
+         */
+        publicUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
         schedule: Type.Object(
           {
             name: Name,

@@ -127,7 +127,12 @@ export function platformActivities(deps: ActivityDeps) {
             provider: 'aws',
             default: true,
             objectStorage: { bucket: b.bucket },
-            config: { s3Url: b.s3Url, s3ForcePathStyle: 'true', region: 'us-east-1' },
+            config: {
+              s3Url: b.s3Url,
+              ...(b.publicUrl ? { publicUrl: b.publicUrl } : {}),
+              s3ForcePathStyle: 'true',
+              region: 'us-east-1',
+            },
           },
         });
       }

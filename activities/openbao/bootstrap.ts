@@ -11,6 +11,8 @@ import { vaultIdByName, type OnePasswordPort } from '../onepassword/client.js';
 import { beat, sleep } from '../heartbeat.js';
 import { classifyVaultError, type VaultClient } from './client.js';
 import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
+import { kubeconfigPathFor } from '../kube/client.js';
+import { existsSync } from 'node:fs';
 
 export interface BootstrapResult {
   initialized: 'now' | 'before';
@@ -96,13 +98,15 @@ async function waitOpenBaoPodsReady(deps: ActivityDeps, spec: ClusterSpec, timeo
     .flatMap((c) =>
       c.workloads.filter((w) => w.readyWhen === 'running').map((w) => ({ ...w, ns: w.namespace ?? c.namespace })),
     );
-  if (workloads.length === 0) return;
+  // No kubeconfig: OpenBAO is not one of this cluster's components yet (bootstrap run on its own).
+  if (workloads.length === 0 || !existsSync(kubeconfigPathFor(spec, deps.dataDir))) return;
   const kube = deps.kube(spec);
   const deadline = Date.now() + timeoutMs;
   for (const w of workloads) {
     for (;;) {
       const obj = await kube.read(WORKLOAD_API_VERSION[w.kind], w.kind, w.name, w.ns);
-      const st = obj ? rolloutStatus(w.kind, obj) : { done: false, message: 'not found' };
+      if (!obj) break; // not deployed through its chart here
+      const st = rolloutStatus(w.kind, obj);
       if (st.done) break;
       if (Date.now() > deadline)
         throw retryable(

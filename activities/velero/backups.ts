@@ -196,7 +196,16 @@ export function veleroBackupActivities(deps: ActivityDeps) {
           return {
             unavailable: `DownloadRequest for ${input.backup} was not processed within ${input.timeoutSeconds}s`,
           };
-        const buf = await download(loadKubeConfig(spec, deps.dataDir), url);
+        let buf: Buffer;
+        try {
+          buf = await download(loadKubeConfig(spec, deps.dataDir), url);
+        } catch (err) {
+          // Velero signs the URL for the BSL's publicUrl, else its s3Url, often an in-cluster name the
+          // worker cannot reach: compare by counts instead of retrying (and parking) on it.
+          return {
+            unavailable: `resource list download from ${new URL(url).origin} failed (${(err as Error).message}); set backups.publicUrl to an object-store address the worker reaches`,
+          };
+        }
         const list = gunzipJson<ResourceList>(buf);
         if (!list || typeof list !== 'object' || Array.isArray(list))
           return { unavailable: 'resource list is not a JSON object' };

@@ -58,10 +58,25 @@ describe('velero activities', () => {
         .some((i) => i.startsWith('eleduck-analytics/')),
     ).toBe(true);
     expect(await v.kube.list('velero.io/v1', 'DownloadRequest', 'velero')).toEqual([]);
-    // An unknown backup: the URL answers 404, which is transient (Velero may not have uploaded yet).
-    await expect(
-      a.veleroBackupResourceList({ cluster: 'lab', backup: 'no-such', timeoutSeconds: 5 }),
-    ).rejects.toMatchObject({ type: 'Transient' });
+    // An unknown backup: the URL answers 404. The comparison falls back to counts, nothing parks.
+    const missing = await a.veleroBackupResourceList({ cluster: 'lab', backup: 'no-such', timeoutSeconds: 5 });
+    expect(missing.unavailable).toContain('HTTP 404');
+  });
+
+  test('without a publicUrl the URL is signed for the in-cluster s3Url: unavailable, naming publicUrl', async () => {
+    const backup = (await a.veleroFindBackup({ cluster: 'lab', schedule: 'daily' })).backup!.name;
+    const bsl = {
+      apiVersion: 'velero.io/v1',
+      kind: 'BackupStorageLocation',
+      metadata: { name: 'default', namespace: 'velero' },
+    };
+    await v.kube.patch({ ...bsl, spec: { config: { publicUrl: null } } } as never, 'merge');
+    try {
+      const r = await a.veleroBackupResourceList({ cluster: 'lab', backup, timeoutSeconds: 10 });
+      expect(r.unavailable).toMatch(/http:\/\/seaweedfs-s3\.seaweedfs:8333 failed .*set backups\.publicUrl/);
+    } finally {
+      await v.kube.patch({ ...bsl, spec: { config: { publicUrl: v.lab.spec.backups.publicUrl } } } as never, 'merge');
+    }
   });
 
   test('compare by resource list and by counts per kind; a missing namespace is reported', async () => {

@@ -27,6 +27,8 @@ export interface LabSpecParts {
   nodes: LabSpecNode[];
   sshKeyPath: string;
   openbaoUrl: string;
+  /** The lab's S3 object store: the BSL's publicUrl (reachable from the worker, unlike s3Url). */
+  objectStoreUrl?: string;
   onepasswordUrl: string;
   installScript?: string;
   /** Where the orchestrator should keep the fetched kubeconfig (inside the lab dir, so stop() removes it). */
@@ -70,6 +72,7 @@ export function labClusterSpec(parts: LabSpecParts, base: ClusterSpec = loadClus
   spec.preflight = structuredClone(base.preflight);
   spec.components = spec.components.map((c) => ({ ...c, timeoutSeconds: labTimeout(c.timeoutSeconds) }));
   spec.openbao = { ...spec.openbao, address: parts.openbaoUrl };
+  if (parts.objectStoreUrl) spec.backups = { ...spec.backups, publicUrl: parts.objectStoreUrl };
   spec.onepassword = { vault: 'pedro', tokenEnv: 'OP_SERVICE_ACCOUNT_TOKEN', labUrl: parts.onepasswordUrl };
   if (parts.kubeconfigPath) spec.kubernetes = { ...spec.kubernetes, kubeconfigPath: parts.kubeconfigPath };
   return spec;

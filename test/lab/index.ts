@@ -132,6 +132,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       nodes: nodes.nodes,
       sshKeyPath,
       openbaoUrl: openbao.url,
+      objectStoreUrl: kube.objectStoreUrl,
       onepasswordUrl: onepassword.url,
       kubeconfigPath: join(dir, 'kubeconfig.yaml'),
     });

@@ -47,6 +47,20 @@ describe('provisionCluster on the lab', () => {
       address: '192.168.50.11',
     });
 
+    // Split DNS lives in coredns-custom (k3s imports its *.server keys), forwarding to PowerDNS's
+    // ClusterIP as the real apiserver allocated it; k3s's own coredns ConfigMap is left alone.
+    const svc = await kube.read<{ spec?: { clusterIP?: string } }>('v1', 'Service', 'powerdns', 'powerdns-system');
+    expect(svc?.spec?.clusterIP).toMatch(/^10\.43\./);
+    const custom = await kube.read<{ data?: Record<string, string> }>(
+      'v1',
+      'ConfigMap',
+      'coredns-custom',
+      'kube-system',
+    );
+    expect(custom?.data?.['split-dns.server']).toContain(`forward . ${svc!.spec!.clusterIP}\n`);
+    const core = await kube.read<{ data?: Record<string, string> }>('v1', 'ConfigMap', 'coredns', 'kube-system');
+    expect(core?.data?.Corefile).not.toContain('pedro-ops');
+
     const kubeconfig = kubeconfigPathFor(h.lab.spec, h.dir);
     expect(statSync(kubeconfig).mode & 0o777).toBe(0o600);
     expect(readFileSync(kubeconfig, 'utf8')).toContain(`server: https://${h.lab.spec.vip}:${h.lab.spec.k3s.apiPort}`);

@@ -89,7 +89,7 @@ rules:
   - level: Request
     users: [${ADMIN_USER}]
     verbs: [patch, update]
-    resources: [{group: apps, resources: [deployments, statefulsets, daemonsets]}]
+    resources: [{group: apps, resources: [deployments, statefulsets, daemonsets]}, {group: batch, resources: [cronjobs]}]
   - level: Metadata
     users: [${ADMIN_USER}]
     verbs: [create, update, patch, delete, deletecollection]

@@ -34,6 +34,8 @@ export interface KubeLab {
   token: string;
   /** The k3s supervisor the stand-in joins through. */
   supervisorUrl: string;
+  /** The lab's S3 object store (plain HTTP), for a BSL's publicUrl. */
+  objectStoreUrl: string;
   controlPlane: ControlPlane;
   /** Control plane start to ready (apiserver /readyz, CRDs Established, controllers started). */
   startMs: number;
@@ -130,7 +132,7 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
     const veleroServer = new VeleroServer(
       api,
       velero,
-      (b) => supervisor.serveDownload(b),
+      (b, base, key) => supervisor.serveDownload(b, base, key),
       opts.veleroStepMs ?? 150,
       log,
     );
@@ -177,6 +179,7 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
       caPem: cp.caPem,
       token: cp.token,
       supervisorUrl: supervisor.url,
+      objectStoreUrl: supervisor.objectStoreUrl,
       controlPlane: cp,
       startMs: Date.now() - t0,
       setComponentWorkloads(map) {
@@ -286,7 +289,12 @@ async function seedBuilt(
       provider: 'aws',
       default: true,
       objectStorage: { bucket: b.bucket },
-      config: { region: 'us-east-1', s3ForcePathStyle: 'true', s3Url: b.s3Url },
+      config: {
+        region: 'us-east-1',
+        s3ForcePathStyle: 'true',
+        s3Url: b.s3Url,
+        ...(b.publicUrl ? { publicUrl: b.publicUrl } : {}),
+      },
     },
   });
   await velero.validateLocation(vns, b.storageLocation);

@@ -10,6 +10,7 @@
 // (re)applies k3s's packaged CoreDNS manifest (manifests/coredns.yaml, re-applied by the deploy
 // controller on every start: pkg/deploy/controller.go), which overwrites the `coredns` ConfigMap.
 import { createHash, randomBytes } from 'node:crypto';
+import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { LabApi, KObj } from './lab-api.js';
@@ -95,8 +96,13 @@ export interface Supervisor {
     args?: string[],
   ): Promise<void>;
   bootstrap(): Promise<void>;
-  /** Serves a blob at /lab/velero/download/<token> (the object store's presigned URLs). */
-  serveDownload(body?: Buffer): string;
+  /** The lab's S3 object store (plain HTTP, like SeaweedFS's S3 gateway): what a BSL's publicUrl points at. */
+  objectStoreUrl: string;
+  /**
+   * Stores a blob and returns the presigned URL Velero would hand out, signed for `base` (the BSL's
+   * publicUrl, else its s3Url: pkg/persistence/object_store.go), so it works only when `base` is this store.
+   */
+  serveDownload(body: Buffer | undefined, base: string, key: string): string;
   stop(): Promise<void>;
 }
 
@@ -306,23 +312,7 @@ export async function startSupervisor(opts: {
         const segs = u.pathname.split('/').filter(Boolean);
         let reply: Reply | undefined;
         try {
-          if (
-            segs[0] === 'lab' &&
-            segs[1] === 'velero' &&
-            segs[2] === 'download' &&
-            segs.length === 4 &&
-            req.method === 'GET'
-          ) {
-            // Presigned object-store URLs need no bearer token; a missing key answers like S3 does.
-            const blob = downloads.get(segs[3]);
-            reply = blob
-              ? { status: 200, body: '', raw: blob, contentType: 'application/octet-stream' }
-              : {
-                  status: 404,
-                  body: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code></Error>',
-                  contentType: 'application/xml',
-                };
-          } else if (u.pathname === WEBHOOK_PODS_PATH || u.pathname === WEBHOOK_VALIDATE_PATH) {
+          if (u.pathname === WEBHOOK_PODS_PATH || u.pathname === WEBHOOK_VALIDATE_PATH) {
             // AdmissionReview v1 (https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#request);
             // the apiserver authenticates us by the CA bundle, we accept any caller on loopback.
             const review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { request: AdmissionRequest };
@@ -375,22 +365,41 @@ export async function startSupervisor(opts: {
     server.listen(0, opts.host, () => resolve());
   });
   const url = `https://${opts.host}:${(server.address() as AddressInfo).port}`;
+  // Presigned GETs: /<bucket>/<key>?X-Amz-Signature=<token>; a missing or unsigned key answers like S3.
+  const store = createHttpServer((req, res) => {
+    const blob = downloads.get(new URL(req.url ?? '/', 'http://store').searchParams.get('X-Amz-Signature') ?? '');
+    if (req.method !== 'GET' || !blob) {
+      res.writeHead(404, { 'content-type': 'application/xml' });
+      res.end('<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code></Error>');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.end(blob);
+  });
+  await new Promise<void>((resolve, reject) => {
+    store.once('error', reject);
+    store.listen(0, opts.host, () => resolve());
+  });
+  const objectStoreUrl = `http://${opts.host}:${(store.address() as AddressInfo).port}`;
   return {
     url,
     version: () => serverVersion ?? 'v1.31.4+k3s1',
     adoptVersion: (v) => void (serverVersion = v),
     register: (name, version, nodeIp, srv, etcd, args) => register(name, version, nodeIp, srv, etcd, args),
     bootstrap,
-    serveDownload(body) {
+    objectStoreUrl,
+    serveDownload(body, base, key) {
       const token = randomBytes(16).toString('hex');
       if (body) downloads.set(token, body);
-      return `${url}/lab/velero/download/${token}`;
+      return `${base.replace(/\/+$/, '')}/${key}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=600&X-Amz-Signature=${token}`;
     },
     async stop() {
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
-      });
+      for (const srv of [server, store]) {
+        await new Promise<void>((resolve) => {
+          srv.close(() => resolve());
+          srv.closeAllConnections();
+        });
+      }
     },
   };
 }

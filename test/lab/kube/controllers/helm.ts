@@ -375,6 +375,10 @@ export class HelmChartController {
     const { api } = this.o;
     for (const { ns, ref } of this.workloadsOf(chart)) {
       await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: ns } });
+      if (ref.kind !== 'CronJob') {
+        // Charts put a Service in front of their workloads; the real apiserver allocates its ClusterIP.
+        await api.createIfAbsent(pathOf('v1', 'services', ns), serviceObject(chart, ns, ref));
+      }
       const desired = workloadObject(chart, ns, ref);
       // Helm applies with a three-way merge, so fields it does not own (kubectl's restartedAt) stay;
       // server-side apply with helm's field manager keeps the same property.
@@ -398,6 +402,35 @@ export class HelmChartController {
     for (const r of await this.releases(chart))
       await api.delete(pathOf('v1', 'secrets', this.targetNs(chart), r.secret));
   }
+}
+
+/** Ports the real charts expose (powerdns: DNS on 53; openbao: 8200, openbao-helm values.yaml); else http. */
+const CHART_PORTS: Record<string, { name: string; port: number; protocol: string }[]> = {
+  powerdns: [
+    { name: 'dns', port: 53, protocol: 'UDP' },
+    { name: 'dns-tcp', port: 53, protocol: 'TCP' },
+  ],
+  openbao: [{ name: 'http', port: 8200, protocol: 'TCP' }],
+};
+
+function serviceObject(chart: KObj, ns: string, ref: WorkloadRef): KObj {
+  const chartName = (chart.spec?.chart ?? chart.metadata.name).split('/').pop()!;
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: {
+      name: ref.name,
+      namespace: ns,
+      labels: { 'app.kubernetes.io/managed-by': 'Helm', 'app.kubernetes.io/instance': chart.metadata.name },
+    },
+    spec: {
+      selector: { 'app.kubernetes.io/name': ref.name, 'app.kubernetes.io/instance': chart.metadata.name },
+      ports: (CHART_PORTS[chartName] ?? [{ name: 'http', port: 80, protocol: 'TCP' }]).map((p) => ({
+        ...p,
+        targetPort: p.port,
+      })),
+    },
+  };
 }
 
 function terminal(job: KObj | undefined): 'Complete' | 'Failed' | undefined {

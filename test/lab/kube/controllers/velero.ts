@@ -92,7 +92,7 @@ export class VeleroServer {
   constructor(
     private readonly api: LabApi,
     readonly faults: VeleroFaults,
-    private readonly serveDownload: (body?: Buffer) => string,
+    private readonly serveDownload: (body: Buffer | undefined, base: string, key: string) => string,
     private readonly stepMs = 150,
     private readonly log: (line: string) => void = () => {},
   ) {}
@@ -104,8 +104,11 @@ export class VeleroServer {
           if (plural === 'backups') this.snapshots.delete(e.object.metadata.uid!);
           return;
         }
-        // Each object is acted on once per generation, as Velero's reconcilers skip processed phases.
-        const key = `${plural}/${e.object.metadata.uid}/${e.object.metadata.generation ?? 0}`;
+        // Velero's CRDs have no status subresource, so every status write bumps metadata.generation:
+        // Backups, Restores and requests are acted on once per object (their reconcilers skip a
+        // processed phase), locations and schedules once per spec.
+        const once = ['backups', 'restores', 'deletebackuprequests', 'downloadrequests'].includes(plural);
+        const key = `${plural}/${e.object.metadata.uid}${once ? '' : `/${JSON.stringify(e.object.spec ?? {})}`}`;
         if (this.seen.has(key)) return;
         this.seen.add(key);
         Promise.resolve(fn(e.object, e.type)).catch((err: unknown) => this.log(`velero ${plural}: ${String(err)}`));
@@ -291,7 +294,7 @@ export class VeleroServer {
       spec,
       status,
     });
-    this.seen.add(`backups/${created.metadata.uid}/${created.metadata.generation ?? 0}`);
+    this.seen.add(`backups/${created.metadata.uid}`);
     this.snapshots.set(created.metadata.uid, {
       objects,
       log: [`time="${timestamp(at)}" level=info msg="Backup completed" backup=${ns}/${name}`],
@@ -466,10 +469,19 @@ export class VeleroServer {
       if (await this.api.get(this.p('restores', ns!, target.name)))
         body = gzipSync(JSON.stringify({ errors: {}, warnings: {} }));
     }
-    // A missing target still gets a URL, which then answers 404 like an absent object-store key.
+    // Signed for the BSL's publicUrl when set, else its s3Url (often an in-cluster name):
+    // pkg/persistence/object_store.go. A missing target still gets a URL, which answers 404.
+    const backupName = target.kind?.startsWith('Restore')
+      ? (await this.api.get(this.p('restores', ns!, target.name)))?.spec?.backupName
+      : target.name;
+    const backup = backupName ? await this.api.get(this.p('backups', ns!, backupName)) : undefined;
+    const bsl = await this.api.get(this.p('backupstoragelocations', ns!, backup?.spec?.storageLocation || 'default'));
+    const cfg = bsl?.spec?.config ?? {};
+    const base = String(cfg.publicUrl || cfg.s3Url || 'http://s3.invalid');
+    const key = `${bsl?.spec?.objectStorage?.bucket ?? 'velero'}/${target.kind?.startsWith('Restore') ? 'restores' : 'backups'}/${target.name}/${target.name}-${String(target.kind).toLowerCase()}.json.gz`;
     await this.setStatus('downloadrequests', d, {
       phase: 'Processed',
-      downloadURL: this.serveDownload(body),
+      downloadURL: this.serveDownload(body, base, key),
       expiration: timestamp(new Date(Date.now() + 10 * 60_000)),
     });
   }
