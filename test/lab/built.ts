@@ -133,15 +133,8 @@ async function initOpenBao(ctx: SeedContext): Promise<BuiltSecrets> {
   }
   const mounts = await bao(openbao.url, 'GET', 'sys/mounts', undefined, init.rootToken);
   const table = (mounts.data ?? mounts) as Record<string, unknown>;
-  if (!table[`${spec.openbao.kvMount}/`]) {
-    await bao(
-      openbao.url,
-      'POST',
-      `sys/mounts/${spec.openbao.kvMount}`,
-      { type: 'kv', options: { version: '2' } },
-      init.rootToken,
-    );
-  }
+  // The built state's mount was enabled long ago, so its KV v2 upgrade window is over (enableKv).
+  if (!table[`${spec.openbao.kvMount}/`]) openbao.enableKv(spec.openbao.kvMount);
   return { unsealKeys: init.keys, rootToken: init.rootToken };
 }
 
