@@ -13,7 +13,8 @@ import {
 } from '../lab/onepassword/index.js';
 import { FIXTURE_PATH } from '../lab/index.js';
 import { groupByVault, parseOpRef, resolveBatched } from '../../activities/onepassword/read.js';
-import type { OnePasswordPort } from '../../activities/onepassword/client.js';
+import { onePasswordForCluster, type OnePasswordPort } from '../../activities/onepassword/client.js';
+import type { ClusterSpec } from '../../config/schema.js';
 import { fingerprint, fingerprintKey } from '../../activities/openbao/fingerprint.js';
 
 let dir: string;
@@ -62,6 +63,24 @@ describe('resolveBatched', () => {
     expect((err as ApplicationFailure).nonRetryable).toBe(false);
     const ok = await resolveBatched(op, ['op://pedro/GITHUB_PAT/credential']);
     expect(ok.get('op://pedro/GITHUB_PAT/credential')?.ok).toBe(true);
+  });
+
+  test('an expired 1Password session: the cached client is dropped and the next call builds a new one', async () => {
+    const spec = { onepassword: { vault: 'pedro', tokenEnv: 'OP_TOKEN_UNUSED', labUrl: double.url } } as ClusterSpec;
+    const ref = 'op://pedro/GITHUB_PAT/credential';
+    const first = await onePasswordForCluster(spec);
+    expect((await resolveBatched(first, [ref])).get(ref)?.ok).toBe(true);
+    double.faults.expireAuth();
+    const err = await resolveBatched(first, [ref]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).nonRetryable).toBe(false);
+    expect((err as ApplicationFailure).message).toContain('1Password authentication expired');
+    // The retry (a new activity attempt) asks for the client again: a new one, with a new session.
+    const second = await onePasswordForCluster(spec);
+    expect(second).not.toBe(first);
+    expect((await resolveBatched(second, [ref])).get(ref)?.ok).toBe(true);
+    expect(await onePasswordForCluster(spec)).toBe(second);
+    double.faults.clear();
   });
 
   test('references group by vault case-insensitively; malformed references are refused as BadConfig', () => {

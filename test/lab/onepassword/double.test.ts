@@ -189,6 +189,11 @@ describe('1Password double', () => {
       AuthExpiredError,
     );
     await expect(client.items.list(vaultId)).rejects.toBeInstanceOf(AuthExpiredError);
+    // SDK 0.5 re-initialises only desktop sessions (core.js InnerClient.invoke): this client keeps
+    // failing, while a client created now opens a new session and works.
+    await expect(client.vaults.list()).rejects.toBeInstanceOf(AuthExpiredError);
+    expect(await createLabOnePasswordClient(op.url).vaults.list()).toHaveLength(1);
+    await expect(client.vaults.list()).rejects.toBeInstanceOf(AuthExpiredError);
     op.faults.clear();
     expect(await client.items.list(vaultId)).not.toHaveLength(0);
   });
