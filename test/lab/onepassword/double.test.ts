@@ -176,6 +176,39 @@ describe('1Password double', () => {
     expect((await client.items.list(vaultId)).some((i) => i.id === created.id)).toBe(false);
   });
 
+  it('matches fields as the SDK does: custom fields get a section, the default section wins', async () => {
+    const created = await client.items.create({
+      vaultId,
+      title: 'FIELD_MATCHING',
+      category: ItemCategory.ApiCredentials,
+      sections: [{ id: 'extra', title: 'Extra' }],
+      fields: [
+        { id: 'credential', title: 'credential', fieldType: ItemFieldType.Concealed, value: 'lab-default-section-01' },
+        {
+          id: 'x1',
+          title: 'credential',
+          fieldType: ItemFieldType.Concealed,
+          value: 'lab-named-section-0001',
+          sectionId: 'extra',
+        },
+        { id: 'note', title: 'note', fieldType: ItemFieldType.Text, value: 'lab-custom-field-00001' },
+      ],
+    });
+    try {
+      // SDK 0.3.0: a custom field without a section is filed in an empty (untitled) section.
+      const note = created.fields.find((f) => f.id === 'note')!;
+      expect(note.sectionId).toBeTruthy();
+      expect(created.sections.find((x) => x.id === note.sectionId)?.title).toBe('');
+      expect(created.fields.find((f) => f.id === 'credential')!.sectionId).toBeUndefined();
+      // SDK 0.1.6: without a section in the reference, the default section's field wins.
+      expect(await client.secrets.resolve('op://pedro/FIELD_MATCHING/credential')).toBe('lab-default-section-01');
+      expect(await client.secrets.resolve('op://pedro/FIELD_MATCHING/Extra/credential')).toBe('lab-named-section-0001');
+      expect(await client.secrets.resolve('op://pedro/FIELD_MATCHING/note')).toBe('lab-custom-field-00001');
+    } finally {
+      await client.items.delete(vaultId, created.id);
+    }
+  });
+
   it('throws the SDK error classes across the HTTP boundary', async () => {
     op.faults.rateLimit(2);
     const first = await client.secrets.resolve('op://pedro/TWITCH_ID/credential').catch((e: unknown) => e);
