@@ -4,7 +4,14 @@ import type { ActivityDeps } from './deps.js';
 import { applyKubeSecret, type ApplySecretInput } from './kube/secrets.js';
 import { restartConsumer, type RestartInput } from './kube/restart.js';
 import { checkSecretDrift, type DriftInput } from './openbao/drift.js';
-import { markRolledBack, syncOnePasswordToOpenBao, type MarkRolledBackInput, type SyncInput } from './openbao/kv.js';
+import {
+  markRolledBack,
+  restoreRolledBack,
+  syncOnePasswordToOpenBao,
+  type MarkRolledBackInput,
+  type RestoreInput,
+  type SyncInput,
+} from './openbao/kv.js';
 import { generateIntoOnePassword, type GenerateInput } from './onepassword/generate.js';
 import { runProbe, type ProbeInput } from './probes/index.js';
 
@@ -16,6 +23,7 @@ export function rotationActivities(deps: ActivityDeps) {
     rotationRestartConsumer: (input: RestartInput) => restartConsumer(deps, input),
     rotationProbe: (input: ProbeInput) => runProbe(deps, input),
     rotationMarkRolledBack: (input: MarkRolledBackInput) => markRolledBack(deps, input),
+    rotationRestoreOpenBao: (input: RestoreInput) => restoreRolledBack(deps, input),
     rotationDriftCheck: (input: DriftInput) => checkSecretDrift(deps, input),
   };
 }

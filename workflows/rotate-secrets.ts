@@ -4,6 +4,7 @@
 import {
   ApplicationFailure,
   defineQuery,
+  patched,
   proxyActivities,
   setHandler,
   upsertMemo,
@@ -43,7 +44,8 @@ export interface EntryReport {
   kubernetes?: { secret: string; written: boolean; version?: number };
   consumers: string[];
   generated?: boolean;
-  rollback?: { toVersion: number; rollouts: string[] };
+  /** toVersion: whose data is served again; restoredAs: the new OpenBAO version that holds it. */
+  rollback?: { toVersion: number; restoredAs?: number; rollouts: string[] };
   findings?: string[];
 }
 
@@ -366,7 +368,11 @@ async function rollBack(
   input: RotateSecretsInput,
 ) {
   runner.setPhase('rollback');
+  // KV v2 reads serve current_version: rolling back only the Secret left OpenBAO serving the rejected
+  // value. Histories from before this change marked the version instead (their commands replay as they were).
+  const asNewVersion = patched('rollback-openbao-as-new-version');
   const restored: SecretEntrySpec[] = [];
+  const restoredAs = new Map<string, number>();
   await Promise.all(
     entries.map(async (e) => {
       const r = rep.get(e.id)!;
@@ -375,21 +381,44 @@ async function rollBack(
         r.reason = `${r.reason}; no previous OpenBAO version to roll back to`;
         return;
       }
+      let serve = prev;
+      if (asNewVersion && r.openbao.written && r.openbao.version) {
+        const rejected = r.openbao.version;
+        const res = await runner.run(
+          `restore:${e.id}`,
+          'rollback',
+          `OpenBAO ${e.openbaoPath}: v${prev}'s data written again as a new version (check-and-set on the rejected v${rejected})`,
+          () =>
+            acts.rotationRestoreOpenBao({
+              cluster: spec.name,
+              entryId: e.id,
+              rejectedVersion: rejected,
+              toVersion: prev,
+              rotationId,
+            }),
+          { describe: (x) => ({ detail: x.message }) },
+        );
+        if (!res) return;
+        if (res.outcome !== 'superseded') {
+          serve = res.version;
+          restoredAs.set(e.id, res.version);
+        }
+      }
       if (e.kubernetes) {
         const res = await runner.run(
           `rollback:${e.id}`,
           'rollback',
-          `Secret ${e.kubernetes.namespace}/${e.kubernetes.name} back to OpenBAO v${prev}`,
-          () => acts.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: prev, rotationId }),
+          `Secret ${e.kubernetes.namespace}/${e.kubernetes.name} back to OpenBAO v${serve}${serve !== prev ? ` (= v${prev}'s data)` : ''}`,
+          () => acts.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: serve, rotationId }),
         );
         if (!res) return;
         r.kubernetes = {
           secret: `${e.kubernetes.namespace}/${e.kubernetes.name}`,
           written: res.dataChanged,
-          version: prev,
+          version: serve,
         };
       }
-      if (r.openbao.written && r.openbao.version) {
+      if (!asNewVersion && r.openbao.written && r.openbao.version) {
         await runner.run(
           `mark:${e.id}`,
           'rollback',
@@ -413,11 +442,17 @@ async function rollBack(
     r.status = 'rolled-back';
     r.rollback = {
       toVersion: r.openbao.previousVersion!,
+      ...(restoredAs.has(e.id) ? { restoredAs: restoredAs.get(e.id) } : {}),
       rollouts: e.consumers
         .map((w) => workloadKey(w, e))
         .map((k) => `${k}: ${rollouts.get(k)?.outcome ?? 'not restarted'}`),
     };
-    runner.mark(`entry:${e.id}`, 'failed', `rolled back to v${r.openbao.previousVersion}: ${r.reason}`);
+    const as = restoredAs.get(e.id);
+    runner.mark(
+      `entry:${e.id}`,
+      'failed',
+      `rolled back to v${r.openbao.previousVersion}${as ? ` (restored as OpenBAO v${as})` : ''}: ${r.reason}`,
+    );
   }
 }
 

@@ -163,11 +163,16 @@ describe('rotateSecrets', () => {
       expect(e.motherduck.status).toBe('unchanged');
       expect(await r.secretData('tailscale', 'operator-oauth')).toEqual(prev.data);
       expect(r.lab.counters().kube.restarts).toEqual({ 'tailscale/Deployment/operator': 2 });
+      // OpenBAO itself serves the previous data again: written as a new version (KV v2 reads serve
+      // current_version), with check-and-set, and recorded in the report and the metadata.
       const after = await r.bao('infra/tailscale-operator');
-      expect(after.version).toBe(prev.version + 1);
+      expect(after.version).toBe(prev.version + 2);
+      expect(after.data).toEqual(prev.data);
+      expect(e['tailscale-oauth'].rollback?.restoredAs).toBe(after.version);
+      expect(e['tailscale-oauth'].kubernetes?.version).toBe(after.version);
       expect(after.custom).toMatchObject({
-        rolled_back_version: String(after.version),
-        serving_version: String(prev.version),
+        rolled_back_version: String(prev.version + 1),
+        serving_version: String(after.version),
         rolled_back_by: rep.rotationId,
       });
       expect((await r.bao('eleduck-analytics/github')).data!.token).toMatch(/^lab-rotated-/);
