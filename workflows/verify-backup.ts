@@ -14,6 +14,7 @@ import type { ProbeResult } from '../activities/velero/types.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import { DrillResult, RequestedBy, RtoSeconds } from './search-attributes.js';
 import { recordDrill } from './metrics.js';
+import { namespacesNotCovered } from './namespaces.js';
 import {
   acts,
   checkRestored,
@@ -300,8 +301,7 @@ function backupProblem(b: BackupInfo, namespaces: string[], timeoutSeconds: numb
     const why = b.failureReason ?? b.validationErrors?.join('; ');
     return `backup ${b.name} is ${b.phase ?? 'New'} with ${b.errors} errors${why ? `: ${why}` : ''}`;
   }
-  const inc = b.includedNamespaces;
-  const missing = inc.length === 0 || inc.includes('*') ? [] : namespaces.filter((ns) => !inc.includes(ns));
+  const missing = namespacesNotCovered(b, namespaces);
   if (missing.length > 0) return `backup ${b.name} does not include namespaces ${missing.join(', ')}`;
   return undefined;
 }
