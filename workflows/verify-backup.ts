@@ -2,6 +2,7 @@
 // namespaces, check what came back, measure the RTO, and always delete the scratch namespaces —
 // also when the drill fails or is cancelled. A failed drill is a finding, not a crashed run: the
 // workflow completes with result "failed" and its reasons (result, memo, search attributes).
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import {
   CancellationScope,
   isCancellation,
@@ -39,6 +40,11 @@ export interface VerifyBackupInput {
   requestId?: string;
   requestedBy?: string;
   timeouts?: RestoreTimeouts;
+  /**
+   * With latestFromSchedule: verify the newest backup completed at or before this time. A run started
+   * by the drill schedule (also a backfilled one) uses its scheduled start time.
+   */
+  asOf?: string;
 }
 
 export interface DrillReport {
@@ -278,12 +284,15 @@ async function pickBackup(
     return b ?? `backup ${name} was skipped by an operator`;
   }
   const schedule = typeof input.latestFromSchedule === 'string' ? input.latestFromSchedule : defaultSchedule;
-  const title = input.backup ? `Read backup ${input.backup}` : `Newest Completed backup of schedule ${schedule}`;
+  const notAfter = input.backup ? undefined : asOf(input);
+  const title = input.backup
+    ? `Read backup ${input.backup}`
+    : `Newest Completed backup of schedule ${schedule}${notAfter ? ` at or before ${notAfter}` : ''}`;
   const found = await runner.run(
     'pick-backup',
     'backup',
     title,
-    () => acts.veleroFindBackup({ cluster, name: input.backup, schedule }),
+    () => acts.veleroFindBackup({ cluster, name: input.backup, schedule, ...(notAfter ? { notAfter } : {}) }),
     { describe: (f) => ({ detail: f.backup ? `${f.backup.name}: ${f.backup.phase}` : f.reason }) },
   );
   if (!found) return 'backup selection was skipped by an operator';
@@ -292,6 +301,17 @@ async function pickBackup(
     return `BackupNotUsable: ${found.reason}`;
   }
   return found.backup;
+}
+
+// Set by the Temporal server on every run a Schedule starts, backfilled ones included: the time the
+// run was scheduled for (the backfilled time, not the time it actually started).
+const ScheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
+
+/** The time whose backup this drill verifies: the input's asOf, or the schedule's start time. */
+function asOf(input: VerifyBackupInput): string | undefined {
+  if (input.asOf) return new Date(input.asOf).toISOString();
+  const scheduled = workflowInfo().typedSearchAttributes.get(ScheduledStartTime);
+  return scheduled ? scheduled.toISOString() : undefined;
 }
 
 /** Completed with zero errors and holding every namespace to restore; otherwise why not. */
