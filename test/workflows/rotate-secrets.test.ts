@@ -194,6 +194,44 @@ describe('rotateSecrets', () => {
     expect((await r.bao('infra/tailscale-operator')).custom.rolled_back_version).toBeUndefined();
   });
 
+  test('a CronJob consumer is verified by a run of its Job template with the new Secret: a failing run rolls back', async () => {
+    const failMark = (value: string | null) =>
+      r.kube.patch(
+        {
+          apiVersion: 'batch/v1',
+          kind: 'CronJob',
+          metadata: { name: 'podcast-scraper', namespace: 'eleduck-analytics' },
+          spec: { jobTemplate: { spec: { template: { metadata: { annotations: { 'lab.pedro-ops/fail': value } } } } } },
+        } as never,
+        'merge',
+      );
+    await r.changeValues(['podcast-scraper']);
+    const prev = await r.bao('eleduck-analytics/podcast-scraper');
+    await failMark('true');
+    try {
+      const rep = await rotate({ entries: ['podcast-scraper'] });
+      const e = rep.entries[0]!;
+      expect(e.status).toBe('rolled-back');
+      expect(e.reason).toMatch(
+        /eleduck-analytics\/CronJob\/podcast-scraper: failed: .*Job eleduck-analytics\/podcast-scraper-rot-[a-z0-9]+ failed/,
+      );
+      expect(await r.secretData('eleduck-analytics', 'podcast-scraper-credentials')).toEqual(prev.data);
+      const jobs = (await r.kube.list('batch/v1', 'Job', 'eleduck-analytics')).filter((j) =>
+        j.metadata!.name!.startsWith('podcast-scraper-rot-'),
+      );
+      expect(jobs.length).toBeGreaterThanOrEqual(1);
+      // As `kubectl create job --from=cronjob/…` makes it: owned by the CronJob, marked manual.
+      expect(jobs[0]!.metadata!.annotations?.['cronjob.kubernetes.io/instantiate']).toBe('manual');
+      expect(jobs[0]!.metadata!.ownerReferences?.[0]).toMatchObject({ kind: 'CronJob', name: 'podcast-scraper' });
+    } finally {
+      await failMark(null);
+    }
+    await r.changeValues(['podcast-scraper']);
+    const ok = await rotate({ entries: ['podcast-scraper'] });
+    expect(ok.entries[0]!.status).toBe('rotated');
+    expect(ok.restarts[0]!.message).toMatch(/Job eleduck-analytics\/podcast-scraper-rot-[a-z0-9]+ completed/);
+  });
+
   test('a concurrent OpenBAO writer is detected by check-and-set and the entry re-read, not overwritten blindly', async () => {
     await r.changeValues(['twitch']);
     const before = await r.bao('apps/twitch');
