@@ -110,6 +110,8 @@ export const ProbeSpec = Type.Union([
       image: Type.String({ minLength: 1 }),
       command: Type.Array(Type.String()),
       timeoutSeconds: Type.Optional(Duration),
+      /** A Secret in `namespace` whose keys the Job gets as env vars (envFrom): the probe uses the new credential. */
+      secretEnv: Type.Optional(Name),
     },
     { additionalProperties: false },
   ),

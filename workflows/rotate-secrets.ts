@@ -17,6 +17,7 @@ import type { ClusterSpec, SecretEntrySpec, WorkloadRef } from '../config/schema
 import { DEFAULT_RETRY, ErrorType } from './failures.js';
 import { RequestedBy } from './search-attributes.js';
 import { AbortRequested, StepRunner } from './steps.js';
+import { probeActivityTimeouts } from './probe-timeouts.js';
 
 export interface RotateSecretsInput {
   cluster: string;
@@ -319,7 +320,12 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
           `verify:${id}`,
           'verify',
           `Verify ${id} (${probe.type} probe)`,
-          () => acts.rotationProbe({ cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` }),
+          () =>
+            proxyActivities<Activities>({ ...probeActivityTimeouts(probe), retry: DEFAULT_RETRY }).rotationProbe({
+              cluster,
+              probe,
+              label: `${id}-${rotationId.slice(0, 8)}`,
+            }),
           {
             describe: (p) => ({ detail: p.message }),
           },

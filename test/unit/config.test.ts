@@ -67,6 +67,26 @@ describe('cluster config', () => {
     expect(loadClusters().has('pedro-ops')).toBe(true);
   });
 
+  it('pedro-ops verifies rotated credentials where a real check exists: a Job that uses the new Secret', () => {
+    const spec = loadClusterFile(PEDRO);
+    const verified = spec.secrets.entries.filter((e) => e.verify);
+    expect(verified.map((e) => e.id).sort()).toEqual(['eleduck-database-direct', 'tailscale-oauth']);
+    for (const e of verified) {
+      expect(e.verify).toMatchObject({
+        type: 'job',
+        namespace: e.kubernetes!.namespace,
+        secretEnv: e.kubernetes!.name,
+      });
+      // Fits the rollout budget of a rotation, and below the activity timeouts the workflow derives from it.
+      expect((e.verify as { timeoutSeconds?: number }).timeoutSeconds).toBeLessThanOrEqual(300);
+    }
+    // Entries whose consumers are only CronJobs are verified by a run of the CronJob (no probe needed).
+    const cronOnly = spec.secrets.entries.filter(
+      (e) => e.consumers.length > 0 && e.consumers.every((c) => c.kind === 'CronJob'),
+    );
+    expect(cronOnly.map((e) => e.id)).toContain('podcast-scraper');
+  });
+
   it.each([
     ['a missing field', (d: any) => delete d.vip, '/x/pedro-ops.yaml: vip: is required'],
     [

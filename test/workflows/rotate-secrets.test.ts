@@ -48,6 +48,13 @@ beforeAll(async () => {
         fields: { token: 'op://pedro/NO_SUCH_ITEM/credential', ok: 'op://pedro/GITHUB_PAT/credential' },
         consumers: [],
       });
+      // A Job probe with the default timeout (300 s): it needs an activity that outlives it and heartbeats.
+      spec.secrets.entries.find((e) => e.id === 'discord')!.verify = {
+        type: 'job',
+        namespace: 'eleduck-analytics',
+        image: 'busybox:1.36',
+        command: ['true'],
+      };
     }),
   ]);
   const realOpenbao = r.deps.openbao;
@@ -264,6 +271,22 @@ describe('rotateSecrets', () => {
     const history = await t.client.workflow.getHandle(rotateSecretsWorkflowId('lab', requestId)).fetchHistory();
     const attempts = (history.events ?? []).map((ev) => ev.activityTaskStartedEventAttributes?.attempt ?? 0);
     expect(Math.max(...attempts)).toBeGreaterThanOrEqual(3);
+  });
+
+  test('a Job probe runs in an activity sized to its timeout, with a heartbeat', async () => {
+    await r.changeValues(['discord']);
+    const requestId = randomUUID();
+    const rep = await rotate({ entries: ['discord'], requestId });
+    expect(rep.entries[0]!.status).toBe('rotated');
+    const history = await t.client.workflow.getHandle(rotateSecretsWorkflowId('lab', requestId)).fetchHistory();
+    const probe = (history.events ?? [])
+      .map((ev) => ev.activityTaskScheduledEventAttributes)
+      .find((a) => a?.activityType?.name === 'rotationProbe');
+    expect(probe).toBeDefined();
+    const seconds = (d: { seconds?: unknown } | null | undefined) => Number(d?.seconds ?? 0);
+    expect(seconds(probe!.startToCloseTimeout)).toBeGreaterThan(300);
+    expect(seconds(probe!.heartbeatTimeout)).toBeGreaterThan(0);
+    expect(seconds(probe!.heartbeatTimeout)).toBeLessThanOrEqual(60);
   });
 
   test('a missing 1Password field fails that entry loudly with the reference; the run ends partial', async () => {
