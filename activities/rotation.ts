@@ -14,9 +14,21 @@ import {
 } from './openbao/kv.js';
 import { generateIntoOnePassword, type GenerateInput } from './onepassword/generate.js';
 import { runProbe, type ProbeInput } from './probes/index.js';
+import { findMissingItems, type MissingItems } from './onepassword/read.js';
+import { clusterOrFail } from './deps.js';
+import { selectEntries } from './openbao/kv.js';
 
 export function rotationActivities(deps: ActivityDeps) {
   return {
+    /** Before any write: every referenced 1Password item of every selected entry exists (no values read). */
+    async rotationPreflight(input: { cluster: string; entryIds: string[] }): Promise<MissingItems> {
+      const spec = clusterOrFail(deps, input.cluster);
+      const entries = selectEntries(spec, input.entryIds);
+      return findMissingItems(
+        await deps.onepassword(spec),
+        entries.map((e) => ({ id: e.id, refs: Object.values(e.fields) })),
+      );
+    },
     rotationGenerate: (input: GenerateInput) => generateIntoOnePassword(deps, input),
     rotationSyncOpenBao: (input: SyncInput) => syncOnePasswordToOpenBao(deps, input),
     rotationApplySecret: (input: ApplySecretInput) => applyKubeSecret(deps, input),

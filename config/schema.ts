@@ -137,6 +137,11 @@ export const SecretEntrySpec = Type.Object(
     ),
     consumers: Type.Array(WorkloadRef, { default: [] }),
     verify: Type.Optional(ProbeSpec),
+    /**
+     * The 1Password items this entry reads do not exist yet (what to create, in words). Such an entry is
+     * left out of rotations of the whole map and refused when named, until the items exist and this goes.
+     */
+    pendingSource: Type.Optional(Type.String({ minLength: 1 })),
     /** Generate mode: a new value is made by 1Password's generator and written there first. */
     generate: Type.Optional(
       Type.Object(

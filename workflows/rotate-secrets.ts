@@ -67,6 +67,8 @@ export interface RotationReport {
   entries: EntryReport[];
   restarts: RestartReport[];
   onepassword?: { resolveAllCalls: number; itemsListCalls?: number };
+  /** Entries of the map left out of this run, and why (pendingSource: their 1Password items do not exist yet). */
+  skipped?: { id: string; reason: string }[];
 }
 
 export const rotationStatusQuery = defineQuery<RotationReport>('rotationStatus');
@@ -164,7 +166,13 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
     acts.loadClusterSpec(cluster),
   )) as ClusterSpec | undefined;
   if (!spec) return finish(runner, report, 'failed');
-  const entries = selectEntries(spec, input.entries);
+  const selected = selectEntries(spec, input.entries);
+  // Entries whose 1Password items do not exist yet are explicit in the config (pendingSource): the
+  // whole map leaves them out (named in the report); naming one fails it with what to create.
+  const pending = selected.filter((e) => e.pendingSource);
+  if (!input.entries && pending.length)
+    report.skipped = pending.map((e) => ({ id: e.id, reason: `pending source: ${e.pendingSource}` }));
+  const entries = input.entries ? selected : selected.filter((e) => !e.pendingSource);
   const byId = new Map(entries.map((e) => [e.id, e]));
   const rep = new Map<string, EntryReport>();
   for (const e of entries) {
@@ -185,13 +193,52 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
     runner.mark(`entry:${id}`, 'failed', reason);
   };
 
+  for (const e of entries.filter((x) => x.pendingSource))
+    fail(e.id, `SecretMissing: the 1Password source of this entry does not exist yet: ${e.pendingSource}`);
+  const live = entries.filter((e) => !e.pendingSource);
+
+  // Before any write (generate included): every referenced 1Password item of every entry exists. One
+  // items.list per vault, no values read; every missing item is named, per entry, and nothing is written.
+  if (!input.dryRun && live.length && patched('rotation-preflight')) {
+    runner.setPhase('preflight');
+    const pre = await runner.run(
+      'preflight',
+      'preflight',
+      'Every 1Password item of the selected entries exists (no values read)',
+      () => acts.rotationPreflight({ cluster, entryIds: live.map((e) => e.id) }),
+      {
+        describe: (p) => ({
+          detail: p.entries.length
+            ? `${p.entries.length} entr${p.entries.length === 1 ? 'y' : 'ies'} with missing items`
+            : 'all items present',
+        }),
+      },
+    );
+    if (pre && pre.entries.length) {
+      for (const m of pre.entries)
+        fail(
+          m.id,
+          `SecretMissing: 1Password items missing: ${m.missing.map((x) => `${x.ref} (${x.reason})`).join('; ')}`,
+        );
+      runner.mark('preflight', 'failed', pre.entries.map((m) => m.id).join(', '));
+      for (const r of report.entries)
+        if (r.status === 'pending') {
+          r.status = 'unchanged';
+          r.reason = 'not attempted: the preflight found missing 1Password items';
+          runner.mark(`entry:${r.id}`, 'skipped', r.reason);
+        }
+      return finish(runner, report, 'failed');
+    }
+  }
+  if (entries.some((e) => e.pendingSource) && live.length === 0) return finish(runner, report, 'failed');
+
   if (input.dryRun) {
     runner.setPhase('drift-check');
     const drift = await runner.run(
       'drift-check',
       'drift-check',
       'Compare 1Password, OpenBAO and Kubernetes fingerprints',
-      () => acts.rotationDriftCheck({ cluster, entryIds: entries.map((e) => e.id) }),
+      () => acts.rotationDriftCheck({ cluster, entryIds: live.map((e) => e.id) }),
     );
     for (const d of drift?.entries ?? []) {
       const r = rep.get(d.id)!;
@@ -205,7 +252,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
 
   const generateIds =
     input.generate === true
-      ? entries.filter((e) => e.generate).map((e) => e.id)
+      ? live.filter((e) => e.generate).map((e) => e.id)
       : Array.isArray(input.generate)
         ? input.generate
         : [];
@@ -231,7 +278,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
     'openbao',
     'openbao',
     'Read 1Password (one resolveAll per vault) and write OpenBAO with check-and-set',
-    () => acts.rotationSyncOpenBao({ cluster, entryIds: entries.map((e) => e.id), rotationId }),
+    () => acts.rotationSyncOpenBao({ cluster, entryIds: live.map((e) => e.id), rotationId }),
     {
       describe: (s) => ({
         detail: `${s.entries.filter((e) => e.outcome === 'written').length} written, ${s.onepassword.resolveAllCalls} resolveAll call(s)`,

@@ -406,15 +406,15 @@ describe('a built lab', () => {
     expect(item.fields.every((f) => f.fieldType === 'Concealed')).toBe(true);
 
     vault.token = item.fields.find((f) => f.title === 'root-token')!.value;
-    const entry = built.spec.secrets.entries.find((e) => e.id === 'eleduck-database-direct')!;
+    const entry = built.spec.secrets.entries.find((e) => e.id === 'tailscale-oauth')!;
     const stored = await vault.read(`secret/data/${entry.openbaoPath}?version=1`);
-    const source = await op.secrets.resolve(entry.fields.password);
-    expect(stored.data.data.password === source).toBe(true); // compared, never printed
+    const source = await op.secrets.resolve(entry.fields.client_secret);
+    expect(stored.data.data.client_secret === source).toBe(true); // compared, never printed
     const k8sSecret = await core.readNamespacedSecret({
       name: entry.kubernetes!.name,
       namespace: entry.kubernetes!.namespace,
     });
-    expect(Buffer.from(k8sSecret.data!.DATABASE_PASSWORD, 'base64').toString() === source).toBe(true);
+    expect(Buffer.from(k8sSecret.data!.client_secret, 'base64').toString() === source).toBe(true);
 
     // Every entry: OpenBAO v1 and the Kubernetes Secret hold exactly 1Password's values, so a rotation
     // with unchanged 1Password data has nothing to do.
