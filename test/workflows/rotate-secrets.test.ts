@@ -186,19 +186,22 @@ describe('rotateSecrets', () => {
           apiVersion: 'batch/v1',
           kind: 'CronJob',
           metadata: { name: 'podcast-scraper', namespace: 'eleduck-analytics' },
-          spec: { jobTemplate: { spec: { template: { metadata: { annotations: { 'lab.pedro-ops/fail': value } } } } } },
+          spec: {
+            jobTemplate: { spec: { template: { metadata: { annotations: { 'lab.pedro-ops.io/outcome': value } } } } },
+          },
         } as never,
         'merge',
       );
     await r.changeValues(['podcast-scraper']);
     const prev = await r.bao('eleduck-analytics/podcast-scraper');
-    await failMark('true');
+    await failMark('fail');
     try {
       const rep = await rotate({ entries: ['podcast-scraper'] });
       const e = rep.entries[0]!;
       expect(e.status).toBe('rolled-back');
+      // A failing run fails the Job (or, retried up to its backoffLimit, outlasts the rollout timeout).
       expect(e.reason).toMatch(
-        /eleduck-analytics\/CronJob\/podcast-scraper: failed: .*Job eleduck-analytics\/podcast-scraper-rot-[a-z0-9]+ failed/,
+        /eleduck-analytics\/CronJob\/podcast-scraper: (failed|timeout): Job eleduck-analytics\/podcast-scraper-rot-[a-z0-9]+ (failed|did not finish)/,
       );
       expect(await r.secretData('eleduck-analytics', 'podcast-scraper-credentials')).toEqual(prev.data);
       const jobs = (await r.kube.list('batch/v1', 'Job', 'eleduck-analytics')).filter((j) =>
