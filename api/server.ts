@@ -7,6 +7,7 @@ import type { LoadedDataConverter } from '../worker/data-converter.js';
 import type { TemporalSettings } from '../worker/settings.js';
 import { buildApp } from './app.js';
 import { ensureAllSchedules } from '../worker/ensure-schedules.js';
+import { checkDrillSkips } from '../worker/schedules.js';
 import { loadAuthConfig } from './auth.js';
 import { dataDir, isDevMode } from '../worker/settings.js';
 
@@ -55,10 +56,22 @@ export async function startApi(
   const host = opts.host ?? process.env.PEDRO_OPS_API_HOST ?? '127.0.0.1';
   const port = opts.port ?? Number(process.env.PEDRO_OPS_API_PORT ?? 3000);
   const url = await app.listen({ host, port });
+  // The skipped-drill alert (worker/schedules.ts checkDrillSkips): one schedule describe per cluster a minute.
+  const seen = new Map<string, number>();
+  const watchSkips = async () => {
+    for (const spec of clusters.all().values())
+      await checkDrillSkips(client, spec.name, seen, opts.log).catch((err: unknown) =>
+        opts.log.warn({ cluster: spec.name, err: (err as Error).message }, 'drill schedule not checked for skips'),
+      );
+  };
+  void watchSkips();
+  const skipTimer = setInterval(() => void watchSkips(), 60_000);
+  skipTimer.unref();
   return {
     app,
     url,
     async close() {
+      clearInterval(skipTimer);
       await app.close();
       await client.connection.close();
     },

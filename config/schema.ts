@@ -110,6 +110,8 @@ export const ProbeSpec = Type.Union([
       image: Type.String({ minLength: 1 }),
       command: Type.Array(Type.String()),
       timeoutSeconds: Type.Optional(Duration),
+      /** A Secret in `namespace` whose keys the Job gets as env vars (envFrom): the probe uses the new credential. */
+      secretEnv: Type.Optional(Name),
     },
     { additionalProperties: false },
   ),
@@ -135,6 +137,11 @@ export const SecretEntrySpec = Type.Object(
     ),
     consumers: Type.Array(WorkloadRef, { default: [] }),
     verify: Type.Optional(ProbeSpec),
+    /**
+     * The 1Password items this entry reads do not exist yet (what to create, in words). Such an entry is
+     * left out of rotations of the whole map and refused when named, until the items exist and this goes.
+     */
+    pendingSource: Type.Optional(Type.String({ minLength: 1 })),
     /** Generate mode: a new value is made by 1Password's generator and written there first. */
     generate: Type.Optional(
       Type.Object(

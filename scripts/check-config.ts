@@ -1,13 +1,47 @@
-// `npm run config:check [file...]`: validates cluster definitions (default: config/clusters/*.yaml).
-// Problems print as "file: path.to.field: reason", one per line; exit 2 on any, without a stack trace.
+// `npm run config:check [--onepassword] [file...]`: validates cluster definitions (default:
+// config/clusters/*.yaml). Problems print as "file: path.to.field: reason", one per line; exit 2 on
+// any, without a stack trace. Entries whose 1Password source is pending (secrets.entries[].pendingSource)
+// are listed with what to create. With --onepassword it also asks 1Password (the cluster's service
+// account, or its lab double) whether every referenced item exists, and names every missing item of
+// every entry, before anything is ever written; no secret value is read (one items.list per vault).
 import { ConfigError, loadClusterFile, loadClusters } from '../config/loader.js';
+import type { ClusterSpec } from '../config/schema.js';
+import { onePasswordForCluster } from '../activities/onepassword/client.js';
+import { findMissingItems } from '../activities/onepassword/read.js';
 
-const files = process.argv.slice(2);
+const args = process.argv.slice(2);
+const live = args.includes('--onepassword');
+const files = args.filter((a) => a !== '--onepassword');
+
+async function checkOnePassword(where: string, spec: ClusterSpec): Promise<string[]> {
+  const entries = spec.secrets.entries.map((e) => ({ id: e.id, refs: Object.values(e.fields) }));
+  const res = await findMissingItems(await onePasswordForCluster(spec), entries);
+  const problems: string[] = [];
+  for (const m of res.entries) {
+    const i = spec.secrets.entries.findIndex((e) => e.id === m.id);
+    const pending = spec.secrets.entries[i]!.pendingSource;
+    for (const x of m.missing) {
+      const line = `${where}: secrets.entries[${i}] (${m.id}): ${x.ref}: ${x.reason}`;
+      if (pending) console.log(`${line} (pending source: ${pending})`);
+      else problems.push(`${line}; create it, or mark the entry pendingSource`);
+    }
+  }
+  return problems;
+}
+
 try {
-  if (files.length > 0) {
-    for (const f of files) console.log(`${f}: ok (${loadClusterFile(f).name})`);
-  } else {
-    for (const [name] of loadClusters()) console.log(`${name}: ok`);
+  const specs: [string, ClusterSpec][] =
+    files.length > 0 ? files.map((f) => [f, loadClusterFile(f)]) : [...loadClusters()].map(([n, s]) => [n, s]);
+  const problems: string[] = [];
+  for (const [where, spec] of specs) {
+    console.log(`${where}: ok (${spec.name})`);
+    for (const e of spec.secrets.entries.filter((x) => x.pendingSource))
+      console.log(`${where}: ${e.id}: pending source, not rotated until created: ${e.pendingSource}`);
+    if (live) problems.push(...(await checkOnePassword(where, spec)));
+  }
+  if (problems.length) {
+    process.stderr.write(`${problems.join('\n')}\n`);
+    process.exit(2);
   }
 } catch (err) {
   if (err instanceof ConfigError) {

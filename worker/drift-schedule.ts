@@ -1,6 +1,6 @@
 // The periodic drift check: a Temporal Schedule per cluster that starts rotateSecrets with dryRun.
 // Created idempotently from the cluster config (secrets.driftCheck: cron, paused — paused by default
-// in pedro-ops.yaml): a second call with the same settings changes nothing; different settings update it.
+// in pedro-ops.yaml): a second call with the same settings changes nothing; a changed cron updates it.
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import type { ClusterSpec } from '../config/schema.js';
 
@@ -10,7 +10,10 @@ export interface DriftScheduleOptions {
   taskQueue: string;
   /** Overrides of spec.secrets.driftCheck. */
   cron?: string;
+  /** An operator's explicit pause state (PUT /secrets/drift-check); absent at worker start. */
   paused?: boolean;
+  /** Who asked (recorded in the schedule's note with an explicit pause state). */
+  by?: string;
 }
 
 export interface DriftScheduleState {
@@ -21,6 +24,16 @@ export interface DriftScheduleState {
   action: 'created' | 'updated' | 'unchanged';
 }
 
+const cronOf = (d: { action: { type: string; memo?: Record<string, unknown> }; state: { note?: string } }) =>
+  (d.action.memo?.driftCron as string | undefined) ?? /cron=(.*)$/.exec(d.state.note ?? '')?.[1];
+
+/**
+ * Config and operator state are kept apart. The config owns the cron and the action (compared through
+ * the action memo `driftCron`, since described schedules return cron as calendars); its `paused` only
+ * applies when the schedule is created. Once it exists, pause state and note are the operator's
+ * (the schedules API's pause/unpause, or an explicit `paused` here), so a worker or API restart,
+ * which calls this without `paused`, never undoes an operator's pause or unpause.
+ */
 export async function ensureDriftCheckSchedule(
   client: Client,
   spec: ClusterSpec,
@@ -28,9 +41,7 @@ export async function ensureDriftCheckSchedule(
 ): Promise<DriftScheduleState> {
   const scheduleId = driftScheduleId(spec.name);
   const cron = opts.cron ?? spec.secrets.driftCheck.cron;
-  const paused = opts.paused ?? spec.secrets.driftCheck.paused;
-  // Described schedules return cron as calendar specs, so the note keeps the cron string to compare against.
-  const note = `drift check of ${spec.name}; cron=${cron}`;
+  const by = opts.by ?? 'config';
   const handle = client.schedule.getHandle(scheduleId);
   let current;
   try {
@@ -38,21 +49,27 @@ export async function ensureDriftCheckSchedule(
   } catch (err) {
     if (!(err instanceof ScheduleNotFoundError)) throw err;
   }
+  const action = {
+    type: 'startWorkflow' as const,
+    workflowType: 'rotateSecrets',
+    taskQueue: opts.taskQueue,
+    // The schedule appends the start time, so each run gets its own id under the cluster's rotations.
+    workflowId: `rotate-secrets/${spec.name}/drift-check`,
+    args: [{ cluster: spec.name, dryRun: true, requestedBy: 'schedule' }],
+    memo: { driftCron: cron },
+  };
   if (!current) {
+    const paused = opts.paused ?? spec.secrets.driftCheck.paused;
     try {
       await client.schedule.create({
         scheduleId,
         spec: { cronExpressions: [cron] },
-        action: {
-          type: 'startWorkflow',
-          workflowType: 'rotateSecrets',
-          taskQueue: opts.taskQueue,
-          // The schedule appends the start time, so each run gets its own id under the cluster's rotations.
-          workflowId: `rotate-secrets/${spec.name}/drift-check`,
-          args: [{ cluster: spec.name, dryRun: true, requestedBy: 'schedule' }],
-        },
+        action,
         policies: { overlap: ScheduleOverlapPolicy.SKIP },
-        state: { paused, note },
+        state: {
+          paused,
+          note: `drift check of ${spec.name}; ${paused ? 'paused' : 'created'} by ${opts.paused === undefined ? 'config (secrets.driftCheck)' : by}`,
+        },
       });
       return { scheduleId, cron, paused, action: 'created' };
     } catch (err) {
@@ -61,17 +78,30 @@ export async function ensureDriftCheckSchedule(
       current = await handle.describe();
     }
   }
-  const sameCron = current.state.note === note;
-  const samePaused = current.state.paused === paused;
+  const sameCron = cronOf(current) === cron;
   const sameQueue = current.action.type === 'startWorkflow' && current.action.taskQueue === opts.taskQueue;
-  if (sameCron && samePaused && sameQueue) return { scheduleId, cron, paused, action: 'unchanged' };
-  await handle.update((prev) => ({
-    ...prev,
-    spec: { cronExpressions: [cron] },
-    action: prev.action.type === 'startWorkflow' ? { ...prev.action, taskQueue: opts.taskQueue } : prev.action,
-    state: { ...prev.state, paused, note },
-  }));
-  return { scheduleId, cron, paused, action: 'updated' };
+  const hasMemo = current.action.type === 'startWorkflow' && current.action.memo?.driftCron === cron;
+  let paused = current.state.paused;
+  let action_: DriftScheduleState['action'] = 'unchanged';
+  if (!sameCron || !sameQueue || !hasMemo) {
+    await handle.update((prev) => ({
+      ...prev,
+      spec: { cronExpressions: [cron] },
+      action:
+        prev.action.type === 'startWorkflow'
+          ? { ...prev.action, taskQueue: opts.taskQueue, memo: { driftCron: cron } }
+          : prev.action,
+      // state (pause and its note) is the operator's: kept as it is.
+    }));
+    action_ = 'updated';
+  }
+  if (opts.paused !== undefined && opts.paused !== paused) {
+    const note = `${opts.paused ? 'paused' : 'unpaused'} by ${by} (PUT /clusters/${spec.name}/secrets/drift-check)`;
+    await (opts.paused ? handle.pause(note) : handle.unpause(note));
+    paused = opts.paused;
+    action_ = 'updated';
+  }
+  return { scheduleId, cron, paused, action: action_ };
 }
 
 export async function describeDriftCheckSchedule(
@@ -81,6 +111,8 @@ export async function describeDriftCheckSchedule(
   scheduleId: string;
   exists: boolean;
   paused?: boolean;
+  /** The operator's note of the last pause or unpause (who and why). */
+  note?: string;
   cron?: string;
   nextRuns?: string[];
   recentRuns?: string[];
@@ -92,7 +124,8 @@ export async function describeDriftCheckSchedule(
       scheduleId,
       exists: true,
       paused: d.state.paused,
-      cron: /cron=(.*)$/.exec(d.state.note ?? '')?.[1],
+      note: d.state.note,
+      cron: cronOf(d),
       nextRuns: d.info.nextActionTimes.slice(0, 3).map((x) => x.toISOString()),
       recentRuns: d.info.recentActions.slice(-3).map((a) => a.action.workflow.workflowId),
     };

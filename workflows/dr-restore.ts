@@ -24,6 +24,7 @@ import {
   waits,
   type RestoreTimeouts,
 } from './restore-checks.js';
+import { namespacesNotCovered } from './namespaces.js';
 
 export interface DrRestoreInput {
   cluster: string;
@@ -140,8 +141,7 @@ async function restore(input: DrRestoreInput, ctx: { runner?: StepRunner }): Pro
       soft.push(
         `backup ${backup.name} is ${backup.phase ?? 'New'} with ${backup.errors} errors${backup.failureReason ? `: ${backup.failureReason}` : ''}`,
       );
-    const inc = backup.includedNamespaces;
-    const lacking = inc.length === 0 || inc.includes('*') ? [] : input.namespaces.filter((ns) => !inc.includes(ns));
+    const lacking = namespacesNotCovered(backup, input.namespaces);
     if (lacking.length > 0) hard.push(`backup ${backup.name} does not include namespaces ${lacking.join(', ')}`);
   }
   const unmappedTargets = Object.keys(input.target ?? {}).filter((ns) => !input.namespaces.includes(ns));

@@ -1,5 +1,5 @@
 // Messages shared by workflows, the API and the CLI: progress query and operator updates.
-import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
 
 export type StepState =
   | 'pending'
@@ -76,3 +76,12 @@ export interface ApprovalInput {
   note?: string;
 }
 export const approveUpdate = defineUpdate<{ accepted: boolean; reason?: string }, [ApprovalInput]>('approve');
+
+/** From the API's schedule watcher: scheduled drills were skipped (overlap SKIP) while this one ran. */
+export interface DrillSkippedInput {
+  /** Skipped since the last signal. */
+  count: number;
+  /** The schedule's numActionsSkippedOverlap now. */
+  total: number;
+}
+export const drillSkippedSignal = defineSignal<[DrillSkippedInput]>('drillSkipped');

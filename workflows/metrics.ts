@@ -24,3 +24,9 @@ export function recordDrill(cluster: string, result: string, rtoSeconds?: number
       .set(rtoSeconds, { cluster });
   }
 }
+
+export function recordDrillsSkipped(cluster: string, count: number): void {
+  metricMeter
+    .createCounter('pedro_ops_drills_skipped', 'drills', 'Scheduled drills skipped by overlap SKIP while a drill ran')
+    .add(count, { cluster });
+}

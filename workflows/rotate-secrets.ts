@@ -4,6 +4,7 @@
 import {
   ApplicationFailure,
   defineQuery,
+  patched,
   proxyActivities,
   setHandler,
   upsertMemo,
@@ -16,6 +17,7 @@ import type { ClusterSpec, SecretEntrySpec, WorkloadRef } from '../config/schema
 import { DEFAULT_RETRY, ErrorType } from './failures.js';
 import { RequestedBy } from './search-attributes.js';
 import { AbortRequested, StepRunner } from './steps.js';
+import { probeActivityTimeouts } from './probe-timeouts.js';
 
 export interface RotateSecretsInput {
   cluster: string;
@@ -43,7 +45,8 @@ export interface EntryReport {
   kubernetes?: { secret: string; written: boolean; version?: number };
   consumers: string[];
   generated?: boolean;
-  rollback?: { toVersion: number; rollouts: string[] };
+  /** toVersion: whose data is served again; restoredAs: the new OpenBAO version that holds it. */
+  rollback?: { toVersion: number; restoredAs?: number; rollouts: string[] };
   findings?: string[];
 }
 
@@ -64,6 +67,8 @@ export interface RotationReport {
   entries: EntryReport[];
   restarts: RestartReport[];
   onepassword?: { resolveAllCalls: number; itemsListCalls?: number };
+  /** Entries of the map left out of this run, and why (pendingSource: their 1Password items do not exist yet). */
+  skipped?: { id: string; reason: string }[];
 }
 
 export const rotationStatusQuery = defineQuery<RotationReport>('rotationStatus');
@@ -161,7 +166,13 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
     acts.loadClusterSpec(cluster),
   )) as ClusterSpec | undefined;
   if (!spec) return finish(runner, report, 'failed');
-  const entries = selectEntries(spec, input.entries);
+  const selected = selectEntries(spec, input.entries);
+  // Entries whose 1Password items do not exist yet are explicit in the config (pendingSource): the
+  // whole map leaves them out (named in the report); naming one fails it with what to create.
+  const pending = selected.filter((e) => e.pendingSource);
+  if (!input.entries && pending.length)
+    report.skipped = pending.map((e) => ({ id: e.id, reason: `pending source: ${e.pendingSource}` }));
+  const entries = input.entries ? selected : selected.filter((e) => !e.pendingSource);
   const byId = new Map(entries.map((e) => [e.id, e]));
   const rep = new Map<string, EntryReport>();
   for (const e of entries) {
@@ -182,13 +193,52 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
     runner.mark(`entry:${id}`, 'failed', reason);
   };
 
+  for (const e of entries.filter((x) => x.pendingSource))
+    fail(e.id, `SecretMissing: the 1Password source of this entry does not exist yet: ${e.pendingSource}`);
+  const live = entries.filter((e) => !e.pendingSource);
+
+  // Before any write (generate included): every referenced 1Password item of every entry exists. One
+  // items.list per vault, no values read; every missing item is named, per entry, and nothing is written.
+  if (!input.dryRun && live.length && patched('rotation-preflight')) {
+    runner.setPhase('preflight');
+    const pre = await runner.run(
+      'preflight',
+      'preflight',
+      'Every 1Password item of the selected entries exists (no values read)',
+      () => acts.rotationPreflight({ cluster, entryIds: live.map((e) => e.id) }),
+      {
+        describe: (p) => ({
+          detail: p.entries.length
+            ? `${p.entries.length} entr${p.entries.length === 1 ? 'y' : 'ies'} with missing items`
+            : 'all items present',
+        }),
+      },
+    );
+    if (pre && pre.entries.length) {
+      for (const m of pre.entries)
+        fail(
+          m.id,
+          `SecretMissing: 1Password items missing: ${m.missing.map((x) => `${x.ref} (${x.reason})`).join('; ')}`,
+        );
+      runner.mark('preflight', 'failed', pre.entries.map((m) => m.id).join(', '));
+      for (const r of report.entries)
+        if (r.status === 'pending') {
+          r.status = 'unchanged';
+          r.reason = 'not attempted: the preflight found missing 1Password items';
+          runner.mark(`entry:${r.id}`, 'skipped', r.reason);
+        }
+      return finish(runner, report, 'failed');
+    }
+  }
+  if (entries.some((e) => e.pendingSource) && live.length === 0) return finish(runner, report, 'failed');
+
   if (input.dryRun) {
     runner.setPhase('drift-check');
     const drift = await runner.run(
       'drift-check',
       'drift-check',
       'Compare 1Password, OpenBAO and Kubernetes fingerprints',
-      () => acts.rotationDriftCheck({ cluster, entryIds: entries.map((e) => e.id) }),
+      () => acts.rotationDriftCheck({ cluster, entryIds: live.map((e) => e.id) }),
     );
     for (const d of drift?.entries ?? []) {
       const r = rep.get(d.id)!;
@@ -202,7 +252,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
 
   const generateIds =
     input.generate === true
-      ? entries.filter((e) => e.generate).map((e) => e.id)
+      ? live.filter((e) => e.generate).map((e) => e.id)
       : Array.isArray(input.generate)
         ? input.generate
         : [];
@@ -228,7 +278,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
     'openbao',
     'openbao',
     'Read 1Password (one resolveAll per vault) and write OpenBAO with check-and-set',
-    () => acts.rotationSyncOpenBao({ cluster, entryIds: entries.map((e) => e.id), rotationId }),
+    () => acts.rotationSyncOpenBao({ cluster, entryIds: live.map((e) => e.id), rotationId }),
     {
       describe: (s) => ({
         detail: `${s.entries.filter((e) => e.outcome === 'written').length} written, ${s.onepassword.resolveAllCalls} resolveAll call(s)`,
@@ -317,7 +367,12 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
           `verify:${id}`,
           'verify',
           `Verify ${id} (${probe.type} probe)`,
-          () => acts.rotationProbe({ cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` }),
+          () =>
+            proxyActivities<Activities>({ ...probeActivityTimeouts(probe), retry: DEFAULT_RETRY }).rotationProbe({
+              cluster,
+              probe,
+              label: `${id}-${rotationId.slice(0, 8)}`,
+            }),
           {
             describe: (p) => ({ detail: p.message }),
           },
@@ -366,7 +421,11 @@ async function rollBack(
   input: RotateSecretsInput,
 ) {
   runner.setPhase('rollback');
+  // KV v2 reads serve current_version: rolling back only the Secret left OpenBAO serving the rejected
+  // value. Histories from before this change marked the version instead (their commands replay as they were).
+  const asNewVersion = patched('rollback-openbao-as-new-version');
   const restored: SecretEntrySpec[] = [];
+  const restoredAs = new Map<string, number>();
   await Promise.all(
     entries.map(async (e) => {
       const r = rep.get(e.id)!;
@@ -375,21 +434,44 @@ async function rollBack(
         r.reason = `${r.reason}; no previous OpenBAO version to roll back to`;
         return;
       }
+      let serve = prev;
+      if (asNewVersion && r.openbao.written && r.openbao.version) {
+        const rejected = r.openbao.version;
+        const res = await runner.run(
+          `restore:${e.id}`,
+          'rollback',
+          `OpenBAO ${e.openbaoPath}: v${prev}'s data written again as a new version (check-and-set on the rejected v${rejected})`,
+          () =>
+            acts.rotationRestoreOpenBao({
+              cluster: spec.name,
+              entryId: e.id,
+              rejectedVersion: rejected,
+              toVersion: prev,
+              rotationId,
+            }),
+          { describe: (x) => ({ detail: x.message }) },
+        );
+        if (!res) return;
+        if (res.outcome !== 'superseded') {
+          serve = res.version;
+          restoredAs.set(e.id, res.version);
+        }
+      }
       if (e.kubernetes) {
         const res = await runner.run(
           `rollback:${e.id}`,
           'rollback',
-          `Secret ${e.kubernetes.namespace}/${e.kubernetes.name} back to OpenBAO v${prev}`,
-          () => acts.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: prev, rotationId }),
+          `Secret ${e.kubernetes.namespace}/${e.kubernetes.name} back to OpenBAO v${serve}${serve !== prev ? ` (= v${prev}'s data)` : ''}`,
+          () => acts.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: serve, rotationId }),
         );
         if (!res) return;
         r.kubernetes = {
           secret: `${e.kubernetes.namespace}/${e.kubernetes.name}`,
           written: res.dataChanged,
-          version: prev,
+          version: serve,
         };
       }
-      if (r.openbao.written && r.openbao.version) {
+      if (!asNewVersion && r.openbao.written && r.openbao.version) {
         await runner.run(
           `mark:${e.id}`,
           'rollback',
@@ -413,11 +495,17 @@ async function rollBack(
     r.status = 'rolled-back';
     r.rollback = {
       toVersion: r.openbao.previousVersion!,
+      ...(restoredAs.has(e.id) ? { restoredAs: restoredAs.get(e.id) } : {}),
       rollouts: e.consumers
         .map((w) => workloadKey(w, e))
         .map((k) => `${k}: ${rollouts.get(k)?.outcome ?? 'not restarted'}`),
     };
-    runner.mark(`entry:${e.id}`, 'failed', `rolled back to v${r.openbao.previousVersion}: ${r.reason}`);
+    const as = restoredAs.get(e.id);
+    runner.mark(
+      `entry:${e.id}`,
+      'failed',
+      `rolled back to v${r.openbao.previousVersion}${as ? ` (restored as OpenBAO v${as})` : ''}: ${r.reason}`,
+    );
   }
 }
 

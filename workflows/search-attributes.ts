@@ -9,6 +9,8 @@ export const State = defineSearchAttributeKey('State', SearchAttributeType.KEYWO
 export const DrillResult = defineSearchAttributeKey('DrillResult', SearchAttributeType.KEYWORD);
 export const RtoSeconds = defineSearchAttributeKey('RtoSeconds', SearchAttributeType.INT);
 export const RequestedBy = defineSearchAttributeKey('RequestedBy', SearchAttributeType.KEYWORD);
+/** On a drill: how many scheduled drills its schedule skipped (overlap SKIP) while it ran. */
+export const DrillsSkipped = defineSearchAttributeKey('DrillsSkipped', SearchAttributeType.INT);
 
 /** name -> type as `temporal server start-dev --search-attribute NAME=TYPE` and the operator API want it. */
 export const SEARCH_ATTRIBUTE_TYPES: Record<string, 'Keyword' | 'Int'> = {
@@ -19,4 +21,5 @@ export const SEARCH_ATTRIBUTE_TYPES: Record<string, 'Keyword' | 'Int'> = {
   DrillResult: 'Keyword',
   RtoSeconds: 'Int',
   RequestedBy: 'Keyword',
+  DrillsSkipped: 'Int',
 };

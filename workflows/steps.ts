@@ -169,6 +169,42 @@ export class StepRunner {
   }
 
   /**
+   * Runs `fn` once as step `id` and never parks: a failure marks the step failed and returns
+   * `{error}`. For cleanups and compensations, which must always reach their end (DESIGN rule 11):
+   * a parked cleanup would hold the run, and a drill schedule with overlap SKIP behind it, forever.
+   */
+  async attempt<T>(
+    id: string,
+    phase: string,
+    title: string,
+    fn: () => Promise<T>,
+    opts: StepOptions<T> = {},
+  ): Promise<{ value?: T; error?: string }> {
+    const step = this.plan(id, phase, title, opts.dependsOn);
+    step.attempts += 1;
+    step.state = 'running';
+    step.startedAt = new Date().toISOString();
+    step.finishedAt = undefined;
+    this.touch(this.stepEvent(step));
+    try {
+      const value = await fn();
+      const d = opts.describe?.(value) ?? {};
+      step.state = d.satisfied ? 'satisfied' : 'succeeded';
+      step.detail = d.detail ?? step.detail;
+      return { value };
+    } catch (err) {
+      step.lastError = errorInfo(err);
+      step.state = isCancellation(err) ? 'cancelled' : 'failed';
+      step.detail = step.lastError.message;
+      return { error: step.lastError.message };
+    } finally {
+      step.finishedAt = new Date().toISOString();
+      step.durationMs = Date.parse(step.finishedAt) - Date.parse(step.startedAt);
+      this.touch(this.stepEvent(step));
+    }
+  }
+
+  /**
    * Runs `fn` as step `id`. Retryable failures were already retried by the activity's policy; what
    * arrives here parks the step until an operator resolves it. Returns undefined when skipped.
    * Throws AbortRequested on abort and rethrows cancellation.

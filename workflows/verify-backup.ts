@@ -2,9 +2,12 @@
 // namespaces, check what came back, measure the RTO, and always delete the scratch namespaces —
 // also when the drill fails or is cancelled. A failed drill is a finding, not a crashed run: the
 // workflow completes with result "failed" and its reasons (result, memo, search attributes).
+import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import {
   CancellationScope,
   isCancellation,
+  patched,
+  setHandler,
   upsertMemo,
   upsertSearchAttributes,
   workflowInfo,
@@ -12,8 +15,11 @@ import {
 import type { BackupInfo } from '../activities/velero/types.js';
 import type { ProbeResult } from '../activities/velero/types.js';
 import { AbortRequested, StepRunner } from './steps.js';
-import { DrillResult, RequestedBy, RtoSeconds } from './search-attributes.js';
-import { recordDrill } from './metrics.js';
+import { DrillResult, DrillsSkipped, RequestedBy, RtoSeconds } from './search-attributes.js';
+import { recordDrill, recordDrillsSkipped } from './metrics.js';
+import { drillSkippedSignal } from './messages.js';
+import { DRILL_DEADLINE_SECONDS } from './drill-limits.js';
+import { namespacesNotCovered } from './namespaces.js';
 import {
   acts,
   checkRestored,
@@ -38,6 +44,16 @@ export interface VerifyBackupInput {
   requestId?: string;
   requestedBy?: string;
   timeouts?: RestoreTimeouts;
+  /**
+   * With latestFromSchedule: verify the newest backup completed at or before this time. A run started
+   * by the drill schedule (also a backfilled one) uses its scheduled start time.
+   */
+  asOf?: string;
+  /**
+   * The drill's own deadline: past it the work is cancelled, the drill fails with DrillTimeout and
+   * cleanup still runs. The schedule's run timeout (worker/schedules.ts) is only a backstop above it.
+   */
+  deadlineSeconds?: number;
 }
 
 export interface DrillReport {
@@ -58,6 +74,8 @@ export interface DrillReport {
   counts: Record<string, { expected?: number; restored: number }>;
   probes: ProbeResult[];
   cleanup: { deleted: string[]; remaining: string[] };
+  /** Scheduled drills the schedule skipped (overlap SKIP) while this one ran. */
+  drillsSkipped?: number;
 }
 
 export async function verifyBackup(input: VerifyBackupInput): Promise<DrillReport> {
@@ -80,107 +98,127 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
   if (input.requestedBy) upsertSearchAttributes([{ key: RequestedBy, value: input.requestedBy }]);
   let restoreName: string | undefined;
   let restoreTerminal = false;
+  let restoreCreated = false;
   let cancelled: unknown;
+  let skipped = 0;
+  setHandler(drillSkippedSignal, ({ count }) => {
+    if (!(count > 0)) return;
+    skipped += count;
+    report.drillsSkipped = skipped;
+    upsertSearchAttributes([{ key: DrillsSkipped, value: skipped }]);
+    recordDrillsSkipped(cluster, count);
+  });
+  // Versioned: histories from before the deadline have no timer (their commands replay unchanged).
+  const deadlineSeconds = patched('drill-deadline') ? (input.deadlineSeconds ?? DRILL_DEADLINE_SECONDS) : undefined;
+  const withDeadline = <T>(fn: () => Promise<T>): Promise<T> =>
+    deadlineSeconds ? CancellationScope.withTimeout(deadlineSeconds * 1000, fn) : fn();
 
   try {
-    const spec = await runner.run('load-spec', 'prepare', 'Load the cluster definition', () =>
-      acts.loadClusterSpec(cluster),
-    );
-    if (!spec) throw new AbortRequested('load-spec');
-    const namespaces = input.namespaces?.length ? input.namespaces : spec.backups.drill.namespaces;
-    report.namespaces = namespaces.map((ns) => ({ source: ns, scratch: scratchNamespace(ns, shortId) }));
-
-    runner.setPhase('backup');
-    const bsl = await runner.run(
-      'storage-location',
-      'backup',
-      `BackupStorageLocation ${spec.backups.storageLocation} is Available`,
-      () => acts.veleroStorageLocation({ cluster }),
-      { describe: (b) => ({ detail: b.phase ?? b.message }) },
-    );
-    if (bsl && !bsl.available) {
-      runner.mark('storage-location', 'failed');
-      return await finish(
-        `BackupNotUsable: backup storage location ${bsl.name} is ${bsl.phase ?? 'missing'}${bsl.message ? `: ${bsl.message}` : ''}`,
+    return await withDeadline(async () => {
+      const spec = await runner.run('load-spec', 'prepare', 'Load the cluster definition', () =>
+        acts.loadClusterSpec(cluster),
       );
-    }
+      if (!spec) throw new AbortRequested('load-spec');
+      const namespaces = input.namespaces?.length ? input.namespaces : spec.backups.drill.namespaces;
+      report.namespaces = namespaces.map((ns) => ({ source: ns, scratch: scratchNamespace(ns, shortId) }));
 
-    const backup = await pickBackup(
-      runner,
-      input,
-      spec.backups.schedule.name,
-      namespaces,
-      shortId,
-      timeouts.backupSeconds,
-    );
-    if (typeof backup === 'string') return await finish(backup);
-    report.backup = backup.name;
-    report.backupPhase = backup.phase;
-    report.backupWarnings = backup.warnings;
-    if (backup.warnings > 0) report.warnings.push(`backup ${backup.name} has ${backup.warnings} warnings`);
-    const unusable = backupProblem(backup, namespaces, timeouts.backupSeconds);
-    if (unusable) {
-      runner.mark('pick-backup', 'failed', unusable);
-      return await finish(`BackupNotUsable: ${unusable}`);
-    }
-
-    runner.setPhase('restore');
-    const mapping = Object.fromEntries(report.namespaces.map((n) => [n.source, n.scratch]));
-    restoreName = label(`drill-${shortId}-${backup.name}`);
-    const name = restoreName;
-    const restoreStart = Date.now();
-    report.restore = name;
-    report.restoreAttempted = true;
-    await runner.run('restore', 'restore', `Restore ${backup.name} into ${Object.values(mapping).join(', ')}`, () =>
-      acts.veleroEnsureRestore({
-        cluster,
-        name,
-        backup: backup.name,
-        includedNamespaces: namespaces,
-        namespaceMapping: mapping,
-        labels: { 'pedro-ops/drill': shortId },
-      }),
-    );
-    const restored = await runner.run(
-      'wait-restore',
-      'restore',
-      `Wait for restore ${name}`,
-      () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: timeouts.restoreSeconds }),
-      {
-        describe: (r) => ({
-          detail: `${r.phase}: ${r.itemsRestored ?? 0}/${r.totalItems ?? 0} items, ${r.warnings} warnings`,
-        }),
-      },
-    );
-    restoreTerminal = Boolean(restored && !restored.timedOut);
-    if (restored) {
-      const problem = restoreProblem(restored, timeouts.restoreSeconds);
-      if (restored.warnings > 0) report.warnings.push(`restore ${name} has ${restored.warnings} warnings`);
-      if (problem) {
-        runner.mark('wait-restore', 'failed', problem);
-        return await finish(`RestoreFailed: ${problem}`);
+      runner.setPhase('backup');
+      const bsl = await runner.run(
+        'storage-location',
+        'backup',
+        `BackupStorageLocation ${spec.backups.storageLocation} is Available`,
+        () => acts.veleroStorageLocation({ cluster }),
+        { describe: (b) => ({ detail: b.phase ?? b.message }) },
+      );
+      if (bsl && !bsl.available) {
+        runner.mark('storage-location', 'failed');
+        return await finish(
+          `BackupNotUsable: backup storage location ${bsl.name} is ${bsl.phase ?? 'missing'}${bsl.message ? `: ${bsl.message}` : ''}`,
+        );
       }
-    }
 
-    runner.setPhase('verify');
-    const checks = await checkRestored(runner, {
-      cluster,
-      backup: backup.name,
-      mapping,
-      probes: spec.backups.drill.probes ?? [],
-      runId: shortId,
-      timeouts,
+      const backup = await pickBackup(
+        runner,
+        input,
+        spec.backups.schedule.name,
+        namespaces,
+        shortId,
+        timeouts.backupSeconds,
+      );
+      if (typeof backup === 'string') return await finish(backup);
+      report.backup = backup.name;
+      report.backupPhase = backup.phase;
+      report.backupWarnings = backup.warnings;
+      if (backup.warnings > 0) report.warnings.push(`backup ${backup.name} has ${backup.warnings} warnings`);
+      const unusable = backupProblem(backup, namespaces, timeouts.backupSeconds);
+      if (unusable) {
+        runner.mark('pick-backup', 'failed', unusable);
+        return await finish(`BackupNotUsable: ${unusable}`);
+      }
+
+      runner.setPhase('restore');
+      const mapping = Object.fromEntries(report.namespaces.map((n) => [n.source, n.scratch]));
+      restoreName = label(`drill-${shortId}-${backup.name}`);
+      const name = restoreName;
+      const restoreStart = Date.now();
+      report.restore = name;
+      report.restoreAttempted = true;
+      await runner.run('restore', 'restore', `Restore ${backup.name} into ${Object.values(mapping).join(', ')}`, () =>
+        acts.veleroEnsureRestore({
+          cluster,
+          name,
+          backup: backup.name,
+          includedNamespaces: namespaces,
+          namespaceMapping: mapping,
+          labels: { 'pedro-ops/drill': shortId },
+        }),
+      );
+      restoreCreated = true;
+      const restored = await runner.run(
+        'wait-restore',
+        'restore',
+        `Wait for restore ${name}`,
+        () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: timeouts.restoreSeconds }),
+        {
+          describe: (r) => ({
+            detail: `${r.phase}: ${r.itemsRestored ?? 0}/${r.totalItems ?? 0} items, ${r.warnings} warnings`,
+          }),
+        },
+      );
+      restoreTerminal = Boolean(restored && !restored.timedOut);
+      if (restored) {
+        const problem = restoreProblem(restored, timeouts.restoreSeconds);
+        if (restored.warnings > 0) report.warnings.push(`restore ${name} has ${restored.warnings} warnings`);
+        if (problem) {
+          runner.mark('wait-restore', 'failed', problem);
+          return await finish(`RestoreFailed: ${problem}`);
+        }
+      }
+
+      runner.setPhase('verify');
+      const checks = await checkRestored(runner, {
+        cluster,
+        backup: backup.name,
+        mapping,
+        probes: spec.backups.drill.probes ?? [],
+        runId: shortId,
+        timeouts,
+      });
+      report.counts = checks.counts;
+      report.verification = checks.verification;
+      report.probes = checks.probes;
+      if (checks.reasons.length > 0) return await finish(...checks.reasons.map((r) => `VerificationFailed: ${r}`));
+      report.rtoMs = Date.now() - restoreStart;
+      report.rtoSeconds = Math.max(1, Math.ceil(report.rtoMs / 1000));
+      report.result = 'passed';
+      return await finish();
     });
-    report.counts = checks.counts;
-    report.verification = checks.verification;
-    report.probes = checks.probes;
-    if (checks.reasons.length > 0) return await finish(...checks.reasons.map((r) => `VerificationFailed: ${r}`));
-    report.rtoMs = Date.now() - restoreStart;
-    report.rtoSeconds = Math.max(1, Math.ceil(report.rtoMs / 1000));
-    report.result = 'passed';
-    return await finish();
   } catch (err) {
-    if (isCancellation(err)) {
+    if (isCancellation(err) && deadlineSeconds && !CancellationScope.current().consideredCancelled) {
+      // Our own deadline cancelled the work, not an operator: a finding, and the run completes.
+      report.reasons.push(`DrillTimeout: the drill did not finish within ${deadlineSeconds}s`);
+      report.result = 'failed';
+    } else if (isCancellation(err)) {
       cancelled = err;
       report.reasons.push('Cancelled: the drill was cancelled');
     } else if (err instanceof AbortRequested) {
@@ -198,34 +236,38 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
     await CancellationScope.nonCancellable(async () => {
       runner.setPhase('cleanup');
       const name = restoreName;
+      // Cleanup never parks (runner.attempt): a parked cleanup would hold this run, and with overlap
+      // SKIP every later scheduled drill, forever. A Restore that was never created has nothing to settle.
       if (name && !restoreTerminal) {
         // Velero would keep writing into the scratch namespaces; let it reach a terminal phase first.
-        await runner
-          .run('settle-restore', 'cleanup', `Let restore ${name} finish before cleanup`, () =>
-            waits.veleroWaitRestore({ cluster, name, timeoutSeconds: 120 }),
-          )
-          .catch(() => undefined);
+        // Cancelled while creating it, the Restore may or may not exist: a missing one fails fast (NotFound).
+        const settled = await runner.attempt(
+          'settle-restore',
+          'cleanup',
+          `Let restore ${name} finish before cleanup`,
+          () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: 120 }),
+        );
+        if (settled.error && !restoreCreated)
+          runner.mark('settle-restore', 'skipped', `restore ${name} was never created`);
       }
       const scratch = report.namespaces.map((n) => n.scratch);
       if (report.restoreAttempted && scratch.length > 0) {
-        const res = await runner
-          .run(
-            'cleanup',
-            'cleanup',
-            `Delete scratch namespaces ${scratch.join(', ')}`,
-            () =>
-              waits.veleroDeleteNamespaces({
-                cluster,
-                namespaces: scratch,
-                timeoutSeconds: DEFAULT_TIMEOUTS.cleanupSeconds,
-              }),
-            { describe: (r) => ({ detail: `${r.deleted.length} deleted, ${r.remaining.length} remaining` }) },
-          )
-          .catch(() => undefined);
-        report.cleanup = res ?? { deleted: [], remaining: scratch };
+        const res = await runner.attempt(
+          'cleanup',
+          'cleanup',
+          `Delete scratch namespaces ${scratch.join(', ')}`,
+          () =>
+            waits.veleroDeleteNamespaces({
+              cluster,
+              namespaces: scratch,
+              timeoutSeconds: DEFAULT_TIMEOUTS.cleanupSeconds,
+            }),
+          { describe: (r) => ({ detail: `${r.deleted.length} deleted, ${r.remaining.length} remaining` }) },
+        );
+        report.cleanup = res.value ?? { deleted: [], remaining: scratch };
         if (report.cleanup.remaining.length > 0) {
           report.reasons.push(
-            `CleanupIncomplete: scratch namespaces still present: ${report.cleanup.remaining.join(', ')}`,
+            `CleanupIncomplete: scratch namespaces still present: ${report.cleanup.remaining.join(', ')}${res.error ? ` (${res.error})` : ''}`,
           );
           report.result = 'failed';
         }
@@ -277,12 +319,15 @@ async function pickBackup(
     return b ?? `backup ${name} was skipped by an operator`;
   }
   const schedule = typeof input.latestFromSchedule === 'string' ? input.latestFromSchedule : defaultSchedule;
-  const title = input.backup ? `Read backup ${input.backup}` : `Newest Completed backup of schedule ${schedule}`;
+  const notAfter = input.backup ? undefined : asOf(input);
+  const title = input.backup
+    ? `Read backup ${input.backup}`
+    : `Newest Completed backup of schedule ${schedule}${notAfter ? ` at or before ${notAfter}` : ''}`;
   const found = await runner.run(
     'pick-backup',
     'backup',
     title,
-    () => acts.veleroFindBackup({ cluster, name: input.backup, schedule }),
+    () => acts.veleroFindBackup({ cluster, name: input.backup, schedule, ...(notAfter ? { notAfter } : {}) }),
     { describe: (f) => ({ detail: f.backup ? `${f.backup.name}: ${f.backup.phase}` : f.reason }) },
   );
   if (!found) return 'backup selection was skipped by an operator';
@@ -293,6 +338,17 @@ async function pickBackup(
   return found.backup;
 }
 
+// Set by the Temporal server on every run a Schedule starts, backfilled ones included: the time the
+// run was scheduled for (the backfilled time, not the time it actually started).
+const ScheduledStartTime = defineSearchAttributeKey('TemporalScheduledStartTime', SearchAttributeType.DATETIME);
+
+/** The time whose backup this drill verifies: the input's asOf, or the schedule's start time. */
+function asOf(input: VerifyBackupInput): string | undefined {
+  if (input.asOf) return new Date(input.asOf).toISOString();
+  const scheduled = workflowInfo().typedSearchAttributes.get(ScheduledStartTime);
+  return scheduled ? scheduled.toISOString() : undefined;
+}
+
 /** Completed with zero errors and holding every namespace to restore; otherwise why not. */
 function backupProblem(b: BackupInfo, namespaces: string[], timeoutSeconds: number): string | undefined {
   if (b.timedOut) return `backup ${b.name} did not finish within ${timeoutSeconds}s (last phase ${b.phase ?? 'New'})`;
@@ -300,8 +356,7 @@ function backupProblem(b: BackupInfo, namespaces: string[], timeoutSeconds: numb
     const why = b.failureReason ?? b.validationErrors?.join('; ');
     return `backup ${b.name} is ${b.phase ?? 'New'} with ${b.errors} errors${why ? `: ${why}` : ''}`;
   }
-  const inc = b.includedNamespaces;
-  const missing = inc.length === 0 || inc.includes('*') ? [] : namespaces.filter((ns) => !inc.includes(ns));
+  const missing = namespacesNotCovered(b, namespaces);
   if (missing.length > 0) return `backup ${b.name} does not include namespaces ${missing.join(', ')}`;
   return undefined;
 }

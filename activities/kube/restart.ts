@@ -1,6 +1,7 @@
 // `kubectl rollout restart` + `kubectl rollout status` for one consumer. The restart annotation value
 // comes from the workflow (unique per rotation and per rollback, millisecond precision), so a retried
 // activity finds its own annotation already set and only waits: one restart per rotation, never two.
+import { createHash } from 'node:crypto';
 import { beat, sleep } from '../heartbeat.js';
 import type { WorkloadRef } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
@@ -67,6 +68,7 @@ export async function restartConsumer(deps: ActivityDeps, input: RestartInput): 
   }
   const deadline = Date.now() + input.timeoutSeconds * 1000;
   const pollMs = input.pollMs ?? 500;
+  if (kind === 'CronJob') return verifyCronJob(deps, input, obj, patched, deadline, pollMs);
   if (obj.spec?.updateStrategy?.type === 'OnDelete') {
     const replaced = await replaceOnDeletePods(deps, spec, input, deadline, pollMs);
     if (replaced) return { workload: id, patched, ...replaced };
@@ -165,5 +167,91 @@ async function replaceOnDeletePods(
         outcome: 'timeout',
         message: `${kind} ${namespace}/${name}: ${victim} not Ready on the new revision in time`,
       };
+  }
+}
+
+type JobObj = KubeObject & {
+  status?: { conditions?: Array<{ type: string; status: string; reason?: string; message?: string }> };
+};
+
+/**
+ * A CronJob has no rollout: annotating its job template only changes the next Job. Counting it done
+ * at once would never catch a rejected credential, so the new Secret is proven by a run of the
+ * CronJob's own Job now, made as `kubectl create job --from=cronjob/<name>` makes it
+ * (kubectl pkg/cmd/create/create_job.go, createJobFromCronJob: the job template's labels,
+ * annotations and spec, annotation cronjob.kubernetes.io/instantiate=manual, and an ownerReference
+ * to the CronJob, so the CronJob's history limits clean it up). Named per restart, so a retried
+ * activity waits for its own Job instead of starting another. A suspended CronJob is not run.
+ */
+async function verifyCronJob(
+  deps: ActivityDeps,
+  input: RestartInput,
+  cronJob: Workload,
+  patched: boolean,
+  deadline: number,
+  pollMs: number,
+): Promise<RestartResult> {
+  const { name, namespace } = input.workload;
+  const id = `${namespace}/CronJob/${name}`;
+  const kube = deps.kube(clusterOrFail(deps, input.cluster));
+  const cur = (await kube.read<Workload>('batch/v1', 'CronJob', name, namespace)) ?? cronJob;
+  if (cur.spec?.suspend)
+    return { workload: id, patched, outcome: 'complete', message: 'suspended: its next Job will use the new Secret' };
+  const hash = createHash('sha256').update(input.restartedAt).digest('hex').slice(0, 8);
+  const jobName = `${name.slice(0, 63 - 13)}-rot-${hash}`;
+  let job = await kube.read<JobObj>('batch/v1', 'Job', jobName, namespace);
+  if (!job) {
+    const tpl = cur.spec?.jobTemplate ?? {};
+    job = await kube.create<JobObj>({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: {
+        name: jobName,
+        namespace,
+        labels: tpl.metadata?.labels,
+        annotations: {
+          ...(tpl.metadata?.annotations ?? {}),
+          'cronjob.kubernetes.io/instantiate': 'manual',
+          [ROTATION_ANNOTATION]: input.rotationId,
+        },
+        ownerReferences: [
+          {
+            apiVersion: 'batch/v1',
+            kind: 'CronJob',
+            name,
+            uid: cur.metadata.uid!,
+            controller: true,
+            blockOwnerDeletion: true,
+          },
+        ],
+      },
+      spec: tpl.spec,
+    } as KubeObject);
+    deps.log.info({ workload: id, job: jobName }, 'CronJob run started to verify the new Secret');
+  }
+  const what = `Job ${namespace}/${jobName}`;
+  for (;;) {
+    const conds = job?.status?.conditions ?? [];
+    const failed = conds.find((c) => c.type === 'Failed' && c.status === 'True');
+    if (failed)
+      return {
+        workload: id,
+        patched,
+        outcome: 'failed',
+        message: `${what} failed: ${failed.message ?? failed.reason ?? 'no reason given'}`,
+      };
+    if (conds.some((c) => c.type === 'Complete' && c.status === 'True'))
+      return { workload: id, patched, outcome: 'complete', message: `${what} completed with the new Secret` };
+    if (Date.now() >= deadline)
+      return {
+        workload: id,
+        patched,
+        outcome: 'timeout',
+        message: `${what} did not finish within ${input.timeoutSeconds}s`,
+      };
+    beat({ workload: id, job: jobName });
+    await sleep(pollMs);
+    job = await kube.read<JobObj>('batch/v1', 'Job', jobName, namespace);
+    if (!job) return { workload: id, patched, outcome: 'failed', message: `${what} disappeared` };
   }
 }

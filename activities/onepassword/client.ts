@@ -2,6 +2,7 @@
 // and the lab double are interchangeable. The lab client is chosen only when the cluster config
 // names a lab URL explicitly — never as a silent fallback when the token is missing.
 import {
+  AuthExpiredError,
   createClient,
   type ItemCreateParams,
   type Item,
@@ -51,11 +52,36 @@ export function onePasswordForCluster(
           `1Password service-account token missing: set ${spec.onepassword.tokenEnv}`,
         );
       return (await createClient({ auth: token, ...INTEGRATION })) as unknown as OnePasswordPort;
-    })();
+    })().then((c) => dropOnAuthExpiry(c, () => cache.get(key) === client && cache.delete(key)));
     client.catch(() => cache.delete(key));
     cache.set(key, client);
   }
   return client;
+}
+
+/**
+ * @1password/sdk 0.5 re-initialises its session only for desktop sessions (dist/core.js,
+ * InnerClient.invoke retries on DesktopSessionExpiredError alone): a service-account client whose
+ * session expired throws AuthExpiredError on every call from then on. So the first AuthExpiredError
+ * drops the cached client; the failure stays retryable and the next attempt builds a new client.
+ */
+function dropOnAuthExpiry(client: OnePasswordPort, drop: () => void): OnePasswordPort {
+  const wrap = <T extends object>(group: T): T =>
+    new Proxy(group, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        if (typeof v !== 'function') return v;
+        return async (...args: unknown[]) => {
+          try {
+            return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+          } catch (err) {
+            if (err instanceof AuthExpiredError) drop();
+            throw err;
+          }
+        };
+      },
+    });
+  return { secrets: wrap(client.secrets), items: wrap(client.items), vaults: wrap(client.vaults) };
 }
 
 /** Vault and item ids by name (the SDK's items API takes ids, references take names). */

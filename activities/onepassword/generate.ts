@@ -8,7 +8,7 @@ import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
 import { selectEntries } from '../openbao/kv.js';
 import { vaultIdByName, type OnePasswordPort } from './client.js';
-import { classifyOpError, parseOpRef } from './read.js';
+import { classifyOpError, parseOpRef, type OpRefParts } from './read.js';
 
 export interface GenerateInput {
   cluster: string;
@@ -45,6 +45,37 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Exact ID matches win; otherwise IDs and titles compare case-insensitively (as references resolve). */
+function pick<T extends { id: string; title: string }>(list: T[], query: string): T[] {
+  const byId = list.filter((x) => x.id === query);
+  return byId.length ? byId : list.filter((x) => same(x.id, query) || same(x.title, query));
+}
+
+/**
+ * The field a secret reference names, as @1password/sdk resolves it (client/release/RELEASE-NOTES of
+ * onepassword-sdk-js): v0.1.6 "retrieving a field from the item's default field section is now
+ * possible even if there is an identically named field in one of the item's named sections"; v0.3.0
+ * "when multiple sections match a section query, the SDK looks through the fields in all sections".
+ * The default section holds the fields without a section and the untitled section into which the SDK
+ * files custom fields that came without one (v0.3.0). Writing a different field than the one a
+ * rotation later reads would rotate nothing.
+ */
+export function matchFields(item: Item, parts: OpRefParts): Item['fields'] {
+  if (parts.section) {
+    const ids = new Set(pick(item.sections, parts.section).map((s) => s.id));
+    return pick(
+      item.fields.filter((f) => f.sectionId !== undefined && ids.has(f.sectionId)),
+      parts.field,
+    );
+  }
+  const fields = pick(item.fields, parts.field);
+  if (fields.length <= 1) return fields;
+  const inDefault = fields.filter(
+    (f) => !f.sectionId || item.sections.some((s) => s.id === f.sectionId && s.title === ''),
+  );
+  return inDefault.length === 1 ? inDefault : fields;
+}
+
 async function writeOne(
   op: OnePasswordPort,
   vaultId: string,
@@ -55,14 +86,7 @@ async function writeOne(
   const parts = parseOpRef(ref);
   const itemId = itemIds.get(parts.item.toLowerCase()) ?? parts.item;
   const item: Item = await call(`reading item for ${ref}`, () => op.items.get(vaultId, itemId));
-  const sections = parts.section
-    ? item.sections.filter((s) => same(s.id, parts.section!) || same(s.title, parts.section!)).map((s) => s.id)
-    : undefined;
-  const fields = item.fields.filter(
-    (f) =>
-      (same(f.id, parts.field) || same(f.title, parts.field)) &&
-      (!sections || (f.sectionId !== undefined && sections.includes(f.sectionId))),
-  );
+  const fields = matchFields(item, parts);
   if (fields.length !== 1)
     throw nonRetryable(
       ErrorType.SecretMissing,

@@ -93,3 +93,59 @@ export async function resolveBatched(
   }
   return out;
 }
+
+export interface MissingItems {
+  /** Per entry id: the references whose vault or item does not exist (or is not shared with the account). */
+  entries: { id: string; missing: { ref: string; reason: string }[] }[];
+  itemsListCalls: number;
+}
+
+/**
+ * Which referenced 1Password items exist, without reading a single secret value: one vaults.list and
+ * one items.list per vault (titles and ids, as references match them: case-insensitive, ids exact).
+ * Used before any write (rotation preflight) and by `config:check --onepassword`.
+ */
+export async function findMissingItems(
+  op: OnePasswordPort,
+  entries: { id: string; refs: string[] }[],
+): Promise<MissingItems> {
+  let vaults;
+  try {
+    vaults = await op.vaults.list();
+  } catch (err) {
+    throw classifyOpError(err, 'listing vaults');
+  }
+  const lists = new Map<string, { titles: Set<string>; ids: Set<string> } | undefined>();
+  let itemsListCalls = 0;
+  const out: MissingItems['entries'] = [];
+  for (const e of entries) {
+    const missing: { ref: string; reason: string }[] = [];
+    for (const ref of new Set(e.refs)) {
+      const { vault, item } = parseOpRef(ref);
+      const key = vault.toLowerCase();
+      if (!lists.has(key)) {
+        const v = vaults.filter((x) => x.id === vault || x.title.toLowerCase() === key);
+        if (v.length !== 1) lists.set(key, undefined);
+        else {
+          let items;
+          try {
+            items = await op.items.list(v[0]!.id);
+          } catch (err) {
+            throw classifyOpError(err, `listing items of vault ${vault}`);
+          }
+          itemsListCalls += 1;
+          lists.set(key, {
+            titles: new Set(items.map((i) => i.title.toLowerCase())),
+            ids: new Set(items.map((i) => i.id)),
+          });
+        }
+      }
+      const l = lists.get(key);
+      if (!l) missing.push({ ref, reason: `vault ${vault} not found or not shared with the service account` });
+      else if (!l.ids.has(item) && !l.titles.has(item.toLowerCase()))
+        missing.push({ ref, reason: `item ${item} not found in vault ${vault}` });
+    }
+    if (missing.length) out.push({ id: e.id, missing });
+  }
+  return { entries: out, itemsListCalls };
+}

@@ -9,7 +9,7 @@ import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import { vaultIdByName, type OnePasswordPort } from '../onepassword/client.js';
 import { beat, sleep } from '../heartbeat.js';
-import { classifyVaultError, type VaultClient } from './client.js';
+import { classifyVaultError, INVALID_UNSEAL_KEY, vaultErrors, vaultStatus, type VaultClient } from './client.js';
 import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
 import { kubeconfigPathFor } from '../kube/client.js';
 import { existsSync } from 'node:fs';
@@ -74,17 +74,45 @@ async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-async function unseal(bao: VaultClient, keys: string[], threshold: number): Promise<void> {
+async function unseal(bao: VaultClient, keys: string[], threshold: number, ref: string): Promise<void> {
+  const wrongKeys = (detail: string) =>
+    nonRetryable(ErrorType.UnsealKeysMissing, `the 1Password item ${ref} holds the wrong keys: ${detail}`);
+  // A half-finished unseal (another attempt, an operator) would mix its shares with ours.
+  await call('unseal reset', () => bao.unseal({ reset: true })).catch(() => undefined);
   for (const key of keys.slice(0, Math.max(threshold, 1))) {
-    const r = (await call('unseal', () => bao.unseal({ key }))) as { sealed?: boolean };
+    let r: { sealed?: boolean };
+    try {
+      r = (await bao.unseal({ key })) as { sealed?: boolean };
+    } catch (err) {
+      // OpenBao answers 400 for a bad share, at the latest when the threshold is reached (sys_seal.go).
+      if (vaultStatus(err) === 400 && INVALID_UNSEAL_KEY.test(vaultErrors(err)))
+        throw wrongKeys(`unseal answered HTTP 400: ${vaultErrors(err)}`);
+      throw classifyVaultError(err, 'unseal');
+    }
     if (r.sealed === false) return;
   }
   const h = (await bao.health({ sealedcode: 200, uninitcode: 200, standbycode: 200 })) as Health;
-  if (h.sealed)
-    throw nonRetryable(
-      ErrorType.UnsealKeysMissing,
-      'OpenBAO is still sealed after applying the stored unseal keys: the 1Password item holds the wrong keys',
-    );
+  if (h.sealed) throw wrongKeys('OpenBAO is still sealed after applying the stored unseal keys');
+}
+
+/**
+ * A new KV v2 mount answers 400 "Upgrading from non-versioned to versioned data" until its storage
+ * upgrade is done (OpenBao internal/builtin/logical/kv/upgrade.go). Wait here until it serves, so the
+ * step after bootstrap never sees it; beyond this wait the failure stays retryable (NotReady).
+ */
+async function waitForKvMount(authed: VaultClient, mount: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await authed.read(`${mount}/config`);
+      return;
+    } catch (err) {
+      const failure = classifyVaultError(err, `read ${mount}/config`);
+      if (failure.type !== ErrorType.NotReady || Date.now() > deadline) throw failure;
+      beat({ step: 'kv mount upgrading' });
+      await sleep(100);
+    }
+  }
 }
 
 /**
@@ -190,7 +218,7 @@ export function openbaoBootstrapActivities(deps: ActivityDeps) {
       let unsealed: BootstrapResult['unsealed'] = 'before';
       if (initialized === 'now' || health.sealed) {
         beat({ step: 'unseal' });
-        await unseal(bao, keys, spec.openbao.threshold);
+        await unseal(bao, keys, spec.openbao.threshold, ref);
         unsealed = 'now';
       }
 
@@ -207,6 +235,7 @@ export function openbaoBootstrapActivities(deps: ActivityDeps) {
         );
         kvMount = 'enabled';
       }
+      await waitForKvMount(authed, spec.openbao.kvMount);
       await waitOpenBaoPodsReady(deps, spec);
       return {
         initialized,

@@ -22,10 +22,18 @@ export function vaultErrors(err: unknown): string {
 
 export const CAS_MISMATCH = 'check-and-set parameter did not match the current version';
 
+// OpenBao internal/builtin/logical/kv/upgrade.go: a KV v2 mount answers 400 with this while it
+// upgrades its storage right after being enabled; it resumes by itself, so it is retryable.
+export const KV_UPGRADING = 'Upgrading from non-versioned to versioned data';
+// OpenBao internal/http/sys_seal.go: unseal answers 400 for ErrInvalidKey ("invalid key: …", wrong
+// share combination or a share under the minimum length, internal/vault/seal_manager.go).
+export const INVALID_UNSEAL_KEY = /invalid key|failed to decrypt keys|'key' must be a valid/;
+
 export function classifyVaultError(err: unknown, what: string): ApplicationFailure {
   const status = vaultStatus(err);
   const msg = `${what}: ${status ? `HTTP ${status}: ` : ''}${vaultErrors(err)}`;
   if (status === 400 && vaultErrors(err).includes('check-and-set')) return retryable(ErrorType.Conflict, msg);
+  if (status === 400 && vaultErrors(err).includes(KV_UPGRADING)) return retryable(ErrorType.NotReady, msg);
   if (status === 503) return retryable(ErrorType.Sealed, msg);
   if (status === 401 || status === 403) return nonRetryable(ErrorType.AuthDenied, msg);
   if (status === 400 || status === 404)

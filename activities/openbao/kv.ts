@@ -20,6 +20,7 @@ export const META = {
   rolledBackVersion: 'rolled_back_version',
   rolledBackBy: 'rolled_back_by',
   servingVersion: 'serving_version',
+  rejectedFingerprint: 'rejected_fingerprint',
 } as const;
 
 export const OPENBAO_TOKEN_ENV = 'PEDRO_OPS_OPENBAO_TOKEN';
@@ -240,12 +241,37 @@ async function storeEntry(
   const key = fingerprintKey(deps.dataDir);
   for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
     const cur = await readKv(vault, spec, path);
+    // Marked by markRolledBack (older runs): the current version holds the rejected value, Kubernetes serves another.
     const rolledBack = cur.version > 0 && cur.custom[META.rolledBackVersion] === String(cur.version);
     const serving = rolledBack ? Number(cur.custom[META.servingVersion]) || undefined : cur.version || undefined;
+    // Restored by restoreRolledBack: the current version holds the previous data again; the rejected
+    // value is known by its fingerprint and stays refused until 1Password changes.
+    if (
+      !rolledBack &&
+      cur.custom[META.servingVersion] === String(cur.version) &&
+      cur.custom[META.rejectedFingerprint] === fp
+    ) {
+      const message = `OpenBAO ${path} version ${cur.custom[META.rolledBackVersion] ?? '?'} was rolled back by rotation ${cur.custom[META.rolledBackBy] ?? '?'} (restored as version ${cur.version}) and 1Password still holds that value: change it in 1Password to rotate again`;
+      return {
+        id: entry.id,
+        outcome: 'failed',
+        path,
+        version: cur.version,
+        fingerprint: fp,
+        casRetries: round,
+        error: { type: ErrorType.VerificationFailed, message },
+      };
+    }
     // Bookkeeping of a version this rotation wrote: who wrote it and what Kubernetes served before it.
     const record = async (written: number, served: number | undefined): Promise<SyncEntryResult> => {
       const sources = await sourceVersions(op, c);
-      const { [META.rolledBackVersion]: _a, [META.rolledBackBy]: _b, [META.servingVersion]: _c, ...keep } = cur.custom;
+      const {
+        [META.rolledBackVersion]: _a,
+        [META.rolledBackBy]: _b,
+        [META.servingVersion]: _c,
+        [META.rejectedFingerprint]: _d,
+        ...keep
+      } = cur.custom;
       await writeCustomMetadata(vault, spec, path, {
         ...keep,
         [META.fingerprint]: fp,
@@ -392,4 +418,101 @@ export async function markRolledBack(deps: ActivityDeps, input: MarkRolledBackIn
   if (Object.entries(want).every(([k, v]) => cur.custom[k] === v)) return { marked: false };
   await writeCustomMetadata(vault, spec, entry.openbaoPath, { ...cur.custom, ...want });
   return { marked: true };
+}
+
+export interface RestoreInput {
+  cluster: string;
+  entryId: string;
+  /** The version that failed verification (what this rotation wrote). */
+  rejectedVersion: number;
+  /** The version whose data is served again. */
+  toVersion: number;
+  rotationId: string;
+}
+
+export interface RestoreResult {
+  /** The new version holding `toVersion`'s data; what Kubernetes serves from now on. */
+  version: number;
+  outcome: 'written' | 'already-restored' | 'superseded';
+  message: string;
+}
+
+/**
+ * Rollback in OpenBAO itself: KV v2 reads serve `current_version`, so marking a version alone would
+ * leave every reader (the injector, `bao kv get`) on the rejected value. The previous data is written
+ * again as a new version, check-and-set against the rejected version (a newer writer wins and is left
+ * alone), and the metadata records which version was rejected, which one restored it, and the rejected
+ * value's fingerprint (the next rotation refuses that value until 1Password changes).
+ * Idempotent: a retry finds its own restore (rolled_back_by + serving_version) and returns it.
+ */
+export async function restoreRolledBack(deps: ActivityDeps, input: RestoreInput): Promise<RestoreResult> {
+  const spec = clusterOrFail(deps, input.cluster);
+  const entry = selectEntries(spec, [input.entryId])[0];
+  const path = entry.openbaoPath;
+  const vault = await openbaoFor(deps, spec);
+  for (let round = 0; round < MAX_CAS_ROUNDS; round++) {
+    const cur = await readKv(vault, spec, path);
+    if (
+      cur.custom[META.rolledBackBy] === input.rotationId &&
+      cur.custom[META.rolledBackVersion] === String(input.rejectedVersion) &&
+      cur.custom[META.servingVersion] === String(cur.version)
+    )
+      return {
+        version: cur.version,
+        outcome: 'already-restored',
+        message: `v${input.toVersion} already restored as v${cur.version}`,
+      };
+    if (cur.version !== input.rejectedVersion) {
+      deps.log.warn(
+        { entry: entry.id, rejected: input.rejectedVersion, current: cur.version },
+        'not restoring OpenBAO: a newer version exists',
+      );
+      return {
+        version: cur.version,
+        outcome: 'superseded',
+        message: `v${cur.version} was written after the rejected v${input.rejectedVersion}; left as is`,
+      };
+    }
+    const previous = await readKv(vault, spec, path, input.toVersion);
+    if (!previous.data)
+      throw nonRetryable(
+        ErrorType.NotFound,
+        `OpenBAO ${path} version ${input.toVersion} holds no data (deleted, destroyed or trimmed by max_versions): cannot roll back to it`,
+      );
+    const key = fingerprintKey(deps.dataDir);
+    let written: number;
+    try {
+      const res = await vault.write(dataPath(spec, path), { options: { cas: cur.version }, data: previous.data });
+      written = Number(res?.data?.version ?? cur.version + 1);
+    } catch (err) {
+      const failure = classifyVaultError(err, `restore ${path} v${input.toVersion} (cas ${cur.version})`);
+      if (failure.type === ErrorType.Conflict) continue;
+      throw failure;
+    }
+    const { [META.rolledBackVersion]: _a, [META.rolledBackBy]: _b, [META.servingVersion]: _c, ...keep } = cur.custom;
+    await writeCustomMetadata(vault, spec, path, {
+      ...keep,
+      [META.fingerprint]: fingerprint(key, previous.data),
+      [META.rejectedFingerprint]: cur.data ? fingerprint(key, cur.data) : (cur.custom[META.fingerprint] ?? 'unknown'),
+      [META.rotationId]: input.rotationId,
+      [META.writtenVersion]: String(written),
+      [META.previousVersion]: String(input.toVersion),
+      [META.rolledBackVersion]: String(input.rejectedVersion),
+      [META.rolledBackBy]: input.rotationId,
+      [META.servingVersion]: String(written),
+    });
+    deps.log.info(
+      { entry: entry.id, path, rejected: input.rejectedVersion, restoredFrom: input.toVersion, version: written },
+      'OpenBAO rolled back: previous data written as a new version',
+    );
+    return {
+      version: written,
+      outcome: 'written',
+      message: `v${input.toVersion} restored as v${written} (v${input.rejectedVersion} rejected)`,
+    };
+  }
+  throw retryable(
+    ErrorType.Conflict,
+    `OpenBAO ${path}: check-and-set kept failing while restoring v${input.toVersion}`,
+  );
 }

@@ -6,6 +6,7 @@ import { beat, sleep } from '../heartbeat.js';
 import type { ProbeSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
+import { probeSeconds } from '../../workflows/probe-timeouts.js';
 import type { KubeObject } from '../kube/client.js';
 
 export interface ProbeInput {
@@ -87,7 +88,17 @@ async function jobProbe(
         backoffLimit: 0,
         ttlSecondsAfterFinished: 3600,
         template: {
-          spec: { restartPolicy: 'Never', containers: [{ name: 'probe', image: probe.image, command: probe.command }] },
+          spec: {
+            restartPolicy: 'Never',
+            containers: [
+              {
+                name: 'probe',
+                image: probe.image,
+                command: probe.command,
+                ...(probe.secretEnv ? { envFrom: [{ secretRef: { name: probe.secretEnv } }] } : {}),
+              },
+            ],
+          },
         },
       },
     });
@@ -118,7 +129,8 @@ async function jobProbe(
 export async function runProbe(deps: ActivityDeps, input: ProbeInput): Promise<ProbeResult> {
   const t0 = Date.now();
   const p = input.probe;
-  const timeoutMs = (input.timeoutSeconds ?? (p.type === 'job' ? (p.timeoutSeconds ?? 300) : 10)) * 1000;
+  // The workflow sizes this activity's timeouts from the same numbers (workflows/probe-timeouts.ts).
+  const timeoutMs = (input.timeoutSeconds ?? probeSeconds(p)) * 1000;
   let r: { ok: boolean; message: string };
   if (p.type === 'http') r = await httpProbe(p.url, p.expectStatus, timeoutMs);
   else if (p.type === 'tcp') r = await tcpProbe(p.host, p.port, timeoutMs);

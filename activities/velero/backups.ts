@@ -59,7 +59,13 @@ export function veleroBackupActivities(deps: ActivityDeps) {
     },
 
     /** The named backup, or the newest Completed backup of a Velero Schedule. */
-    async veleroFindBackup(input: { cluster: string; name?: string; schedule?: string }): Promise<FindBackupResult> {
+    async veleroFindBackup(input: {
+      cluster: string;
+      name?: string;
+      schedule?: string;
+      /** Only backups completed at or before this time (a backfilled drill verifies the backup of its own time). */
+      notAfter?: string;
+    }): Promise<FindBackupResult> {
       const { kube, ns } = ctx(input.cluster);
       if (input.name) {
         const b = await kube.read(VELERO_API, 'Backup', input.name, ns);
@@ -75,6 +81,11 @@ export function veleroBackupActivities(deps: ActivityDeps) {
           .map(backupInfo)
           .filter((b) => b.name.startsWith(`${schedule}-`));
       const when = (b: BackupInfo) => b.completionTimestamp ?? b.startTimestamp ?? '';
+      const seen = items.length;
+      if (input.notAfter) {
+        const limit = Date.parse(input.notAfter);
+        items = items.filter((b) => when(b) !== '' && Date.parse(when(b)) <= limit);
+      }
       items.sort((a, b) => when(b).localeCompare(when(a)) || b.name.localeCompare(a.name));
       const skipped: FindBackupResult['skipped'] = [];
       for (const b of items) {
@@ -82,7 +93,7 @@ export function veleroBackupActivities(deps: ActivityDeps) {
         skipped.push({ name: b.name, phase: b.phase });
       }
       return {
-        reason: `schedule ${schedule} has no Completed backup without errors (${items.length} backups seen)`,
+        reason: `schedule ${schedule} has no Completed backup without errors${input.notAfter ? ` at or before ${input.notAfter}` : ''} (${seen} backups seen${input.notAfter ? `, ${items.length} of them by then` : ''})`,
         skipped,
       };
     },

@@ -8,6 +8,7 @@ import type { ClusterSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
 import { kubeconfigPathFor, type KubeObject } from '../kube/client.js';
 import type { BackupInfo, RestoreInfo } from './types.js';
+import { namespacesNotCovered } from '../../workflows/namespaces.js';
 
 export { beat, pause };
 
@@ -45,6 +46,7 @@ export function backupInfo(o: KubeObject): BackupInfo {
     failureReason: s.failureReason || undefined,
     validationErrors: s.validationErrors?.length ? s.validationErrors : undefined,
     includedNamespaces: b.spec?.includedNamespaces ?? [],
+    excludedNamespaces: b.spec?.excludedNamespaces ?? [],
     storageLocation: b.spec?.storageLocation,
     scheduleName: b.metadata?.labels?.['velero.io/schedule-name'],
     startTimestamp: s.startTimestamp,
@@ -70,11 +72,12 @@ export function restoreInfo(o: KubeObject): RestoreInfo {
   };
 }
 
-/** True when the backup holds every namespace in `want`. */
-export function backupCovers(b: Pick<BackupInfo, 'includedNamespaces'>, want: string[]): string[] {
-  const inc = b.includedNamespaces;
-  if (inc.length === 0 || inc.includes('*')) return [];
-  return want.filter((ns) => !inc.includes(ns));
+/** The namespaces of `want` the backup does not hold (Velero's include/exclude rule, globs included). */
+export function backupCovers(
+  b: Pick<BackupInfo, 'includedNamespaces' | 'excludedNamespaces'>,
+  want: string[],
+): string[] {
+  return namespacesNotCovered(b, want);
 }
 
 export function loadKubeConfig(spec: ClusterSpec, dataDir: string): KubeConfig {

@@ -21,8 +21,10 @@ export interface BackupInfo {
   warnings: number;
   failureReason?: string;
   validationErrors?: string[];
-  /** Empty or ['*'] means every namespace. */
+  /** Empty or ['*'] means every namespace; entries are glob patterns (Velero includes_excludes.go). */
   includedNamespaces: string[];
+  /** Excluded namespaces (glob patterns); they win over includes. */
+  excludedNamespaces?: string[];
   storageLocation?: string;
   scheduleName?: string;
   startTimestamp?: string;

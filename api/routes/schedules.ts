@@ -40,7 +40,8 @@ const BackfillBody = {
     overlap: {
       type: 'string',
       enum: ['skip', 'bufferOne', 'bufferAll'],
-      description: 'default skip, like the schedule',
+      description:
+        'default bufferAll: every missed time in the range runs, one after another (skip would drop all but the first, since they are all due at once)',
     },
   },
 } as const;
@@ -230,7 +231,7 @@ export const scheduleRoutes =
           throw badRequest('body.end must not be in the future (backfill covers missed times)', { field: 'body.end' });
         const h = handleFor(ctx, spec.name, req.params.scheduleId);
         await describeOr404(h, spec.name);
-        await h.backfill([{ start, end, overlap: OVERLAP[req.body.overlap ?? 'skip'] }]);
+        await h.backfill([{ start, end, overlap: OVERLAP[req.body.overlap ?? 'bufferAll'] }]);
         return reply.status(202).send({ scheduleId: h.scheduleId, start: start.toISOString(), end: end.toISOString() });
       },
     );

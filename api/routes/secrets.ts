@@ -68,6 +68,7 @@ const ScheduleState = {
     scheduleId: { type: 'string' },
     exists: { type: 'boolean' },
     paused: { type: 'boolean' },
+    note: { type: 'string' },
     cron: { type: 'string' },
     action: { type: 'string' },
   },
@@ -214,6 +215,7 @@ export const secretRoutes =
           return await ensureDriftCheckSchedule(ctx.client, spec, {
             taskQueue: ctx.settings.taskQueue,
             ...(req.body ?? {}),
+            by: identityOf(req),
           });
         } catch (err) {
           if (/invalid|parse|cron/i.test((err as Error).message))

@@ -13,7 +13,11 @@ import {
 } from '../lab/onepassword/index.js';
 import { FIXTURE_PATH } from '../lab/index.js';
 import { groupByVault, parseOpRef, resolveBatched } from '../../activities/onepassword/read.js';
-import type { OnePasswordPort } from '../../activities/onepassword/client.js';
+import { onePasswordForCluster, type OnePasswordPort } from '../../activities/onepassword/client.js';
+import type { ClusterSpec } from '../../config/schema.js';
+import type { ActivityDeps } from '../../activities/deps.js';
+import { generateIntoOnePassword } from '../../activities/onepassword/generate.js';
+import { memoryLogger } from '../helpers/temporal.js';
 import { fingerprint, fingerprintKey } from '../../activities/openbao/fingerprint.js';
 
 let dir: string;
@@ -64,6 +68,24 @@ describe('resolveBatched', () => {
     expect(ok.get('op://pedro/GITHUB_PAT/credential')?.ok).toBe(true);
   });
 
+  test('an expired 1Password session: the cached client is dropped and the next call builds a new one', async () => {
+    const spec = { onepassword: { vault: 'pedro', tokenEnv: 'OP_TOKEN_UNUSED', labUrl: double.url } } as ClusterSpec;
+    const ref = 'op://pedro/GITHUB_PAT/credential';
+    const first = await onePasswordForCluster(spec);
+    expect((await resolveBatched(first, [ref])).get(ref)?.ok).toBe(true);
+    double.faults.expireAuth();
+    const err = await resolveBatched(first, [ref]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApplicationFailure);
+    expect((err as ApplicationFailure).nonRetryable).toBe(false);
+    expect((err as ApplicationFailure).message).toContain('1Password authentication expired');
+    // The retry (a new activity attempt) asks for the client again: a new one, with a new session.
+    const second = await onePasswordForCluster(spec);
+    expect(second).not.toBe(first);
+    expect((await resolveBatched(second, [ref])).get(ref)?.ok).toBe(true);
+    expect(await onePasswordForCluster(spec)).toBe(second);
+    double.faults.clear();
+  });
+
   test('references group by vault case-insensitively; malformed references are refused as BadConfig', () => {
     expect([...groupByVault(['op://pedro/A/x', 'op://Pedro/B/y', 'op://other/C/s/z']).entries()]).toEqual([
       ['pedro', ['op://pedro/A/x', 'op://Pedro/B/y']],
@@ -71,6 +93,64 @@ describe('resolveBatched', () => {
     ]);
     expect(parseOpRef('op://v/i/s/f')).toEqual({ vault: 'v', item: 'i', section: 's', field: 'f' });
     expect(() => parseOpRef('op://only-vault')).toThrow(/not a 1Password secret reference/);
+  });
+});
+
+describe('generateIntoOnePassword', () => {
+  test('a reference without a section writes the default-section field, as the SDK resolves it', async () => {
+    const vaultId = (await op.vaults.list()).find((v) => v.title === 'pedro')!.id;
+    const created = await op.items.create({
+      vaultId,
+      title: 'GENERATED_KEY',
+      category: 'ApiCredentials' as never,
+      sections: [{ id: 'old', title: 'Old' }],
+      fields: [
+        { id: 'credential', title: 'credential', fieldType: 'Concealed' as never, value: 'lab-generated-before-01' },
+        {
+          id: 'o1',
+          title: 'credential',
+          fieldType: 'Concealed' as never,
+          value: 'lab-kept-in-section-01',
+          sectionId: 'old',
+        },
+      ],
+    });
+    const ref = 'op://pedro/GENERATED_KEY/credential';
+    const spec = {
+      name: 'gen',
+      onepassword: { vault: 'pedro', tokenEnv: 'OP_TOKEN_UNUSED' },
+      secrets: {
+        entries: [
+          {
+            id: 'gen',
+            openbaoPath: 'apps/gen',
+            fields: { key: ref },
+            consumers: [],
+            generate: { field: 'key', length: 32 },
+          },
+        ],
+      },
+    } as unknown as ClusterSpec;
+    const deps = {
+      clusters: { get: () => spec },
+      onepassword: async () => op,
+      log: memoryLogger(),
+    } as unknown as ActivityDeps;
+    try {
+      const [r] = await generateIntoOnePassword(deps, { cluster: 'gen', entryIds: ['gen'], rotationId: 'g-1' });
+      expect(r).toMatchObject({ entryId: 'gen', ref, itemId: created.id, itemVersion: 2 });
+      const after = await op.items.get(vaultId, created.id);
+      const now = await op.secrets.resolve(ref);
+      expect(now).not.toBe('lab-generated-before-01');
+      expect(now).toHaveLength(32);
+      expect(after.fields.find((f) => f.id === 'credential')!.value).toBe(now);
+      expect(after.fields.find((f) => f.id === 'o1')!.value).toBe('lab-kept-in-section-01');
+    } finally {
+      await (op as unknown as { items: { delete(v: string, i: string): Promise<void> } }).items.delete(
+        vaultId,
+        created.id,
+      );
+    }
   });
 });
 

@@ -9,6 +9,8 @@ import { ClusterRegistry } from '../../config/registry.js';
 import { defaultDeps } from '../../activities/deps.js';
 import { openbaoBootstrapActivities } from '../../activities/openbao/bootstrap.js';
 import { startLab, type Lab } from '../lab/index.js';
+import { createLabOnePasswordClient } from '../lab/onepassword/index.js';
+import { randomBytes } from 'node:crypto';
 import { memoryLogger } from '../helpers/temporal.js';
 
 let lab: Lab;
@@ -26,6 +28,10 @@ beforeAll(async () => {
     .replace(/^name: lab$/m, 'name: lab-nokeys')
     .replace(/unsealItem: openbao-unseal/, 'unsealItem: openbao-unseal-gone');
   writeFileSync(join(dir, 'clusters', 'lab-nokeys.yaml'), text);
+  writeFileSync(
+    join(dir, 'clusters', 'lab-wrongkeys.yaml'),
+    text.replace(/^name: lab-nokeys$/m, 'name: lab-wrongkeys').replace(/openbao-unseal-gone/, 'openbao-unseal-wrong'),
+  );
   acts = openbaoBootstrapActivities(
     defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) }),
   );
@@ -82,6 +88,40 @@ describe('bootstrapOpenBao', () => {
 });
 
 describe('bootstrapOpenBao on a fresh OpenBAO', () => {
+  test('wrong unseal keys in the 1Password item: OpenBao answers 400 and the finding names the item', async () => {
+    const op = createLabOnePasswordClient(lab.onepassword.url);
+    const vaultId = (await op.vaults.list()).find((v) => v.title === 'pedro')!.id;
+    const real = await op.items.get(
+      vaultId,
+      (await op.items.list(vaultId)).find((i) => i.title === 'openbao-unseal')!.id,
+    );
+    // Valid-length shares that are not this OpenBao's: accepted one by one, refused at the threshold.
+    const wrong = await op.items.create({
+      vaultId,
+      title: 'openbao-unseal-wrong',
+      category: real.category,
+      sections: real.sections,
+      fields: real.fields.map((f) =>
+        f.title.startsWith('unseal-key-') ? { ...f, value: randomBytes(33).toString('hex') } : f,
+      ),
+    });
+    try {
+      lab.faults.openbao.seal();
+      const err = await acts.bootstrapOpenBao({ cluster: 'lab-wrongkeys' }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(ApplicationFailure);
+      expect((err as ApplicationFailure).type).toBe('UnsealKeysMissing');
+      expect((err as ApplicationFailure).nonRetryable).toBe(true);
+      expect((err as ApplicationFailure).message).toContain(
+        'the 1Password item op://pedro/openbao-unseal-wrong holds the wrong keys',
+      );
+      expect((err as ApplicationFailure).message).toContain('HTTP 400');
+      // The right item still unseals it.
+      expect((await acts.bootstrapOpenBao({ cluster: 'lab' })).unsealed).toBe('now');
+    } finally {
+      await op.items.delete(vaultId, wrong.id);
+    }
+  });
+
   test('a 1Password failure right after init is retried inside the activity: the keys are stored, never lost', async () => {
     const fresh = await startLab({ log: () => undefined });
     const freshDir = mkdtempSync(join(tmpdir(), 'bao-fresh-'));
@@ -117,6 +157,13 @@ describe('bootstrapOpenBao on a fresh OpenBAO', () => {
       };
       const r = await openbaoBootstrapActivities(flaky).bootstrapOpenBao({ cluster: 'lab' });
       expect(r).toMatchObject({ initialized: 'now', unsealed: 'now', kvMount: 'enabled' });
+      // The new KV v2 mount answered 400 "Upgrading from non-versioned to versioned data" for a moment
+      // (OpenBao kv/upgrade.go); bootstrap returns only once the mount serves.
+      const root = await createLabOnePasswordClient(fresh.onepassword.url).secrets.resolve(
+        'op://pedro/openbao-unseal/root-token',
+      );
+      const kv = await fetch(`${fresh.openbao.url}/v1/secret/config`, { headers: { 'X-Vault-Token': root } });
+      expect(kv.status).toBe(200);
       expect(failures).toBe(-1); // two refused writes, the third stored the keys
       expect(freshLog.lines.filter((l) => l.includes('retrying inside the activity'))).toHaveLength(2);
       // The stored keys are the real ones: a sealed OpenBAO unseals from them.

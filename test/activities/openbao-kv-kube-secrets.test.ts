@@ -55,8 +55,8 @@ describe('syncOnePasswordToOpenBao check-and-set', () => {
   });
 
   test('a writer that wrote the same value first: re-decided as unchanged, no second write', async () => {
-    await r.changeValues(['motherduck']);
-    const before = await r.bao('eleduck-analytics/motherduck');
+    await r.changeValues(['tailscale-oauth']);
+    const before = await r.bao('infra/tailscale-operator');
     let wanted: unknown;
     intercept = async (write, path) => {
       intercept = undefined;
@@ -79,7 +79,7 @@ describe('syncOnePasswordToOpenBao check-and-set', () => {
     try {
       const res = await syncOnePasswordToOpenBao(deps, {
         cluster: 'lab',
-        entryIds: ['motherduck'],
+        entryIds: ['tailscale-oauth'],
         rotationId: 'kv-3',
       });
       expect(res.entries[0]).toMatchObject({ outcome: 'unchanged', casRetries: 1, version: before.version + 1 });
@@ -92,10 +92,10 @@ describe('syncOnePasswordToOpenBao check-and-set', () => {
 
 describe('applyKubeSecret and restartConsumer', () => {
   test('the Secret is written once for a version; a repeat writes nothing', async () => {
-    const v = (await r.bao('eleduck-analytics/motherduck')).version;
+    const v = (await r.bao('infra/tailscale-operator')).version;
     const first = await applyKubeSecret(r.deps, {
       cluster: 'lab',
-      entryId: 'motherduck',
+      entryId: 'tailscale-oauth',
       version: v,
       rotationId: 'ks-1',
     });
@@ -103,20 +103,20 @@ describe('applyKubeSecret and restartConsumer', () => {
     r.lab.resetCounters();
     const again = await applyKubeSecret(r.deps, {
       cluster: 'lab',
-      entryId: 'motherduck',
+      entryId: 'tailscale-oauth',
       version: v,
       rotationId: 'ks-2',
     });
     expect(again).toMatchObject({ dataChanged: false, written: false, fingerprint: first.fingerprint });
     expect(r.lab.counters().kube.writes).toEqual({});
-    expect(await r.secretData('eleduck-analytics', 'motherduck-credentials')).toEqual({
-      token: (await r.bao('eleduck-analytics/motherduck', v)).data!.token,
-    });
+    expect(await r.secretData('tailscale', 'operator-oauth')).toEqual(
+      (await r.bao('infra/tailscale-operator', v)).data,
+    );
     await expect(
       applyKubeSecret(r.deps, { cluster: 'lab', entryId: 'github', version: 1, rotationId: 'ks-3' }),
     ).rejects.toThrow(/no Kubernetes Secret mapping/);
     await expect(
-      applyKubeSecret(r.deps, { cluster: 'lab', entryId: 'motherduck', version: 99, rotationId: 'ks-4' }),
+      applyKubeSecret(r.deps, { cluster: 'lab', entryId: 'tailscale-oauth', version: 99, rotationId: 'ks-4' }),
     ).rejects.toThrow(/version 99 holds no data/);
   });
 

@@ -109,7 +109,8 @@ describe('schedule API', () => {
     expect(
       (await post(`${base}/dr-drill/backfill`, { start: 'yesterday', end: '2026-01-01T00:00:00Z' })).json().field,
     ).toBe('body.start');
-    // 2026-11-01 is a Sunday: one drill at 04:00.
+    // 2026-11-01 is a Sunday: one drill at 04:00. The lab's backups are from the last two days, so
+    // that drill has no backup of its own time and says so (it never verifies a newer one).
     const r = await post(`${base}/dr-drill/backfill`, { start: '2026-11-01T03:00:00Z', end: '2026-11-01T05:00:00Z' });
     expect(r.statusCode).toBe(202);
     const id = `dr-drill/${CLUSTER}-2026-11-01T04:00:00Z`;
@@ -118,7 +119,52 @@ describe('schedule API', () => {
         ? true
         : undefined,
     );
-    expect(((await t.client.workflow.getHandle(id).result()) as { result: string }).result).toBe('passed');
+    const old = (await t.client.workflow.getHandle(id).result()) as { result: string; reasons: string[] };
+    expect(old.result).toBe('failed');
+    expect(old.reasons.join('\n')).toMatch(/no Completed backup .*at or before 2026-11-01T04:00:00\.000Z/);
+  });
+
+  test('backfill buffers every missed time (BufferAll) and each run verifies the backup of its own time', async () => {
+    // Hourly for this test, so two missed times fall between the lab's two seeded daily backups
+    // (2 days and 1 day ago): both runs must verify the older one, not the newest.
+    const hourly = structuredClone(v.spec);
+    hourly.backups.drill.cron = '0 * * * *';
+    await ensureDrillSchedule(t.client, hourly, t.taskQueue);
+    const backups = (await v.kube.list('velero.io/v1', 'Backup', hourly.backups.veleroNamespace))
+      .map((b) => ({
+        name: b.metadata!.name!,
+        done: String((b as { status?: { completionTimestamp?: string } }).status?.completionTimestamp),
+      }))
+      .sort((a, b) => a.done.localeCompare(b.done));
+    const [older, newer] = backups;
+    const tick = new Date(Date.parse(older!.done) + 6 * 3_600_000);
+    tick.setUTCMinutes(0, 0, 0);
+    expect(tick.getTime()).toBeLessThan(Date.parse(newer!.done));
+    const ids = [0, 1].map(
+      (h) => `dr-drill/${CLUSTER}-${new Date(tick.getTime() + h * 3_600_000).toISOString().replace(/\.000Z$/, 'Z')}`,
+    );
+    const r = await post(`${base}/dr-drill/backfill`, {
+      start: new Date(tick.getTime() - 60_000).toISOString(),
+      end: new Date(tick.getTime() + 3_600_000 + 60_000).toISOString(),
+    });
+    expect(r.statusCode).toBe(202);
+    const sched = t.client.schedule.getHandle(`dr-drill/${CLUSTER}`);
+    const reports = await Promise.all(
+      ids.map(async (id) => {
+        // Polled on the Temporal client, not the API (its rate limit is for people).
+        await until(async () =>
+          (await sched.describe()).info.recentActions.some((a) => a.action.workflow.workflowId === id)
+            ? true
+            : undefined,
+        );
+        return (await t.client.workflow.getHandle(id).result()) as { result: string; backup: string };
+      }),
+    );
+    expect(reports.map((x) => [x.result, x.backup])).toEqual([
+      ['passed', older!.name],
+      ['passed', older!.name],
+    ]);
+    await ensureDrillSchedule(t.client, v.spec, t.taskQueue);
   });
 
   test('delete removes it; afterwards it is 404', async () => {

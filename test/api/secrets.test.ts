@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../api/app.js';
 import { temporalSettings } from '../../worker/settings.js';
-import { driftScheduleId } from '../../worker/drift-schedule.js';
+import { driftScheduleId, ensureDriftCheckSchedule } from '../../worker/drift-schedule.js';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import { startRotationLab, type RotationLab } from '../workflows/rotate-secrets-lab.js';
 
@@ -139,5 +139,30 @@ describe('drift-check schedule', () => {
     expect(desc).toMatchObject({ exists: true, paused: false, cron: r.spec.secrets.driftCheck.cron });
     expect(desc.nextRuns.length).toBeGreaterThan(0);
     expect((await put({ cron: 'x' })).statusCode).toBe(400);
+  });
+
+  test("an operator's pause survives worker and API restarts; the note says who paused", async () => {
+    const at = (op: 'pause' | 'unpause', note: string) =>
+      app.inject({ method: 'POST', url: `/clusters/lab/schedules/drift-check/${op}`, payload: { note } });
+    // What every worker start does (worker/ensure-schedules.ts): ensure from the config alone.
+    const restart = () => ensureDriftCheckSchedule(t.client, r.spec, { taskQueue: t.taskQueue });
+    expect((await at('pause', 'investigating drift noise')).statusCode).toBe(200);
+    expect(await restart()).toMatchObject({ action: 'unchanged', paused: true });
+    const desc = (await app.inject({ method: 'GET', url: '/clusters/lab/secrets/drift-check' })).json();
+    expect(desc).toMatchObject({ paused: true, cron: r.spec.secrets.driftCheck.cron });
+    expect(desc.note).toMatch(/^investigating drift noise \(by .+\)$/);
+    // The config says paused: an operator's unpause survives a restart too.
+    expect(r.spec.secrets.driftCheck.paused).toBe(true);
+    expect((await at('unpause', 'noise fixed')).statusCode).toBe(200);
+    expect(await restart()).toMatchObject({ action: 'unchanged', paused: false });
+    expect((await t.client.schedule.getHandle(driftScheduleId('lab')).describe()).state.paused).toBe(false);
+    // A config change of the cron still reaches the schedule, and keeps the operator's pause state.
+    expect(
+      await ensureDriftCheckSchedule(
+        t.client,
+        { ...r.spec, secrets: { ...r.spec.secrets, driftCheck: { cron: '15 */6 * * *', paused: true } } },
+        { taskQueue: t.taskQueue },
+      ),
+    ).toMatchObject({ action: 'updated', paused: false, cron: '15 */6 * * *' });
   });
 });

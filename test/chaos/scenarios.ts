@@ -132,17 +132,7 @@ export async function provisionScenario(): Promise<Scenario> {
 }
 
 /** Every seed entry, and the consumers they share (each must restart exactly once per rotation). */
-const SEED = [
-  'eleduck-database',
-  'eleduck-database-direct',
-  'motherduck',
-  'podcast-scraper',
-  'twitch',
-  'discord',
-  'supabase',
-  'github',
-  'tailscale-oauth',
-];
+const SEED = ['eleduck-database', 'podcast-scraper', 'twitch', 'discord', 'supabase', 'github', 'tailscale-oauth'];
 
 export async function rotationScenario(): Promise<Scenario> {
   const r = await startRotationLab();

@@ -133,15 +133,8 @@ async function initOpenBao(ctx: SeedContext): Promise<BuiltSecrets> {
   }
   const mounts = await bao(openbao.url, 'GET', 'sys/mounts', undefined, init.rootToken);
   const table = (mounts.data ?? mounts) as Record<string, unknown>;
-  if (!table[`${spec.openbao.kvMount}/`]) {
-    await bao(
-      openbao.url,
-      'POST',
-      `sys/mounts/${spec.openbao.kvMount}`,
-      { type: 'kv', options: { version: '2' } },
-      init.rootToken,
-    );
-  }
+  // The built state's mount was enabled long ago, so its KV v2 upgrade window is over (enableKv).
+  if (!table[`${spec.openbao.kvMount}/`]) openbao.enableKv(spec.openbao.kvMount);
   return { unsealKeys: init.keys, rootToken: init.rootToken };
 }
 
@@ -170,7 +163,9 @@ async function storeUnsealItem(op: OpClient, spec: ClusterSpec, secrets: BuiltSe
 /** Every mapped field's value, 1Password -> OpenBAO version 1 -> Kubernetes Secret. */
 async function copySecrets(ctx: SeedContext, op: OpClient, rootToken: string): Promise<void> {
   const { spec } = ctx;
-  const refs = [...new Set(spec.secrets.entries.flatMap((e) => Object.values(e.fields)))];
+  // Entries marked pendingSource read 1Password items the owner does not have yet: nothing to copy.
+  const live = spec.secrets.entries.filter((e) => !e.pendingSource);
+  const refs = [...new Set(live.flatMap((e) => Object.values(e.fields)))];
   const resolved = await op.secrets.resolveAll(refs);
   const value = (ref: string): string => {
     const r = resolved.individualResponses[ref];
@@ -187,7 +182,7 @@ async function copySecrets(ctx: SeedContext, op: OpClient, rootToken: string): P
   });
   const core = kc.makeApiClient(k8s.CoreV1Api);
 
-  for (const entry of spec.secrets.entries) {
+  for (const entry of live) {
     const data = Object.fromEntries(Object.entries(entry.fields).map(([k, ref]) => [k, value(ref)]));
     await bao(
       ctx.openbao.url,

@@ -86,8 +86,19 @@ describe('OpenBAO double with node-vault', () => {
     vault.token = rootToken;
   });
 
-  it('enables KV v2 at secret/ and lists it in sys/mounts', async () => {
+  it('enables KV v2 at secret/, answers 400 "Upgrading…" for a moment, and lists it in sys/mounts', async () => {
     await vault.mount({ mount_point: 'secret', type: 'kv', options: { version: '2' } });
+    // internal/builtin/logical/kv/upgrade.go: a fresh KV v2 mount answers 400 while it upgrades.
+    const early = await rejection(vault.read('secret/config'));
+    expect(early.response.statusCode).toBe(400);
+    expect(early.message).toMatch(/^Upgrading from non-versioned to versioned data/);
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const r = await vault.read('secret/config').catch((e: ApiError) => e);
+      if (!('response' in r && r.response.statusCode === 400)) break;
+      if (Date.now() > deadline) throw new Error('KV v2 mount never finished upgrading');
+      await new Promise((res) => setTimeout(res, 50));
+    }
     const mounts = await vault.mounts();
     expect(mounts['secret/']).toMatchObject({ type: 'kv', options: { version: '2' } });
     expect(mounts.data['secret/'].type).toBe('kv');
@@ -190,7 +201,15 @@ describe('OpenBAO double with node-vault', () => {
         await vault.unseal({ key: 'ab'.repeat(33) });
       })(),
     );
-    expect(wrong.response.statusCode).toBe(500);
+    // OpenBao answers 400 here (sys_seal.go: ErrInvalidKey), not 500, with the message observed on 2.6.2.
+    expect(wrong.response.statusCode).toBe(400);
+    expect(wrong.message).toMatch(
+      /^unable to retrieve stored keys: invalid key: failed to decrypt keys from storage: /,
+    );
+    expect((await vault.status()).progress).toBe(0);
+    const short = await rejection(vault.unseal({ key: 'ab'.repeat(8 - 1) }));
+    expect(short.response.statusCode).toBe(400);
+    expect(short.message).toBe('invalid key: key is shorter than minimum 16 bytes');
     expect((await vault.status()).progress).toBe(0);
     for (const k of keys.slice(2, 5)) await vault.unseal({ key: k });
     expect((await vault.read('secret/data/eleduck-analytics/github')).data.data).toEqual({ token: 'g1' });

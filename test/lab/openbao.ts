@@ -34,12 +34,23 @@ interface Mount {
   accessor: string;
   uuid: string;
   description: string;
+  /** Until then the mount answers as a KV v2 mount does while it upgrades (see mount()). */
+  upgradingUntil: number;
 }
 
 const VERSION = '2.1.0';
 const SYSTEM_MOUNTS = ['cubbyhole/', 'identity/', 'sys/'];
 
-export async function startOpenBaoDouble(opts: { host: string; port?: number }): Promise<OpenBaoDouble> {
+/** How long a KV v2 mount enabled over HTTP answers "Upgrading from non-versioned to versioned data". */
+export const KV_UPGRADE_MS = 300;
+const KV_UPGRADING =
+  'Upgrading from non-versioned to versioned data. This backend will be unavailable for a brief period and will resume service shortly.';
+
+export async function startOpenBaoDouble(opts: {
+  host: string;
+  port?: number;
+  kvUpgradeMs?: number;
+}): Promise<OpenBaoDouble> {
   const clusterName = `openbao-cluster-${randomBytes(4).toString('hex')}`;
   const clusterId = randomUUID();
   let initialized = false;
@@ -87,18 +98,27 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
     };
   }
 
+  // OpenBao internal/http/sys_seal.go handleSysUnseal: ErrInvalidKey and barrier-key errors answer 400,
+  // only other failures 500. internal/vault/seal_manager.go: a share under the minimum length is
+  // "key is shorter than minimum 16 bytes"; bad shares are noticed only when the threshold is reached,
+  // as "unable to retrieve stored keys: invalid key: failed to decrypt keys from storage: …" (the
+  // message observed against OpenBao 2.6.2, REFERENCE.md), and the unseal progress is reset.
   function submitKey(raw: string): RawResponse {
     const key = decodeKey(raw);
     if (!key) return err(400, "'key' must be a valid hex or base64 string");
     if (!sealed) return { status: 200, body: sealStatus() };
+    if (key.length < 16) return err(400, 'invalid key: key is shorter than minimum 16 bytes');
     if (progress.length === 0) nonce = randomUUID();
     if (!progress.some((p) => p.equals(key))) progress.push(key);
     if (progress.length < threshold) return { status: 200, body: sealStatus() };
     const valid = progress.every((p) => keys.some((k) => k.equals(p)));
     progress = [];
     nonce = '';
-    // Shamir only notices bad shares when combining them: the barrier key then fails to decrypt.
-    if (!valid) return err(500, 'cipher: message authentication failed');
+    if (!valid)
+      return err(
+        400,
+        'unable to retrieve stored keys: invalid key: failed to decrypt keys from storage: cipher: message authentication failed',
+      );
     sealed = false;
     sealedByFault = false;
     return { status: 200, body: sealStatus() };
@@ -150,13 +170,21 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
         accessor: `${name.slice(0, -1)}_lab`,
         uuid: name,
         description: '',
+        upgradingUntil: 0,
       });
     }
     for (const [name, m] of mounts) table[name] = mountView(m);
     return { status: 200, body: { ...table, ...envelope(table) } };
   }
 
-  function mount(path: string, body: Record<string, unknown>): RawResponse {
+  // OpenBao internal/builtin/logical/kv/upgrade.go upgradeCheck: a KV v2 mount upgrades its storage in
+  // the background after it is enabled, and meanwhile every request (after a 15 ms grace sleep)
+  // answers 400 (logical.ErrInvalidRequest) "Upgrading from non-versioned to versioned data. …".
+  function mount(
+    path: string,
+    body: Record<string, unknown>,
+    upgradeMs = opts.kvUpgradeMs ?? KV_UPGRADE_MS,
+  ): RawResponse {
     const name = `${path.replace(/^\/+|\/+$/g, '')}/`;
     if (name === '/') return err(400, 'missing mount path');
     const clash = [...SYSTEM_MOUNTS, ...mounts.keys()].find((m) => name.startsWith(m) || m.startsWith(name));
@@ -172,6 +200,7 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
       accessor: `kv_${randomBytes(4).toString('hex')}`,
       uuid: randomUUID(),
       description: String(body.description ?? ''),
+      upgradingUntil: version === 2 ? Date.now() + upgradeMs : 0,
     });
     bump(`write:sys/mounts/${name}`);
     return { status: 204 };
@@ -234,6 +263,7 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
       if (!write) return err(405);
       if (!initialized) return err(400, 'Vault is not initialized');
       if (body.reset === true) {
+        if (!sealed) return err(400, 'vault is unsealed');
         progress = [];
         nonce = '';
         return { status: 200, body: sealStatus() };
@@ -279,7 +309,9 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
     const name = [...mounts.keys()].filter((m) => `${path}/`.startsWith(m)).sort((a, b) => b.length - a.length)[0];
     if (!name) return unsupported(path);
     const sub = path.slice(name.length);
-    const res = mounts.get(name)!.engine.handle({
+    const m = mounts.get(name)!;
+    if (m.upgradingUntil > Date.now() + 15) return err(400, KV_UPGRADING);
+    const res = m.engine.handle({
       method: req.method,
       path: sub,
       query: req.query,
@@ -314,7 +346,8 @@ export async function startOpenBaoDouble(opts: { host: string; port?: number }):
     },
     enableKv(mountPath = 'secret', version = 2) {
       if (!initialized || sealed) throw new Error('Vault is sealed');
-      const res = mount(mountPath, { type: 'kv', options: { version: String(version) } });
+      // The built state's mount was enabled long ago: its upgrade is over.
+      const res = mount(mountPath, { type: 'kv', options: { version: String(version) } }, 0);
       if (res.status >= 300) throw new Error((res.body as { errors: string[] }).errors[0]);
     },
     faults: {

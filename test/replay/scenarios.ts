@@ -113,17 +113,7 @@ async function failureOf(h: WorkflowHandle): Promise<WorkflowFailedError> {
   return err;
 }
 
-const SEED = [
-  'eleduck-database',
-  'eleduck-database-direct',
-  'motherduck',
-  'podcast-scraper',
-  'twitch',
-  'discord',
-  'supabase',
-  'github',
-  'tailscale-oauth',
-];
+const SEED = ['eleduck-database', 'podcast-scraper', 'twitch', 'discord', 'supabase', 'github', 'tailscale-oauth'];
 
 const verify = (r: Run, id: string, input: Record<string, unknown>) =>
   r.client.workflow.start('verifyBackup', {

@@ -1,7 +1,8 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseDocument, stringify } from 'yaml';
 import {
@@ -65,6 +66,26 @@ describe('cluster config', () => {
     ]);
     expect(spec.backups.schedule.cron).toBe('0 2 * * *');
     expect(loadClusters().has('pedro-ops')).toBe(true);
+  });
+
+  it('pedro-ops verifies rotated credentials where a real check exists: a Job that uses the new Secret', () => {
+    const spec = loadClusterFile(PEDRO);
+    const verified = spec.secrets.entries.filter((e) => e.verify);
+    expect(verified.map((e) => e.id).sort()).toEqual(['eleduck-database-direct', 'tailscale-oauth']);
+    for (const e of verified) {
+      expect(e.verify).toMatchObject({
+        type: 'job',
+        namespace: e.kubernetes!.namespace,
+        secretEnv: e.kubernetes!.name,
+      });
+      // Fits the rollout budget of a rotation, and below the activity timeouts the workflow derives from it.
+      expect((e.verify as { timeoutSeconds?: number }).timeoutSeconds).toBeLessThanOrEqual(300);
+    }
+    // Entries whose consumers are only CronJobs are verified by a run of the CronJob (no probe needed).
+    const cronOnly = spec.secrets.entries.filter(
+      (e) => e.consumers.length > 0 && e.consumers.every((c) => c.kind === 'CronJob'),
+    );
+    expect(cronOnly.map((e) => e.id)).toContain('podcast-scraper');
   });
 
   it.each([
@@ -152,6 +173,57 @@ describe('cluster config', () => {
     ]);
     expect(() => parseClusterSpec('name: [unclosed\n', '/x/bad.yaml')).toThrow(/\/x\/bad\.yaml: line \d+:/);
   });
+
+  it('config:check --onepassword names every missing 1Password item of every entry; pending sources pass', async () => {
+    const { startOnePasswordDouble } = await import('../lab/onepassword/index.js');
+    const dir = mkdtempSync(join(tmpdir(), 'pedro-config-op-'));
+    const op = await startOnePasswordDouble({
+      host: '127.0.0.1',
+      fixturePath: fileURLToPath(new URL('../lab/fixtures/onepassword.json', import.meta.url)),
+      statePath: join(dir, 'op-state.json'),
+    });
+    try {
+      // Asynchronously: the double answers from this process, so a blocking spawnSync would deadlock.
+      const check = (mutate: (d: Record<string, any>) => void) => {
+        const d = base();
+        d.onepassword.labUrl = op.url;
+        mutate(d);
+        const file = join(dir, 'pedro-ops.yaml');
+        writeFileSync(file, stringify(d));
+        return new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+          const child = spawn('npx', ['tsx', 'scripts/check-config.ts', '--onepassword', file]);
+          let stdout = '';
+          let stderr = '';
+          child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+          child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+          child.on('close', (status) => resolve({ status, stdout, stderr }));
+        });
+      };
+      // As committed: both missing sources are explicit, so the check passes and lists them.
+      const ok = await check(() => undefined);
+      expect(ok.status).toBe(0);
+      expect(ok.stdout).toMatch(
+        /\(eleduck-database-direct\): op:\/\/pedro\/SUPABASE_DIRECT\/username: item SUPABASE_DIRECT not found in vault pedro \(pending source: create 1Password item SUPABASE_DIRECT/,
+      );
+      // Not marked: refused, naming the item for that entry.
+      const refused = await check((d) => {
+        const e = d.secrets.entries.find((x: { id: string }) => x.id === 'motherduck');
+        delete e.pendingSource;
+        d.secrets.entries.find((x: { id: string }) => x.id === 'github').fields.extra =
+          'op://pedro/NOT_THERE/credential';
+      });
+      expect(refused.status).toBe(2);
+      const lines = refused.stderr.trim().split('\n');
+      expect(lines).toHaveLength(2);
+      expect(lines[0]).toMatch(
+        /secrets\.entries\[\d+\] \(motherduck\): op:\/\/pedro\/MOTHERDUCK_TOKEN\/credential: item MOTHERDUCK_TOKEN not found in vault pedro; create it, or mark the entry pendingSource$/,
+      );
+      expect(lines[1]).toMatch(/\(github\): op:\/\/pedro\/NOT_THERE\/credential: item NOT_THERE not found/);
+      expect(op.counters().resolveAll + op.counters().resolve).toBe(0); // no value was read
+    } finally {
+      await op.stop();
+    }
+  }, 60_000);
 
   it('config:check prints file: path: reason and exits non-zero without a stack trace', () => {
     const dir = mkdtempSync(join(tmpdir(), 'pedro-config-'));

@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type ScheduleHandle } from '@temporalio/client';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
-import { deleteDrillSchedule, drillScheduleId, ensureDrillSchedule } from '../../worker/schedules.js';
+import { checkDrillSkips, deleteDrillSchedule, drillScheduleId, ensureDrillSchedule } from '../../worker/schedules.js';
+import { DRILL_CLEANUP_MARGIN_SECONDS, DRILL_DEADLINE_SECONDS } from '../../workflows/drill-limits.js';
 import type { DrillReport } from '../../workflows/verify-backup.js';
 import { holdAtStorageLocation, startVeleroLab, type VeleroLab } from './velero-lab.js';
 
@@ -58,6 +59,8 @@ describe('drill schedule', () => {
     });
     const desc = await handle.describe();
     expect(desc.policies.overlap).toBe(ScheduleOverlapPolicy.SKIP);
+    // A run timeout above the drill's own deadline: no drill holds the schedule forever.
+    expect(desc.action.workflowRunTimeout).toBe((DRILL_DEADLINE_SECONDS + DRILL_CLEANUP_MARGIN_SECONDS) * 1000);
     expect(desc.action.workflowType).toBe('verifyBackup');
     expect(desc.action.taskQueue).toBe(t.taskQueue);
     expect(desc.action.args).toEqual([
@@ -100,8 +103,10 @@ describe('drill schedule', () => {
     expect(await v.scratchNamespaces()).toEqual([]);
   });
 
-  test('two triggers while a drill runs give one drill (overlap skip)', async () => {
+  test('two triggers while a drill runs give one drill (overlap skip), and the skips are alerted', async () => {
     hold = true;
+    const seen = new Map<string, number>();
+    expect(await checkDrillSkips(t.client, CLUSTER, seen)).toBe(0); // baseline
     const before = (await actionIds()).length;
     await handle.trigger(ScheduleOverlapPolicy.SKIP);
     await until('the first drill running', async () =>
@@ -116,8 +121,18 @@ describe('drill schedule', () => {
     expect(desc.info.recentActions.length - before).toBe(1);
     expect(desc.info.numActionsSkippedOverlap).toBeGreaterThanOrEqual(1);
     const running = desc.info.runningActions[0].workflow.workflowId;
+    // The alert: the running drill is told, and shows it (search attribute DrillsSkipped, report).
+    expect(await checkDrillSkips(t.client, CLUSTER, seen)).toBeGreaterThanOrEqual(1);
+    expect(await checkDrillSkips(t.client, CLUSTER, seen)).toBe(0);
+    await until('DrillsSkipped on the running drill', async () => {
+      const sa = (await t.client.workflow.getHandle(running).describe()).searchAttributes.DrillsSkipped as
+        number[] | undefined;
+      return sa && sa[0] >= 1 ? true : undefined;
+    });
     hold = false;
-    expect(((await t.client.workflow.getHandle(running).result()) as DrillReport).result).toBe('passed');
+    const done = (await t.client.workflow.getHandle(running).result()) as DrillReport;
+    expect(done.result).toBe('passed');
+    expect(done.drillsSkipped).toBeGreaterThanOrEqual(1);
     await new Promise((r) => setTimeout(r, 500));
     expect((await actionIds()).length - before).toBe(1);
   });
@@ -147,7 +162,7 @@ describe('drill schedule', () => {
       {
         start: new Date(lastSunday.getTime() - 60_000),
         end: new Date(lastSunday.getTime() + 60_000),
-        overlap: ScheduleOverlapPolicy.SKIP,
+        overlap: ScheduleOverlapPolicy.BUFFER_ALL,
       },
     ]);
     const ids = await until('a backfilled action', async () => {
@@ -155,7 +170,20 @@ describe('drill schedule', () => {
       return a.length > before ? a : undefined;
     });
     expect(ids.at(-1)).toBe(`dr-drill/${CLUSTER}-${lastSunday.toISOString().replace(/\.000Z$/, 'Z')}`);
-    expect(((await t.client.workflow.getHandle(ids.at(-1)!).result()) as DrillReport).result).toBe('passed');
+    // The backfilled drill verifies the backup of its own time: the newest completed by then, if any.
+    const byThen = (await v.kube.list('velero.io/v1', 'Backup', v.spec.backups.veleroNamespace))
+      .map((b) => ({
+        name: b.metadata!.name!,
+        done: (b as { status?: { completionTimestamp?: string } }).status?.completionTimestamp ?? '',
+      }))
+      .filter((b) => b.done && Date.parse(b.done) <= lastSunday.getTime())
+      .sort((a, b) => b.done.localeCompare(a.done))[0];
+    const report = (await t.client.workflow.getHandle(ids.at(-1)!).result()) as DrillReport;
+    if (byThen) expect([report.result, report.backup]).toEqual(['passed', byThen.name]);
+    else {
+      expect(report.result).toBe('failed');
+      expect(report.reasons.join('\n')).toContain(`at or before ${lastSunday.toISOString()}`);
+    }
   });
 
   test('delete removes the schedule', async () => {

@@ -18,25 +18,9 @@ let r: RotationLab;
 // Test hook: the next OpenBAO write to this path is preceded by another writer's write (stale cas for us).
 let raceOn: { path: string; fired: boolean } | undefined;
 
-const SEED = [
-  'eleduck-database',
-  'eleduck-database-direct',
-  'motherduck',
-  'podcast-scraper',
-  'twitch',
-  'discord',
-  'supabase',
-  'github',
-  'tailscale-oauth',
-];
-const CONSUMERS = [
-  'eleduck-analytics/Deployment/airbyte-server',
-  'eleduck-analytics/Deployment/airbyte-worker',
-  'eleduck-analytics/Deployment/metabase',
-  'eleduck-analytics/CronJob/sqlmesh',
-  'eleduck-analytics/CronJob/podcast-scraper',
-  'tailscale/Deployment/operator',
-];
+// The seed map without the entries whose 1Password items the owner does not have (pendingSource).
+const SEED = ['eleduck-database', 'podcast-scraper', 'twitch', 'discord', 'supabase', 'github', 'tailscale-oauth'];
+const CONSUMERS = ['eleduck-analytics/CronJob/podcast-scraper', 'tailscale/Deployment/operator'];
 
 beforeAll(async () => {
   [t, r] = await Promise.all([
@@ -48,6 +32,13 @@ beforeAll(async () => {
         fields: { token: 'op://pedro/NO_SUCH_ITEM/credential', ok: 'op://pedro/GITHUB_PAT/credential' },
         consumers: [],
       });
+      // A Job probe with the default timeout (300 s): it needs an activity that outlives it and heartbeats.
+      spec.secrets.entries.find((e) => e.id === 'discord')!.verify = {
+        type: 'job',
+        namespace: 'eleduck-analytics',
+        image: 'busybox:1.36',
+        command: ['true'],
+      };
     }),
   ]);
   const realOpenbao = r.deps.openbao;
@@ -87,7 +78,7 @@ const byId = (rep: RotationReport) => Object.fromEntries(rep.entries.map((e) => 
 describe('rotateSecrets', () => {
   test('rotating the seed map writes new OpenBAO versions, updates Secrets and restarts every consumer exactly once', async () => {
     await r.changeValues(SEED);
-    const before = await r.bao('eleduck-analytics/database-direct');
+    const before = await r.bao('infra/tailscale-operator');
     r.lab.resetCounters();
     const rep = await rotate();
     expect(rep.state).toBe('ok');
@@ -99,7 +90,7 @@ describe('rotateSecrets', () => {
     expect(c.onepassword.resolveAll).toBe(1);
     expect(rep.onepassword?.resolveAllCalls).toBe(1);
 
-    const now = await r.bao('eleduck-analytics/database-direct');
+    const now = await r.bao('infra/tailscale-operator');
     expect(now.version).toBe(before.version + 1);
     expect(now.custom).toMatchObject({
       rotation_id: rep.rotationId,
@@ -108,28 +99,22 @@ describe('rotateSecrets', () => {
       previous_version: String(before.version),
     });
     expect(now.custom.source_item_version).toMatch(/@\d{4}-/);
-    const secret = await r.secretData('eleduck-analytics', 'supabase-credentials');
-    expect(secret).toEqual({
-      DATABASE_USER: now.data!.username,
-      DATABASE_PASSWORD: now.data!.password,
-      DATABASE_HOST: now.data!.host,
-      DATABASE_PORT: now.data!.port,
-      DATABASE_NAME: now.data!.dbname,
-    });
-    expect(secret!.DATABASE_PASSWORD).toMatch(/^lab-rotated-/);
+    const secret = await r.secretData('tailscale', 'operator-oauth');
+    expect(secret).toEqual({ client_id: now.data!.client_id, client_secret: now.data!.client_secret });
+    expect(secret!.client_secret).toMatch(/^lab-rotated-/);
     const obj = await r.kube.read<{ metadata: { annotations: Record<string, string> } } & Record<string, unknown>>(
       'v1',
       'Secret',
-      'supabase-credentials',
-      'eleduck-analytics',
+      'operator-oauth',
+      'tailscale',
     );
     expect(obj!.metadata.annotations).toMatchObject({
-      'pedro-ops.io/openbao-path': 'secret/eleduck-analytics/database-direct',
+      'pedro-ops.io/openbao-path': 'secret/infra/tailscale-operator',
       'pedro-ops.io/openbao-version': String(now.version),
     });
     const dep = await r.kube.read<
       { spec: { template: { metadata: { annotations: Record<string, string> } } } } & Record<string, unknown>
-    >('apps/v1', 'Deployment', 'metabase', 'eleduck-analytics');
+    >('apps/v1', 'Deployment', 'operator', 'tailscale');
     expect(dep!.spec.template.metadata.annotations['kubectl.kubernetes.io/restartedAt']).toMatch(
       new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d{3}Z/${rep.rotationId}$`),
     );
@@ -153,7 +138,7 @@ describe('rotateSecrets', () => {
     r.lab.faults.rollouts.stall('tailscale', 'Deployment', 'operator');
     r.lab.resetCounters();
     try {
-      const rep = await rotate({ entries: ['tailscale-oauth', 'github', 'motherduck'] });
+      const rep = await rotate({ entries: ['tailscale-oauth', 'github', 'supabase'] });
       const e = byId(rep);
       expect(rep.state).toBe('partial');
       expect(e['tailscale-oauth'].status).toBe('rolled-back');
@@ -164,14 +149,19 @@ describe('rotateSecrets', () => {
       );
       expect(e['tailscale-oauth'].rollback?.toVersion).toBe(prev.version);
       expect(e.github.status).toBe('rotated');
-      expect(e.motherduck.status).toBe('unchanged');
+      expect(e.supabase.status).toBe('unchanged');
       expect(await r.secretData('tailscale', 'operator-oauth')).toEqual(prev.data);
       expect(r.lab.counters().kube.restarts).toEqual({ 'tailscale/Deployment/operator': 2 });
+      // OpenBAO itself serves the previous data again: written as a new version (KV v2 reads serve
+      // current_version), with check-and-set, and recorded in the report and the metadata.
       const after = await r.bao('infra/tailscale-operator');
-      expect(after.version).toBe(prev.version + 1);
+      expect(after.version).toBe(prev.version + 2);
+      expect(after.data).toEqual(prev.data);
+      expect(e['tailscale-oauth'].rollback?.restoredAs).toBe(after.version);
+      expect(e['tailscale-oauth'].kubernetes?.version).toBe(after.version);
       expect(after.custom).toMatchObject({
-        rolled_back_version: String(after.version),
-        serving_version: String(prev.version),
+        rolled_back_version: String(prev.version + 1),
+        serving_version: String(after.version),
         rolled_back_by: rep.rotationId,
       });
       expect((await r.bao('eleduck-analytics/github')).data!.token).toMatch(/^lab-rotated-/);
@@ -191,6 +181,47 @@ describe('rotateSecrets', () => {
     const fixed = await rotate({ entries: ['tailscale-oauth'] });
     expect(fixed.entries[0].status).toBe('rotated');
     expect((await r.bao('infra/tailscale-operator')).custom.rolled_back_version).toBeUndefined();
+  });
+
+  test('a CronJob consumer is verified by a run of its Job template with the new Secret: a failing run rolls back', async () => {
+    const failMark = (value: string | null) =>
+      r.kube.patch(
+        {
+          apiVersion: 'batch/v1',
+          kind: 'CronJob',
+          metadata: { name: 'podcast-scraper', namespace: 'eleduck-analytics' },
+          spec: {
+            jobTemplate: { spec: { template: { metadata: { annotations: { 'lab.pedro-ops.io/outcome': value } } } } },
+          },
+        } as never,
+        'merge',
+      );
+    await r.changeValues(['podcast-scraper']);
+    const prev = await r.bao('eleduck-analytics/podcast-scraper');
+    await failMark('fail');
+    try {
+      const rep = await rotate({ entries: ['podcast-scraper'] });
+      const e = rep.entries[0]!;
+      expect(e.status).toBe('rolled-back');
+      // A failing run fails the Job (or, retried up to its backoffLimit, outlasts the rollout timeout).
+      expect(e.reason).toMatch(
+        /eleduck-analytics\/CronJob\/podcast-scraper: (failed|timeout): Job eleduck-analytics\/podcast-scraper-rot-[a-z0-9]+ (failed|did not finish)/,
+      );
+      expect(await r.secretData('eleduck-analytics', 'podcast-scraper-credentials')).toEqual(prev.data);
+      const jobs = (await r.kube.list('batch/v1', 'Job', 'eleduck-analytics')).filter((j) =>
+        j.metadata!.name!.startsWith('podcast-scraper-rot-'),
+      );
+      expect(jobs.length).toBeGreaterThanOrEqual(1);
+      // As `kubectl create job --from=cronjob/…` makes it: owned by the CronJob, marked manual.
+      expect(jobs[0]!.metadata!.annotations?.['cronjob.kubernetes.io/instantiate']).toBe('manual');
+      expect(jobs[0]!.metadata!.ownerReferences?.[0]).toMatchObject({ kind: 'CronJob', name: 'podcast-scraper' });
+    } finally {
+      await failMark(null);
+    }
+    await r.changeValues(['podcast-scraper']);
+    const ok = await rotate({ entries: ['podcast-scraper'] });
+    expect(ok.entries[0]!.status).toBe('rotated');
+    expect(ok.restarts[0]!.message).toMatch(/Job eleduck-analytics\/podcast-scraper-rot-[a-z0-9]+ completed/);
   });
 
   test('a concurrent OpenBAO writer is detected by check-and-set and the entry re-read, not overwritten blindly', async () => {
@@ -227,25 +258,69 @@ describe('rotateSecrets', () => {
     expect(Math.max(...attempts)).toBeGreaterThanOrEqual(3);
   });
 
-  test('a missing 1Password field fails that entry loudly with the reference; the run ends partial', async () => {
+  test('a Job probe runs in an activity sized to its timeout, with a heartbeat', async () => {
+    await r.changeValues(['discord']);
+    const requestId = randomUUID();
+    const rep = await rotate({ entries: ['discord'], requestId });
+    expect(rep.entries[0]!.status).toBe('rotated');
+    const history = await t.client.workflow.getHandle(rotateSecretsWorkflowId('lab', requestId)).fetchHistory();
+    const probe = (history.events ?? [])
+      .map((ev) => ev.activityTaskScheduledEventAttributes)
+      .find((a) => a?.activityType?.name === 'rotationProbe');
+    expect(probe).toBeDefined();
+    const seconds = (d: { seconds?: unknown } | null | undefined) => Number(d?.seconds ?? 0);
+    expect(seconds(probe!.startToCloseTimeout)).toBeGreaterThan(300);
+    expect(seconds(probe!.heartbeatTimeout)).toBeGreaterThan(0);
+    expect(seconds(probe!.heartbeatTimeout)).toBeLessThanOrEqual(60);
+  });
+
+  test('missing 1Password items are named for every entry before any write; nothing is written', async () => {
+    await r.changeValues(['github']);
+    r.lab.resetCounters();
     const rep = await rotate({ entries: ['broken', 'github'] });
-    expect(rep.state).toBe('partial');
+    expect(rep.state).toBe('failed');
     const e = byId(rep);
     expect(e.broken.status).toBe('failed');
-    expect(e.broken.reason).toMatch(/^SecretMissing: .*op:\/\/pedro\/NO_SUCH_ITEM\/credential: item not found/);
+    expect(e.broken.reason).toMatch(
+      /^SecretMissing: 1Password items missing: op:\/\/pedro\/NO_SUCH_ITEM\/credential \(item NO_SUCH_ITEM not found in vault pedro\)/,
+    );
+    // github's items exist and its value changed, but the run stopped before any write.
     expect(e.github.status).toBe('unchanged');
+    const c = r.lab.counters();
+    expect(c.openbao.writes).toBe(0);
+    expect(c.onepassword.resolveAll).toBe(0);
+    expect(Object.keys(c.kube.writes).filter((k) => k.endsWith(':Secret'))).toEqual([]);
+    await rotate({ entries: ['github'] }); // leave it rotated for the tests after this one
+  });
+
+  test('entries whose 1Password source is pending are left out of the whole map and refused when named', async () => {
+    const whole = await rotate({ dryRun: true, entries: undefined });
+    expect(whole.entries.map((x) => x.id)).not.toContain('motherduck');
+    expect(whole.skipped?.map((x) => x.id).sort()).toEqual(['eleduck-database-direct', 'motherduck']);
+    expect(whole.skipped?.find((x) => x.id === 'motherduck')?.reason).toMatch(/create 1Password item MOTHERDUCK_TOKEN/);
+    r.lab.resetCounters();
+    const named = await rotate({ entries: ['motherduck'] });
+    expect(named.state).toBe('failed');
+    expect(named.entries[0]).toMatchObject({
+      id: 'motherduck',
+      status: 'failed',
+      reason: expect.stringMatching(
+        /^SecretMissing: the 1Password source of this entry does not exist yet: create 1Password item MOTHERDUCK_TOKEN/,
+      ),
+    });
+    expect(r.lab.counters().openbao.writes).toBe(0);
   });
 
   test('dryRun reports drift per entry by fingerprint and changes nothing', async () => {
     await r.changeValues(['supabase']);
     r.lab.resetCounters();
-    const rep = await rotate({ dryRun: true, entries: ['supabase', 'github', 'eleduck-database-direct'] });
+    const rep = await rotate({ dryRun: true, entries: ['supabase', 'github', 'eleduck-database'] });
     const e = byId(rep);
     expect(rep.state).toBe('drift');
     expect(e.supabase.status).toBe('drift');
     expect(e.supabase.findings?.join()).toMatch(/apps\/supabase v\d+ differs from 1Password/);
     expect(e.github.status).toBe('in-sync');
-    expect(e['eleduck-database-direct'].status).toBe('in-sync');
+    expect(e['eleduck-database'].status).toBe('in-sync');
     const c = r.lab.counters();
     expect(c.openbao.writes).toBe(0);
     expect(c.kube.writes).toEqual({});

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
-import { CancelledFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import { Context } from '@temporalio/activity';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import { createActivities } from '../../activities/index.js';
@@ -17,6 +17,10 @@ let v: VeleroLab;
 // Test hook: while set, the first veleroWaitRestore call parks (heartbeating) until cancelled, so a
 // cancellation lands while the workflow waits on a restore Velero is running.
 let gate: { reached: boolean } | undefined;
+// Test hook: while set, veleroEnsureRestore heartbeats until cancelled and never creates the Restore.
+let holdCreate: { reached: boolean } | undefined;
+// Test hook: while set, veleroDeleteNamespaces fails non-retryably (as a denied API call would).
+let denyCleanup = false;
 
 beforeAll(async () => {
   [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'verify-backup' }), startVeleroLab()]);
@@ -32,6 +36,20 @@ beforeAll(async () => {
           }
         }
         return real.veleroWaitRestore(input);
+      },
+      async veleroEnsureRestore(input: Parameters<typeof real.veleroEnsureRestore>[0]) {
+        if (holdCreate) {
+          holdCreate.reached = true;
+          for (;;) {
+            Context.current().heartbeat('held before the Restore exists');
+            await Context.current().sleep(200);
+          }
+        }
+        return real.veleroEnsureRestore(input);
+      },
+      async veleroDeleteNamespaces(input: Parameters<typeof real.veleroDeleteNamespaces>[0]) {
+        if (denyCleanup) throw ApplicationFailure.nonRetryable('namespaces is forbidden (lab)', 'AuthDenied');
+        return real.veleroDeleteNamespaces(input);
       },
     },
   });
@@ -175,6 +193,66 @@ describe('verifyBackup', () => {
       expect(desc.searchAttributes.DrillResult).toEqual(['cancelled']);
       const progress = await h.query<Progress>('progress');
       expect(progress.steps.find((s) => s.id === 'cleanup')?.state).toBe('succeeded');
+    } finally {
+      gate = undefined;
+    }
+  });
+});
+
+describe('verifyBackup never parks in cleanup', () => {
+  const within = <T>(p: Promise<T>, ms: number, what: string): Promise<T> =>
+    Promise.race([
+      p,
+      new Promise<T>((_, reject) => setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms)),
+    ]);
+
+  test('a drill cancelled before its Restore exists ends at once: no park in settle-restore', async () => {
+    holdCreate = { reached: false };
+    try {
+      const h = await start({});
+      await until(async () => (holdCreate!.reached ? true : undefined));
+      await h.cancel();
+      const err = await within(
+        h.result().then(
+          () => undefined,
+          (e: unknown) => e,
+        ),
+        20_000,
+        'the cancelled drill',
+      );
+      expect((err as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+      const progress = await h.query<Progress>('progress');
+      expect(progress.steps.some((s) => s.state === 'needs-attention')).toBe(false);
+      expect(await v.scratchNamespaces()).toEqual([]);
+    } finally {
+      holdCreate = undefined;
+    }
+  });
+
+  test('a cleanup that fails non-retryably is reported, not parked', async () => {
+    denyCleanup = true;
+    try {
+      const h = await start({});
+      const report = (await within(h.result(), 30_000, 'the drill')) as DrillReport;
+      expect(report.result).toBe('failed');
+      expect(report.reasons.join('\n')).toMatch(/CleanupIncomplete: .*namespaces is forbidden/);
+      const progress = await h.query<Progress>('progress');
+      expect(progress.steps.find((s) => s.id === 'cleanup')?.state).toBe('failed');
+    } finally {
+      denyCleanup = false;
+      for (const ns of await v.scratchNamespaces()) await v.kube.delete('v1', 'Namespace', ns);
+    }
+  });
+
+  test('a drill past its deadline is failed with DrillTimeout and cleans up', async () => {
+    gate = { reached: false };
+    try {
+      const h = await start({ deadlineSeconds: 4 });
+      const report = (await within(h.result(), 30_000, 'the drill')) as DrillReport;
+      expect(report.result).toBe('failed');
+      expect(report.reasons).toContain('DrillTimeout: the drill did not finish within 4s');
+      expect(await v.scratchNamespaces()).toEqual([]);
+      expect((await h.describe()).searchAttributes.DrillResult).toEqual(['failed']);
     } finally {
       gate = undefined;
     }

@@ -19,13 +19,25 @@ export interface LabOnePasswordClient {
   vaults: Pick<Client['vaults'], 'list'>;
 }
 
+// Like the SDK's client, each client holds one session, opened on first use (the SDK opens it in
+// createClient: client_builder.js initClient). @1password/sdk 0.5 core.js InnerClient.invoke
+// re-initialises only on DesktopSessionExpiredError: a service-account client whose session expired
+// keeps throwing AuthExpiredError, and only a new client recovers.
 export function createLabOnePasswordClient(url: string): LabOnePasswordClient {
   const base = url.replace(/\/+$/, '');
+  let session: Promise<string> | undefined;
+  const open = async (): Promise<string> => {
+    const res = await fetch(`${base}/session`, { method: 'POST' });
+    if (!res.ok) throw new Error(`1Password lab double refused a session: HTTP ${res.status}`);
+    return ((await res.json()) as { result: { session: string } }).result.session;
+  };
 
   async function call<T>(method: string, args: unknown[]): Promise<T> {
+    session ??= open();
+    session.catch(() => (session = undefined));
     const res = await fetch(`${base}/rpc/${method}`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', 'x-op-session': await session },
       body: JSON.stringify({ args }, ReplacerFunc),
     });
     const text = await res.text();

@@ -1,5 +1,6 @@
-// The fixture holds every item the pedro-ops secret map and Tailscale refs point at, and nothing
-// the build is supposed to create itself.
+// The fixture holds the owner's items (REFERENCE.md) that the pedro-ops secret map and Tailscale refs
+// point at, nothing the build is supposed to create itself, and none of the items the owner does not
+// have (the map marks the entries that read those as pendingSource).
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
@@ -12,7 +13,7 @@ const SPEC = fileURLToPath(new URL('../../../config/clusters/pedro-ops.yaml', im
 describe('1Password fixture', () => {
   const vaults = readVaultFile(FIXTURE).vaults;
   const spec = parse(readFileSync(SPEC, 'utf8')) as {
-    secrets: { entries: { fields: Record<string, string> }[] };
+    secrets: { entries: { fields: Record<string, string>; pendingSource?: string }[] };
     tailscale: { oauthClientIdRef: string; oauthClientSecretRef: string };
     openbao: { unsealItem: string };
   };
@@ -21,7 +22,7 @@ describe('1Password fixture', () => {
     const pedro = vaults.find((v) => v.title === 'pedro');
     expect(pedro?.id).toMatch(/^[a-z0-9]{26}$/);
     const refs = [
-      ...spec.secrets.entries.flatMap((e) => Object.values(e.fields)),
+      ...spec.secrets.entries.filter((e) => !e.pendingSource).flatMap((e) => Object.values(e.fields)),
       spec.tailscale.oauthClientIdRef,
       spec.tailscale.oauthClientSecretRef,
     ];
@@ -36,6 +37,17 @@ describe('1Password fixture', () => {
       ).toBe(true);
     }
     expect(pedro!.items.some((i) => i.title === spec.openbao.unsealItem)).toBe(false);
+    const pendingItems = new Set(
+      spec.secrets.entries
+        .filter((e) => e.pendingSource)
+        .flatMap((e) => Object.values(e.fields).map((ref) => ref.split('/')[3])),
+    );
+    expect([...pendingItems].sort()).toEqual(['MOTHERDUCK_TOKEN', 'SUPABASE_DIRECT']);
+    for (const item of pendingItems)
+      expect(
+        pedro!.items.some((i) => i.title === item),
+        item,
+      ).toBe(false);
   });
 
   it('lists unique, recognisable fake values of at least 16 characters', () => {

@@ -3,6 +3,7 @@
 // Writes to one vault take a little time and a second write meanwhile gets the SDK's conflict,
 // because that is how the real service behaves (the vault version is locked per write).
 import http from 'node:http';
+import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { CONFLICT_MESSAGE, OpError, VaultStore, resolveErrorMessage } from './store.js';
 import type { StoredItem } from './fixture.js';
@@ -22,7 +23,10 @@ export interface OnePasswordDouble {
   faults: {
     /** The next `nextCalls` calls (any method) throw RateLimitExceededError. */
     rateLimit(nextCalls: number): void;
-    /** Every call throws AuthExpiredError until clear(). */
+    /**
+     * Expires every session opened so far: their calls throw AuthExpiredError until clear(). A client
+     * created afterwards opens a new session and works, as with the SDK (see client.ts).
+     */
     expireAuth(): void;
     clear(): void;
   };
@@ -66,7 +70,9 @@ export async function startOnePasswordDouble(opts: OnePasswordDoubleOptions): Pr
     itemsDelete: 0,
   };
   let rateLimited = 0;
-  let authExpired = false;
+  // Sessions: each client opens one (POST /session, like the SDK's init_client with a service-account
+  // token); expireAuth() expires the ones that exist, and only a new client gets a fresh one.
+  const sessions = new Map<string, { expired: boolean }>();
 
   async function vaultWrite<T>(vaultId: string, write: () => T): Promise<T> {
     if (busyVaults.has(vaultId)) throw new OpError(CONFLICT_MESSAGE, 'Error', 409);
@@ -122,6 +128,11 @@ export async function startOnePasswordDouble(opts: OnePasswordDoubleOptions): Pr
       res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
       res.end(JSON.stringify(body));
     };
+    if (req.method === 'POST' && req.url === '/session') {
+      const id = randomUUID();
+      sessions.set(id, { expired: false });
+      return send(200, { result: { session: id } });
+    }
     const match = /^\/rpc\/([a-zA-Z.]+)$/.exec(req.url ?? '');
     if (req.method !== 'POST' || !match) return send(404, { error: { name: 'Error', message: 'not found' } });
     const method = match[1]!;
@@ -135,7 +146,8 @@ export async function startOnePasswordDouble(opts: OnePasswordDoubleOptions): Pr
     const counter = COUNTER_OF[method];
     if (counter) counters[counter]++;
     try {
-      if (authExpired) throw new OpError('session expired', 'AuthExpired', 401);
+      const session = sessions.get(String(req.headers['x-op-session'] ?? ''));
+      if (!session || session.expired) throw new OpError('session expired', 'AuthExpired', 401);
       if (rateLimited > 0) {
         rateLimited--;
         throw new OpError('rate limit exceeded', 'RateLimitExceeded', 429);
@@ -166,11 +178,11 @@ export async function startOnePasswordDouble(opts: OnePasswordDoubleOptions): Pr
         rateLimited = Math.max(0, Math.floor(nextCalls));
       },
       expireAuth() {
-        authExpired = true;
+        for (const s of sessions.values()) s.expired = true;
       },
       clear() {
         rateLimited = 0;
-        authExpired = false;
+        for (const s of sessions.values()) s.expired = false;
       },
     },
     counters: () => ({ ...counters }),

@@ -129,12 +129,19 @@ export class VaultStore {
     const item = items[0]!;
     let candidates = item.fields;
     if (sectionQ !== undefined) {
+      // SDK 0.3.0 release notes: several matching sections are searched together, not an error.
       const sections = pick(item.sections, sectionQ);
       if (sections.length === 0) return { error: { type: 'noMatchingSections' } };
       const ids = new Set(sections.map((s) => s.id));
       candidates = candidates.filter((f) => f.sectionId !== undefined && ids.has(f.sectionId));
     }
-    const fields = pick(candidates, fieldQ);
+    let fields = pick(candidates, fieldQ);
+    // SDK 0.1.6 release notes (onepassword-sdk-js client/release/RELEASE-NOTES): without a section in
+    // the reference, a field of the item's default section wins over same-named fields of named sections.
+    if (sectionQ === undefined && fields.length > 1) {
+      const inDefault = fields.filter((f) => inDefaultSection(item, f));
+      if (inDefault.length === 1) fields = inDefault;
+    }
     if (fields.length === 0) return { error: { type: 'fieldNotFound' } };
     if (fields.length > 1) return { error: { type: 'tooManyMatchingFields' } };
     const f = fields[0]!;
@@ -196,10 +203,11 @@ export class VaultStore {
     if (index < 0) throw new OpError(NOT_FOUND_MESSAGE);
     const current = vault.items[index]!;
     if (input.version !== current.version) throw new OpError(CONFLICT_MESSAGE, 'Error', 409);
-    validateItem(input);
+    const sectioned = sectionCustomFields(input);
+    validateItem(sectioned);
     const stamp = new Date().toISOString();
     const next: StoredItem = {
-      ...stripVault(input),
+      ...stripVault(sectioned),
       state: current.state ?? 'active',
       createdAt: current.createdAt,
       updatedAt: stamp,
@@ -216,7 +224,7 @@ export class VaultStore {
     if (!this.vaultExists(params.vaultId))
       throw new OpError('The item creation parameters contained an invalid vault id');
     const stamp = new Date().toISOString();
-    const item: StoredItem = {
+    const item: StoredItem = sectionCustomFields({
       id: newId(),
       title: String(params.title ?? ''),
       category: params.category ?? 'Login',
@@ -230,7 +238,7 @@ export class VaultStore {
       createdAt: stamp,
       updatedAt: stamp,
       state: 'active',
-    };
+    });
     validateItem(item);
     const vault = this.vault(params.vaultId);
     vault.items.push(item);
@@ -253,6 +261,46 @@ export class VaultStore {
     if (!vault) throw new OpError(NOT_FOUND_MESSAGE);
     return vault;
   }
+}
+
+/** The default section: no section (built-in fields), or the untitled section the SDK files custom fields in. */
+export function inDefaultSection(item: Pick<StoredItem, 'sections'>, f: StoredField): boolean {
+  if (f.sectionId === undefined || f.sectionId === '') return true;
+  return item.sections.some((s) => s.id === f.sectionId && s.title === '');
+}
+
+// Fields each category has without a section (1Password's item templates, `op item template get`).
+// Every other field is a custom field, which must live in a section.
+const BUILT_IN: Record<string, string[]> = {
+  Login: ['username', 'password', 'notesPlain'],
+  Password: ['password', 'notesPlain'],
+  ApiCredentials: ['username', 'credential', 'type', 'filename', 'validFrom', 'expires', 'hostname', 'notesPlain'],
+  Database: ['type', 'hostname', 'port', 'database', 'username', 'credential', 'password', 'sid', 'alias', 'options'],
+  SecureNote: ['notesPlain'],
+};
+
+/**
+ * SDK 0.3.0 release notes: "The SDK now automatically adds custom fields without a section to an empty
+ * section within the item, creating it if necessary" (before, items.create/put refused them with
+ * "custom field with id '…' must be part of a section", the core's op_sdk_core::model::item::
+ * ensure_custom_fields_in_section).
+ */
+function sectionCustomFields(item: StoredItem): StoredItem {
+  const builtIn = new Set(BUILT_IN[String(item.category)] ?? []);
+  const loose = (item.fields ?? []).filter((f) => !f.sectionId && !builtIn.has(f.id));
+  if (loose.length === 0) return item;
+  const sections = [...(item.sections ?? [])];
+  let empty = sections.find((s) => s.title === '');
+  if (!empty) {
+    empty = { id: `Section_${newId()}`, title: '' };
+    sections.push(empty);
+  }
+  const id = empty.id;
+  return {
+    ...item,
+    sections,
+    fields: item.fields.map((f) => (loose.includes(f) ? { ...f, sectionId: id } : f)),
+  };
 }
 
 function validateItem(item: StoredItem): void {
