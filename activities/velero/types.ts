@@ -77,6 +77,8 @@ export interface CompareResult {
   missing: string[];
   /** Scratch/target namespaces that do not exist after the restore. */
   missingNamespaces: string[];
+  /** In the backup but not restored, as Velero does by design (completed Jobs). */
+  skipped?: string[];
 }
 
 export interface WorkloadsResult {

@@ -63,6 +63,33 @@ describe('velero activities', () => {
     expect(missing.unavailable).toContain('HTTP 404');
   });
 
+  test('a completed Job in the backup is not reported missing: Velero skips it on restore (issue 14 item 12)', async () => {
+    const kc = v.kube;
+    for (const ns of ['cj-src', 'cj-dst'])
+      await kc.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never);
+    await new Promise((r) => setTimeout(r, 1500)); // the default ServiceAccount
+    await kc.create({
+      apiVersion: 'batch/v1',
+      kind: 'Job',
+      metadata: { name: 'sqlmesh-29000000', namespace: 'cj-src' },
+      spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'j', image: 'j:1' }] } } },
+    } as never);
+    for (let i = 0; i < 100; i++) {
+      const j = (await kc.read('batch/v1', 'Job', 'sqlmesh-29000000', 'cj-src')) as {
+        status?: { completionTime?: string };
+      };
+      if (j?.status?.completionTime) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const r = await a.veleroCompareRestored({
+      cluster: 'lab',
+      mapping: { 'cj-src': 'cj-dst' },
+      resourceList: { 'batch/v1/Job': ['cj-src/sqlmesh-29000000'] },
+    });
+    expect(r.missing).toEqual([]);
+    expect(r.skipped).toEqual(['batch/v1/Job cj-dst/sqlmesh-29000000 (completed: Velero skips it)']);
+  }, 60_000);
+
   test('without a publicUrl the URL is signed for the in-cluster s3Url: unavailable, naming publicUrl', async () => {
     const backup = (await a.veleroFindBackup({ cluster: 'lab', schedule: 'daily' })).backup!.name;
     const bsl = {

@@ -428,7 +428,7 @@ describe('Velero', () => {
       'skipped',
     );
     expect((await c.core.listNamespacedPod({ namespace: 'drill-app' })).items).toHaveLength(0);
-  });
+  }, 120_000);
 });
 
 function fetchCa(url: string): Promise<Response> {
