@@ -33,7 +33,7 @@ function walkPayloads(
   if (!node || typeof node !== 'object' || skip(path)) return;
   const o = node as Record<string, unknown>;
   if (o.metadata && typeof o.metadata === 'object' && 'data' in o && !Array.isArray(o)) {
-    out.push({ payload: o as Payload, path });
+    out.push({ payload: o, path });
     return;
   }
   for (const [k, v] of Object.entries(o)) {

@@ -336,6 +336,7 @@ async function runDag(
     const seenTick = tick;
     const seenSeq = runner.progress.seq;
     await condition(() => tick !== seenTick || runner.progress.seq !== seenSeq);
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows a step's own failure unchanged (caught in the .then above), keeping its type for the caller
     if (failure !== undefined) throw failure;
   }
 }

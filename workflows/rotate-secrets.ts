@@ -157,9 +157,9 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
   setHandler(rotationStatusQuery, () => report);
   ctx.report = report;
 
-  const spec = (await runner.run('load-spec', 'plan', 'Load the cluster definition', () =>
+  const spec = await runner.run<ClusterSpec>('load-spec', 'plan', 'Load the cluster definition', () =>
     acts.loadClusterSpec(cluster),
-  )) as ClusterSpec | undefined;
+  );
   if (!spec) return finish(runner, report, 'failed');
   const entries = selectEntries(spec, input.entries);
   const byId = new Map(entries.map((e) => [e.id, e]));

@@ -248,6 +248,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
     });
     runner.setState(cancelled ? 'cancelled' : report.result === 'passed' ? 'succeeded' : 'failed');
     runner.setPhase('done');
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows the caught CancelledFailure itself: Temporal marks the run cancelled only for it
     if (cancelled) throw cancelled;
     return report;
   }

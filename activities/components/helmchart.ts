@@ -26,7 +26,11 @@ export const HELM_NAMESPACE = 'kube-system';
 export const SPEC_HASH = 'pedro-ops.dev/spec-hash';
 const API = 'helm.cattle.io/v1';
 
-type Obj = KubeObject & { spec?: Record<string, any>; status?: Record<string, any> };
+/** A HelmChart (helm.cattle.io/v1) or its batch/v1 Job: the spec is ours, the status fields are the ones read here. */
+type Obj = KubeObject & {
+  spec?: Record<string, unknown>;
+  status?: { conditions?: { type: string; status: string; message?: string }[] };
+};
 
 export interface ComponentResult {
   name: string;
@@ -96,9 +100,7 @@ export function desiredHelmChart(spec: ClusterSpec, c: ComponentSpec, clustersDi
 }
 
 const cond = (o: Obj | undefined, type: string) =>
-  (o?.status?.conditions ?? []).find(
-    (c: { type: string; status: string }) => c.type === type && c.status === 'True',
-  ) as { message?: string } | undefined;
+  (o?.status?.conditions ?? []).find((c) => c.type === type && c.status === 'True');
 
 async function workloadsReady(
   kube: KubePort,

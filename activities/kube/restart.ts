@@ -29,7 +29,12 @@ export interface RestartResult {
   message: string;
 }
 
-type Workload = KubeObject & { spec?: Record<string, any>; metadata: KubeObject['metadata'] & { generation?: number } };
+/** A pod template's metadata: apps/v1 `spec.template`, batch/v1 CronJob `spec.jobTemplate.spec.template`. */
+type Template = { metadata?: { annotations?: Record<string, string> } };
+type Workload = KubeObject & {
+  spec?: { template?: Template; jobTemplate?: { spec?: { template?: Template } } };
+  metadata: KubeObject['metadata'] & { generation?: number };
+};
 
 function templateAnnotations(kind: string, obj: Workload): Record<string, string> | undefined {
   const t = kind === 'CronJob' ? obj.spec?.jobTemplate?.spec?.template : obj.spec?.template;
@@ -40,7 +45,7 @@ function restartPatch(kind: string, name: string, namespace: string, annotations
   const template = { metadata: { annotations } };
   // CronJobs cannot be rolled; annotating the job template makes the next Job carry the new Secret and marks the restart.
   const spec = kind === 'CronJob' ? { jobTemplate: { spec: { template } } } : { template };
-  return { apiVersion: WORKLOAD_API_VERSION[kind], kind, metadata: { name, namespace }, spec } as KubeObject;
+  return { apiVersion: WORKLOAD_API_VERSION[kind], kind, metadata: { name, namespace }, spec };
 }
 
 export async function restartConsumer(deps: ActivityDeps, input: RestartInput): Promise<RestartResult> {

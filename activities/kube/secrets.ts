@@ -100,7 +100,7 @@ export async function applyKubeSecret(deps: ActivityDeps, input: ApplySecretInpu
   const body: SecretObj = {
     apiVersion: 'v1',
     kind: 'Secret',
-    type: (cur?.type as string | undefined) ?? 'Opaque',
+    type: cur?.type ?? 'Opaque',
     metadata: {
       name,
       namespace,

@@ -42,7 +42,7 @@ export function onePasswordForCluster(
     client = (async (): Promise<OnePasswordPort> => {
       if (labUrl) {
         const { createLabOnePasswordClient } = await import('../../test/lab/onepassword/client.js');
-        return createLabOnePasswordClient(labUrl) as unknown as OnePasswordPort;
+        return createLabOnePasswordClient(labUrl);
       }
       const token = env[spec.onepassword.tokenEnv];
       if (!token)
@@ -50,7 +50,7 @@ export function onePasswordForCluster(
           ErrorType.BadConfig,
           `1Password service-account token missing: set ${spec.onepassword.tokenEnv}`,
         );
-      return (await createClient({ auth: token, ...INTEGRATION })) as unknown as OnePasswordPort;
+      return await createClient({ auth: token, ...INTEGRATION });
     })();
     client.catch(() => cache.delete(key));
     cache.set(key, client);

@@ -70,6 +70,19 @@ export interface KvState {
 const dataPath = (spec: ClusterSpec, path: string) => `${spec.openbao.kvMount}/data/${path}`;
 const metaPath = (spec: ClusterSpec, path: string) => `${spec.openbao.kvMount}/metadata/${path}`;
 
+// node-vault types every response as `any`: these are the KV v2 response fields read here, as OpenBao's
+// KV v2 HTTP API answers them (read metadata, read a version, create/update with cas) and as the lab
+// double (test/lab/openbao/kv.ts) reproduces them.
+interface KvMetadataResponse {
+  data?: { current_version?: number; custom_metadata?: Record<string, string> | null };
+}
+interface KvReadResponse {
+  data?: { data?: unknown };
+}
+interface KvWriteResponse {
+  data?: { version?: number };
+}
+
 function strings(data: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries((data ?? {}) as Record<string, unknown>))
@@ -79,9 +92,9 @@ function strings(data: unknown): Record<string, string> {
 
 /** Current (or a given) version's data plus the path's custom_metadata. */
 export async function readKv(vault: VaultClient, spec: ClusterSpec, path: string, version?: number): Promise<KvState> {
-  let meta: { current_version?: number; custom_metadata?: Record<string, string> | null } | undefined;
+  let meta: KvMetadataResponse['data'];
   try {
-    meta = (await vault.read(metaPath(spec, path))).data;
+    meta = ((await vault.read(metaPath(spec, path))) as KvMetadataResponse).data;
   } catch (err) {
     if (vaultStatus(err) !== 404) throw classifyVaultError(err, `read metadata of ${path}`);
   }
@@ -90,7 +103,7 @@ export async function readKv(vault: VaultClient, spec: ClusterSpec, path: string
   const want = version ?? current;
   if (want === 0) return { version: 0, custom };
   try {
-    const res = await vault.read(`${dataPath(spec, path)}?version=${want}`);
+    const res = (await vault.read(`${dataPath(spec, path)}?version=${want}`)) as KvReadResponse;
     return { version: want, data: strings(res.data?.data), custom };
   } catch (err) {
     // Deleted/destroyed versions answer 404: the version exists but holds nothing to serve.
@@ -326,10 +339,10 @@ async function storeEntry(
     }
     let written: number;
     try {
-      const res = await vault.write(`${spec.openbao.kvMount}/data/${path}`, {
+      const res = (await vault.write(`${spec.openbao.kvMount}/data/${path}`, {
         options: { cas: cur.version },
         data: values,
-      });
+      })) as KvWriteResponse | undefined;
       written = Number(res?.data?.version ?? cur.version + 1);
     } catch (err) {
       const failure = classifyVaultError(err, `write ${path} (cas ${cur.version})`);

@@ -206,9 +206,9 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
           });
         }
         const outcome = await pollUntil(probe.timeoutSeconds ?? 300, `probe ${name}`, async () => {
-          const j = (await kube.read('batch/v1', 'Job', name, target)) as
-            | (KubeObject & { status?: { conditions?: { type: string; status: string; message?: string }[] } })
-            | undefined;
+          const j = await kube.read<
+            KubeObject & { status?: { conditions?: { type: string; status: string; message?: string }[] } }
+          >('batch/v1', 'Job', name, target);
           const conds = j?.status?.conditions ?? [];
           if (conds.some((c) => c.type === 'Complete' && c.status === 'True'))
             return { passed: true, message: 'job completed' };

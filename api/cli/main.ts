@@ -83,7 +83,7 @@ function usage(msg?: string): never {
 
 /** Follows a started workflow to its end; returns the exit code. */
 async function follow(workflowId: string, started?: Record<string, unknown>): Promise<number> {
-  if (!json && started?.temporalWebUrl)
+  if (!json && typeof started?.temporalWebUrl === 'string')
     process.stderr.write(`workflow ${workflowId}\nTemporal Web: ${started.temporalWebUrl}\n`);
   if (flags['no-follow']) {
     const s = started ?? { workflowId };
@@ -93,11 +93,8 @@ async function follow(workflowId: string, started?: Record<string, unknown>): Pr
   const view = new ProgressView(json ? undefined : process.stderr);
   // Attaching to a run replays its transition log first: a needs-attention in that replay only
   // counts if the run is still stuck now.
-  const now = await api<{ progress?: { seq: number; state: string } }>(
-    opts,
-    'GET',
-    `/workflows/${enc(workflowId)}`,
-  ).catch(() => ({}) as { progress?: undefined });
+  type Now = { progress?: { seq: number; state: string } };
+  const now = await api<Now>(opts, 'GET', `/workflows/${enc(workflowId)}`).catch((): Now => ({}));
   const replayedUpTo = now.progress?.seq ?? 0;
   const stuckNow = now.progress?.state === 'needs-attention';
   for await (const msg of followEvents(opts, workflowId)) {

@@ -68,7 +68,7 @@ async function rotateViaApi(body: object): Promise<RotationReport> {
   expect(started.statusCode).toBe(202);
   await t.client.workflow.getHandle(started.json().workflowId).result();
   const status = await call('GET', started.json().statusUrl);
-  return status.json() as RotationReport;
+  return status.json<RotationReport>();
 }
 
 /** Histories as text with every payload's bytes decoded (what a Temporal operator could read without the codec). */
@@ -93,7 +93,7 @@ async function decodedPayloads(node: unknown, out: string[] = []): Promise<strin
     o.data instanceof Uint8Array &&
     Buffer.from(o.metadata.encoding ?? []).toString() === 'binary/encrypted'
   ) {
-    const [p] = await testCodec.decode([o as never]);
+    const [p] = await testCodec.decode([o]);
     out.push(Buffer.from(p.data ?? []).toString('utf8'));
     return out;
   }

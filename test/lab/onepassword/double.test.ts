@@ -40,7 +40,7 @@ describe('1Password double', () => {
   it('lists vaults and items with the SDK shapes (Dates revived)', async () => {
     const [vault] = await client.vaults.list();
     expect(vault).toMatchObject({ title: 'pedro', vaultType: 'userCreated', activeItemCount: 23 });
-    expect(vault!.createdAt).toBeInstanceOf(Date);
+    expect(vault.createdAt).toBeInstanceOf(Date);
     const items = await client.items.list(vaultId);
     expect(items).toHaveLength(23);
     const twitch = items.find((i) => i.title === 'TWITCH_ID')!;
@@ -61,16 +61,16 @@ describe('1Password double', () => {
     ];
     const { individualResponses: r } = await client.secrets.resolveAll(refs);
     expect(Object.keys(r).sort()).toEqual([...refs].sort());
-    expect(r[refs[0]!]!.content).toMatchObject({
+    expect(r[refs[0]].content).toMatchObject({
       vaultId,
       secret: expect.stringMatching(/^lab-secret-postgres-url-username-/),
     });
-    expect(r[refs[1]!]!.content!.secret).toMatch(/^lab-secret-supabase-direct-port-/);
-    expect(r[refs[2]!]).toEqual({ error: { type: 'fieldNotFound' } });
-    expect(r[refs[3]!]).toEqual({ error: { type: 'itemNotFound' } });
-    expect(r[refs[4]!]).toEqual({ error: { type: 'vaultNotFound' } });
-    expect(r[refs[5]!]!.error).toMatchObject({ type: 'parsing', message: expect.stringContaining('invalid format') });
-    expect(r[refs[6]!]!.error).toEqual({ type: 'parsing', message: 'secret reference is not prefixed with "op://"' });
+    expect(r[refs[1]].content!.secret).toMatch(/^lab-secret-supabase-direct-port-/);
+    expect(r[refs[2]]).toEqual({ error: { type: 'fieldNotFound' } });
+    expect(r[refs[3]]).toEqual({ error: { type: 'itemNotFound' } });
+    expect(r[refs[4]]).toEqual({ error: { type: 'vaultNotFound' } });
+    expect(r[refs[5]].error).toMatchObject({ type: 'parsing', message: expect.stringContaining('invalid format') });
+    expect(r[refs[6]].error).toEqual({ type: 'parsing', message: 'secret reference is not prefixed with "op://"' });
   });
 
   it('resolves case-insensitively by name or ID and throws the SDK messages', async () => {
