@@ -6,7 +6,7 @@ import SwaggerParser from '@apidevtools/swagger-parser';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { hashToken, parseTokens, PUBLIC_PATHS } from '../../api/auth.js';
 import { ClusterRegistry } from '../../config/registry.js';
 import { temporalSettings } from '../../worker/settings.js';
@@ -28,7 +28,7 @@ let doc: Doc;
 
 beforeAll(async () => {
   t = await testTemporal({ taskQueuePrefix: 'api-openapi' });
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: new ClusterRegistry(),

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { driftScheduleId } from '../../worker/drift-schedule.js';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
@@ -26,7 +26,7 @@ beforeAll(async () => {
     }),
   ]);
   await t.startWorker(r.deps);
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: r.deps.clusters,

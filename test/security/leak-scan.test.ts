@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { testCodec, testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import { startRotationLab, type RotationLab } from '../workflows/rotate-secrets-lab.js';
@@ -43,7 +43,7 @@ beforeAll(async () => {
       cb();
     },
   });
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: r.deps.clusters,
