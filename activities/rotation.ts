@@ -4,7 +4,7 @@ import type { ActivityDeps } from './deps.js';
 import { applyKubeSecret, type ApplySecretInput } from './kube/secrets.js';
 import { restartConsumer, type RestartInput } from './kube/restart.js';
 import { checkSecretDrift, type DriftInput } from './openbao/drift.js';
-import { markRolledBack, syncOnePasswordToOpenBao, type MarkRolledBackInput, type SyncInput } from './openbao/kv.js';
+import { markRolledBack, syncOnePasswordToOpenBao, type MarkRolledBackInput, type SyncInput } from './openbao/sync.js';
 import { generateIntoOnePassword, type GenerateInput } from './onepassword/generate.js';
 import { runProbe, type ProbeInput } from './probes/index.js';
 

@@ -1,6 +1,9 @@
 // rotateSecrets: 1Password -> OpenBAO -> Kubernetes Secret -> consumers restarted once -> verified ->
 // rolled back per entry on failure. The workflow only decides; every hop is an activity and values
 // never enter history: inputs and results carry references, versions and HMAC fingerprints.
+// One file on purpose (DESIGN: one file per workflow, "what happens when rotation fails?" is
+// answered here): the per-entry rollback and grouped restarts are this workflow's own compensation
+// and fan-out, share its activity proxies and report, and are what its replay histories record.
 import {
   ApplicationFailure,
   defineQuery,

@@ -2,6 +2,8 @@
 // namespaces, check what came back, measure the RTO, and always delete the scratch namespaces —
 // also when the drill fails or is cancelled. A failed drill is a finding, not a crashed run: the
 // workflow completes with result "failed" and its reasons (result, memo, search attributes).
+// One file per workflow (DESIGN): picking the backup and judging it are steps of this drill only;
+// the restore checks it shares with drRestore are in restore-checks.ts.
 import {
   CancellationScope,
   isCancellation,

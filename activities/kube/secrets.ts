@@ -5,7 +5,9 @@ import type { ClusterSpec, SecretEntrySpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
 import { fingerprint, fingerprintKey } from '../openbao/fingerprint.js';
-import { openbaoFor, readKv, selectEntries } from '../openbao/kv.js';
+import { readKv } from '../openbao/kv.js';
+import { selectEntries } from '../openbao/sync.js';
+import { openbaoFor } from '../openbao/token.js';
 import type { KubeObject } from './client.js';
 
 export const ANNOTATIONS = {

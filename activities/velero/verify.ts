@@ -1,6 +1,7 @@
 // Checks on what a restore produced: objects against the backup's resource list (or counts per
 // kind), workload availability by kubectl's rollout rules, data probes as Jobs; and the scratch
-// namespace cleanup every drill ends with.
+// namespace cleanup every drill ends with. One file: they are the one activity set
+// (veleroVerifyActivities) a drill and a DR restore call after Velero reports the restore done.
 import { CoreV1Api, KubernetesObjectApi } from '@kubernetes/client-node';
 import type { ProbeSpec } from '../../config/schema.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
