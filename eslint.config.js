@@ -27,7 +27,8 @@ export default defineConfig(
   {
     languageOptions: {
       parserOptions: {
-        projectService: { allowDefaultProject: ['vitest.chaos.config.ts'] }, // the one .ts file outside tsconfig.json
+        // The vitest configs beside vitest.config.ts are outside tsconfig.json's include.
+        projectService: { allowDefaultProject: ['vitest.*.config.ts'] },
         tsconfigRootDir: import.meta.dirname,
       },
     },
