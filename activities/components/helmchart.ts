@@ -28,8 +28,8 @@ const API = 'helm.cattle.io/v1';
 
 /** A HelmChart (helm.cattle.io/v1) or its batch/v1 Job: the spec is ours, the status fields are the ones read here. */
 type Obj = KubeObject & {
-  spec?: Record<string, unknown>;
-  status?: { conditions?: { type: string; status: string; message?: string }[] };
+  spec?: Record<string, unknown> & { selector?: { matchLabels?: Record<string, string> } };
+  status?: { phase?: string; conditions?: { type: string; status: string; message?: string }[] };
 };
 
 export interface ComponentResult {
@@ -130,7 +130,7 @@ async function podsRunning(
   obj: Obj,
   want: number,
 ): Promise<{ done: boolean; failed: boolean; message: string }> {
-  const match = (obj.spec?.selector?.matchLabels ?? {}) as Record<string, string>;
+  const match = obj.spec?.selector?.matchLabels ?? {};
   const selector = Object.entries(match)
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
@@ -139,9 +139,7 @@ async function podsRunning(
   );
   const running = pods.filter((p) => p.status?.phase === 'Running').length;
   const ready = pods.filter((p) =>
-    (p.status?.conditions ?? []).some(
-      (c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True',
-    ),
+    (p.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
   ).length;
   return {
     done: running >= want,

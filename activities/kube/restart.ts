@@ -32,7 +32,13 @@ export interface RestartResult {
 /** A pod template's metadata: apps/v1 `spec.template`, batch/v1 CronJob `spec.jobTemplate.spec.template`. */
 type Template = { metadata?: { annotations?: Record<string, string> } };
 type Workload = KubeObject & {
-  spec?: { template?: Template; jobTemplate?: { spec?: { template?: Template } } };
+  spec?: {
+    template?: Template;
+    jobTemplate?: { spec?: { template?: Template } };
+    selector?: { matchLabels?: Record<string, string> };
+    updateStrategy?: { type?: string };
+  };
+  status?: { observedGeneration?: number; updateRevision?: string };
   metadata: KubeObject['metadata'] & { generation?: number };
 };
 
@@ -132,16 +138,15 @@ async function replaceOnDeletePods(
   // The controller must have seen the new template before "the new revision" means anything.
   const cur = await wait('waiting for the new revision', async () => {
     const o = await kube.read<Workload>(apiVersion, kind, name, namespace);
-    const st = o?.status as Record<string, any> | undefined;
-    return o && (st?.observedGeneration ?? 0) >= (o.metadata.generation ?? 0) ? o : undefined;
+    return o && (o.status?.observedGeneration ?? 0) >= (o.metadata.generation ?? 0) ? o : undefined;
   });
   if (!cur) return { outcome: 'timeout', message: `${kind} ${namespace}/${name}: new revision not observed in time` };
-  const selector = Object.entries((cur.spec?.selector?.matchLabels ?? {}) as Record<string, string>)
+  const selector = Object.entries(cur.spec?.selector?.matchLabels ?? {})
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
   const onNew = (p: Pod, o: Workload) =>
     kind === 'StatefulSet'
-      ? p.metadata?.labels?.['controller-revision-hash'] === (o.status as Record<string, any>)?.updateRevision
+      ? p.metadata?.labels?.['controller-revision-hash'] === o.status?.updateRevision
       : p.metadata?.labels?.['pod-template-generation'] === String(o.metadata.generation);
   for (;;) {
     const o = (await kube.read<Workload>(apiVersion, kind, name, namespace)) ?? cur;

@@ -53,7 +53,7 @@ describe('pedro-ops provision', () => {
       steps: [{ step: 'component/longhorn' }],
     });
 
-    h.lab.faults.clear();
+    await h.lab.faults.clear();
     const retry = await cli('resolve-step', 'lab-cli', 'component/longhorn', 'retry');
     expect(retry.code).toBe(0);
 

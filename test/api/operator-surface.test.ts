@@ -160,7 +160,7 @@ describe('operator surface', () => {
       expect(r.stderr).toMatch(/FAILED: (partial|failed)/);
       expect(r.stderr).toMatch(/entry:tailscale-oauth +failed +rolled back/); // live progress names the step and the reason
     } finally {
-      rl.lab.faults.clear();
+      await rl.lab.faults.clear();
     }
     const usage = await cli(['rotate']);
     expect(usage.code).toBe(2);

@@ -114,7 +114,7 @@ describe('POST /clusters/:name/secrets/rotate', () => {
     expect(github.status).toBe('rolled-back');
     expect(github.reason).toMatch(/openbao-system\/StatefulSet\/openbao: timeout/);
     expect(done.entries.find((e: { id: string }) => e.id === 'twitch').status).toBe('unchanged');
-    r.lab.faults.clear();
+    await r.lab.faults.clear();
   });
 });
 

@@ -332,7 +332,7 @@ export const SCENARIOS: Scenario[] = [
         (p) => p.steps.find((s) => s.id === step)?.state === 'needs-attention',
         240_000,
       );
-      r.env.lab.faults.clear();
+      await r.env.lab.faults.clear();
       await h.executeUpdate(resolveStepUpdate, { args: [{ step, action: 'retry', by: 'replay-capture' }] });
       const rep = (await h.result()) as ProvisionReport;
       const c = rep.components.find((x) => x.name === leaf);
