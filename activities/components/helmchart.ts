@@ -166,7 +166,7 @@ async function applyHelmChart(kube: KubePort, current: Obj, desired: Obj): Promi
         annotations: desired.metadata!.annotations,
       },
       spec: { ...Object.fromEntries(gone.map((k) => [k, null])), ...desired.spec },
-    } as KubeObject,
+    },
     'merge',
   );
 }

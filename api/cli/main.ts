@@ -185,7 +185,7 @@ async function main(): Promise<number> {
       const query = new URLSearchParams();
       if (flags.state) query.set('state', flags.state);
       if (flags.limit) query.set('limit', flags.limit);
-      const path = `${cluster ? `/clusters/${enc(cluster)}/runs` : '/workflows'}${query.size ? `?${query}` : ''}`;
+      const path = `${cluster ? `/clusters/${enc(cluster)}/runs` : '/workflows'}${query.size ? `?${query.toString()}` : ''}`;
       const r = await api<{ runs: Parameters<typeof runsView>[0] }>(opts, 'GET', path);
       print(r, () => process.stdout.write(`${runsView(r.runs)}\n`));
       return 0;
@@ -246,11 +246,16 @@ async function main(): Promise<number> {
       const [cluster] = args;
       if (!cluster || !flags.backup || !flags.namespace)
         usage('dr-restore needs <cluster> --backup NAME --namespace NS');
-      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/dr/restore`, {
-        backup: flags.backup,
-        namespaces: flags.namespace,
-        ...(flags.force ? { force: true } : {}),
-      });
+      const r = await api<{ workflowId: string; requestId?: string; id?: string; temporalWebUrl?: string }>(
+        opts,
+        'POST',
+        `/clusters/${enc(cluster)}/dr/restore`,
+        {
+          backup: flags.backup,
+          namespaces: flags.namespace,
+          ...(flags.force ? { force: true } : {}),
+        },
+      );
       const rid = String(r.id ?? r.requestId ?? r.workflowId);
       print(r, () =>
         process.stdout.write(
@@ -264,7 +269,7 @@ async function main(): Promise<number> {
     case 'reject': {
       const [cluster, id] = args;
       if (!cluster || !id) usage(`${cmd} needs <cluster> <restore-id>`);
-      const r = await api(
+      const r = await api<{ workflowId?: string; by?: string; decision?: string }>(
         opts,
         'POST',
         `/clusters/${enc(cluster)}/dr/restore/${enc(id)}/${cmd}`,
@@ -309,7 +314,14 @@ async function main(): Promise<number> {
 
 function schedulesView(list: Record<string, unknown>[]): string {
   if (list.length === 0) return 'no schedules';
-  const cell = (v: unknown) => (v === undefined || v === null ? '' : String(v));
+  const cell = (v: unknown): string =>
+    v === undefined || v === null
+      ? ''
+      : typeof v === 'string'
+        ? v
+        : typeof v === 'number' || typeof v === 'boolean'
+          ? String(v)
+          : JSON.stringify(v);
   const rows = list.map((s) => [
     cell(s.scheduleId),
     cell(s.workflowType),

@@ -110,7 +110,7 @@ describe('pedro-ops provision', () => {
       expect(st.stdout).toMatch(/preflight\s+skipped\s/);
     } finally {
       await h.lab.faults.ssh.restoreHostKey('worker-1');
-      h.lab.faults.clear();
+      await h.lab.faults.clear();
     }
   });
 });
