@@ -11,12 +11,12 @@ import {
   type MarkRolledBackInput,
   type RestoreInput,
   type SyncInput,
-} from './openbao/kv.js';
+} from './openbao/sync.js';
 import { generateIntoOnePassword, type GenerateInput } from './onepassword/generate.js';
 import { runProbe, type ProbeInput } from './probes/index.js';
 import { findMissingItems, type MissingItems } from './onepassword/read.js';
 import { clusterOrFail } from './deps.js';
-import { selectEntries } from './openbao/kv.js';
+import { selectEntries } from './openbao/sync.js';
 
 export function rotationActivities(deps: ActivityDeps) {
   return {

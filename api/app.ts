@@ -1,8 +1,7 @@
 // The Fastify app factory: route modules registered as encapsulated plugins, schemas on every
-// route, one error shape. Tests build it with `buildApp` and use `inject`.
-import { appendFileSync } from 'node:fs';
-import { join } from 'node:path';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+// route, one error shape. Tests build it with `buildApp` (through test/helpers/app.ts, which adds the
+// harness's plugins) and use `inject`.
+import Fastify, { type FastifyInstance, type FastifyPluginAsync, type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { AppContext } from './context.js';
@@ -37,6 +36,11 @@ export interface BuildAppOptions extends AppContext {
   mutationRateLimit?: number;
   /** Worker Prometheus endpoints folded into /metrics. */
   workerMetricsUrls?: string[];
+  /**
+   * Plugins registered on the root before auth and the routes (the test harness's response audit,
+   * test/helpers/app.ts). One that hooks every route must skip encapsulation, as fastify-plugin does.
+   */
+  plugins?: FastifyPluginAsync[];
 }
 
 export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> {
@@ -48,15 +52,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
     schemaController: { compilersFactory: { buildValidator: bodiesWithoutCoercion() } },
   }) as unknown as FastifyInstance;
   installErrorHandler(app);
-  const responseAudit = process.env.VITEST && process.env.PEDRO_OPS_AUDIT_DIR;
-  if (responseAudit) {
-    // Test runs only: every response body goes to the suite-wide leak audit (test/leak-audit.ts).
-    app.addHook('onSend', async (_req, _reply, payload) => {
-      if (typeof payload === 'string' || Buffer.isBuffer(payload))
-        appendFileSync(join(responseAudit, 'responses.txt'), `${payload.toString()}\n`);
-      return payload;
-    });
-  }
+  for (const plugin of opts.plugins ?? []) await app.register(plugin);
   if (opts.auth) installAuth(app, opts.auth);
   const unlimited = (url: string) => url === '/healthz' || url === '/readyz';
   app.addHook('onRoute', (route) => {

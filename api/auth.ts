@@ -148,7 +148,7 @@ export function installAuth(app: FastifyInstance, cfg: AuthConfig): void {
   // The OpenAPI document shows each route's auth: bearer required or not, and its 401/403.
   app.addHook('onRoute', (route) => {
     const method = [route.method].flat()[0];
-    const need = roleFor(method, route.url, (route.config as { role?: Role | 'public' } | undefined)?.role);
+    const need = roleFor(method, route.url, route.config?.role);
     const codec = route.url.startsWith('/codec/');
     if (route.schema?.hide || (need === 'public' && !codec)) {
       if (route.schema && !route.schema.hide) route.schema.security = [];

@@ -84,7 +84,7 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (err instanceof HttpError) {
       return reply.status(err.statusCode).send({ error: err.error, message: err.message, ...err.extra });
     }
-    const fe = err as FastifyError;
+    const fe = err;
     if (fe.validation && fe.validation.length > 0) {
       const v = fe.validation[0];
       const missing =

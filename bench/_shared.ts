@@ -41,11 +41,8 @@ export function writeResult(name: string, result: object): string {
 }
 
 /** Runs `main`, always runs `cleanup` (servers, workers, temp dirs) once, exits 0/1 without hanging on handles. */
-export function runBench(
-  name: string,
-  main: (cleanup: (fn: () => Promise<unknown> | unknown) => void) => Promise<void>,
-): void {
-  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+export function runBench(name: string, main: (cleanup: (fn: () => unknown) => void) => Promise<void>): void {
+  const cleanups: (() => unknown)[] = [];
   let finishing: Promise<void> | undefined;
   const finish = (code: number) => {
     // A signal, a crash and main's own rejection may all arrive: clean up once, exit with the first code.

@@ -9,7 +9,7 @@ import { ClusterRegistry } from '../config/registry.js';
 import type { ClusterSpec } from '../config/schema.js';
 import { defaultDeps } from '../activities/deps.js';
 import { kubeconfigPathFor } from '../activities/kube/client.js';
-import { syncOnePasswordToOpenBao } from '../activities/openbao/kv.js';
+import { syncOnePasswordToOpenBao } from '../activities/openbao/sync.js';
 import { checkSecretDrift } from '../activities/openbao/drift.js';
 import { startLab } from '../test/lab/index.js';
 import { createLabOnePasswordClient } from '../test/lab/onepassword/index.js';

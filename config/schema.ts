@@ -1,5 +1,6 @@
 // The cluster definition schema. One TypeBox schema gives the JSON Schema (validated by Ajv in the
 // loader, reusable in Fastify routes) and the static ClusterSpec type from the same source.
+// One file on purpose: it is one document (clusters/*.yaml), read top to bottom beside a cluster file.
 import { Type, type Static } from '@sinclair/typebox';
 
 const Name = Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$', description: 'DNS-1123 label' });

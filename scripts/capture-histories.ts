@@ -88,7 +88,7 @@ async function main(): Promise<number> {
           for (const s of g.scenarios) {
             const started = Date.now();
             try {
-              env.lab.faults.clear();
+              await env.lab.faults.clear();
               const handle = await s.run({ client, taskQueue, env });
               const history = await handle.fetchHistory();
               const last = history.events?.at(-1);

@@ -80,15 +80,16 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     child.stdout?.pipe(log);
     child.stderr?.pipe(log);
   }
-  let exited: number | null = null;
+  // An object, not a `let`: TypeScript does not see the exit callback's write and would narrow it to null.
+  const state: { exited: number | null } = { exited: null };
   child.once('exit', (code) => {
-    exited = code ?? -1;
+    state.exited = code ?? -1;
   });
   const address = `${ip}:${opts.port}`;
   const deadline = Date.now() + (opts.startTimeoutMs ?? 60_000);
   for (;;) {
-    if (exited !== null)
-      throw new Error(`temporal dev server exited with code ${exited} during start (args: ${args.join(' ')})`);
+    if (state.exited !== null)
+      throw new Error(`temporal dev server exited with code ${state.exited} during start (args: ${args.join(' ')})`);
     try {
       const conn = await Connection.connect({ address, connectTimeout: 1000 });
       await conn.workflowService.getSystemInfo({});
@@ -108,7 +109,7 @@ export async function startDevServer(opts: DevServerOptions): Promise<DevServer>
     pid: child.pid!,
     process: child,
     async stop() {
-      if (exited !== null) return;
+      if (state.exited !== null) return;
       const gone = new Promise<void>((r) => child.once('exit', () => r()));
       child.kill('SIGTERM');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);

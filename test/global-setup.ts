@@ -58,7 +58,7 @@ export default async function setup(project: TestProject) {
       const full = project.vitest.state.getFiles().length >= 20 || process.env.PEDRO_OPS_AUDIT === '1';
       if (full) {
         const { auditSuite } = await import('./leak-audit.js');
-        const r = await auditSuite(address!, auditDir);
+        const r = await auditSuite(address, auditDir);
         process.stderr.write(
           `[leak-audit] ${r.workflows} workflow histories, ${r.payloads} payloads (${r.otherKeys} under other test keys), ${r.secretsChecked} secret values, ` +
             `${r.logBytes} B of worker logs, ${r.responseBytes} B of API responses: ${r.leaks.length} leaks, ${r.unencrypted.length} unencrypted payloads\n`,

@@ -9,6 +9,7 @@ import { fixtureSecretValues } from './lab/onepassword/fixture.js';
 import { FIXTURE_PATH } from './lab/index.js';
 import { TEST_CODEC_KEY_ID, testCodec, testDataConverter } from './helpers/temporal.js';
 import { dataConverterFor, type AesGcmCodec } from '../worker/codec.js';
+import { RESPONSES_FILE } from './helpers/app.js';
 
 /** Workflow ids the audit self-test (test/unit/leak-audit.test.ts) plants. */
 export const SELF_TEST_PREFIX = 'leak-audit-selftest-';
@@ -33,7 +34,7 @@ function walkPayloads(
   if (!node || typeof node !== 'object' || skip(path)) return;
   const o = node as Record<string, unknown>;
   if (o.metadata && typeof o.metadata === 'object' && 'data' in o && !Array.isArray(o)) {
-    out.push({ payload: o as Payload, path });
+    out.push({ payload: o, path });
     return;
   }
   for (const [k, v] of Object.entries(o)) {
@@ -71,7 +72,7 @@ export async function auditSuite(
   const keyId = opts.codec?.keyId ?? TEST_CODEC_KEY_ID;
   const codec = opts.codec?.codec ?? testCodec;
   const logs = read('logs.txt');
-  const responses = read('responses.txt');
+  const responses = read(RESPONSES_FILE);
   const connection = await Connection.connect({ address });
   const client = new Client({
     connection,

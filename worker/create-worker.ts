@@ -7,7 +7,7 @@ import {
   type NativeConnection,
   type WorkflowBundleWithSourceMap,
 } from '@temporalio/worker';
-import type { DataConverter } from '@temporalio/common';
+import type { DataConverter, Duration } from '@temporalio/common';
 import { createActivities } from '../activities/index.js';
 import type { ActivityDeps } from '../activities/deps.js';
 
@@ -42,7 +42,7 @@ export interface CreateWorkerOptions {
   dataConverter?: DataConverter;
   /** Extra activities (tests add fault hooks); merged over the real ones. */
   activities?: Record<string, (...args: never[]) => unknown>;
-  shutdownGraceTime?: string;
+  shutdownGraceTime?: Duration;
   identity?: string;
 }
 

@@ -101,7 +101,7 @@ async function restore(input: DrRestoreInput, ctx: { runner?: StepRunner }): Pro
       return { accepted: true };
     },
     {
-      validator: (a) => {
+      validator: (a: ApprovalInput | undefined) => {
         if (typeof a?.approved !== 'boolean') throw new Error('approved must be true or false');
         if (decision)
           throw new Error(

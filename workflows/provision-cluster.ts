@@ -2,6 +2,9 @@
 // DAG; this file walks it: preflight -> prepare -> k3s servers -> workers + kubeconfig -> nodes Ready
 // -> platform steps as a DAG with `parallelism` at a time. Every step goes through the StepRunner, so
 // a non-retryable failure parks only that step (and, by waiting, its dependents) in needs-attention.
+// One file on purpose (DESIGN: one file per workflow): the DAG walk (runDag) and the platform steps
+// are this workflow's own phases, share its activity proxies and options, and are what its replay
+// histories record; the pure planning lives in provision-plan.ts, the step machinery in steps.ts.
 import {
   ApplicationFailure,
   condition,
@@ -336,6 +339,7 @@ async function runDag(
     const seenTick = tick;
     const seenSeq = runner.progress.seq;
     await condition(() => tick !== seenTick || runner.progress.seq !== seenSeq);
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows a step's own failure unchanged (caught in the .then above), keeping its type for the caller
     if (failure !== undefined) throw failure;
   }
 }

@@ -1,6 +1,9 @@
 // rotateSecrets: 1Password -> OpenBAO -> Kubernetes Secret -> consumers restarted once -> verified ->
 // rolled back per entry on failure. The workflow only decides; every hop is an activity and values
 // never enter history: inputs and results carry references, versions and HMAC fingerprints.
+// One file on purpose (DESIGN: one file per workflow, "what happens when rotation fails?" is
+// answered here): the per-entry rollback and grouped restarts are this workflow's own compensation
+// and fan-out, share its activity proxies and report, and are what its replay histories record.
 import {
   ApplicationFailure,
   defineQuery,
@@ -162,9 +165,9 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
   setHandler(rotationStatusQuery, () => report);
   ctx.report = report;
 
-  const spec = (await runner.run('load-spec', 'plan', 'Load the cluster definition', () =>
+  const spec = await runner.run<ClusterSpec>('load-spec', 'plan', 'Load the cluster definition', () =>
     acts.loadClusterSpec(cluster),
-  )) as ClusterSpec | undefined;
+  );
   if (!spec) return finish(runner, report, 'failed');
   const selected = selectEntries(spec, input.entries);
   // Entries whose 1Password items do not exist yet are explicit in the config (pendingSource): the

@@ -86,7 +86,7 @@ export class StepRunner {
         this.resolutions.set(input.step, input);
         return { accepted: true };
       },
-      { validator: (input) => this.validateResolution(input) },
+      { validator: (input: ResolveStepInput) => this.validateResolution(input) },
     );
     upsertSearchAttributes([
       { key: ClusterName, value: cluster },

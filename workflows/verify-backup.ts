@@ -2,6 +2,8 @@
 // namespaces, check what came back, measure the RTO, and always delete the scratch namespaces —
 // also when the drill fails or is cancelled. A failed drill is a finding, not a crashed run: the
 // workflow completes with result "failed" and its reasons (result, memo, search attributes).
+// One file per workflow (DESIGN): picking the backup and judging it are steps of this drill only;
+// the restore checks it shares with drRestore are in restore-checks.ts.
 import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
 import {
   CancellationScope,
@@ -290,6 +292,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
     });
     runner.setState(cancelled ? 'cancelled' : report.result === 'passed' ? 'succeeded' : 'failed');
     runner.setPhase('done');
+    // eslint-disable-next-line @typescript-eslint/only-throw-error -- rethrows the caught CancelledFailure itself: Temporal marks the run cancelled only for it
     if (cancelled) throw cancelled;
     return report;
   }

@@ -26,7 +26,11 @@ export const HELM_NAMESPACE = 'kube-system';
 export const SPEC_HASH = 'pedro-ops.dev/spec-hash';
 const API = 'helm.cattle.io/v1';
 
-type Obj = KubeObject & { spec?: Record<string, any>; status?: Record<string, any> };
+/** A HelmChart (helm.cattle.io/v1) or its batch/v1 Job: the spec is ours, the status fields are the ones read here. */
+type Obj = KubeObject & {
+  spec?: Record<string, unknown> & { selector?: { matchLabels?: Record<string, string> } };
+  status?: { phase?: string; conditions?: { type: string; status: string; message?: string }[] };
+};
 
 export interface ComponentResult {
   name: string;
@@ -96,9 +100,7 @@ export function desiredHelmChart(spec: ClusterSpec, c: ComponentSpec, clustersDi
 }
 
 const cond = (o: Obj | undefined, type: string) =>
-  (o?.status?.conditions ?? []).find(
-    (c: { type: string; status: string }) => c.type === type && c.status === 'True',
-  ) as { message?: string } | undefined;
+  (o?.status?.conditions ?? []).find((c) => c.type === type && c.status === 'True');
 
 async function workloadsReady(
   kube: KubePort,
@@ -128,7 +130,7 @@ async function podsRunning(
   obj: Obj,
   want: number,
 ): Promise<{ done: boolean; failed: boolean; message: string }> {
-  const match = (obj.spec?.selector?.matchLabels ?? {}) as Record<string, string>;
+  const match = obj.spec?.selector?.matchLabels ?? {};
   const selector = Object.entries(match)
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
@@ -137,9 +139,7 @@ async function podsRunning(
   );
   const running = pods.filter((p) => p.status?.phase === 'Running').length;
   const ready = pods.filter((p) =>
-    (p.status?.conditions ?? []).some(
-      (c: { type: string; status: string }) => c.type === 'Ready' && c.status === 'True',
-    ),
+    (p.status?.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
   ).length;
   return {
     done: running >= want,
@@ -166,7 +166,7 @@ async function applyHelmChart(kube: KubePort, current: Obj, desired: Obj): Promi
         annotations: desired.metadata!.annotations,
       },
       spec: { ...Object.fromEntries(gone.map((k) => [k, null])), ...desired.spec },
-    } as KubeObject,
+    },
     'merge',
   );
 }

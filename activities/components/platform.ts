@@ -8,7 +8,12 @@ import { clusterOrFail } from '../deps.js';
 import type { KubeObject, KubePort } from '../kube/client.js';
 import { beat, sleep } from '../heartbeat.js';
 
-type Obj = KubeObject & { spec?: Record<string, any>; status?: Record<string, any>; data?: Record<string, string> };
+/** A Secret, Velero Schedule or BackupStorageLocation: the spec is ours, `status` has the BSL fields read here. */
+type Obj = KubeObject & {
+  spec?: Record<string, unknown>;
+  status?: { phase?: string; message?: string };
+  data?: Record<string, string>;
+};
 const VELERO = 'velero.io/v1';
 
 async function ensureNamespace(kube: KubePort, name: string): Promise<void> {

@@ -155,7 +155,7 @@ function statusMessage(body: unknown): string | undefined {
       return body.slice(0, 300);
     }
   }
-  if (body && typeof body === 'object' && 'message' in body) return String((body as { message: unknown }).message);
+  if (body && typeof body === 'object' && 'message' in body) return String(body.message);
   return undefined;
 }
 

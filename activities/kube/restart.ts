@@ -30,7 +30,19 @@ export interface RestartResult {
   message: string;
 }
 
-type Workload = KubeObject & { spec?: Record<string, any>; metadata: KubeObject['metadata'] & { generation?: number } };
+/** A pod template's metadata: apps/v1 `spec.template`, batch/v1 CronJob `spec.jobTemplate.spec.template`. */
+type Template = { metadata?: { annotations?: Record<string, string>; labels?: Record<string, string> }; spec?: unknown };
+type Workload = KubeObject & {
+  spec?: {
+    template?: Template;
+    suspend?: boolean;
+    jobTemplate?: { metadata?: Template['metadata']; spec?: { template?: Template } & Record<string, unknown> };
+    selector?: { matchLabels?: Record<string, string> };
+    updateStrategy?: { type?: string };
+  };
+  status?: { observedGeneration?: number; updateRevision?: string };
+  metadata: KubeObject['metadata'] & { generation?: number };
+};
 
 function templateAnnotations(kind: string, obj: Workload): Record<string, string> | undefined {
   const t = kind === 'CronJob' ? obj.spec?.jobTemplate?.spec?.template : obj.spec?.template;
@@ -41,7 +53,7 @@ function restartPatch(kind: string, name: string, namespace: string, annotations
   const template = { metadata: { annotations } };
   // CronJobs cannot be rolled; annotating the job template makes the next Job carry the new Secret and marks the restart.
   const spec = kind === 'CronJob' ? { jobTemplate: { spec: { template } } } : { template };
-  return { apiVersion: WORKLOAD_API_VERSION[kind], kind, metadata: { name, namespace }, spec } as KubeObject;
+  return { apiVersion: WORKLOAD_API_VERSION[kind], kind, metadata: { name, namespace }, spec };
 }
 
 export async function restartConsumer(deps: ActivityDeps, input: RestartInput): Promise<RestartResult> {
@@ -129,16 +141,15 @@ async function replaceOnDeletePods(
   // The controller must have seen the new template before "the new revision" means anything.
   const cur = await wait('waiting for the new revision', async () => {
     const o = await kube.read<Workload>(apiVersion, kind, name, namespace);
-    const st = o?.status as Record<string, any> | undefined;
-    return o && (st?.observedGeneration ?? 0) >= (o.metadata.generation ?? 0) ? o : undefined;
+    return o && (o.status?.observedGeneration ?? 0) >= (o.metadata.generation ?? 0) ? o : undefined;
   });
   if (!cur) return { outcome: 'timeout', message: `${kind} ${namespace}/${name}: new revision not observed in time` };
-  const selector = Object.entries((cur.spec?.selector?.matchLabels ?? {}) as Record<string, string>)
+  const selector = Object.entries(cur.spec?.selector?.matchLabels ?? {})
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
   const onNew = (p: Pod, o: Workload) =>
     kind === 'StatefulSet'
-      ? p.metadata?.labels?.['controller-revision-hash'] === (o.status as Record<string, any>)?.updateRevision
+      ? p.metadata?.labels?.['controller-revision-hash'] === o.status?.updateRevision
       : p.metadata?.labels?.['pod-template-generation'] === String(o.metadata.generation);
   for (;;) {
     const o = (await kube.read<Workload>(apiVersion, kind, name, namespace)) ?? cur;

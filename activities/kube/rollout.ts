@@ -9,15 +9,28 @@ export interface RolloutStatus {
   message: string;
 }
 
+/** The apps/v1 Deployment, StatefulSet and DaemonSet fields the rules read (k8s.io/api apps/v1 types.go). */
 type Obj = KubeObject & {
-  spec?: Record<string, any>;
-  status?: Record<string, any>;
+  spec?: { replicas?: number; updateStrategy?: { type?: string; rollingUpdate?: { partition?: number } } };
+  status?: {
+    observedGeneration?: number;
+    conditions?: { type: string; status?: string; reason?: string }[];
+    replicas?: number;
+    updatedReplicas?: number;
+    availableReplicas?: number;
+    readyReplicas?: number;
+    updateRevision?: string;
+    currentRevision?: string;
+    desiredNumberScheduled?: number;
+    updatedNumberScheduled?: number;
+    numberAvailable?: number;
+  };
   metadata: { generation?: number; name?: string };
 };
 
 export function rolloutStatus(kind: string, o: KubeObject): RolloutStatus {
   const obj = o as Obj;
-  const s = obj.status ?? {};
+  const s: NonNullable<Obj['status']> = obj.status ?? {};
   const gen = obj.metadata.generation ?? 0;
   const observed = s.observedGeneration ?? 0;
   if (kind !== 'CronJob' && observed < gen)
@@ -28,7 +41,7 @@ export function rolloutStatus(kind: string, o: KubeObject): RolloutStatus {
     };
   switch (kind) {
     case 'Deployment': {
-      const progressing = (s.conditions ?? []).find((c: { type: string }) => c.type === 'Progressing');
+      const progressing = (s.conditions ?? []).find((c) => c.type === 'Progressing');
       if (progressing?.reason === 'ProgressDeadlineExceeded')
         return { done: false, failed: true, message: `deployment ${obj.metadata.name} exceeded its progress deadline` };
       const want = obj.spec?.replicas ?? 1;

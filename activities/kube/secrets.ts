@@ -5,7 +5,9 @@ import type { ClusterSpec, SecretEntrySpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
 import { fingerprint, fingerprintKey } from '../openbao/fingerprint.js';
-import { openbaoFor, readKv, selectEntries } from '../openbao/kv.js';
+import { readKv } from '../openbao/kv.js';
+import { selectEntries } from '../openbao/sync.js';
+import { openbaoFor } from '../openbao/token.js';
 import type { KubeObject } from './client.js';
 
 export const ANNOTATIONS = {
@@ -100,7 +102,7 @@ export async function applyKubeSecret(deps: ActivityDeps, input: ApplySecretInpu
   const body: SecretObj = {
     apiVersion: 'v1',
     kind: 'Secret',
-    type: (cur?.type as string | undefined) ?? 'Opaque',
+    type: cur?.type ?? 'Opaque',
     metadata: {
       name,
       namespace,

@@ -43,7 +43,7 @@ export function onePasswordForCluster(
     client = (async (): Promise<OnePasswordPort> => {
       if (labUrl) {
         const { createLabOnePasswordClient } = await import('../../test/lab/onepassword/client.js');
-        return createLabOnePasswordClient(labUrl) as unknown as OnePasswordPort;
+        return createLabOnePasswordClient(labUrl);
       }
       const token = env[spec.onepassword.tokenEnv];
       if (!token)

@@ -6,7 +6,7 @@ import { Secrets, type Item } from '@1password/sdk';
 import type { SecretEntrySpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
-import { selectEntries } from '../openbao/kv.js';
+import { selectEntries } from '../openbao/sync.js';
 import { vaultIdByName, type OnePasswordPort } from './client.js';
 import { classifyOpError, parseOpRef, type OpRefParts } from './read.js';
 

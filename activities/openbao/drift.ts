@@ -4,7 +4,9 @@ import { clusterOrFail, type ActivityDeps } from '../deps.js';
 import { resolveBatched, type Resolved } from '../onepassword/read.js';
 import { kubeSecretFingerprint, projectForSecret } from '../kube/secrets.js';
 import { fingerprint, fingerprintKey } from './fingerprint.js';
-import { META, openbaoFor, readKv, selectEntries } from './kv.js';
+import { META, readKv } from './kv.js';
+import { selectEntries } from './sync.js';
+import { openbaoFor } from './token.js';
 
 export interface DriftInput {
   cluster: string;

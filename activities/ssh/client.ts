@@ -148,10 +148,12 @@ async function connectNode(
   }
   // node-ssh attaches no 'error' listener after connecting: a reset mid-command would otherwise
   // crash the worker process instead of failing the one activity as a retryable Transient.
-  let lost: Error | undefined;
+  // Read through a function: TypeScript does not see the listener's write and would narrow a `let` to undefined.
+  let lostErr: Error | undefined;
   ssh.connection?.on('error', (err: Error) => {
-    lost = err;
+    lostErr = err;
   });
+  const lost = (): Error | undefined => lostErr;
   const session = {
     hostKey: seen ?? '',
     async exec(command: string, o: { stdin?: string; env?: Record<string, string> } = {}) {
@@ -161,9 +163,11 @@ async function connectNode(
               .map(([k, v]) => `${k}=${shellQuote(v)} `)
               .join('')
           : '';
-        if (lost) throw lost;
+        const before = lost();
+        if (before) throw before;
         const r = await ssh.execCommand(`${envPrefix}${command}`, { stdin: o.stdin });
-        if (lost) throw lost;
+        const after = lost();
+        if (after) throw after;
         return { code: r.code ?? 0, stdout: r.stdout, stderr: r.stderr };
       } catch (err) {
         throw classify(err, node, undefined);

@@ -45,8 +45,12 @@ export function veleroBackupActivities(deps: ActivityDeps) {
     async veleroStorageLocation(input: { cluster: string }): Promise<StorageLocationInfo> {
       const { spec, kube, ns } = ctx(input.cluster);
       const name = spec.backups.storageLocation;
-      const bsl = (await kube.read(VELERO_API, 'BackupStorageLocation', name, ns)) as
-        { status?: { phase?: string; message?: string } } | undefined;
+      const bsl = await kube.read<{ status?: { phase?: string; message?: string } }>(
+        VELERO_API,
+        'BackupStorageLocation',
+        name,
+        ns,
+      );
       if (!bsl) return { name, available: false, message: `BackupStorageLocation ${ns}/${name} does not exist` };
       const phase = bsl.status?.phase;
       return { name, available: phase === 'Available', phase, message: bsl.status?.message };
@@ -199,8 +203,12 @@ export function veleroBackupActivities(deps: ActivityDeps) {
       });
       try {
         const url = await pollUntil(input.timeoutSeconds, `download request ${name}`, async () => {
-          const d = (await kube.read(VELERO_API, 'DownloadRequest', name, ns)) as
-            { status?: { phase?: string; downloadURL?: string } } | undefined;
+          const d = await kube.read<{ status?: { phase?: string; downloadURL?: string } }>(
+            VELERO_API,
+            'DownloadRequest',
+            name,
+            ns,
+          );
           return d?.status?.phase === 'Processed' && d.status.downloadURL ? d.status.downloadURL : undefined;
         });
         if (!url)

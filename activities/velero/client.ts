@@ -33,11 +33,25 @@ export async function pollUntil<T>(
   }
 }
 
-type Raw = KubeObject & { spec?: Record<string, any>; status?: Record<string, any> };
+/** The Backup and Restore status fields read here (velero pkg/apis/velero/v1 backup_types.go, restore_types.go). */
+interface VeleroStatus {
+  phase?: string;
+  errors?: number;
+  warnings?: number;
+  failureReason?: string;
+  validationErrors?: string[];
+  startTimestamp?: string;
+  completionTimestamp?: string;
+  progress?: { totalItems?: number; itemsBackedUp?: number; itemsRestored?: number };
+}
+type Raw = KubeObject & {
+  spec?: { includedNamespaces?: string[]; excludedNamespaces?: string[]; storageLocation?: string; backupName?: string };
+  status?: VeleroStatus;
+};
 
 export function backupInfo(o: KubeObject): BackupInfo {
   const b = o as Raw;
-  const s = b.status ?? {};
+  const s: VeleroStatus = b.status ?? {};
   return {
     name: b.metadata!.name!,
     phase: s.phase,
@@ -58,7 +72,7 @@ export function backupInfo(o: KubeObject): BackupInfo {
 
 export function restoreInfo(o: KubeObject): RestoreInfo {
   const r = o as Raw;
-  const s = r.status ?? {};
+  const s: VeleroStatus = r.status ?? {};
   return {
     name: r.metadata!.name!,
     backupName: r.spec?.backupName,
@@ -108,7 +122,7 @@ export async function download(kc: KubeConfig, url: string): Promise<Buffer> {
     method: 'GET',
     headers: {},
   };
-  await kc.applyToHTTPSOptions(opts as never);
+  await kc.applyToHTTPSOptions(opts);
   return new Promise<Buffer>((resolve, reject) => {
     const req = httpsRequest(url, opts as never, (res) => {
       const chunks: Buffer[] = [];

@@ -1,6 +1,7 @@
 // Checks on what a restore produced: objects against the backup's resource list (or counts per
 // kind), workload availability by kubectl's rollout rules, data probes as Jobs; and the scratch
-// namespace cleanup every drill ends with.
+// namespace cleanup every drill ends with. One file: they are the one activity set
+// (veleroVerifyActivities) a drill and a DR restore call after Velero reports the restore done.
 import { CoreV1Api, KubernetesObjectApi } from '@kubernetes/client-node';
 import type { ProbeSpec } from '../../config/schema.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
@@ -221,9 +222,9 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
           });
         }
         const outcome = await pollUntil(probe.timeoutSeconds ?? 300, `probe ${name}`, async () => {
-          const j = (await kube.read('batch/v1', 'Job', name, target)) as
-            | (KubeObject & { status?: { conditions?: { type: string; status: string; message?: string }[] } })
-            | undefined;
+          const j = await kube.read<
+            KubeObject & { status?: { conditions?: { type: string; status: string; message?: string }[] } }
+          >('batch/v1', 'Job', name, target);
           const conds = j?.status?.conditions ?? [];
           if (conds.some((c) => c.type === 'Complete' && c.status === 'True'))
             return { passed: true, message: 'job completed' };

@@ -83,7 +83,7 @@ function usage(msg?: string): never {
 
 /** Follows a started workflow to its end; returns the exit code. */
 async function follow(workflowId: string, started?: Record<string, unknown>): Promise<number> {
-  if (!json && started?.temporalWebUrl)
+  if (!json && typeof started?.temporalWebUrl === 'string')
     process.stderr.write(`workflow ${workflowId}\nTemporal Web: ${started.temporalWebUrl}\n`);
   if (flags['no-follow']) {
     const s = started ?? { workflowId };
@@ -93,11 +93,8 @@ async function follow(workflowId: string, started?: Record<string, unknown>): Pr
   const view = new ProgressView(json ? undefined : process.stderr);
   // Attaching to a run replays its transition log first: a needs-attention in that replay only
   // counts if the run is still stuck now.
-  const now = await api<{ progress?: { seq: number; state: string } }>(
-    opts,
-    'GET',
-    `/workflows/${enc(workflowId)}`,
-  ).catch(() => ({}) as { progress?: undefined });
+  type Now = { progress?: { seq: number; state: string } };
+  const now = await api<Now>(opts, 'GET', `/workflows/${enc(workflowId)}`).catch((): Now => ({}));
   const replayedUpTo = now.progress?.seq ?? 0;
   const stuckNow = now.progress?.state === 'needs-attention';
   for await (const msg of followEvents(opts, workflowId)) {
@@ -188,7 +185,7 @@ async function main(): Promise<number> {
       const query = new URLSearchParams();
       if (flags.state) query.set('state', flags.state);
       if (flags.limit) query.set('limit', flags.limit);
-      const path = `${cluster ? `/clusters/${enc(cluster)}/runs` : '/workflows'}${query.size ? `?${query}` : ''}`;
+      const path = `${cluster ? `/clusters/${enc(cluster)}/runs` : '/workflows'}${query.size ? `?${query.toString()}` : ''}`;
       const r = await api<{ runs: Parameters<typeof runsView>[0] }>(opts, 'GET', path);
       print(r, () => process.stdout.write(`${runsView(r.runs)}\n`));
       return 0;
@@ -249,11 +246,16 @@ async function main(): Promise<number> {
       const [cluster] = args;
       if (!cluster || !flags.backup || !flags.namespace)
         usage('dr-restore needs <cluster> --backup NAME --namespace NS');
-      const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/dr/restore`, {
-        backup: flags.backup,
-        namespaces: flags.namespace,
-        ...(flags.force ? { force: true } : {}),
-      });
+      const r = await api<{ workflowId: string; requestId?: string; id?: string; temporalWebUrl?: string }>(
+        opts,
+        'POST',
+        `/clusters/${enc(cluster)}/dr/restore`,
+        {
+          backup: flags.backup,
+          namespaces: flags.namespace,
+          ...(flags.force ? { force: true } : {}),
+        },
+      );
       const rid = String(r.id ?? r.requestId ?? r.workflowId);
       print(r, () =>
         process.stdout.write(
@@ -267,7 +269,7 @@ async function main(): Promise<number> {
     case 'reject': {
       const [cluster, id] = args;
       if (!cluster || !id) usage(`${cmd} needs <cluster> <restore-id>`);
-      const r = await api(
+      const r = await api<{ workflowId?: string; by?: string; decision?: string }>(
         opts,
         'POST',
         `/clusters/${enc(cluster)}/dr/restore/${enc(id)}/${cmd}`,
@@ -312,7 +314,14 @@ async function main(): Promise<number> {
 
 function schedulesView(list: Record<string, unknown>[]): string {
   if (list.length === 0) return 'no schedules';
-  const cell = (v: unknown) => (v === undefined || v === null ? '' : String(v));
+  const cell = (v: unknown): string =>
+    v === undefined || v === null
+      ? ''
+      : typeof v === 'string'
+        ? v
+        : typeof v === 'number' || typeof v === 'boolean'
+          ? String(v)
+          : JSON.stringify(v);
   const rows = list.map((s) => [
     cell(s.scheduleId),
     cell(s.workflowType),

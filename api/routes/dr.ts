@@ -155,7 +155,7 @@ export const drRoutes =
             if (err instanceof WorkflowNotFoundError)
               throw notFound(`no DR restore ${req.params.id} for cluster ${spec.name}`, { workflowId });
             if (err instanceof WorkflowUpdateFailedError)
-              throw conflict(`${decision} refused: ${(err.cause as Error | undefined)?.message ?? err.message}`, {
+              throw conflict(`${decision} refused: ${err.cause?.message ?? err.message}`, {
                 workflowId,
               });
             throw err;

@@ -54,22 +54,18 @@ export const healthRoutes =
           );
           const pollers = res.pollers?.length ?? 0;
           if (pollers === 0)
-            return reply
-              .status(503)
-              .send({
-                status: 'not-ready',
-                reason: `no worker polls task queue ${ctx.settings.taskQueue}`,
-                pollers,
-                taskQueue: ctx.settings.taskQueue,
-              });
+            return reply.status(503).send({
+              status: 'not-ready',
+              reason: `no worker polls task queue ${ctx.settings.taskQueue}`,
+              pollers,
+              taskQueue: ctx.settings.taskQueue,
+            });
           return { status: 'ready', pollers, taskQueue: ctx.settings.taskQueue };
         } catch (err) {
-          return reply
-            .status(503)
-            .send({
-              status: 'not-ready',
-              reason: `Temporal at ${ctx.settings.address} unreachable: ${(err as Error).message.split('\n')[0]}`,
-            });
+          return reply.status(503).send({
+            status: 'not-ready',
+            reason: `Temporal at ${ctx.settings.address} unreachable: ${(err as Error).message.split('\n')[0]}`,
+          });
         }
       },
     );

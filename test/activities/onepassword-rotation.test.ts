@@ -31,7 +31,7 @@ beforeAll(async () => {
     fixturePath: FIXTURE_PATH,
     statePath: join(dir, 'state.json'),
   });
-  op = createLabOnePasswordClient(double.url) as unknown as OnePasswordPort;
+  op = createLabOnePasswordClient(double.url);
 });
 
 afterAll(async () => {

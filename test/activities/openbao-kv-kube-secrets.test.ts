@@ -6,7 +6,7 @@ import { interceptVaultWrites } from '../helpers/lab-deps.js';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import type { VaultClient } from '../../activities/openbao/client.js';
-import { syncOnePasswordToOpenBao } from '../../activities/openbao/kv.js';
+import { syncOnePasswordToOpenBao } from '../../activities/openbao/sync.js';
 import { applyKubeSecret } from '../../activities/kube/secrets.js';
 import { restartConsumer } from '../../activities/kube/restart.js';
 import type { ActivityDeps } from '../../activities/deps.js';

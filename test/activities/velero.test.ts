@@ -97,12 +97,12 @@ describe('velero activities', () => {
       kind: 'BackupStorageLocation',
       metadata: { name: 'default', namespace: 'velero' },
     };
-    await v.kube.patch({ ...bsl, spec: { config: { publicUrl: null } } } as never, 'merge');
+    await v.kube.patch({ ...bsl, spec: { config: { publicUrl: null } } }, 'merge');
     try {
       const r = await a.veleroBackupResourceList({ cluster: 'lab', backup, timeoutSeconds: 10 });
       expect(r.unavailable).toMatch(/http:\/\/seaweedfs-s3\.seaweedfs:8333 failed .*set backups\.publicUrl/);
     } finally {
-      await v.kube.patch({ ...bsl, spec: { config: { publicUrl: v.lab.spec.backups.publicUrl } } } as never, 'merge');
+      await v.kube.patch({ ...bsl, spec: { config: { publicUrl: v.lab.spec.backups.publicUrl } } }, 'merge');
     }
   });
 

@@ -2,7 +2,7 @@
 // target an unknown cluster so that passing auth never starts anything (404 proves auth let it through).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { hashToken, loadAuthConfig, parseTokens, type AuthConfig } from '../../api/auth.js';
 import { ClusterRegistry } from '../../config/registry.js';
 import { temporalSettings } from '../../worker/settings.js';
@@ -22,7 +22,7 @@ let t: TestTemporal;
 let app: FastifyInstance;
 beforeAll(async () => {
   t = await testTemporal({ taskQueuePrefix: 'api-auth' });
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: new ClusterRegistry(),
@@ -126,7 +126,7 @@ describe('API authentication', () => {
   });
 
   it('rate-limits mutating requests per identity', async () => {
-    const limited = await buildApp({
+    const limited = await buildTestApp({
       client: t.client,
       settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
       clusters: new ClusterRegistry(),

@@ -3,7 +3,7 @@
 // resolve-step retry continues; --json output parses; attaching to a running build follows it.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { hashToken, parseTokens } from '../../api/auth.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { testCodec } from '../helpers/temporal.js';
@@ -17,7 +17,7 @@ let url: string;
 
 beforeAll(async () => {
   h = await provisionHarness({}, 'lab-cli'); // its own cluster: api/provision.test.ts owns provision/lab
-  app = await buildApp({
+  app = await buildTestApp({
     client: h.t.client,
     settings: { ...temporalSettings({}), address: h.t.address, taskQueue: h.t.taskQueue },
     clusters: h.deps.clusters,
@@ -53,7 +53,7 @@ describe('pedro-ops provision', () => {
       steps: [{ step: 'component/longhorn' }],
     });
 
-    h.lab.faults.clear();
+    await h.lab.faults.clear();
     const retry = await cli('resolve-step', 'lab-cli', 'component/longhorn', 'retry');
     expect(retry.code).toBe(0);
 
@@ -110,7 +110,7 @@ describe('pedro-ops provision', () => {
       expect(st.stdout).toMatch(/preflight\s+skipped\s/);
     } finally {
       await h.lab.faults.ssh.restoreHostKey('worker-1');
-      h.lab.faults.clear();
+      await h.lab.faults.clear();
     }
   });
 });

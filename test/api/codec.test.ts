@@ -219,7 +219,7 @@ describe('codec routes (Temporal remote codec protocol)', () => {
     const a = await build({
       codec: counting,
       authorize: (req, action) => {
-        seen.push(`${action}:${req.headers['x-namespace']}`);
+        seen.push(`${action}:${String(req.headers['x-namespace'])}`);
         if (action === 'encode') throw Object.assign(new Error('encode is for operators only'), { statusCode: 403 });
         if (!req.headers.authorization) throw Object.assign(new Error('missing bearer token'), { statusCode: 401 });
       },
@@ -281,11 +281,11 @@ describe('with the real Temporal dev server', () => {
         const history = await handle.fetchHistory();
         const stored = history.events![0].workflowExecutionStartedEventAttributes!.input!.payloads!;
         expect(stored).toHaveLength(1);
-        expect(Buffer.from(stored[0].metadata!.encoding!).toString()).toBe(ENCODING_ENCRYPTED);
+        expect(Buffer.from(stored[0].metadata!.encoding).toString()).toBe(ENCODING_ENCRYPTED);
         expect(Buffer.from(stored[0].data!).includes('op://')).toBe(false);
 
         const a = await build();
-        const res = await post(a, 'decode', { payloads: stored.map((p) => toJson(p as Payload)) }, { origin: UI });
+        const res = await post(a, 'decode', { payloads: stored.map((p) => toJson(p)) }, { origin: UI });
         expect(res.statusCode).toBe(200);
         expect(defaultPayloadConverter.fromPayload(fromJson(res.json().payloads[0]))).toEqual(input);
       } finally {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { hashToken, parseTokens } from '../../api/auth.js';
 import { ClusterRegistry } from '../../config/registry.js';
 import { temporalSettings } from '../../worker/settings.js';
@@ -26,7 +26,7 @@ let dir = '';
 beforeAll(async () => {
   if (!hasChromium) return;
   t = await testTemporal({ taskQueuePrefix: 'api-docs' });
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: new ClusterRegistry(),

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import { startVeleroLab, type VeleroLab } from '../workflows/velero-lab.js';
@@ -17,7 +17,7 @@ let backup: string;
 beforeAll(async () => {
   [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'api-dr' }), startVeleroLab()]);
   await t.startWorker(v.deps);
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: v.deps.clusters,

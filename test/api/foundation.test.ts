@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { ClusterRegistry } from '../../config/registry.js';
 import { defaultDeps } from '../../activities/deps.js';
 import { temporalSettings } from '../../worker/settings.js';
@@ -17,7 +17,7 @@ let app: FastifyInstance;
 beforeAll(async () => {
   t = await testTemporal({ taskQueuePrefix: 'api-foundation' });
   const settings = { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue };
-  app = await buildApp({ client: t.client, settings, clusters: new ClusterRegistry() });
+  app = await buildTestApp({ client: t.client, settings, clusters: new ClusterRegistry() });
 });
 afterAll(async () => {
   await app?.close();
@@ -50,7 +50,7 @@ describe('API foundation', () => {
   it('readyz is 503 naming the address when Temporal is unreachable', async () => {
     const { Client, Connection } = await import('@temporalio/client');
     const conn = Connection.lazy({ address: '127.0.0.1:1', connectTimeout: 500 });
-    const dead = await buildApp({
+    const dead = await buildTestApp({
       client: new Client({ connection: conn }),
       settings: { ...temporalSettings({}), address: '127.0.0.1:1' },
       clusters: new ClusterRegistry(),

@@ -5,6 +5,7 @@
 // happen even where a route would accept more than it documents.
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormats from 'ajv-formats';
+import { scalarText } from '../lab/lab-util.js';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type Schema = Record<string, unknown>;
@@ -168,7 +169,7 @@ export function operations(
         body,
         hasQuerySchema: params.some((p) => p.in === 'query'),
         isPublic: publicPaths.has(path),
-        documented: Object.keys((op.responses ?? {}) as object).map(Number),
+        documented: Object.keys(op.responses ?? {}).map(Number),
       });
     }
   }
@@ -227,7 +228,7 @@ export function generate(ops: Operation[], tokens: Tokens, seed: number): FuzzRe
       valid[p.name] =
         p.name === 'name'
           ? 'pedro-ops'
-          : String(sample(p.schema, ajv)).replace('fuzz-absent', `fuzz-absent-${p.name.toLowerCase()}`);
+          : scalarText(sample(p.schema, ajv)).replace('fuzz-absent', `fuzz-absent-${p.name.toLowerCase()}`);
     const urlWith = (vals: Record<string, string>, raw = false) =>
       op.path.replace(/\{(\w+)\}/g, (_, n: string) => (raw ? vals[n] : encodeURIComponent(vals[n])));
     const url = urlWith(valid);
@@ -268,7 +269,7 @@ export function generate(ops: Operation[], tokens: Tokens, seed: number): FuzzRe
     ]) {
       keep('extra-field', { ...(base as object), [k]: pick(rnd, HOSTILE_STRINGS) });
     }
-    for (const b of [[], [base], 'str', 42, null, true]) keep('non-object', b as Json);
+    for (const b of [[], [base], 'str', 42, null, true]) keep('non-object', b);
 
     if (mutating) {
       for (const { kind, body } of invalidBodies)

@@ -8,7 +8,7 @@ import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { hashToken, parseTokens, PUBLIC_PATHS } from '../../api/auth.js';
 import { ClusterRegistry } from '../../config/registry.js';
 import { temporalSettings } from '../../worker/settings.js';
@@ -30,7 +30,7 @@ beforeAll(async () => {
   t = await testTemporal({ taskQueuePrefix: 'api-fuzz' });
   dir = mkdtempSync(join(tmpdir(), 'pedro-fuzz-'));
   copyFileSync(new URL('../../config/clusters/pedro-ops.yaml', import.meta.url), join(dir, 'pedro-ops.yaml'));
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: new ClusterRegistry(dir),

@@ -48,8 +48,8 @@ async function start(ports: { grpc: number; ui: number; api: number; metrics: nu
   });
   children.push(child);
   let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
   const t0 = Date.now();
   while (!/orchestrator ready in/.test(out)) {
     if (child.exitCode !== null) throw new Error(`npm start exited ${child.exitCode}:\n${out}`);

@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { hashToken, parseTokens } from '../../api/auth.js';
 import { freePort } from '../../scripts/temporal-server.js';
 import { installRuntime } from '../../worker/runtime.js';
@@ -27,7 +27,7 @@ beforeAll(async () => {
   t = await testTemporal({ taskQueuePrefix: 'operator-surface' });
   rl = await startRotationLab();
   await t.startWorker(rl.deps);
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: rl.deps.clusters,
@@ -160,7 +160,7 @@ describe('operator surface', () => {
       expect(r.stderr).toMatch(/FAILED: (partial|failed)/);
       expect(r.stderr).toMatch(/entry:tailscale-oauth +failed +rolled back/); // live progress names the step and the reason
     } finally {
-      rl.lab.faults.clear();
+      await rl.lab.faults.clear();
     }
     const usage = await cli(['rotate']);
     expect(usage.code).toBe(2);

@@ -3,7 +3,7 @@
 // bodies as 400 naming the field, unknown clusters as 404.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { provisionHarness, type ProvisionHarness } from '../workflows/provision-lab.js';
 
@@ -15,7 +15,7 @@ beforeAll(async () => {
   // Parks the build in preflight so the run stays open for the whole file and touches nothing.
   await h.lab.faults.setFacts('worker-2', { cpus: 1 });
   const settings = { ...temporalSettings({}), address: h.t.address, taskQueue: h.t.taskQueue };
-  app = await buildApp({ client: h.t.client, settings, clusters: h.deps.clusters });
+  app = await buildTestApp({ client: h.t.client, settings, clusters: h.deps.clusters });
 });
 afterAll(async () => {
   await app?.close();

@@ -37,8 +37,8 @@ function startProcess(command: string, ready: RegExp, ms: number) {
   });
   children.push(child);
   let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
   return new Promise<string>((resolve, reject) => {
     const t0 = Date.now();
     const tick = setInterval(() => {

@@ -2,7 +2,7 @@
 // results), pause/unpause with a note, trigger (409 while a drill runs), backfill, delete.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { deleteDrillSchedule, ensureDrillSchedule } from '../../worker/schedules.js';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
@@ -20,7 +20,7 @@ beforeAll(async () => {
     startVeleroLab((s) => void (s.name = CLUSTER)),
   ]);
   await t.startWorker(v.deps, { activities: holdAtStorageLocation(v.deps, () => hold) });
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: v.deps.clusters,

@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { driftScheduleId, ensureDriftCheckSchedule } from '../../worker/drift-schedule.js';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
@@ -26,7 +26,7 @@ beforeAll(async () => {
     }),
   ]);
   await t.startWorker(r.deps);
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: r.deps.clusters,
@@ -114,7 +114,7 @@ describe('POST /clusters/:name/secrets/rotate', () => {
     expect(github.status).toBe('rolled-back');
     expect(github.reason).toMatch(/openbao-system\/StatefulSet\/openbao: timeout/);
     expect(done.entries.find((e: { id: string }) => e.id === 'twitch').status).toBe('unchanged');
-    r.lab.faults.clear();
+    await r.lab.faults.clear();
   });
 });
 

@@ -301,7 +301,7 @@ async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
         k.timeouts.push(
           `workflow task ${temporal.api.enums.v1.TimeoutType[wft.timeoutType ?? 0]} after ${t - k.killedAt} ms`,
         );
-      if (act) k.timeouts.push(`activity ${act.scheduledEventId} timed out after ${t - k.killedAt} ms`);
+      if (act) k.timeouts.push(`activity ${String(act.scheduledEventId)} timed out after ${t - k.killedAt} ms`);
     }
     const stepAt = progress.find(
       (p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= k.newWorkerReadyAt,
@@ -314,7 +314,7 @@ async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
       const who = identityOf(e);
       const q = e.workflowTaskScheduledEventAttributes?.taskQueue;
       k.timeline.push(
-        `+${t - k.killedAt} ${type}${who ? ` by ${who}` : ''}${q ? ` on ${q.kind === 2 ? 'sticky' : 'normal'}` : ''}`,
+        `+${t - k.killedAt} ${type}${who ? ` by ${who}` : ''}${q ? ` on ${q.kind === temporal.api.enums.v1.TaskQueueKind.TASK_QUEUE_KIND_STICKY ? 'sticky' : 'normal'}` : ''}`,
       );
     }
     const first = events.find((e) => identityOf(e) === k.newWorker);

@@ -166,7 +166,7 @@ export async function serverRestartRun(o: {
       restartMs,
       workerSurvived,
       workerFatal: worker.fatal,
-      resumeMs: after ? tsToMs(after.eventTime as never) - upAt : undefined,
+      resumeMs: after ? tsToMs(after.eventTime) - upAt : undefined,
       nextStepMs: next ? Date.parse(next.at) - upAt : undefined,
       nextStep: next?.step,
       durationMs,

@@ -59,7 +59,7 @@ class HttpError extends Error {
 }
 
 type Body = Record<string, unknown>;
-type Handler = (params: string[], body: Body) => Promise<unknown> | unknown;
+type Handler = (params: string[], body: Body) => unknown; // or a Promise of it
 
 const NAME = /^[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;
 const WORKLOAD_KINDS = ['Deployment', 'StatefulSet', 'DaemonSet', 'CronJob'];
@@ -98,7 +98,7 @@ function facts(body: Body): Partial<NodeFacts> {
   const unknown = Object.keys(f).filter((k) => !FACT_KEYS.includes(k));
   if (unknown.length > 0)
     throw new HttpError(400, `body.facts.${unknown[0]}: is not a known fact (${FACT_KEYS.join(', ')})`);
-  return f as Partial<NodeFacts>;
+  return f;
 }
 
 /** Route table: [method, path pattern with :params, handler]. Kept as data so GET / can list it. */

@@ -4,6 +4,11 @@ import { readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { stringify } from 'yaml';
 import type { LabCounters } from './control.js';
 
+/** A JSON scalar as text (as Go's weak decoding reads "2" and 2 alike); anything else is `dflt`. */
+export function scalarText(v: unknown, dflt = ''): string {
+  return typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean' ? String(v) : dflt;
+}
+
 export function kubeconfigYaml(kube: { url: string; caPem: string; token: string }): string {
   return stringify({
     apiVersion: 'v1',

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import nodeVault from 'node-vault';
-import { AuthExpiredError, RateLimitExceededError } from '@1password/sdk';
+import { AuthExpiredError, ItemFieldType, RateLimitExceededError } from '@1password/sdk';
 import { loadClusterFile } from '../../config/loader.js';
 import { labProcesses, startLab, type Lab } from './index.js';
 import { connectNode, installK3s } from './built.js';
@@ -411,7 +411,7 @@ describe('a built lab', () => {
       'unseal-key-5',
       'root-token',
     ]);
-    expect(item.fields.every((f) => f.fieldType === 'Concealed')).toBe(true);
+    expect(item.fields.every((f) => f.fieldType === ItemFieldType.Concealed)).toBe(true);
 
     vault.token = item.fields.find((f) => f.title === 'root-token')!.value;
     const entry = built.spec.secrets.entries.find((e) => e.id === 'tailscale-oauth')!;

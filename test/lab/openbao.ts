@@ -5,6 +5,7 @@ import { recordSecrets } from './audit.js';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { listenRaw, type RawRequest, type RawResponse } from './openbao/http.js';
 import { envelope, KvV1, KvV2, unsupported, type KvResult } from './openbao/kv.js';
+import { scalarText } from './lab-util.js';
 
 export interface OpenBaoDouble {
   url: string;
@@ -189,17 +190,17 @@ export async function startOpenBaoDouble(opts: {
     if (name === '/') return err(400, 'missing mount path');
     const clash = [...SYSTEM_MOUNTS, ...mounts.keys()].find((m) => name.startsWith(m) || m.startsWith(name));
     if (clash) return err(400, `path is already in use at ${clash}`);
-    const type = String(body.type ?? '');
+    const type = scalarText(body.type);
     const options = (body.options ?? {}) as Record<string, unknown>;
     if (type !== 'kv' && type !== 'kv-v2') return err(400, `plugin not found in the catalog: ${type}`);
-    const version: 1 | 2 = type === 'kv-v2' || String(options.version ?? '1') === '2' ? 2 : 1;
+    const version: 1 | 2 = type === 'kv-v2' || scalarText(options.version, '1') === '2' ? 2 : 1;
     mounts.set(name, {
       type: 'kv',
       version,
       engine: version === 2 ? new KvV2() : new KvV1(),
       accessor: `kv_${randomBytes(4).toString('hex')}`,
       uuid: randomUUID(),
-      description: String(body.description ?? ''),
+      description: scalarText(body.description),
       upgradingUntil: version === 2 ? Date.now() + upgradeMs : 0,
     });
     bump(`write:sys/mounts/${name}`);

@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import proto from '@temporalio/proto'; // CommonJS: its namespaces are not named ESM exports under plain Node
 import { stringify } from 'yaml';
 import { createCodec, dataConverterFor } from '../../worker/codec.js';
 import { ClusterRegistry } from '../../config/registry.js';
@@ -40,6 +41,8 @@ import {
   type Postgres,
   type TemporalServer,
 } from './stack.js';
+
+const PENDING_STARTED = proto.temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED;
 
 const say = (line: string) => process.stderr.write(`[production] ${line}\n`);
 const TASK_QUEUE = 'pedro-ops-production-test';
@@ -306,7 +309,7 @@ describe('production mode against a PostgreSQL-backed Temporal server', () => {
           const identity = a.lastWorkerIdentity ?? '';
           const w = live.find((x) => identity.startsWith(`${x.pid}@`));
           // rotationRestartConsumer heartbeats (30 s timeout, workflows/rotate-secrets.ts `waits`).
-          if (w && a.state === 2 && a.activityType?.name === 'rotationRestartConsumer') {
+          if (w && a.state === PENDING_STARTED && a.activityType?.name === 'rotationRestartConsumer') {
             victim = w;
             activity = a.activityType?.name ?? '';
           }

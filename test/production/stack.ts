@@ -10,6 +10,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Connection } from '@temporalio/client';
+import proto from '@temporalio/proto'; // CommonJS: its namespaces are not named ESM exports under plain Node
 import { REPO_ROOT } from '../../worker/settings.js';
 import { freePort, resolveTemporalCli } from '../../scripts/temporal-server.js';
 
@@ -95,7 +96,7 @@ export async function startPostgres(): Promise<Postgres> {
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
   let log = '';
-  child.stderr!.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
+  child.stderr.on('data', (d: Buffer) => (log = (log + d.toString()).slice(-4000)));
   const deadline = Date.now() + 60_000;
   for (;;) {
     const ready = spawnSync(join(PG_BIN, 'pg_isready'), ['-h', '127.0.0.1', '-p', String(port)], { encoding: 'utf8' });
@@ -160,8 +161,8 @@ export function runScript(script: string, env: Record<string, string>): Promise<
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
-    child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
     child.on('exit', (status) => resolve({ status, output, ms: Date.now() - t0 }));
   });
 }
@@ -278,8 +279,8 @@ export async function startTemporalServer(
   });
   let log = '';
   const keep = (d: Buffer) => (log = (log + d.toString()).slice(-20_000));
-  child.stdout!.on('data', keep);
-  child.stderr!.on('data', keep);
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -290,7 +291,7 @@ export async function startTemporalServer(
     if (connection) {
       const ok = await connection.healthService
         .check({})
-        .then((r) => r.status === 1)
+        .then((r) => r.status === proto.grpc.health.v1.HealthCheckResponse.ServingStatus.SERVING)
         .catch(() => false);
       await connection.close();
       if (ok) break;

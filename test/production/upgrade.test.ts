@@ -124,7 +124,7 @@ it(`upgrades a ${FROM} database to v1.29.1 with update-schema, and a run started
     await w.waitFor('worker polling');
     return w;
   };
-  let worker = await startWorker();
+  const worker = await startWorker();
   let connection = await Connection.connect({ address: server.address });
   let client = new Client({ connection, dataConverter: dataConverterFor(codec) });
   const h = await client.workflow.start('provisionCluster', {
@@ -154,7 +154,7 @@ it(`upgrades a ${FROM} database to v1.29.1 with update-schema, and a run started
   server = await startTemporalServer(to.TEMPORAL_SERVER_BIN, serverEnv(pg, ports, to), to.TEMPORAL_CONFIG_DIR);
   const again = await runScript('temporal-setup.sh', { TEMPORAL_ADDRESS: server.address, TEMPORAL_CLI: temporalCli() });
   expect(again.output).toContain('nothing changed');
-  worker = await startWorker();
+  await startWorker(); // stopped at the end with the rest (stops)
   connection = await Connection.connect({ address: server.address });
   client = new Client({ connection, dataConverter: dataConverterFor(codec) });
   stops.push(() => connection.close());

@@ -51,7 +51,7 @@ describe('replay of committed histories', () => {
       events: (h.history as { events: unknown[] }).events.length,
       kB: Math.round(Buffer.byteLength(JSON.stringify(h.history)) / 1024),
       ms: Number(results[i]?.ms.toFixed(1)),
-      error: results[i]?.error ? `${results[i].error!.name}: ${results[i].error!.message}` : '',
+      error: results[i]?.error ? `${results[i].error.name}: ${results[i].error.message}` : '',
     }));
     // The first history also pays for the workflow sandbox's warm-up; the rest show the steady cost.
     const warm = results

@@ -55,7 +55,7 @@ export async function startEnv(kind: LabKind): Promise<Env> {
     const v = await startVeleroLab();
     const env: Env = { lab: v.lab, deps: v.deps, activities: {}, stop: () => v.stop() };
     const real = createActivities(v.deps);
-    env.activities.veleroWaitRestore = (async (input: Parameters<typeof real.veleroWaitRestore>[0]) => {
+    env.activities.veleroWaitRestore = async (input: Parameters<typeof real.veleroWaitRestore>[0]) => {
       if (env.gate && !env.gate.reached) {
         env.gate.reached = true;
         for (;;) {
@@ -64,7 +64,7 @@ export async function startEnv(kind: LabKind): Promise<Env> {
         }
       }
       return real.veleroWaitRestore(input);
-    }) as (...args: never[]) => unknown;
+    };
     return env;
   }
   if (kind === 'rotation') {
@@ -322,7 +322,7 @@ export const SCENARIOS: Scenario[] = [
         (p) => p.steps.find((s) => s.id === step)?.state === 'needs-attention',
         240_000,
       );
-      r.env.lab.faults.clear();
+      await r.env.lab.faults.clear();
       await h.executeUpdate(resolveStepUpdate, { args: [{ step, action: 'retry', by: 'replay-capture' }] });
       const rep = (await h.result()) as ProvisionReport;
       const c = rep.components.find((x) => x.name === leaf);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../../api/app.js';
+import { buildTestApp } from '../helpers/app.js';
 import { temporalSettings } from '../../worker/settings.js';
 import { testCodec, testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import { startRotationLab, type RotationLab } from '../workflows/rotate-secrets-lab.js';
@@ -43,7 +43,7 @@ beforeAll(async () => {
       cb();
     },
   });
-  app = await buildApp({
+  app = await buildTestApp({
     client: t.client,
     settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
     clusters: r.deps.clusters,
@@ -68,7 +68,7 @@ async function rotateViaApi(body: object): Promise<RotationReport> {
   expect(started.statusCode).toBe(202);
   await t.client.workflow.getHandle(started.json().workflowId).result();
   const status = await call('GET', started.json().statusUrl);
-  return status.json() as RotationReport;
+  return status.json<RotationReport>();
 }
 
 /** Histories as text with every payload's bytes decoded (what a Temporal operator could read without the codec). */
@@ -93,7 +93,7 @@ async function decodedPayloads(node: unknown, out: string[] = []): Promise<strin
     o.data instanceof Uint8Array &&
     Buffer.from(o.metadata.encoding ?? []).toString() === 'binary/encrypted'
   ) {
-    const [p] = await testCodec.decode([o as never]);
+    const [p] = await testCodec.decode([o]);
     out.push(Buffer.from(p.data ?? []).toString('utf8'));
     return out;
   }

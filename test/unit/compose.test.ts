@@ -340,7 +340,7 @@ describe('Dockerfile', () => {
       expect.arrayContaining(['node_modules', '.data', '.git', 'test', 'bench/results', '*.env', '.env']),
     );
     const inImage = (rel: string) => copied.includes(rel.split('/')[0]) && !ignored.includes(rel);
-    const bin = Object.values(JSON.parse(read('package.json')).bin ?? {}) as string[];
+    const bin = Object.values<string>(JSON.parse(read('package.json')).bin ?? {});
     expect(
       importEscapes(
         [

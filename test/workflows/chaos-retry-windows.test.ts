@@ -5,7 +5,7 @@
 // before it, and must not write the data again.
 import { interceptVaultWrites } from '../helpers/lab-deps.js';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { syncOnePasswordToOpenBao } from '../../activities/openbao/kv.js';
+import { syncOnePasswordToOpenBao } from '../../activities/openbao/sync.js';
 import type { ActivityDeps } from '../../activities/deps.js';
 import { startRotationLab, type RotationLab } from './rotate-secrets-lab.js';
 

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError, WorkflowUpdateFailedError, type WorkflowHandle } from '@temporalio/client';
-import { ApplicationFailure } from '@temporalio/common';
+import { type ApplicationFailure } from '@temporalio/common';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import type { DrRestoreInput, DrRestoreReport } from '../../workflows/dr-restore.js';
 import type { Progress } from '../../workflows/messages.js';
@@ -138,10 +138,8 @@ describe('drRestore', () => {
     });
     const end = Date.now() + 15_000;
     while (
-      (
-        (await v.kube.read('velero.io/v1', 'Backup', 'pf-backup', 'velero')) as
-          { status?: { phase?: string } } | undefined
-      )?.status?.phase !== 'PartiallyFailed'
+      (await v.kube.read<{ status?: { phase?: string } }>('velero.io/v1', 'Backup', 'pf-backup', 'velero'))?.status
+        ?.phase !== 'PartiallyFailed'
     ) {
       if (Date.now() > end) throw new Error('backup never PartiallyFailed');
       await new Promise((r) => setTimeout(r, 100));

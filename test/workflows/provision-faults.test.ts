@@ -97,7 +97,7 @@ describe('provisionCluster faults on the lab', () => {
       /skip refused for "component\/cert-manager": .*component\/contour/,
     );
 
-    h.lab.faults.clear();
+    await h.lab.faults.clear();
     await resolve(handle, 'component/cert-manager', 'retry');
     await until(handle, 'the build to finish', (x) => x.state === 'succeeded', 60_000);
     const report = (await handle.result()) as ProvisionReport;

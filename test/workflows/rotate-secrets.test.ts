@@ -166,7 +166,7 @@ describe('rotateSecrets', () => {
       });
       expect((await r.bao('eleduck-analytics/github')).data!.token).toMatch(/^lab-rotated-/);
     } finally {
-      r.lab.faults.clear();
+      await r.lab.faults.clear();
     }
     // The failed value stays parked until 1Password changes: no write, no restart, a named reason.
     r.lab.resetCounters();

@@ -150,7 +150,7 @@ describe('verifyBackup', () => {
 
   test('an unavailable storage location fails the drill before any backup or restore', async () => {
     v.lab.resetCounters();
-    v.lab.faults.velero.bslUnavailable('default');
+    await v.lab.faults.velero.bslUnavailable('default');
     try {
       const { report } = await run({ createNew: true });
       expect(report.result).toBe('failed');
@@ -158,7 +158,7 @@ describe('verifyBackup', () => {
       expect(v.writes('create:Backup')).toBe(0);
       expect(v.writes('create:Restore')).toBe(0);
     } finally {
-      v.lab.faults.clear();
+      await v.lab.faults.clear();
     }
   });
 

@@ -61,7 +61,7 @@ describe('1Password double', () => {
     ];
     const { individualResponses: r } = await client.secrets.resolveAll(refs);
     expect(Object.keys(r).sort()).toEqual([...refs].sort());
-    expect(r[refs[0]!]!.content).toMatchObject({
+    expect(r[refs[0]].content).toMatchObject({
       vaultId,
       secret: expect.stringMatching(/^lab-secret-postgres-url-username-/),
     });

@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { CONFLICT_MESSAGE, OpError, VaultStore, resolveErrorMessage } from './store.js';
 import type { StoredItem } from './fixture.js';
+import { scalarText } from '../lab-util.js';
 
 export interface OnePasswordCounters {
   resolveAll: number;
@@ -86,7 +87,7 @@ export async function startOnePasswordDouble(opts: OnePasswordDoubleOptions): Pr
   }
 
   async function call(method: string, args: unknown[]): Promise<unknown> {
-    const a = (i: number): string => String(args[i] ?? '');
+    const a = (i: number): string => scalarText(args[i]);
     switch (method) {
       case 'secrets.resolve': {
         const r = store.resolve(a(0));
@@ -135,7 +136,7 @@ export async function startOnePasswordDouble(opts: OnePasswordDoubleOptions): Pr
     }
     const match = /^\/rpc\/([a-zA-Z.]+)$/.exec(req.url ?? '');
     if (req.method !== 'POST' || !match) return send(404, { error: { name: 'Error', message: 'not found' } });
-    const method = match[1]!;
+    const method = match[1];
     const chunks: Buffer[] = [];
     let size = 0;
     for await (const chunk of req) {

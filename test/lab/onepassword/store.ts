@@ -114,19 +114,19 @@ export class VaultStore {
     const parsed = parseRef(ref);
     if ('error' in parsed) return { error: { type: 'parsing', message: parsed.error } };
     const [vaultQ, itemQ, ...rest] = parsed.parts as [string, string, ...string[]];
-    const fieldQ = rest[rest.length - 1]!;
+    const fieldQ = rest[rest.length - 1];
     const sectionQ = rest.length === 2 ? rest[0] : undefined;
     const vaults = pick(this.data.vaults, vaultQ);
     if (vaults.length === 0) return { error: { type: 'vaultNotFound' } };
     if (vaults.length > 1) return { error: { type: 'tooManyVaults' } };
-    const vault = vaults[0]!;
+    const vault = vaults[0];
     const items = pick(
       vault.items.filter((i) => (i.state ?? 'active') === 'active'),
       itemQ,
     );
     if (items.length === 0) return { error: { type: 'itemNotFound' } };
     if (items.length > 1) return { error: { type: 'tooManyItems' } };
-    const item = items[0]!;
+    const item = items[0];
     let candidates = item.fields;
     if (sectionQ !== undefined) {
       // SDK 0.3.0 release notes: several matching sections are searched together, not an error.
@@ -144,7 +144,7 @@ export class VaultStore {
     }
     if (fields.length === 0) return { error: { type: 'fieldNotFound' } };
     if (fields.length > 1) return { error: { type: 'tooManyMatchingFields' } };
-    const f = fields[0]!;
+    const f = fields[0];
     const secret =
       parsed.attribute === 'id'
         ? f.id
@@ -201,7 +201,7 @@ export class VaultStore {
     const vault = this.vault(String(input.vaultId ?? ''));
     const index = vault.items.findIndex((i) => i.id === input.id);
     if (index < 0) throw new OpError(NOT_FOUND_MESSAGE);
-    const current = vault.items[index]!;
+    const current = vault.items[index];
     if (input.version !== current.version) throw new OpError(CONFLICT_MESSAGE, 'Error', 409);
     const sectioned = sectionCustomFields(input);
     validateItem(sectioned);
@@ -327,10 +327,10 @@ function touch(vault: StoredVault, stamp: string): void {
 
 function stripVault(item: StoredItem): StoredItem {
   const { vaultId: _ignored, ...rest } = item;
-  return rest as StoredItem;
+  return rest;
 }
 
 function view(item: StoredItem, vaultId: string): StoredItem {
   const { state: _state, ...rest } = item;
-  return { ...structuredClone(rest), vaultId } as StoredItem;
+  return { ...structuredClone(rest), vaultId };
 }
