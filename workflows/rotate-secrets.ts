@@ -4,7 +4,6 @@
 import {
   ApplicationFailure,
   defineQuery,
-  proxyActivities,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -13,7 +12,8 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { ClusterSpec, SecretEntrySpec, WorkloadRef } from '../config/schema.js';
-import { DEFAULT_RETRY, ErrorType } from './failures.js';
+import { ErrorType } from './failures.js';
+import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
 import { RequestedBy } from './search-attributes.js';
 import { AbortRequested, StepRunner } from './steps.js';
 
@@ -72,12 +72,10 @@ export function rotateSecretsWorkflowId(cluster: string, requestId: string): str
   return `rotate-secrets/${cluster}/${requestId}`;
 }
 
-const acts = proxyActivities<Activities>({ startToCloseTimeout: '3m', retry: DEFAULT_RETRY });
-const waits = proxyActivities<Activities>({
-  startToCloseTimeout: '35m',
-  heartbeatTimeout: '30s',
-  retry: DEFAULT_RETRY,
-});
+// Timeouts per kind of activity: workflows/activity-options.ts.
+const short = shortActivities();
+const steady = steadyActivities();
+const waits = waitActivities();
 
 const workloadKey = (w: WorkloadRef, entry: SecretEntrySpec) =>
   `${w.namespace ?? entry.kubernetes?.namespace ?? 'default'}/${w.kind}/${w.name}`;
@@ -158,7 +156,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
   ctx.report = report;
 
   const spec = (await runner.run('load-spec', 'plan', 'Load the cluster definition', () =>
-    acts.loadClusterSpec(cluster),
+    short.loadClusterSpec(cluster),
   )) as ClusterSpec | undefined;
   if (!spec) return finish(runner, report, 'failed');
   const entries = selectEntries(spec, input.entries);
@@ -188,7 +186,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
       'drift-check',
       'drift-check',
       'Compare 1Password, OpenBAO and Kubernetes fingerprints',
-      () => acts.rotationDriftCheck({ cluster, entryIds: entries.map((e) => e.id) }),
+      () => steady.rotationDriftCheck({ cluster, entryIds: entries.map((e) => e.id) }),
     );
     for (const d of drift?.entries ?? []) {
       const r = rep.get(d.id)!;
@@ -218,7 +216,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
       'generate',
       'generate',
       `Generate new values in 1Password for ${generateIds.join(', ')}`,
-      () => acts.rotationGenerate({ cluster, entryIds: generateIds, rotationId }),
+      () => steady.rotationGenerate({ cluster, entryIds: generateIds, rotationId }),
     );
     for (const g of gen ?? []) rep.get(g.entryId)!.generated = true;
   }
@@ -228,7 +226,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
     'openbao',
     'openbao',
     'Read 1Password (one resolveAll per vault) and write OpenBAO with check-and-set',
-    () => acts.rotationSyncOpenBao({ cluster, entryIds: entries.map((e) => e.id), rotationId }),
+    () => steady.rotationSyncOpenBao({ cluster, entryIds: entries.map((e) => e.id), rotationId }),
     {
       describe: (s) => ({
         detail: `${s.entries.filter((e) => e.outcome === 'written').length} written, ${s.onepassword.resolveAllCalls} resolveAll call(s)`,
@@ -269,7 +267,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
           `secret:${s.id}`,
           'kubernetes',
           `Secret ${e.kubernetes!.namespace}/${e.kubernetes!.name} <- OpenBAO v${s.version}`,
-          () => acts.rotationApplySecret({ cluster, entryId: s.id, version: s.version!, rotationId }),
+          () => steady.rotationApplySecret({ cluster, entryId: s.id, version: s.version!, rotationId }),
           {
             describe: (a) => ({
               satisfied: !a.written,
@@ -317,7 +315,11 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
           `verify:${id}`,
           'verify',
           `Verify ${id} (${probe.type} probe)`,
-          () => acts.rotationProbe({ cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` }),
+          () =>
+            waits.rotationProbe.executeWithOptions(
+              waitUpTo(probe.type === 'job' ? (probe.timeoutSeconds ?? 300) : 10),
+              [{ cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` }],
+            ),
           {
             describe: (p) => ({ detail: p.message }),
           },
@@ -380,7 +382,7 @@ async function rollBack(
           `rollback:${e.id}`,
           'rollback',
           `Secret ${e.kubernetes.namespace}/${e.kubernetes.name} back to OpenBAO v${prev}`,
-          () => acts.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: prev, rotationId }),
+          () => steady.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: prev, rotationId }),
         );
         if (!res) return;
         r.kubernetes = {
@@ -395,7 +397,7 @@ async function rollBack(
           'rollback',
           `Mark OpenBAO ${e.openbaoPath} v${r.openbao.version} rolled back`,
           () =>
-            acts.rotationMarkRolledBack({
+            steady.rotationMarkRolledBack({
               cluster: spec.name,
               entryId: e.id,
               version: r.openbao.version!,
@@ -452,13 +454,15 @@ async function restartGrouped(
         purpose === 'rollback' ? 'rollback' : 'restart',
         `Restart ${key} (for ${g.entries.join(', ')}) and wait for the rollout`,
         () =>
-          waits.rotationRestartConsumer({
-            cluster: spec.name,
-            workload: g.workload,
-            restartedAt,
-            rotationId,
-            timeoutSeconds: input.rolloutTimeoutSeconds ?? 600,
-          }),
+          waits.rotationRestartConsumer.executeWithOptions(waitUpTo(input.rolloutTimeoutSeconds ?? 600), [
+            {
+              cluster: spec.name,
+              workload: g.workload,
+              restartedAt,
+              rotationId,
+              timeoutSeconds: input.rolloutTimeoutSeconds ?? 600,
+            },
+          ]),
         { describe: (r) => ({ detail: `${r.outcome}: ${r.message}` }) },
       );
       const rr: RestartReport = {

@@ -22,6 +22,7 @@ import {
   restoreProblem,
   scratchNamespace,
   waits,
+  waitUpTo,
   type RestoreTimeouts,
 } from './restore-checks.js';
 
@@ -145,7 +146,10 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
       'wait-restore',
       'restore',
       `Wait for restore ${name}`,
-      () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: timeouts.restoreSeconds }),
+      () =>
+        waits.veleroWaitRestore.executeWithOptions(waitUpTo(timeouts.restoreSeconds), [
+          { cluster, name, timeoutSeconds: timeouts.restoreSeconds },
+        ]),
       {
         describe: (r) => ({
           detail: `${r.phase}: ${r.itemsRestored ?? 0}/${r.totalItems ?? 0} items, ${r.warnings} warnings`,
@@ -202,7 +206,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
         // Velero would keep writing into the scratch namespaces; let it reach a terminal phase first.
         await runner
           .run('settle-restore', 'cleanup', `Let restore ${name} finish before cleanup`, () =>
-            waits.veleroWaitRestore({ cluster, name, timeoutSeconds: 120 }),
+            waits.veleroWaitRestore.executeWithOptions(waitUpTo(120), [{ cluster, name, timeoutSeconds: 120 }]),
           )
           .catch(() => undefined);
       }
@@ -214,11 +218,9 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
             'cleanup',
             `Delete scratch namespaces ${scratch.join(', ')}`,
             () =>
-              waits.veleroDeleteNamespaces({
-                cluster,
-                namespaces: scratch,
-                timeoutSeconds: DEFAULT_TIMEOUTS.cleanupSeconds,
-              }),
+              waits.veleroDeleteNamespaces.executeWithOptions(waitUpTo(DEFAULT_TIMEOUTS.cleanupSeconds), [
+                { cluster, namespaces: scratch, timeoutSeconds: DEFAULT_TIMEOUTS.cleanupSeconds },
+              ]),
             { describe: (r) => ({ detail: `${r.deleted.length} deleted, ${r.remaining.length} remaining` }) },
           )
           .catch(() => undefined);
@@ -271,7 +273,7 @@ async function pickBackup(
       'pick-backup',
       'backup',
       `Wait for backup ${name}`,
-      () => waits.veleroWaitBackup({ cluster, name, timeoutSeconds }),
+      () => waits.veleroWaitBackup.executeWithOptions(waitUpTo(timeoutSeconds), [{ cluster, name, timeoutSeconds }]),
       { describe: (x) => ({ detail: `${x.phase}, ${x.errors} errors, ${x.warnings} warnings` }) },
     );
     return b ?? `backup ${name} was skipped by an operator`;
