@@ -125,11 +125,11 @@ export class WorkerProc {
     return at;
   }
 
-  /** Graceful: SIGTERM (the worker drains), SIGKILL after 10 s. */
+  /** Graceful: SIGTERM (the worker drains, worker/shutdown.ts), SIGKILL after its force time and a margin. */
   async stop(): Promise<void> {
     if (!this.alive) return;
     process.kill(this.pid, 'SIGTERM');
-    const timer = setTimeout(() => this.alive && process.kill(this.pid, 'SIGKILL'), 10_000);
+    const timer = setTimeout(() => this.alive && process.kill(this.pid, 'SIGKILL'), 25_000);
     await this.exited;
     clearTimeout(timer);
   }

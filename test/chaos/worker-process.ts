@@ -65,7 +65,6 @@ worker = await createWorker({
   deps,
   dataConverter: testDataConverter,
   identity,
-  shutdownGraceTime: '1s',
 });
 const running = worker.run();
 say('ready', { goMs: Date.now() - goAt });
