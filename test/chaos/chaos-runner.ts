@@ -56,10 +56,18 @@ export interface KillRecord {
   newWorkerReadyAt: number;
   /** The new worker's "go" -> polling (connect + Worker.create with the bundle already built). */
   newWorkerStartMs: number;
-  /** New worker polling -> first workflow or activity task it started (history). */
+  /**
+   * New worker polling -> first workflow or activity task it started: the earlier of the history (tasks
+   * that closed) and the harness seeing it hold a started activity (attempts killed before they closed
+   * leave no history event).
+   */
   resumeMs?: number;
+  /** When the harness saw the new worker holding a started activity or having run a workflow task. */
+  pickedUpAt?: number;
   /** New worker polling -> the next step turning running (progress events, workflow time). */
   nextStepMs?: number;
+  /** The next kill landed before any next step: this kill has no next-step time (the next one covers it). */
+  interrupted?: boolean;
   nextStep?: string;
   /** What the server would have waited without the detector: the orphans' heartbeat or start-to-close timeout. */
   naturalBoundS?: number;
@@ -210,11 +218,17 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
   const runId = (await h.describe()).runId;
   const kills: KillRecord[] = [];
   if (!o.supervisor.current) await o.supervisor.start();
+  const pickedUp = async (w: { identity: string }) => {
+    const ok = await until(h, () => workedBy(h, w.identity), 90_000, `worker ${w.identity} picking up the run`);
+    const k = kills[kills.length - 1];
+    if (ok && k?.newWorker === w.identity) k.pickedUpAt = Date.now();
+    return ok;
+  };
   while (kills.length < o.kills) {
     const w = o.supervisor.current!;
     // Every kill lands after the current worker did something: a kill before that tests nothing new.
     // Without the detector an orphaned activity waits out its own timeout (10 s here).
-    if (!(await until(h, () => workedBy(h, w.identity), 90_000, `worker ${w.identity} picking up the run`))) break;
+    if (!(await pickedUp(w))) break;
     await o.supervisor.standbyWarm();
     const mode = o.rng.pick(['delay', 'step', 'activity'] as const);
     const fired = await trigger(h, mode, o, w.identity);
@@ -250,6 +264,8 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
       `[chaos] ${o.workflow} kill ${rec.index} (${fired}) pid ${w.pid}; orphaned: ${orphaned.map((a) => `${a.type}#${a.attempt}`).join(', ') || 'none'}`,
     );
   }
+  // The last replacement's pick-up, as for the others (false when the run closed first).
+  if (o.supervisor.current && kills.length > 0) await pickedUp(o.supervisor.current).catch(() => false);
   const result = await awaitResult<T>(h);
   const finishedAt = Date.now();
   await measure(h, kills);
@@ -310,13 +326,16 @@ async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
       );
     }
     const first = events.find((e) => identityOf(e) === k.newWorker);
-    if (first) k.resumeMs = ms(first.eventTime) - k.newWorkerReadyAt;
+    const resumed = [first ? ms(first.eventTime) : undefined, k.pickedUpAt].filter((x): x is number => x !== undefined);
+    if (resumed.length) k.resumeMs = Math.max(0, Math.min(...resumed) - k.newWorkerReadyAt);
     const step = progress.find(
       (p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= k.newWorkerReadyAt,
     );
-    if (step) {
+    if (step && Date.parse(step.at) <= end) {
       k.nextStepMs = Date.parse(step.at) - k.newWorkerReadyAt;
       k.nextStep = step.step;
+    } else if (step) {
+      k.interrupted = true;
     }
     const bounds = k.orphaned.map((a) => {
       const s = scheduled.get(a.activityId)?.activityTaskScheduledEventAttributes;
