@@ -37,11 +37,14 @@ export class WorkerProc {
   constructor(
     readonly target: WorkerTarget,
     readonly identity: string,
+    /** More environment for this process (worker-process.ts test hooks such as CHAOS_HOLD_FILE). */
+    extraEnv: Record<string, string> = {},
   ) {
     this.child = spawn(process.execPath, ['--import', 'tsx', SCRIPT], {
       cwd: REPO,
       env: {
         ...process.env,
+        ...extraEnv,
         CHAOS_ADDRESS: target.address,
         CHAOS_TASK_QUEUE: target.taskQueue,
         CHAOS_DATA_DIR: target.dataDir,
