@@ -1,5 +1,5 @@
 // Heartbeats and cancellable sleeps for long activities (DESIGN rule 10: a crash costs seconds). An
-// activity with a heartbeat timeout (workflows/activity-options.ts, ~10 s) must beat more often than
+// activity with a heartbeat timeout (workflows/activity-options.ts, 8 s) must beat more often than
 // that, also while it sits in one long call (an apt install over SSH, a 1Password request backing off),
 // so the server notices a dead worker within seconds. Outside an activity (unit tests, benches) these
 // degrade to a no-op and a plain timer, so activity functions can be called directly.

@@ -2,7 +2,7 @@
 // each kill, and measures how long the new worker takes to pick the run up again.
 //
 // Crash detection is natural by default: after a SIGKILL the server learns that an activity died
-// when its heartbeat timeout (10 s) or, for a short activity, its start-to-close (10 s) expires
+// when its heartbeat timeout (8 s) or, for a short activity, its start-to-close (8 s) expires
 // (workflows/activity-options.ts), and a workflow task bound to the dead worker's sticky queue waits
 // out the sticky schedule-to-start timeout (3 s, worker/shutdown.ts). Nothing here helps.
 // CHAOS_DETECTOR=1 (quick local runs only) makes the harness do what those timers would do, at once:
@@ -227,7 +227,7 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
   while (kills.length < o.kills) {
     const w = o.supervisor.current!;
     // Every kill lands after the current worker did something: a kill before that tests nothing new.
-    // Without the detector an orphaned activity waits out its own timeout (10 s here).
+    // Without the detector an orphaned activity waits out its own timeout (8 s here).
     if (!(await pickedUp(w))) break;
     await o.supervisor.standbyWarm();
     const mode = o.rng.pick(['delay', 'step', 'activity'] as const);
