@@ -1,8 +1,8 @@
 // How a worker leaves: graceful on SIGTERM, and what a SIGKILLed one costs the workflows it ran.
-// Used by create-worker.ts; the Dockerfile and docker-compose.yml repeat the numbers (checked in
-// test/unit/compose.test.ts). Upstream semantics: sdk-typescript packages/worker/src/worker-options.ts
-// (shutdownGraceTime: in-flight activities are cancelled after it and their attempt fails;
-// shutdownForceTime; stickyQueueScheduleToStartTimeout, default 10 s).
+// Used by create-worker.ts; the Dockerfile, docker-compose.yml and the systemd unit in README repeat
+// the numbers (checked in test/unit/compose.test.ts). Upstream semantics: sdk-typescript
+// packages/worker/src/worker-options.ts (shutdownGraceTime: in-flight activities are cancelled after
+// it and their attempt fails; shutdownForceTime; stickyQueueScheduleToStartTimeout, default 10 s).
 
 /**
  * Graceful shutdown (SIGTERM): the worker stops polling at once, in-flight activities get this long

@@ -10,7 +10,7 @@
 // retryable, the same transition a timeout makes. Each kill records the timeout the server waits
 // without that help (naturalBoundS).
 import { ApplicationFailure, tsToMs } from '@temporalio/common';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import { ServiceError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { eventsQuery, progressQuery } from '../../workflows/messages.js';
 import type { WorkerSupervisor } from './supervisor.js';
@@ -273,9 +273,27 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
 }
 
 /** The run's result; fails fast when a step parks in needs-attention (nobody would resolve it here). */
+/**
+ * Retries a client call a few times: on this loaded machine a long poll to the dev server now and
+ * then ends in a gRPC error that says nothing about the run. The last failure names its cause.
+ */
+async function patient<T>(what: string, fn: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const e = err as Error & { cause?: Error };
+      if (i >= attempts || !(err instanceof ServiceError)) {
+        throw new Error(`${what}: ${e.message}${e.cause ? ` (cause: ${e.cause.message})` : ''}`);
+      }
+      await sleep(1000);
+    }
+  }
+}
+
 export async function awaitResult<T>(h: WorkflowHandle): Promise<T> {
   let done = false;
-  const res = h.result().finally(() => (done = true));
+  const res = patient(`result of ${h.workflowId}`, () => h.result()).finally(() => (done = true));
   while (!done) {
     await Promise.race([res.catch(() => undefined), sleep(2000)]);
     if (done) break;
@@ -292,8 +310,8 @@ export async function awaitResult<T>(h: WorkflowHandle): Promise<T> {
 
 /** Fills resumeMs, nextStepMs and naturalBoundS from the run's history and progress events. */
 async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
-  const events = (await h.fetchHistory()).events ?? [];
-  const progress = await h.query(eventsQuery, 0);
+  const events = (await patient(`history of ${h.workflowId}`, () => h.fetchHistory())).events ?? [];
+  const progress = await patient(`progress of ${h.workflowId}`, () => h.query(eventsQuery, 0));
   const scheduled = new Map<string, Event>();
   for (const e of events)
     if (e.activityTaskScheduledEventAttributes?.activityId)

@@ -225,6 +225,10 @@ describe('docker-compose.yml', () => {
     expect(secs(SHUTDOWN_FORCE_TIME) + 5).toBeLessThanOrEqual(STOP_GRACE_PERIOD_SECONDS);
     const stop = /^STOPSIGNAL\s+(\S+)/m.exec(dockerfile)?.[1];
     expect(stop ?? 'SIGTERM').toBe('SIGTERM');
+    // The systemd unit README gives for running without Docker says the same.
+    const unit = read('README.md').split('pedro-ops-worker@.service')[1]?.split('[Install]')[0] ?? '';
+    expect(/^KillSignal=(\S+)/m.exec(unit)?.[1] ?? 'SIGTERM').toBe('SIGTERM');
+    expect(Number(/^TimeoutStopSec=(\d+)/m.exec(unit)?.[1])).toBe(STOP_GRACE_PERIOD_SECONDS);
   });
 
   it('runs the worker and the API from the built image with entry points that exist', () => {
