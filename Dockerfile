@@ -44,4 +44,9 @@ EXPOSE 3000 9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "-e", "fetch(process.env.PEDRO_OPS_HEALTHCHECK_URL).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 
+# SIGTERM drains the worker: it stops polling, in-flight activities get SHUTDOWN_GRACE_TIME (10 s) to
+# finish and are then handed back, and it exits by SHUTDOWN_FORCE_TIME (20 s) at the latest
+# (worker/create-worker.ts). Give it STOP_GRACE_PERIOD_SECONDS (30 s) before SIGKILL: docker-compose.yml
+# sets stop_grace_period; `docker stop -t 30` / Kubernetes terminationGracePeriodSeconds: 30 elsewhere.
+STOPSIGNAL SIGTERM
 CMD ["node", "--import", "tsx", "worker/main.ts"]

@@ -4,9 +4,11 @@ import type { ActivityDeps } from './deps.js';
 import { veleroActivities } from './velero/index.js';
 import { provisionActivities } from './k3s/provision-activities.js';
 import { rotationActivities } from './rotation.js';
+import { keepAlive } from './heartbeat.js';
+import { ACTIVITY_KINDS } from '../workflows/activity-options.js';
 
 export function createActivities(deps: ActivityDeps) {
-  return {
+  return keepSteadyAlive({
     ...veleroActivities(deps),
     ...provisionActivities(deps),
     ...rotationActivities(deps),
@@ -19,7 +21,21 @@ export function createActivities(deps: ActivityDeps) {
       }
       return spec;
     },
-  };
+  });
+}
+
+/**
+ * "steady" activities (workflows/activity-options.ts: several calls to one system, no poll loop of
+ * their own) carry a heartbeat timeout of seconds, so they beat every few seconds for as long as they
+ * run; waits beat in their poll loops, where a hung call also stops the beat.
+ */
+function keepSteadyAlive<T extends Record<string, (...args: never[]) => Promise<unknown>>>(acts: T): T {
+  const out: Record<string, unknown> = { ...acts };
+  for (const [name, fn] of Object.entries(acts)) {
+    if ((ACTIVITY_KINDS as Record<string, string>)[name] === 'steady')
+      out[name] = (...args: never[]) => keepAlive(() => fn(...args));
+  }
+  return out as T;
 }
 
 export type Activities = ReturnType<typeof createActivities>;

@@ -9,6 +9,7 @@ import {
 } from '@temporalio/worker';
 import type { DataConverter, Duration } from '@temporalio/common';
 import { createActivities } from '../activities/index.js';
+import { SHUTDOWN_FORCE_TIME, SHUTDOWN_GRACE_TIME, STICKY_SCHEDULE_TO_START } from './shutdown.js';
 import type { ActivityDeps } from '../activities/deps.js';
 
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
@@ -54,8 +55,9 @@ export async function createWorker(opts: CreateWorkerOptions): Promise<Worker> {
     workflowBundle: await workflowBundle(),
     activities: { ...createActivities(opts.deps), ...(opts.activities ?? {}) },
     dataConverter: opts.dataConverter,
-    // Draining: in-flight activities get this long to finish on SIGTERM before they are cancelled.
-    shutdownGraceTime: opts.shutdownGraceTime ?? '10s',
+    shutdownGraceTime: opts.shutdownGraceTime ?? SHUTDOWN_GRACE_TIME,
+    shutdownForceTime: SHUTDOWN_FORCE_TIME,
+    stickyQueueScheduleToStartTimeout: STICKY_SCHEDULE_TO_START,
     ...(opts.identity ? { identity: opts.identity } : {}),
     maxConcurrentActivityTaskExecutions: 32,
   });

@@ -22,6 +22,7 @@ import {
   label,
   restoreProblem,
   waits,
+  waitUpTo,
   type RestoreTimeouts,
 } from './restore-checks.js';
 import { namespacesNotCovered } from './namespaces.js';
@@ -240,7 +241,10 @@ async function restore(input: DrRestoreInput, ctx: { runner?: StepRunner }): Pro
     'wait-restore',
     'restore',
     `Wait for restore ${name}`,
-    () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: timeouts.restoreSeconds }),
+    () =>
+      waits.veleroWaitRestore.executeWithOptions(waitUpTo(timeouts.restoreSeconds), [
+        { cluster, name, timeoutSeconds: timeouts.restoreSeconds },
+      ]),
     {
       describe: (r) => ({
         detail: `${r.phase}: ${r.itemsRestored ?? 0}/${r.totalItems ?? 0} items, ${r.warnings} warnings`,

@@ -10,14 +10,13 @@ import {
   condition,
   executeChild,
   patched,
-  proxyActivities,
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { ClusterSpec } from '../config/schema.js';
 import { readyNodes } from './dag.js';
-import { DEFAULT_RETRY } from './failures.js';
+import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
 import { buildProvisionPlan, componentStep, skipRefusal, type PlanStep, type ProvisionPlan } from './provision-plan.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import type { rotateSecrets, RotationReport } from './rotate-secrets.js';
@@ -47,15 +46,17 @@ export interface ProvisionReport {
   durationMs: number;
 }
 
-const base: ActivityOptions = { startToCloseTimeout: '3m', heartbeatTimeout: '60s', retry: DEFAULT_RETRY };
-const acts = proxyActivities<Activities>(base);
+// Timeouts per kind of activity: workflows/activity-options.ts.
+const short = shortActivities();
+const steady = steadyActivities();
+const waits = waitActivities();
 
 const opts = (summary: string, extra: ActivityOptions = {}): ActivityOptions => ({ ...extra, summary });
 
 export async function provisionCluster(input: ProvisionInput): Promise<ProvisionReport> {
   const t0 = Date.now();
   const runner = new StepRunner('provisionCluster', input.cluster, 'provision');
-  const spec: ClusterSpec = await acts.loadClusterSpec.executeWithOptions(opts(`load cluster ${input.cluster}`), [
+  const spec: ClusterSpec = await short.loadClusterSpec.executeWithOptions(opts(`load cluster ${input.cluster}`), [
     input.cluster,
   ]);
   const plan = buildProvisionPlan(spec);
@@ -78,7 +79,7 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
         async () => {
           const settled = await Promise.allSettled(
             spec.nodes.map((n) =>
-              acts.preflightNode.executeWithOptions(opts(`preflight ${n.name}`), [
+              steady.preflightNode.executeWithOptions(opts(`preflight ${n.name}`), [
                 { cluster, node: n.name, allowTofu: input.allowTofu },
               ]),
             ),
@@ -146,10 +147,9 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
           'prepare',
           `Prepare ${n.name}`,
           () =>
-            acts.prepareNode.executeWithOptions(
-              opts(`prepare ${n.name}`, { heartbeatTimeout: '5m', startToCloseTimeout: '15m' }),
-              [{ cluster, node: n.name }],
-            ),
+            waits.prepareNode.executeWithOptions(opts(`prepare ${n.name}`, waitUpTo(15 * 60)), [
+              { cluster, node: n.name },
+            ]),
           {
             skipRefusal: refuse(`prepare/${n.name}`),
             describe: (r) => ({
@@ -162,7 +162,7 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
     );
 
     // --- k3s: servers one at a time, then workers in parallel with the kubeconfig fetch ---
-    const installOpts = (what: string) => opts(what, { startToCloseTimeout: '15m', heartbeatTimeout: '30s' });
+    const installOpts = (what: string) => opts(what, waitUpTo(15 * 60));
     // A restart (config changed) or a start (service was stopped) is work done: not "satisfied".
     // Results recorded before `action` existed have none and read as before.
     const k3sDescribe = (r: { installed: boolean; version: string; action?: string; detail?: string }) => ({
@@ -181,7 +181,7 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
         'k3s-servers',
         plan.steps.find((s) => s.id === `k3s/${n.name}`)!.title,
         () =>
-          acts.installK3sServer.executeWithOptions(installOpts(`install k3s server on ${n.name}`), [
+          waits.installK3sServer.executeWithOptions(installOpts(`install k3s server on ${n.name}`), [
             { cluster, node: n.name },
           ]),
         {
@@ -201,7 +201,7 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
             'k3s-workers',
             `Join worker ${n.name}`,
             () =>
-              acts.joinK3sAgent.executeWithOptions(installOpts(`join k3s agent ${n.name}`), [
+              waits.joinK3sAgent.executeWithOptions(installOpts(`join k3s agent ${n.name}`), [
                 { cluster, node: n.name },
               ]),
             {
@@ -215,7 +215,7 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
         'kubeconfig',
         'k3s-workers',
         'Fetch kubeconfig (rewritten to the VIP)',
-        () => acts.fetchKubeconfig.executeWithOptions(opts('fetch kubeconfig'), [{ cluster }]),
+        () => steady.fetchKubeconfig.executeWithOptions(opts('fetch kubeconfig'), [{ cluster }]),
         {
           skipRefusal: refuse('kubeconfig'),
           describe: (r) => ({
@@ -230,10 +230,9 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
       'k3s-workers',
       'Wait for every node Ready',
       () =>
-        acts.waitNodesReady.executeWithOptions(
-          opts('wait for nodes Ready', { startToCloseTimeout: '6m', heartbeatTimeout: '30s' }),
-          [{ cluster, timeoutSeconds: 300 }],
-        ),
+        waits.waitNodesReady.executeWithOptions(opts('wait for nodes Ready', waitUpTo(300)), [
+          { cluster, timeoutSeconds: 300 },
+        ]),
       {
         skipRefusal: refuse('nodes-ready'),
         describe: (r) => ({
@@ -363,11 +362,8 @@ async function platformStep(
         step.phase,
         step.title,
         () =>
-          acts.installComponent.executeWithOptions(
-            opts(`install ${c.name} ${c.version}`, {
-              startToCloseTimeout: `${c.timeoutSeconds + 60}s`,
-              heartbeatTimeout: '30s',
-            }),
+          waits.installComponent.executeWithOptions(
+            opts(`install ${c.name} ${c.version}`, waitUpTo(c.timeoutSeconds)),
             [{ cluster, component: c.name }],
           ),
         {
@@ -389,7 +385,7 @@ async function platformStep(
         step.id,
         step.phase,
         step.title,
-        () => acts.configureSplitDns.executeWithOptions(opts('configure split DNS'), [{ cluster }]),
+        () => short.configureSplitDns.executeWithOptions(opts('configure split DNS'), [{ cluster }]),
         {
           ...common,
           describe: (r) => ({
@@ -403,7 +399,7 @@ async function platformStep(
         step.id,
         step.phase,
         step.title,
-        () => acts.applyTailscaleOAuth.executeWithOptions(opts('Tailscale OAuth secret'), [{ cluster }]),
+        () => steady.applyTailscaleOAuth.executeWithOptions(opts('Tailscale OAuth secret'), [{ cluster }]),
         {
           ...common,
           describe: (r) => ({
@@ -417,7 +413,7 @@ async function platformStep(
         step.id,
         step.phase,
         step.title,
-        () => acts.bootstrapOpenBao.executeWithOptions(opts('bootstrap OpenBAO'), [{ cluster }]),
+        () => steady.bootstrapOpenBao.executeWithOptions(opts('bootstrap OpenBAO'), [{ cluster }]),
         {
           ...common,
           describe: (r) => ({
@@ -434,10 +430,9 @@ async function platformStep(
         step.phase,
         step.title,
         () =>
-          acts.configureVelero.executeWithOptions(
-            opts('Velero location + schedule', { startToCloseTimeout: '4m', heartbeatTimeout: '30s' }),
-            [{ cluster, timeoutSeconds: 120 }],
-          ),
+          waits.configureVelero.executeWithOptions(opts('Velero location + schedule', waitUpTo(180)), [
+            { cluster, timeoutSeconds: 120 },
+          ]),
         {
           ...common,
           describe: (r) => {

@@ -1,19 +1,16 @@
 // Shared by verifyBackup and drRestore (not a workflow itself, so not re-exported by index.ts):
 // the post-restore checks, naming rules and activity proxies.
-import { proxyActivities } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
 import type { ProbeSpec } from '../config/schema.js';
 import type { CompareResult, ProbeResult, RestoreInfo } from '../activities/velero/types.js';
-import { DEFAULT_RETRY } from './failures.js';
+import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
 import type { StepRunner } from './steps.js';
 
-export const acts = proxyActivities<Activities>({ startToCloseTimeout: '2m', retry: DEFAULT_RETRY });
+// Timeouts per kind of activity: workflows/activity-options.ts.
+export const acts = shortActivities();
+export const steady = steadyActivities();
 /** Waits poll and heartbeat; a cancelled workflow reaches them within a heartbeat. */
-export const waits = proxyActivities<Activities>({
-  startToCloseTimeout: '40m',
-  heartbeatTimeout: '20s',
-  retry: DEFAULT_RETRY,
-});
+export const waits = waitActivities();
+export { waitUpTo };
 
 export interface RestoreTimeouts {
   backupSeconds?: number;
@@ -82,7 +79,10 @@ export async function checkRestored(
     'resource-list',
     'verify',
     `Fetch the resource list of backup ${input.backup}`,
-    () => waits.veleroBackupResourceList({ cluster, backup: input.backup, timeoutSeconds: timeouts.downloadSeconds }),
+    () =>
+      waits.veleroBackupResourceList.executeWithOptions(waitUpTo(timeouts.downloadSeconds), [
+        { cluster, backup: input.backup, timeoutSeconds: timeouts.downloadSeconds },
+      ]),
     {
       describe: (r) => ({
         detail: r.list
@@ -96,7 +96,7 @@ export async function checkRestored(
     'compare',
     'verify',
     'Compare restored objects with the backup',
-    () => acts.veleroCompareRestored({ cluster, mapping, resourceList: list?.list }),
+    () => steady.veleroCompareRestored({ cluster, mapping, resourceList: list?.list }),
     {
       describe: (c) => ({
         detail: `${c.method}: ${Object.values(c.counts).reduce((n, k) => n + k.restored, 0)} restored, ${c.missing.length} missing`,
@@ -120,11 +120,9 @@ export async function checkRestored(
     'verify',
     'Wait for restored workloads to become available',
     () =>
-      waits.veleroWaitWorkloads({
-        cluster,
-        namespaces: Object.values(mapping),
-        timeoutSeconds: timeouts.workloadsSeconds,
-      }),
+      waits.veleroWaitWorkloads.executeWithOptions(waitUpTo(timeouts.workloadsSeconds), [
+        { cluster, namespaces: Object.values(mapping), timeoutSeconds: timeouts.workloadsSeconds },
+      ]),
     { describe: (w) => ({ detail: `${w.ready.length} available, ${w.notReady.length} not` }) },
   );
   if (wl && wl.notReady.length > 0) {
@@ -139,7 +137,12 @@ export async function checkRestored(
       'probes',
       'verify',
       `Run ${input.probes.length} data probes`,
-      () => waits.veleroRunProbes({ cluster, mapping, probes: input.probes, runId: input.runId }),
+      () =>
+        waits.veleroRunProbes.executeWithOptions(
+          // Each job probe runs up to its own timeout (300 s by default), one after the other.
+          waitUpTo(input.probes.reduce((n, p) => n + (p.type === 'job' ? (p.timeoutSeconds ?? 300) + 30 : 0), 0)),
+          [{ cluster, mapping, probes: input.probes, runId: input.runId }],
+        ),
       {
         describe: (p) => ({
           detail: `${p.filter((x) => x.passed && !x.skipped).length} passed, ${p.filter((x) => !x.passed).length} failed, ${p.filter((x) => x.skipped).length} skipped`,

@@ -8,7 +8,6 @@ import {
   ApplicationFailure,
   defineQuery,
   patched,
-  proxyActivities,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -17,7 +16,8 @@ import {
 } from '@temporalio/workflow';
 import type { Activities } from '../activities/index.js';
 import type { ClusterSpec, SecretEntrySpec, WorkloadRef } from '../config/schema.js';
-import { DEFAULT_RETRY, ErrorType } from './failures.js';
+import { ErrorType } from './failures.js';
+import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
 import { RequestedBy } from './search-attributes.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import { probeActivityTimeouts } from './probe-timeouts.js';
@@ -80,12 +80,10 @@ export function rotateSecretsWorkflowId(cluster: string, requestId: string): str
   return `rotate-secrets/${cluster}/${requestId}`;
 }
 
-const acts = proxyActivities<Activities>({ startToCloseTimeout: '3m', retry: DEFAULT_RETRY });
-const waits = proxyActivities<Activities>({
-  startToCloseTimeout: '35m',
-  heartbeatTimeout: '30s',
-  retry: DEFAULT_RETRY,
-});
+// Timeouts per kind of activity: workflows/activity-options.ts.
+const short = shortActivities();
+const steady = steadyActivities();
+const waits = waitActivities();
 
 const workloadKey = (w: WorkloadRef, entry: SecretEntrySpec) =>
   `${w.namespace ?? entry.kubernetes?.namespace ?? 'default'}/${w.kind}/${w.name}`;
@@ -166,7 +164,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
   ctx.report = report;
 
   const spec = await runner.run<ClusterSpec>('load-spec', 'plan', 'Load the cluster definition', () =>
-    acts.loadClusterSpec(cluster),
+    short.loadClusterSpec(cluster),
   );
   if (!spec) return finish(runner, report, 'failed');
   const selected = selectEntries(spec, input.entries);
@@ -208,7 +206,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
       'preflight',
       'preflight',
       'Every 1Password item of the selected entries exists (no values read)',
-      () => acts.rotationPreflight({ cluster, entryIds: live.map((e) => e.id) }),
+      () => steady.rotationPreflight({ cluster, entryIds: live.map((e) => e.id) }),
       {
         describe: (p) => ({
           detail: p.entries.length
@@ -241,7 +239,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
       'drift-check',
       'drift-check',
       'Compare 1Password, OpenBAO and Kubernetes fingerprints',
-      () => acts.rotationDriftCheck({ cluster, entryIds: live.map((e) => e.id) }),
+      () => steady.rotationDriftCheck({ cluster, entryIds: live.map((e) => e.id) }),
     );
     for (const d of drift?.entries ?? []) {
       const r = rep.get(d.id)!;
@@ -271,7 +269,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
       'generate',
       'generate',
       `Generate new values in 1Password for ${generateIds.join(', ')}`,
-      () => acts.rotationGenerate({ cluster, entryIds: generateIds, rotationId }),
+      () => steady.rotationGenerate({ cluster, entryIds: generateIds, rotationId }),
     );
     for (const g of gen ?? []) rep.get(g.entryId)!.generated = true;
   }
@@ -281,7 +279,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
     'openbao',
     'openbao',
     'Read 1Password (one resolveAll per vault) and write OpenBAO with check-and-set',
-    () => acts.rotationSyncOpenBao({ cluster, entryIds: live.map((e) => e.id), rotationId }),
+    () => steady.rotationSyncOpenBao({ cluster, entryIds: live.map((e) => e.id), rotationId }),
     {
       describe: (s) => ({
         detail: `${s.entries.filter((e) => e.outcome === 'written').length} written, ${s.onepassword.resolveAllCalls} resolveAll call(s)`,
@@ -322,7 +320,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
           `secret:${s.id}`,
           'kubernetes',
           `Secret ${e.kubernetes!.namespace}/${e.kubernetes!.name} <- OpenBAO v${s.version}`,
-          () => acts.rotationApplySecret({ cluster, entryId: s.id, version: s.version!, rotationId }),
+          () => steady.rotationApplySecret({ cluster, entryId: s.id, version: s.version!, rotationId }),
           {
             describe: (a) => ({
               satisfied: !a.written,
@@ -371,11 +369,10 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
           'verify',
           `Verify ${id} (${probe.type} probe)`,
           () =>
-            proxyActivities<Activities>({ ...probeActivityTimeouts(probe), retry: DEFAULT_RETRY }).rotationProbe({
-              cluster,
-              probe,
-              label: `${id}-${rotationId.slice(0, 8)}`,
-            }),
+            waits.rotationProbe.executeWithOptions(
+              waitUpTo(probe.type === 'job' ? (probe.timeoutSeconds ?? 300) : 10),
+              [{ cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` }],
+            ),
           {
             describe: (p) => ({ detail: p.message }),
           },
@@ -445,7 +442,7 @@ async function rollBack(
           'rollback',
           `OpenBAO ${e.openbaoPath}: v${prev}'s data written again as a new version (check-and-set on the rejected v${rejected})`,
           () =>
-            acts.rotationRestoreOpenBao({
+            steady.rotationRestoreOpenBao({
               cluster: spec.name,
               entryId: e.id,
               rejectedVersion: rejected,
@@ -465,7 +462,7 @@ async function rollBack(
           `rollback:${e.id}`,
           'rollback',
           `Secret ${e.kubernetes.namespace}/${e.kubernetes.name} back to OpenBAO v${serve}${serve !== prev ? ` (= v${prev}'s data)` : ''}`,
-          () => acts.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: serve, rotationId }),
+          () => steady.rotationApplySecret({ cluster: spec.name, entryId: e.id, version: serve, rotationId }),
         );
         if (!res) return;
         r.kubernetes = {
@@ -480,7 +477,7 @@ async function rollBack(
           'rollback',
           `Mark OpenBAO ${e.openbaoPath} v${r.openbao.version} rolled back`,
           () =>
-            acts.rotationMarkRolledBack({
+            steady.rotationMarkRolledBack({
               cluster: spec.name,
               entryId: e.id,
               version: r.openbao.version!,
@@ -543,13 +540,15 @@ async function restartGrouped(
         purpose === 'rollback' ? 'rollback' : 'restart',
         `Restart ${key} (for ${g.entries.join(', ')}) and wait for the rollout`,
         () =>
-          waits.rotationRestartConsumer({
-            cluster: spec.name,
-            workload: g.workload,
-            restartedAt,
-            rotationId,
-            timeoutSeconds: input.rolloutTimeoutSeconds ?? 600,
-          }),
+          waits.rotationRestartConsumer.executeWithOptions(waitUpTo(input.rolloutTimeoutSeconds ?? 600), [
+            {
+              cluster: spec.name,
+              workload: g.workload,
+              restartedAt,
+              rotationId,
+              timeoutSeconds: input.rolloutTimeoutSeconds ?? 600,
+            },
+          ]),
         { describe: (r) => ({ detail: `${r.outcome}: ${r.message}` }) },
       );
       const rr: RestartReport = {

@@ -20,7 +20,7 @@ import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import type { KubeObject, KubePort } from '../kube/client.js';
 import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
-import { beat, sleep } from '../heartbeat.js';
+import { beat, sleep, waitDeadline } from '../heartbeat.js';
 
 export const HELM_NAMESPACE = 'kube-system';
 export const SPEC_HASH = 'pedro-ops.dev/spec-hash';
@@ -271,7 +271,9 @@ export function componentActivities(deps: ActivityDeps) {
       }
       const staleJobUid = action === 'unchanged' ? undefined : oldJob?.metadata?.uid;
 
-      const deadline = t0 + c.timeoutSeconds * 1000;
+      // The component's timeout covers the whole install, also across a crash (heartbeat details).
+      const waiting = `component ${c.name}`;
+      const deadline = waitDeadline(c.timeoutSeconds, waiting);
       for (let polls = 0; ; polls++) {
         const job = await kube.read<Obj>('batch/v1', 'Job', jobName, HELM_NAMESPACE);
         const fresh = job && job.metadata?.uid !== staleJobUid;
@@ -303,10 +305,12 @@ export function componentActivities(deps: ActivityDeps) {
           beat({
             component: c.name,
             step: 'waiting for workloads',
+            waiting,
+            deadline,
             workloads: w.list.map((x) => `${x.kind}/${x.name}: ${x.message}`),
           });
         } else {
-          beat({ component: c.name, step: `waiting for Job ${jobName}`, polls });
+          beat({ component: c.name, step: `waiting for Job ${jobName}`, polls, waiting, deadline });
         }
         if (Date.now() > deadline) {
           throw nonRetryable(

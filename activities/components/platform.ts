@@ -6,7 +6,7 @@ import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js'
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import type { KubeObject, KubePort } from '../kube/client.js';
-import { beat, sleep } from '../heartbeat.js';
+import { beat, sleep, waitDeadline } from '../heartbeat.js';
 
 /** A Secret, Velero Schedule or BackupStorageLocation: the spec is ours, `status` has the BSL fields read here. */
 type Obj = KubeObject & {
@@ -114,7 +114,7 @@ export function platformActivities(deps: ActivityDeps) {
       const spec = clusterOrFail(deps, input.cluster);
       const b = spec.backups;
       const kube = deps.kube(spec);
-      const deadline = Date.now() + (input.timeoutSeconds ?? 120) * 1000;
+      const deadline = waitDeadline(input.timeoutSeconds ?? 120, 'BackupStorageLocation');
       // The chart normally creates it from its values; a missing one is created from the spec's backup policy.
       let locationCreated = false;
       if (!(await kube.read(VELERO, 'BackupStorageLocation', b.storageLocation, b.veleroNamespace))) {
@@ -145,7 +145,7 @@ export function platformActivities(deps: ActivityDeps) {
         const bsl = await kube.read<Obj>(VELERO, 'BackupStorageLocation', b.storageLocation, b.veleroNamespace);
         const phase = bsl?.status?.phase ?? (bsl ? 'Unknown' : 'absent');
         if (phase === 'Available') break;
-        beat({ step: 'waiting for BackupStorageLocation', phase });
+        beat({ step: 'waiting for BackupStorageLocation', phase, waiting: 'BackupStorageLocation', deadline });
         if (Date.now() > deadline) {
           throw retryable(
             ErrorType.NotReady,

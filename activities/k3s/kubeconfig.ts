@@ -10,7 +10,7 @@ import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js'
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import { kubeconfigPathFor, type KubeObject } from '../kube/client.js';
-import { beat, sleep } from '../heartbeat.js';
+import { beat, sleep, waitDeadline } from '../heartbeat.js';
 import { withSession } from '../ssh/session.js';
 
 export const K3S_KUBECONFIG = '/etc/rancher/k3s/k3s.yaml';
@@ -75,7 +75,7 @@ export function kubeconfigActivities(deps: ActivityDeps) {
       const kube = deps.kube(spec);
       const want = spec.nodes.map((n) => n.name);
       const t0 = Date.now();
-      const deadline = t0 + (input.timeoutSeconds ?? 300) * 1000;
+      const deadline = waitDeadline(input.timeoutSeconds ?? 300, 'nodes Ready');
       for (let polls = 0; ; polls++) {
         const list = await kube.list<NodeObj>('v1', 'Node');
         const ready = new Map(
@@ -91,7 +91,7 @@ export function kubeconfigActivities(deps: ActivityDeps) {
             alreadyReady: polls === 0,
           };
         }
-        beat({ step: 'waiting for nodes Ready', waiting });
+        beat({ step: 'waiting for nodes Ready', nodes: waiting, waiting: 'nodes Ready', deadline });
         if (Date.now() > deadline)
           throw retryable(
             ErrorType.NotReady,

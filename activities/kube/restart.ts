@@ -2,7 +2,7 @@
 // comes from the workflow (unique per rotation and per rollback, millisecond precision), so a retried
 // activity finds its own annotation already set and only waits: one restart per rotation, never two.
 import { createHash } from 'node:crypto';
-import { beat, sleep } from '../heartbeat.js';
+import { beat, sleep, waitDeadline } from '../heartbeat.js';
 import type { WorkloadRef } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
@@ -78,7 +78,9 @@ export async function restartConsumer(deps: ActivityDeps, input: RestartInput): 
     patched = true;
     deps.log.info({ workload: id, restartedAt: input.restartedAt }, 'consumer restarted');
   }
-  const deadline = Date.now() + input.timeoutSeconds * 1000;
+  // A retry after a crash keeps waiting against the first attempt's deadline (heartbeat details).
+  const waiting = `rollout ${id} ${input.restartedAt}`;
+  const deadline = waitDeadline(input.timeoutSeconds, waiting);
   const pollMs = input.pollMs ?? 500;
   if (kind === 'CronJob') return verifyCronJob(deps, input, obj, patched, deadline, pollMs);
   if (obj.spec?.updateStrategy?.type === 'OnDelete') {
@@ -95,7 +97,7 @@ export async function restartConsumer(deps: ActivityDeps, input: RestartInput): 
         message: `${kind} ${namespace}/${name} disappeared during the rollout`,
       };
     const st = rolloutStatus(kind, cur);
-    beat({ workload: id, message: st.message });
+    beat({ workload: id, message: st.message, waiting, deadline });
     if (st.done) return { workload: id, patched, outcome: 'complete', message: st.message };
     if (st.failed) return { workload: id, patched, outcome: 'failed', message: st.message };
     if (Date.now() >= deadline)

@@ -2,7 +2,7 @@
 // must succeed. A probe returns its verdict (the workflow decides to roll back); only problems with
 // the probe itself (bad config, API errors) throw.
 import { connect } from 'node:net';
-import { beat, sleep } from '../heartbeat.js';
+import { beat, keepAlive, sleep, waitDeadline } from '../heartbeat.js';
 import type { ProbeSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
@@ -103,7 +103,8 @@ async function jobProbe(
       },
     });
   }
-  const deadline = Date.now() + timeoutMs;
+  const waiting = `Job ${probe.namespace}/${name}`;
+  const deadline = waitDeadline(timeoutMs / 1000, waiting);
   for (;;) {
     const conds = job?.status?.conditions ?? [];
     const failed = conds.find((c) => c.type === 'Failed' && c.status === 'True');
@@ -119,7 +120,7 @@ async function jobProbe(
         ok: false,
         message: `Job ${probe.namespace}/${name} did not finish within ${Math.round(timeoutMs / 1000)}s`,
       };
-    beat({ job: name });
+    beat({ job: name, waiting, deadline });
     await sleep(500);
     job = await kube.read<JobObj>('batch/v1', 'Job', name, probe.namespace);
     if (!job) return { ok: false, message: `Job ${probe.namespace}/${name} disappeared` };
@@ -132,8 +133,9 @@ export async function runProbe(deps: ActivityDeps, input: ProbeInput): Promise<P
   // The workflow sizes this activity's timeouts from the same numbers (workflows/probe-timeouts.ts).
   const timeoutMs = (input.timeoutSeconds ?? probeSeconds(p)) * 1000;
   let r: { ok: boolean; message: string };
-  if (p.type === 'http') r = await httpProbe(p.url, p.expectStatus, timeoutMs);
-  else if (p.type === 'tcp') r = await tcpProbe(p.host, p.port, timeoutMs);
+  // One request that may take its whole timeout: beat meanwhile (the heartbeat timeout is shorter).
+  if (p.type === 'http') r = await keepAlive(() => httpProbe(p.url, p.expectStatus, timeoutMs));
+  else if (p.type === 'tcp') r = await keepAlive(() => tcpProbe(p.host, p.port, timeoutMs));
   else if (p.type === 'job') r = await jobProbe(deps, input, p, timeoutMs);
   else throw nonRetryable(ErrorType.BadConfig, `unknown probe type ${(p as { type: string }).type}`);
   deps.log.info({ probe: input.label, ok: r.ok }, r.message);

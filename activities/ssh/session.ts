@@ -3,6 +3,7 @@
 import type { ClusterSpec, NodeSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
 import type { ActivityDeps } from '../deps.js';
+import { keepAlive } from '../heartbeat.js';
 import type { ExecResult, SshSession } from './client.js';
 
 export function nodeOrFail(spec: ClusterSpec, name: string): NodeSpec {
@@ -11,6 +12,11 @@ export function nodeOrFail(spec: ClusterSpec, name: string): NodeSpec {
   return node;
 }
 
+/**
+ * One SSH session for `fn`, disposed on every path. While it is open the activity keeps beating (one
+ * command, an apt install, can run for minutes) and a cancellation (worker shutdown, workflow cancel)
+ * closes the session, so the running command's promise rejects and the attempt is handed back.
+ */
 export async function withSession<T>(
   deps: ActivityDeps,
   spec: ClusterSpec,
@@ -18,12 +24,18 @@ export async function withSession<T>(
   fn: (s: SshSession & { hostKey: string }) => Promise<T>,
   allowTofu = false,
 ): Promise<T> {
-  const session = await deps.ssh.connect(spec, node, { allowTofu });
-  try {
-    return await fn(session);
-  } finally {
-    session.dispose();
-  }
+  let session: (SshSession & { hostKey: string }) | undefined;
+  return keepAlive(
+    async () => {
+      session = await deps.ssh.connect(spec, node, { allowTofu });
+      try {
+        return await fn(session);
+      } finally {
+        session.dispose();
+      }
+    },
+    () => session?.dispose(),
+  );
 }
 
 /** Runs a command that must succeed; a non-zero exit is a transient failure unless `fatal` says otherwise. */

@@ -3,6 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
+import { keepAlive } from '../heartbeat.js';
 import { backupInfo, download, gunzipJson, loadKubeConfig, pollUntil, restoreInfo } from './client.js';
 import {
   BACKUP_TERMINAL,
@@ -217,7 +218,7 @@ export function veleroBackupActivities(deps: ActivityDeps) {
           };
         let buf: Buffer;
         try {
-          buf = await download(loadKubeConfig(spec, deps.dataDir), url);
+          buf = await keepAlive(() => download(loadKubeConfig(spec, deps.dataDir), url));
         } catch (err) {
           // Velero signs the URL for the BSL's publicUrl, else its s3Url, often an in-cluster name the
           // worker cannot reach: compare by counts instead of retrying (and parking) on it.

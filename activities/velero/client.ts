@@ -2,7 +2,7 @@
 // the download of Velero's gzip artefacts (DownloadRequest URLs).
 import { request as httpsRequest } from 'node:https';
 import { gunzipSync } from 'node:zlib';
-import { beat, sleep as pause } from '../heartbeat.js';
+import { beat, sleep as pause, waitDeadline } from '../heartbeat.js';
 import { KubeConfig } from '@kubernetes/client-node';
 import type { ClusterSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
@@ -16,19 +16,22 @@ export const POLL_MS = 500;
 
 /**
  * Polls `check` until it returns a value or the deadline passes (then returns undefined).
- * Heartbeats every round so a cancelled workflow stops the wait promptly.
+ * Heartbeats every round (a dead worker is noticed within the heartbeat timeout, a cancelled workflow
+ * stops the wait promptly); a retry after a crash keeps the first attempt's deadline.
  */
 export async function pollUntil<T>(
   timeoutSeconds: number,
   what: string,
   check: () => Promise<T | undefined>,
+  /** More heartbeat details (what the activity already finished, for its retry to skip). */
+  progress?: Record<string, unknown>,
 ): Promise<T | undefined> {
-  const deadline = Date.now() + timeoutSeconds * 1000;
+  const deadline = waitDeadline(timeoutSeconds, what);
   for (;;) {
     const v = await check();
     if (v !== undefined) return v;
     if (Date.now() >= deadline) return undefined;
-    beat({ waiting: what });
+    beat({ ...progress, waiting: what, deadline });
     await pause(Math.min(POLL_MS, Math.max(1, deadline - Date.now())));
   }
 }

@@ -8,6 +8,7 @@ import { clusterOrFail, type ActivityDeps } from '../deps.js';
 import type { KubeObject, KubePort } from '../kube/client.js';
 import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
 import { beat, dnsLabel, loadKubeConfig, pollUntil, splitGvk } from './client.js';
+import { resumeDetails } from '../heartbeat.js';
 import type { CompareResult, ProbeResult, ResourceList, WorkloadsResult } from './types.js';
 
 /** Objects controllers recreate under new names (or that Velero skips): presence by name proves nothing. */
@@ -164,8 +165,16 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
       runId: string;
     }): Promise<ProbeResult[]> {
       const { spec, kube } = kubeOf(input.cluster);
-      const results: ProbeResult[] = [];
+      // A retry (after a crash or a hand-back) keeps the probes the earlier attempt finished: their Jobs
+      // are deleted already, and running one again would cost its whole runtime.
+      const before = resumeDetails<{ probesDone: ProbeResult[]; runId: string }>();
+      const results: ProbeResult[] =
+        before?.runId === input.runId && Array.isArray(before.probesDone)
+          ? before.probesDone.slice(0, input.probes.length)
+          : [];
+      const progress = () => ({ runId: input.runId, probesDone: results });
       for (const [i, probe] of input.probes.entries()) {
+        if (i < results.length) continue;
         if (probe.type !== 'job') {
           results.push({
             name: `probe-${i}`,
@@ -221,21 +230,27 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
             },
           });
         }
-        const outcome = await pollUntil(probe.timeoutSeconds ?? 300, `probe ${name}`, async () => {
-          const j = await kube.read<
-            KubeObject & { status?: { conditions?: { type: string; status: string; message?: string }[] } }
-          >('batch/v1', 'Job', name, target);
-          const conds = j?.status?.conditions ?? [];
-          if (conds.some((c) => c.type === 'Complete' && c.status === 'True'))
-            return { passed: true, message: 'job completed' };
-          const failed = conds.find((c) => c.type === 'Failed' && c.status === 'True');
-          return failed ? { passed: false, message: failed.message ?? 'job failed' } : undefined;
-        });
+        const outcome = await pollUntil(
+          probe.timeoutSeconds ?? 300,
+          `probe ${name}`,
+          async () => {
+            const j = (await kube.read('batch/v1', 'Job', name, target)) as
+              | (KubeObject & { status?: { conditions?: { type: string; status: string; message?: string }[] } })
+              | undefined;
+            const conds = j?.status?.conditions ?? [];
+            if (conds.some((c) => c.type === 'Complete' && c.status === 'True'))
+              return { passed: true, message: 'job completed' };
+            const failed = conds.find((c) => c.type === 'Failed' && c.status === 'True');
+            return failed ? { passed: false, message: failed.message ?? 'job failed' } : undefined;
+          },
+          progress(),
+        );
         let message = outcome?.message ?? `job did not finish within ${probe.timeoutSeconds ?? 300}s`;
         if (!outcome?.passed) message += await podLogTail(deps, spec, target, name);
         results.push({ name, namespace: target, passed: outcome?.passed ?? false, message });
         // Scratch namespaces take the Job with them; in a real restore target it must not linger.
         await deleteWithPods(deps, spec, 'batch/v1', 'Job', name, target);
+        beat(progress());
       }
       return results;
     },

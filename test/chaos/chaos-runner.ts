@@ -1,16 +1,16 @@
 // Runs one workflow while SIGKILLing its worker at seeded random points, starting a new worker after
 // each kill, and measures how long the new worker takes to pick the run up again.
 //
-// Crash detection: after a SIGKILL the server only learns that an activity died when its heartbeat
-// timeout (or, without one, its start-to-close timeout: 2-3 min here) expires, and a workflow task
-// bound to the dead worker's sticky queue waits out the 10 s sticky timeout. With the detector on
-// (the default), the harness does what those timers would do, at once: it clears the run's sticky
-// queue and fails the killed worker's started activities by id as retryable — the same transition a
-// timeout makes (the retry runs on the new worker under the same retry policy). Each kill records
-// the timeout the server would otherwise have waited (naturalBoundS). CHAOS_NATURAL=1 turns the
-// detector off (slow: minutes per kill that lands in a short activity).
+// Crash detection is natural by default: after a SIGKILL the server learns that an activity died
+// when its heartbeat timeout (8 s) or, for a short activity, its start-to-close (8 s) expires
+// (workflows/activity-options.ts), and a workflow task bound to the dead worker's sticky queue waits
+// out the sticky schedule-to-start timeout (3 s, worker/shutdown.ts). Nothing here helps.
+// CHAOS_DETECTOR=1 (quick local runs only) makes the harness do what those timers would do, at once:
+// it clears the run's sticky queue and fails the killed worker's started activities by id as
+// retryable, the same transition a timeout makes. Each kill records the timeout the server waits
+// without that help (naturalBoundS).
 import { ApplicationFailure, tsToMs } from '@temporalio/common';
-import type { Client, WorkflowHandle } from '@temporalio/client';
+import { ServiceError, type Client, type WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import { eventsQuery, progressQuery } from '../../workflows/messages.js';
 import type { WorkerSupervisor } from './supervisor.js';
@@ -56,10 +56,18 @@ export interface KillRecord {
   newWorkerReadyAt: number;
   /** The new worker's "go" -> polling (connect + Worker.create with the bundle already built). */
   newWorkerStartMs: number;
-  /** New worker polling -> first workflow or activity task it started (history). */
+  /**
+   * New worker polling -> first workflow or activity task it started: the earlier of the history (tasks
+   * that closed) and the harness seeing it hold a started activity (attempts killed before they closed
+   * leave no history event).
+   */
   resumeMs?: number;
+  /** When the harness saw the new worker holding a started activity or having run a workflow task. */
+  pickedUpAt?: number;
   /** New worker polling -> the next step turning running (progress events, workflow time). */
   nextStepMs?: number;
+  /** The next kill landed before any next step: this kill has no next-step time (the next one covers it). */
+  interrupted?: boolean;
   nextStep?: string;
   /** What the server would have waited without the detector: the orphans' heartbeat or start-to-close timeout. */
   naturalBoundS?: number;
@@ -205,24 +213,22 @@ export interface ChaosRun<T> {
 
 /** Drives an already started run to completion with `o.kills` SIGKILLs (fewer if it finishes first). */
 export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promise<ChaosRun<T>> {
-  const detector = o.detector ?? process.env.CHAOS_NATURAL !== '1';
+  const detector = o.detector ?? process.env.CHAOS_DETECTOR === '1';
   const startedAt = Date.now();
   const runId = (await h.describe()).runId;
   const kills: KillRecord[] = [];
   if (!o.supervisor.current) await o.supervisor.start();
+  const pickedUp = async (w: { identity: string }) => {
+    const ok = await until(h, () => workedBy(h, w.identity), 90_000, `worker ${w.identity} picking up the run`);
+    const k = kills[kills.length - 1];
+    if (ok && k?.newWorker === w.identity) k.pickedUpAt = Date.now();
+    return ok;
+  };
   while (kills.length < o.kills) {
     const w = o.supervisor.current!;
     // Every kill lands after the current worker did something: a kill before that tests nothing new.
-    // Without the detector an orphaned activity waits out its own timeout (up to 3 min here).
-    if (
-      !(await until(
-        h,
-        () => workedBy(h, w.identity),
-        detector ? 45_000 : 240_000,
-        `worker ${w.identity} picking up the run`,
-      ))
-    )
-      break;
+    // Without the detector an orphaned activity waits out its own timeout (8 s here).
+    if (!(await pickedUp(w))) break;
     await o.supervisor.standbyWarm();
     const mode = o.rng.pick(['delay', 'step', 'activity'] as const);
     const fired = await trigger(h, mode, o, w.identity);
@@ -258,6 +264,8 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
       `[chaos] ${o.workflow} kill ${rec.index} (${fired}) pid ${w.pid}; orphaned: ${orphaned.map((a) => `${a.type}#${a.attempt}`).join(', ') || 'none'}`,
     );
   }
+  // The last replacement's pick-up, as for the others (false when the run closed first).
+  if (o.supervisor.current && kills.length > 0) await pickedUp(o.supervisor.current).catch(() => false);
   const result = await awaitResult<T>(h);
   const finishedAt = Date.now();
   await measure(h, kills);
@@ -265,9 +273,27 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
 }
 
 /** The run's result; fails fast when a step parks in needs-attention (nobody would resolve it here). */
+/**
+ * Retries a client call a few times: on this loaded machine a long poll to the dev server now and
+ * then ends in a gRPC error that says nothing about the run. The last failure names its cause.
+ */
+async function patient<T>(what: string, fn: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await fn();
+    } catch (err) {
+      const e = err as Error & { cause?: Error };
+      if (i >= attempts || !(err instanceof ServiceError)) {
+        throw new Error(`${what}: ${e.message}${e.cause ? ` (cause: ${e.cause.message})` : ''}`);
+      }
+      await sleep(1000);
+    }
+  }
+}
+
 export async function awaitResult<T>(h: WorkflowHandle): Promise<T> {
   let done = false;
-  const res = h.result().finally(() => (done = true));
+  const res = patient(`result of ${h.workflowId}`, () => h.result()).finally(() => (done = true));
   while (!done) {
     await Promise.race([res.catch(() => undefined), sleep(2000)]);
     if (done) break;
@@ -284,8 +310,8 @@ export async function awaitResult<T>(h: WorkflowHandle): Promise<T> {
 
 /** Fills resumeMs, nextStepMs and naturalBoundS from the run's history and progress events. */
 async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
-  const events = (await h.fetchHistory()).events ?? [];
-  const progress = await h.query(eventsQuery, 0);
+  const events = (await patient(`history of ${h.workflowId}`, () => h.fetchHistory())).events ?? [];
+  const progress = await patient(`progress of ${h.workflowId}`, () => h.query(eventsQuery, 0));
   const scheduled = new Map<string, Event>();
   for (const e of events)
     if (e.activityTaskScheduledEventAttributes?.activityId)
@@ -318,13 +344,16 @@ async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
       );
     }
     const first = events.find((e) => identityOf(e) === k.newWorker);
-    if (first) k.resumeMs = ms(first.eventTime) - k.newWorkerReadyAt;
+    const resumed = [first ? ms(first.eventTime) : undefined, k.pickedUpAt].filter((x): x is number => x !== undefined);
+    if (resumed.length) k.resumeMs = Math.max(0, Math.min(...resumed) - k.newWorkerReadyAt);
     const step = progress.find(
       (p) => p.kind === 'step' && p.state === 'running' && Date.parse(p.at) >= k.newWorkerReadyAt,
     );
-    if (step) {
+    if (step && Date.parse(step.at) <= end) {
       k.nextStepMs = Date.parse(step.at) - k.newWorkerReadyAt;
       k.nextStep = step.step;
+    } else if (step) {
+      k.interrupted = true;
     }
     const bounds = k.orphaned.map((a) => {
       const s = scheduled.get(a.activityId)?.activityTaskScheduledEventAttributes;

@@ -5,7 +5,7 @@
 // effect repeated. Recovery times go to the printed table and bench/results/chaos-<date>.json.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
@@ -29,6 +29,8 @@ const random = rng(SEED);
 const workflows: WorkflowChaos[] = [];
 const restarts: ServerRestart[] = [];
 const t0 = Date.now();
+// The machine is shared: the load when the run started goes into the results next to the one at the end.
+const loadavgAtStart = loadavg();
 
 const startServer = () =>
   startDevServer({ port, headless: true, dbFile: join(dir, 'temporal.db'), logFile: join(dir, 'temporal.log') });
@@ -50,8 +52,14 @@ afterAll(async () => {
     const path = writeResults(
       workflows,
       restarts,
-      { seed: SEED, killsPerWorkflow: KILLS, detector: process.env.CHAOS_NATURAL !== '1', wallMs: Date.now() - t0 },
-      process.env.CHAOS_NATURAL === '1' ? '-natural' : '',
+      {
+        seed: SEED,
+        killsPerWorkflow: KILLS,
+        detector: process.env.CHAOS_DETECTOR === '1',
+        loadavgAtStart,
+        wallMs: Date.now() - t0,
+      },
+      process.env.CHAOS_DETECTOR === '1' ? '-detector' : '',
     );
     log(`[chaos] results: ${path}`);
   }

@@ -32,6 +32,9 @@ export function summarize(workflows: WorkflowChaos[], restarts: ServerRestart[])
       kills: w.kills.length,
       killsByMode: w.kills.reduce<Record<string, number>>((m, k) => ((m[k.mode] = (m[k.mode] ?? 0) + 1), m), {}),
       killsDuringActivity: w.kills.filter((k) => k.orphaned.length > 0).length,
+      killsDuringWorkflowTask: w.kills.filter((k) => k.workflowTaskInFlight).length,
+      /** The replacement was killed too before any next step: no next-step time for that kill. */
+      interrupted: w.kills.filter((k) => k.interrupted).length,
       repeated: w.runs.flatMap((r) => r.check.repeated),
       problems: w.runs.flatMap((r) => r.check.problems),
       resumeMs: stats(w.kills.map((k) => k.resumeMs)),
@@ -62,7 +65,7 @@ export function printTable(
   }
   const all = workflows.flatMap((w) => w.kills);
   log(
-    `total kills ${all.length}; resume ${fmt(stats(all.map((k) => k.resumeMs)))} ms; next step ${fmt(stats(all.map((k) => k.nextStepMs)))} ms`,
+    `total kills ${all.length}; resume ${fmt(stats(all.map((k) => k.resumeMs)))} ms; next step ${fmt(stats(all.map((k) => k.nextStepMs)))} ms; ${all.filter((k) => k.interrupted).length} kills hit the replacement before any next step (no next-step time)`,
   );
   for (const r of restarts) {
     log(

@@ -37,11 +37,14 @@ export class WorkerProc {
   constructor(
     readonly target: WorkerTarget,
     readonly identity: string,
+    /** More environment for this process (worker-process.ts test hooks such as CHAOS_HOLD_FILE). */
+    extraEnv: Record<string, string> = {},
   ) {
     this.child = spawn(process.execPath, ['--import', 'tsx', SCRIPT], {
       cwd: REPO,
       env: {
         ...process.env,
+        ...extraEnv,
         CHAOS_ADDRESS: target.address,
         CHAOS_TASK_QUEUE: target.taskQueue,
         CHAOS_DATA_DIR: target.dataDir,
@@ -125,11 +128,11 @@ export class WorkerProc {
     return at;
   }
 
-  /** Graceful: SIGTERM (the worker drains), SIGKILL after 10 s. */
+  /** Graceful: SIGTERM (the worker drains, worker/shutdown.ts), SIGKILL after its force time and a margin. */
   async stop(): Promise<void> {
     if (!this.alive) return;
     process.kill(this.pid, 'SIGTERM');
-    const timer = setTimeout(() => this.alive && process.kill(this.pid, 'SIGKILL'), 10_000);
+    const timer = setTimeout(() => this.alive && process.kill(this.pid, 'SIGKILL'), 25_000);
     await this.exited;
     clearTimeout(timer);
   }

@@ -6,6 +6,11 @@
 // builds the workflow bundle first ("warm"), then waits for a "go" line on stdin before it connects
 // and polls ("ready"): a supervisor keeps a warm standby, and a killed worker's replacement starts
 // polling within milliseconds instead of after a cold start.
+//
+// Test hook: CHAOS_HOLD_FILE=<path> makes veleroWaitBackup (a wait: heartbeat timeout, cancellable)
+// wait while that file exists, heartbeating like every wait, then do its real work; the shutdown test
+// uses it to have a wait in flight when SIGTERM arrives.
+import { existsSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
@@ -13,6 +18,8 @@ import { ClusterRegistry } from '../../config/registry.js';
 import { defaultDeps } from '../../activities/deps.js';
 import { createWorker, workflowBundle } from '../../worker/create-worker.js';
 import { memoryLogger, testDataConverter } from '../helpers/temporal.js';
+import { createActivities } from '../../activities/index.js';
+import { beat, sleep } from '../../activities/heartbeat.js';
 
 const t0 = Date.now();
 const say = (event: string, extra: Record<string, unknown> = {}) =>
@@ -65,10 +72,23 @@ worker = await createWorker({
   deps,
   dataConverter: testDataConverter,
   identity,
-  shutdownGraceTime: '1s',
+  activities: process.env.CHAOS_HOLD_FILE ? holdWhileFileExists(deps, process.env.CHAOS_HOLD_FILE) : undefined,
 });
 const running = worker.run();
 say('ready', { goMs: Date.now() - goAt });
+
+function holdWhileFileExists(d: typeof deps, file: string) {
+  const real = createActivities(d);
+  return {
+    async veleroWaitBackup(input: Parameters<typeof real.veleroWaitBackup>[0]) {
+      while (existsSync(file)) {
+        beat({ held: file });
+        await sleep(200);
+      }
+      return real.veleroWaitBackup(input);
+    },
+  };
+}
 
 process.on('SIGTERM', shutdown);
 process.on('SIGINT', shutdown);

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { REPO_ROOT } from '../../worker/settings.js';
 import { SEARCH_ATTRIBUTE_TYPES } from '../../workflows/search-attributes.js';
+import { SHUTDOWN_FORCE_TIME, SHUTDOWN_GRACE_TIME, STOP_GRACE_PERIOD_SECONDS } from '../../worker/shutdown.js';
 
 const read = (f: string) => readFileSync(join(REPO_ROOT, f), 'utf8');
 type Service = Record<string, any>;
@@ -211,6 +212,23 @@ describe('docker-compose.yml', () => {
     expect(required.filter((k) => !keys.includes(k))).toEqual([]);
     const filled = envExample.split('\n').filter((l) => /^(\w*(PASSWORD|TOKENS?|KEYS?)\w*)=\S/.test(l));
     expect(filled, 'secrets must be empty placeholders in .env.example').toEqual([]);
+  });
+
+  it('gives the worker time to drain on SIGTERM: stop signal and grace period match worker/shutdown.ts', () => {
+    const secs = (d: string) => Number(/^(\d+)s$/.exec(d)?.[1] ?? NaN);
+    const w = services.worker;
+    expect(w.init, 'init passes SIGTERM on to node').toBe(true);
+    expect(w.stop_signal ?? 'SIGTERM').toBe('SIGTERM');
+    expect(secs(w.stop_grace_period)).toBe(STOP_GRACE_PERIOD_SECONDS);
+    // Grace (activities finish) < force (the worker exits anyway) < what Docker waits before SIGKILL.
+    expect(secs(SHUTDOWN_GRACE_TIME)).toBeLessThan(secs(SHUTDOWN_FORCE_TIME));
+    expect(secs(SHUTDOWN_FORCE_TIME) + 5).toBeLessThanOrEqual(STOP_GRACE_PERIOD_SECONDS);
+    const stop = /^STOPSIGNAL\s+(\S+)/m.exec(dockerfile)?.[1];
+    expect(stop ?? 'SIGTERM').toBe('SIGTERM');
+    // The systemd unit README gives for running without Docker says the same.
+    const unit = read('README.md').split('pedro-ops-worker@.service')[1]?.split('[Install]')[0] ?? '';
+    expect(/^KillSignal=(\S+)/m.exec(unit)?.[1] ?? 'SIGTERM').toBe('SIGTERM');
+    expect(Number(/^TimeoutStopSec=(\d+)/m.exec(unit)?.[1])).toBe(STOP_GRACE_PERIOD_SECONDS);
   });
 
   it('runs the worker and the API from the built image with entry points that exist', () => {

@@ -1,6 +1,7 @@
 // A small sample of the chaos suite (npm run test:chaos) inside npm test: the drill with its worker
 // process SIGKILLed at 3 seeded random points and a new worker started each time. The run must pass
-// with one Backup and one Restore created and no scratch namespace left.
+// with one Backup and one Restore created and no scratch namespace left. Crash detection is natural
+// (the server's own timeouts; test/chaos/README.md), so each kill costs seconds, not a harness call.
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import { rng } from '../chaos/chaos-runner.js';
@@ -39,4 +40,4 @@ test('the drill survives 3 worker SIGKILLs with the right result and no repeated
   expect(w.runs.flatMap((r) => r.check.repeated)).toEqual([]);
   expect(w.runs.flatMap((r) => r.check.problems)).toEqual([]);
   expect(w.runs.every((r) => r.check.counts['create:Restore'][1] === 1)).toBe(true);
-}, 120_000);
+}, 300_000);
