@@ -2,7 +2,6 @@
 // up to its timeoutSeconds (default JOB_PROBE_SECONDS) and heartbeats while it polls, so its activity
 // gets a start-to-close above the probe's own timeout and a short heartbeat timeout (a killed worker
 // is noticed within seconds, DESIGN rule 10). Plain values: used by workflows and activities alike.
-import type { Duration } from '@temporalio/common';
 import type { ProbeSpec } from '../config/schema.js';
 
 export const JOB_PROBE_SECONDS = 300;
@@ -12,10 +11,4 @@ const MARGIN_SECONDS = 60;
 
 export function probeSeconds(probe: ProbeSpec): number {
   return probe.type === 'job' ? (probe.timeoutSeconds ?? JOB_PROBE_SECONDS) : PLAIN_PROBE_SECONDS;
-}
-
-export function probeActivityTimeouts(probe: ProbeSpec): { startToCloseTimeout: Duration; heartbeatTimeout?: Duration } {
-  const startToCloseTimeout: Duration = `${probeSeconds(probe) + MARGIN_SECONDS}s`;
-  // HTTP and TCP probes end within seconds and do not heartbeat.
-  return probe.type === 'job' ? { startToCloseTimeout, heartbeatTimeout: '30s' } : { startToCloseTimeout };
 }

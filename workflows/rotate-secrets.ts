@@ -20,7 +20,7 @@ import { ErrorType } from './failures.js';
 import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
 import { RequestedBy } from './search-attributes.js';
 import { AbortRequested, StepRunner } from './steps.js';
-import { probeActivityTimeouts } from './probe-timeouts.js';
+import { probeSeconds } from './probe-timeouts.js';
 
 export interface RotateSecretsInput {
   cluster: string;
@@ -370,7 +370,7 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
           `Verify ${id} (${probe.type} probe)`,
           () =>
             waits.rotationProbe.executeWithOptions(
-              waitUpTo(probe.type === 'job' ? (probe.timeoutSeconds ?? 300) : 10),
+              waitUpTo(probeSeconds(probe)),
               [{ cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` }],
             ),
           {
