@@ -107,7 +107,11 @@ export class ReadinessController {
     if (this.openbaoPods.size > 0) {
       const ready = await this.o.openbaoReady();
       this.lastOpenbao = ready;
-      for (const pod of this.openbaoPods.values()) await this.set(pod, ready ? 'true' : 'false');
+      for (const pod of this.openbaoPods.values()) {
+        // A pod held by a stalled-rollout fault stays NotReady whatever OpenBAO's state.
+        if (pod.metadata.labels?.['lab.pedro-ops.io/stalled'] === 'true') continue;
+        await this.set(pod, ready ? 'true' : 'false');
+      }
     } else {
       this.lastOpenbao ??= await this.o.openbaoReady().catch(() => false);
     }
