@@ -18,10 +18,6 @@ export default defineConfig(
   {
     ignores: ['node_modules/', 'bench/results/', 'test/lab/crds/', 'test/replay/histories/'],
   },
-  {
-    // TEMPORARY (lead): being rewritten in the real-control-plane change; remove when merged
-    ignores: ['test/lab/kube/**', 'test/lab/index.ts', 'test/lab/built.ts', 'test/lab/nodes/**'],
-  },
   js.configs.recommended,
   tseslint.configs.recommendedTypeChecked,
   {

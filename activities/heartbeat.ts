@@ -37,8 +37,8 @@ export function beat(details: unknown): void {
  * a crash or a handed-back attempt; undefined on a first attempt or outside an activity.
  */
 export function resumeDetails<T>(): Partial<T> | undefined {
-  const d = current()?.info.heartbeatDetails;
-  return d && typeof d === 'object' ? (d as Partial<T>) : undefined;
+  const d: unknown = current()?.info.heartbeatDetails;
+  return d && typeof d === 'object' ? (d) : undefined;
 }
 
 /**

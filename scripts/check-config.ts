@@ -19,7 +19,7 @@ async function checkOnePassword(where: string, spec: ClusterSpec): Promise<strin
   const problems: string[] = [];
   for (const m of res.entries) {
     const i = spec.secrets.entries.findIndex((e) => e.id === m.id);
-    const pending = spec.secrets.entries[i]!.pendingSource;
+    const pending = spec.secrets.entries[i].pendingSource;
     for (const x of m.missing) {
       const line = `${where}: secrets.entries[${i}] (${m.id}): ${x.ref}: ${x.reason}`;
       if (pending) console.log(`${line} (pending source: ${pending})`);

@@ -15,8 +15,8 @@ export function globToRegExp(pattern: string): RegExp {
   let out = '';
   let depth = 0;
   for (let i = 0; i < pattern.length; i++) {
-    const c = pattern[i]!;
-    if (c === '\\' && i + 1 < pattern.length) out += escape(pattern[++i]!);
+    const c = pattern[i];
+    if (c === '\\' && i + 1 < pattern.length) out += escape(pattern[++i]);
     else if (c === '*') out += '.*';
     else if (c === '?') out += '.';
     else if (c === '[') {

@@ -14,7 +14,6 @@ import {
   uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities/index.js';
 import type { ClusterSpec, SecretEntrySpec, WorkloadRef } from '../config/schema.js';
 import { ErrorType } from './failures.js';
 import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
@@ -369,10 +368,9 @@ async function rotate(input: RotateSecretsInput, ctx: AbortContext): Promise<Rot
           'verify',
           `Verify ${id} (${probe.type} probe)`,
           () =>
-            waits.rotationProbe.executeWithOptions(
-              waitUpTo(probeSeconds(probe)),
-              [{ cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` }],
-            ),
+            waits.rotationProbe.executeWithOptions(waitUpTo(probeSeconds(probe)), [
+              { cluster, probe, label: `${id}-${rotationId.slice(0, 8)}` },
+            ]),
           {
             describe: (p) => ({ detail: p.message }),
           },

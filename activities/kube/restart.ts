@@ -8,6 +8,7 @@ import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
 import type { KubeObject } from './client.js';
 import { rolloutStatus, WORKLOAD_API_VERSION } from './rollout.js';
+import { unsealIfSealed } from '../openbao/bootstrap.js';
 
 export const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
 export const ROTATION_ANNOTATION = 'pedro-ops.io/rotation-id';
@@ -31,7 +32,10 @@ export interface RestartResult {
 }
 
 /** A pod template's metadata: apps/v1 `spec.template`, batch/v1 CronJob `spec.jobTemplate.spec.template`. */
-type Template = { metadata?: { annotations?: Record<string, string>; labels?: Record<string, string> }; spec?: unknown };
+type Template = {
+  metadata?: { annotations?: Record<string, string>; labels?: Record<string, string> };
+  spec?: unknown;
+};
 type Workload = KubeObject & {
   spec?: {
     template?: Template;
@@ -131,6 +135,11 @@ async function replaceOnDeletePods(
   const { kind, name, namespace } = input.workload;
   const kube = deps.kube(spec);
   const apiVersion = WORKLOAD_API_VERSION[kind];
+  const isOpenBao =
+    namespace === spec.openbao.namespace &&
+    spec.components.some((c) =>
+      c.workloads.some((w) => w.name === name && w.kind === kind && w.readyWhen === 'running'),
+    );
   const wait = async <T>(what: string, fn: () => Promise<T | undefined>): Promise<T | undefined> => {
     for (;;) {
       const v = await fn();
@@ -172,6 +181,9 @@ async function replaceOnDeletePods(
         (p) => !p.metadata?.deletionTimestamp,
       );
       // StatefulSet pods come back under the same name; DaemonSet pods under a new one.
+      // An OpenBAO pod comes back sealed and stays NotReady (`bao status`) until it is unsealed.
+      if (isOpenBao && now.some((p) => onNew(p, fresh) && p.status?.phase === 'Running' && !podReady(p)))
+        await unsealIfSealed(deps, spec);
       const replaced = now.filter((p) => onNew(p, fresh) && podReady(p));
       return replaced.length > pods.length - old.length ? true : undefined;
     });
@@ -239,7 +251,7 @@ async function verifyCronJob(
         ],
       },
       spec: tpl.spec,
-    } as KubeObject);
+    });
     deps.log.info({ workload: id, job: jobName }, 'CronJob run started to verify the new Secret');
   }
   const what = `Job ${namespace}/${jobName}`;

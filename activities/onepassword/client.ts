@@ -51,7 +51,7 @@ export function onePasswordForCluster(
           ErrorType.BadConfig,
           `1Password service-account token missing: set ${spec.onepassword.tokenEnv}`,
         );
-      return (await createClient({ auth: token, ...INTEGRATION })) as unknown as OnePasswordPort;
+      return await createClient({ auth: token, ...INTEGRATION });
     })().then((c) => dropOnAuthExpiry(c, () => cache.get(key) === client && cache.delete(key)));
     client.catch(() => cache.delete(key));
     cache.set(key, client);

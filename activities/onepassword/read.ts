@@ -129,7 +129,7 @@ export async function findMissingItems(
         else {
           let items;
           try {
-            items = await op.items.list(v[0]!.id);
+            items = await op.items.list(v[0].id);
           } catch (err) {
             throw classifyOpError(err, `listing items of vault ${vault}`);
           }

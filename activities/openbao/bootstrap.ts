@@ -116,6 +116,34 @@ async function waitForKvMount(authed: VaultClient, mount: string, timeoutMs = 30
 }
 
 /**
+ * A restarted OpenBAO pod comes back sealed (its master key lives only in memory): unseal it with the
+ * keys kept in 1Password, as bootstrap does on a re-run. Returns whether it had to. Used after an
+ * OnDelete restart deletes an OpenBAO pod (kube/restart.ts).
+ */
+export async function unsealIfSealed(deps: ActivityDeps, spec: ClusterSpec): Promise<boolean> {
+  const bao = deps.openbao(spec);
+  const health = (await bao.health({ sealedcode: 200, uninitcode: 200, standbycode: 200 }).catch(() => undefined)) as
+    Health | undefined;
+  if (!health?.initialized || !health.sealed) return false;
+  const op = await deps.onepassword(spec);
+  const vaultId = await vaultIdByName(op, spec.onepassword.vault);
+  const ref = `op://${spec.onepassword.vault}/${spec.openbao.unsealItem}`;
+  const item = await findItem(op, vaultId, spec.openbao.unsealItem);
+  const keys = Array.from(
+    { length: spec.openbao.shares },
+    (_, i) => item?.fields.find((f) => f.id === keyField(i) || f.title === keyField(i))?.value,
+  ).filter((k): k is string => Boolean(k));
+  if (keys.length < spec.openbao.threshold)
+    throw nonRetryable(
+      ErrorType.UnsealKeysMissing,
+      `OpenBAO is sealed and 1Password item ${ref} holds ${keys.length} of ${spec.openbao.threshold} unseal keys`,
+    );
+  await unseal(bao, keys, spec.openbao.threshold, ref);
+  deps.log.info({ cluster: spec.name }, 'OpenBAO unsealed after its pod restarted');
+  return true;
+}
+
+/**
  * Unsealed, OpenBAO's pods pass their readiness probe (`bao status`) and become Ready: wait for that
  * here, so what follows (KV writes through the Service, a drill) sees a Ready StatefulSet. The pods of
  * the component in `openbao.namespace` that were allowed to be merely Running before the unseal.

@@ -382,7 +382,10 @@ export async function restoreRolledBack(deps: ActivityDeps, input: RestoreInput)
     const key = fingerprintKey(deps.dataDir);
     let written: number;
     try {
-      const res = await vault.write(dataPath(spec, path), { options: { cas: cur.version }, data: previous.data });
+      const res = (await vault.write(dataPath(spec, path), {
+        options: { cas: cur.version },
+        data: previous.data,
+      })) as KvWriteResponse | undefined;
       written = Number(res?.data?.version ?? cur.version + 1);
     } catch (err) {
       const failure = classifyVaultError(err, `restore ${path} v${input.toVersion} (cas ${cur.version})`);

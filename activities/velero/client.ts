@@ -48,7 +48,12 @@ interface VeleroStatus {
   progress?: { totalItems?: number; itemsBackedUp?: number; itemsRestored?: number };
 }
 type Raw = KubeObject & {
-  spec?: { includedNamespaces?: string[]; excludedNamespaces?: string[]; storageLocation?: string; backupName?: string };
+  spec?: {
+    includedNamespaces?: string[];
+    excludedNamespaces?: string[];
+    storageLocation?: string;
+    backupName?: string;
+  };
   status?: VeleroStatus;
 };
 

@@ -52,7 +52,7 @@ async function listServed(
 
 /** The source Job finished (or is gone, e.g. a CronJob's history limit removed it). */
 async function completedJob(kube: KubePort, ns: string, name: string): Promise<boolean> {
-  const job = (await kube.read('batch/v1', 'Job', name, ns)) as { status?: { completionTime?: string } } | undefined;
+  const job = await kube.read<KubeObject & { status?: { completionTime?: string } }>('batch/v1', 'Job', name, ns);
   return !job || Boolean(job.status?.completionTime);
 }
 
@@ -234,9 +234,9 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
           probe.timeoutSeconds ?? 300,
           `probe ${name}`,
           async () => {
-            const j = (await kube.read('batch/v1', 'Job', name, target)) as
-              | (KubeObject & { status?: { conditions?: { type: string; status: string; message?: string }[] } })
-              | undefined;
+            const j = await kube.read<
+              KubeObject & { status?: { conditions?: { type: string; status: string; message?: string }[] } }
+            >('batch/v1', 'Job', name, target);
             const conds = j?.status?.conditions ?? [];
             if (conds.some((c) => c.type === 'Complete' && c.status === 'True'))
               return { passed: true, message: 'job completed' };

@@ -66,14 +66,14 @@ describe('velero activities', () => {
   test('a completed Job in the backup is not reported missing: Velero skips it on restore (issue 14 item 12)', async () => {
     const kc = v.kube;
     for (const ns of ['cj-src', 'cj-dst'])
-      await kc.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } } as never);
+      await kc.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     await new Promise((r) => setTimeout(r, 1500)); // the default ServiceAccount
     await kc.create({
       apiVersion: 'batch/v1',
       kind: 'Job',
       metadata: { name: 'sqlmesh-29000000', namespace: 'cj-src' },
       spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'j', image: 'j:1' }] } } },
-    } as never);
+    });
     for (let i = 0; i < 100; i++) {
       const j = (await kc.read('batch/v1', 'Job', 'sqlmesh-29000000', 'cj-src')) as {
         status?: { completionTime?: string };

@@ -137,9 +137,9 @@ describe('schedule API', () => {
       }))
       .sort((a, b) => a.done.localeCompare(b.done));
     const [older, newer] = backups;
-    const tick = new Date(Date.parse(older!.done) + 6 * 3_600_000);
+    const tick = new Date(Date.parse(older.done) + 6 * 3_600_000);
     tick.setUTCMinutes(0, 0, 0);
-    expect(tick.getTime()).toBeLessThan(Date.parse(newer!.done));
+    expect(tick.getTime()).toBeLessThan(Date.parse(newer.done));
     const ids = [0, 1].map(
       (h) => `dr-drill/${CLUSTER}-${new Date(tick.getTime() + h * 3_600_000).toISOString().replace(/\.000Z$/, 'Z')}`,
     );
@@ -161,8 +161,8 @@ describe('schedule API', () => {
       }),
     );
     expect(reports.map((x) => [x.result, x.backup])).toEqual([
-      ['passed', older!.name],
-      ['passed', older!.name],
+      ['passed', older.name],
+      ['passed', older.name],
     ]);
     await ensureDrillSchedule(t.client, v.spec, t.taskQueue);
   });

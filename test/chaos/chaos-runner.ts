@@ -284,7 +284,7 @@ async function patient<T>(what: string, fn: () => Promise<T>, attempts = 5): Pro
     } catch (err) {
       const e = err as Error & { cause?: Error };
       if (i >= attempts || !(err instanceof ServiceError)) {
-        throw new Error(`${what}: ${e.message}${e.cause ? ` (cause: ${e.cause.message})` : ''}`);
+        throw new Error(`${what}: ${e.message}${e.cause ? ` (cause: ${e.cause.message})` : ''}`, { cause: err });
       }
       await sleep(1000);
     }

@@ -8,7 +8,7 @@ import { chmod, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { randomBytes, randomInt } from 'node:crypto';
+import { randomInt } from 'node:crypto';
 import type { ClusterSpec } from '../../config/schema.js';
 import { REPO_ROOT, componentWorkloads, labClusterSpec, writeClusterFile } from './cluster-spec.js';
 import { startControlServer, type ControlServer, type LabCounters, type LabFaults } from './control.js';

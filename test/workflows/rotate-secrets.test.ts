@@ -193,7 +193,7 @@ describe('rotateSecrets', () => {
           spec: {
             jobTemplate: { spec: { template: { metadata: { annotations: { 'lab.pedro-ops.io/outcome': value } } } } },
           },
-        } as never,
+        },
         'merge',
       );
     await r.changeValues(['podcast-scraper']);
@@ -201,7 +201,7 @@ describe('rotateSecrets', () => {
     await failMark('fail');
     try {
       const rep = await rotate({ entries: ['podcast-scraper'] });
-      const e = rep.entries[0]!;
+      const e = rep.entries[0];
       expect(e.status).toBe('rolled-back');
       // A failing run fails the Job (or, retried up to its backoffLimit, outlasts the rollout timeout).
       expect(e.reason).toMatch(
@@ -213,15 +213,15 @@ describe('rotateSecrets', () => {
       );
       expect(jobs.length).toBeGreaterThanOrEqual(1);
       // As `kubectl create job --from=cronjob/…` makes it: owned by the CronJob, marked manual.
-      expect(jobs[0]!.metadata!.annotations?.['cronjob.kubernetes.io/instantiate']).toBe('manual');
-      expect(jobs[0]!.metadata!.ownerReferences?.[0]).toMatchObject({ kind: 'CronJob', name: 'podcast-scraper' });
+      expect(jobs[0].metadata!.annotations?.['cronjob.kubernetes.io/instantiate']).toBe('manual');
+      expect(jobs[0].metadata!.ownerReferences?.[0]).toMatchObject({ kind: 'CronJob', name: 'podcast-scraper' });
     } finally {
       await failMark(null);
     }
     await r.changeValues(['podcast-scraper']);
     const ok = await rotate({ entries: ['podcast-scraper'] });
-    expect(ok.entries[0]!.status).toBe('rotated');
-    expect(ok.restarts[0]!.message).toMatch(/Job eleduck-analytics\/podcast-scraper-rot-[a-z0-9]+ completed/);
+    expect(ok.entries[0].status).toBe('rotated');
+    expect(ok.restarts[0].message).toMatch(/Job eleduck-analytics\/podcast-scraper-rot-[a-z0-9]+ completed/);
   });
 
   test('a concurrent OpenBAO writer is detected by check-and-set and the entry re-read, not overwritten blindly', async () => {
@@ -262,7 +262,7 @@ describe('rotateSecrets', () => {
     await r.changeValues(['discord']);
     const requestId = randomUUID();
     const rep = await rotate({ entries: ['discord'], requestId });
-    expect(rep.entries[0]!.status).toBe('rotated');
+    expect(rep.entries[0].status).toBe('rotated');
     const history = await t.client.workflow.getHandle(rotateSecretsWorkflowId('lab', requestId)).fetchHistory();
     const probe = (history.events ?? [])
       .map((ev) => ev.activityTaskScheduledEventAttributes)

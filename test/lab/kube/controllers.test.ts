@@ -62,7 +62,7 @@ const readChart = (name: string) =>
     namespace: 'kube-system',
     plural: 'helmcharts',
     name,
-  }) as Promise<any>;
+  });
 const job = (name: string) =>
   c.batch.readNamespacedJob({ name: `helm-install-${name}`, namespace: 'kube-system' }).catch(() => undefined);
 const cond = (o: any, type: string) => o?.status?.conditions?.find((x: any) => x.type === type && x.status === 'True');
@@ -92,8 +92,8 @@ describe('helm-controller and klipper-helm', () => {
       async () => (cond(await job('web'), 'Complete') ? job('web') : undefined),
       30_000,
     );
-    expect(done!.spec?.template.spec?.serviceAccountName).toBe('helm-web');
-    expect(done!.spec?.template.metadata?.annotations?.['helmcharts.helm.cattle.io/configHash']).toMatch(/^SHA256=/);
+    expect(done.spec?.template.spec?.serviceAccountName).toBe('helm-web');
+    expect(done.spec?.template.metadata?.annotations?.['helmcharts.helm.cattle.io/configHash']).toMatch(/^SHA256=/);
     const hc = await readChart('web');
     expect(hc.metadata.finalizers).toContain('wrangler.cattle.io/on-helm-chart-remove');
     expect(hc.status.jobName).toBe('helm-install-web');
@@ -175,7 +175,7 @@ describe('helm-controller and klipper-helm', () => {
 
     // The fault is gone, the failed Job deleted: helm-controller applies it again, klipper-helm refuses.
     await kd.faults.clear();
-    const oldUid = failed!.metadata?.uid;
+    const oldUid = failed.metadata?.uid;
     await c.batch.deleteNamespacedJob({
       name: 'helm-install-broken',
       namespace: 'kube-system',
@@ -189,7 +189,7 @@ describe('helm-controller and klipper-helm', () => {
       },
       30_000,
     );
-    expect(again!.metadata?.uid).not.toBe(oldUid);
+    expect(again.metadata?.uid).not.toBe(oldUid);
     // klipper-helm exited before touching the release: still revision 1, failed.
     expect(await releases('broken', 'broken')).toEqual([{ v: 1, status: 'failed' }]);
 
@@ -331,13 +331,13 @@ describe('Velero', () => {
       'BSL Available',
       async () =>
         (
-          (await c.custom.getNamespacedCustomObject({
+          await c.custom.getNamespacedCustomObject({
             group: 'velero.io',
             version: 'v1',
             namespace: 'velero',
             plural: 'backupstoragelocations',
             name: 'default',
-          })) as any
+          })
         ).status?.phase === 'Available',
     );
     await c.custom.createNamespacedCustomObject({
@@ -356,13 +356,13 @@ describe('Velero', () => {
       'Completed',
       async () =>
         (
-          (await c.custom.getNamespacedCustomObject({
+          await c.custom.getNamespacedCustomObject({
             group: 'velero.io',
             version: 'v1',
             namespace: 'velero',
             plural: 'backups',
             name: 'b1',
-          })) as any
+          })
         ).status?.phase === 'Completed',
       15_000,
     );
@@ -382,13 +382,13 @@ describe('Velero', () => {
       'download URL',
       async () =>
         (
-          (await c.custom.getNamespacedCustomObject({
+          await c.custom.getNamespacedCustomObject({
             group: 'velero.io',
             version: 'v1',
             namespace: 'velero',
             plural: 'downloadrequests',
             name: 'd1',
-          })) as any
+          })
         ).status?.downloadURL as string | undefined,
     );
     const list = JSON.parse(gunzipSync(Buffer.from(await (await fetchCa(url)).arrayBuffer())).toString('utf8'));
@@ -411,13 +411,13 @@ describe('Velero', () => {
       'restore Completed',
       async () =>
         (
-          (await c.custom.getNamespacedCustomObject({
+          await c.custom.getNamespacedCustomObject({
             group: 'velero.io',
             version: 'v1',
             namespace: 'velero',
             plural: 'restores',
             name: 'r1',
-          })) as any
+          })
         ).status?.phase === 'Completed',
       15_000,
     );

@@ -51,6 +51,9 @@ const newer = (a: number[], b: number[]) => {
   return false;
 };
 
+/** A string field of a JSON body ('' when absent or not a string). */
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+
 /** What k3s records in the `k3s.io/node-args` annotation: the subcommand and its flags. */
 function nodeArgs(role: string, b: Record<string, unknown>): string[] {
   const args = Array.isArray(b.args) ? b.args.map(String) : [];
@@ -62,7 +65,7 @@ function nodeArgs(role: string, b: Record<string, unknown>): string[] {
   for (const san of Array.isArray(b.tlsSans) ? b.tlsSans.map(String) : []) {
     if (!args.includes(san)) out.push('--tls-san', san);
   }
-  if (b.nodeIp && !args.some((a) => a.includes(String(b.nodeIp)))) out.push('--node-ip', String(b.nodeIp));
+  if (str(b.nodeIp) && !args.some((a) => a.includes(str(b.nodeIp)))) out.push('--node-ip', str(b.nodeIp));
   return out;
 }
 
@@ -249,7 +252,7 @@ export async function startSupervisor(opts: {
 
   const handle = async (method: string, segs: string[], body: Record<string, unknown>): Promise<Reply | undefined> => {
     if (segs[1] === 'k3s' && method === 'POST' && segs[2] === 'server' && segs.length === 3) {
-      const version = String(body.version ?? '');
+      const version = str(body.version);
       if (!body.node || !parseK3sVersion(version))
         return fail(400, 'node and a k3s version (vX.Y.Z+k3sN) are required');
       const pw = password(body.token);
@@ -260,11 +263,11 @@ export async function startSupervisor(opts: {
       agentPassword ??= randomBytes(16).toString('hex');
       if (!serverVersion || first || newer(parseK3sVersion(version)!, parseK3sVersion(serverVersion)!))
         serverVersion = version;
-      servers.add(String(body.node));
+      servers.add(str(body.node));
       await register(
-        String(body.node),
+        str(body.node),
         version,
-        String(body.nodeIp ?? ''),
+        str(body.nodeIp),
         true,
         Boolean(body.clusterInit),
         nodeArgs('server', body),
@@ -273,7 +276,7 @@ export async function startSupervisor(opts: {
       return { status: 200, body: { agentToken: `K10${caHash}::node:${agentPassword}` } };
     }
     if (segs[1] === 'k3s' && method === 'POST' && segs[2] === 'agent' && segs.length === 3) {
-      const version = String(body.version ?? '');
+      const version = str(body.version);
       if (!body.node || !parseK3sVersion(version))
         return fail(400, 'node and a k3s version (vX.Y.Z+k3sN) are required');
       if (serverPassword === undefined) return fail(503, 'no k3s server has registered yet: connection refused');
@@ -285,7 +288,7 @@ export async function startSupervisor(opts: {
           `agent version ${version} is newer than server version ${serverVersion}: upgrade servers before agents`,
         );
       }
-      await register(String(body.node), version, String(body.nodeIp ?? ''), false, false, nodeArgs('agent', body));
+      await register(str(body.node), version, str(body.nodeIp), false, false, nodeArgs('agent', body));
       return { status: 200, body: {} };
     }
     if (segs[1] === 'k3s' && method === 'DELETE' && segs[2] === 'nodes' && segs.length === 4) {

@@ -123,7 +123,7 @@ export async function startFakeKube(host = '127.0.0.1'): Promise<FakeKube> {
             return send(401, { message: 'token CA hash does not match the Cluster CA certificate hash' });
           if (newer(String(body.version), server!.version)) {
             return send(400, {
-              message: `agent version ${body.version} is newer than server version ${server!.version}`,
+              message: `agent version ${String(body.version)} is newer than server version ${server!.version}`,
             });
           }
           registered.set(String(body.node), { role: 'agent', body });

@@ -37,7 +37,7 @@ describe('lab node faults', () => {
       let data = '';
       const s = net.connect(node().port, node().host);
       s.on('data', (d) => {
-        data += d;
+        data += d.toString();
       });
       s.on('error', (e: NodeJS.ErrnoException) => resolve({ data, err: e.code }));
       s.on('close', () => resolve({ data }));

@@ -179,7 +179,7 @@ export class NodeProcesses {
       await waitForLine(sshd, 'stderr', /^Server listening on 127\.0\.0\.1 port \d+/, this.log);
     } catch (err) {
       await killAndWait(sshd);
-      throw new Error(`node ${this.name}: sshd did not start: ${(err as Error).message}`);
+      throw new Error(`node ${this.name}: sshd did not start: ${(err as Error).message}`, { cause: err });
     }
   }
 

@@ -40,7 +40,7 @@ describe('1Password double', () => {
   it('lists vaults and items with the SDK shapes (Dates revived)', async () => {
     const [vault] = await client.vaults.list();
     expect(vault).toMatchObject({ title: 'pedro', vaultType: 'userCreated', activeItemCount: 21 });
-    expect(vault!.createdAt).toBeInstanceOf(Date);
+    expect(vault.createdAt).toBeInstanceOf(Date);
     const items = await client.items.list(vaultId);
     expect(items).toHaveLength(21);
     const twitch = items.find((i) => i.title === 'TWITCH_ID')!;
@@ -65,12 +65,12 @@ describe('1Password double', () => {
       vaultId,
       secret: expect.stringMatching(/^lab-secret-postgres-url-username-/),
     });
-    expect(r[refs[1]!]!.content!.secret).toMatch(/^lab-secret-postgres-url-/);
-    expect(r[refs[2]!]).toEqual({ error: { type: 'fieldNotFound' } });
-    expect(r[refs[3]!]).toEqual({ error: { type: 'itemNotFound' } });
-    expect(r[refs[4]!]).toEqual({ error: { type: 'vaultNotFound' } });
-    expect(r[refs[5]!]!.error).toMatchObject({ type: 'parsing', message: expect.stringContaining('invalid format') });
-    expect(r[refs[6]!]!.error).toEqual({ type: 'parsing', message: 'secret reference is not prefixed with "op://"' });
+    expect(r[refs[1]].content!.secret).toMatch(/^lab-secret-postgres-url-/);
+    expect(r[refs[2]]).toEqual({ error: { type: 'fieldNotFound' } });
+    expect(r[refs[3]]).toEqual({ error: { type: 'itemNotFound' } });
+    expect(r[refs[4]]).toEqual({ error: { type: 'vaultNotFound' } });
+    expect(r[refs[5]].error).toMatchObject({ type: 'parsing', message: expect.stringContaining('invalid format') });
+    expect(r[refs[6]].error).toEqual({ type: 'parsing', message: 'secret reference is not prefixed with "op://"' });
   });
 
   it('resolves case-insensitively by name or ID and throws the SDK messages', async () => {

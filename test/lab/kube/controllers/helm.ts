@@ -261,7 +261,7 @@ export class HelmChartController {
       let status = latest?.status;
       let op: 'install' | 'upgrade' = latest ? 'upgrade' : 'install';
       if (status && /^pending-(install|upgrade|rollback)$|^uninstalling$/.test(status)) {
-        await this.setStatus(chart, latest!, 'failed');
+        await this.setStatus(chart, latest, 'failed');
         status = status === 'pending-upgrade' ? 'deployed' : 'failed';
       }
       if (status && status !== 'deployed') {
@@ -276,7 +276,7 @@ export class HelmChartController {
         }
       }
       if (outcome.result === 'succeed') {
-        const revision = op === 'install' ? 1 : latest!.revision + 1;
+        const revision = op === 'install' ? 1 : latest.revision + 1;
         const injected = faults.fail.get(name);
         if (faults.stall.has(name)) {
           outcome = { result: 'stall' };
