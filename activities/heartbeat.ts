@@ -38,7 +38,7 @@ export function beat(details: unknown): void {
  */
 export function resumeDetails<T>(): Partial<T> | undefined {
   const d: unknown = current()?.info.heartbeatDetails;
-  return d && typeof d === 'object' ? (d) : undefined;
+  return d && typeof d === 'object' ? d : undefined;
 }
 
 /**

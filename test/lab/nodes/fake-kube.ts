@@ -1,5 +1,5 @@
-// Test helper: the smallest HTTPS server implementing the kube double's lab-only k3s endpoints
-// (test/lab/README.md), so the nodes' tests do not depend on the real double being finished.
+// Test helper: the smallest HTTPS server implementing the k3s supervisor's lab endpoints
+// (test/lab/README.md), so the nodes' tests need no control plane (the real one: test/lab/kube/supervisor.ts).
 import https from 'node:https';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
