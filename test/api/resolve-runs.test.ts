@@ -169,27 +169,27 @@ describe('rotation parked at a Kubernetes step', () => {
   });
 
   it('abort: the compensation rolls OpenBAO and the Secret back to the previous version', async () => {
-    await rl.changeValues(['motherduck']);
-    const entry = rl.spec.secrets.entries.find((e) => e.id === 'motherduck')!;
+    await rl.changeValues(['podcast-scraper']);
+    const entry = rl.spec.secrets.entries.find((e) => e.id === 'podcast-scraper')!;
     const baoBefore = await rl.bao(entry.openbaoPath);
-    const secretBefore = await rl.secretData('eleduck-analytics', 'motherduck-credentials');
-    expect(secretBefore?.token).toBe(baoBefore.data?.token);
+    const secretBefore = await rl.secretData('eleduck-analytics', 'podcast-scraper-credentials');
+    expect(secretBefore?.YOUTUBE_API_KEY).toBe(baoBefore.data?.YOUTUBE_API_KEY);
     removeKubeconfig();
     let id: string;
     try {
-      id = await parks(['rotate', 'lab', '--entry', 'motherduck'], 'secret:motherduck');
+      id = await parks(['rotate', 'lab', '--entry', 'podcast-scraper'], 'secret:podcast-scraper');
       expect((await rl.bao(entry.openbaoPath)).version).toBe(baoBefore.version + 1); // the new value was written
     } finally {
       restoreKubeconfig(); // the operator fixed access but decides to stop this rotation anyway
     }
-    const abort = await cli('resolve', id, 'secret:motherduck', 'abort', '--note', 'wrong value in 1Password');
+    const abort = await cli('resolve', id, 'secret:podcast-scraper', 'abort', '--note', 'wrong value in 1Password');
     expect(abort.code, abort.stderr).toBe(0);
     const done = await cli('status', id, '--json');
     expect(done.code).toBe(1);
     const report = JSON.parse(done.stdout).result;
     expect(report.state).toBe('failed');
-    expect(report.entries[0]).toMatchObject({ id: 'motherduck', status: 'rolled-back' });
-    expect(report.entries[0].reason).toMatch(/aborted by operator at step secret:motherduck \(ops\)/);
+    expect(report.entries[0]).toMatchObject({ id: 'podcast-scraper', status: 'rolled-back' });
+    expect(report.entries[0].reason).toMatch(/aborted by operator at step secret:podcast-scraper \(ops\)/);
     expect(report.entries[0].rollback.toVersion).toBe(baoBefore.version);
     const after = await rl.bao(entry.openbaoPath);
     expect(after.version).toBe(baoBefore.version + 1);
@@ -198,7 +198,7 @@ describe('rotation parked at a Kubernetes step', () => {
       serving_version: String(baoBefore.version),
     });
     // the Secret serves the previous OpenBAO version, as before the run
-    expect(await rl.secretData('eleduck-analytics', 'motherduck-credentials')).toEqual(secretBefore);
+    expect(await rl.secretData('eleduck-analytics', 'podcast-scraper-credentials')).toEqual(secretBefore);
   });
 });
 
