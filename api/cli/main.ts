@@ -17,7 +17,7 @@ const USAGE = `usage: pedro-ops <command> [args] [--url URL] [--token TOKEN] [--
                                              waiting-approval, succeeded, partial, failed, cancelled, completed
   resolve <workflow-id> <step> retry|skip|abort [--note TEXT]   resolve a parked step of any run
   resolve-step <cluster> <step> retry|skip|abort [--note TEXT]  the same for the cluster's provision run
-  rotate <cluster> [--entry ID ...] [--generate]
+  rotate <cluster> [--entry ID ...] [--generate] [--rollout-timeout SECONDS]
   drift <cluster> [--entry ID ...]           compare 1Password, OpenBAO and Kubernetes; changes nothing
   verify-backup <cluster> [--backup NAME | --create-new] [--namespace NS ...]
   dr-restore <cluster> --backup NAME --namespace NS ... [--force]
@@ -46,6 +46,7 @@ const parsed = (() => {
         generate: { type: 'boolean', default: false },
         force: { type: 'boolean', default: false },
         entry: { type: 'string', multiple: true },
+        'rollout-timeout': { type: 'string' },
         namespace: { type: 'string', multiple: true },
         backup: { type: 'string' },
         note: { type: 'string' },
@@ -224,6 +225,8 @@ async function main(): Promise<number> {
         ...(flags.entry ? { entries: flags.entry } : {}),
         ...(cmd === 'drift' ? { dryRun: true } : {}),
         ...(flags.generate ? { generate: true } : {}),
+        // How long each consumer's rollout may take before the entry is rolled back (the API checks 5–3600).
+        ...(flags['rollout-timeout'] ? { rolloutTimeoutSeconds: Number(flags['rollout-timeout']) } : {}),
       };
       const r = await api(opts, 'POST', `/clusters/${enc(cluster)}/secrets/rotate`, body);
       return follow(String(r.workflowId), r);

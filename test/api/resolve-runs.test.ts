@@ -191,11 +191,14 @@ describe('rotation parked at a Kubernetes step', () => {
     expect(report.entries[0]).toMatchObject({ id: 'podcast-scraper', status: 'rolled-back' });
     expect(report.entries[0].reason).toMatch(/aborted by operator at step secret:podcast-scraper \(ops\)/);
     expect(report.entries[0].rollback.toVersion).toBe(baoBefore.version);
+    // OpenBAO serves the previous data again, written as a new version (issue 14 item 6: KV v2 reads
+    // serve current_version, so marking the rejected one would leave readers on it).
     const after = await rl.bao(entry.openbaoPath);
-    expect(after.version).toBe(baoBefore.version + 1);
+    expect(after.version).toBe(baoBefore.version + 2);
+    expect(after.data).toEqual(baoBefore.data);
     expect(after.custom).toMatchObject({
-      rolled_back_version: String(after.version),
-      serving_version: String(baoBefore.version),
+      rolled_back_version: String(baoBefore.version + 1),
+      serving_version: String(after.version),
     });
     // the Secret serves the previous OpenBAO version, as before the run
     expect(await rl.secretData('eleduck-analytics', 'podcast-scraper-credentials')).toEqual(secretBefore);
