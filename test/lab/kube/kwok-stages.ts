@@ -38,7 +38,8 @@ const conditions = (ready: boolean) => `conditions:
         status: "True"
         type: PodScheduled`;
 
-const start = (name: string, ready: boolean) => `apiVersion: kwok.x-k8s.io/v1alpha1
+// Every lab Stage acts on pods that are not being deleted; pod-delete below is the one that does.
+const liveStage = (name: string, rest: string) => `apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
 metadata:
   name: ${name}
@@ -50,7 +51,12 @@ spec:
     matchExpressions:
     - key: '.metadata.deletionTimestamp'
       operator: 'DoesNotExist'
-    - key: '.status.podIP'
+${rest}`;
+
+const start = (name: string, ready: boolean) =>
+  liveStage(
+    name,
+    `    - key: '.status.podIP'
       operator: 'DoesNotExist'
     - key: '.spec.nodeName'
       operator: 'Exists'
@@ -66,21 +72,13 @@ spec:
       podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) ( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
       phase: Running
       startTime: {{ $now | Quote }}
-`;
+`,
+  );
 
-const flip = (name: string, ready: boolean) => `apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: ${name}
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
+const flip = (name: string, ready: boolean) =>
+  liveStage(
+    name,
+    `    - key: '.status.phase'
       operator: 'In'
       values: ['Running']
     - key: '.status.podIP'
@@ -96,21 +94,13 @@ spec:
       {{ $now := Now }}
       ${conditions(ready)}
       ${containers(ready)}
-`;
+`,
+  );
 
-const jobEnd = (name: string, fail: boolean) => `apiVersion: kwok.x-k8s.io/v1alpha1
-kind: Stage
-metadata:
-  name: ${name}
-spec:
-  resourceRef:
-    apiGroup: v1
-    kind: Pod
-  selector:
-    matchExpressions:
-    - key: '.metadata.deletionTimestamp'
-      operator: 'DoesNotExist'
-    - key: '.status.phase'
+const jobEnd = (name: string, fail: boolean) =>
+  liveStage(
+    name,
+    `    - key: '.status.phase'
       operator: 'In'
       values: ['Running']
     - key: '.metadata.ownerReferences.[].kind'
@@ -151,7 +141,8 @@ spec:
             `phase: {{ if eq .spec.restartPolicy "Never" }}Failed{{ else }}Running{{ end }}`
           : 'phase: Succeeded'
       }
-`;
+`,
+  );
 
 const DELETE = `apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
