@@ -12,6 +12,7 @@ import { startLab, type Lab } from '../lab/index.js';
 import { createLabOnePasswordClient } from '../lab/onepassword/index.js';
 import { randomBytes } from 'node:crypto';
 import { memoryLogger } from '../helpers/temporal.js';
+import { accessVariants, describeAccessPreflight } from './openbao-access.js';
 
 let lab: Lab;
 let dir: string;
@@ -32,10 +33,13 @@ beforeAll(async () => {
     join(dir, 'clusters', 'lab-wrongkeys.yaml'),
     text.replace(/^name: lab-nokeys$/m, 'name: lab-wrongkeys').replace(/openbao-unseal-gone/, 'openbao-unseal-wrong'),
   );
+  await writeAccessVariants();
   acts = openbaoBootstrapActivities(
     defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) }),
   );
 });
+const writeAccessVariants = () => accessVariants(lab, join(dir, 'clusters'));
+
 afterAll(async () => {
   await lab?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -123,7 +127,8 @@ describe('bootstrapOpenBao on a fresh OpenBAO', () => {
   });
 
   test('a 1Password failure right after init is retried inside the activity: the keys are stored, never lost', async () => {
-    const fresh = await startLab({ log: () => undefined });
+    // What bootstrap meets in a provision: k3s and the chart installed, OpenBAO uninitialised and sealed.
+    const fresh = await startLab({ built: true, openbaoFresh: true, log: () => undefined });
     const freshDir = mkdtempSync(join(tmpdir(), 'bao-fresh-'));
     try {
       mkdirSync(join(freshDir, 'clusters'));
@@ -177,3 +182,5 @@ describe('bootstrapOpenBao on a fresh OpenBAO', () => {
     }
   });
 });
+
+describeAccessPreflight(() => ({ lab, acts }));
