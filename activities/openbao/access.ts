@@ -41,8 +41,8 @@ export async function openbaoAccess(spec: ClusterSpec, dataDir: string): Promise
   if (a.mode === 'url') {
     const address = spec.openbao.address!;
     const agent = address.startsWith('https:')
-      ? new https.Agent({ keepAlive: true, ...(a.caFile ? { ca: readFileSync(a.caFile) } : {}) })
-      : new http.Agent({ keepAlive: true });
+      ? new https.Agent(a.caFile ? { ca: readFileSync(a.caFile) } : {})
+      : new http.Agent();
     return { endpoint: address, describe: address, viaApi: false, agent, headers: {} };
   }
   const kc = loadKubeConfig(spec, dataDir);

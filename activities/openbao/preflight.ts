@@ -7,7 +7,7 @@ import type { ClusterSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
 import type { ActivityDeps } from '../deps.js';
 import type { KubeObject } from '../kube/client.js';
-import { openbaoTarget } from './access.js';
+import { AccessPathError, openbaoTarget } from './access.js';
 import { classifyVaultError, type VaultClient } from './client.js';
 
 export interface Health {
@@ -71,8 +71,9 @@ export async function preflightOpenBaoPath(
   try {
     health = await bao.health({ sealedcode: 200, uninitcode: 200, standbycode: 200 });
   } catch (err) {
-    const f = classifyVaultError(err, `OpenBAO preflight: ${openbaoTarget(spec)} unreachable`);
-    throw f;
+    // An AccessPathError names the path itself ("OpenBAO via Service … through the Kubernetes API").
+    const what = err instanceof AccessPathError ? 'sys/health' : `${openbaoTarget(spec)} unreachable`;
+    throw classifyVaultError(err, `OpenBAO preflight: ${what}`);
   }
   const h = health as Health | undefined;
   if (typeof h?.initialized !== 'boolean' || typeof h.sealed !== 'boolean')

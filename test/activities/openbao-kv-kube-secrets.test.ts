@@ -297,3 +297,26 @@ describe('restartConsumer on an OnDelete DaemonSet', () => {
     expect((await podNames()).filter((n) => before.includes(n))).toEqual([]);
   });
 });
+
+// Items 1–3 through item 2's path: the replaced OpenBAO pod (OnDelete) comes back sealed at a new pod IP,
+// and is unsealed through the API proxy (the Service publishes it while it is NotReady).
+describe('restartConsumer on the OpenBAO StatefulSet', () => {
+  test('the pod is replaced, found sealed through services/proxy, unsealed from 1Password, and Ready', async () => {
+    const pod = () => r.kube.read<Obj & { status?: { podIP?: string } }>('v1', 'Pod', 'openbao-0', 'openbao-system');
+    const before = (await pod())!;
+    const res = await restartConsumer(r.deps, {
+      cluster: 'lab',
+      workload: { kind: 'StatefulSet', namespace: 'openbao-system', name: 'openbao' },
+      restartedAt: '2026-01-03T00:00:00.789Z/bao',
+      rotationId: 'bao',
+      timeoutSeconds: 60,
+      pollMs: 200,
+    });
+    expect(res).toMatchObject({ patched: true, outcome: 'complete' });
+    const after = (await pod())!;
+    expect(after.metadata.uid).not.toBe(before.metadata.uid);
+    expect(r.log.lines.some((l) => l.includes('OpenBAO unsealed after its pod restarted'))).toBe(true);
+    const health = await fetch(`${r.lab.openbao.url}/v1/sys/health`);
+    expect(health.status).toBe(200);
+  });
+});
