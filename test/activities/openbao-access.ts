@@ -15,6 +15,8 @@ import type { ClusterSpec } from '../../config/schema.js';
 import { kubeForCluster, type KubeObject, type KubePort } from '../../activities/kube/client.js';
 import type { openbaoBootstrapActivities } from '../../activities/openbao/bootstrap.js';
 import type { Lab } from '../lab/index.js';
+import type { ActivityDeps } from '../../activities/deps.js';
+import { rotationActivities } from '../../activities/rotation.js';
 import { makeCerts } from '../lab/kube/certs.js';
 
 let front: https.Server | undefined;
@@ -80,7 +82,7 @@ export async function accessVariants(lab: Lab, clustersDir: string): Promise<voi
 
 type Acts = ReturnType<typeof openbaoBootstrapActivities>;
 
-export function describeAccessPreflight(ctx: () => { lab: Lab; acts: Acts }) {
+export function describeAccessPreflight(ctx: () => { lab: Lab; acts: Acts; deps: ActivityDeps }) {
   afterAll(async () => {
     if (front) await new Promise<void>((ok) => front!.close(() => ok()));
     if (certDir) rmSync(certDir, { recursive: true, force: true });
@@ -121,6 +123,20 @@ export function describeAccessPreflight(ctx: () => { lab: Lab; acts: Acts }) {
       const f = await failure('lab-svc-missing');
       expect(f).toMatchObject({ type: 'NotFound', nonRetryable: true });
       expect(f.message).toContain('no Service openbao-system/openbao-missing');
+    });
+
+    test('a rotation preflights the path too, before anything is generated or written', async () => {
+      const { lab, deps } = ctx();
+      lab.resetCounters();
+      const err = await rotationActivities(deps)
+        .rotationPreflight({ cluster: 'lab-svc-missing', entryIds: ['github'] })
+        .catch((e: unknown) => e);
+      expect(err).toMatchObject({ type: 'NotFound', nonRetryable: true });
+      expect((err as Error).message).toContain('no Service openbao-system/openbao-missing');
+      expect(lab.counters().onepassword.itemsPut).toBe(0);
+      expect(await rotationActivities(deps).rotationPreflight({ cluster: 'lab', entryIds: ['github'] })).toMatchObject({
+        entries: [],
+      });
     });
 
     test('a port the Service does not have: BadConfig naming its ports', async () => {

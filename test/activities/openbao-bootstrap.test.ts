@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import { ClusterRegistry } from '../../config/registry.js';
-import { defaultDeps } from '../../activities/deps.js';
+import { defaultDeps, type ActivityDeps } from '../../activities/deps.js';
 import { openbaoBootstrapActivities } from '../../activities/openbao/bootstrap.js';
 import { startLab, type Lab } from '../lab/index.js';
 import { createLabOnePasswordClient } from '../lab/onepassword/index.js';
@@ -18,6 +18,7 @@ let lab: Lab;
 let dir: string;
 const log = memoryLogger();
 let acts: ReturnType<typeof openbaoBootstrapActivities>;
+let deps: ActivityDeps;
 
 beforeAll(async () => {
   lab = await startLab({ built: true, log: () => undefined });
@@ -34,9 +35,8 @@ beforeAll(async () => {
     text.replace(/^name: lab-nokeys$/m, 'name: lab-wrongkeys').replace(/openbao-unseal-gone/, 'openbao-unseal-wrong'),
   );
   await writeAccessVariants();
-  acts = openbaoBootstrapActivities(
-    defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) }),
-  );
+  deps = defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) });
+  acts = openbaoBootstrapActivities(deps);
 });
 const writeAccessVariants = () => accessVariants(lab, join(dir, 'clusters'));
 
@@ -183,4 +183,4 @@ describe('bootstrapOpenBao on a fresh OpenBAO', () => {
   });
 });
 
-describeAccessPreflight(() => ({ lab, acts }));
+describeAccessPreflight(() => ({ lab, acts, deps }));
