@@ -23,7 +23,7 @@ export interface ActivityDeps {
   ssh: SshConnector;
   kube: (spec: ClusterSpec) => KubePort;
   onepassword: (spec: ClusterSpec) => Promise<OnePasswordPort>;
-  openbao: (spec: ClusterSpec, token?: string) => VaultClient;
+  openbao: (spec: ClusterSpec, token?: string) => Promise<VaultClient>;
 }
 
 export function defaultDeps(opts: { dataDir: string; log: Logger; clusters?: ClusterRegistry }): ActivityDeps {
@@ -34,7 +34,7 @@ export function defaultDeps(opts: { dataDir: string; log: Logger; clusters?: Clu
     ssh: createSshConnector({ knownHosts: new KnownHosts(join(opts.dataDir, 'known_hosts')) }),
     kube: (spec) => kubeForCluster(spec, opts.dataDir),
     onepassword: (spec) => onePasswordForCluster(spec),
-    openbao: (spec, token) => openbaoClient(spec, token),
+    openbao: (spec, token) => openbaoClient(spec, opts.dataDir, token),
   };
 }
 

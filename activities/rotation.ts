@@ -17,13 +17,19 @@ import { runProbe, type ProbeInput } from './probes/index.js';
 import { findMissingItems, type MissingItems } from './onepassword/read.js';
 import { clusterOrFail } from './deps.js';
 import { selectEntries } from './openbao/sync.js';
+import { preflightOpenBaoPath } from './openbao/preflight.js';
 
 export function rotationActivities(deps: ActivityDeps) {
   return {
-    /** Before any write: every referenced 1Password item of every selected entry exists (no values read). */
+    /**
+     * Before any write: the path to OpenBAO answers (a generate must not put a new value into 1Password
+     * that OpenBAO cannot take), and every referenced 1Password item of every selected entry exists (no
+     * values read). A broken path throws its typed finding (openbao/preflight.ts).
+     */
     async rotationPreflight(input: { cluster: string; entryIds: string[] }): Promise<MissingItems> {
       const spec = clusterOrFail(deps, input.cluster);
       const entries = selectEntries(spec, input.entryIds);
+      await preflightOpenBaoPath(deps, spec);
       return findMissingItems(
         await deps.onepassword(spec),
         entries.map((e) => ({ id: e.id, refs: Object.values(e.fields) })),

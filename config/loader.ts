@@ -92,6 +92,16 @@ function crossCheck(spec: ClusterSpec): ConfigProblem[] {
     problems.push({ path: 'storage.node', reason: `names no node in nodes ("${spec.storage.node}")` });
   if (spec.openbao.threshold > spec.openbao.shares)
     problems.push({ path: 'openbao.threshold', reason: `must not exceed openbao.shares (${spec.openbao.shares})` });
+  const access = spec.openbao.access;
+  if (access.mode === 'url' && !spec.openbao.address)
+    problems.push({ path: 'openbao.address', reason: 'is required with access.mode url' });
+  if (access.mode === 'api-proxy' && spec.openbao.address)
+    problems.push({ path: 'openbao.address', reason: 'is not used with access.mode api-proxy: remove it' });
+  if (access.caFile && !(access.mode === 'url' && spec.openbao.address?.startsWith('https://')))
+    problems.push({
+      path: 'openbao.access.caFile',
+      reason: 'only applies to access.mode url with an https address (the API proxy does not verify the pod)',
+    });
 
   const componentNames = new Map<string, number>();
   spec.components.forEach((c, i) => {
@@ -194,6 +204,14 @@ export function parseClusterSpec(text: string, file: string): ClusterSpec {
       const values = parseDocument(readFileSync(p, 'utf8')).toJS() as Record<string, unknown>;
       c.values = values ?? {};
     }
+  }
+  // The CA file is read by the worker: an absolute path keeps it valid wherever the spec travels.
+  const ca = data.openbao.access.caFile;
+  if (ca) {
+    const p = resolve(dirname(file), ca);
+    if (!existsSync(p))
+      throw new ConfigError(file, [{ path: 'openbao.access.caFile', reason: `file not found: ${p}` }]);
+    data.openbao.access.caFile = p;
   }
   return data;
 }

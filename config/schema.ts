@@ -248,7 +248,31 @@ export const ClusterSpecSchema = Type.Object(
     parallelism: Type.Integer({ minimum: 1, maximum: 16 }),
     openbao: Type.Object(
       {
-        address: Type.String({ pattern: '^https?://' }),
+        /**
+         * How the orchestrator reaches OpenBAO. openbao-helm creates no Ingress (`ingress.enabled: false`)
+         * and serves plain HTTP (`tls_disable = 1`) on Service `openbao`:8200, so a hostname reaches
+         * nothing unless the cluster adds a route for it.
+         * - `api-proxy`: through the Kubernetes API's `services/proxy` subresource
+         *   (`/api/v1/namespaces/<ns>/services/<scheme>:<service>:<port>/proxy/`), with the kubeconfig's
+         *   CA and credentials; needs nothing else in the cluster (k3s routes the apiserver's connection
+         *   to the pod through its agent tunnel).
+         * - `url`: `address` directly (an Ingress/HTTPRoute in front of the Service); `caFile` is the PEM
+         *   CA that signed its certificate when it is not a public one.
+         */
+        access: Type.Object(
+          {
+            mode: Type.Union([Type.Literal('api-proxy'), Type.Literal('url')]),
+            /** api-proxy: the chart's Service (its fullname; `openbao` for release `openbao`). */
+            service: Type.String({ pattern: '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$', default: 'openbao' }),
+            port: Type.Integer({ minimum: 1, maximum: 65535, default: 8200 }),
+            /** api-proxy: the listener's scheme (`http` while the chart's `global.tlsDisable` is true). */
+            scheme: Type.Union([Type.Literal('http'), Type.Literal('https')], { default: 'http' }),
+            caFile: Type.Optional(Type.String({ minLength: 1 })),
+          },
+          { additionalProperties: false },
+        ),
+        /** url mode: where OpenBAO answers (an Ingress or route in front of the Service). */
+        address: Type.Optional(Type.String({ pattern: '^https?://' })),
         namespace: Name,
         kvMount: Type.String({ pattern: '^[a-z0-9_-]+$' }),
         shares: Type.Integer({ minimum: 1, maximum: 10 }),

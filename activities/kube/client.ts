@@ -21,6 +21,9 @@ const STRATEGY: Record<PatchKind, string> = {
   apply: PatchStrategy.ServerSideApply,
 };
 
+/** Every write names this field manager; server-side apply keys field ownership by it. */
+export const FIELD_MANAGER = 'pedro-ops';
+
 export interface KubeObject extends KubernetesObject {
   [key: string]: unknown;
 }
@@ -105,7 +108,9 @@ export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
           obj,
           undefined,
           undefined,
-          'pedro-ops',
+          FIELD_MANAGER,
+          // Apply forces: the orchestrator is the authority for the fields it applies (its Secret keys),
+          // taking them over from whoever created them with a plain create/update.
           kind === 'apply' ? true : undefined,
           STRATEGY[kind] as PatchStrategy,
         )) as unknown as T;

@@ -12,6 +12,7 @@ import { unsealIfSealed } from '../openbao/bootstrap.js';
 
 export const RESTARTED_AT = 'kubectl.kubernetes.io/restartedAt';
 export const ROTATION_ANNOTATION = 'pedro-ops.io/rotation-id';
+const DS_TEMPLATE_GENERATION = 'deprecated.daemonset.template.generation';
 
 export interface RestartInput {
   cluster: string;
@@ -158,10 +159,16 @@ async function replaceOnDeletePods(
   const selector = Object.entries(cur.spec?.selector?.matchLabels ?? {})
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
+  // A StatefulSet names its new revision in status. A DaemonSet does not: its controller stamps pods with
+  // `pod-template-generation` = the set's template generation, which the apiserver keeps in annotation
+  // deprecated.daemonset.template.generation and bumps only when the template changes
+  // (pkg/registry/apps/daemonset/strategy.go PrepareForUpdate; pkg/controller/daemon/util
+  // IsPodUpdated/GetTemplateGeneration). metadata.generation also counts other spec edits
+  // (minReadySeconds, updateStrategy), so it can never match a pod's label after one.
   const onNew = (p: Pod, o: Workload) =>
     kind === 'StatefulSet'
       ? p.metadata?.labels?.['controller-revision-hash'] === o.status?.updateRevision
-      : p.metadata?.labels?.['pod-template-generation'] === String(o.metadata.generation);
+      : p.metadata?.labels?.['pod-template-generation'] === o.metadata.annotations?.[DS_TEMPLATE_GENERATION];
   for (;;) {
     const o = (await kube.read<Workload>(apiVersion, kind, name, namespace)) ?? cur;
     const pods = (await kube.list<Pod>('v1', 'Pod', namespace, selector)).filter((p) => !p.metadata?.deletionTimestamp);

@@ -10,6 +10,7 @@ import { clusterOrFail } from '../deps.js';
 import { vaultIdByName, type OnePasswordPort } from '../onepassword/client.js';
 import { beat, sleep } from '../heartbeat.js';
 import { classifyVaultError, INVALID_UNSEAL_KEY, vaultErrors, vaultStatus, type VaultClient } from './client.js';
+import { preflightOpenBaoPath, type Health } from './preflight.js';
 import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
 import { kubeconfigPathFor } from '../kube/client.js';
 import { existsSync } from 'node:fs';
@@ -21,12 +22,6 @@ export interface BootstrapResult {
   /** 1Password reference of the item holding the keys (a reference, not a value). */
   unsealItemRef: string;
   satisfied: boolean;
-}
-
-interface Health {
-  initialized?: boolean;
-  sealed?: boolean;
-  standby?: boolean;
 }
 
 const keyField = (i: number) => `unseal-key-${i + 1}`;
@@ -121,7 +116,7 @@ async function waitForKvMount(authed: VaultClient, mount: string, timeoutMs = 30
  * OnDelete restart deletes an OpenBAO pod (kube/restart.ts).
  */
 export async function unsealIfSealed(deps: ActivityDeps, spec: ClusterSpec): Promise<boolean> {
-  const bao = deps.openbao(spec);
+  const bao = await deps.openbao(spec);
   const health = (await bao.health({ sealedcode: 200, uninitcode: 200, standbycode: 200 }).catch(() => undefined)) as
     Health | undefined;
   if (!health?.initialized || !health.sealed) return false;
@@ -179,22 +174,13 @@ export function openbaoBootstrapActivities(deps: ActivityDeps) {
   return {
     async bootstrapOpenBao(input: { cluster: string }): Promise<BootstrapResult> {
       const spec: ClusterSpec = clusterOrFail(deps, input.cluster);
-      const bao = deps.openbao(spec);
+      // The path first: a finding that names what is missing (Service, endpoints, TLS) beats a timeout.
+      beat({ step: 'preflight: path to OpenBAO' });
+      const { bao, health } = await preflightOpenBaoPath(deps, spec);
       const op = await deps.onepassword(spec);
       const vaultId = await vaultIdByName(op, spec.onepassword.vault);
       const title = spec.openbao.unsealItem;
       const ref = `op://${spec.onepassword.vault}/${title}`;
-
-      beat({ step: 'health' });
-      let health: Health;
-      try {
-        health = (await bao.health({ sealedcode: 200, uninitcode: 200, standbycode: 200 })) as Health;
-      } catch (err) {
-        throw retryable(
-          ErrorType.Transient,
-          `OpenBAO at ${spec.openbao.address} unreachable: ${(err as Error).message}`,
-        );
-      }
 
       let initialized: BootstrapResult['initialized'] = 'before';
       let keys: string[];
@@ -251,7 +237,7 @@ export function openbaoBootstrapActivities(deps: ActivityDeps) {
       }
 
       beat({ step: 'kv mount' });
-      const authed = deps.openbao(spec, rootToken);
+      const authed = await deps.openbao(spec, rootToken);
       const mounts = (await call('list mounts', () => authed.mounts())) as Record<string, unknown> & {
         data?: Record<string, unknown>;
       };

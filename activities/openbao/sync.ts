@@ -78,7 +78,7 @@ export async function syncOnePasswordToOpenBao(deps: ActivityDeps, input: SyncIn
   const needToken = !cachedToken(spec);
   const refs = entries.flatMap((e) => Object.values(e.fields));
   const resolved = await resolveBatched(op, needToken ? [...refs, tokenRef] : refs, stats);
-  const vault = deps.openbao(spec, needToken ? rememberToken(spec, resolved.get(tokenRef)) : cachedToken(spec));
+  const vault = await deps.openbao(spec, needToken ? rememberToken(spec, resolved.get(tokenRef)) : cachedToken(spec));
   const key = fingerprintKey(deps.dataDir);
   const listCache = new Map<string, Map<string, string>>();
   const out: SyncEntryResult[] = [];

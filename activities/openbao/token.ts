@@ -7,6 +7,7 @@ import type { ActivityDeps } from '../deps.js';
 import { resolveBatched, type Resolved } from '../onepassword/read.js';
 import type { OnePasswordPort } from '../onepassword/client.js';
 import type { VaultClient } from './client.js';
+import { openbaoTarget } from './access.js';
 
 export const OPENBAO_TOKEN_ENV = 'PEDRO_OPS_OPENBAO_TOKEN';
 const TOKEN_TTL_MS = 10 * 60_000;
@@ -17,7 +18,7 @@ export function openbaoTokenRef(spec: ClusterSpec): string {
   return `op://${spec.onepassword.vault}/${spec.openbao.unsealItem}/root-token`;
 }
 
-const tokenKey = (spec: ClusterSpec) => `${spec.name}@${spec.openbao.address}`;
+const tokenKey = (spec: ClusterSpec) => `${spec.name}@${openbaoTarget(spec)}`;
 
 export function cachedToken(spec: ClusterSpec): string | undefined {
   if (process.env[OPENBAO_TOKEN_ENV]) return process.env[OPENBAO_TOKEN_ENV];

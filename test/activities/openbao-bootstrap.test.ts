@@ -6,17 +6,19 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { ApplicationFailure } from '@temporalio/common';
 import { ClusterRegistry } from '../../config/registry.js';
-import { defaultDeps } from '../../activities/deps.js';
+import { defaultDeps, type ActivityDeps } from '../../activities/deps.js';
 import { openbaoBootstrapActivities } from '../../activities/openbao/bootstrap.js';
 import { startLab, type Lab } from '../lab/index.js';
 import { createLabOnePasswordClient } from '../lab/onepassword/index.js';
 import { randomBytes } from 'node:crypto';
 import { memoryLogger } from '../helpers/temporal.js';
+import { accessVariants, describeAccessPreflight } from './openbao-access.js';
 
 let lab: Lab;
 let dir: string;
 const log = memoryLogger();
 let acts: ReturnType<typeof openbaoBootstrapActivities>;
+let deps: ActivityDeps;
 
 beforeAll(async () => {
   lab = await startLab({ built: true, log: () => undefined });
@@ -32,10 +34,12 @@ beforeAll(async () => {
     join(dir, 'clusters', 'lab-wrongkeys.yaml'),
     text.replace(/^name: lab-nokeys$/m, 'name: lab-wrongkeys').replace(/openbao-unseal-gone/, 'openbao-unseal-wrong'),
   );
-  acts = openbaoBootstrapActivities(
-    defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) }),
-  );
+  await writeAccessVariants();
+  deps = defaultDeps({ dataDir: dir, log, clusters: new ClusterRegistry(join(dir, 'clusters')) });
+  acts = openbaoBootstrapActivities(deps);
 });
+const writeAccessVariants = () => accessVariants(lab, join(dir, 'clusters'));
+
 afterAll(async () => {
   await lab?.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
@@ -123,7 +127,8 @@ describe('bootstrapOpenBao on a fresh OpenBAO', () => {
   });
 
   test('a 1Password failure right after init is retried inside the activity: the keys are stored, never lost', async () => {
-    const fresh = await startLab({ log: () => undefined });
+    // What bootstrap meets in a provision: k3s and the chart installed, OpenBAO uninitialised and sealed.
+    const fresh = await startLab({ built: true, openbaoFresh: true, log: () => undefined });
     const freshDir = mkdtempSync(join(tmpdir(), 'bao-fresh-'));
     try {
       mkdirSync(join(freshDir, 'clusters'));
@@ -177,3 +182,5 @@ describe('bootstrapOpenBao on a fresh OpenBAO', () => {
     }
   });
 });
+
+describeAccessPreflight(() => ({ lab, acts, deps }));

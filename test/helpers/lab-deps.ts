@@ -77,8 +77,8 @@ export function interceptVaultWrites(
 ): ActivityDeps {
   return {
     ...deps,
-    openbao: (spec, token) => {
-      const client = deps.openbao(spec, token);
+    openbao: async (spec, token) => {
+      const client = await deps.openbao(spec, token);
       const write = client.write.bind(client);
       client.write = (async (path: string, data: unknown, o?: unknown) => {
         await before(write, path);

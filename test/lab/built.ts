@@ -235,11 +235,33 @@ export async function writeBuiltKubeconfig(ctx: Pick<SeedContext, 'spec' | 'node
   renameSync(`${path}.tmp`, path);
 }
 
-export async function seedBuiltState(ctx: SeedContext): Promise<BuiltSecrets> {
+/** The OpenBAO Service lists a pod (sealed pods too: the chart publishes not-ready addresses). */
+async function waitOpenBaoEndpoint(ctx: SeedContext, timeoutMs = 60_000): Promise<void> {
+  const { namespace } = ctx.spec.openbao;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const eps = (await ctx.kube.get('v1', 'endpoints', namespace, ctx.spec.openbao.access.service)) as
+      { subsets?: { addresses?: unknown[] }[] } | undefined;
+    if (eps?.subsets?.some((s) => (s.addresses?.length ?? 0) > 0)) return;
+    if (Date.now() > deadline) throw new Error(`built lab: no endpoint for the OpenBAO Service in ${namespace}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * `openbaoFresh`: everything built except OpenBAO, which is as its chart leaves it (uninitialised,
+ * sealed, no unseal item in 1Password, no secrets copied): what bootstrap meets during a provision.
+ */
+export async function seedBuiltState(ctx: SeedContext & { openbaoFresh?: boolean }): Promise<BuiltSecrets | undefined> {
   const t0 = performance.now();
   await installK3s(ctx);
   await writeBuiltKubeconfig(ctx);
   await ctx.kube.seedBuilt(ctx.spec);
+  if (ctx.openbaoFresh) {
+    await waitOpenBaoEndpoint(ctx);
+    ctx.log(`built state (OpenBAO uninitialised) seeded in ${Math.round(performance.now() - t0)} ms`);
+    return undefined;
+  }
   const secrets = await initOpenBao(ctx);
   // OpenBAO's pods turn Ready once it is unsealed, like every other workload by now.
   await ctx.kube.waitWorkloadsReady(ctx.spec);

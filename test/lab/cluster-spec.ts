@@ -26,7 +26,6 @@ export interface LabSpecParts {
   kube: { host: string; port: number };
   nodes: LabSpecNode[];
   sshKeyPath: string;
-  openbaoUrl: string;
   /** The lab's S3 object store: the BSL's publicUrl (reachable from the worker, unlike s3Url). */
   objectStoreUrl?: string;
   onepasswordUrl: string;
@@ -71,7 +70,11 @@ export function labClusterSpec(parts: LabSpecParts, base: ClusterSpec = loadClus
   // list) pass it, and tests lower one node's facts through the control API to see it refuse.
   spec.preflight = structuredClone(base.preflight);
   spec.components = spec.components.map((c) => ({ ...c, timeoutSeconds: labTimeout(c.timeoutSeconds) }));
-  spec.openbao = { ...spec.openbao, address: parts.openbaoUrl };
+  // OpenBAO is reached the way the real config says. Its double answers only where a real OpenBAO would:
+  // at its pod, through the apiserver's egress (kube/tunnel.ts). A hostname in the config has no Ingress
+  // or route in front of it (openbao-helm: ingress.enabled false), so in the lab it names a port where
+  // nothing listens (the real name is never looked up: no traffic leaves the lab).
+  if (spec.openbao.address) spec.openbao = { ...spec.openbao, address: `https://${parts.kube.host}:1` };
   if (parts.objectStoreUrl) spec.backups = { ...spec.backups, publicUrl: parts.objectStoreUrl };
   spec.onepassword = { vault: 'pedro', tokenEnv: 'OP_SERVICE_ACCOUNT_TOKEN', labUrl: parts.onepasswordUrl };
   if (parts.kubeconfigPath) spec.kubernetes = { ...spec.kubernetes, kubeconfigPath: parts.kubeconfigPath };

@@ -31,6 +31,8 @@ export const FIXTURE_PATH = join(REPO_ROOT, 'test/lab/fixtures/onepassword.json'
 export interface StartLabOptions {
   /** Start as an already-provisioned cluster (k3s installed, components up, OpenBAO unsealed and filled). */
   built?: boolean;
+  /** With `built`: OpenBAO as its chart leaves it (uninitialised, sealed, no unseal item, no secrets). */
+  openbaoFresh?: boolean;
   facts?: Record<string, Partial<NodeFacts>>;
   /** Parent folder of the lab's fresh temp dir (default os.tmpdir()). The lab never deletes this folder itself. */
   dir?: string;
@@ -131,7 +133,6 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       kube: { host: kubeUrl.hostname, port: Number(kubeUrl.port) },
       nodes: nodes.nodes,
       sshKeyPath,
-      openbaoUrl: openbao.url,
       objectStoreUrl: kube.objectStoreUrl,
       onepasswordUrl: onepassword.url,
       kubeconfigPath: join(dir, 'kubeconfig.yaml'),
@@ -160,6 +161,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
         openbao,
         onepasswordUrl: onepassword.url,
         log,
+        openbaoFresh: opts.openbaoFresh,
       });
     }
 

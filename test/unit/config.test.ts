@@ -136,6 +136,26 @@ describe('cluster config', () => {
       '/x/pedro-ops.yaml: secrets.entries[0].fields.username: refers to vault "other"',
     ],
     [
+      'url access without an address',
+      (d: any) => (d.openbao.access = { mode: 'url' }),
+      '/x/pedro-ops.yaml: openbao.address: is required with access.mode url',
+    ],
+    [
+      'an address with api-proxy access',
+      (d: any) => (d.openbao.address = 'https://openbao.soypetetech.local'),
+      '/x/pedro-ops.yaml: openbao.address: is not used with access.mode api-proxy',
+    ],
+    [
+      'a CA file for a plain http address',
+      (d: any) => (d.openbao = { ...d.openbao, access: { mode: 'url', caFile: 'ca.pem' }, address: 'http://bao:8200' }),
+      '/x/pedro-ops.yaml: openbao.access.caFile: only applies to access.mode url with an https address',
+    ],
+    [
+      'an unknown access mode',
+      (d: any) => (d.openbao.access = { mode: 'port-forward' }),
+      '/x/pedro-ops.yaml: openbao.access.mode:',
+    ],
+    [
       'two servers',
       (d: any) => (d.nodes[1].role = 'server'),
       '/x/pedro-ops.yaml: nodes: has 2 servers; use 1 or 3 (etcd quorum)',
@@ -143,6 +163,17 @@ describe('cluster config', () => {
   ])('rejects %s with the exact field path', (_name, mutate, expected) => {
     const lines = problemsOf(mutate);
     expect(lines.some((l) => l.startsWith(expected))).toBe(true);
+  });
+
+  it('reads openbao.access with the chart defaults, and resolves caFile next to the cluster file', () => {
+    const spec = parseClusterSpec(stringify(base()), PEDRO);
+    expect(spec.openbao.access).toEqual({ mode: 'api-proxy', service: 'openbao', port: 8200, scheme: 'http' });
+    const d = base();
+    d.openbao = { ...d.openbao, access: { mode: 'url', caFile: 'pedro-ops.yaml' }, address: 'https://bao.example' };
+    const url = parseClusterSpec(stringify(d), PEDRO);
+    expect(url.openbao.access.caFile).toBe(PEDRO);
+    d.openbao.access.caFile = 'no-such-ca.pem';
+    expect(() => parseClusterSpec(stringify(d), PEDRO)).toThrow(/openbao.access.caFile: file not found/);
   });
 
   it('rejects a dependency cycle and names it', () => {

@@ -42,8 +42,8 @@ beforeAll(async () => {
     }),
   ]);
   const realOpenbao = r.deps.openbao;
-  const openbao = (spec: Parameters<typeof realOpenbao>[0], token?: string): VaultClient => {
-    const client = realOpenbao(spec, token);
+  const openbao = async (spec: Parameters<typeof realOpenbao>[0], token?: string): Promise<VaultClient> => {
+    const client = await realOpenbao(spec, token);
     const write = client.write.bind(client);
     client.write = (async (path: string, data: unknown, opts?: unknown) => {
       if (raceOn && !raceOn.fired && path === `${spec.openbao.kvMount}/data/${raceOn.path}`) {

@@ -15,6 +15,10 @@ import { makeCerts } from './certs.js';
 import { LabApi } from './lab-api.js';
 import { POD_STAGES } from './kwok-stages.js';
 import { AuditCounters } from './audit.js';
+import { egressSelectorConfig } from './tunnel.js';
+
+/** The unix socket (in the control plane's dir) the apiserver's cluster egress dials: tunnel.ts serves it. */
+export const EGRESS_SOCKET = 'egress.sock';
 
 const run = promisify(execFile);
 
@@ -133,6 +137,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   writeFileSync(f('server.key'), certs.keyPem, { mode: 0o600 });
   writeFileSync(f('audit-policy.yaml'), AUDIT_POLICY);
   writeFileSync(f('kwok.yaml'), POD_STAGES);
+  // Cluster traffic (services/proxy, pods/proxy, kubelets) leaves through k3s's tunnel, as on k3s.
+  writeFileSync(f('egress-selector.yaml'), egressSelectorConfig(f(EGRESS_SOCKET)));
 
   const procs: Record<string, Proc> = {
     kine: {
@@ -171,6 +177,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         '--profiling=false',
         '--enable-priority-and-fairness=false',
         '--event-ttl=1h',
+        `--egress-selector-config-file=${f('egress-selector.yaml')}`,
       ],
       logPath: f('apiserver.log'),
     },

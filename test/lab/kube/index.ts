@@ -4,9 +4,10 @@
 import { join } from 'node:path';
 import type { ClusterSpec, WorkloadRef } from '../../../config/schema.js';
 import { desiredHelmChart, HELM_NAMESPACE } from '../../../activities/components/helmchart.js';
-import { startControlPlane, type ControlPlane } from './control-plane.js';
-import { HelmChartController, CHART_LABEL, type HelmFaults } from './controllers/helm.js';
-import { ReadinessController } from './controllers/readiness.js';
+import { EGRESS_SOCKET, startControlPlane, type ControlPlane } from './control-plane.js';
+import { startTunnel } from './tunnel.js';
+import { HelmChartController, CHART_LABEL, OPENBAO_PORT, type HelmFaults } from './controllers/helm.js';
+import { isOpenBaoPod, ReadinessController } from './controllers/readiness.js';
 import { newVeleroFaults, VeleroServer, VELERO } from './controllers/velero.js';
 import { pathOf, type KObj } from './lab-api.js';
 import { startSupervisor, WEBHOOK_PODS_PATH, WEBHOOK_VALIDATE_PATH, type Supervisor } from './supervisor.js';
@@ -106,6 +107,16 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
       validate: (rq) => rejects.get(rq.resource.resource),
     });
     stops.push(() => supervisor.stop());
+    // The apiserver's cluster egress (services/proxy): an OpenBAO server pod's port 8200 is the double,
+    // which is reachable from the cluster side only this way, as a pod IP is.
+    const bao = opts.openbaoUrl ? new URL(opts.openbaoUrl) : undefined;
+    const tunnel = await startTunnel({
+      socketPath: join(opts.dir, EGRESS_SOCKET),
+      api,
+      backend: (pod, port) =>
+        bao && port === OPENBAO_PORT && isOpenBaoPod(pod) ? { host: bao.hostname, port: Number(bao.port) } : undefined,
+    });
+    stops.push(() => tunnel.stop());
     const caBundle = Buffer.from(cp.caPem).toString('base64');
     await api.must('POST', '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations', {
       metadata: { name: 'lab-pod-readiness' },

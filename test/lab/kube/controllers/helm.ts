@@ -404,13 +404,16 @@ export class HelmChartController {
   }
 }
 
+/** OpenBAO's API port: openbao-helm values.yaml server.service.port and targetPort. */
+export const OPENBAO_PORT = 8200;
+
 /** Ports the real charts expose (powerdns: DNS on 53; openbao: 8200, openbao-helm values.yaml); else http. */
 const CHART_PORTS: Record<string, { name: string; port: number; protocol: string }[]> = {
   powerdns: [
     { name: 'dns', port: 53, protocol: 'UDP' },
     { name: 'dns-tcp', port: 53, protocol: 'TCP' },
   ],
-  openbao: [{ name: 'http', port: 8200, protocol: 'TCP' }],
+  openbao: [{ name: 'http', port: OPENBAO_PORT, protocol: 'TCP' }],
 };
 
 function serviceObject(chart: KObj, ns: string, ref: WorkloadRef): KObj {
@@ -424,6 +427,9 @@ function serviceObject(chart: KObj, ns: string, ref: WorkloadRef): KObj {
       labels: { 'app.kubernetes.io/managed-by': 'Helm', 'app.kubernetes.io/instance': chart.metadata.name },
     },
     spec: {
+      // openbao-helm server-service.yaml: publishNotReadyAddresses (values.yaml default true), so a sealed,
+      // NotReady pod is still an endpoint and can be unsealed through the Service.
+      ...(chartName === 'openbao' ? { publishNotReadyAddresses: true } : {}),
       selector: { 'app.kubernetes.io/name': ref.name, 'app.kubernetes.io/instance': chart.metadata.name },
       ports: (CHART_PORTS[chartName] ?? [{ name: 'http', port: 80, protocol: 'TCP' }]).map((p) => ({
         ...p,
