@@ -247,7 +247,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
           'settle-restore',
           'cleanup',
           `Let restore ${name} finish before cleanup`,
-          () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: 120 }),
+          () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: timeouts.settleSeconds }),
         );
         if (settled.error && !restoreCreated)
           runner.mark('settle-restore', 'skipped', `restore ${name} was never created`);
