@@ -358,14 +358,30 @@ describe('the drill sandbox (issue 14 items 15, 16, 18)', () => {
       await k.delete('networking.k8s.io/v1', 'Ingress', 'metabase', 'eleduck-analytics');
       await k.delete('v1', 'Service', 'metabase-nodeport', 'eleduck-analytics');
     }
-  });
+  }, 240_000);
 
   test('cleanup of a restore still running waits for Velero to let it go, so no namespace comes back', async () => {
     gate = { reached: false };
     v.lab.faults.velero.restoreSlow(400);
     try {
       const h = await start({ deadlineSeconds: 5, timeouts: { settleSeconds: 1 } });
-      const report = (await h.result()) as DrillReport;
+      // A scratch namespace seen under a second uid was deleted and created again (by Velero).
+      const uids = new Map<string, string>();
+      let stop = false;
+      const recreated = (async () => {
+        while (!stop) {
+          for (const n of await v.kube.list('v1', 'Namespace')) {
+            const { name, uid } = n.metadata!;
+            if (!name!.startsWith('drill-')) continue;
+            if (uids.has(name!) && uids.get(name!) !== uid)
+              throw new Error(`${name} was created again after its deletion`);
+            uids.set(name!, uid!);
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      const report = (await Promise.race([h.result(), recreated]).finally(() => (stop = true))) as DrillReport;
+      await recreated;
       expect(report.reasons[0]).toBe('DrillTimeout: the drill did not finish within 5s');
       // Whatever the drill did, Velero ends the restore; then no scratch namespace may be there.
       await until(
@@ -381,7 +397,7 @@ describe('the drill sandbox (issue 14 items 15, 16, 18)', () => {
       v.lab.faults.velero.restoreSlow(0);
       for (const ns of await v.scratchNamespaces()) await v.kube.delete('v1', 'Namespace', ns);
     }
-  });
+  }, 240_000);
 
   test('a namespace stuck Terminating is reported with the namespace controller’s conditions', async () => {
     afterWorkloads = async ([ns]) => {
@@ -418,7 +434,7 @@ describe('the drill sandbox (issue 14 items 15, 16, 18)', () => {
           )
           .catch(() => undefined);
     }
-  });
+  }, 240_000);
 
   test('the restore’s errors and warnings are kept in the report before the Restore takes them along', async () => {
     v.lab.faults.velero.restoreItemError(
@@ -442,5 +458,5 @@ describe('the drill sandbox (issue 14 items 15, 16, 18)', () => {
     } finally {
       await v.lab.faults.clear();
     }
-  });
+  }, 240_000);
 });
