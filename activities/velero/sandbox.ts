@@ -152,7 +152,7 @@ export function sandboxPolicy(ns: string, runId: string): KubeObject {
         },
       ],
     },
-  } as KubeObject;
+  };
 }
 
 /** Lists a kind; [] when the API server does not serve it (Contour's CRD not installed). */
@@ -165,22 +165,31 @@ async function listOrNone(kube: KubePort, apiVersion: string, kind: string, ns: 
   }
 }
 
-type Any = KubeObject & { spec?: any };
+/** The fields read here of Ingress (networking.k8s.io/v1), HTTPProxy (projectcontour.io/v1) and Service. */
+type Routed = KubeObject & {
+  spec?: {
+    rules?: { host?: string }[];
+    tls?: { hosts?: string[] }[];
+    virtualhost?: { fqdn?: string };
+    type?: string;
+    ports?: { nodePort?: number }[];
+  };
+};
 
 async function readFacts(kube: KubePort, namespaces: string[]): Promise<SourceFacts> {
   const facts: SourceFacts = { ingresses: [], proxies: [], services: [] };
   for (const ns of namespaces) {
-    for (const o of (await listOrNone(kube, 'networking.k8s.io/v1', 'Ingress', ns)) as Any[])
+    for (const o of (await listOrNone(kube, 'networking.k8s.io/v1', 'Ingress', ns)) as Routed[])
       facts.ingresses.push({
         namespace: ns,
         name: o.metadata!.name!,
         hosts: ((o.spec?.rules ?? []) as { host?: string }[]).map((r) => r.host),
         tls: ((o.spec?.tls ?? []) as { hosts?: string[] }[]).map((t) => t.hosts ?? []),
       });
-    for (const o of (await listOrNone(kube, CONTOUR_API, 'HTTPProxy', ns)) as Any[])
+    for (const o of (await listOrNone(kube, CONTOUR_API, 'HTTPProxy', ns)) as Routed[])
       if (o.spec?.virtualhost?.fqdn)
         facts.proxies.push({ namespace: ns, name: o.metadata!.name!, fqdn: String(o.spec.virtualhost.fqdn) });
-    for (const o of (await kube.list('v1', 'Service', ns)) as Any[]) {
+    for (const o of await kube.list<Routed>('v1', 'Service', ns)) {
       const nodePorts = ((o.spec?.ports ?? []) as { nodePort?: number }[]).map((p) => p.nodePort);
       if (nodePorts.some(Boolean))
         facts.services.push({ namespace: ns, name: o.metadata!.name!, type: o.spec?.type, nodePorts });
@@ -214,7 +223,7 @@ export function veleroSandboxActivities(deps: ActivityDeps) {
           kind: 'ConfigMap',
           metadata: { name, namespace: velero, labels: { ...MANAGED, 'pedro-ops/drill': input.runId } },
           data: { 'sandbox.yaml': mods.yaml },
-        } as KubeObject;
+        };
         if (await kube.read('v1', 'ConfigMap', name, velero)) await kube.replace(cm);
         else await kube.create(cm);
         const namespaces = Object.values(input.mapping);
@@ -264,7 +273,7 @@ export function veleroSandboxActivities(deps: ActivityDeps) {
           return sandboxHost(h, ns, input.domain);
         };
         for (const ns of input.namespaces) {
-          for (const o of (await listOrNone(kube, 'networking.k8s.io/v1', 'Ingress', ns)) as Any[]) {
+          for (const o of (await listOrNone(kube, 'networking.k8s.io/v1', 'Ingress', ns)) as Routed[]) {
             const before = rewritten.length;
             const id = `Ingress ${ns}/${o.metadata!.name}`;
             for (const r of (o.spec?.rules ?? []) as { host?: string }[]) r.host = fix(r.host, ns, id);
@@ -273,8 +282,8 @@ export function veleroSandboxActivities(deps: ActivityDeps) {
             if (rewritten.length > before)
               await kube.replace({ ...o, apiVersion: 'networking.k8s.io/v1', kind: 'Ingress' });
           }
-          for (const o of (await listOrNone(kube, CONTOUR_API, 'HTTPProxy', ns)) as Any[]) {
-            const vh = o.spec?.virtualhost as { fqdn?: string } | undefined;
+          for (const o of (await listOrNone(kube, CONTOUR_API, 'HTTPProxy', ns)) as Routed[]) {
+            const vh = o.spec?.virtualhost;
             if (!vh?.fqdn) continue;
             const next = fix(vh.fqdn, ns, `HTTPProxy ${ns}/${o.metadata!.name}`);
             if (next !== vh.fqdn) {

@@ -31,7 +31,7 @@ function modifiers() {
   if (typeof loaded === 'string') throw new Error(loaded);
   return { m, loaded };
 }
-const item = (o: Partial<KObj> & { metadata: KObj['metadata'] }): KObj => structuredClone(o) as KObj;
+const item = (o: Partial<KObj> & { metadata: KObj['metadata'] }): KObj => structuredClone<KObj>(o);
 
 describe('drill sandbox resource modifiers', () => {
   test('pass Velero’s strict decoder and validation', () => {

@@ -300,7 +300,7 @@ describe('the drill sandbox (issue 14 items 15, 16, 18)', () => {
         ],
         tls: [{ hosts: [PROD_HOST], secretName: 'analytics-tls' }],
       },
-    } as never);
+    });
     const fixedPort = 30000 + Math.floor(Math.random() * 2000);
     await k.patch(
       {
@@ -312,7 +312,7 @@ describe('the drill sandbox (issue 14 items 15, 16, 18)', () => {
           selector: { app: 'metabase' },
           ports: [{ name: 'http', port: 80, protocol: 'TCP', nodePort: fixedPort }],
         },
-      } as never,
+      },
       'apply',
     );
     let seen: Record<string, unknown> | undefined;
@@ -405,7 +405,7 @@ describe('the drill sandbox (issue 14 items 15, 16, 18)', () => {
         apiVersion: 'v1',
         kind: 'ConfigMap',
         metadata: { name: 'held', namespace: ns, finalizers: ['lab.pedro-ops.io/hold'] },
-      } as never);
+      });
     };
     let scratch: string | undefined;
     try {
@@ -429,7 +429,7 @@ describe('the drill sandbox (issue 14 items 15, 16, 18)', () => {
               apiVersion: 'v1',
               kind: 'ConfigMap',
               metadata: { name: 'held', namespace: scratch, finalizers: [] },
-            } as never,
+            },
             'merge',
           )
           .catch(() => undefined);
