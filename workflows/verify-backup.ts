@@ -179,7 +179,10 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
           'restore',
           `Keep ${Object.values(mapping).join(', ')} off production (hosts, CronJobs, NodePorts, egress)`,
           () => steady.veleroPrepareSandbox({ cluster, runId: shortId, mapping }),
-          { describe: (s) => ({ detail: `${s.rules} resource modifier rules, ${s.hosts.length} hosts moved` }) },
+          {
+            describe: (s) => ({ detail: `${s.rules} resource modifier rules, ${s.hosts.length} hosts moved` }),
+            skipRefusal: () => 'without it the restored copy would claim production hosts and run its CronJobs',
+          },
         );
       }
       const modifiers = report.sandbox?.configMap;
