@@ -345,6 +345,29 @@ export const ClusterSpecSchema = Type.Object(
             paused: Type.Boolean(),
             /** Data probes run as Jobs in the restored namespaces. */
             probes: Type.Optional(Type.Array(ProbeSpec)),
+            /** Keeps the drill's sandbox off production: activities/velero/sandbox.ts. */
+            sandbox: Type.Optional(
+              Type.Object(
+                {
+                  /** Restored Ingress/HTTPProxy hosts become <host>.<scratch ns>.<domain>; default drill.invalid. */
+                  domain: Type.Optional(Type.String({ pattern: '^[a-z0-9]([a-z0-9.-]{0,200}[a-z0-9])?$' })),
+                  /** External-facing workloads (talk to production systems): restored with 0 replicas. */
+                  scaleDown: Type.Optional(
+                    Type.Array(
+                      Type.Object(
+                        {
+                          kind: Type.Union([Type.Literal('Deployment'), Type.Literal('StatefulSet')]),
+                          name: Name,
+                          namespace: Name,
+                        },
+                        { additionalProperties: false },
+                      ),
+                    ),
+                  ),
+                },
+                { additionalProperties: false },
+              ),
+            ),
           },
           { additionalProperties: false },
         ),

@@ -65,6 +65,12 @@ export const ACTIVITY_KINDS = {
   veleroRunProbes: 'wait',
   veleroBackupResourceList: 'wait',
   veleroDeleteNamespaces: 'wait',
+  // The drill's sandbox and evidence (activities/velero/sandbox.ts, evidence.ts)
+  veleroPrepareSandbox: 'steady',
+  veleroAuditSandbox: 'steady',
+  veleroDeleteSandboxConfig: 'short',
+  veleroRestoreResults: 'wait',
+  veleroDeleteRestoreAndWait: 'wait',
   // Provisioning (activities/k3s/, ssh/, components/, openbao/, dns/)
   preflightNode: 'steady',
   fetchKubeconfig: 'steady',

@@ -18,6 +18,8 @@ export interface RestoreTimeouts {
   workloadsSeconds?: number;
   downloadSeconds?: number;
   cleanupSeconds?: number;
+  /** How long cleanup lets a Restore that is still running finish before it deletes it. */
+  settleSeconds?: number;
 }
 
 export const DEFAULT_TIMEOUTS: Required<RestoreTimeouts> = {
@@ -26,6 +28,7 @@ export const DEFAULT_TIMEOUTS: Required<RestoreTimeouts> = {
   workloadsSeconds: 600,
   downloadSeconds: 60,
   cleanupSeconds: 300,
+  settleSeconds: 120,
 };
 
 /** DNS-1123 label: lowercase, at most 63 characters, no dash at either end. */

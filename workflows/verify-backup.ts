@@ -14,8 +14,9 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { BackupInfo } from '../activities/velero/types.js';
-import type { ProbeResult } from '../activities/velero/types.js';
+import type { BackupInfo, ProbeResult, StuckNamespace } from '../activities/velero/types.js';
+import type { SandboxInfo } from '../activities/velero/sandbox.js';
+import type { RestoreResultsSummary } from '../activities/velero/evidence.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import { DrillResult, DrillsSkipped, RequestedBy, RtoSeconds } from './search-attributes.js';
 import { recordDrill, recordDrillsSkipped } from './metrics.js';
@@ -29,9 +30,11 @@ import {
   label,
   restoreProblem,
   scratchNamespace,
+  steady,
   waits,
   type RestoreTimeouts,
 } from './restore-checks.js';
+import { cleanupAfterRestore } from './drill-cleanup.js';
 
 export interface VerifyBackupInput {
   cluster: string;
@@ -75,7 +78,11 @@ export interface DrillReport {
   verification?: 'resource-list' | 'counts';
   counts: Record<string, { expected?: number; restored: number }>;
   probes: ProbeResult[];
-  cleanup: { deleted: string[]; remaining: string[] };
+  cleanup: { deleted: string[]; remaining: string[]; stuck?: StuckNamespace[] };
+  /** How the sandbox was kept off production (resource modifiers, isolation policy). */
+  sandbox?: SandboxInfo & { rewritten?: string[] };
+  /** Velero's errors and warnings of the restore, read before the Restore (and its files) went. */
+  restoreResults?: RestoreResultsSummary;
   /** Scheduled drills the schedule skipped (overlap SKIP) while this one ran. */
   drillsSkipped?: number;
 }
@@ -165,6 +172,20 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
       const restoreStart = Date.now();
       report.restore = name;
       report.restoreAttempted = true;
+      // Versioned: runs from before restored straight into namespaces Velero created.
+      if (patched('drill-sandbox')) {
+        report.sandbox = await runner.run(
+          'sandbox',
+          'restore',
+          `Keep ${Object.values(mapping).join(', ')} off production (hosts, CronJobs, NodePorts, egress)`,
+          () => steady.veleroPrepareSandbox({ cluster, runId: shortId, mapping }),
+          {
+            describe: (s) => ({ detail: `${s.rules} resource modifier rules, ${s.hosts.length} hosts moved` }),
+            skipRefusal: () => 'without it the restored copy would claim production hosts and run its CronJobs',
+          },
+        );
+      }
+      const modifiers = report.sandbox?.configMap;
       await runner.run('restore', 'restore', `Restore ${backup.name} into ${Object.values(mapping).join(', ')}`, () =>
         acts.veleroEnsureRestore({
           cluster,
@@ -173,6 +194,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
           includedNamespaces: namespaces,
           namespaceMapping: mapping,
           labels: { 'pedro-ops/drill': shortId },
+          ...(modifiers ? { resourceModifierConfigMap: modifiers } : {}),
         }),
       );
       restoreCreated = true;
@@ -198,6 +220,24 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
       }
 
       runner.setPhase('verify');
+      const sandbox = report.sandbox;
+      if (sandbox) {
+        const audit = await runner.run(
+          'sandbox-audit',
+          'verify',
+          `No host outside ${sandbox.domain} in the sandbox`,
+          () => steady.veleroAuditSandbox({ cluster, namespaces: sandbox.namespaces, domain: sandbox.domain }),
+          { describe: (a) => ({ detail: `${a.rewritten.length} hosts rewritten after the restore` }) },
+        );
+        if (audit?.rewritten.length) {
+          sandbox.rewritten = audit.rewritten;
+          report.warnings.push(
+            `sandbox: hosts the resource modifiers missed, rewritten: ${audit.rewritten.join(', ')}`,
+          );
+        }
+        if (audit?.policyMissing.length)
+          report.warnings.push(`sandbox: isolation policy was missing in ${audit.policyMissing.join(', ')}`);
+      }
       const checks = await checkRestored(runner, {
         cluster,
         backup: backup.name,
@@ -237,6 +277,17 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
     // Cleanup must run even when the workflow is being cancelled: a non-cancellable scope.
     await CancellationScope.nonCancellable(async () => {
       runner.setPhase('cleanup');
+      // Versioned: earlier runs deleted the namespaces after 120 s, then the Restore (and its evidence).
+      if (patched('drill-cleanup-after-restore')) {
+        await cleanupAfterRestore(runner, report, {
+          cluster,
+          name: restoreName,
+          created: restoreCreated,
+          terminal: restoreTerminal,
+          timeouts,
+        });
+        return;
+      }
       const name = restoreName;
       // Cleanup never parks (runner.attempt): a parked cleanup would hold this run, and with overlap
       // SKIP every later scheduled drill, forever. A Restore that was never created has nothing to settle.
@@ -247,7 +298,7 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
           'settle-restore',
           'cleanup',
           `Let restore ${name} finish before cleanup`,
-          () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: 120 }),
+          () => waits.veleroWaitRestore({ cluster, name, timeoutSeconds: timeouts.settleSeconds }),
         );
         if (settled.error && !restoreCreated)
           runner.mark('settle-restore', 'skipped', `restore ${name} was never created`);

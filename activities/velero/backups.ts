@@ -34,6 +34,8 @@ export interface EnsureRestoreInput {
   namespaceMapping?: Record<string, string>;
   existingResourcePolicy?: 'none' | 'update';
   labels?: Record<string, string>;
+  /** A ConfigMap of resource modifiers in Velero's namespace (Restore spec.resourceModifier). */
+  resourceModifierConfigMap?: string;
 }
 
 export function veleroBackupActivities(deps: ActivityDeps) {
@@ -157,6 +159,9 @@ export function veleroBackupActivities(deps: ActivityDeps) {
             ? { namespaceMapping: input.namespaceMapping }
             : {}),
           ...(input.existingResourcePolicy ? { existingResourcePolicy: input.existingResourcePolicy } : {}),
+          ...(input.resourceModifierConfigMap
+            ? { resourceModifier: { kind: 'ConfigMap', name: input.resourceModifierConfigMap } }
+            : {}),
           restorePVs: true,
         },
       });

@@ -2,7 +2,14 @@
 import type { ActivityDeps } from '../deps.js';
 import { veleroBackupActivities } from './backups.js';
 import { veleroVerifyActivities } from './verify.js';
+import { veleroSandboxActivities } from './sandbox.js';
+import { veleroEvidenceActivities } from './evidence.js';
 
 export function veleroActivities(deps: ActivityDeps) {
-  return { ...veleroBackupActivities(deps), ...veleroVerifyActivities(deps) };
+  return {
+    ...veleroBackupActivities(deps),
+    ...veleroVerifyActivities(deps),
+    ...veleroSandboxActivities(deps),
+    ...veleroEvidenceActivities(deps),
+  };
 }

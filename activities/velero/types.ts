@@ -87,6 +87,15 @@ export interface WorkloadsResult {
   timedOut: boolean;
 }
 
+/** A scratch namespace that outlived its deletion wait. */
+export interface StuckNamespace {
+  namespace: string;
+  phase: string;
+  /** Deleted and Terminating; false: present and not being deleted (created again after the delete). */
+  terminating: boolean;
+  conditions: string[];
+}
+
 export interface ProbeResult {
   name: string;
   namespace: string;

@@ -9,7 +9,7 @@ import type { KubeObject, KubePort } from '../kube/client.js';
 import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
 import { beat, dnsLabel, loadKubeConfig, pollUntil, splitGvk } from './client.js';
 import { resumeDetails } from '../heartbeat.js';
-import type { CompareResult, ProbeResult, ResourceList, WorkloadsResult } from './types.js';
+import type { CompareResult, ProbeResult, ResourceList, StuckNamespace, WorkloadsResult } from './types.js';
 
 /** Objects controllers recreate under new names (or that Velero skips): presence by name proves nothing. */
 const VOLATILE_KINDS = new Set([
@@ -260,17 +260,21 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
       cluster: string;
       namespaces: string[];
       timeoutSeconds: number;
-    }): Promise<{ deleted: string[]; remaining: string[] }> {
+    }): Promise<{ deleted: string[]; remaining: string[]; stuck?: StuckNamespace[] }> {
       const { kube } = kubeOf(input.cluster);
       const deleted: string[] = [];
       for (const ns of input.namespaces) if (await kube.delete('v1', 'Namespace', ns)) deleted.push(ns);
-      let remaining: string[] = [];
+      let remaining: KubeObject[] = [];
       await pollUntil(input.timeoutSeconds, 'namespace deletion', async () => {
         remaining = [];
-        for (const ns of input.namespaces) if (await kube.read('v1', 'Namespace', ns)) remaining.push(ns);
+        for (const ns of input.namespaces) {
+          const o = await kube.read('v1', 'Namespace', ns);
+          if (o) remaining.push(o);
+        }
         return remaining.length === 0 ? true : undefined;
       });
-      return { deleted, remaining };
+      const stuck = remaining.map(stuckNamespace);
+      return { deleted, remaining: remaining.map((o) => o.metadata!.name!), ...(stuck.length ? { stuck } : {}) };
     },
 
     async veleroNamespacesExist(input: { cluster: string; namespaces: string[] }): Promise<string[]> {
@@ -279,6 +283,25 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
       for (const ns of input.namespaces) if (await kube.read('v1', 'Namespace', ns)) found.push(ns);
       return found;
     },
+  };
+}
+
+/**
+ * Why a namespace is still there: its phase and the namespace controller's True conditions
+ * (NamespaceContentRemaining, NamespaceFinalizersRemaining, NamespaceDeletionContentFailure, …:
+ * k8s.io/api core/v1 types.go NamespaceConditionType), or that it was never deleted (re-created).
+ */
+function stuckNamespace(o: KubeObject): StuckNamespace {
+  const n = o as KubeObject & {
+    status?: { phase?: string; conditions?: { type: string; status: string; reason?: string; message?: string }[] };
+  };
+  return {
+    namespace: n.metadata!.name!,
+    phase: n.status?.phase ?? 'Active',
+    terminating: Boolean(n.metadata?.deletionTimestamp),
+    conditions: (n.status?.conditions ?? [])
+      .filter((c) => c.status === 'True')
+      .map((c) => `${c.type}${c.reason ? ` (${c.reason})` : ''}${c.message ? `: ${c.message.slice(0, 300)}` : ''}`),
   };
 }
 

@@ -23,6 +23,8 @@ export interface LabFaults {
   velero: {
     backupPartiallyFailed(name?: string): void;
     restoreFailed(name?: string, reason?: string): void;
+    restoreSlow(ms: number): void;
+    restoreItemError(item: string, message: string): void;
     bslUnavailable(name: string): Promise<void>;
   };
   rollouts: { stall(namespace: string, kind: string, name: string): void };

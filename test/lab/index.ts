@@ -212,6 +212,8 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       velero: {
         backupPartiallyFailed: (name) => kube.faults.backupPartiallyFailed(name),
         restoreFailed: (name, reason) => kube.faults.restoreFailed(name, reason),
+        restoreSlow: (ms) => kube.faults.restoreSlow(ms),
+        restoreItemError: (item, message) => kube.faults.restoreItemError(item, message),
         bslUnavailable: (name) => kube.faults.bslUnavailable(name),
       },
       rollouts: { stall: (ns, kind, name) => kube.faults.stallRollout(ns, kind, name) },

@@ -180,6 +180,25 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
+    // Issue 14 items 15, 16, 18: the sandbox (resource modifiers, isolation policy), then cleanup that
+    // keeps the restore's results and deletes the Restore before the namespaces.
+    name: 'verify-backup-sandbox',
+    lab: 'velero',
+    async run(r) {
+      const h = await verify(r, 'sandbox', {});
+      const rep = (await h.result()) as DrillReport;
+      expect(
+        rep.result === 'passed' &&
+          rep.sandbox !== undefined &&
+          rep.restoreResults?.errors.total === 0 &&
+          rep.cleanup.remaining.length === 0,
+        'a passed drill in a sandbox, its results kept, cleanup done',
+        rep,
+      );
+      return h;
+    },
+  },
+  {
     name: 'verify-backup-partially-failed',
     lab: 'velero',
     async run(r) {

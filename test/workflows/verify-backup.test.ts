@@ -21,6 +21,8 @@ let gate: { reached: boolean } | undefined;
 let holdCreate: { reached: boolean } | undefined;
 // Test hook: while set, veleroDeleteNamespaces fails non-retryably (as a denied API call would).
 let denyCleanup = false;
+// Test hook: runs once the restored workloads were checked, while the scratch namespaces still exist.
+let afterWorkloads: ((namespaces: string[]) => Promise<void>) | undefined;
 
 beforeAll(async () => {
   [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'verify-backup' }), startVeleroLab()]);
@@ -46,6 +48,11 @@ beforeAll(async () => {
           }
         }
         return real.veleroEnsureRestore(input);
+      },
+      async veleroWaitWorkloads(input: Parameters<typeof real.veleroWaitWorkloads>[0]) {
+        const res = await real.veleroWaitWorkloads(input);
+        await afterWorkloads?.(input.namespaces);
+        return res;
       },
       async veleroDeleteNamespaces(input: Parameters<typeof real.veleroDeleteNamespaces>[0]) {
         if (denyCleanup) throw ApplicationFailure.nonRetryable('namespaces is forbidden (lab)', 'AuthDenied');
@@ -268,3 +275,188 @@ async function until<T>(fn: () => Promise<T | undefined>, ms = 20_000): Promise<
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+describe('the drill sandbox (issue 14 items 15, 16, 18)', () => {
+  const PROD_HOST = 'analytics.soypetetech.local';
+
+  test('restored hosts, CronJobs, external-facing workloads and fixed NodePorts stay off production', async () => {
+    const k = v.kube;
+    // What the real charts add in eleduck-analytics: Metabase's Ingress (values.ingress.hosts) and a
+    // Service with a nodePort Helm fixes (its field manager owns it, so Velero keeps it on restore).
+    await k.create({
+      apiVersion: 'networking.k8s.io/v1',
+      kind: 'Ingress',
+      metadata: { name: 'metabase', namespace: 'eleduck-analytics' },
+      spec: {
+        rules: [
+          {
+            host: PROD_HOST,
+            http: {
+              paths: [
+                { path: '/', pathType: 'Prefix', backend: { service: { name: 'metabase', port: { number: 80 } } } },
+              ],
+            },
+          },
+        ],
+        tls: [{ hosts: [PROD_HOST], secretName: 'analytics-tls' }],
+      },
+    });
+    const fixedPort = 30000 + Math.floor(Math.random() * 2000);
+    await k.patch(
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'metabase-nodeport', namespace: 'eleduck-analytics' },
+        spec: {
+          type: 'NodePort',
+          selector: { app: 'metabase' },
+          ports: [{ name: 'http', port: 80, protocol: 'TCP', nodePort: fixedPort }],
+        },
+      },
+      'apply',
+    );
+    let seen: Record<string, unknown> | undefined;
+    afterWorkloads = async ([ns]) => {
+      const ing = await k.read<any>('networking.k8s.io/v1', 'Ingress', 'metabase', ns);
+      const crons = await k.list<any>('batch/v1', 'CronJob', ns);
+      const airbyte = await k.read<any>('apps/v1', 'Deployment', 'airbyte-server', ns);
+      const metabase = await k.read<any>('apps/v1', 'Deployment', 'metabase', ns);
+      const svc = await k.read<any>('v1', 'Service', 'metabase-nodeport', ns);
+      const policy = await k.read<any>('networking.k8s.io/v1', 'NetworkPolicy', 'drill-sandbox-isolation', ns);
+      seen = {
+        hosts: [...(ing?.spec?.rules ?? []).map((r: any) => r.host), ...(ing?.spec?.tls?.[0]?.hosts ?? [])],
+        suspended: crons.map((c) => c.spec?.suspend),
+        airbyteReplicas: airbyte?.spec?.replicas,
+        metabaseReplicas: metabase?.spec?.replicas,
+        nodePort: svc?.spec?.ports?.[0]?.nodePort,
+        policy: policy?.spec,
+      };
+    };
+    try {
+      const { report } = await run({ createNew: true });
+      const scratch = report.namespaces[0].scratch;
+      expect(seen, JSON.stringify(report.reasons)).toBeDefined();
+      expect(seen!.hosts).toEqual([
+        `analytics-soypetetech-local.${scratch}.drill.invalid`,
+        `analytics-soypetetech-local.${scratch}.drill.invalid`,
+      ]);
+      expect(seen!.suspended).toEqual([true, true]);
+      expect(seen!.airbyteReplicas).toBe(0);
+      expect(seen!.metabaseReplicas).toBe(1);
+      expect(seen!.nodePort).not.toBe(fixedPort);
+      expect(seen!.policy).toMatchObject({ podSelector: {}, policyTypes: ['Ingress', 'Egress'] });
+      expect(report.reasons).toEqual([]);
+      expect(report.result).toBe('passed');
+      expect(report.sandbox?.hosts).toEqual([
+        { from: PROD_HOST, to: `analytics-soypetetech-local.${scratch}.drill.invalid` },
+      ]);
+      // Nothing of the drill is left: namespaces, the Restore, the resource modifiers.
+      expect(await v.scratchNamespaces()).toEqual([]);
+      expect(await k.list('v1', 'ConfigMap', 'velero', 'pedro-ops/drill')).toEqual([]);
+    } finally {
+      afterWorkloads = undefined;
+      await k.delete('networking.k8s.io/v1', 'Ingress', 'metabase', 'eleduck-analytics');
+      await k.delete('v1', 'Service', 'metabase-nodeport', 'eleduck-analytics');
+    }
+  }, 240_000);
+
+  test('cleanup of a restore still running waits for Velero to let it go, so no namespace comes back', async () => {
+    gate = { reached: false };
+    v.lab.faults.velero.restoreSlow(400);
+    try {
+      const h = await start({ deadlineSeconds: 5, timeouts: { settleSeconds: 1 } });
+      // A scratch namespace seen under a second uid was deleted and created again (by Velero).
+      const uids = new Map<string, string>();
+      let stop = false;
+      const recreated = (async () => {
+        while (!stop) {
+          for (const n of await v.kube.list('v1', 'Namespace')) {
+            const { name, uid } = n.metadata!;
+            if (!name!.startsWith('drill-')) continue;
+            if (uids.has(name!) && uids.get(name!) !== uid)
+              throw new Error(`${name} was created again after its deletion`);
+            uids.set(name!, uid!);
+          }
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      })();
+      const report = (await Promise.race([h.result(), recreated]).finally(() => (stop = true))) as DrillReport;
+      await recreated;
+      expect(report.reasons[0]).toBe('DrillTimeout: the drill did not finish within 5s');
+      // Whatever the drill did, Velero ends the restore; then no scratch namespace may be there.
+      await until(
+        async () => ((await v.kube.read('velero.io/v1', 'Restore', report.restore!, 'velero')) ? undefined : true),
+        60_000,
+      );
+      expect(await v.scratchNamespaces()).toEqual([]);
+      expect(report.cleanup.remaining).toEqual([]);
+      const progress = await h.query<Progress>('progress');
+      expect(progress.steps.find((s) => s.id === 'delete-restore')?.state).toBe('succeeded');
+    } finally {
+      gate = undefined;
+      v.lab.faults.velero.restoreSlow(0);
+      for (const ns of await v.scratchNamespaces()) await v.kube.delete('v1', 'Namespace', ns);
+    }
+  }, 240_000);
+
+  test('a namespace stuck Terminating is reported with the namespace controller’s conditions', async () => {
+    afterWorkloads = async ([ns]) => {
+      await v.kube.create({
+        apiVersion: 'v1',
+        kind: 'ConfigMap',
+        metadata: { name: 'held', namespace: ns, finalizers: ['lab.pedro-ops.io/hold'] },
+      });
+    };
+    let scratch: string | undefined;
+    try {
+      const { report } = await run({ timeouts: { cleanupSeconds: 8 } });
+      scratch = report.namespaces[0].scratch;
+      expect(report.result).toBe('failed');
+      expect(report.cleanup.stuck).toEqual([
+        expect.objectContaining({ namespace: scratch, phase: 'Terminating', terminating: true }),
+      ]);
+      expect(report.reasons.join('\n')).toMatch(
+        new RegExp(
+          `CleanupIncomplete: scratch namespaces still present: ${scratch} Terminating \\[.*NamespaceFinalizersRemaining`,
+        ),
+      );
+    } finally {
+      afterWorkloads = undefined;
+      if (scratch)
+        await v.kube
+          .patch(
+            {
+              apiVersion: 'v1',
+              kind: 'ConfigMap',
+              metadata: { name: 'held', namespace: scratch, finalizers: [] },
+            },
+            'merge',
+          )
+          .catch(() => undefined);
+    }
+  }, 240_000);
+
+  test('the restore’s errors and warnings are kept in the report before the Restore takes them along', async () => {
+    v.lab.faults.velero.restoreItemError(
+      'Deployment/metabase',
+      'admission webhook "lab" denied the request: password=hunter2',
+    );
+    try {
+      const { report } = await run({});
+      const scratch = report.namespaces[0].scratch;
+      expect(report.result).toBe('failed');
+      expect(report.reasons[0]).toMatch(/^RestoreFailed: restore .* ended PartiallyFailed/);
+      expect(report.restoreResults?.errors.total).toBe(1);
+      expect(report.restoreResults?.errors.by[scratch]).toEqual({
+        count: 1,
+        messages: [expect.stringContaining(`error restoring deployments/${scratch}/metabase: admission webhook`)],
+      });
+      expect(JSON.stringify(report)).not.toContain('hunter2');
+      expect(report.warnings.join('\n')).toMatch(/restore errors in drill-eleduck-analytics-/);
+      expect(await v.kube.read('velero.io/v1', 'Restore', report.restore!, 'velero')).toBeUndefined();
+      expect(await v.scratchNamespaces()).toEqual([]);
+    } finally {
+      await v.lab.faults.clear();
+    }
+  }, 240_000);
+});

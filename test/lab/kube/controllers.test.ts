@@ -435,4 +435,205 @@ describe('Velero', () => {
     );
     expect((await c.core.listNamespacedPod({ namespace: 'drill-app' })).items).toHaveLength(0);
   }, 120_000);
+
+  // Everything below builds on the velero namespace and BSL of the first test.
+  const api = (method: string, path: string, body?: unknown, contentType?: string) =>
+    raw(kd, method, path, { token: kd.token, body, contentType });
+  const V = '/apis/velero.io/v1/namespaces/velero';
+  const veleroObject = async (plural: string, name: string) => {
+    const r = await api('GET', `${V}/${plural}/${name}`);
+    return r.status === 200 ? r.json() : undefined;
+  };
+  const phaseOf = async (plural: string, name: string, phases: string[], ms = 20_000) =>
+    until(
+      `${plural}/${name} ${phases.join('|')}`,
+      async () => {
+        const o = await veleroObject(plural, name);
+        return phases.includes(o?.status?.phase) ? o : undefined;
+      },
+      ms,
+    );
+  const restore = (name: string, spec: object) =>
+    api('POST', `${V}/restores`, { apiVersion: 'velero.io/v1', kind: 'Restore', metadata: { name }, spec });
+  const download = async (kind: string, name: string): Promise<{ status: number; body?: any }> => {
+    const req = `${name}-${randomInt(1e9)}`;
+    await api('POST', `${V}/downloadrequests`, {
+      apiVersion: 'velero.io/v1',
+      kind: 'DownloadRequest',
+      metadata: { name: req },
+      spec: { target: { kind, name } },
+    });
+    const dr = await until(
+      'download URL',
+      async () => (await veleroObject('downloadrequests', req))?.status?.downloadURL,
+    );
+    const res = await fetch(dr as string);
+    if (res.status !== 200) return { status: res.status };
+    return { status: 200, body: JSON.parse(gunzipSync(Buffer.from(await res.arrayBuffer())).toString('utf8')) };
+  };
+
+  it('restores production hosts, CronJobs and fixed nodePorts as they were, and records the error in the results', async () => {
+    await c.core.createNamespace({ body: { metadata: { name: 'shop' } } });
+    await api('POST', '/apis/networking.k8s.io/v1/namespaces/shop/ingresses', {
+      metadata: { name: 'web' },
+      spec: {
+        rules: [
+          {
+            host: 'shop.soypetetech.local',
+            http: {
+              paths: [{ path: '/', pathType: 'Prefix', backend: { service: { name: 'web', port: { number: 80 } } } }],
+            },
+          },
+        ],
+      },
+    });
+    await c.batch.createNamespacedCronJob({
+      namespace: 'shop',
+      body: {
+        metadata: { name: 'nightly' },
+        spec: {
+          schedule: '0 2 * * *',
+          jobTemplate: {
+            spec: { template: { spec: { restartPolicy: 'Never', containers: [{ name: 'n', image: 'n:1' }] } } },
+          },
+        },
+      },
+    });
+    // A fixed nodePort Helm set (its field manager owns spec.ports[].nodePort), and one the apiserver picked.
+    const fixed = 30000 + randomInt(2000);
+    const svc = (name: string, nodePort?: number) =>
+      api(
+        'PATCH',
+        `/api/v1/namespaces/shop/services/${name}?fieldManager=helm&force=true`,
+        {
+          apiVersion: 'v1',
+          kind: 'Service',
+          metadata: { name },
+          spec: {
+            type: 'NodePort',
+            selector: { app: name },
+            ports: [{ name: 'http', port: 80, protocol: 'TCP', ...(nodePort ? { nodePort } : {}) }],
+          },
+        },
+        'application/apply-patch+yaml',
+      );
+    expect((await svc('fixed', fixed)).status).toBe(201);
+    expect((await svc('auto')).status).toBe(201);
+    await api('POST', `${V}/backups`, {
+      apiVersion: 'velero.io/v1',
+      kind: 'Backup',
+      metadata: { name: 'shop-1' },
+      spec: { includedNamespaces: ['shop'] },
+    });
+    await phaseOf('backups', 'shop-1', ['Completed']);
+
+    expect(
+      (await restore('shop-plain', { backupName: 'shop-1', namespaceMapping: { shop: 'drill-shop-a' } })).status,
+    ).toBe(201);
+    const done = await phaseOf('restores', 'shop-plain', ['Completed', 'PartiallyFailed']);
+    expect(done.metadata.finalizers).toContain('restores.velero.io/external-resources-finalizer');
+    const ing = (await api('GET', '/apis/networking.k8s.io/v1/namespaces/drill-shop-a/ingresses/web')).json();
+    expect(ing.spec.rules[0].host).toBe('shop.soypetetech.local');
+    expect((await c.batch.readNamespacedCronJob({ name: 'nightly', namespace: 'drill-shop-a' })).spec?.suspend).toBe(
+      false,
+    );
+    // service_action.go: the auto-assigned port is cleared (a new one allocated), the fixed one kept: it collides.
+    const auto = await c.core.readNamespacedService({ name: 'auto', namespace: 'drill-shop-a' });
+    expect(auto.spec?.ports?.[0].nodePort).toBeGreaterThan(0);
+    expect(done.status.phase).toBe('PartiallyFailed');
+    expect(done.status.errors).toBe(1);
+    const results = await download('RestoreResults', 'shop-plain');
+    expect(results.body.errors.namespaces['drill-shop-a']).toEqual([
+      expect.stringMatching(new RegExp(`^error restoring services/drill-shop-a/fixed: .*${fixed}.*already allocated`)),
+    ]);
+    expect(results.body.warnings).toEqual({});
+  }, 120_000);
+
+  it('applies resource modifiers matched on the source namespace; a bad ConfigMap fails validation', async () => {
+    const cm = (name: string, yaml: string) =>
+      api('POST', '/api/v1/namespaces/velero/configmaps', { metadata: { name }, data: { 'rules.yaml': yaml } });
+    const fixedPort = (await c.core.readNamespacedService({ name: 'fixed', namespace: 'shop' })).spec!.ports![0]
+      .nodePort!;
+    await cm(
+      'sandbox',
+      [
+        'version: v1',
+        'resourceModifierRules:',
+        '- conditions: {groupResource: ingresses.networking.k8s.io, namespaces: [shop], matches: [{path: /spec/rules/0/host, value: shop.soypetetech.local}]}',
+        '  patches: [{operation: replace, path: /spec/rules/0/host, value: shop.drill.invalid}]',
+        '- conditions: {groupResource: cronjobs.batch, namespaces: [shop]}',
+        `  mergePatches: [{patchData: '{"spec": {"suspend": true}}'}]`,
+        `- conditions: {groupResource: services, namespaces: [shop], resourceNameRegex: "^fixed$", matches: [{path: /spec/ports/0/nodePort, value: "${fixedPort}"}]}`,
+        '  patches: [{operation: remove, path: /spec/ports/0/nodePort}]',
+        // Not matched: conditions name the source namespace, never the mapped one.
+        '- conditions: {groupResource: "*.batch", namespaces: [drill-shop-b]}',
+        `  mergePatches: [{patchData: '{"metadata": {"labels": {"wrong": "namespace"}}}'}]`,
+      ].join('\n'),
+    );
+    expect(
+      (
+        await restore('shop-sandbox', {
+          backupName: 'shop-1',
+          namespaceMapping: { shop: 'drill-shop-b' },
+          resourceModifier: { kind: 'ConfigMap', name: 'sandbox' },
+        })
+      ).status,
+    ).toBe(201);
+    const done = await phaseOf('restores', 'shop-sandbox', ['Completed', 'PartiallyFailed']);
+    expect(done.status).toMatchObject({ phase: 'Completed', errors: 0 });
+    const ing = (await api('GET', '/apis/networking.k8s.io/v1/namespaces/drill-shop-b/ingresses/web')).json();
+    expect(ing.spec.rules[0].host).toBe('shop.drill.invalid');
+    const cron = await c.batch.readNamespacedCronJob({ name: 'nightly', namespace: 'drill-shop-b' });
+    expect(cron.spec?.suspend).toBe(true);
+    expect(cron.metadata?.labels?.wrong).toBeUndefined();
+    const fixed = await c.core.readNamespacedService({ name: 'fixed', namespace: 'drill-shop-b' });
+    expect(fixed.spec?.ports?.[0].nodePort).not.toBe(fixedPort);
+
+    await cm(
+      'bad',
+      'version: v1\nresourceModifierRules:\n- conditions: {groupResource: services}\n  patches: [{operation: replace, path: /spec/type, value: 1}]',
+    );
+    await restore('shop-bad', {
+      backupName: 'shop-1',
+      namespaceMapping: { shop: 'drill-shop-c' },
+      resourceModifier: { kind: 'ConfigMap', name: 'bad' },
+    });
+    const bad = await phaseOf('restores', 'shop-bad', ['FailedValidation']);
+    expect(bad.status.validationErrors[0]).toMatch(
+      /^Error in parsing resource modifiers provided in configmap velero\/bad: failed to decode yaml/,
+    );
+    await restore('shop-missing', { backupName: 'shop-1', resourceModifier: { kind: 'ConfigMap', name: 'nope' } });
+    const missing = await phaseOf('restores', 'shop-missing', ['FailedValidation']);
+    expect(missing.status.validationErrors).toEqual(['failed to get resource modifiers configmap velero/nope']);
+  }, 120_000);
+
+  it('a Restore deleted while InProgress stays until its restore ends (re-creating a deleted namespace), then takes its results along', async () => {
+    kd.faults.restoreSlow(1000);
+    try {
+      await restore('shop-slow', { backupName: 'shop-1', namespaceMapping: { shop: 'drill-shop-d' } });
+      await phaseOf('restores', 'shop-slow', ['InProgress']);
+      await until(
+        'namespace created',
+        async () => (await api('GET', '/api/v1/namespaces/drill-shop-d')).status === 200,
+      );
+      expect((await api('DELETE', `${V}/restores/shop-slow`)).status).toBe(200);
+      await c.core.deleteNamespace({ name: 'drill-shop-d' });
+      const held = await veleroObject('restores', 'shop-slow');
+      expect(held.metadata.deletionTimestamp).toBeDefined();
+      expect(held.status.phase).toBe('InProgress');
+      // EnsureNamespaceExistsAndIsReady: the restore waits for the namespace to go and creates it again.
+      await until(
+        'namespace re-created',
+        async () => {
+          const ns = await api('GET', '/api/v1/namespaces/drill-shop-d');
+          return ns.status === 200 && !ns.json().metadata.deletionTimestamp;
+        },
+        30_000,
+      );
+      await until('Restore gone', async () => (await veleroObject('restores', 'shop-slow')) === undefined, 30_000);
+      expect((await download('RestoreResults', 'shop-slow')).status).toBe(404);
+    } finally {
+      kd.faults.restoreSlow(0);
+    }
+  }, 120_000);
 });

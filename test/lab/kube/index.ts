@@ -52,6 +52,10 @@ export interface KubeLab {
     stallRollout(ns: string, kind: string, name: string): void;
     backupPartiallyFailed(name?: string): void;
     restoreFailed(name?: string, reason?: string): void;
+    /** Every restored item takes `ms` (a restore still InProgress when a drill's cleanup starts). */
+    restoreSlow(ms: number): void;
+    /** Restoring this item ("Kind/name") fails with the message, recorded in the restore's results. */
+    restoreItemError(item: string, message: string): void;
     bslUnavailable(name: string): Promise<void>;
     /** A validating webhook refuses writes of this resource (plural, e.g. "secrets") with the message. */
     rejectWrites(resource: string, message: string): Promise<void>;
@@ -212,6 +216,8 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
           if (name) velero.restoreFailed.names.set(name, reason);
           else velero.restoreFailed.next = reason;
         },
+        restoreSlow: (ms) => void (velero.restoreItemMs = ms),
+        restoreItemError: (item, message) => void velero.restoreItemError.set(item, message),
         bslUnavailable: async (name) => {
           velero.bslUnavailable.add(name);
           await veleroServer.revalidateAll();

@@ -9,13 +9,31 @@
 //   resource priorities; metadata reset (resetMetadata drops uid, resourceVersion, generation,
 //   creationTimestamp, ownerReferences …), status dropped, labels velero.io/backup-name and
 //   velero.io/restore-name added; completed Jobs and finished Pods skipped ("skipping item because it's
-//   completed"); a Service's clusterIP cleared but its nodePorts kept (pkg/restore/actions/service_action.go);
+//   completed"); a Service's clusterIP cleared, its nodePorts cleared unless explicitly specified
+//   (pkg/restore/actions/service_action.go, velero-modifiers.ts); resource modifiers applied (velero-modifiers.ts);
 //   existing objects left alone with a warning unless existingResourcePolicy=update; a namespace that is
-//   Terminating is waited for and created again (pkg/restore/restore.go: waitForNamespaceDelete).
+//   Terminating is waited for and created again, before every item restored into it
+//   (pkg/restore/restore.go restoreItem → pkg/util/kube/utils.go EnsureNamespaceExistsAndIsReady).
+// - Restores get the finalizer restores.velero.io/external-resources-finalizer. A deleted Restore goes
+//   only when its restore has run to the end (the reconciler runs the restore synchronously and sees the
+//   deletion on its next reconcile; nothing cancels a running restore), and then its log and results are
+//   deleted from the bucket (pkg/controller/restore_controller.go Reconcile, deleteExternalResources).
+// - The results file holds {"errors": Result, "warnings": Result}, Result = {velero?, cluster?,
+//   namespaces?: {<target ns>: [msg]}} (restore_controller.go putResults, pkg/util/results/result.go).
 // - DownloadRequests get a URL to a gzip object (pkg/controller/download_request_controller.go), served
 //   by the lab's object store.
 import { gzipSync } from 'node:zlib';
 import { pathOf, type KObj, type LabApi } from '../lab-api.js';
+import {
+  applyModifiers,
+  clearNodePorts,
+  groupResource,
+  loadModifiers,
+  type ResourceModifiers,
+} from './velero-modifiers.js';
+
+const RESTORE_FINALIZER = 'restores.velero.io/external-resources-finalizer';
+type Result = { velero?: string[]; cluster?: string[]; namespaces?: Record<string, string[]> };
 
 export const VELERO = 'velero.io/v1';
 
@@ -23,12 +41,18 @@ export interface VeleroFaults {
   bslUnavailable: Set<string>;
   backupPartiallyFailed: { next: boolean; names: Set<string> };
   restoreFailed: { next?: string; names: Map<string, string> };
+  /** Each restored item takes this long (a restore that is still InProgress when cleanup starts). */
+  restoreItemMs: number;
+  /** The apiserver-side error restoring this item ("Kind/name"), as Velero records it. */
+  restoreItemError: Map<string, string>;
 }
 
 export const newVeleroFaults = (): VeleroFaults => ({
   bslUnavailable: new Set(),
   backupPartiallyFailed: { next: false, names: new Set() },
   restoreFailed: { names: new Map() },
+  restoreItemMs: 0,
+  restoreItemError: new Map(),
 });
 
 interface Snapshot {
@@ -86,6 +110,10 @@ export class VeleroServer {
   /** Backups' recorded contents, keyed by Backup uid (a recreated Backup never sees old data). */
   readonly snapshots = new Map<string, Snapshot>();
   private readonly restoreLogs = new Map<string, string[]>();
+  /** The bucket's restores/<name>/restore-<name>-results.gz, by "<ns>/<restore>". */
+  readonly restoreResults = new Map<string, { errors: Result; warnings: Result }>();
+  /** Restores being run, by uid: a deletion waits for its restore to end. */
+  private readonly running = new Map<string, Promise<void>>();
   private readonly seen = new Set<string>();
   private watches: { stop(): void }[] = [];
 
@@ -104,6 +132,14 @@ export class VeleroServer {
           if (plural === 'backups') this.snapshots.delete(e.object.metadata.uid!);
           return;
         }
+        if (plural === 'restores' && e.object.metadata.deletionTimestamp) {
+          const key = `restores-deleted/${e.object.metadata.uid}`;
+          if (!this.seen.has(key)) {
+            this.seen.add(key);
+            this.finalizeRestore(e.object).catch((err: unknown) => this.log(`velero restores: ${String(err)}`));
+          }
+          return;
+        }
         // Velero's CRDs have no status subresource, so every status write bumps metadata.generation:
         // Backups, Restores and requests are acted on once per object (their reconcilers skip a
         // processed phase), locations and schedules once per spec.
@@ -118,7 +154,7 @@ export class VeleroServer {
       w('schedules', (o, type) => this.enableSchedule(o, type === 'ADDED' && !o.status?.phase)),
       w('backups', (o) => (!o.status?.phase || o.status.phase === 'New' ? this.runBackup(o) : undefined)),
       w('deletebackuprequests', (o) => (!o.status?.phase ? this.deleteBackup(o) : undefined)),
-      w('restores', (o) => (!o.status?.phase ? this.runRestore(o) : undefined)),
+      w('restores', (o) => (!o.status?.phase ? this.trackRestore(o) : undefined)),
       w('downloadrequests', (o) => (!o.status?.phase ? this.download(o) : undefined)),
     );
   }
@@ -328,14 +364,54 @@ export class VeleroServer {
       .sort((a, b) => String(b.status?.completionTimestamp).localeCompare(String(a.status?.completionTimestamp)))[0];
   }
 
+  private trackRestore(r: KObj): Promise<void> {
+    const run = this.runRestore(r).finally(() => this.running.delete(r.metadata.uid!));
+    this.running.set(r.metadata.uid!, run);
+    return run;
+  }
+
+  /** Reconcile's deletion branch: after the restore's run, delete its files, then drop the finalizer. */
+  private async finalizeRestore(r: KObj): Promise<void> {
+    await this.running.get(r.metadata.uid!)?.catch(() => undefined);
+    const key = `${r.metadata.namespace}/${r.metadata.name}`;
+    this.restoreLogs.delete(key);
+    this.restoreResults.delete(key);
+    const path = this.p('restores', r.metadata.namespace!, r.metadata.name);
+    const cur = await this.api.get(path);
+    if (!cur || cur.metadata.uid !== r.metadata.uid) return;
+    const finalizers = (cur.metadata.finalizers ?? []).filter((f) => f !== RESTORE_FINALIZER);
+    await this.api.request(
+      'PATCH',
+      path,
+      [
+        { op: 'test', path: '/metadata/resourceVersion', value: cur.metadata.resourceVersion },
+        { op: 'replace', path: '/metadata/finalizers', value: finalizers },
+      ],
+      'application/json-patch+json',
+    );
+  }
+
   private async runRestore(r: KObj): Promise<void> {
     const { name, namespace: ns } = r.metadata;
+    // Reconcile adds the finalizer before it looks at the phase.
+    await this.api.mergePatch(this.p('restores', ns!, name), {
+      metadata: {
+        finalizers: [...(r.metadata.finalizers ?? []).filter((f) => f !== RESTORE_FINALIZER), RESTORE_FINALIZER],
+      },
+    });
     const backup = await this.findBackup(r);
-    const problem = !backup
-      ? `Error retrieving backup: backups.velero.io "${r.spec?.backupName ?? r.spec?.scheduleName}" not found`
-      : !['Completed', 'PartiallyFailed'].includes(backup.status?.phase)
-        ? `backup "${backup.metadata.name}" is not in a restorable state (phase ${backup.status?.phase ?? 'New'}); it must be Completed or PartiallyFailed`
-        : undefined;
+    let mods: ResourceModifiers | string | undefined;
+    const ref = r.spec?.resourceModifier as { kind?: string; name?: string } | undefined;
+    if (ref && String(ref.kind).toLowerCase() === 'configmap')
+      mods = loadModifiers(await this.api.get(`/api/v1/namespaces/${ns}/configmaps/${ref.name}`), ns!, ref.name!);
+    const problem =
+      typeof mods === 'string'
+        ? mods
+        : !backup
+          ? `Error retrieving backup: backups.velero.io "${r.spec?.backupName ?? r.spec?.scheduleName}" not found`
+          : !['Completed', 'PartiallyFailed'].includes(backup.status?.phase)
+            ? `backup "${backup.metadata.name}" is not in a restorable state (phase ${backup.status?.phase ?? 'New'}); it must be Completed or PartiallyFailed`
+            : undefined;
     if (problem) {
       await this.setStatus('restores', r, { phase: 'FailedValidation', validationErrors: [problem] });
       return;
@@ -371,8 +447,14 @@ export class VeleroServer {
       });
       return;
     }
-    const { restored, warnings, errors, log } = await this.recreate(r, backup!.metadata.name, objects);
+    const { restored, warnings, errors, log, results } = await this.recreate(
+      r,
+      backup!.metadata.name,
+      objects,
+      mods as ResourceModifiers | undefined,
+    );
     this.restoreLogs.set(`${ns}/${name}`, log);
+    this.restoreResults.set(`${ns}/${name}`, results);
     await this.setStatus('restores', r, {
       phase: errors > 0 ? 'PartiallyFailed' : 'Completed',
       completionTimestamp: timestamp(),
@@ -394,7 +476,7 @@ export class VeleroServer {
     }
   }
 
-  private async recreate(r: KObj, backupName: string, objects: KObj[]) {
+  private async recreate(r: KObj, backupName: string, objects: KObj[], mods?: ResourceModifiers) {
     const mapping: Record<string, string> = r.spec?.namespaceMapping ?? {};
     const policy = r.spec?.existingResourcePolicy ?? 'none';
     const restoreName = r.metadata.name;
@@ -403,6 +485,8 @@ export class VeleroServer {
     let restored = 0;
     let warnings = 0;
     let errors = 0;
+    const results = { errors: {} as Result, warnings: {} as Result };
+    const add = (which: Result, ns: string, msg: string) => ((which.namespaces ??= {})[ns] ??= []).push(msg);
     const at = `restore=${r.metadata.namespace}/${restoreName}`;
     for (const o of objects.filter((x) => x.kind === 'Namespace')) {
       const ns = mapping[o.metadata.name] ?? o.metadata.name;
@@ -418,10 +502,27 @@ export class VeleroServer {
           continue;
         }
         const ns = mapping[o.metadata.namespace!] ?? o.metadata.namespace!;
+        if (this.faults.restoreItemMs > 0) await sleep(this.faults.restoreItemMs);
         await this.ensureNamespace(ns, labels);
-        const obj = cleanForRestore(o, ns, labels);
+        let obj = cleanForRestore(o, ns, labels);
+        if (obj.kind === 'Service') clearNodePorts(obj, o.metadata.managedFields, r.spec?.preserveNodePorts === true);
+        if (mods) {
+          // Matched as the item came from the backup: its source namespace, no restore labels yet.
+          const view = {
+            ...obj,
+            metadata: { ...obj.metadata, namespace: o.metadata.namespace, labels: o.metadata.labels },
+          };
+          const modErrors = applyModifiers(mods, view, groupResource(rt.apiVersion, rt.plural));
+          for (const m of modErrors) add(results.errors, ns, m);
+          errors += modErrors.length;
+          obj = {
+            ...view,
+            metadata: { ...view.metadata, namespace: ns, labels: { ...view.metadata.labels, ...labels } },
+          };
+        }
         const path = pathOf(rt.apiVersion, rt.plural, ns);
-        const res = await this.api.request('POST', path, obj);
+        const injected = this.faults.restoreItemError.get(`${o.kind}/${o.metadata.name}`);
+        const res = injected ? { status: 500, body: { message: injected } } : await this.api.request('POST', path, obj);
         if (res.status === 409) {
           if (policy === 'update') {
             await this.api.request(
@@ -434,6 +535,11 @@ export class VeleroServer {
             continue;
           }
           warnings++;
+          add(
+            results.warnings,
+            ns,
+            `could not restore, ${obj.kind} "${obj.metadata.name}" already exists. Warning: the in-cluster version is different than the backed-up version`,
+          );
           log.push(
             `time="${timestamp()}" level=warning msg="could not restore, ${obj.kind} \\"${obj.metadata.name}\\" already exists. Warning: the in-cluster version is different than the backed-up version" ${at}`,
           );
@@ -441,6 +547,11 @@ export class VeleroServer {
         }
         if (res.status >= 300) {
           errors++;
+          add(
+            results.errors,
+            ns,
+            `error restoring ${rt.plural}/${ns}/${obj.metadata.name}: ${res.body?.message ?? res.status}`,
+          );
           log.push(
             `time="${timestamp()}" level=error msg="error restoring ${rt.plural}/${ns}/${obj.metadata.name}: ${res.body?.message ?? res.status}" ${at}`,
           );
@@ -450,7 +561,7 @@ export class VeleroServer {
         log.push(`time="${timestamp()}" level=info msg="Restored ${obj.kind} ${ns}/${obj.metadata.name}" ${at}`);
       }
     }
-    return { restored, warnings, errors, log };
+    return { restored, warnings, errors, log, results };
   }
 
   private async download(d: KObj): Promise<void> {
@@ -466,8 +577,8 @@ export class VeleroServer {
       const log = this.restoreLogs.get(`${ns}/${target.name}`);
       if (log) body = gzipSync(`${log.join('\n')}\n`);
     } else if (target.kind === 'RestoreResults') {
-      if (await this.api.get(this.p('restores', ns!, target.name)))
-        body = gzipSync(JSON.stringify({ errors: {}, warnings: {} }));
+      const results = this.restoreResults.get(`${ns}/${target.name}`);
+      if (results) body = gzipSync(JSON.stringify(results));
     }
     // Signed for the BSL's publicUrl when set, else its s3Url (often an in-cluster name):
     // pkg/persistence/object_store.go. A missing target still gets a URL, which answers 404.
@@ -478,7 +589,14 @@ export class VeleroServer {
     const bsl = await this.api.get(this.p('backupstoragelocations', ns!, backup?.spec?.storageLocation || 'default'));
     const cfg = bsl?.spec?.config ?? {};
     const base = String(cfg.publicUrl || cfg.s3Url || 'http://s3.invalid');
-    const key = `${bsl?.spec?.objectStorage?.bucket ?? 'velero'}/${target.kind?.startsWith('Restore') ? 'restores' : 'backups'}/${target.name}/${target.name}-${String(target.kind).toLowerCase()}.json.gz`;
+    // pkg/persistence/object_store_layout.go: restores/<name>/restore-<name>-logs.gz, -results.gz.
+    const file =
+      target.kind === 'RestoreLog'
+        ? `restore-${target.name}-logs.gz`
+        : target.kind === 'RestoreResults'
+          ? `restore-${target.name}-results.gz`
+          : `${target.name}-${String(target.kind).toLowerCase()}.json.gz`;
+    const key = `${bsl?.spec?.objectStorage?.bucket ?? 'velero'}/${target.kind?.startsWith('Restore') ? 'restores' : 'backups'}/${target.name}/${file}`;
     await this.setStatus('downloadrequests', d, {
       phase: 'Processed',
       downloadURL: this.serveDownload(body, base, key),
