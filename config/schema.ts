@@ -118,6 +118,48 @@ export const ProbeSpec = Type.Union([
   ),
 ]);
 
+/** Backup of pod volumes by Velero's node-agent (file-system backup, kopia). */
+export const VolumeBackupSpec = Type.Object(
+  {
+    /**
+     * Sets defaultVolumesToFsBackup on the Schedule's template and on on-demand Backups: every pod
+     * volume is copied. Unset, Velero uses its server default (false in the chart): with snapshots
+     * disabled, PVCs are restored empty.
+     */
+    fsBackup: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+
+/** A Job in the restored namespace whose container writes one value to /dev/termination-log. */
+export const DataProbeSpec = Type.Object(
+  {
+    name: Name,
+    image: Type.String({ minLength: 1 }),
+    command: Type.Array(Type.String(), { minItems: 1 }),
+    timeoutSeconds: Type.Optional(Duration),
+    secretEnv: Type.Optional(Name),
+    /** A restored PVC the Job mounts at /data (read-only). */
+    pvc: Type.Optional(Name),
+    /** The value is a number of at least this (a row count). */
+    min: Type.Optional(Type.Number()),
+    /** The value equals the one the same Job printed in the source namespace when an on-demand backup was taken. */
+    sameAsBackup: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+export const NamespaceVolumeData = Type.Object(
+  {
+    /** At least this many PVCs of the namespace must come back with data (a backup that lost some fails). */
+    minPvcs: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** PVCs that may come back empty (caches, volumes excluded from the backup on purpose). */
+    allowEmpty: Type.Optional(Type.Array(Name)),
+    probes: Type.Optional(Type.Array(DataProbeSpec)),
+  },
+  { additionalProperties: false },
+);
+
 export const SecretEntrySpec = Type.Object(
   {
     id: Name,
@@ -305,6 +347,8 @@ export const ClusterSpecSchema = Type.Object(
          * the worker outside the cluster cannot resolve (velero pkg/persistence/object_store.go).
          */
         publicUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
+        /** How volume data gets into a backup (README, Configuration). */
+        volumes: Type.Optional(VolumeBackupSpec),
         schedule: Type.Object(
           {
             name: Name,
@@ -321,6 +365,8 @@ export const ClusterSpecSchema = Type.Object(
             paused: Type.Boolean(),
             /** Data probes run as Jobs in the restored namespaces. */
             probes: Type.Optional(Type.Array(ProbeSpec)),
+            /** Volume data a restored namespace must get back, by source namespace (README, Configuration). */
+            volumeData: Type.Optional(Type.Record(Name, NamespaceVolumeData)),
           },
           { additionalProperties: false },
         ),
@@ -337,3 +383,5 @@ export type ComponentSpec = Static<typeof ComponentSpec>;
 export type SecretEntrySpec = Static<typeof SecretEntrySpec>;
 export type WorkloadRef = Static<typeof WorkloadRef>;
 export type ProbeSpec = Static<typeof ProbeSpec>;
+export type DataProbeSpec = Static<typeof DataProbeSpec>;
+export type NamespaceVolumeData = Static<typeof NamespaceVolumeData>;

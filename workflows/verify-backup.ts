@@ -15,7 +15,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BackupInfo } from '../activities/velero/types.js';
-import type { ProbeResult } from '../activities/velero/types.js';
+import type { ProbeResult, VolumeDataResult } from '../activities/velero/types.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import { DrillResult, DrillsSkipped, RequestedBy, RtoSeconds } from './search-attributes.js';
 import { recordDrill, recordDrillsSkipped } from './metrics.js';
@@ -75,6 +75,8 @@ export interface DrillReport {
   verification?: 'resource-list' | 'counts';
   counts: Record<string, { expected?: number; restored: number }>;
   probes: ProbeResult[];
+  /** Volume data per restored namespace: PVCs and what filled them (absent in runs before the check). */
+  volumes?: VolumeDataResult[];
   cleanup: { deleted: string[]; remaining: string[] };
   /** Scheduled drills the schedule skipped (overlap SKIP) while this one ran. */
   drillsSkipped?: number;
@@ -205,8 +207,11 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
         probes: spec.backups.drill.probes ?? [],
         runId: shortId,
         timeouts,
+        restore: name,
+        volumeData: spec.backups.drill.volumeData,
       });
       report.counts = checks.counts;
+      if (checks.volumes) report.volumes = checks.volumes;
       report.verification = checks.verification;
       report.probes = checks.probes;
       if (checks.reasons.length > 0) return await finish(...checks.reasons.map((r) => `VerificationFailed: ${r}`));

@@ -2,7 +2,8 @@
 import type { ActivityDeps } from '../deps.js';
 import { veleroBackupActivities } from './backups.js';
 import { veleroVerifyActivities } from './verify.js';
+import { veleroVolumeActivities } from './volumes.js';
 
 export function veleroActivities(deps: ActivityDeps) {
-  return { ...veleroBackupActivities(deps), ...veleroVerifyActivities(deps) };
+  return { ...veleroBackupActivities(deps), ...veleroVerifyActivities(deps), ...veleroVolumeActivities(deps) };
 }

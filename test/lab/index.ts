@@ -210,6 +210,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       velero: {
         backupPartiallyFailed: (name) => kube.faults.backupPartiallyFailed(name),
         restoreFailed: (name, reason) => kube.faults.restoreFailed(name, reason),
+        restoreWithoutVolumeData: (backup) => kube.faults.restoreWithoutVolumeData(backup),
         bslUnavailable: (name) => kube.faults.bslUnavailable(name),
       },
       rollouts: { stall: (ns, kind, name) => kube.faults.stallRollout(ns, kind, name) },

@@ -2,11 +2,12 @@
 // real counterpart here, running against it as ordinary API clients: the k3s supervisor (joins),
 // helm-controller/klipper-helm, Velero, and pod readiness (OpenBAO's probe, stalled rollouts).
 import { join } from 'node:path';
-import type { ClusterSpec, WorkloadRef } from '../../../config/schema.js';
+import type { ClusterSpec } from '../../../config/schema.js';
 import { desiredHelmChart, HELM_NAMESPACE } from '../../../activities/components/helmchart.js';
 import { startControlPlane, type ControlPlane } from './control-plane.js';
-import { HelmChartController, CHART_LABEL, type HelmFaults } from './controllers/helm.js';
+import { HelmChartController, CHART_LABEL, type ComponentWorkloads, type HelmFaults } from './controllers/helm.js';
 import { ReadinessController } from './controllers/readiness.js';
+import { ProvisionerController } from './controllers/provisioner.js';
 import { newVeleroFaults, VeleroServer, VELERO } from './controllers/velero.js';
 import { pathOf, type KObj } from './lab-api.js';
 import { startSupervisor, WEBHOOK_PODS_PATH, WEBHOOK_VALIDATE_PATH, type Supervisor } from './supervisor.js';
@@ -39,7 +40,7 @@ export interface KubeLab {
   controlPlane: ControlPlane;
   /** Control plane start to ready (apiserver /readyz, CRDs Established, controllers started). */
   startMs: number;
-  setComponentWorkloads(map: Record<string, { namespace: string; workloads: WorkloadRef[] }>): void;
+  setComponentWorkloads(map: Record<string, ComponentWorkloads>): void;
   /** Components installed, Velero configured with two completed backups (after k3s joined). */
   seedBuilt(spec: ClusterSpec): Promise<void>;
   /** Every declared workload available (OpenBAO's once it is unsealed). */
@@ -51,6 +52,8 @@ export interface KubeLab {
     stallRollout(ns: string, kind: string, name: string): void;
     backupPartiallyFailed(name?: string): void;
     restoreFailed(name?: string, reason?: string): void;
+    /** A restore of this backup (without a name: the next restore) restores no volume data. */
+    restoreWithoutVolumeData(backup?: string): void;
     bslUnavailable(name: string): Promise<void>;
     /** A validating webhook refuses writes of this resource (plural, e.g. "secrets") with the message. */
     rejectWrites(resource: string, message: string): Promise<void>;
@@ -77,7 +80,7 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
     const velero = newVeleroFaults();
     const stalled = new Set<string>();
     const rejects = new Map<string, string>();
-    const componentWorkloads = new Map<string, { namespace: string; workloads: WorkloadRef[] }>();
+    const componentWorkloads = new Map<string, ComponentWorkloads>();
     const openbaoReady = async () => {
       if (!opts.openbaoUrl) return true;
       try {
@@ -136,6 +139,9 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
       opts.veleroStepMs ?? 150,
       log,
     );
+    const provisioner = new ProvisionerController(api, log);
+    await provisioner.start();
+    stops.push(() => provisioner.stop());
     helm.start();
     veleroServer.start();
     readiness.start();
@@ -201,6 +207,10 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
           if (name) velero.restoreFailed.names.set(name, reason);
           else velero.restoreFailed.next = reason;
         },
+        restoreWithoutVolumeData: (backup) => {
+          if (backup) velero.volumes.lostPodVolumeBackups.add(backup);
+          else velero.volumes.nextRestoreLosesPodVolumeBackups = true;
+        },
         bslUnavailable: async (name) => {
           velero.bslUnavailable.add(name);
           await veleroServer.revalidateAll();
@@ -254,10 +264,14 @@ async function seedBuilt(
   api: ControlPlane['api'],
   velero: VeleroServer,
   spec: ClusterSpec,
-  componentWorkloads: Map<string, { namespace: string; workloads: WorkloadRef[] }>,
+  componentWorkloads: Map<string, ComponentWorkloads>,
 ): Promise<void> {
   for (const c of spec.components) {
-    componentWorkloads.set(c.name, { namespace: c.namespace, workloads: c.workloads ?? [] });
+    componentWorkloads.set(c.name, {
+      namespace: c.namespace,
+      workloads: c.workloads ?? [],
+      storage: c.usesStorage,
+    });
     await api.createIfAbsent(pathOf('helm.cattle.io/v1', 'helmcharts', HELM_NAMESPACE), desiredHelmChart(spec, c));
   }
   // Wait like `installComponent` does: Job Complete, workloads available.
@@ -303,6 +317,7 @@ async function seedBuilt(
     includedNamespaces: s.includedNamespaces,
     storageLocation: b.storageLocation,
     ttl: `${s.ttlHours}h0m0s`,
+    ...(b.volumes ? { defaultVolumesToFsBackup: b.volumes.fsBackup } : {}),
   };
   const day = 86_400_000;
   const at = [2, 1].map((ago) => new Date(Date.now() - ago * day));

@@ -14,8 +14,10 @@
 //   Terminating is waited for and created again (pkg/restore/restore.go: waitForNamespaceDelete).
 // - DownloadRequests get a URL to a gzip object (pkg/controller/download_request_controller.go), served
 //   by the lab's object store.
+// - Volumes (file-system backup, PodVolumeBackups/Restores, CSI VolumeSnapshots): velero-volumes.ts.
 import { gzipSync } from 'node:zlib';
 import { pathOf, type KObj, type LabApi } from '../lab-api.js';
+import { PodVolumes, volumeRestoreActions, type VolumeFaults } from './velero-volumes.js';
 
 export const VELERO = 'velero.io/v1';
 
@@ -23,12 +25,14 @@ export interface VeleroFaults {
   bslUnavailable: Set<string>;
   backupPartiallyFailed: { next: boolean; names: Set<string> };
   restoreFailed: { next?: string; names: Map<string, string> };
+  volumes: VolumeFaults;
 }
 
 export const newVeleroFaults = (): VeleroFaults => ({
   bslUnavailable: new Set(),
   backupPartiallyFailed: { next: false, names: new Set() },
   restoreFailed: { names: new Map() },
+  volumes: { lostPodVolumeBackups: new Set(), nextRestoreLosesPodVolumeBackups: false },
 });
 
 interface Snapshot {
@@ -38,6 +42,7 @@ interface Snapshot {
 
 /** What a Backup holds, by resource type, in Velero's restore priority order (pkg/cmd/server/server.go defaultRestorePriorities). */
 export const BACKED_UP: { apiVersion: string; plural: string; kind: string }[] = [
+  { apiVersion: 'snapshot.storage.k8s.io/v1', plural: 'volumesnapshots', kind: 'VolumeSnapshot' },
   { apiVersion: 'v1', plural: 'persistentvolumeclaims', kind: 'PersistentVolumeClaim' },
   { apiVersion: 'v1', plural: 'secrets', kind: 'Secret' },
   { apiVersion: 'v1', plural: 'configmaps', kind: 'ConfigMap' },
@@ -88,6 +93,7 @@ export class VeleroServer {
   private readonly restoreLogs = new Map<string, string[]>();
   private readonly seen = new Set<string>();
   private watches: { stop(): void }[] = [];
+  private readonly volumes: PodVolumes;
 
   constructor(
     private readonly api: LabApi,
@@ -95,7 +101,9 @@ export class VeleroServer {
     private readonly serveDownload: (body: Buffer | undefined, base: string, key: string) => string,
     private readonly stepMs = 150,
     private readonly log: (line: string) => void = () => {},
-  ) {}
+  ) {
+    this.volumes = new PodVolumes(api, stepMs);
+  }
 
   start(): void {
     const w = (plural: string, fn: (o: KObj, type: string) => Promise<void> | void) =>
@@ -246,6 +254,15 @@ export class VeleroServer {
       return;
     await sleep(this.stepMs);
     await this.setStatus('backups', b, { progress: { totalItems: total, itemsBackedUp: Math.floor(total / 2) } });
+    // The Backup waits for its PodVolumeBackups (pkg/backup/backup.go waits on the pod volume backupper).
+    const podVolumes = await this.volumes.backup(
+      b,
+      objects.filter((o) => o.kind === 'Pod'),
+    );
+    if (podVolumes > 0)
+      log.push(
+        `time="${timestamp()}" level=info msg="Backed up ${podVolumes} pod volumes with the node-agent" backup=${ns}/${name}`,
+      );
     await sleep(this.stepMs);
     const f = this.faults.backupPartiallyFailed;
     let partial = false;
@@ -295,6 +312,10 @@ export class VeleroServer {
       status,
     });
     this.seen.add(`backups/${created.metadata.uid}`);
+    await this.volumes.backup(
+      created,
+      objects.filter((o) => o.kind === 'Pod'),
+    );
     this.snapshots.set(created.metadata.uid, {
       objects,
       log: [`time="${timestamp(at)}" level=info msg="Backup completed" backup=${ns}/${name}`],
@@ -371,7 +392,8 @@ export class VeleroServer {
       });
       return;
     }
-    const { restored, warnings, errors, log } = await this.recreate(r, backup!.metadata.name, objects);
+    const pvbs = await this.volumes.backupsOf(ns!, backup!.metadata.name, this.faults.volumes);
+    const { restored, warnings, errors, log } = await this.recreate(r, backup!.metadata.name, objects, pvbs);
     this.restoreLogs.set(`${ns}/${name}`, log);
     await this.setStatus('restores', r, {
       phase: errors > 0 ? 'PartiallyFailed' : 'Completed',
@@ -394,7 +416,7 @@ export class VeleroServer {
     }
   }
 
-  private async recreate(r: KObj, backupName: string, objects: KObj[]) {
+  private async recreate(r: KObj, backupName: string, objects: KObj[], pvbs: KObj[]) {
     const mapping: Record<string, string> = r.spec?.namespaceMapping ?? {};
     const policy = r.spec?.existingResourcePolicy ?? 'none';
     const restoreName = r.metadata.name;
@@ -420,6 +442,14 @@ export class VeleroServer {
         const ns = mapping[o.metadata.namespace!] ?? o.metadata.namespace!;
         await this.ensureNamespace(ns, labels);
         const obj = cleanForRestore(o, ns, labels);
+        const refused = volumeRestoreActions(obj, o, r.metadata.uid!);
+        if (refused) {
+          errors++;
+          log.push(
+            `time="${timestamp()}" level=error msg="error preparing ${rt.plural}/${ns}/${o.metadata.name}: ${refused}" ${at}`,
+          );
+          continue;
+        }
         const path = pathOf(rt.apiVersion, rt.plural, ns);
         const res = await this.api.request('POST', path, obj);
         if (res.status === 409) {
@@ -448,6 +478,13 @@ export class VeleroServer {
         }
         restored++;
         log.push(`time="${timestamp()}" level=info msg="Restored ${obj.kind} ${ns}/${obj.metadata.name}" ${at}`);
+        if (obj.kind === 'Pod') {
+          const volumes = await this.volumes.restore(r, res.body as KObj, o.metadata.namespace!, pvbs);
+          if (volumes > 0)
+            log.push(
+              `time="${timestamp()}" level=info msg="Restored ${volumes} pod volumes of ${ns}/${obj.metadata.name}" ${at}`,
+            );
+        }
       }
     }
     return { restored, warnings, errors, log };
