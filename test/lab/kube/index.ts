@@ -293,6 +293,8 @@ async function seedBuilt(
     if (e.kubernetes) await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: e.kubernetes.namespace } });
   }
   const b = spec.backups;
+  // The seeded backups were taken of a running cluster: the node-agent copies only running pods' volumes.
+  await podsRunning(api, b.schedule.includedNamespaces, deadline);
   const vns = b.veleroNamespace;
   await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: vns } });
   await api.createIfAbsent(pathOf(VELERO, 'backupstoragelocations', vns), {
@@ -338,6 +340,22 @@ async function seedBuilt(
       { 'velero.io/schedule-name': s.name, 'velero.io/storage-location': b.storageLocation },
       when,
     );
+  }
+}
+
+/** Every pod of the namespaces past Pending (a Longhorn claim bound, the pod started). */
+async function podsRunning(api: ControlPlane['api'], namespaces: string[], deadline: number): Promise<void> {
+  for (const ns of namespaces) {
+    for (;;) {
+      const pods = await api.list(pathOf('v1', 'pods', ns));
+      let want = 0;
+      for (const plural of ['deployments', 'statefulsets'])
+        for (const w of await api.list(pathOf('apps/v1', plural, ns))) want += w.spec?.replicas ?? 1;
+      const started = pods.filter((p) => p.status?.phase && p.status.phase !== 'Pending');
+      if (started.length >= want && started.length === pods.length) break;
+      if (Date.now() > deadline) throw new Error(`built lab: pods of ${ns} still Pending`);
+      await sleep(100);
+    }
   }
 }
 
