@@ -131,31 +131,12 @@ export const VolumeBackupSpec = Type.Object(
   { additionalProperties: false },
 );
 
-/** A Job in the restored namespace whose container writes one value to /dev/termination-log. */
-export const DataProbeSpec = Type.Object(
-  {
-    name: Name,
-    image: Type.String({ minLength: 1 }),
-    command: Type.Array(Type.String(), { minItems: 1 }),
-    timeoutSeconds: Type.Optional(Duration),
-    secretEnv: Type.Optional(Name),
-    /** A restored PVC the Job mounts at /data (read-only). */
-    pvc: Type.Optional(Name),
-    /** The value is a number of at least this (a row count). */
-    min: Type.Optional(Type.Number()),
-    /** The value equals the one the same Job printed in the source namespace when an on-demand backup was taken. */
-    sameAsBackup: Type.Optional(Type.Boolean()),
-  },
-  { additionalProperties: false },
-);
-
 export const NamespaceVolumeData = Type.Object(
   {
     /** At least this many PVCs of the namespace must come back with data (a backup that lost some fails). */
     minPvcs: Type.Optional(Type.Integer({ minimum: 0 })),
     /** PVCs that may come back empty (caches, volumes excluded from the backup on purpose). */
     allowEmpty: Type.Optional(Type.Array(Name)),
-    probes: Type.Optional(Type.Array(DataProbeSpec)),
   },
   { additionalProperties: false },
 );
@@ -383,5 +364,4 @@ export type ComponentSpec = Static<typeof ComponentSpec>;
 export type SecretEntrySpec = Static<typeof SecretEntrySpec>;
 export type WorkloadRef = Static<typeof WorkloadRef>;
 export type ProbeSpec = Static<typeof ProbeSpec>;
-export type DataProbeSpec = Static<typeof DataProbeSpec>;
 export type NamespaceVolumeData = Static<typeof NamespaceVolumeData>;
