@@ -304,7 +304,7 @@ describe('Velero volumes', () => {
   const get = (plural: string, ns: string, name: string, group?: string, version?: string): Promise<any> =>
     c.custom.getNamespacedCustomObject({ ...crd(plural, group, version), namespace: ns, name });
   const list = async (plural: string, labelSelector: string): Promise<any[]> =>
-    ((await c.custom.listNamespacedCustomObject({ ...crd(plural), namespace: VNS, labelSelector }))).items;
+    (await c.custom.listNamespacedCustomObject({ ...crd(plural), namespace: VNS, labelSelector })).items;
   const finished = (plural: string, name: string) =>
     until(
       `${plural}/${name} terminal`,
