@@ -118,6 +118,29 @@ export const ProbeSpec = Type.Union([
   ),
 ]);
 
+/** Backup of pod volumes by Velero's node-agent (file-system backup, kopia). */
+export const VolumeBackupSpec = Type.Object(
+  {
+    /**
+     * Sets defaultVolumesToFsBackup on the Schedule's template and on on-demand Backups: every pod
+     * volume is copied. Unset, Velero uses its server default (false in the chart): with snapshots
+     * disabled, PVCs are restored empty.
+     */
+    fsBackup: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
+
+export const NamespaceVolumeData = Type.Object(
+  {
+    /** At least this many PVCs of the namespace must come back with data (a backup that lost some fails). */
+    minPvcs: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** PVCs that may come back empty (caches, volumes excluded from the backup on purpose). */
+    allowEmpty: Type.Optional(Type.Array(Name)),
+  },
+  { additionalProperties: false },
+);
+
 export const SecretEntrySpec = Type.Object(
   {
     id: Name,
@@ -329,6 +352,8 @@ export const ClusterSpecSchema = Type.Object(
          * the worker outside the cluster cannot resolve (velero pkg/persistence/object_store.go).
          */
         publicUrl: Type.Optional(Type.String({ pattern: '^https?://' })),
+        /** How volume data gets into a backup (README, Configuration). */
+        volumes: Type.Optional(VolumeBackupSpec),
         schedule: Type.Object(
           {
             name: Name,
@@ -368,6 +393,8 @@ export const ClusterSpecSchema = Type.Object(
                 { additionalProperties: false },
               ),
             ),
+            /** Volume data a restored namespace must get back, by source namespace (README, Configuration). */
+            volumeData: Type.Optional(Type.Record(Name, NamespaceVolumeData)),
           },
           { additionalProperties: false },
         ),
@@ -384,3 +411,4 @@ export type ComponentSpec = Static<typeof ComponentSpec>;
 export type SecretEntrySpec = Static<typeof SecretEntrySpec>;
 export type WorkloadRef = Static<typeof WorkloadRef>;
 export type ProbeSpec = Static<typeof ProbeSpec>;
+export type NamespaceVolumeData = Static<typeof NamespaceVolumeData>;

@@ -59,6 +59,7 @@ export const ACTIVITY_KINDS = {
   veleroDeleteRestore: 'short',
   veleroNamespacesExist: 'short',
   veleroCompareRestored: 'steady',
+  veleroVolumeData: 'steady',
   veleroWaitBackup: 'wait',
   veleroWaitRestore: 'wait',
   veleroWaitWorkloads: 'wait',

@@ -10,7 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
-import type { ProbeResult } from '../activities/velero/types.js';
+import type { ProbeResult, VolumeDataResult } from '../activities/velero/types.js';
 import { ErrorType } from './failures.js';
 import { approveUpdate, type ApprovalInput } from './messages.js';
 import { AbortRequested, StepRunner } from './steps.js';
@@ -67,6 +67,8 @@ export interface DrRestoreReport {
   verification?: 'resource-list' | 'counts';
   counts: Record<string, { expected?: number; restored: number }>;
   probes: ProbeResult[];
+  /** Volume data per restored namespace (absent in runs before the check). */
+  volumes?: VolumeDataResult[];
   /** Approval → restored and verified, in workflow time. */
   durationSeconds?: number;
 }
@@ -268,8 +270,11 @@ async function restore(input: DrRestoreInput, ctx: { runner?: StepRunner }): Pro
     probes: spec.backups.drill.probes ?? [],
     runId: shortId,
     timeouts,
+    restore: name,
+    volumeData: spec.backups.drill.volumeData,
   });
   report.counts = checks.counts;
+  if (checks.volumes) report.volumes = checks.volumes;
   report.verification = checks.verification;
   report.probes = checks.probes;
   if (checks.reasons.length > 0) return fail(ErrorType.VerificationFailed, checks.reasons);

@@ -1,9 +1,11 @@
 // Shared by verifyBackup and drRestore (not a workflow itself, so not re-exported by index.ts):
 // the post-restore checks, naming rules and activity proxies.
-import type { ProbeSpec } from '../config/schema.js';
-import type { CompareResult, ProbeResult, RestoreInfo } from '../activities/velero/types.js';
+import { patched } from '@temporalio/workflow';
+import type { NamespaceVolumeData, ProbeSpec } from '../config/schema.js';
+import type { CompareResult, ProbeResult, RestoreInfo, VolumeDataResult } from '../activities/velero/types.js';
 import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
 import type { StepRunner } from './steps.js';
+import { checkVolumeData } from './volume-checks.js';
 
 // Timeouts per kind of activity: workflows/activity-options.ts.
 export const acts = shortActivities();
@@ -58,6 +60,8 @@ export interface CheckOutcome {
   counts: CompareResult['counts'];
   verification?: CompareResult['method'];
   probes: ProbeResult[];
+  /** Per restored namespace, the PVCs and the data they got back (histories before volume checks: none). */
+  volumes?: VolumeDataResult[];
 }
 
 /**
@@ -74,6 +78,9 @@ export async function checkRestored(
     probes: ProbeSpec[];
     runId: string;
     timeouts: Required<RestoreTimeouts>;
+    /** The Restore whose PodVolumeRestores and DataDownloads are read; its VolumeSnapshots' new names. */
+    restore?: string;
+    volumeData?: Record<string, NamespaceVolumeData>;
   },
 ): Promise<CheckOutcome> {
   const out: CheckOutcome = { reasons: [], counts: {}, probes: [] };
@@ -99,7 +106,7 @@ export async function checkRestored(
     'compare',
     'verify',
     'Compare restored objects with the backup',
-    () => steady.veleroCompareRestored({ cluster, mapping, resourceList: list?.list }),
+    () => steady.veleroCompareRestored({ cluster, mapping, resourceList: list?.list, restore: input.restore }),
     {
       describe: (c) => ({
         detail: `${c.method}: ${Object.values(c.counts).reduce((n, k) => n + k.restored, 0)} restored, ${c.missing.length} missing`,
@@ -116,6 +123,18 @@ export async function checkRestored(
         `${cmp.missing.length} backed-up objects missing after restore: ${cmp.missing.slice(0, 10).join(', ')}${cmp.missing.length > 10 ? ', …' : ''}`,
       );
     if (cmp.missing.length > 0) runner.mark('compare', 'failed');
+  }
+
+  // Versioned: histories from before the volume check have no such activity.
+  if (input.restore && patched('volume-data')) {
+    const vol = await checkVolumeData(runner, {
+      cluster,
+      restore: input.restore,
+      mapping,
+      config: input.volumeData,
+    });
+    out.volumes = vol.volumes;
+    out.reasons.push(...vol.reasons);
   }
 
   const wl = await runner.run(

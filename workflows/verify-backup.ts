@@ -14,7 +14,7 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { BackupInfo, ProbeResult, StuckNamespace } from '../activities/velero/types.js';
+import type { BackupInfo, ProbeResult, StuckNamespace, VolumeDataResult } from '../activities/velero/types.js';
 import type { SandboxInfo } from '../activities/velero/sandbox.js';
 import type { RestoreResultsSummary } from '../activities/velero/evidence.js';
 import { AbortRequested, StepRunner } from './steps.js';
@@ -78,6 +78,8 @@ export interface DrillReport {
   verification?: 'resource-list' | 'counts';
   counts: Record<string, { expected?: number; restored: number }>;
   probes: ProbeResult[];
+  /** Volume data per restored namespace: PVCs and what filled them (absent in runs before the check). */
+  volumes?: VolumeDataResult[];
   cleanup: { deleted: string[]; remaining: string[]; stuck?: StuckNamespace[] };
   /** How the sandbox was kept off production (resource modifiers, isolation policy). */
   sandbox?: SandboxInfo & { rewritten?: string[] };
@@ -245,8 +247,11 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
         probes: spec.backups.drill.probes ?? [],
         runId: shortId,
         timeouts,
+        restore: name,
+        volumeData: spec.backups.drill.volumeData,
       });
       report.counts = checks.counts;
+      if (checks.volumes) report.volumes = checks.volumes;
       report.verification = checks.verification;
       report.probes = checks.probes;
       if (checks.reasons.length > 0) return await finish(...checks.reasons.map((r) => `VerificationFailed: ${r}`));

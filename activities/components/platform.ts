@@ -7,6 +7,7 @@ import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import type { KubeObject, KubePort } from '../kube/client.js';
 import { beat, sleep, waitDeadline } from '../heartbeat.js';
+import { fsBackupField } from '../velero/volumes.js';
 
 /** A Secret, Velero Schedule or BackupStorageLocation: the spec is ours, `status` has the BSL fields read here. */
 type Obj = KubeObject & {
@@ -55,6 +56,7 @@ export function desiredSchedule(spec: ClusterSpec): Obj {
         includedNamespaces: b.schedule.includedNamespaces,
         storageLocation: b.storageLocation,
         ttl: `${b.schedule.ttlHours}h0m0s`,
+        ...fsBackupField(spec),
       },
     },
   };

@@ -5,6 +5,7 @@ import { clusterOrFail, type ActivityDeps } from '../deps.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import { keepAlive } from '../heartbeat.js';
 import { backupInfo, download, gunzipJson, loadKubeConfig, pollUntil, restoreInfo } from './client.js';
+import { fsBackupField } from './volumes.js';
 import {
   BACKUP_TERMINAL,
   RESTORE_TERMINAL,
@@ -117,6 +118,7 @@ export function veleroBackupActivities(deps: ActivityDeps) {
           includedNamespaces: input.namespaces,
           storageLocation: spec.backups.storageLocation,
           ttl: `${spec.backups.schedule.ttlHours}h0m0s`,
+          ...fsBackupField(spec),
         },
       });
       deps.log.info({ cluster: spec.name, backup: input.name, namespaces: input.namespaces }, 'velero backup created');

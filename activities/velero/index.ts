@@ -4,6 +4,7 @@ import { veleroBackupActivities } from './backups.js';
 import { veleroVerifyActivities } from './verify.js';
 import { veleroSandboxActivities } from './sandbox.js';
 import { veleroEvidenceActivities } from './evidence.js';
+import { veleroVolumeActivities } from './volumes.js';
 
 export function veleroActivities(deps: ActivityDeps) {
   return {
@@ -11,5 +12,6 @@ export function veleroActivities(deps: ActivityDeps) {
     ...veleroVerifyActivities(deps),
     ...veleroSandboxActivities(deps),
     ...veleroEvidenceActivities(deps),
+    ...veleroVolumeActivities(deps),
   };
 }

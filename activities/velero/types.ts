@@ -103,3 +103,24 @@ export interface ProbeResult {
   skipped?: boolean;
   message: string;
 }
+
+/** What one restored PVC got back, and from which Velero object. */
+export interface PvcVolumeData {
+  pvc: string;
+  /** fs-backup: a PodVolumeRestore (node-agent); data-mover: a DataDownload; none: an empty new volume. */
+  method: 'fs-backup' | 'data-mover' | 'none';
+  /** The PodVolumeRestore or DataDownload. */
+  name?: string;
+  phase?: string;
+  bytes?: number;
+  message?: string;
+}
+
+export interface VolumeDataResult {
+  source: string;
+  target: string;
+  /** Every PVC the restore created in the target namespace. */
+  pvcs: PvcVolumeData[];
+  withData: string[];
+  withoutData: string[];
+}

@@ -10,6 +10,7 @@ import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
 import { beat, dnsLabel, loadKubeConfig, pollUntil, splitGvk } from './client.js';
 import { resumeDetails } from '../heartbeat.js';
 import type { CompareResult, ProbeResult, ResourceList, StuckNamespace, WorkloadsResult } from './types.js';
+import { restoredSnapshotNames, restoreUid } from './volumes.js';
 
 /** Objects controllers recreate under new names (or that Velero skips): presence by name proves nothing. */
 const VOLATILE_KINDS = new Set([
@@ -71,11 +72,21 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
       cluster: string;
       mapping: Record<string, string>;
       resourceList?: ResourceList;
+      /** The Restore: VolumeSnapshots come back under names derived from its uid. */
+      restore?: string;
     }): Promise<CompareResult> {
-      const { kube } = kubeOf(input.cluster);
+      const { spec, kube } = kubeOf(input.cluster);
       const targets = Object.values(input.mapping);
       const missingNamespaces: string[] = [];
-      for (const ns of targets) if (!(await kube.read('v1', 'Namespace', ns))) missingNamespaces.push(ns);
+      const restoredBy = new Set<string>();
+      for (const ns of targets) {
+        const o = await kube.read('v1', 'Namespace', ns);
+        if (!o) missingNamespaces.push(ns);
+        const by = o?.metadata?.labels?.['velero.io/restore-name'];
+        if (by) restoredBy.add(by);
+      }
+      // A restored namespace carries the Restore's name when the caller did not give it (older histories).
+      const uid = await restoreUid(kube, spec.backups.veleroNamespace, input.restore ?? [...restoredBy][0]);
       const counts: CompareResult['counts'] = {};
       const missing: string[] = [];
       const skipped: string[] = [];
@@ -106,7 +117,8 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
                 continue;
               }
               c.expected += 1;
-              if (present.has(n)) c.restored += 1;
+              const names = kind === 'VolumeSnapshot' ? restoredSnapshotNames(uid, n) : [n];
+              if (names.some((x) => present.has(x))) c.restored += 1;
               else missing.push(`${gvk} ${target}/${n}`);
             }
           }

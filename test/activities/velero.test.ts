@@ -1,8 +1,10 @@
 // The Velero activities called directly against the built lab: storage location, backup lookup,
 // the gzip resource list through a DownloadRequest, the counts-per-kind fallback, data probes as
-// Jobs, and namespace cleanup that waits until the namespace is really gone.
+// Jobs, volume data read from PodVolumeRestores, and namespace cleanup that waits until the namespace
+// is really gone.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { veleroActivities } from '../../activities/velero/index.js';
+import { desiredSchedule } from '../../activities/components/platform.js';
 import { startVeleroLab, type VeleroLab } from '../workflows/velero-lab.js';
 
 let v: VeleroLab;
@@ -130,6 +132,40 @@ describe('velero activities', () => {
     expect(gone.missingNamespaces).toEqual(['drill-nothing-here']);
     expect(gone.missing.length).toBeGreaterThan(0);
   });
+
+  test('backups ask for file-system backup; a restore’s volume data is read from its PodVolumeRestores (issue 14 item 14)', async () => {
+    expect(desiredSchedule(v.spec).spec?.template).toMatchObject({ defaultVolumesToFsBackup: true });
+    const name = `vd-${Date.now().toString(36)}`;
+    await a.veleroEnsureBackup({ cluster: 'lab', name, namespaces: ['eleduck-analytics'] });
+    const created = await v.kube.read<{ spec?: Record<string, unknown> }>('velero.io/v1', 'Backup', name, 'velero');
+    expect(created?.spec?.defaultVolumesToFsBackup).toBe(true);
+    expect((await a.veleroWaitBackup({ cluster: 'lab', name, timeoutSeconds: 30 })).phase).toBe('Completed');
+    const mapping = { 'eleduck-analytics': `drill-${name}` };
+    await a.veleroEnsureRestore({
+      cluster: 'lab',
+      name,
+      backup: name,
+      includedNamespaces: ['eleduck-analytics'],
+      namespaceMapping: mapping,
+    });
+    try {
+      expect((await a.veleroWaitRestore({ cluster: 'lab', name, timeoutSeconds: 30 })).phase).toBe('Completed');
+      const [data] = await a.veleroVolumeData({ cluster: 'lab', restore: name, mapping });
+      expect(data).toMatchObject({
+        source: 'eleduck-analytics',
+        target: `drill-${name}`,
+        withData: ['airbyte-server-data', 'metabase-data'],
+        withoutData: [],
+      });
+      expect(data.pvcs.map((p) => [p.method, p.phase])).toEqual([
+        ['fs-backup', 'Completed'],
+        ['fs-backup', 'Completed'],
+      ]);
+    } finally {
+      await a.veleroDeleteRestore({ cluster: 'lab', name });
+      await a.veleroDeleteNamespaces({ cluster: 'lab', namespaces: Object.values(mapping), timeoutSeconds: 60 });
+    }
+  }, 90_000);
 
   test('job probes run in the mapped namespace and are removed; live-endpoint probes are skipped', async () => {
     const results = await a.veleroRunProbes({

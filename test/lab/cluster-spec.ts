@@ -107,5 +107,7 @@ export function writeClusterFile(spec: ClusterSpec, file: string): ClusterSpec {
 
 /** HelmChart name -> the workloads its simulated install creates. */
 export function componentWorkloads(spec: ClusterSpec) {
-  return Object.fromEntries(spec.components.map((c) => [c.name, { namespace: c.namespace, workloads: c.workloads }]));
+  return Object.fromEntries(
+    spec.components.map((c) => [c.name, { namespace: c.namespace, workloads: c.workloads, storage: c.usesStorage }]),
+  );
 }

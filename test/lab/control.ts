@@ -25,6 +25,8 @@ export interface LabFaults {
     restoreFailed(name?: string, reason?: string): void;
     restoreSlow(ms: number): void;
     restoreItemError(item: string, message: string): void;
+    /** A restore of this backup (without a name: the next restore) restores no volume data. */
+    restoreWithoutVolumeData(backup?: string): void;
     bslUnavailable(name: string): Promise<void>;
   };
   rollouts: { stall(namespace: string, kind: string, name: string): void };
@@ -183,6 +185,11 @@ function routes(t: ControlTarget): Array<[string, string, Handler]> {
         );
         return ok;
       },
+    ],
+    [
+      'POST',
+      '/faults/velero/restores/without-volume-data',
+      (_p, b) => (t.faults.velero.restoreWithoutVolumeData(str(b, 'backup', { optional: true, pattern: NAME })), ok),
     ],
     [
       'POST',

@@ -214,6 +214,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
         restoreFailed: (name, reason) => kube.faults.restoreFailed(name, reason),
         restoreSlow: (ms) => kube.faults.restoreSlow(ms),
         restoreItemError: (item, message) => kube.faults.restoreItemError(item, message),
+        restoreWithoutVolumeData: (backup) => kube.faults.restoreWithoutVolumeData(backup),
         bslUnavailable: (name) => kube.faults.bslUnavailable(name),
       },
       rollouts: { stall: (ns, kind, name) => kube.faults.stallRollout(ns, kind, name) },

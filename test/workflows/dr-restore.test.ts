@@ -105,8 +105,18 @@ describe('drRestore', () => {
       `velero.io/restore-name=${report.restore}`,
     );
     expect(restored.length).toBeGreaterThan(0);
+    // The volume data came back through the node-agent (the seeded backups used file-system backup).
+    expect(report.volumes).toMatchObject([
+      {
+        source: 'eleduck-analytics',
+        target: 'eleduck-analytics-dr',
+        withData: ['airbyte-server-data', 'metabase-data'],
+        withoutData: [],
+      },
+    ]);
     const progress = await h.query<Progress>('progress');
     expect(progress.state).toBe('succeeded');
+    expect(progress.steps.find((s) => s.id === 'volume-data')?.detail).toBe('eleduck-analytics: 2 of 2 PVCs with data');
     expect(progress.steps.find((s) => s.id === 'approval')?.detail).toBe('approved by alice: INC-42');
     // A DR restore is real: its target stays. Remove it so other tests see the lab as built.
     await v.deps.kube(v.spec).delete('v1', 'Namespace', 'eleduck-analytics-dr');

@@ -1,6 +1,7 @@
 // verifyBackup against the built lab on the real Temporal dev server: a passing drill with an RTO,
 // a PartiallyFailed backup (no restore attempted), a restore Velero fails, an unavailable storage
-// location, an unknown backup, and cancellation mid-restore — scratch namespaces gone every time.
+// location, an unknown backup, cancellation mid-restore, volume data (restored, missing, a backup
+// without file-system backup) and renamed VolumeSnapshots — scratch namespaces gone every time.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import { WorkflowFailedError } from '@temporalio/client';
@@ -11,6 +12,8 @@ import { createActivities } from '../../activities/index.js';
 import type { DrillReport, VerifyBackupInput } from '../../workflows/verify-backup.js';
 import type { Progress } from '../../workflows/messages.js';
 import { startVeleroLab, type VeleroLab } from './velero-lab.js';
+import { clients } from '../lab/kube/test-client.js';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 
 let t: TestTemporal;
 let v: VeleroLab;
@@ -202,6 +205,103 @@ describe('verifyBackup', () => {
       expect(progress.steps.find((s) => s.id === 'cleanup')?.state).toBe('succeeded');
     } finally {
       gate = undefined;
+    }
+  });
+});
+
+describe('verifyBackup checks volume data', () => {
+  const scratchOf = (r: DrillReport) => r.namespaces[0].scratch;
+
+  test('a passing drill reports, per namespace, the PVCs the node-agent restored', async () => {
+    const { report } = await run({ createNew: true });
+    expect(report.reasons).toEqual([]);
+    expect(report.result).toBe('passed');
+    const fsBackup = (pvc: string) => ({
+      pvc,
+      method: 'fs-backup',
+      name: expect.stringMatching(new RegExp(`^${report.restore}-`)),
+      phase: 'Completed',
+      bytes: expect.any(Number),
+    });
+    expect(report.volumes).toEqual([
+      {
+        source: 'eleduck-analytics',
+        target: scratchOf(report),
+        pvcs: [fsBackup('airbyte-server-data'), fsBackup('metabase-data')],
+        withData: ['airbyte-server-data', 'metabase-data'],
+        withoutData: [],
+      },
+    ]);
+  });
+
+  test('a restore that brings no volume data back fails the drill, naming the PVCs', async () => {
+    // Velero finds none of the backup's PodVolumeBackups: the restore Completes with empty PVCs.
+    v.lab.faults.velero.restoreWithoutVolumeData();
+    const { report } = await run({ createNew: true });
+    expect(report.result).toBe('failed');
+    const scratch = scratchOf(report);
+    expect(report.reasons).toEqual([
+      `VerificationFailed: no volume data restored for eleduck-analytics (restored as ${scratch}): PVCs airbyte-server-data, metabase-data came back empty`,
+      `VerificationFailed: 0 PVCs of eleduck-analytics (restored as ${scratch}) came back with data; the config expects at least 2`,
+    ]);
+    expect(report.volumes?.[0].withoutData).toEqual(['airbyte-server-data', 'metabase-data']);
+    expect(await v.scratchNamespaces()).toEqual([]);
+  });
+
+  test('a backup taken without file-system backup fails the drill (snapshots are disabled)', async () => {
+    const name = `no-fs-${randomUUID().slice(0, 8)}`;
+    await v.kube.create({
+      apiVersion: 'velero.io/v1',
+      kind: 'Backup',
+      metadata: { name, namespace: 'velero' },
+      spec: { includedNamespaces: ['eleduck-analytics'], storageLocation: 'default', ttl: '1h0m0s' },
+    });
+    await until(async () =>
+      (await v.kube.read<{ status?: { phase?: string } }>('velero.io/v1', 'Backup', name, 'velero'))?.status?.phase ===
+      'Completed'
+        ? true
+        : undefined,
+    );
+    const { report } = await run({ backup: name });
+    expect(report.result).toBe('failed');
+    expect(report.reasons[0]).toMatch(
+      /^VerificationFailed: no volume data restored for eleduck-analytics .*: PVCs airbyte-server-data, metabase-data came back empty$/,
+    );
+  });
+
+  test('a CSI VolumeSnapshot restored under its new name (Velero ≥ 1.16) counts as restored', async () => {
+    const c = clients(v.lab.kube);
+    const vs = { group: 'snapshot.storage.k8s.io', version: 'v1', plural: 'volumesnapshots' };
+    await c.custom.createNamespacedCustomObject({
+      ...vs,
+      namespace: 'eleduck-analytics',
+      body: {
+        apiVersion: 'snapshot.storage.k8s.io/v1',
+        kind: 'VolumeSnapshot',
+        metadata: { name: 'metabase-data-snap' },
+        spec: { source: { persistentVolumeClaimName: 'metabase-data' } },
+      },
+    });
+    try {
+      await c.custom.patchNamespacedCustomObjectStatus(
+        {
+          ...vs,
+          namespace: 'eleduck-analytics',
+          name: 'metabase-data-snap',
+          body: { status: { boundVolumeSnapshotContentName: 'snapcontent-metabase', readyToUse: true } },
+        },
+        setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+      );
+      const { report } = await run({ createNew: true });
+      expect(report.reasons).toEqual([]);
+      expect(report.result).toBe('passed');
+      expect(report.counts['snapshot.storage.k8s.io/v1/VolumeSnapshot']).toEqual({ expected: 1, restored: 1 });
+    } finally {
+      await c.custom.deleteNamespacedCustomObject({
+        ...vs,
+        namespace: 'eleduck-analytics',
+        name: 'metabase-data-snap',
+      });
     }
   });
 });

@@ -1,10 +1,12 @@
 // The lab's controllers on the real apiserver: helm-controller/klipper-helm (Jobs, releases,
-// failure policies, uninstall), OpenBAO's readiness probe, and Velero (backup, restore, downloads).
+// failure policies, uninstall), OpenBAO's readiness probe, and Velero (backup, restore, downloads,
+// pod volumes and CSI VolumeSnapshots).
 import { gunzipSync } from 'node:zlib';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomInt } from 'node:crypto';
+import { createHash, randomInt } from 'node:crypto';
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenBaoDouble, type OpenBaoDouble } from '../openbao.js';
 import { startKubeLab, type KubeLab } from './index.js';
@@ -291,6 +293,195 @@ describe('helm-controller and klipper-helm', () => {
     );
     const status = (await (await fetch(`${bao.url}/v1/sys/seal-status`)).json()) as { sealed: boolean };
     expect(status.sealed).toBe(true);
+  });
+});
+
+describe('Velero volumes', () => {
+  const VNS = 'velero-vols';
+  const crd = (plural: string, group = 'velero.io', version = 'v1') => ({ group, version, plural });
+  const create = (plural: string, ns: string, body: object, group?: string, version?: string) =>
+    c.custom.createNamespacedCustomObject({ ...crd(plural, group, version), namespace: ns, body });
+  const get = (plural: string, ns: string, name: string, group?: string, version?: string): Promise<any> =>
+    c.custom.getNamespacedCustomObject({ ...crd(plural, group, version), namespace: ns, name });
+  const list = async (plural: string, labelSelector: string): Promise<any[]> =>
+    (await c.custom.listNamespacedCustomObject({ ...crd(plural), namespace: VNS, labelSelector })).items;
+  const finished = (plural: string, name: string) =>
+    until(
+      `${plural}/${name} terminal`,
+      async () => {
+        const o = await get(plural, VNS, name);
+        return ['Completed', 'PartiallyFailed', 'Failed'].includes(o.status?.phase) ? o : undefined;
+      },
+      20_000,
+    );
+  const backup = async (name: string, spec: object) => {
+    await create('backups', VNS, { apiVersion: 'velero.io/v1', kind: 'Backup', metadata: { name }, spec });
+    return finished('backups', name);
+  };
+  const restore = async (name: string, backupName: string, to: string) => {
+    await create('restores', VNS, {
+      apiVersion: 'velero.io/v1',
+      kind: 'Restore',
+      metadata: { name },
+      spec: { backupName, includedNamespaces: ['vols-app'], namespaceMapping: { 'vols-app': to } },
+    });
+    return finished('restores', name);
+  };
+
+  beforeAll(async () => {
+    for (const ns of [VNS, 'vols-app']) await c.core.createNamespace({ body: { metadata: { name: ns } } });
+    await create('backupstoragelocations', VNS, {
+      apiVersion: 'velero.io/v1',
+      kind: 'BackupStorageLocation',
+      metadata: { name: 'default' },
+      spec: { provider: 'aws', objectStorage: { bucket: 'velero' }, config: { s3Url: 'http://s3.invalid' } },
+    });
+    // A Longhorn claim: the PV controller asks the provisioner (controllers/provisioner.ts), then binds.
+    await c.core.createNamespacedPersistentVolumeClaim({
+      namespace: 'vols-app',
+      body: {
+        metadata: { name: 'data' },
+        spec: {
+          accessModes: ['ReadWriteOnce'],
+          storageClassName: 'longhorn',
+          resources: { requests: { storage: '1Gi' } },
+        },
+      },
+    });
+    await until(
+      'PVC Bound',
+      async () => {
+        const p = await c.core.readNamespacedPersistentVolumeClaim({ name: 'data', namespace: 'vols-app' });
+        return p.status?.phase === 'Bound';
+      },
+      30_000,
+    );
+    await c.core.createNamespacedConfigMap({ namespace: 'vols-app', body: { metadata: { name: 'cfg' } } });
+    await c.core.createNamespacedPod({
+      namespace: 'vols-app',
+      body: {
+        metadata: { name: 'db' },
+        spec: {
+          containers: [{ name: 'db', image: 'postgres:16', volumeMounts: [{ name: 'data', mountPath: '/data' }] }],
+          volumes: [
+            { name: 'data', persistentVolumeClaim: { claimName: 'data' } },
+            { name: 'cfg', configMap: { name: 'cfg' } },
+          ],
+        },
+      },
+    });
+    await until(
+      'pod Running',
+      async () => {
+        const p = await c.core.readNamespacedPod({ name: 'db', namespace: 'vols-app' });
+        return p.status?.phase === 'Running';
+      },
+      30_000,
+    );
+    // A CSI snapshot of the claim, bound to its content as the snapshot-controller leaves it.
+    await create(
+      'volumesnapshots',
+      'vols-app',
+      {
+        apiVersion: 'snapshot.storage.k8s.io/v1',
+        kind: 'VolumeSnapshot',
+        metadata: { name: 'data-snap' },
+        spec: { source: { persistentVolumeClaimName: 'data' }, volumeSnapshotClassName: 'longhorn-snapshot' },
+      },
+      'snapshot.storage.k8s.io',
+      'v1',
+    );
+    await c.custom.patchNamespacedCustomObjectStatus(
+      {
+        ...crd('volumesnapshots', 'snapshot.storage.k8s.io', 'v1'),
+        namespace: 'vols-app',
+        name: 'data-snap',
+        body: { status: { boundVolumeSnapshotContentName: 'snapcontent-1', readyToUse: true } },
+      },
+      setHeaderOptions('Content-Type', PatchStrategy.MergePatch),
+    );
+    await until(
+      'BSL Available',
+      async () => (await get('backupstoragelocations', VNS, 'default')).status?.phase === 'Available',
+    );
+  }, 120_000);
+
+  it('copies pod volumes only with defaultVolumesToFsBackup, and restores them with PodVolumeRestores', async () => {
+    const plain = await backup('no-fs', { includedNamespaces: ['vols-app'] });
+    expect(plain.status.phase).toBe('Completed');
+    expect(await list('podvolumebackups', 'velero.io/backup-name=no-fs')).toEqual([]);
+
+    const fs = await backup('with-fs', { includedNamespaces: ['vols-app'], defaultVolumesToFsBackup: true });
+    const pvc = await c.core.readNamespacedPersistentVolumeClaim({ name: 'data', namespace: 'vols-app' });
+    const pod = await c.core.readNamespacedPod({ name: 'db', namespace: 'vols-app' });
+    const pvbs = await list('podvolumebackups', 'velero.io/backup-name=with-fs');
+    // The ConfigMap and service-account token volumes are not copied (GetVolumesByPod).
+    expect(pvbs).toHaveLength(1);
+    expect(pvbs[0].metadata.name.startsWith('with-fs-')).toBe(true);
+    expect(pvbs[0].metadata.labels).toMatchObject({
+      'velero.io/backup-uid': fs.metadata.uid,
+      'velero.io/pvc-uid': pvc.metadata?.uid,
+    });
+    expect(pvbs[0].metadata.annotations['velero.io/pvc-name']).toBe('data');
+    expect(pvbs[0].spec).toMatchObject({
+      volume: 'data',
+      uploaderType: 'kopia',
+      pod: { name: 'db', uid: pod.metadata?.uid },
+    });
+    expect(pvbs[0].status).toMatchObject({ phase: 'Completed', snapshotID: expect.stringMatching(/^[0-9a-f]{32}$/) });
+
+    const r = await restore('vols-r1', 'with-fs', 'vols-copy');
+    expect(r.status.phase).toBe('Completed');
+    const restoredPod = await c.core.readNamespacedPod({ name: 'db', namespace: 'vols-copy' });
+    const pvrs = await list('podvolumerestores', 'velero.io/restore-name=vols-r1');
+    expect(pvrs).toHaveLength(1);
+    expect(pvrs[0].metadata.labels).toMatchObject({
+      'velero.io/restore-uid': r.metadata.uid,
+      'velero.io/pod-uid': restoredPod.metadata?.uid,
+    });
+    expect(pvrs[0].spec).toMatchObject({
+      volume: 'data',
+      sourceNamespace: 'vols-app',
+      snapshotID: pvbs[0].status.snapshotID,
+      pod: { namespace: 'vols-copy', name: 'db' },
+    });
+    expect(pvrs[0].status.phase).toBe('Completed');
+    // The restored claim is a new volume (the PodVolumeRestore filled it), not the source's PV.
+    const copy = await until(
+      'restored PVC Bound',
+      async () => {
+        const p = await c.core.readNamespacedPersistentVolumeClaim({ name: 'data', namespace: 'vols-copy' });
+        return p.status?.phase === 'Bound' ? p : undefined;
+      },
+      30_000,
+    );
+    expect(copy.spec?.volumeName).toBe(`pvc-${copy.metadata?.uid}`);
+
+    // Restored without the node-agent's copies, the volume comes back empty: no PodVolumeRestore.
+    const empty = await restore('vols-r2', 'no-fs', 'vols-empty');
+    expect(empty.status.phase).toBe('Completed');
+    expect(await list('podvolumerestores', 'velero.io/restore-name=vols-r2')).toEqual([]);
+    // The lab fault: the backup's PodVolumeBackups are not in the cluster; the restore still Completes.
+    kd.faults.restoreWithoutVolumeData('with-fs');
+    try {
+      const lost = await restore('vols-r3', 'with-fs', 'vols-lost');
+      expect(lost.status.phase).toBe('Completed');
+      expect(await list('podvolumerestores', 'velero.io/restore-name=vols-r3')).toEqual([]);
+    } finally {
+      await kd.faults.clear();
+    }
+  }, 120_000);
+
+  it('restores a CSI VolumeSnapshot under sha256(<restore uid>/<name>) (Velero ≥ 1.16)', async () => {
+    const r = await get('restores', VNS, 'vols-r1');
+    const name = createHash('sha256').update(`${r.metadata.uid}/data-snap`).digest('hex');
+    const vs = await get('volumesnapshots', 'vols-copy', name, 'snapshot.storage.k8s.io', 'v1');
+    expect(vs.spec.source).toEqual({ volumeSnapshotContentName: name });
+    expect(vs.spec.volumeSnapshotClassName).toBeUndefined();
+    expect(vs.metadata.annotations['velero.io/csi-vsc-deletion-policy']).toBe('Retain');
+    expect(
+      await get('volumesnapshots', 'vols-copy', 'data-snap', 'snapshot.storage.k8s.io', 'v1').catch(() => 'renamed'),
+    ).toBe('renamed');
   });
 });
 

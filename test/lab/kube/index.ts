@@ -2,12 +2,19 @@
 // real counterpart here, running against it as ordinary API clients: the k3s supervisor (joins),
 // helm-controller/klipper-helm, Velero, and pod readiness (OpenBAO's probe, stalled rollouts).
 import { join } from 'node:path';
-import type { ClusterSpec, WorkloadRef } from '../../../config/schema.js';
+import type { ClusterSpec } from '../../../config/schema.js';
 import { desiredHelmChart, HELM_NAMESPACE } from '../../../activities/components/helmchart.js';
 import { EGRESS_SOCKET, startControlPlane, type ControlPlane } from './control-plane.js';
 import { startTunnel } from './tunnel.js';
-import { HelmChartController, CHART_LABEL, OPENBAO_PORT, type HelmFaults } from './controllers/helm.js';
+import {
+  HelmChartController,
+  CHART_LABEL,
+  OPENBAO_PORT,
+  type ComponentWorkloads,
+  type HelmFaults,
+} from './controllers/helm.js';
 import { isOpenBaoPod, ReadinessController } from './controllers/readiness.js';
+import { ProvisionerController } from './controllers/provisioner.js';
 import { newVeleroFaults, VeleroServer, VELERO } from './controllers/velero.js';
 import { pathOf, type KObj } from './lab-api.js';
 import { startSupervisor, WEBHOOK_PODS_PATH, WEBHOOK_VALIDATE_PATH, type Supervisor } from './supervisor.js';
@@ -40,7 +47,7 @@ export interface KubeLab {
   controlPlane: ControlPlane;
   /** Control plane start to ready (apiserver /readyz, CRDs Established, controllers started). */
   startMs: number;
-  setComponentWorkloads(map: Record<string, { namespace: string; workloads: WorkloadRef[] }>): void;
+  setComponentWorkloads(map: Record<string, ComponentWorkloads>): void;
   /** Components installed, Velero configured with two completed backups (after k3s joined). */
   seedBuilt(spec: ClusterSpec): Promise<void>;
   /** Every declared workload available (OpenBAO's once it is unsealed). */
@@ -56,6 +63,8 @@ export interface KubeLab {
     restoreSlow(ms: number): void;
     /** Restoring this item ("Kind/name") fails with the message, recorded in the restore's results. */
     restoreItemError(item: string, message: string): void;
+    /** A restore of this backup (without a name: the next restore) restores no volume data. */
+    restoreWithoutVolumeData(backup?: string): void;
     bslUnavailable(name: string): Promise<void>;
     /** A validating webhook refuses writes of this resource (plural, e.g. "secrets") with the message. */
     rejectWrites(resource: string, message: string): Promise<void>;
@@ -82,7 +91,7 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
     const velero = newVeleroFaults();
     const stalled = new Set<string>();
     const rejects = new Map<string, string>();
-    const componentWorkloads = new Map<string, { namespace: string; workloads: WorkloadRef[] }>();
+    const componentWorkloads = new Map<string, ComponentWorkloads>();
     const openbaoReady = async () => {
       if (!opts.openbaoUrl) return true;
       try {
@@ -151,6 +160,9 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
       opts.veleroStepMs ?? 150,
       log,
     );
+    const provisioner = new ProvisionerController(api, log);
+    await provisioner.start();
+    stops.push(() => provisioner.stop());
     helm.start();
     veleroServer.start();
     readiness.start();
@@ -218,6 +230,10 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
         },
         restoreSlow: (ms) => void (velero.restoreItemMs = ms),
         restoreItemError: (item, message) => void velero.restoreItemError.set(item, message),
+        restoreWithoutVolumeData: (backup) => {
+          if (backup) velero.volumes.lostPodVolumeBackups.add(backup);
+          else velero.volumes.nextRestoreLosesPodVolumeBackups = true;
+        },
         bslUnavailable: async (name) => {
           velero.bslUnavailable.add(name);
           await veleroServer.revalidateAll();
@@ -271,10 +287,14 @@ async function seedBuilt(
   api: ControlPlane['api'],
   velero: VeleroServer,
   spec: ClusterSpec,
-  componentWorkloads: Map<string, { namespace: string; workloads: WorkloadRef[] }>,
+  componentWorkloads: Map<string, ComponentWorkloads>,
 ): Promise<void> {
   for (const c of spec.components) {
-    componentWorkloads.set(c.name, { namespace: c.namespace, workloads: c.workloads ?? [] });
+    componentWorkloads.set(c.name, {
+      namespace: c.namespace,
+      workloads: c.workloads ?? [],
+      storage: c.usesStorage,
+    });
     await api.createIfAbsent(pathOf('helm.cattle.io/v1', 'helmcharts', HELM_NAMESPACE), desiredHelmChart(spec, c));
   }
   // Wait like `installComponent` does: Job Complete, workloads available.
@@ -296,6 +316,8 @@ async function seedBuilt(
     if (e.kubernetes) await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: e.kubernetes.namespace } });
   }
   const b = spec.backups;
+  // The seeded backups were taken of a running cluster: the node-agent copies only running pods' volumes.
+  await podsRunning(api, b.schedule.includedNamespaces, deadline);
   const vns = b.veleroNamespace;
   await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: vns } });
   await api.createIfAbsent(pathOf(VELERO, 'backupstoragelocations', vns), {
@@ -320,6 +342,7 @@ async function seedBuilt(
     includedNamespaces: s.includedNamespaces,
     storageLocation: b.storageLocation,
     ttl: `${s.ttlHours}h0m0s`,
+    ...(b.volumes ? { defaultVolumesToFsBackup: b.volumes.fsBackup } : {}),
   };
   const day = 86_400_000;
   const at = [2, 1].map((ago) => new Date(Date.now() - ago * day));
@@ -340,6 +363,22 @@ async function seedBuilt(
       { 'velero.io/schedule-name': s.name, 'velero.io/storage-location': b.storageLocation },
       when,
     );
+  }
+}
+
+/** Every pod of the namespaces past Pending (a Longhorn claim bound, the pod started). */
+async function podsRunning(api: ControlPlane['api'], namespaces: string[], deadline: number): Promise<void> {
+  for (const ns of namespaces) {
+    for (;;) {
+      const pods = await api.list(pathOf('v1', 'pods', ns));
+      let want = 0;
+      for (const plural of ['deployments', 'statefulsets'])
+        for (const w of await api.list(pathOf('apps/v1', plural, ns))) want += w.spec?.replicas ?? 1;
+      const started = pods.filter((p) => p.status?.phase && p.status.phase !== 'Pending');
+      if (started.length >= want && started.length === pods.length) break;
+      if (Date.now() > deadline) throw new Error(`built lab: pods of ${ns} still Pending`);
+      await sleep(100);
+    }
   }
 }
 

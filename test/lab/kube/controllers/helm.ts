@@ -17,6 +17,7 @@
 import { gzipSync } from 'node:zlib';
 import type { WorkloadRef } from '../../../../config/schema.js';
 import { ApiError, pathOf, type KObj, type LabApi } from '../lab-api.js';
+import { mountDataVolume } from './provisioner.js';
 
 export const CHART_LABEL = 'helmcharts.helm.cattle.io/chart';
 export const CONFIG_HASH = 'helmcharts.helm.cattle.io/configHash';
@@ -29,10 +30,17 @@ export interface HelmFaults {
   stall: Set<string>;
 }
 
+/** What a chart's simulated install creates: its workloads, and a data volume when it uses storage. */
+export interface ComponentWorkloads {
+  namespace: string;
+  workloads: WorkloadRef[];
+  storage?: boolean;
+}
+
 export interface HelmOptions {
   api: LabApi;
   faults: HelmFaults;
-  componentWorkloads: Map<string, { namespace: string; workloads: WorkloadRef[] }>;
+  componentWorkloads: Map<string, ComponentWorkloads>;
   /** How long a helm Job's pod runs (default 300 ms). */
   jobDurationMs?: (chart: string) => number;
   log?: (line: string) => void;
@@ -373,6 +381,8 @@ export class HelmChartController {
 
   async deployWorkloads(chart: KObj): Promise<void> {
     const { api } = this.o;
+    const storage = this.o.componentWorkloads.get(chart.metadata.name)?.storage;
+    let claimed = false;
     for (const { ns, ref } of this.workloadsOf(chart)) {
       await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: ns } });
       if (ref.kind !== 'CronJob') {
@@ -380,6 +390,11 @@ export class HelmChartController {
         await api.createIfAbsent(pathOf('v1', 'services', ns), serviceObject(chart, ns, ref));
       }
       const desired = workloadObject(chart, ns, ref);
+      if (storage && !claimed && (ref.kind === 'Deployment' || ref.kind === 'StatefulSet')) {
+        // A chart with persistence: its first workload mounts a Longhorn PVC (controllers/provisioner.ts).
+        claimed = true;
+        await mountDataVolume(api, desired, ns);
+      }
       // Helm applies with a three-way merge, so fields it does not own (kubectl's restartedAt) stay;
       // server-side apply with helm's field manager keeps the same property.
       const plural = `${ref.kind.toLowerCase()}s`;

@@ -22,6 +22,7 @@
 //   namespaces?: {<target ns>: [msg]}} (restore_controller.go putResults, pkg/util/results/result.go).
 // - DownloadRequests get a URL to a gzip object (pkg/controller/download_request_controller.go), served
 //   by the lab's object store.
+// - Volumes (file-system backup, PodVolumeBackups/Restores, CSI VolumeSnapshots): velero-volumes.ts.
 import { gzipSync } from 'node:zlib';
 import { pathOf, type KObj, type LabApi } from '../lab-api.js';
 import {
@@ -31,6 +32,7 @@ import {
   loadModifiers,
   type ResourceModifiers,
 } from './velero-modifiers.js';
+import { PodVolumes, volumeRestoreActions, type VolumeFaults } from './velero-volumes.js';
 
 const RESTORE_FINALIZER = 'restores.velero.io/external-resources-finalizer';
 type Result = { velero?: string[]; cluster?: string[]; namespaces?: Record<string, string[]> };
@@ -45,6 +47,7 @@ export interface VeleroFaults {
   restoreItemMs: number;
   /** The apiserver-side error restoring this item ("Kind/name"), as Velero records it. */
   restoreItemError: Map<string, string>;
+  volumes: VolumeFaults;
 }
 
 export const newVeleroFaults = (): VeleroFaults => ({
@@ -53,6 +56,7 @@ export const newVeleroFaults = (): VeleroFaults => ({
   restoreFailed: { names: new Map() },
   restoreItemMs: 0,
   restoreItemError: new Map(),
+  volumes: { lostPodVolumeBackups: new Set(), nextRestoreLosesPodVolumeBackups: false },
 });
 
 interface Snapshot {
@@ -62,6 +66,7 @@ interface Snapshot {
 
 /** What a Backup holds, by resource type, in Velero's restore priority order (pkg/cmd/server/server.go defaultRestorePriorities). */
 export const BACKED_UP: { apiVersion: string; plural: string; kind: string }[] = [
+  { apiVersion: 'snapshot.storage.k8s.io/v1', plural: 'volumesnapshots', kind: 'VolumeSnapshot' },
   { apiVersion: 'v1', plural: 'persistentvolumeclaims', kind: 'PersistentVolumeClaim' },
   { apiVersion: 'v1', plural: 'secrets', kind: 'Secret' },
   { apiVersion: 'v1', plural: 'configmaps', kind: 'ConfigMap' },
@@ -116,6 +121,7 @@ export class VeleroServer {
   private readonly running = new Map<string, Promise<void>>();
   private readonly seen = new Set<string>();
   private watches: { stop(): void }[] = [];
+  private readonly volumes: PodVolumes;
 
   constructor(
     private readonly api: LabApi,
@@ -123,7 +129,9 @@ export class VeleroServer {
     private readonly serveDownload: (body: Buffer | undefined, base: string, key: string) => string,
     private readonly stepMs = 150,
     private readonly log: (line: string) => void = () => {},
-  ) {}
+  ) {
+    this.volumes = new PodVolumes(api, stepMs);
+  }
 
   start(): void {
     const w = (plural: string, fn: (o: KObj, type: string) => Promise<void> | void) =>
@@ -282,6 +290,15 @@ export class VeleroServer {
       return;
     await sleep(this.stepMs);
     await this.setStatus('backups', b, { progress: { totalItems: total, itemsBackedUp: Math.floor(total / 2) } });
+    // The Backup waits for its PodVolumeBackups (pkg/backup/backup.go waits on the pod volume backupper).
+    const podVolumes = await this.volumes.backup(
+      b,
+      objects.filter((o) => o.kind === 'Pod'),
+    );
+    if (podVolumes > 0)
+      log.push(
+        `time="${timestamp()}" level=info msg="Backed up ${podVolumes} pod volumes with the node-agent" backup=${ns}/${name}`,
+      );
     await sleep(this.stepMs);
     const f = this.faults.backupPartiallyFailed;
     let partial = false;
@@ -331,6 +348,10 @@ export class VeleroServer {
       status,
     });
     this.seen.add(`backups/${created.metadata.uid}`);
+    await this.volumes.backup(
+      created,
+      objects.filter((o) => o.kind === 'Pod'),
+    );
     this.snapshots.set(created.metadata.uid, {
       objects,
       log: [`time="${timestamp(at)}" level=info msg="Backup completed" backup=${ns}/${name}`],
@@ -447,10 +468,12 @@ export class VeleroServer {
       });
       return;
     }
+    const pvbs = await this.volumes.backupsOf(ns!, backup!.metadata.name, this.faults.volumes);
     const { restored, warnings, errors, log, results } = await this.recreate(
       r,
       backup!.metadata.name,
       objects,
+      pvbs,
       mods as ResourceModifiers | undefined,
     );
     this.restoreLogs.set(`${ns}/${name}`, log);
@@ -476,7 +499,7 @@ export class VeleroServer {
     }
   }
 
-  private async recreate(r: KObj, backupName: string, objects: KObj[], mods?: ResourceModifiers) {
+  private async recreate(r: KObj, backupName: string, objects: KObj[], pvbs: KObj[], mods?: ResourceModifiers) {
     const mapping: Record<string, string> = r.spec?.namespaceMapping ?? {};
     const policy = r.spec?.existingResourcePolicy ?? 'none';
     const restoreName = r.metadata.name;
@@ -505,7 +528,18 @@ export class VeleroServer {
         if (this.faults.restoreItemMs > 0) await sleep(this.faults.restoreItemMs);
         await this.ensureNamespace(ns, labels);
         let obj = cleanForRestore(o, ns, labels);
+        // Velero's built-in restore item actions first (service_action.go, the CSI actions), then the
+        // resource modifiers (restore.go applies them after the actions, before the namespace switch).
         if (obj.kind === 'Service') clearNodePorts(obj, o.metadata.managedFields, r.spec?.preserveNodePorts === true);
+        const refused = volumeRestoreActions(obj, o, r.metadata.uid!);
+        if (refused) {
+          errors++;
+          add(results.errors, ns, `error preparing ${rt.plural}/${ns}/${o.metadata.name}: ${refused}`);
+          log.push(
+            `time="${timestamp()}" level=error msg="error preparing ${rt.plural}/${ns}/${o.metadata.name}: ${refused}" ${at}`,
+          );
+          continue;
+        }
         if (mods) {
           // Matched as the item came from the backup: its source namespace, no restore labels yet.
           const view = {
@@ -559,6 +593,13 @@ export class VeleroServer {
         }
         restored++;
         log.push(`time="${timestamp()}" level=info msg="Restored ${obj.kind} ${ns}/${obj.metadata.name}" ${at}`);
+        if (obj.kind === 'Pod') {
+          const volumes = await this.volumes.restore(r, res.body as KObj, o.metadata.namespace!, pvbs);
+          if (volumes > 0)
+            log.push(
+              `time="${timestamp()}" level=info msg="Restored ${volumes} pod volumes of ${ns}/${obj.metadata.name}" ${at}`,
+            );
+        }
       }
     }
     return { restored, warnings, errors, log, results };
