@@ -47,6 +47,8 @@ export class KubeVipDouble {
   private readonly sockets = new Set<Socket>();
   /** Who holds the VIP now (machine hostname), for tests and the log. */
   leader?: string;
+  private lastSync = Date.now();
+  private renewDeadlineMs = 3000;
 
   constructor(
     private readonly api: LabApi,
@@ -64,8 +66,16 @@ export class KubeVipDouble {
     const tick = async () => {
       try {
         await this.sync();
+        this.lastSync = Date.now();
       } catch (err) {
-        this.opts.log?.(`kube-vip: ${err instanceof Error ? err.message : String(err)}`);
+        // The leader cannot renew its lease while the API is unreachable: past the renew deadline it
+        // steps down and deletes the VIP (client-go leaderelection renew loop -> OnStoppedLeading).
+        if (this.server && Date.now() - this.lastSync > this.renewDeadlineMs) {
+          this.opts.log?.(
+            `kube-vip: lease not renewed (${err instanceof Error ? err.message : String(err)}), ${this.opts.vip} removed`,
+          );
+          await this.release();
+        }
       }
       if (!this.stopped) this.timer = setTimeout(() => void tick(), 500);
     };
@@ -116,6 +126,7 @@ export class KubeVipDouble {
   private async elect(candidates: { id: string; env: Env; ns: string }[]): Promise<string | undefined> {
     const c0 = candidates[0];
     if (c0.env.vip_leaderelection !== 'true') return c0.id;
+    this.renewDeadlineMs = Number(c0.env.vip_renewdeadline || 3) * 1000;
     const name = c0.env.vip_leasename || 'plndr-cp-lock';
     const duration = Number(c0.env.vip_leaseduration || 5);
     const path = pathOf('coordination.k8s.io/v1', 'leases', c0.ns, name);
