@@ -187,7 +187,29 @@ export const ClusterSpecSchema = Type.Object(
     name: Name,
     clusterName: Type.String({ minLength: 1 }),
     domain: Type.String({ pattern: '^[a-z0-9.-]+$' }),
+    /** The API's virtual IP: agents join https://<vip>:<apiPort> and the kubeconfig points at it. */
     vip: Host,
+    /**
+     * What answers on the VIP. k3s creates no VIP (it only puts tls-san addresses in its serving cert),
+     * so something has to announce it: kube-vip as a DaemonSet on the control-plane nodes, in ARP mode
+     * on `interface` (kube-vip docs/usage/k3s, docs/install_daemonset at v0.6.4). Absent: the VIP is
+     * provided outside the cluster (keepalived, a load balancer); the build still waits for it.
+     */
+    vipProvider: Type.Optional(
+      Type.Object(
+        {
+          kind: Type.Literal('kube-vip'),
+          /** Image tag, pinned (ghcr.io/kube-vip/kube-vip:<version>). */
+          version: Type.String({ pattern: '^v\\d+\\.\\d+\\.\\d+$' }),
+          /** The control-plane nodes' LAN interface the VIP is added to and ARP-announced on (vip_interface). */
+          interface: Type.String({ minLength: 1, maxLength: 15 }),
+          image: Type.Optional(Type.String({ minLength: 1 })),
+          /** How long the build waits for https://<vip>:<apiPort>/readyz (default 180). */
+          readyTimeoutSeconds: Type.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     /** Marks a lab (test double) cluster; the worker then wires lab clients where it is told to. */
     lab: Type.Optional(Type.Boolean()),
     k3s: Type.Object(

@@ -133,6 +133,7 @@ async function main(): Promise<number> {
     }
     const report = (await client.workflow.getHandle(started.workflowId!).result()) as ProvisionReport;
     say(`\nreport: ${report.state} in ${report.durationMs} ms, k3s ${report.k3sVersion}`);
+    if (report.vip) say(`  vip  ${report.vip.address.padEnd(14)} ${report.vip.provider} ${report.vip.state}`);
     for (const n of report.nodes) say(`  node ${n.name.padEnd(14)} ${n.role.padEnd(7)} ${n.version ?? '?'}`);
     for (const c of report.components)
       say(`  ${c.name.padEnd(24)} ${c.version.padEnd(10)} ${c.state.padEnd(8)} ${c.durationMs ?? 0} ms`);

@@ -75,6 +75,8 @@ export const ACTIVITY_KINDS = {
   // Provisioning (activities/k3s/, ssh/, components/, openbao/, dns/)
   preflightNode: 'steady',
   fetchKubeconfig: 'steady',
+  deployVipProvider: 'steady',
+  waitVipReady: 'wait',
   applyTailscaleOAuth: 'steady',
   bootstrapOpenBao: 'steady',
   configureSplitDns: 'short',

@@ -17,7 +17,14 @@ import type { Activities } from '../activities/index.js';
 import type { ClusterSpec } from '../config/schema.js';
 import { readyNodes } from './dag.js';
 import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
-import { buildProvisionPlan, componentStep, skipRefusal, type PlanStep, type ProvisionPlan } from './provision-plan.js';
+import {
+  buildProvisionPlan,
+  componentStep,
+  skipRefusal,
+  vipTitle,
+  type PlanStep,
+  type ProvisionPlan,
+} from './provision-plan.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import type { rotateSecrets, RotationReport } from './rotate-secrets.js';
 
@@ -34,6 +41,8 @@ export interface ProvisionReport {
   state: 'succeeded' | 'partial';
   k3sVersion: string;
   nodes: { name: string; role: string; version?: string; installed: boolean }[];
+  /** What answers on the VIP and whether the build saw it answer (absent in runs before the VIP step). */
+  vip?: { address: string; provider: string; state: string; detail?: string };
   components: {
     name: string;
     version: string;
@@ -59,7 +68,10 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
   const spec: ClusterSpec = await short.loadClusterSpec.executeWithOptions(opts(`load cluster ${input.cluster}`), [
     input.cluster,
   ]);
-  const plan = buildProvisionPlan(spec);
+  // k3s creates no VIP (issue 13): runs from here on deploy the VIP provider after the first server and
+  // wait for the VIP before agents join it or the kubeconfig points at it. Recorded runs had no such step.
+  const vipStep = patched('vip-provider');
+  const plan = buildProvisionPlan(spec, { vip: vipStep });
   for (const s of plan.steps) runner.plan(s.id, s.phase, s.title, s.dependsOn);
   const refuse = (id: string) => () => skipRefusal(plan, id);
   const nodesInfo = new Map<string, { version?: string; installed: boolean }>();
@@ -124,6 +136,9 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
                 (r) =>
                   `${r.node}: hostname ${r.hostname ?? '?'}, node-ip ${r.nodeIp ?? '?'}${r.nodeIpSource && r.nodeIpSource !== 'config' ? ` (${r.nodeIpSource}; pin as nodeIp)` : ''}`,
               );
+            // Warnings do not block (the VIP in a range ARP cannot reach, outside the interface's subnet):
+            // the VIP step's bounded wait parks with the finding if it really does not answer.
+            const warnings = [...new Set(results.flatMap((r) => (r.warnings ?? []).map((w) => `warning: ${w}`)))];
             return {
               satisfied: allUp,
               detail: [
@@ -131,6 +146,7 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
                 ...identity,
                 ...fixable,
                 ...tofu,
+                ...warnings,
               ].join('; '),
             };
           },
@@ -191,6 +207,7 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
       );
       nodesInfo.set(n.name, { version: r?.version, installed: r?.installed ?? false });
     }
+    if (vipStep) await vipPhase(spec, runner, refuse);
     runner.setPhase('k3s-workers');
     await Promise.all([
       ...spec.nodes
@@ -268,6 +285,7 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
 
   const steps = runner.progress.steps;
   const skipped = steps.some((s) => s.state === 'skipped' && s.id !== 'preflight');
+  const vip = runner.step('vip');
   runner.setPhase('done');
   runner.setState(skipped ? 'partial' : 'succeeded');
   return {
@@ -280,6 +298,16 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
       version: nodesInfo.get(n.name)?.version,
       installed: nodesInfo.get(n.name)?.installed ?? false,
     })),
+    ...(vip && vipStep
+      ? {
+          vip: {
+            address: spec.vip,
+            provider: spec.vipProvider ? `${spec.vipProvider.kind} ${spec.vipProvider.version}` : 'external',
+            state: vip.state,
+            detail: vip.detail,
+          },
+        }
+      : {}),
     components: spec.components.map((c) => {
       const s = runner.step(componentStep(c.name))!;
       return {
@@ -300,6 +328,45 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
     })),
     durationMs: Date.now() - t0,
   };
+}
+
+/**
+ * The VIP: the provider's manifest on the first server (k3s applies it), then a bounded wait until
+ * https://<vip>:<port>/readyz answers. Agents join the VIP and the kubeconfig points at it, so both
+ * come after this; a VIP that never answers parks here with the finding instead of in every join.
+ */
+async function vipPhase(spec: ClusterSpec, runner: StepRunner, refuse: (id: string) => () => string | undefined) {
+  const cluster = spec.name;
+  const timeoutSeconds = spec.vipProvider?.readyTimeoutSeconds ?? 180;
+  runner.setPhase('vip');
+  await runner.run(
+    'vip',
+    'vip',
+    vipTitle(spec),
+    async () => {
+      const deployed = await steady.deployVipProvider.executeWithOptions(opts('deploy the VIP provider'), [
+        { cluster },
+      ]);
+      const ready = await waits.waitVipReady.executeWithOptions(
+        opts(`wait for the VIP ${spec.vip}`, waitUpTo(timeoutSeconds)),
+        [{ cluster, timeoutSeconds }],
+      );
+      return { deployed, ready };
+    },
+    {
+      skipRefusal: refuse('vip'),
+      describe: ({ deployed, ready }) => {
+        const satisfied = !deployed.changed && ready.alreadyReady;
+        const what = deployed.path
+          ? `${deployed.provider} ${deployed.changed ? 'manifest written to' : 'manifest unchanged at'} ${deployed.path}`
+          : `${deployed.provider} provider`;
+        return {
+          satisfied,
+          detail: `${satisfied ? 'already satisfied: ' : ''}${what}; ${ready.url} answered${ready.alreadyReady ? '' : ` after ${ready.waitedMs} ms`}`,
+        };
+      },
+    },
+  );
 }
 
 /**

@@ -8,6 +8,7 @@ export type StepKind =
   | 'prepare'
   | 'k3s-server'
   | 'k3s-agent'
+  | 'vip'
   | 'kubeconfig'
   | 'nodes-ready'
   | 'component'
@@ -41,7 +42,23 @@ export interface ProvisionPlan {
 export const provisionWorkflowId = (cluster: string) => `provision/${cluster}`;
 export const componentStep = (name: string) => `component/${name}`;
 
-export function buildProvisionPlan(spec: ClusterSpec): ProvisionPlan {
+export interface PlanOptions {
+  /**
+   * The VIP step (default on): agents join and the kubeconfig switches to the VIP only once it
+   * answers. Off only when replaying runs recorded before the step existed (patch 'vip-provider').
+   */
+  vip?: boolean;
+}
+
+/** What the VIP step deploys and waits for, for its title and the report. */
+export function vipTitle(spec: ClusterSpec): string {
+  const p = spec.vipProvider;
+  const who = p ? `${p.kind} ${p.version} (ARP on ${p.interface})` : 'the external provider';
+  return `VIP ${spec.vip}: ${p ? 'deploy ' : ''}${who}, wait for /readyz`;
+}
+
+export function buildProvisionPlan(spec: ClusterSpec, opts: PlanOptions = {}): ProvisionPlan {
+  const withVip = opts.vip ?? true;
   const steps: PlanStep[] = [];
   const add = (s: PlanStep) => steps.push(s);
   add({
@@ -79,6 +96,17 @@ export function buildProvisionPlan(spec: ClusterSpec): ProvisionPlan {
     });
   });
   const first = servers[0].name;
+  // k3s creates no VIP: it is deployed after the first server, and whatever uses it waits for it.
+  if (withVip)
+    add({
+      id: 'vip',
+      phase: 'vip',
+      title: vipTitle(spec),
+      kind: 'vip',
+      dependsOn: [`k3s/${first}`],
+      budgetSeconds: spec.vipProvider?.readyTimeoutSeconds ?? 180,
+    });
+  const viaVip = withVip ? 'vip' : `k3s/${first}`;
   for (const n of agents) {
     add({
       id: `k3s/${n.name}`,
@@ -86,7 +114,7 @@ export function buildProvisionPlan(spec: ClusterSpec): ProvisionPlan {
       title: `Join worker ${n.name}`,
       kind: 'k3s-agent',
       target: n.name,
-      dependsOn: [`prepare/${n.name}`, `k3s/${first}`],
+      dependsOn: [`prepare/${n.name}`, viaVip],
       budgetSeconds: 300,
     });
   }
@@ -95,7 +123,7 @@ export function buildProvisionPlan(spec: ClusterSpec): ProvisionPlan {
     phase: 'k3s-workers',
     title: 'Fetch kubeconfig (rewritten to the VIP)',
     kind: 'kubeconfig',
-    dependsOn: [`k3s/${first}`],
+    dependsOn: [viaVip],
     budgetSeconds: 30,
   });
   add({
@@ -197,9 +225,13 @@ export function buildProvisionPlan(spec: ClusterSpec): ProvisionPlan {
   };
 }
 
-/** Why skip is refused for a step (undefined: allowed). Preflight may always be skipped by an operator. */
+/**
+ * Why skip is refused for a step (undefined: allowed). Preflight may always be skipped by an operator,
+ * and so may the VIP wait: an operator may know the VIP answers where the nodes are although not from
+ * the orchestrator's network (then agents join it and the kubeconfig points at it unverified).
+ */
 export function skipRefusal(plan: ProvisionPlan, id: string): string | undefined {
-  if (id === 'preflight') return undefined;
+  if (id === 'preflight' || id === 'vip') return undefined;
   const deps = dependentsOf(plan.steps, id);
   if (deps.length === 0) return undefined;
   const shown = deps.slice(0, 5).join(', ');

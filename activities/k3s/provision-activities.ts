@@ -4,6 +4,7 @@ import { preflightActivities } from '../ssh/preflight.js';
 import { prepareActivities } from '../ssh/prepare.js';
 import { k3sActivities } from './install.js';
 import { kubeconfigActivities } from './kubeconfig.js';
+import { vipActivities } from './vip.js';
 import { componentActivities } from '../components/helmchart.js';
 import { platformActivities } from '../components/platform.js';
 import { openbaoBootstrapActivities } from '../openbao/bootstrap.js';
@@ -15,6 +16,7 @@ export function provisionActivities(deps: ActivityDeps) {
     ...prepareActivities(deps),
     ...k3sActivities(deps),
     ...kubeconfigActivities(deps),
+    ...vipActivities(deps),
     ...componentActivities(deps),
     ...platformActivities(deps),
     ...openbaoBootstrapActivities(deps),

@@ -8,6 +8,7 @@ import { beat } from '../heartbeat.js';
 import { nodeOrFail, withSession } from './session.js';
 import type { SshSession } from './client.js';
 import { lanAddressFrom, ADDR_PROBE, ROUTE_PROBE } from './node-ip.js';
+import { parseAddrs, vipChecks } from './vip-checks.js';
 
 export interface PreflightResult {
   node: string;
@@ -15,6 +16,8 @@ export interface PreflightResult {
   findings: string[];
   /** Problems node preparation fixes (packages, swap). */
   fixable: string[];
+  /** Shown, not blocking (the VIP in a range ARP cannot reach). Absent in results recorded before it existed. */
+  warnings?: string[];
   /** Pinned key presented by the node ("ssh-ed25519 AAAA..."); with allowTofu this is what to record. */
   hostKey: string;
   /** k3s already runs here, so its own ports being in use is expected. */
@@ -138,12 +141,15 @@ export function judge(
   }
   if (storageMounted === false)
     findings.push(`storage path ${spec.storage.basePath} is not a mounted filesystem on the storage node`);
+  const vip = vipChecks(spec, node, parseAddrs(f.addrs ?? ''), nodeIp);
+  findings.push(...vip.findings);
   if (missing.length > 0) fixable.push(`packages missing (preparation installs them): ${missing.join(', ')}`);
   if (Number(f.swap) > 0) fixable.push('swap is on (preparation turns it off)');
   return {
     node: node.name,
     findings,
     fixable,
+    warnings: vip.warnings,
     k3sActive,
     hostname: f.hostname || undefined,
     nodeIp,

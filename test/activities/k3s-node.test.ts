@@ -14,6 +14,7 @@ import { preflightActivities } from '../../activities/ssh/preflight.js';
 import { prepareActivities } from '../../activities/ssh/prepare.js';
 import { k3sActivities } from '../../activities/k3s/install.js';
 import { kubeconfigActivities } from '../../activities/k3s/kubeconfig.js';
+import { vipActivities } from '../../activities/k3s/vip.js';
 import type { ClusterSpec } from '../../config/schema.js';
 import type { KubeObject } from '../../activities/kube/client.js';
 
@@ -34,6 +35,7 @@ const acts = (x: LabOrchestrator = o) => ({
   ...prepareActivities(x.deps),
   ...k3sActivities(x.deps),
   ...kubeconfigActivities(x.deps),
+  ...vipActivities(x.deps),
 });
 const patched = (patch: (s: ClusterSpec) => void) => {
   const x = orchestratorForLab(lab, { prefix: 'k3s-node-test-patched', patch });
@@ -84,6 +86,8 @@ describe('node build on lab machines that behave like the real ones', () => {
     const r = await acts().preflightNode({ cluster: cluster(), node: 'control-plane' });
     expect(r.findings).toEqual([]);
     expect(r).toMatchObject({ hostname: 'pedro-cp', nodeIp: '192.168.50.10', nodeIpSource: 'discovered on eth0' });
+    // The lab's VIP is a loopback address, not on the facts' eth0 LAN: shown, not refused.
+    expect(r.warnings).toEqual([expect.stringContaining(`the VIP ${o.spec.vip} is outside eth0's subnet`)]);
 
     // an exit node (or a route to tailscale0 with a better metric) must not win
     await lab.faults.setFacts('worker-1', {
@@ -114,6 +118,9 @@ describe('node build on lab machines that behave like the real ones', () => {
     expect(parse(reg)).toEqual({ mirrors: { [`${r.host}:${r.port}`]: { endpoint: [`http://${r.host}:${r.port}`] } } });
 
     await acts().installK3sServer({ cluster: cluster(), node: 'control-plane' });
+    // Agents join the VIP, which answers only once kube-vip runs (issue 13 item 1): as the workflow does.
+    expect(await acts().deployVipProvider({ cluster: cluster() })).toMatchObject({ changed: true });
+    await acts().waitVipReady({ cluster: cluster(), timeoutSeconds: 45 });
     await acts().joinK3sAgent({ cluster: cluster(), node: 'worker-1' });
     const nodes = await o.kube.list<NodeObj>('v1', 'Node');
     const names = nodes.map((n) => n.metadata!.name);

@@ -49,7 +49,9 @@ describe('provision API', () => {
       plan.steps.map((s: { id: string; dependsOn: string[] }) => [s.id, s]),
     );
     expect(byId.get('component/contour')!.dependsOn).toContain('component/cert-manager');
-    expect(byId.get('k3s/worker-1')!.dependsOn).toEqual(['prepare/worker-1', 'k3s/control-plane']);
+    // Agents join the VIP, so they wait for the VIP step, which waits for the first server.
+    expect(byId.get('k3s/worker-1')!.dependsOn).toEqual(['prepare/worker-1', 'vip']);
+    expect(byId.get('vip')!.dependsOn).toEqual(['k3s/control-plane']);
     expect(byId.get('component/grafana')!.dependsOn).toEqual(
       expect.arrayContaining(['component/kube-prometheus-stack', 'component/loki']),
     );

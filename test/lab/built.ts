@@ -13,6 +13,8 @@ import type { OpenBaoDouble } from './openbao.js';
 import { createLabOnePasswordClient } from './onepassword/index.js';
 import { K3S_CONFIG_PATH, K3S_REGISTRIES_PATH, k3sConfig, registriesYaml } from '../../activities/ssh/prepare.js';
 import { K3S_KUBECONFIG, rewriteKubeconfig } from '../../activities/k3s/kubeconfig.js';
+import { kubeVipManifest, VIP_MANIFEST_PATH } from '../../activities/k3s/vip.js';
+import { connect } from 'node:net';
 
 export interface BuiltSecrets {
   unsealKeys: string[];
@@ -88,9 +90,20 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
       script,
     );
     agentToken = (await sh(ssh, server.name, 'cat /var/lib/rancher/k3s/server/node-token')).trim();
+    // The VIP provider as the provision's VIP step leaves it: its manifest in k3s's manifests folder
+    // (k3s applies it, kube-vip leads, the VIP answers), before the agents join through the VIP.
+    const manifest = kubeVipManifest(spec);
+    if (manifest)
+      await sh(
+        ssh,
+        server.name,
+        `mkdir -p ${dirname(VIP_MANIFEST_PATH)} && umask 077 && cat >${VIP_MANIFEST_PATH}`,
+        manifest,
+      );
   } finally {
     ssh.dispose();
   }
+  await waitTcp(spec.vip, spec.k3s.apiPort ?? 6443, 60_000);
   await Promise.all(
     spec.nodes
       .filter((n) => n.role === 'agent')
@@ -105,6 +118,20 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
         }
       }),
   );
+}
+
+/** Until something accepts connections on host:port (the VIP, once kube-vip leads). */
+async function waitTcp(host: string, port: number, ms: number): Promise<void> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = connect({ host, port }, () => (c.destroy(), resolve(true)));
+      c.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > end) throw new Error(`built lab: nothing answers on the VIP ${host}:${port} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
 }
 
 async function bao(

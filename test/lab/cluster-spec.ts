@@ -24,6 +24,8 @@ export interface LabSpecNode {
 
 export interface LabSpecParts {
   kube: { host: string; port: number };
+  /** The lab's VIP (answers only while kube-vip leads); default: the apiserver's own address. */
+  vip?: string;
   nodes: LabSpecNode[];
   sshKeyPath: string;
   /** The lab's S3 object store: the BSL's publicUrl (reachable from the worker, unlike s3Url). */
@@ -50,7 +52,7 @@ export function labClusterSpec(parts: LabSpecParts, base: ClusterSpec = loadClus
   spec.name = LAB_CLUSTER_NAME;
   spec.lab = true;
   spec.clusterName = 'pedro-ops-lab';
-  spec.vip = parts.kube.host;
+  spec.vip = parts.vip ?? parts.kube.host;
   spec.k3s = { ...spec.k3s, apiPort: parts.kube.port, installScript: parts.installScript ?? K3S_INSTALL_SCRIPT };
   const serverPort = byName.get(server?.name ?? spec.nodes[0].name)!.port;
   spec.ssh = { user: 'root', port: serverPort, privateKey: parts.sshKeyPath, connectTimeoutSeconds: 5 };

@@ -15,6 +15,8 @@ import { startControlServer, type ControlServer, type LabCounters, type LabFault
 import { seedBuiltState, type BuiltSecrets } from './built.js';
 import { startNodes, type LabNode, type LabNodes, type NodeFacts } from './nodes/index.js';
 import { startKubeLab, type KubeLab } from './kube/index.js';
+import { K3sDeployController } from './kube/controllers/k3s-deploy.js';
+import { KubeVipDouble } from './kube/controllers/kube-vip.js';
 import { startOpenBaoDouble, type OpenBaoDouble } from './openbao.js';
 import { fixtureSecretValues, startOnePasswordDouble, type OnePasswordDouble } from './onepassword/index.js';
 
@@ -46,8 +48,13 @@ export interface StartLabOptions {
 
 export interface Lab {
   dir: string;
-  /** The lab's own loopback address; the kube double (the "VIP") listens here. */
+  /** The lab's own loopback address; the apiserver and the doubles listen here. */
   host: string;
+  /**
+   * The lab's VIP, another loopback address: like a real VIP nothing answers there until kube-vip runs
+   * and leads (kube/controllers/kube-vip.ts); then it forwards to the apiserver.
+   */
+  vip: string;
   spec: ClusterSpec;
   clusterFile: string;
   sshKeyPath: string;
@@ -75,6 +82,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
   const t0 = performance.now();
   const log = opts.log ?? ((line: string) => process.stderr.write(`[lab] ${line}\n`));
   const host = `127.${randomInt(1, 255)}.${randomInt(0, 256)}.1`;
+  const vip = host.replace(/\.1$/, '.100');
   const dir = await mkdtemp(join(opts.dir ?? tmpdir(), 'pedro-ops-lab-'));
   // Undo stack: a lab that fails half way still leaves nothing behind.
   const undo: Array<{ what: string; fn: () => Promise<void> | void }> = [];
@@ -110,6 +118,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     ]);
     const kube: KubeLab = await startKubeLab({
       host,
+      vip,
       dir: join(dir, 'kube'),
       openbaoUrl: openbao.url,
       // A restarted OpenBAO pod comes back sealed (its keys live only in memory).
@@ -127,10 +136,24 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       facts: opts.facts,
     });
     undo.push({ what: 'nodes', fn: () => nodes.stop() });
+    // k3s's deploy controller (manifests folder) and kube-vip: they decide whether the VIP answers.
+    const deploy = new K3sDeployController(kube.controlPlane.api, () => nodes.nodes, log);
+    deploy.start();
+    undo.push({ what: 'k3s deploy', fn: () => deploy.stop() });
+    const kubeUrl0 = new URL(kube.url);
+    const kubeVip = new KubeVipDouble(kube.controlPlane.api, {
+      vip,
+      target: { host: kubeUrl0.hostname, port: Number(kubeUrl0.port) },
+      nodes: () => nodes.nodes,
+      log,
+    });
+    kubeVip.start();
+    undo.push({ what: 'kube-vip', fn: () => kubeVip.stop() });
 
     const kubeUrl = new URL(kube.url);
     const spec0 = labClusterSpec({
       kube: { host: kubeUrl.hostname, port: Number(kubeUrl.port) },
+      vip,
       nodes: nodes.nodes,
       sshKeyPath,
       objectStoreUrl: kube.objectStoreUrl,
@@ -242,6 +265,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
     return {
       dir,
       host,
+      vip,
       spec,
       clusterFile,
       sshKeyPath,

@@ -2,6 +2,7 @@
 // edge (real SSH with pinned host keys, private node filesystems, the Kubernetes REST API with CRD
 // validation, OpenBAO's HTTP API, 1Password's client semantics) and every fault the control API offers.
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -14,6 +15,12 @@ import { clients, control, pinnedKey, ready, restart, rolledOut, tryConnect, unt
 import { createLabOnePasswordClient } from './onepassword/index.js';
 
 const times: Record<string, number> = {};
+
+const tcpAnswers = (host: string, port: number) =>
+  new Promise<boolean>((resolve) => {
+    const c = connect({ host, port }, () => (c.destroy(), resolve(true)));
+    c.on('error', () => resolve(false));
+  });
 let plain: Lab;
 let built: Lab;
 let extraClusterFile: string;
@@ -36,7 +43,9 @@ describe('a plain lab', () => {
     const spec = loadClusterFile(plain.clusterFile);
     expect(spec.name).toBe('lab');
     expect(spec.lab).toBe(true);
-    expect(spec.vip).toBe(new URL(plain.kube.url).hostname);
+    // The VIP is an address of its own, not the apiserver's: k3s creates no VIP (kube-vip provides it).
+    expect(spec.vip).toBe(plain.vip);
+    expect(spec.vip).not.toBe(new URL(plain.kube.url).hostname);
     expect(spec.k3s.apiPort).toBe(Number(new URL(plain.kube.url).port));
     expect(existsSync(spec.k3s.installScript)).toBe(true);
     expect(spec.nodes.map((n) => [n.name, n.address, n.port, n.hostKey])).toEqual(
@@ -84,6 +93,9 @@ describe('a plain lab', () => {
   });
 
   test('the installer registers every node; the kube client lists them Ready', async () => {
+    const port = plain.spec.k3s.apiPort!;
+    // Nothing answers on the VIP before kube-vip runs and leads, as on a real network.
+    expect(await tcpAnswers(plain.vip, port)).toBe(false);
     await installK3s({ spec: plain.spec, nodes: plain.nodes, sshKeyPath: plain.sshKeyPath });
     const { core } = clients(plain);
     const nodes = await until('3 Ready nodes', async () => {
@@ -92,6 +104,16 @@ describe('a plain lab', () => {
     });
     expect(nodes.map((n) => n.metadata?.name).sort()).toEqual(['control-plane', 'worker-1', 'worker-2']);
     expect(plain.counters().nodes['control-plane'].installerRuns).toBe(1);
+
+    // installK3s wrote the kube-vip manifest on the server (k3s's deploy controller applied it): the
+    // DaemonSet's pod runs on the control-plane node, leads under the machine's hostname, the VIP answers.
+    const { coordination, apps } = clients(plain);
+    const lease = await coordination.readNamespacedLease({ name: 'plndr-cp-lock', namespace: 'kube-system' });
+    expect(lease.spec?.holderIdentity).toBe('pedro-cp');
+    expect(await tcpAnswers(plain.vip, port)).toBe(true);
+    // kube-vip deletes the address when its pod stops (OnStoppedLeading/SIGTERM -> DeleteIP).
+    await apps.deleteNamespacedDaemonSet({ name: 'kube-vip-ds', namespace: 'kube-system' });
+    await until('the VIP gone with kube-vip', async () => !(await tcpAnswers(plain.vip, port)));
   });
 
   test('Secrets, a strategic-merge restart and its rollout, as the client sees them', async () => {

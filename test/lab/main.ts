@@ -43,7 +43,11 @@ async function main() {
       `ssh ${n.name}`,
       `ssh -i ${lab.sshKeyPath} -o UserKnownHostsFile=${lab.knownHostsPath} -p ${n.port} root@${n.host}`,
     ]),
-    ['kube-apiserver (VIP)', `${lab.kube.url}  v1.31.4, real (KUBECONFIG=${lab.kube.kubeconfigPath})`],
+    ['kube-apiserver', `${lab.kube.url}  v1.31.4, real (KUBECONFIG=${lab.kube.kubeconfigPath})`],
+    [
+      'VIP',
+      `https://${lab.vip}:${lab.spec.k3s.apiPort}  answers once kube-vip runs and leads (after the first server)`,
+    ],
     [
       'control plane',
       `kine + kube-apiserver + controller-manager + scheduler + kwok: ${lab.pieces.kube.startMs} ms to ready`,

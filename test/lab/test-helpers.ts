@@ -12,6 +12,7 @@ export function clients(lab: Lab) {
     apps: kc.makeApiClient(k8s.AppsV1Api),
     custom: kc.makeApiClient(k8s.CustomObjectsApi),
     batch: kc.makeApiClient(k8s.BatchV1Api),
+    coordination: kc.makeApiClient(k8s.CoordinationV1Api),
   };
 }
 

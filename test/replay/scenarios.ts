@@ -318,6 +318,22 @@ export const SCENARIOS: Scenario[] = [
     },
   },
   {
+    // Runs from issue 13 on: the VIP step (kube-vip deployed after the first server, the VIP waited for)
+    // sits between the first server and the joins. provision-cluster-success keeps the run from before it.
+    name: 'provision-cluster-vip-success',
+    lab: 'fresh',
+    async run(r) {
+      const h = await provision(r);
+      const rep = (await h.result()) as ProvisionReport;
+      expect(
+        rep.state === 'succeeded' && rep.vip?.state === 'succeeded',
+        'a succeeded build whose VIP step succeeded',
+        rep.steps.filter((s) => s.state !== 'succeeded' || s.id === 'vip'),
+      );
+      return h;
+    },
+  },
+  {
     name: 'provision-cluster-needs-attention-retry',
     lab: 'fresh',
     async run(r) {

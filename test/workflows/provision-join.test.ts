@@ -2,10 +2,11 @@
 // Type=notify with TimeoutStartSec=0 like the real install script writes them, so the agent's
 // `systemctl restart` blocks while it retries its token validation; the install wait is bounded and
 // parks the step with "server unreachable from <node>" instead of hanging for the activity's
-// 15 minutes times its retries.
+// 15 minutes times its retries. The VIP step in front of the joins parks first (nothing answers on
+// the VIP either) and is skipped here, as an operator may, so the joins meet the unreachable server.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
-import { provisionHarness, stepOf, until, type ProvisionHarness } from './provision-lab.js';
+import { provisionHarness, resolve, stepOf, until, type ProvisionHarness } from './provision-lab.js';
 
 let h: ProvisionHarness;
 let handle: WorkflowHandle | undefined;
@@ -13,6 +14,7 @@ beforeAll(async () => {
   h = await provisionHarness({}, 'lab', (spec) => {
     spec.k3s.apiPort = 9; // nothing listens on the discard port: agents joining https://<vip>:9 cannot reach it
     spec.k3s.startTimeoutSeconds = 5;
+    spec.vipProvider.readyTimeoutSeconds = 5;
   });
 });
 afterAll(async () => {
@@ -24,6 +26,22 @@ describe('provisionCluster: an agent that cannot reach the server', () => {
   test('parks its join step as ServerUnreachable within the bound, naming the node and the cause', async () => {
     const t0 = Date.now();
     handle = await h.start();
+    // Nothing answers on the VIP's port either: the VIP step parks first, within its own bound
+    // (issue 13 item 1), and says what it waited for.
+    const parked = await until(
+      handle,
+      'the VIP step parked',
+      (x) => stepOf(x, 'vip').state === 'needs-attention',
+      60_000,
+    );
+    const vipErr = stepOf(parked, 'vip').lastError!;
+    expect(vipErr.type).toBe('ServerUnreachable');
+    expect(vipErr.message).toMatch(
+      /^VIP unreachable: https:\/\/[0-9.]+:9\/readyz did not answer within 5s \(last: ECONNREFUSED\)/,
+    );
+    expect(stepOf(parked, 'k3s/worker-1').state).toBe('pending');
+    // An operator who knows better skips the VIP wait: the agents then try the VIP themselves.
+    await resolve(handle, 'vip', 'skip');
     const p = await until(
       handle,
       'both joins parked',

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { readFileSync, statSync } from 'node:fs';
 import type { ProvisionReport } from '../../workflows/provision-cluster.js';
 import { kubeconfigPathFor } from '../../activities/kube/client.js';
+import { VIP_MANIFEST_PATH } from '../../activities/k3s/vip.js';
 import { provisionHarness, progressOf, until, type ProvisionHarness } from './provision-lab.js';
 
 let h: ProvisionHarness;
@@ -60,6 +61,21 @@ describe('provisionCluster on the lab', () => {
     expect(custom?.data?.['split-dns.server']).toContain(`forward . ${svc!.spec!.clusterIP}\n`);
     const core = await kube.read<{ data?: Record<string, string> }>('v1', 'ConfigMap', 'coredns', 'kube-system');
     expect(core?.data?.Corefile).not.toContain('pedro-ops');
+
+    // The VIP (issue 13 item 1): the lab's VIP answers only once kube-vip runs and leads, so the build
+    // deployed it after the first server and waited for it before the joins and the kubeconfig.
+    expect(report.vip).toMatchObject({ address: h.lab.vip, provider: 'kube-vip v0.6.4', state: 'succeeded' });
+    expect(report.vip?.detail).toContain(`manifest written to ${VIP_MANIFEST_PATH}`);
+    const order = report.steps.map((s) => s.id);
+    expect(order.indexOf('vip')).toBeGreaterThan(order.indexOf('k3s/control-plane'));
+    expect(order.indexOf('vip')).toBeLessThan(order.indexOf('k3s/worker-1'));
+    const lease = await kube.read<{ spec?: { holderIdentity?: string } }>(
+      'coordination.k8s.io/v1',
+      'Lease',
+      'plndr-cp-lock',
+      'kube-system',
+    );
+    expect(lease?.spec?.holderIdentity).toBe('pedro-cp'); // kube-vip's identity is the machine's hostname
 
     const kubeconfig = kubeconfigPathFor(h.lab.spec, h.dir);
     expect(statSync(kubeconfig).mode & 0o777).toBe(0o600);

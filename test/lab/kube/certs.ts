@@ -14,10 +14,11 @@ export interface Certs {
   keyPem: string;
 }
 
-export async function makeCerts(dir: string, host: string): Promise<Certs> {
+/** `extraSans`: what k3s adds from `tls-san` (the VIP), so a client connecting through the VIP verifies. */
+export async function makeCerts(dir: string, host: string, extraSans: string[] = []): Promise<Certs> {
   const f = (n: string) => join(dir, n);
   const sans = new Set([
-    isIP(host) ? `IP:${host}` : `DNS:${host}`,
+    ...[host, ...extraSans].map((h) => (isIP(h) ? `IP:${h}` : `DNS:${h}`)),
     'IP:127.0.0.1',
     'DNS:localhost',
     'DNS:kubernetes',

@@ -30,6 +30,8 @@ export const LAB_CONTROLLER_USER = 'lab-controller';
 export interface ControlPlaneOptions {
   host: string;
   dir: string;
+  /** Extra serving-cert SANs (k3s's tls-san: the lab's VIP). */
+  sans?: string[];
   log?: (line: string) => void;
 }
 
@@ -107,7 +109,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   await mkdir(dir, { recursive: true });
   const f = (n: string) => join(dir, n);
   const { host } = opts;
-  const [certs, kinePort, apiPort] = await Promise.all([makeCerts(dir, host), freePort(host), freePort(host)]);
+  const [certs, kinePort, apiPort] = await Promise.all([
+    makeCerts(dir, host, opts.sans),
+    freePort(host),
+    freePort(host),
+  ]);
   await run('openssl', ['genrsa', '-out', f('sa.key'), '2048']);
   await run('openssl', ['rsa', '-in', f('sa.key'), '-pubout', '-out', f('sa.pub')]);
   const tok = () => randomBytes(24).toString('hex');

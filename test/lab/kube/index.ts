@@ -23,6 +23,8 @@ import { readFileSync } from 'node:fs';
 export interface KubeLabOptions {
   host: string;
   dir: string;
+  /** The lab's VIP: in the serving cert like a k3s tls-san, so clients verify through it. */
+  vip?: string;
   /** The OpenBAO double's URL: its seal state decides OpenBAO pods' readiness. */
   openbaoUrl?: string;
   /** A new OpenBAO pod starts sealed. */
@@ -83,7 +85,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
   const log = opts.log ?? (() => {});
   const t0 = Date.now();
-  const cp = await startControlPlane({ host: opts.host, dir: opts.dir, log });
+  const cp = await startControlPlane({ host: opts.host, dir: opts.dir, sans: opts.vip ? [opts.vip] : [], log });
   const api = cp.api;
   const stops: (() => Promise<void> | void)[] = [() => cp.stop()];
   try {
