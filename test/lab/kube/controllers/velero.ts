@@ -558,6 +558,15 @@ export class VeleroServer {
         const injected = this.faults.restoreItemError.get(`${o.kind}/${o.metadata.name}`);
         const res = injected ? { status: 500, body: { message: injected } } : await this.api.request('POST', path, obj);
         if (res.status === 409) {
+          // restore.go (v1.15.2, restoreItem): the in-cluster object, its metadata reset to name,
+          // namespace, labels and annotations (resetMetadataAndStatus) and given the restore labels,
+          // is compared with the backed-up one: equal is no news; a ServiceAccount is merged and
+          // patched, never warned about; anything else that differs is a warning.
+          const live = (await this.api.get(`${path}/${obj.metadata.name}`));
+          if (live && (obj.kind === 'ServiceAccount' || sameAsRestored(live, obj))) {
+            restored++;
+            continue;
+          }
           if (policy === 'update') {
             await this.api.request(
               'PATCH',
@@ -569,14 +578,13 @@ export class VeleroServer {
             continue;
           }
           warnings++;
-          add(
-            results.warnings,
-            ns,
-            `could not restore, ${obj.kind} "${obj.metadata.name}" already exists. Warning: the in-cluster version is different than the backed-up version`,
-          );
-          log.push(
-            `time="${timestamp()}" level=warning msg="could not restore, ${obj.kind} \\"${obj.metadata.name}\\" already exists. Warning: the in-cluster version is different than the backed-up version" ${at}`,
-          );
+          // The two spellings are upstream's: `%s %q` under existingResourcePolicy none, `%s:%s` without one.
+          const which = r.spec?.existingResourcePolicy
+            ? `${obj.kind} "${obj.metadata.name}"`
+            : `${obj.kind}:${obj.metadata.name}`;
+          const msg = `could not restore, ${which} already exists. Warning: the in-cluster version is different than the backed-up version`;
+          add(results.warnings, ns, msg);
+          log.push(`time="${timestamp()}" level=warning msg="${msg.replaceAll('"', '\\"')}" ${at}`);
           continue;
         }
         if (res.status >= 300) {
@@ -651,6 +659,30 @@ function isCompleted(o: KObj): boolean {
   if (o.kind === 'Job') return Boolean(o.status?.completionTime);
   if (o.kind === 'Pod') return o.status?.phase === 'Succeeded' || o.status?.phase === 'Failed';
   return false;
+}
+
+/** restore.go's equality.Semantic.DeepEqual after resetMetadataAndStatus on the in-cluster copy. */
+function sameAsRestored(live: KObj, obj: KObj): boolean {
+  const { status: _s, metadata, ...rest } = structuredClone(live) as KObj & { status?: unknown };
+  const m = metadata as Record<string, any>;
+  const reset = {
+    ...rest,
+    metadata: {
+      name: m.name,
+      namespace: m.namespace,
+      ...(m.annotations ? { annotations: m.annotations } : {}),
+      labels: { ...m.labels, ...obj.metadata.labels },
+    },
+  };
+  const want = structuredClone(obj) as KObj & { status?: unknown };
+  delete want.status;
+  const canon = (x: unknown): string =>
+    JSON.stringify(x, (_k, v: unknown) =>
+      v && typeof v === 'object' && !Array.isArray(v)
+        ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+        : v,
+    );
+  return canon(reset) === canon(want);
 }
 
 function cleanForRestore(o: KObj, ns: string, labels: Record<string, string>): KObj {
