@@ -113,6 +113,11 @@ export const ProbeSpec = Type.Union([
       timeoutSeconds: Type.Optional(Duration),
       /** A Secret in `namespace` whose keys the Job gets as env vars (envFrom): the probe uses the new credential. */
       secretEnv: Type.Optional(Name),
+      /**
+       * PVCs of `namespace` mounted read-only at /data/<claim>: a drill's data probe counts rows or
+       * checksums files of the restored volume (in the drill, the claim of the scratch namespace).
+       */
+      claims: Type.Optional(Type.Array(Name, { minItems: 1, uniqueItems: true })),
     },
     { additionalProperties: false },
   ),

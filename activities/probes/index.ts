@@ -56,6 +56,15 @@ export function tcpProbe(host: string, port: number, timeoutMs: number): Promise
   });
 }
 
+/** A job probe's PVCs, mounted read-only at /data/<claim> (a data probe reads what was restored). */
+export function claimMounts(claims: string[] | undefined) {
+  const list = claims ?? [];
+  return {
+    volumeMounts: list.map((c, k) => ({ name: `data-${k}`, mountPath: `/data/${c}`, readOnly: true })),
+    volumes: list.map((c, k) => ({ name: `data-${k}`, persistentVolumeClaim: { claimName: c, readOnly: true } })),
+  };
+}
+
 type JobObj = KubeObject & {
   status?: { conditions?: Array<{ type: string; status: string; message?: string; reason?: string }> };
 };
@@ -96,8 +105,10 @@ async function jobProbe(
                 image: probe.image,
                 command: probe.command,
                 ...(probe.secretEnv ? { envFrom: [{ secretRef: { name: probe.secretEnv } }] } : {}),
+                volumeMounts: claimMounts(probe.claims).volumeMounts,
               },
             ],
+            volumes: claimMounts(probe.claims).volumes,
           },
         },
       },

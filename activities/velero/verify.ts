@@ -9,6 +9,7 @@ import type { KubeObject, KubePort } from '../kube/client.js';
 import { rolloutStatus, WORKLOAD_API_VERSION } from '../kube/rollout.js';
 import { beat, dnsLabel, loadKubeConfig, pollUntil, splitGvk } from './client.js';
 import { resumeDetails } from '../heartbeat.js';
+import { claimMounts } from '../probes/index.js';
 import type { CompareResult, ProbeResult, ResourceList, StuckNamespace, WorkloadsResult } from './types.js';
 import { restoredSnapshotNames, restoreUid } from './volumes.js';
 
@@ -235,8 +236,11 @@ export function veleroVerifyActivities(deps: ActivityDeps) {
                         { name: 'DRILL_NAMESPACE', value: target },
                         { name: 'DRILL_SOURCE_NAMESPACE', value: probe.namespace },
                       ],
+                      volumeMounts: claimMounts(probe.claims).volumeMounts,
                     },
                   ],
+                  // The restored claims, read-only: the probe reads what the restore brought back.
+                  volumes: claimMounts(probe.claims).volumes,
                 },
               },
             },

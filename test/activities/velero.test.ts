@@ -181,6 +181,33 @@ describe('velero activities', () => {
     expect(await v.kube.read('batch/v1', 'Job', 'drill-probe-0-abc123', 'eleduck-analytics')).toBeUndefined();
   });
 
+  test('a data probe reads a claim of the namespace; a claim that was not restored fails it', async () => {
+    // The real scheduler leaves a pod whose PVC does not exist Pending ("persistentvolumeclaim ... not
+    // found", volumebinding plugin), so the probe's Job never finishes: the drill's verdict is "failed".
+    const pvcs = await v.kube.list('v1', 'PersistentVolumeClaim', 'eleduck-analytics');
+    const bound = pvcs.filter((p) => (p as { status?: { phase?: string } }).status?.phase === 'Bound');
+    expect(bound.length).toBeGreaterThan(0);
+    const probe = (claims: string[]) => ({
+      type: 'job' as const,
+      namespace: 'eleduck-analytics',
+      image: 'busybox:1.36',
+      command: ['sh', '-c', `test -n "$(ls -A /data/${claims[0]})"`],
+      timeoutSeconds: 15,
+      claims,
+    });
+    const results = await a.veleroRunProbes({
+      cluster: 'lab',
+      mapping: { 'eleduck-analytics': 'eleduck-analytics' },
+      probes: [probe([bound[0].metadata.name]), probe(['no-such-claim'])],
+      runId: 'data01',
+    });
+    expect(results.map((r) => [r.name, r.passed])).toEqual([
+      ['drill-probe-0-data01', true],
+      ['drill-probe-1-data01', false],
+    ]);
+    expect(results[1].message).toMatch(/did not finish within 15s/);
+  }, 90_000);
+
   test('namespace deletion waits until the namespace is gone, and is idempotent', async () => {
     await v.kube.create({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'drill-x-000000' } });
     expect(
