@@ -87,6 +87,8 @@ export const ACTIVITY_KINDS = {
   rotationDriftCheck: 'steady',
   rotationRestartConsumer: 'wait',
   rotationProbe: 'wait',
+  // Control plane (activities/k3s/etcd-snapshots.ts)
+  verifyEtcdSnapshots: 'steady',
 } as const satisfies Record<keyof Activities, ActivityKind>;
 
 type Kinds = typeof ACTIVITY_KINDS;
