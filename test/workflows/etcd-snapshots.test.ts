@@ -31,7 +31,8 @@ const patch = (spec: ClusterSpec) => {
     rpoSeconds: 3600,
     minSizeBytes: 4096,
     s3: {
-      endpoint: '', // set below, once the lab's store has an address
+      // the lab's object store, which the BSL's publicUrl also names
+      endpoint: new URL(spec.backups.publicUrl ?? spec.backups.s3Url).host,
       insecure: true,
       bucket: BUCKET,
       folder: FOLDER,
@@ -65,10 +66,7 @@ const activity = <A extends unknown[], R>(fn: (...a: A) => Promise<R>, ...args: 
 
 beforeAll(async () => {
   [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'etcd-snapshots' }), startVeleroLab(patch)]);
-  rewriteSpec((raw) => {
-    raw.k3s.etcdSnapshots!.s3.endpoint = new URL(v.lab.pieces.kube.objectStoreUrl).host;
-  });
-  v.spec = v.deps.clusters.get(v.spec.name)!;
+  expect(v.spec.k3s.etcdSnapshots!.s3.endpoint).toBe(new URL(v.lab.pieces.kube.objectStoreUrl).host);
   keys = { access: `lab-s3-access-${randomUUID().slice(0, 8)}`, secret: `lab-s3-secret-${randomUUID()}` };
   const op = await v.deps.onepassword(v.spec);
   const vault = (await op.vaults.list()).find((x) => x.title === v.spec.onepassword.vault)!;
