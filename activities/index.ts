@@ -5,6 +5,7 @@ import { veleroActivities } from './velero/index.js';
 import { provisionActivities } from './k3s/provision-activities.js';
 import { rotationActivities } from './rotation.js';
 import { etcdSnapshotActivities } from './k3s/etcd-snapshots.js';
+import { controlPlaneRestoreActivities } from './k3s/control-plane-restore.js';
 import { keepAlive } from './heartbeat.js';
 import { ACTIVITY_KINDS } from '../workflows/activity-options.js';
 
@@ -14,6 +15,7 @@ export function createActivities(deps: ActivityDeps) {
     ...provisionActivities(deps),
     ...rotationActivities(deps),
     ...etcdSnapshotActivities(deps),
+    ...controlPlaneRestoreActivities(deps),
     /** Reads the cluster spec the workflow runs against (workflows get config through an activity so it is recorded once in history). */
     async loadClusterSpec(name: string) {
       const spec = deps.clusters.get(name);

@@ -89,6 +89,7 @@ export const ACTIVITY_KINDS = {
   rotationProbe: 'wait',
   // Control plane (activities/k3s/etcd-snapshots.ts)
   verifyEtcdSnapshots: 'steady',
+  restoreEtcdSnapshot: 'wait',
 } as const satisfies Record<keyof Activities, ActivityKind>;
 
 type Kinds = typeof ACTIVITY_KINDS;

@@ -30,6 +30,8 @@ export interface EtcdSnapshotCheck {
   rpoSeconds: number;
   offNode: number;
   local: number;
+  /** The S3 snapshots, newest first (at most 20): what a recovery can choose from. */
+  available: { name: string; createdAt: string; size: number }[];
 }
 
 /** Parses `k3s etcd-snapshot ls -o json`: an object keyed local-<name> / s3-<name>. */
@@ -72,6 +74,7 @@ export function judgeSnapshots(
     rpoSeconds: cfg.rpoSeconds,
     offNode: s3.length,
     local: list.filter((s) => s.nodeName !== 's3').length,
+    available: s3.slice(0, 20).map((x) => ({ name: x.name, createdAt: x.createdAt, size: x.size })),
   };
   const [newest, previous] = s3;
   if (!newest) {

@@ -5,81 +5,22 @@
 // and fails once the newest one is older than the RPO.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { parse, stringify } from 'yaml';
-import { MockActivityEnvironment } from '@temporalio/testing';
+import { parse } from 'yaml';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import { createActivities } from '../../activities/index.js';
-import type { ClusterSpec } from '../../config/schema.js';
 import type { DrillReport } from '../../workflows/verify-backup.js';
 import type { EtcdSnapshotCheck } from '../../activities/k3s/etcd-snapshots.js';
-import { startVeleroLab, type VeleroLab } from './velero-lab.js';
-
-const BUCKET = 'etcd-snapshots';
-const FOLDER = 'pedro-ops';
-const ITEM = 'ETCD_S3';
+import { activity, BUCKET, FOLDER, startEtcdLab, type EtcdLab } from './etcd-lab.js';
 
 let t: TestTemporal;
-let v: VeleroLab;
-let keys: { access: string; secret: string };
-
-const patch = (spec: ClusterSpec) => {
-  spec.k3s.etcdSnapshots = {
-    scheduleCron: '0 */6 * * *',
-    retention: 5,
-    rpoSeconds: 3600,
-    minSizeBytes: 4096,
-    s3: {
-      // the lab's object store, which the BSL's publicUrl also names
-      endpoint: new URL(spec.backups.publicUrl ?? spec.backups.s3Url).host,
-      insecure: true,
-      bucket: BUCKET,
-      folder: FOLDER,
-      accessKeyRef: `op://pedro/${ITEM}/access-key`,
-      secretKeyRef: `op://pedro/${ITEM}/secret-key`,
-    },
-  };
-};
-
-async function onNode(command: string): Promise<{ code: number; stdout: string; stderr: string }> {
-  const node = v.spec.nodes.find((n) => n.name === 'control-plane')!;
-  const s = await v.deps.ssh.connect(v.spec, node, {});
-  try {
-    const r = await s.exec(command);
-    return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
-  } finally {
-    s.dispose();
-  }
-}
-
-/** Rewrites the orchestrator's copy of the cluster file (the registry reloads it by mtime). */
-function rewriteSpec(change: (raw: Record<string, unknown> & { k3s: ClusterSpec['k3s'] }) => void) {
-  const file = join(v.dataDir, 'clusters', `${v.spec.name}.yaml`);
-  const raw = parse(readFileSync(file, 'utf8')) as Record<string, unknown> & { k3s: ClusterSpec['k3s'] };
-  change(raw);
-  writeFileSync(file, stringify(raw, { lineWidth: 0 }));
-}
-
-const activity = <A extends unknown[], R>(fn: (...a: A) => Promise<R>, ...args: A): Promise<R> =>
-  new MockActivityEnvironment().run(fn, ...args);
+let v: EtcdLab;
+let keys: EtcdLab['keys'];
+const onNode = (command: string) => v.onNode(command);
 
 beforeAll(async () => {
-  [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'etcd-snapshots' }), startVeleroLab(patch)]);
+  [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'etcd-snapshots' }), startEtcdLab()]);
+  keys = v.keys;
   expect(v.spec.k3s.etcdSnapshots!.s3.endpoint).toBe(new URL(v.lab.pieces.kube.objectStoreUrl).host);
-  keys = { access: `lab-s3-access-${randomUUID().slice(0, 8)}`, secret: `lab-s3-secret-${randomUUID()}` };
-  const op = await v.deps.onepassword(v.spec);
-  const vault = (await op.vaults.list()).find((x) => x.title === v.spec.onepassword.vault)!;
-  const field = (id: string, value: string) => ({ id, title: id, fieldType: 'Concealed', value }) as never;
-  await op.items.create({
-    category: 'Password' as never,
-    vaultId: vault.id,
-    title: ITEM,
-    fields: [field('access-key', keys.access), field('secret-key', keys.secret)],
-    sections: [],
-    tags: ['lab'],
-  });
-  v.lab.pieces.kube.objectStore.allow(BUCKET, keys.access);
   await t.startWorker(v.deps);
 }, 240_000);
 
@@ -165,7 +106,7 @@ describe('etcd snapshots', () => {
 
     // The same snapshot against an RPO it has outlived.
     const age = (await activity(createActivities(v.deps).verifyEtcdSnapshots, { cluster: v.spec.name })).ageSeconds!;
-    rewriteSpec((raw) => void (raw.k3s.etcdSnapshots!.rpoSeconds = Math.max(1, age)));
+    v.rewriteSpec((raw) => void (raw.k3s.etcdSnapshots!.rpoSeconds = Math.max(1, age)));
     await new Promise((r) => setTimeout(r, 2100));
     const stale: DrillReport = await drill();
     expect(stale.result).toBe('failed');
