@@ -77,5 +77,4 @@ export async function startEtcdLab(): Promise<EtcdLab> {
 }
 
 /** Runs an activity function outside a worker (heartbeats go nowhere). */
-export const activity = <A extends unknown[], R>(fn: (...a: A) => Promise<R>, ...args: A): Promise<R> =>
-  new MockActivityEnvironment().run(fn, ...args);
+export const activity = <R>(fn: () => Promise<R>): Promise<R> => new MockActivityEnvironment().run(fn);

@@ -32,7 +32,7 @@ afterAll(async () => {
 describe('etcd snapshots', () => {
   test('prepare writes the etcd-s3 settings into the server config only', async () => {
     const acts = createActivities(v.deps);
-    const res = await activity(acts.prepareNode, { cluster: v.spec.name, node: 'control-plane' });
+    const res = await activity(() => acts.prepareNode({ cluster: v.spec.name, node: 'control-plane' }));
     expect(res.changed).toContain('wrote /etc/rancher/k3s/config.yaml');
     // The result says which file changed, never what is in it.
     expect(JSON.stringify(res)).not.toContain(keys.secret);
@@ -50,7 +50,7 @@ describe('etcd snapshots', () => {
     });
     expect((await onNode('stat -c %a /etc/rancher/k3s/config.yaml')).stdout.trim()).toBe('600');
     // Agents get no S3 keys.
-    const agent = await activity(acts.prepareNode, { cluster: v.spec.name, node: 'worker-1' });
+    const agent = await activity(() => acts.prepareNode({ cluster: v.spec.name, node: 'worker-1' }));
     expect(JSON.stringify(agent)).not.toContain(keys.secret);
   });
 
@@ -88,7 +88,7 @@ describe('etcd snapshots', () => {
   }, 120_000);
 
   test('the drill reports the snapshot age and fails once the newest snapshot is older than the RPO', async () => {
-    const direct = await activity(createActivities(v.deps).verifyEtcdSnapshots, { cluster: v.spec.name });
+    const direct = await activity(() => createActivities(v.deps).verifyEtcdSnapshots({ cluster: v.spec.name }));
     expect(direct.problems).toEqual([]);
 
     const drill = async () =>
@@ -105,7 +105,8 @@ describe('etcd snapshots', () => {
     expect(ok.etcdSnapshot!.sizeBytes).toBeGreaterThan(4096);
 
     // The same snapshot against an RPO it has outlived.
-    const age = (await activity(createActivities(v.deps).verifyEtcdSnapshots, { cluster: v.spec.name })).ageSeconds!;
+    const age = (await activity(() => createActivities(v.deps).verifyEtcdSnapshots({ cluster: v.spec.name })))
+      .ageSeconds!;
     v.rewriteSpec((raw) => void (raw.k3s.etcdSnapshots!.rpoSeconds = Math.max(1, age)));
     await new Promise((r) => setTimeout(r, 2100));
     const stale: DrillReport = await drill();
@@ -121,12 +122,14 @@ describe('etcd snapshots', () => {
   }, 240_000);
 
   test('no snapshot in S3 is a finding, not a crash', async () => {
-    const check: EtcdSnapshotCheck = await activity(createActivities(v.deps).verifyEtcdSnapshots, {
-      cluster: v.spec.name,
-    });
+    const check: EtcdSnapshotCheck = await activity(() =>
+      createActivities(v.deps).verifyEtcdSnapshots({
+        cluster: v.spec.name,
+      }),
+    );
     expect(check.offNode).toBeGreaterThan(0);
     for (const o of v.lab.pieces.kube.objectStore.list(BUCKET)) v.lab.pieces.kube.objectStore.remove(BUCKET, o.key);
-    const empty = await activity(createActivities(v.deps).verifyEtcdSnapshots, { cluster: v.spec.name });
+    const empty = await activity(() => createActivities(v.deps).verifyEtcdSnapshots({ cluster: v.spec.name }));
     expect(empty.offNode).toBe(0);
     expect(empty.problems).toEqual([
       expect.stringMatching(/^no etcd snapshot in s3:\/\/etcd-snapshots\/pedro-ops \(\d+ on control-plane only\)$/),

@@ -23,7 +23,7 @@ beforeAll(async () => {
   [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'recover-cp' }), startEtcdLab()]);
   await t.startWorker(v.deps);
   // The server's config gets the S3 settings (as a provision would write them), then a snapshot.
-  await activity(createActivities(v.deps).prepareNode, { cluster: v.spec.name, node: 'control-plane' });
+  await activity(() => createActivities(v.deps).prepareNode({ cluster: v.spec.name, node: 'control-plane' }));
   await v.lab.pieces.kube.controlPlane.api.must('POST', CM, cm('before-snapshot'));
   const saved = await v.onNode('k3s etcd-snapshot save');
   snapshot = /Snapshot (\S+) saved/.exec(saved.stderr)![1];
