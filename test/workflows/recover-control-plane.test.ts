@@ -11,17 +11,26 @@ import type { RecoverControlPlaneInput, RecoverReport } from '../../workflows/re
 import type { Progress } from '../../workflows/messages.js';
 import { approveUpdate } from '../../workflows/messages.js';
 import { createActivities } from '../../activities/index.js';
+import type { FastifyInstance } from 'fastify';
+import { buildTestApp } from '../helpers/app.js';
+import { temporalSettings } from '../../worker/settings.js';
 import { activity, startEtcdLab, type EtcdLab } from './etcd-lab.js';
 
 let t: TestTemporal;
 let v: EtcdLab;
 let snapshot: string;
+let app: FastifyInstance;
 const cm = (name: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name }, data: { k: name } });
 const CM = '/api/v1/namespaces/default/configmaps';
 
 beforeAll(async () => {
   [t, v] = await Promise.all([testTemporal({ taskQueuePrefix: 'recover-cp' }), startEtcdLab()]);
   await t.startWorker(v.deps);
+  app = await buildTestApp({
+    client: t.client,
+    settings: { ...temporalSettings({}), address: t.address, taskQueue: t.taskQueue },
+    clusters: v.deps.clusters,
+  });
   // The server's config gets the S3 settings (as a provision would write them), then a snapshot.
   await activity(() => createActivities(v.deps).prepareNode({ cluster: v.spec.name, node: 'control-plane' }));
   await v.lab.pieces.kube.controlPlane.api.must('POST', CM, cm('before-snapshot'));
@@ -31,6 +40,7 @@ beforeAll(async () => {
 }, 240_000);
 
 afterAll(async () => {
+  await app?.close();
   await t?.close();
   await v?.stop();
 });
@@ -71,6 +81,26 @@ describe('recoverControlPlane', () => {
     expect(await exists('after-snapshot')).toBe(true);
   });
 
+  test('API: POST plans and waits; reject through the API; a bad snapshot name is 400', async () => {
+    const bad = await app.inject({
+      method: 'POST',
+      url: '/clusters/lab/control-plane/recover',
+      payload: { snapshot: 'a b' },
+    });
+    expect(bad.statusCode).toBe(400);
+    const r = await app.inject({ method: 'POST', url: '/clusters/lab/control-plane/recover', payload: {} });
+    expect(r.statusCode).toBe(202);
+    const started = r.json<{ id: string; workflowId: string; statusUrl: string; rejectUrl: string }>();
+    expect(started.workflowId).toBe(`recover-control-plane/lab/${started.id}`);
+    await waitingApproval(t.client.workflow.getHandle(started.workflowId));
+    const rej = await app.inject({ method: 'POST', url: started.rejectUrl, payload: { note: 'drill' } });
+    expect(rej.statusCode, rej.body).toBe(200);
+    expect(rej.json()).toMatchObject({ accepted: true, decision: 'reject' });
+    const report = (await t.client.workflow.getHandle(started.workflowId).result()) as RecoverReport;
+    expect(report.result).toBe('rejected');
+    expect(await exists('after-snapshot')).toBe(true);
+  });
+
   test('no decision before the timeout: cancelled, nothing changes', async () => {
     const r = (await (await start({ approvalTimeout: '2s' })).result()) as RecoverReport;
     expect(r.result).toBe('cancelled');
@@ -86,6 +116,7 @@ describe('recoverControlPlane', () => {
     await h.executeUpdate(approveUpdate, { args: [{ approved: true, by: 'test' }] });
     const r = (await h.result()) as RecoverReport;
     expect(r.result).toBe('recovered');
+    process.stderr.write(`[recover] RTO ${r.rtoSeconds}s, RPO ${r.rpoSeconds}s\n`);
     expect(r.rtoSeconds).toBeGreaterThanOrEqual(1);
     expect(r.rpoSeconds).toBeGreaterThanOrEqual(0);
     expect(r.nodesReady?.sort()).toEqual(['control-plane', 'worker-1', 'worker-2']);
