@@ -4,6 +4,8 @@ import type { ActivityDeps } from './deps.js';
 import { veleroActivities } from './velero/index.js';
 import { provisionActivities } from './k3s/provision-activities.js';
 import { rotationActivities } from './rotation.js';
+import { etcdSnapshotActivities } from './k3s/etcd-snapshots.js';
+import { controlPlaneRestoreActivities } from './k3s/control-plane-restore.js';
 import { keepAlive } from './heartbeat.js';
 import { ACTIVITY_KINDS } from '../workflows/activity-options.js';
 
@@ -12,6 +14,8 @@ export function createActivities(deps: ActivityDeps) {
     ...veleroActivities(deps),
     ...provisionActivities(deps),
     ...rotationActivities(deps),
+    ...etcdSnapshotActivities(deps),
+    ...controlPlaneRestoreActivities(deps),
     /** Reads the cluster spec the workflow runs against (workflows get config through an activity so it is recorded once in history). */
     async loadClusterSpec(name: string) {
       const spec = deps.clusters.get(name);

@@ -36,6 +36,39 @@ export const WorkloadRef = Type.Object(
   { additionalProperties: false },
 );
 
+/**
+ * k3s's own etcd snapshots (docs.k3s.io/cli/etcd-snapshot; flags in k3s-io/k3s pkg/cli/cmds/server.go),
+ * rendered by prepare into the server's config.yaml. The S3 keys are 1Password references: their
+ * values are resolved inside the prepare activity and written only into that 0600 file on the node.
+ */
+export const EtcdSnapshotsSpec = Type.Object(
+  {
+    /** etcd-snapshot-schedule-cron (k3s default: minute 0 of every 12th hour). */
+    scheduleCron: Type.String({ minLength: 9 }),
+    /** etcd-snapshot-retention: snapshots kept per location (k3s default 5). */
+    retention: Type.Integer({ minimum: 1, maximum: 1000 }),
+    /** The drill fails when the newest off-node snapshot is older than this (the control plane's RPO). */
+    rpoSeconds: Duration,
+    /** Smallest size a usable snapshot can have (default 65536 bytes); a smaller one fails the drill. */
+    minSizeBytes: Type.Optional(Type.Integer({ minimum: 1 })),
+    s3: Type.Object(
+      {
+        /** etcd-s3-endpoint: host[:port], no scheme (k3s default s3.amazonaws.com). */
+        endpoint: Type.String({ pattern: '^[A-Za-z0-9.-]+(:[0-9]+)?$' }),
+        /** etcd-s3-insecure: plain HTTP (SeaweedFS's S3 gateway inside the LAN). */
+        insecure: Type.Optional(Type.Boolean()),
+        bucket: Type.String({ minLength: 3 }),
+        folder: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9._/-]+$' })),
+        region: Type.Optional(Type.String({ minLength: 1 })),
+        accessKeyRef: OpRef,
+        secretKeyRef: OpRef,
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const NodeSpec = Type.Object(
   {
     name: Name,
@@ -233,6 +266,7 @@ export const ClusterSpecSchema = Type.Object(
          * the server would wait forever.
          */
         startTimeoutSeconds: Type.Optional(Duration),
+        etcdSnapshots: Type.Optional(EtcdSnapshotsSpec),
       },
       { additionalProperties: false },
     ),
@@ -439,3 +473,4 @@ export type SecretEntrySpec = Static<typeof SecretEntrySpec>;
 export type WorkloadRef = Static<typeof WorkloadRef>;
 export type ProbeSpec = Static<typeof ProbeSpec>;
 export type NamespaceVolumeData = Static<typeof NamespaceVolumeData>;
+export type EtcdSnapshotsSpec = Static<typeof EtcdSnapshotsSpec>;

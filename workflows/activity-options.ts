@@ -96,6 +96,9 @@ export const ACTIVITY_KINDS = {
   rotationDriftCheck: 'steady',
   rotationRestartConsumer: 'wait',
   rotationProbe: 'wait',
+  // Control plane (activities/k3s/etcd-snapshots.ts)
+  verifyEtcdSnapshots: 'steady',
+  restoreEtcdSnapshot: 'wait',
 } as const satisfies Record<keyof Activities, ActivityKind>;
 
 type Kinds = typeof ACTIVITY_KINDS;

@@ -30,3 +30,10 @@ export function recordDrillsSkipped(cluster: string, count: number): void {
     .createCounter('pedro_ops_drills_skipped', 'drills', 'Scheduled drills skipped by overlap SKIP while a drill ran')
     .add(count, { cluster });
 }
+
+/** Age of the newest off-node etcd snapshot when the drill checked it: the control plane's current RPO. */
+export function recordEtcdSnapshotAge(cluster: string, seconds: number): void {
+  metricMeter
+    .createGauge('pedro_ops_etcd_snapshot_age_seconds', 'float', 's', 'Age of the newest off-node etcd snapshot')
+    .set(seconds, { cluster });
+}

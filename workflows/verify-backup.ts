@@ -19,12 +19,13 @@ import type { SandboxInfo } from '../activities/velero/sandbox.js';
 import type { RestoreResultsSummary } from '../activities/velero/evidence.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import { DrillResult, DrillsSkipped, RequestedBy, RtoSeconds } from './search-attributes.js';
-import { recordDrill, recordDrillsSkipped } from './metrics.js';
+import { recordDrill, recordDrillsSkipped, recordEtcdSnapshotAge } from './metrics.js';
 import { drillSkippedSignal } from './messages.js';
 import { DRILL_DEADLINE_SECONDS } from './drill-limits.js';
 import { namespacesNotCovered } from './namespaces.js';
 import {
   acts,
+  steady,
   checkRestored,
   DEFAULT_TIMEOUTS,
   label,
@@ -87,6 +88,15 @@ export interface DrillReport {
   restoreResults?: RestoreResultsSummary;
   /** Scheduled drills the schedule skipped (overlap SKIP) while this one ran. */
   drillsSkipped?: number;
+  /** The control plane's off-node etcd snapshot (k3s.etcdSnapshots configured, runs from the patch on). */
+  etcdSnapshot?: {
+    name?: string;
+    /** Snapshot age when checked: the RPO a control-plane loss would have had. */
+    ageSeconds?: number;
+    rpoSeconds: number;
+    sizeBytes?: number;
+    offNode: number;
+  };
 }
 
 export async function verifyBackup(input: VerifyBackupInput): Promise<DrillReport> {
@@ -123,6 +133,8 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
   const deadlineSeconds = patched('drill-deadline') ? (input.deadlineSeconds ?? DRILL_DEADLINE_SECONDS) : undefined;
   const withDeadline = <T>(fn: () => Promise<T>): Promise<T> =>
     deadlineSeconds ? CancellationScope.withTimeout(deadlineSeconds * 1000, fn) : fn();
+  // A stale or missing control-plane snapshot fails the drill, but the Velero drill still runs: both findings count.
+  const snapshotReasons: string[] = [];
 
   try {
     return await withDeadline(async () => {
@@ -130,6 +142,10 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
         acts.loadClusterSpec(cluster),
       );
       if (!spec) throw new AbortRequested('load-spec');
+      // Versioned: histories from before the control-plane check have no such activity.
+      if (patched('etcd-snapshots') && spec.k3s.etcdSnapshots) {
+        snapshotReasons.push(...(await checkEtcdSnapshots(runner, cluster, report)));
+      }
       const namespaces = input.namespaces?.length ? input.namespaces : spec.backups.drill.namespaces;
       report.namespaces = namespaces.map((ns) => ({ source: ns, scratch: scratchNamespace(ns, shortId) }));
 
@@ -277,8 +293,8 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
   }
 
   async function finish(...reasons: string[]): Promise<DrillReport> {
-    report.reasons.push(...reasons);
-    if (reasons.length > 0) report.result = 'failed';
+    report.reasons.push(...snapshotReasons.splice(0), ...reasons);
+    if (report.reasons.length > 0) report.result = 'failed';
     // Cleanup must run even when the workflow is being cancelled: a non-cancellable scope.
     await CancellationScope.nonCancellable(async () => {
       runner.setPhase('cleanup');
@@ -338,12 +354,14 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
       ...(report.rtoSeconds !== undefined ? [{ key: RtoSeconds, value: report.rtoSeconds }] : []),
     ]);
     recordDrill(cluster, cancelled ? 'cancelled' : report.result, report.rtoSeconds);
+    if (report.etcdSnapshot?.ageSeconds !== undefined) recordEtcdSnapshotAge(cluster, report.etcdSnapshot.ageSeconds);
     upsertMemo({
       report: {
         result: cancelled ? 'cancelled' : report.result,
         reasons: report.reasons,
         rtoSeconds: report.rtoSeconds ?? null,
         backup: report.backup ?? null,
+        ...(report.etcdSnapshot ? { etcdSnapshotAgeSeconds: report.etcdSnapshot.ageSeconds ?? null } : {}),
       },
     });
     runner.setState(cancelled ? 'cancelled' : report.result === 'passed' ? 'succeeded' : 'failed');
@@ -352,6 +370,32 @@ export async function verifyBackup(input: VerifyBackupInput): Promise<DrillRepor
     if (cancelled) throw cancelled;
     return report;
   }
+}
+
+/** The control-plane part of the drill: the newest off-node etcd snapshot (activities/k3s/etcd-snapshots.ts). */
+async function checkEtcdSnapshots(runner: StepRunner, cluster: string, report: DrillReport): Promise<string[]> {
+  const check = await runner.run(
+    'etcd-snapshots',
+    'prepare',
+    'Newest etcd snapshot is off the node and within the RPO',
+    () => steady.verifyEtcdSnapshots({ cluster }),
+    {
+      describe: (c) => ({
+        detail: c.newest ? `${c.newest.name}: ${c.ageSeconds}s old, ${c.newest.size} bytes` : c.problems.join('; '),
+      }),
+    },
+  );
+  if (!check) return [];
+  report.etcdSnapshot = {
+    name: check.newest?.name,
+    ageSeconds: check.ageSeconds,
+    rpoSeconds: check.rpoSeconds,
+    sizeBytes: check.newest?.size,
+    offNode: check.offNode,
+  };
+  if (check.problems.length === 0) return [];
+  runner.mark('etcd-snapshots', 'failed', check.problems.join('; '));
+  return check.problems.map((p) => `EtcdSnapshotNotUsable: ${p}`);
 }
 
 async function pickBackup(

@@ -40,7 +40,7 @@ export interface PrepareResult {
  * (k3s-io/k3s pkg/util/net.go GetHostnameAndIPs), and waitNodesReady and every
  * `kubernetes.io/hostname: <node>` selector in the config would look for a Node that does not exist.
  */
-export function k3sConfig(spec: ClusterSpec, node: NodeSpec, nodeIp: string): string {
+export function k3sConfig(spec: ClusterSpec, node: NodeSpec, nodeIp: string, s3Keys?: EtcdS3Keys): string {
   const cfg: Record<string, unknown> = { 'node-name': node.name, 'node-ip': nodeIp };
   if (node.labels) cfg['node-label'] = Object.entries(node.labels).map(([k, v]) => `${k}=${v}`);
   if (node.role === 'server') {
@@ -49,8 +49,56 @@ export function k3sConfig(spec: ClusterSpec, node: NodeSpec, nodeIp: string): st
     if (spec.k3s.clusterCidr) cfg['cluster-cidr'] = spec.k3s.clusterCidr;
     if (spec.k3s.serviceCidr) cfg['service-cidr'] = spec.k3s.serviceCidr;
     cfg['write-kubeconfig-mode'] = '0600';
+    Object.assign(cfg, etcdSnapshotConfig(spec, s3Keys));
   }
   return `# Managed by pedro-ops orchestrator; changes are overwritten on the next provision.\n${stringify(cfg)}`;
+}
+
+export interface EtcdS3Keys {
+  accessKey: string;
+  secretKey: string;
+}
+
+/**
+ * k3s's etcd snapshot settings as config.yaml keys: the flag names of k3s-io/k3s pkg/cli/cmds/server.go
+ * (etcd-snapshot-schedule-cron, etcd-snapshot-retention, etcd-s3, etcd-s3-endpoint, etcd-s3-insecure,
+ * etcd-s3-bucket, etcd-s3-folder, etcd-s3-region, etcd-s3-access-key, etcd-s3-secret-key). The
+ * `k3s etcd-snapshot` subcommand reads the same file, so `save` and `ls` on the node see S3 too
+ * (pkg/cli/etcdsnapshot/etcd_snapshot.go commandSetup copies every EtcdS3* setting). Without keys
+ * (a caller that only renders the shape) the S3 part is left out rather than written half.
+ */
+export function etcdSnapshotConfig(spec: ClusterSpec, s3Keys?: EtcdS3Keys): Record<string, unknown> {
+  const snaps = spec.k3s.etcdSnapshots;
+  if (!snaps) return {};
+  const cfg: Record<string, unknown> = {
+    'etcd-snapshot-schedule-cron': snaps.scheduleCron,
+    'etcd-snapshot-retention': snaps.retention,
+  };
+  if (!s3Keys) return cfg;
+  const s3 = snaps.s3;
+  Object.assign(cfg, {
+    'etcd-s3': true,
+    'etcd-s3-endpoint': s3.endpoint,
+    ...(s3.insecure ? { 'etcd-s3-insecure': true } : {}),
+    'etcd-s3-bucket': s3.bucket,
+    ...(s3.folder ? { 'etcd-s3-folder': s3.folder } : {}),
+    ...(s3.region ? { 'etcd-s3-region': s3.region } : {}),
+    'etcd-s3-access-key': s3Keys.accessKey,
+    'etcd-s3-secret-key': s3Keys.secretKey,
+  });
+  return cfg;
+}
+
+/** The S3 keys from 1Password, resolved inside the activity: never a workflow input or output. */
+export async function resolveEtcdS3Keys(deps: ActivityDeps, spec: ClusterSpec): Promise<EtcdS3Keys | undefined> {
+  const s3 = spec.k3s.etcdSnapshots?.s3;
+  if (!s3) return undefined;
+  const op = await deps.onepassword(spec);
+  const [accessKey, secretKey] = await Promise.all([
+    op.secrets.resolve(s3.accessKeyRef),
+    op.secrets.resolve(s3.secretKeyRef),
+  ]);
+  return { accessKey, secretKey };
 }
 
 /**
@@ -151,7 +199,8 @@ export function prepareActivities(deps: ActivityDeps) {
         beat({ node: name, step: 'k3s config' });
         const nodeIp = await resolveNodeIp(s, node);
         const restart: string[] = [];
-        if (await ensureFile(s, name, K3S_CONFIG_PATH, k3sConfig(spec, node, nodeIp), 0o600, changed))
+        const s3Keys = node.role === 'server' ? await resolveEtcdS3Keys(deps, spec) : undefined;
+        if (await ensureFile(s, name, K3S_CONFIG_PATH, k3sConfig(spec, node, nodeIp, s3Keys), 0o600, changed))
           restart.push('config.yaml changed');
         const registries = registriesYaml(spec);
         if (registries && (await ensureFile(s, name, K3S_REGISTRIES_PATH, registries, 0o600, changed)))

@@ -21,8 +21,9 @@ const USAGE = `usage: pedro-ops <command> [args] [--url URL] [--token TOKEN] [--
   drift <cluster> [--entry ID ...]           compare 1Password, OpenBAO and Kubernetes; changes nothing
   verify-backup <cluster> [--backup NAME | --create-new] [--namespace NS ...]
   dr-restore <cluster> --backup NAME --namespace NS ... [--force]
-  approve <cluster> <restore-id> [--note TEXT]
-  reject <cluster> <restore-id> [--note TEXT]
+  recover-control-plane <cluster> [--node NAME] [--snapshot NAME]   plan a restore of the k3s server from S3
+  approve <cluster> <restore-id> [--control-plane] [--note TEXT]   (--control-plane: a control-plane recovery)
+  reject <cluster> <restore-id> [--control-plane] [--note TEXT]
   schedules list <cluster>
   schedules pause|unpause <cluster> <schedule-id> [--note TEXT]
   schedules trigger <cluster> <schedule-id>
@@ -49,6 +50,9 @@ const parsed = (() => {
         'rollout-timeout': { type: 'string' },
         namespace: { type: 'string', multiple: true },
         backup: { type: 'string' },
+        node: { type: 'string' },
+        snapshot: { type: 'string' },
+        'control-plane': { type: 'boolean', default: false },
         note: { type: 'string' },
         start: { type: 'string' },
         end: { type: 'string' },
@@ -268,14 +272,34 @@ async function main(): Promise<number> {
       );
       return 0;
     }
+    case 'recover-control-plane': {
+      const [cluster] = args;
+      if (!cluster) usage('recover-control-plane needs <cluster>');
+      const r = await api<{ workflowId: string; id?: string; temporalWebUrl?: string }>(
+        opts,
+        'POST',
+        `/clusters/${enc(cluster)}/control-plane/recover`,
+        { ...(flags.node ? { node: flags.node } : {}), ...(flags.snapshot ? { snapshot: flags.snapshot } : {}) },
+      );
+      const rid = String(r.id ?? r.workflowId);
+      print(r, () =>
+        process.stdout.write(
+          `recovery planned: ${r.workflowId}\n${r.temporalWebUrl ? `Temporal Web: ${r.temporalWebUrl}\n` : ''}` +
+            `see the plan: pedro-ops status ${r.workflowId} --no-follow\n` +
+            `approve with: pedro-ops approve ${cluster} ${rid} --control-plane   (or reject: pedro-ops reject ${cluster} ${rid} --control-plane)\n`,
+        ),
+      );
+      return 0;
+    }
     case 'approve':
     case 'reject': {
       const [cluster, id] = args;
       if (!cluster || !id) usage(`${cmd} needs <cluster> <restore-id>`);
+      const route = flags['control-plane'] ? 'control-plane/recover' : 'dr/restore';
       const r = await api<{ workflowId?: string; by?: string; decision?: string }>(
         opts,
         'POST',
-        `/clusters/${enc(cluster)}/dr/restore/${enc(id)}/${cmd}`,
+        `/clusters/${enc(cluster)}/${route}/${enc(id)}/${cmd}`,
         flags.note ? { note: flags.note } : {},
       );
       if (cmd === 'approve' && typeof r.workflowId === 'string') {

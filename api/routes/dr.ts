@@ -1,7 +1,7 @@
 // DR restores: start one (it plans, then waits for a human), approve or reject it (a Temporal
 // update, recorded with the caller's identity), and read its plan, progress and report.
 import { randomUUID } from 'node:crypto';
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { WorkflowNotFoundError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { ErrorBody, badRequest, conflict, notFound } from '../errors.js';
 import { clusterOr404, identityOf, type AppContext } from '../context.js';
@@ -13,6 +13,12 @@ import { approveUpdate } from '../../workflows/messages.js';
 
 export const drRestoreWorkflowId = (cluster: string, requestId: string) => `dr-restore/${cluster}/${requestId}`;
 
+export const ApprovalTimeout = {
+  type: 'string',
+  pattern: '^[1-9][0-9]{0,6}(s|m|h|d)$',
+  description: 'e.g. 30m, 24h (default 24h)',
+} as const;
+
 const RestoreBody = {
   type: 'object',
   additionalProperties: false,
@@ -23,11 +29,7 @@ const RestoreBody = {
     existingResourcePolicy: { type: 'string', enum: ['none', 'update'] },
     target: { type: 'object', additionalProperties: NsName, propertyNames: NsName },
     force: { type: 'boolean' },
-    approvalTimeout: {
-      type: 'string',
-      pattern: '^[1-9][0-9]{0,6}(s|m|h|d)$',
-      description: 'e.g. 30m, 24h (default 24h)',
-    },
+    approvalTimeout: ApprovalTimeout,
     requestId: RequestId,
   },
 } as const;
@@ -120,47 +122,64 @@ export const drRoutes =
       },
     );
 
-    for (const decision of ['approve', 'reject'] as const) {
-      app.post<{ Params: { name: string; id: string }; Body: { note?: string } }>(
-        `/clusters/:name/dr/restore/:id/${decision}`,
-        {
-          schema: {
-            tags: ['dr'],
-            summary:
-              decision === 'approve'
-                ? 'Approve a planned DR restore (recorded with your identity)'
-                : 'Reject a planned DR restore; it ends without restoring',
-            params: Params,
-            body: DecisionBody,
-            response: { 200: Decision, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
-          },
-        },
-        async (req) => {
-          const spec = clusterOr404(ctx, req.params.name);
-          const workflowId = drRestoreWorkflowId(spec.name, req.params.id);
-          const handle = ctx.client.workflow.getHandle(workflowId);
-          const by = identityOf(req);
-          try {
-            const desc = await handle.describe();
-            if (desc.status.name !== 'RUNNING')
-              throw conflict(
-                `DR restore ${req.params.id} is ${desc.status.name.toLowerCase()}, not waiting for approval`,
-                { workflowId },
-              );
-            const res = await handle.executeUpdate(approveUpdate, {
-              args: [{ approved: decision === 'approve', by, note: req.body?.note }],
-            });
-            return { accepted: res.accepted, workflowId, decision, by };
-          } catch (err) {
-            if (err instanceof WorkflowNotFoundError)
-              throw notFound(`no DR restore ${req.params.id} for cluster ${spec.name}`, { workflowId });
-            if (err instanceof WorkflowUpdateFailedError)
-              throw conflict(`${decision} refused: ${err.cause?.message ?? err.message}`, {
-                workflowId,
-              });
-            throw err;
-          }
-        },
-      );
-    }
+    approvalRoutes(app, ctx, {
+      path: '/clusters/:name/dr/restore/:id',
+      tag: 'dr',
+      what: 'DR restore',
+      workflowId: drRestoreWorkflowId,
+    });
   };
+
+/**
+ * POST <path>/approve and <path>/reject: the `approve` update of a run waiting at its approval gate,
+ * recorded with the caller's identity. Shared by every approval-gated workflow (DR restore, control-plane recovery).
+ */
+export function approvalRoutes(
+  app: FastifyInstance,
+  ctx: AppContext,
+  o: { path: string; tag: string; what: string; workflowId: (cluster: string, id: string) => string },
+): void {
+  for (const decision of ['approve', 'reject'] as const) {
+    app.post<{ Params: { name: string; id: string }; Body: { note?: string } }>(
+      `${o.path}/${decision}`,
+      {
+        schema: {
+          tags: [o.tag],
+          summary:
+            decision === 'approve'
+              ? `Approve a planned ${o.what} (recorded with your identity)`
+              : `Reject a planned ${o.what}; it ends having changed nothing`,
+          params: Params,
+          body: DecisionBody,
+          response: { 200: Decision, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
+        },
+      },
+      async (req) => {
+        const spec = clusterOr404(ctx, req.params.name);
+        const workflowId = o.workflowId(spec.name, req.params.id);
+        const handle = ctx.client.workflow.getHandle(workflowId);
+        const by = identityOf(req);
+        try {
+          const desc = await handle.describe();
+          if (desc.status.name !== 'RUNNING')
+            throw conflict(
+              `${o.what} ${req.params.id} is ${desc.status.name.toLowerCase()}, not waiting for approval`,
+              {
+                workflowId,
+              },
+            );
+          const res = await handle.executeUpdate(approveUpdate, {
+            args: [{ approved: decision === 'approve', by, note: req.body?.note }],
+          });
+          return { accepted: res.accepted, workflowId, decision, by };
+        } catch (err) {
+          if (err instanceof WorkflowNotFoundError)
+            throw notFound(`no ${o.what} ${req.params.id} for cluster ${spec.name}`, { workflowId });
+          if (err instanceof WorkflowUpdateFailedError)
+            throw conflict(`${decision} refused: ${err.cause?.message ?? err.message}`, { workflowId });
+          throw err;
+        }
+      },
+    );
+  }
+}

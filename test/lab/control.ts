@@ -34,6 +34,12 @@ export interface LabFaults {
     /** The kube-apiserver process stops (connections refused) until apiserverUp() or clear(). */
     apiserverDown(): Promise<void>;
     apiserverUp(): Promise<void>;
+    /**
+     * The control-plane node is lost: kine's database is deleted and every control-plane process stops;
+     * on the server node k3s's files (/var/lib/rancher, /etc/rancher, the k3s binary and unit) are gone.
+     * Only a restore from an off-node snapshot (recoverControlPlane) brings the cluster back.
+     */
+    destroyControlPlane(): Promise<void>;
     /** A validating admission webhook refuses CREATE/UPDATE of this resource (plural) with the message. */
     rejectWrites(resource: string, message: string): Promise<void>;
   };
@@ -198,6 +204,7 @@ function routes(t: ControlTarget): Array<[string, string, Handler]> {
     ],
     ['POST', '/faults/kube/apiserver/down', async () => (await t.faults.kube.apiserverDown(), ok)],
     ['POST', '/faults/kube/apiserver/up', async () => (await t.faults.kube.apiserverUp(), ok)],
+    ['POST', '/faults/kube/control-plane/destroy', async () => (await t.faults.kube.destroyControlPlane(), ok)],
     [
       'POST',
       '/faults/kube/reject-writes',

@@ -3,7 +3,7 @@
 // reads, and serves the control API. Two labs can run at once: every lab has its own 127.x.y.1
 // address, OS-assigned ports and temp dir.
 import { execFile } from 'node:child_process';
-import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { chmod, mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -244,6 +244,16 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       kube: {
         apiserverDown: () => kube.faults.apiserverDown(),
         apiserverUp: () => kube.faults.apiserverUp(),
+        destroyControlPlane: async () => {
+          await kube.controlPlane.destroy();
+          const server = nodes.nodes.find((n) => n.name === NODE_NAMES[0])!;
+          // The directories are bind mounts into the node's root: empty them, keep the mount points.
+          for (const d of ['var/lib/rancher', 'etc/rancher'])
+            for (const e of readdirSync(join(server.rootDir, d)))
+              rmSync(join(server.rootDir, d, e), { recursive: true, force: true });
+          for (const f of ['usr/local/bin/k3s', 'etc/systemd/system/k3s.service', 'etc/systemd/system/k3s.service.env'])
+            rmSync(join(server.rootDir, f), { force: true });
+        },
         rejectWrites: (resource, message) => kube.faults.rejectWrites(resource, message),
       },
       clear: async () => {

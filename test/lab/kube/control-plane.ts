@@ -19,6 +19,7 @@ import { egressSelectorConfig } from './tunnel.js';
 
 /** The unix socket (in the control plane's dir) the apiserver's cluster egress dials: tunnel.ts serves it. */
 export const EGRESS_SOCKET = 'egress.sock';
+import { destroyDatastore, restoreDatastore, snapshotDatastore } from './datastore.js';
 
 const run = promisify(execFile);
 
@@ -49,6 +50,14 @@ export interface ControlPlane {
   /** Fault: the apiserver process stops (connections refused) until startApiserver(). */
   stopApiserver(): Promise<void>;
   startApiserver(): Promise<void>;
+  /** k3s `etcd-snapshot save` in the lab: kine's database copied while kine is paused (datastore.ts). */
+  snapshot(): Promise<Buffer>;
+  /** `--cluster-reset --cluster-reset-restore-path`: every process restarts on the snapshot's database. */
+  restore(snapshot: Buffer): Promise<void>;
+  /** Fault: the control-plane node is gone: every process stops and kine's database is deleted. */
+  destroy(): Promise<void>;
+  /** False after destroy() until restore(). */
+  alive(): boolean;
   /** Resident memory of every control-plane process, in KiB. */
   rss(): Record<string, number>;
   pids(): Record<string, number>;
@@ -281,6 +290,19 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   }
 
   const audit = new AuditCounters(f('audit.log'));
+  let alive = true;
+  // Clients first, storage last (and the reverse to start).
+  const stopAll = async () => {
+    for (const p of [procs.kwok, procs.scheduler, procs.controllerManager, procs.apiserver, procs.kine]) await kill(p);
+  };
+  const startAll = async (what: string) => {
+    start(procs.kine);
+    start(procs.apiserver);
+    await waitReady(what, 60_000);
+    start(procs.controllerManager);
+    start(procs.scheduler);
+    start(procs.kwok);
+  };
   return {
     url,
     caPem: certs.caPem,
@@ -296,6 +318,23 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       start(procs.apiserver);
       await waitReady('restart', 60_000);
     },
+    async snapshot() {
+      const pid = procs.kine.child?.pid;
+      if (!alive || !pid) throw new Error('etcd datastore is not running');
+      return snapshotDatastore(dir, pid);
+    },
+    async restore(snapshot) {
+      await stopAll();
+      await restoreDatastore(dir, snapshot);
+      await startAll('restore');
+      alive = true;
+    },
+    async destroy() {
+      alive = false;
+      await stopAll();
+      destroyDatastore(dir);
+    },
+    alive: () => alive,
     rss() {
       const out: Record<string, number> = {};
       for (const p of all) {
@@ -314,9 +353,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     async stop() {
       stopped = true;
       api.close();
-      // Clients first, storage last.
-      for (const p of [procs.kwok, procs.scheduler, procs.controllerManager, procs.apiserver, procs.kine])
-        await kill(p);
+      await stopAll();
     },
   };
 }

@@ -19,6 +19,7 @@ import { newVeleroFaults, VeleroServer, VELERO } from './controllers/velero.js';
 import { pathOf, type KObj } from './lab-api.js';
 import { startSupervisor, WEBHOOK_PODS_PATH, WEBHOOK_VALIDATE_PATH, type Supervisor } from './supervisor.js';
 import { readFileSync } from 'node:fs';
+import type { ObjectStore } from './object-store.js';
 
 export interface KubeLabOptions {
   host: string;
@@ -46,6 +47,8 @@ export interface KubeLab {
   supervisorUrl: string;
   /** The lab's S3 object store (plain HTTP), for a BSL's publicUrl. */
   objectStoreUrl: string;
+  /** Its S3 API (k3s's etcd-s3 snapshots): allow keys for a bucket, list what is stored. */
+  objectStore: ObjectStore;
   controlPlane: ControlPlane;
   /** Control plane start to ready (apiserver /readyz, CRDs Established, controllers started). */
   startMs: number;
@@ -120,6 +123,7 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
       keyPem: readFileSync(join(certDir, 'server.key'), 'utf8'),
       admitPod: (pod) => readiness.admit(pod),
       validate: (rq) => rejects.get(rq.resource.resource),
+      datastore: cp,
     });
     stops.push(() => supervisor.stop());
     // The apiserver's cluster egress (services/proxy): an OpenBAO server pod's port 8200 is the double,
@@ -209,6 +213,7 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
       token: cp.token,
       supervisorUrl: supervisor.url,
       objectStoreUrl: supervisor.objectStoreUrl,
+      objectStore: supervisor.objectStore,
       controlPlane: cp,
       startMs: Date.now() - t0,
       setComponentWorkloads(map) {

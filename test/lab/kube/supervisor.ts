@@ -4,6 +4,7 @@
 //   POST /lab/k3s/server {node, version, token, nodeIp, tlsSans, clusterInit, disable, args} → {agentToken}
 //   POST /lab/k3s/agent  {node, version, serverUrl, token, nodeIp}
 //   DELETE /lab/k3s/nodes/:name (uninstall)
+//   POST /lab/k3s/etcd-snapshot/save → the datastore snapshot (bytes); POST .../restore (bytes) → {}
 // Token checks copy k3s (pkg/clientaccess/token.go: `K10<sha256 of the CA>::<user>:<password>`).
 // A node that joins is created in the real apiserver as the kubelet would register it, under its
 // node-name or hostname, with the kwok annotation so kwok acts as its kubelet. A server start also
@@ -14,6 +15,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { LabApi, KObj } from './lab-api.js';
+import { ObjectStore } from './object-store.js';
 
 export const COREDNS_COREFILE = `.:53 {
     errors
@@ -106,6 +108,8 @@ export interface Supervisor {
    * publicUrl, else its s3Url: pkg/persistence/object_store.go), so it works only when `base` is this store.
    */
   serveDownload(body: Buffer | undefined, base: string, key: string): string;
+  /** The object store's S3 API (PUT/GET/DELETE/ListObjectsV2) for a bucket, used by k3s's etcd-s3. */
+  objectStore: ObjectStore;
   stop(): Promise<void>;
 }
 
@@ -120,6 +124,8 @@ export async function startSupervisor(opts: {
   admitPod?: (pod: KObj) => Promise<{ ready: 'true' | 'false'; stalled: boolean } | undefined>;
   /** Validating admission: a message rejects the write (the "webhook rejects" fault). */
   validate?: (review: AdmissionRequest) => string | undefined;
+  /** The datastore side of `k3s etcd-snapshot save` and `k3s server --cluster-reset` (datastore.ts). */
+  datastore?: { snapshot(): Promise<Buffer>; restore(snapshot: Buffer): Promise<void>; alive(): boolean };
 }): Promise<Supervisor> {
   const { api } = opts;
   const caHash = createHash('sha256').update(opts.caPem).digest('hex');
@@ -251,6 +257,8 @@ export async function startSupervisor(opts: {
   };
 
   const handle = async (method: string, segs: string[], body: Record<string, unknown>): Promise<Reply | undefined> => {
+    if (segs[1] === 'k3s' && segs[2] === 'server' && opts.datastore && !opts.datastore.alive())
+      return fail(503, 'the etcd datastore is gone: restore it with --cluster-reset --cluster-reset-restore-path');
     if (segs[1] === 'k3s' && method === 'POST' && segs[2] === 'server' && segs.length === 3) {
       const version = str(body.version);
       if (!body.node || !parseK3sVersion(version))
@@ -343,7 +351,9 @@ export async function startSupervisor(opts: {
             reply = { status: 200, body: { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response } };
           } else if (segs[0] === 'lab') {
             if (req.headers.authorization !== `Bearer ${opts.token}`) reply = fail(401, 'Unauthorized');
-            else {
+            else if (segs[1] === 'k3s' && segs[2] === 'etcd-snapshot') {
+              reply = await etcdSnapshotRoute(opts.datastore, req.method ?? 'GET', segs[3], Buffer.concat(chunks));
+            } else {
               let body: Record<string, unknown> = {};
               try {
                 const text = Buffer.concat(chunks).toString('utf8');
@@ -369,7 +379,13 @@ export async function startSupervisor(opts: {
   });
   const url = `https://${opts.host}:${(server.address() as AddressInfo).port}`;
   // Presigned GETs: /<bucket>/<key>?X-Amz-Signature=<token>; a missing or unsigned key answers like S3.
+  // Requests signed with an access key (k3s's etcd-s3) go to the S3 API of object-store.ts.
+  const objects = new ObjectStore();
   const store = createHttpServer((req, res) => {
+    if (objects.handles(req)) {
+      objects.serve(req, res);
+      return;
+    }
     const blob = downloads.get(new URL(req.url ?? '/', 'http://store').searchParams.get('X-Amz-Signature') ?? '');
     if (req.method !== 'GET' || !blob) {
       res.writeHead(404, { 'content-type': 'application/xml' });
@@ -391,6 +407,7 @@ export async function startSupervisor(opts: {
     register: (name, version, nodeIp, srv, etcd, args) => register(name, version, nodeIp, srv, etcd, args),
     bootstrap,
     objectStoreUrl,
+    objectStore: objects,
     serveDownload(body, base, key) {
       const token = randomBytes(16).toString('hex');
       if (body) downloads.set(token, body);
@@ -405,4 +422,25 @@ export async function startSupervisor(opts: {
       }
     },
   };
+}
+
+/** `k3s etcd-snapshot save` and `--cluster-reset-restore-path` on the datastore (raw bodies both ways). */
+async function etcdSnapshotRoute(
+  ds: { snapshot(): Promise<Buffer>; restore(snapshot: Buffer): Promise<void> } | undefined,
+  method: string,
+  op: string | undefined,
+  body: Buffer,
+): Promise<Reply> {
+  const fail = (status: number, message: string): Reply => ({ status, body: { message } });
+  if (!ds) return fail(501, 'this lab has no datastore to snapshot');
+  if (method === 'POST' && op === 'save') {
+    const raw = await ds.snapshot();
+    return { status: 200, body: undefined, raw, contentType: 'application/octet-stream' };
+  }
+  if (method === 'POST' && op === 'restore') {
+    if (body.length === 0) return fail(400, 'empty snapshot');
+    await ds.restore(body);
+    return { status: 200, body: { restored: body.length } };
+  }
+  return fail(404, 'not found');
 }

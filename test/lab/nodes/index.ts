@@ -101,6 +101,8 @@ async function prepareNodeDir(
   await chmod(path.join(lab, 'session.sh'), 0o755);
   // the "GitHub release" the installer downloads the k3s binary from
   await copyFile(path.join(HERE, 'k3s/k3s'), path.join(lab, 'k3s-release/k3s'));
+  // the stand-in's etcd snapshot side, sourced from the lab's dir (k3s/etcd-snapshot.sh)
+  await copyFile(path.join(HERE, 'k3s/etcd-snapshot.sh'), path.join(lab, 'k3s-etcd-snapshot.sh'));
 
   for (const shim of await readdir(path.join(HERE, 'shims'))) {
     const dest = path.join(rootDir, 'usr/local/bin', shim);

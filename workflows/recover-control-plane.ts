@@ -1,0 +1,199 @@
+// recoverControlPlane: restore the single k3s server from an off-node etcd snapshot, gated by a human
+// as drRestore is. Plan first (which snapshot, which node, what happens to the agents: visible in the
+// progress query), wait for the `approve` update; a rejection or no decision before the timeout ends
+// the run having changed nothing. Then: preflight the node, write its k3s config (S3 keys included),
+// cluster-reset from the snapshot and start k3s, wait until every node is Ready, and report the
+// measured RTO (approval → every node Ready) and RPO (the snapshot's age when the plan was made).
+// This version recovers onto the same server (reinstalled or with its datastore lost); a replacement
+// server with a new address is refused in the plan: its agents would need re-pointing (issue 20).
+import {
+  ApplicationFailure,
+  condition,
+  setHandler,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { Duration } from '@temporalio/common';
+import { ErrorType } from './failures.js';
+import { approveUpdate, type ApprovalInput } from './messages.js';
+import { AbortRequested, StepRunner } from './steps.js';
+import { RequestedBy } from './search-attributes.js';
+import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
+
+const acts = shortActivities();
+const steady = steadyActivities();
+const waits = waitActivities();
+
+export interface RecoverControlPlaneInput {
+  cluster: string;
+  /** The server to recover onto (default: the cluster's server). */
+  node?: string;
+  /** S3 snapshot name (default: the newest). */
+  snapshot?: string;
+  approvalTimeout?: Duration;
+  /** Bound of the wait for every node Ready (default 600 s). */
+  readySeconds?: number;
+  requestId?: string;
+  requestedBy?: string;
+}
+
+export interface RecoverPlan {
+  node: string;
+  snapshot: string;
+  snapshotCreatedAt: string;
+  /** Snapshot age when planned: what the cluster loses (RPO). */
+  rpoSeconds: number;
+  agents: { name: string; action: 'unchanged' }[];
+  summary: string;
+}
+
+export interface RecoverReport {
+  result: 'recovered' | 'rejected' | 'cancelled';
+  cluster: string;
+  plan: RecoverPlan;
+  approval?: ApprovalInput;
+  /** Approval → every node Ready, in workflow time. */
+  rtoSeconds?: number;
+  rpoSeconds: number;
+  nodesReady?: string[];
+  reasons: string[];
+}
+
+export async function recoverControlPlane(input: RecoverControlPlaneInput): Promise<RecoverReport> {
+  const { cluster } = input;
+  const runner = new StepRunner('recoverControlPlane', cluster, 'recover-control-plane');
+  if (input.requestedBy) upsertSearchAttributes([{ key: RequestedBy, value: input.requestedBy }]);
+  let decision: ApprovalInput | undefined;
+  let waiting = false;
+  setHandler(
+    approveUpdate,
+    (a) => {
+      decision = { approved: a.approved, by: a.by, note: a.note };
+      return { accepted: true };
+    },
+    {
+      validator: (a: ApprovalInput | undefined) => {
+        if (typeof a?.approved !== 'boolean') throw new Error('approved must be true or false');
+        if (decision) throw new Error(`already ${decision.approved ? 'approved' : 'rejected'}`);
+        if (!waiting) throw new Error('this recovery is not waiting for approval');
+      },
+    },
+  );
+
+  const spec = await runner.run('load-spec', 'plan', 'Load the cluster definition', () =>
+    acts.loadClusterSpec(cluster),
+  );
+  if (!spec) throw new AbortRequested('load-spec');
+  runner.setPhase('plan');
+  const server = spec.nodes.find((n) => n.role === 'server');
+  const target = input.node ?? server?.name ?? '';
+  const refusals: string[] = [];
+  if (!spec.k3s.etcdSnapshots) refusals.push(`cluster ${cluster} configures no etcd snapshots (k3s.etcdSnapshots)`);
+  if (!server) refusals.push(`cluster ${cluster} has no server node`);
+  else if (target !== server.name)
+    refusals.push(`recovering onto ${target} instead of ${server.name} (a new address) is not supported yet`);
+  if (refusals.length > 0) refuse(refusals);
+
+  const check = await runner.run(
+    'snapshots',
+    'plan',
+    `Off-node etcd snapshots visible from ${target}`,
+    () => steady.verifyEtcdSnapshots({ cluster, node: target }),
+    { describe: (c) => ({ detail: `${c.offNode} in S3${c.newest ? `, newest ${c.newest.name}` : ''}` }) },
+  );
+  if (!check) throw new AbortRequested('snapshots');
+  const chosen = input.snapshot ? check.available.find((s) => s.name === input.snapshot) : check.available[0];
+  if (!chosen) {
+    refuse([
+      input.snapshot
+        ? `snapshot ${input.snapshot} is not in S3 (have ${check.available.map((s) => s.name).join(', ') || 'none'})`
+        : 'no etcd snapshot in S3',
+    ]);
+  }
+  const rpoSeconds = Math.max(0, Math.floor((Date.now() - Date.parse(chosen.createdAt)) / 1000));
+  const agents = spec.nodes
+    .filter((n) => n.role === 'agent')
+    .map((n) => ({ name: n.name, action: 'unchanged' as const }));
+  const plan: RecoverPlan = {
+    node: target,
+    snapshot: chosen.name,
+    snapshotCreatedAt: chosen.createdAt,
+    rpoSeconds,
+    agents,
+    summary: `restore ${target} from ${chosen.name} (${chosen.createdAt}, ${rpoSeconds}s of changes lost); agents ${agents.map((a) => a.name).join(', ') || 'none'} keep the same server address`,
+  };
+  upsertMemo({ plan: { summary: plan.summary } });
+
+  runner.setPhase('approve');
+  runner.plan('approval', 'approve', `Approve: ${plan.summary}`);
+  runner.mark('approval', 'pending', plan.summary);
+  runner.setState('waiting-approval');
+  waiting = true;
+  const report: RecoverReport = { result: 'cancelled', cluster, plan, rpoSeconds, reasons: [] };
+  const timeout = input.approvalTimeout ?? '24h';
+  const decided = await condition(() => decision !== undefined, timeout);
+  waiting = false;
+  if (!decided || !decision!.approved) {
+    const why = decided
+      ? `rejected by ${decision!.by ?? 'unknown'}${decision!.note ? `: ${decision!.note}` : ''}`
+      : `no approval within ${String(timeout)}`;
+    runner.mark('approval', decided ? 'skipped' : 'cancelled', why);
+    report.approval = decision;
+    report.result = decided ? 'rejected' : 'cancelled';
+    report.reasons.push(`${why}; nothing was changed`);
+    runner.setState('cancelled');
+    runner.setPhase('done');
+    upsertMemo({ report: { result: report.result, reasons: report.reasons } });
+    return report;
+  }
+  report.approval = decision;
+  runner.mark('approval', 'succeeded', `approved by ${decision!.by ?? 'unknown'}`);
+  runner.setState('running');
+  const approvedAt = Date.now();
+
+  runner.setPhase('restore');
+  await runner.run('preflight', 'restore', `Preflight ${target}`, () =>
+    steady.preflightNode({ cluster, node: target }),
+  );
+  await runner.run('prepare', 'restore', `Write the k3s config on ${target}`, () =>
+    waits.prepareNode({ cluster, node: target }),
+  );
+  await runner.run(
+    'cluster-reset',
+    'restore',
+    `k3s server --cluster-reset --cluster-reset-restore-path=${chosen.name}, then start k3s`,
+    () =>
+      waits.restoreEtcdSnapshot.executeWithOptions(waitUpTo((spec.k3s.startTimeoutSeconds ?? 300) + 300), [
+        { cluster, node: target, snapshot: chosen.name, runId: workflowInfo().runId },
+      ]),
+    { describe: (r) => ({ detail: r.alreadyRestored ? 'reset done by an earlier attempt' : 'restored' }) },
+  );
+  runner.setPhase('verify');
+  const readySeconds = input.readySeconds ?? 600;
+  const ready = await runner.run(
+    'nodes-ready',
+    'verify',
+    'Every node Ready',
+    () => waits.waitNodesReady.executeWithOptions(waitUpTo(readySeconds), [{ cluster, timeoutSeconds: readySeconds }]),
+    { describe: (r) => ({ detail: `${r.nodes.length} nodes Ready` }) },
+  );
+  report.nodesReady = ready?.nodes.map((n) => n.name);
+  report.rtoSeconds = Math.max(1, Math.ceil((Date.now() - approvedAt) / 1000));
+  report.result = 'recovered';
+  runner.setState('succeeded');
+  runner.setPhase('done');
+  upsertMemo({ report: { result: 'recovered', rtoSeconds: report.rtoSeconds, rpoSeconds } });
+  return report;
+
+  function refuse(reasons: string[]): never {
+    runner.plan('approval', 'approve', 'Operator approval');
+    runner.mark('approval', 'blocked', `refused: ${reasons.join('; ')}`);
+    runner.setState('failed');
+    throw ApplicationFailure.create({
+      type: ErrorType.BadConfig,
+      nonRetryable: true,
+      message: `control-plane recovery refused: ${reasons.join('; ')}`,
+    });
+  }
+}
