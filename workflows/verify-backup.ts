@@ -25,7 +25,6 @@ import { DRILL_DEADLINE_SECONDS } from './drill-limits.js';
 import { namespacesNotCovered } from './namespaces.js';
 import {
   acts,
-  steady,
   checkRestored,
   DEFAULT_TIMEOUTS,
   label,

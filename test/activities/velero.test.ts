@@ -198,7 +198,7 @@ describe('velero activities', () => {
     const results = await a.veleroRunProbes({
       cluster: 'lab',
       mapping: { 'eleduck-analytics': 'eleduck-analytics' },
-      probes: [probe([bound[0].metadata.name]), probe(['no-such-claim'])],
+      probes: [probe([bound[0]?.metadata?.name ?? 'unnamed']), probe(['no-such-claim'])],
       runId: 'data01',
     });
     expect(results.map((r) => [r.name, r.passed])).toEqual([
