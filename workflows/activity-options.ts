@@ -87,6 +87,12 @@ export const ACTIVITY_KINDS = {
   rotationDriftCheck: 'steady',
   rotationRestartConsumer: 'wait',
   rotationProbe: 'wait',
+  // Drift (activities/drift/): read-only observations over SSH or the API, and one Node patch
+  driftNode: 'steady',
+  driftComponent: 'steady',
+  driftPlatform: 'steady',
+  driftSecrets: 'steady',
+  repairNodeMetadata: 'short',
 } as const satisfies Record<keyof Activities, ActivityKind>;
 
 type Kinds = typeof ACTIVITY_KINDS;

@@ -4,3 +4,5 @@ export * from './verify-backup.js';
 export * from './rotate-secrets.js';
 export * from './provision-cluster.js';
 export * from './dr-restore.js';
+export * from './check-drift.js';
+export * from './reconcile.js';
