@@ -192,7 +192,8 @@ function planOf(drift: DriftReport, spec: ClusterSpec): ReconcilePlan {
     checkWorkflowId: drift.workflowId,
     findings: drift.total,
     changes,
-    summary: `${drift.total} findings, ${auto.length} changes: ${auto.map((c) => c.id).join(', ')}${auto.length < changes.length ? `; ${changes.length - auto.length} left to a person` : ''}`,
+    // The approval step shows this: every change and what it fixes, and the drift id to approve.
+    summary: `drift ${drift.driftId}: ${drift.total} findings, ${auto.length} changes: ${changes.map((c) => `${c.repair.step === 'manual' ? '(needs a person) ' : ''}${c.id} [${c.fixes.join('; ') || 'applies the change before'}]`).join(', ')}`,
   };
 }
 
