@@ -13,6 +13,13 @@ import type { OpenBaoDouble } from './openbao.js';
 import { createLabOnePasswordClient } from './onepassword/index.js';
 import { K3S_CONFIG_PATH, K3S_REGISTRIES_PATH, k3sConfig, registriesYaml } from '../../activities/ssh/prepare.js';
 import { K3S_KUBECONFIG, rewriteKubeconfig } from '../../activities/k3s/kubeconfig.js';
+import {
+  CUSTOM_CONFIGMAP,
+  CUSTOM_KEY,
+  resolveUpstreams,
+  splitDnsServerBlocks,
+} from '../../activities/dns/split-dns.js';
+import { kubeFromKubeConfig } from '../../activities/kube/client.js';
 
 export interface BuiltSecrets {
   unsealKeys: string[];
@@ -235,11 +242,43 @@ export async function writeBuiltKubeconfig(ctx: Pick<SeedContext, 'spec' | 'node
   renameSync(`${path}.tmp`, path);
 }
 
+/**
+ * The split-DNS zones in coredns-custom, as the provision's DNS step writes them (its renderer and
+ * upstream resolution), so a drift check of a built lab finds CoreDNS as provisioned.
+ */
+async function seedSplitDns(ctx: SeedContext): Promise<void> {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'lab', server: ctx.kube.url, caData: Buffer.from(ctx.kube.caPem).toString('base64') }],
+    users: [{ name: 'lab', token: ctx.kube.token }],
+    contexts: [{ name: 'lab', cluster: 'lab', user: 'lab' }],
+    currentContext: 'lab',
+  });
+  const blocks = splitDnsServerBlocks(await resolveUpstreams(kubeFromKubeConfig(kc), ctx.spec));
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const body: k8s.V1ConfigMap = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: CUSTOM_CONFIGMAP,
+      namespace: 'kube-system',
+      labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' },
+    },
+    data: { [CUSTOM_KEY]: blocks },
+  };
+  try {
+    await core.createNamespacedConfigMap({ namespace: 'kube-system', body });
+  } catch (err) {
+    if ((err as { code?: number }).code !== 409) throw err;
+  }
+}
+
 export async function seedBuiltState(ctx: SeedContext): Promise<BuiltSecrets> {
   const t0 = performance.now();
   await installK3s(ctx);
   await writeBuiltKubeconfig(ctx);
   await ctx.kube.seedBuilt(ctx.spec);
+  await seedSplitDns(ctx);
   const secrets = await initOpenBao(ctx);
   // OpenBAO's pods turn Ready once it is unsealed, like every other workload by now.
   await ctx.kube.waitWorkloadsReady(ctx.spec);
