@@ -10,7 +10,8 @@ import { componentDrift, platformDrift } from './components.js';
 import { nodeDrift, repairNodeMetadata } from './nodes.js';
 import type { DriftFinding, DriftObservation } from '../../workflows/drift-types.js';
 
-const short = (fp?: string) => (fp ? fp.slice(0, 16) : '(none)');
+/** Fingerprints (HMAC, never values) shortened for reading: `hmac-sha256:` and 12 hex digits. */
+const short = (fp?: string) => (fp ? fp.replace(/^((?:[a-z0-9-]+:)?[0-9a-f]{12}).*$/, '$1') : '(none)');
 
 export function driftActivities(deps: ActivityDeps) {
   return {

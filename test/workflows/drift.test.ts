@@ -96,7 +96,7 @@ describe('checkDrift', () => {
     });
     expect(by('k3s-service', 'node worker-2')).toMatchObject({ want: 'active', have: 'inactive' });
     const secret = by('secret', `secret ${e.id}`);
-    expect(secret?.want).toMatch(/Secret [0-9a-f]{16}/);
+    expect(secret?.want).toMatch(/^1Password hmac-sha256:[0-9a-f]{12}; Secret hmac-sha256:[0-9a-f]{12}$/);
     expect(secret?.have).toMatch(/differs from OpenBAO/);
     // No secret value anywhere in the report.
     const text = JSON.stringify(r);
