@@ -38,8 +38,8 @@ export function fileDiff(want: string, have: string | undefined): { want: string
   const missing = w.filter((l) => !h.includes(l)).map(redact);
   const extra = h.filter((l) => !w.includes(l)).map(redact);
   return {
-    want: missing.length ? missing.join('\n') : '(same lines, other order)',
-    have: extra.length ? extra.join('\n') : '(lines missing)',
+    want: missing.length ? missing.join('\n') : '(only the lines prepare writes)',
+    have: extra.length ? extra.join('\n') : '(lines missing or reordered)',
   };
 }
 const K3S_MANAGED = 'the file prepare writes';

@@ -187,4 +187,38 @@ describe('checkDrift', () => {
     const after = await check();
     expect(after.findings.map((f) => f.kind)).toEqual(expect.arrayContaining(['secret', 'helmchart']));
   }, 600_000);
+
+  test('the lab control API injects each drift kind; bad input is 400, an unknown node 404', async () => {
+    const post = (path: string, body: object = {}) =>
+      fetch(`${lab.control.url}${path}`, { method: 'POST', body: JSON.stringify(body) });
+    const c = component();
+    const e = secretEntry();
+    expect((await post('/faults/drift/nodes/nope/stop-k3s')).status).toBe(404);
+    expect((await post(`/faults/drift/helmcharts/${c.name}/edit`, { spec: 'x' })).status).toBe(400);
+    expect((await post('/faults/drift/nodes/worker-1/k3s-config', {})).status).toBe(400);
+    for (const [path, body] of [
+      [`/faults/drift/helmcharts/${c.name}/edit`, { spec: { timeout: '1s' } }],
+      ['/faults/drift/nodes/control-plane/k3s-config', { line: 'node-ip: 10.9.9.9' }],
+      ['/faults/drift/nodes/worker-1/stop-k3s', {}],
+      [
+        `/faults/drift/secrets/${e.kubernetes!.namespace}/${e.kubernetes!.name}/edit`,
+        { key: Object.keys(e.kubernetes!.keys)[0] },
+      ],
+    ] as const)
+      expect((await post(path, body)).status, path).toBe(200);
+    const r = await check();
+    const seen = r.findings.map((f) => `${f.kind} ${f.group}`);
+    expect(seen).toEqual(
+      expect.arrayContaining([
+        `helmchart component ${c.name}`,
+        'k3s-config node control-plane',
+        'k3s-service node worker-1',
+        `secret secret ${e.id}`,
+      ]),
+    );
+    const cfg = r.findings.find((f) => f.kind === 'k3s-config')!;
+    expect(cfg.have).toContain('node-ip: 10.9.9.9');
+    expect(cfg.want).toBe('(only the lines prepare writes)');
+    expect(driftView(r)).toContain('+ node-ip: 10.9.9.9');
+  }, 300_000);
 });
