@@ -3,7 +3,13 @@
 // part that cannot be observed is itself a finding ("unobservable"), never a silent pass, and never
 // parks the run (a scheduled check must not hold its schedule). The report is the result; its count
 // goes to the DriftCount search attribute and a gauge per kind.
-import { metricMeter, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  metricMeter,
+  upsertMemo,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { DriftFinding, DriftKind, DriftObservation } from './drift-types.js';
 import { shortActivities, steadyActivities } from './activity-options.js';
 import { countByKind, findingsId } from './drift-plan.js';
@@ -43,7 +49,12 @@ export async function checkDrift(input: CheckDriftInput): Promise<DriftReport> {
   const spec = loaded.value;
   if (!spec) {
     runner.setState('failed');
-    throw new Error(`cannot load cluster ${cluster}: ${loaded.error}`);
+    // A plain Error would fail the workflow task and retry it forever; this ends the run.
+    throw ApplicationFailure.create({
+      type: 'NotFound',
+      nonRetryable: true,
+      message: `cannot load cluster ${cluster}: ${loaded.error}`,
+    });
   }
 
   const parts: { id: string; title: string; group: string; run: () => Promise<DriftObservation> }[] = [
