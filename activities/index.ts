@@ -6,6 +6,7 @@ import { provisionActivities } from './k3s/provision-activities.js';
 import { rotationActivities } from './rotation.js';
 import { etcdSnapshotActivities } from './k3s/etcd-snapshots.js';
 import { controlPlaneRestoreActivities } from './k3s/control-plane-restore.js';
+import { driftActivities } from './drift/index.js';
 import { keepAlive } from './heartbeat.js';
 import { ACTIVITY_KINDS } from '../workflows/activity-options.js';
 
@@ -16,6 +17,7 @@ export function createActivities(deps: ActivityDeps) {
     ...rotationActivities(deps),
     ...etcdSnapshotActivities(deps),
     ...controlPlaneRestoreActivities(deps),
+    ...driftActivities(deps),
     /** Reads the cluster spec the workflow runs against (workflows get config through an activity so it is recorded once in history). */
     async loadClusterSpec(name: string) {
       const spec = deps.clusters.get(name);

@@ -17,6 +17,7 @@ import { secretRoutes } from './routes/secrets.js';
 import { backupRoutes } from './routes/backups.js';
 import { drRoutes } from './routes/dr.js';
 import { controlPlaneRoutes } from './routes/control-plane.js';
+import { driftRoutes } from './routes/drift.js';
 import { scheduleRoutes } from './routes/schedules.js';
 import { codecRoutes } from './routes/codec.js';
 import type { PayloadCodec } from '@temporalio/common';
@@ -95,6 +96,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await app.register(backupRoutes(ctx));
   await app.register(drRoutes(ctx));
   await app.register(controlPlaneRoutes(ctx));
+  await app.register(driftRoutes(ctx));
   await app.register(scheduleRoutes(ctx));
   if (opts.codec) {
     await app.register(codecRoutes, {

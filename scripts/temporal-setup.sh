@@ -21,7 +21,7 @@ set -eu
 : "${TEMPORAL_ADDRESS:=127.0.0.1:7233}"
 : "${NAMESPACE:=default}"
 : "${RETENTION:=720h}"
-: "${SEARCH_ATTRIBUTES:=ClusterName=Keyword Operation=Keyword Phase=Keyword State=Keyword DrillResult=Keyword RequestedBy=Keyword RtoSeconds=Int DrillsSkipped=Int}"
+: "${SEARCH_ATTRIBUTES:=ClusterName=Keyword Operation=Keyword Phase=Keyword State=Keyword DrillResult=Keyword RequestedBy=Keyword RtoSeconds=Int DrillsSkipped=Int DriftCount=Int}"
 : "${TEMPORAL_CLI:=temporal}"
 : "${SETUP_WAIT_SECONDS:=120}"
 

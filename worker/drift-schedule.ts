@@ -1,10 +1,13 @@
-// The periodic drift check: a Temporal Schedule per cluster that starts rotateSecrets with dryRun.
-// Created idempotently from the cluster config (secrets.driftCheck: cron, paused — paused by default
+// The periodic drift check: a Temporal Schedule per cluster that starts checkDrift (the whole
+// cluster: nodes, components, CoreDNS, Velero and the secret map; schedules made when it started
+// rotateSecrets with dryRun are moved over, keeping their pause state). Created idempotently from the cluster config (secrets.driftCheck: cron, paused — paused by default
 // in pedro-ops.yaml): a second call with the same settings changes nothing; a changed cron updates it.
 import { ScheduleNotFoundError, ScheduleOverlapPolicy, type Client } from '@temporalio/client';
 import type { ClusterSpec } from '../config/schema.js';
 
 export const driftScheduleId = (cluster: string) => `drift-check/${cluster}`;
+/** Workflow ids of drift checks: `drift-check/<cluster>/<request id | scheduled-<time> | reconcile-…>`. */
+export const DRIFT_CHECK_PREFIX = 'drift-check/';
 
 export interface DriftScheduleOptions {
   taskQueue: string;
@@ -51,11 +54,11 @@ export async function ensureDriftCheckSchedule(
   }
   const action = {
     type: 'startWorkflow' as const,
-    workflowType: 'rotateSecrets',
+    workflowType: 'checkDrift',
     taskQueue: opts.taskQueue,
-    // The schedule appends the start time, so each run gets its own id under the cluster's rotations.
-    workflowId: `rotate-secrets/${spec.name}/drift-check`,
-    args: [{ cluster: spec.name, dryRun: true, requestedBy: 'schedule' }],
+    // The schedule appends the start time, so each run gets its own id under the cluster's drift checks.
+    workflowId: `${DRIFT_CHECK_PREFIX}${spec.name}/scheduled`,
+    args: [{ cluster: spec.name, requestedBy: 'schedule' }],
     memo: { driftCron: cron },
   };
   if (!current) {
@@ -81,15 +84,23 @@ export async function ensureDriftCheckSchedule(
   const sameCron = cronOf(current) === cron;
   const sameQueue = current.action.type === 'startWorkflow' && current.action.taskQueue === opts.taskQueue;
   const hasMemo = current.action.type === 'startWorkflow' && current.action.memo?.driftCron === cron;
+  const sameType = current.action.type === 'startWorkflow' && current.action.workflowType === action.workflowType;
   let paused = current.state.paused;
   let action_: DriftScheduleState['action'] = 'unchanged';
-  if (!sameCron || !sameQueue || !hasMemo) {
+  if (!sameCron || !sameQueue || !hasMemo || !sameType) {
     await handle.update((prev) => ({
       ...prev,
       spec: { cronExpressions: [cron] },
       action:
         prev.action.type === 'startWorkflow'
-          ? { ...prev.action, taskQueue: opts.taskQueue, memo: { driftCron: cron } }
+          ? {
+              ...prev.action,
+              workflowType: action.workflowType,
+              workflowId: action.workflowId,
+              args: action.args,
+              taskQueue: opts.taskQueue,
+              memo: { driftCron: cron },
+            }
           : prev.action,
       // state (pause and its note) is the operator's: kept as it is.
     }));

@@ -99,6 +99,12 @@ export const ACTIVITY_KINDS = {
   // Control plane (activities/k3s/etcd-snapshots.ts)
   verifyEtcdSnapshots: 'steady',
   restoreEtcdSnapshot: 'wait',
+  // Drift (activities/drift/): read-only observations over SSH or the API, and one Node patch
+  driftNode: 'steady',
+  driftComponent: 'steady',
+  driftPlatform: 'steady',
+  driftSecrets: 'steady',
+  repairNodeMetadata: 'short',
 } as const satisfies Record<keyof Activities, ActivityKind>;
 
 type Kinds = typeof ACTIVITY_KINDS;

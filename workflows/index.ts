@@ -5,3 +5,5 @@ export * from './rotate-secrets.js';
 export * from './provision-cluster.js';
 export * from './dr-restore.js';
 export * from './recover-control-plane.js';
+export * from './check-drift.js';
+export * from './reconcile.js';

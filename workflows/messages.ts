@@ -74,6 +74,8 @@ export interface ApprovalInput {
   approved: boolean;
   by?: string;
   note?: string;
+  /** A reconcile's approval names the drift report it approves (its driftId); a stale one is refused. */
+  driftId?: string;
 }
 export const approveUpdate = defineUpdate<{ accepted: boolean; reason?: string }, [ApprovalInput]>('approve');
 

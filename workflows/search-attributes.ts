@@ -11,6 +11,8 @@ export const RtoSeconds = defineSearchAttributeKey('RtoSeconds', SearchAttribute
 export const RequestedBy = defineSearchAttributeKey('RequestedBy', SearchAttributeType.KEYWORD);
 /** On a drill: how many scheduled drills its schedule skipped (overlap SKIP) while it ran. */
 export const DrillsSkipped = defineSearchAttributeKey('DrillsSkipped', SearchAttributeType.INT);
+/** On a drift check: how many findings it reported (0 = the cluster is as the config says). */
+export const DriftCount = defineSearchAttributeKey('DriftCount', SearchAttributeType.INT);
 
 /** name -> type as `temporal server start-dev --search-attribute NAME=TYPE` and the operator API want it. */
 export const SEARCH_ATTRIBUTE_TYPES: Record<string, 'Keyword' | 'Int'> = {
@@ -22,4 +24,5 @@ export const SEARCH_ATTRIBUTE_TYPES: Record<string, 'Keyword' | 'Int'> = {
   RtoSeconds: 'Int',
   RequestedBy: 'Keyword',
   DrillsSkipped: 'Int',
+  DriftCount: 'Int',
 };

@@ -99,10 +99,22 @@ export function desiredHelmChart(spec: ClusterSpec, c: ComponentSpec, clustersDi
   };
 }
 
+/**
+ * The fields of our spec the live HelmChart does not hold as we wrote them (a `kubectl edit`, a hand
+ * upgrade). The spec-hash annotation alone would miss those: an edit keeps it.
+ */
+export function helmChartDiff(desired: Obj, current: Obj | undefined): string[] {
+  const want = desired.spec ?? {};
+  const have = current?.spec ?? {};
+  // The CRD helm-controller v0.16.5 registers has no defaults, so a key we do not set was added by hand.
+  const keys = [...new Set([...Object.keys(want), ...Object.keys(have)])];
+  return keys.filter((k) => stableJson(have[k]) !== stableJson(want[k]));
+}
+
 const cond = (o: Obj | undefined, type: string) =>
   (o?.status?.conditions ?? []).find((c) => c.type === type && c.status === 'True');
 
-async function workloadsReady(
+export async function workloadsReady(
   kube: KubePort,
   c: ComponentSpec,
 ): Promise<{ done: boolean; failed?: string; list: ComponentResult['workloads'] }> {
@@ -179,7 +191,7 @@ interface Release {
 }
 
 /** Helm's release records (secret driver, helm.sh/helm/v3 pkg/storage/driver/secrets.go), newest first. */
-async function releases(kube: KubePort, c: ComponentSpec): Promise<Release[]> {
+export async function releases(kube: KubePort, c: ComponentSpec): Promise<Release[]> {
   const secrets = await kube.list<Obj>('v1', 'Secret', c.namespace, `owner=helm,name=${c.name}`);
   return secrets
     .map((sec) => ({
@@ -253,7 +265,7 @@ export function componentActivities(deps: ActivityDeps) {
       if (!current) {
         await kube.create(desired);
         action = 'created';
-      } else if (current.metadata?.annotations?.[SPEC_HASH] !== hash) {
+      } else if (current.metadata?.annotations?.[SPEC_HASH] !== hash || helmChartDiff(desired, current).length > 0) {
         // A new spec over a failed release would meet klipper-helm's "waiting for operator intervention".
         retry = await rollBackFailedRelease(kube, c);
         await applyHelmChart(kube, current, desired);

@@ -28,7 +28,7 @@ async function ensureNamespace(kube: KubePort, name: string): Promise<void> {
 }
 
 /** Every field we set has our value (the API server adds defaults we do not care about). */
-function covers(want: unknown, have: unknown): boolean {
+export function covers(want: unknown, have: unknown): boolean {
   if (Array.isArray(want))
     return Array.isArray(have) && want.length === have.length && want.every((w, i) => covers(w, have[i]));
   if (want && typeof want === 'object')
@@ -57,6 +57,31 @@ export function desiredSchedule(spec: ClusterSpec): Obj {
         storageLocation: b.storageLocation,
         ttl: `${b.schedule.ttlHours}h0m0s`,
         ...fsBackupField(spec),
+      },
+    },
+  };
+}
+
+/** The BackupStorageLocation the spec's backup policy describes (the chart normally creates the same). */
+export function desiredStorageLocation(spec: ClusterSpec): Obj {
+  const b = spec.backups;
+  return {
+    apiVersion: VELERO,
+    kind: 'BackupStorageLocation',
+    metadata: {
+      name: b.storageLocation,
+      namespace: b.veleroNamespace,
+      labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' },
+    },
+    spec: {
+      provider: 'aws',
+      default: true,
+      objectStorage: { bucket: b.bucket },
+      config: {
+        s3Url: b.s3Url,
+        ...(b.publicUrl ? { publicUrl: b.publicUrl } : {}),
+        s3ForcePathStyle: 'true',
+        region: 'us-east-1',
       },
     },
   };
@@ -122,26 +147,7 @@ export function platformActivities(deps: ActivityDeps) {
       if (!(await kube.read(VELERO, 'BackupStorageLocation', b.storageLocation, b.veleroNamespace))) {
         locationCreated = true;
         await ensureNamespace(kube, b.veleroNamespace);
-        await kube.create({
-          apiVersion: VELERO,
-          kind: 'BackupStorageLocation',
-          metadata: {
-            name: b.storageLocation,
-            namespace: b.veleroNamespace,
-            labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' },
-          },
-          spec: {
-            provider: 'aws',
-            default: true,
-            objectStorage: { bucket: b.bucket },
-            config: {
-              s3Url: b.s3Url,
-              ...(b.publicUrl ? { publicUrl: b.publicUrl } : {}),
-              s3ForcePathStyle: 'true',
-              region: 'us-east-1',
-            },
-          },
-        });
+        await kube.create(desiredStorageLocation(spec));
       }
       for (;;) {
         const bsl = await kube.read<Obj>(VELERO, 'BackupStorageLocation', b.storageLocation, b.veleroNamespace);

@@ -52,7 +52,7 @@ export function withoutOldBlock(corefile: string): string {
 }
 
 /** Each domain's upstream as an address CoreDNS accepts: a Service name becomes its ClusterIP:port. */
-async function resolveUpstreams(kube: KubePort, spec: ClusterSpec): Promise<Record<string, string>> {
+export async function resolveUpstreams(kube: KubePort, spec: ClusterSpec): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const [domain, upstream] of Object.entries(spec.dns.splitDns)) {
     if (isForwardAddress(upstream)) {

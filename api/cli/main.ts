@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import type { ProgressEvent } from '../../workflows/messages.js';
 import { api, ApiError, defaultToken, followEvents, type ApiOptions } from './http.js';
 import { ProgressView, resultOk } from './render.js';
+import { driftView } from './drift-view.js';
 import { planView, reportView, resolveHint, runsView, statusView, table } from './views.js';
 
 const USAGE = `usage: pedro-ops <command> [args] [--url URL] [--token TOKEN] [--json] [--no-follow]
@@ -17,8 +18,13 @@ const USAGE = `usage: pedro-ops <command> [args] [--url URL] [--token TOKEN] [--
                                              waiting-approval, succeeded, partial, failed, cancelled, completed
   resolve <workflow-id> <step> retry|skip|abort [--note TEXT]   resolve a parked step of any run
   resolve-step <cluster> <step> retry|skip|abort [--note TEXT]  the same for the cluster's provision run
-  rotate <cluster> [--entry ID ...] [--generate] [--rollout-timeout SECONDS]
-  drift <cluster> [--entry ID ...]           compare 1Password, OpenBAO and Kubernetes; changes nothing
+  rotate <cluster> [--entry ID ...] [--generate] [--rollout-timeout SECONDS] [--dry-run]
+                                             --dry-run: compare 1Password, OpenBAO and Kubernetes only
+  drift <cluster> [--latest]                 check the whole cluster against its config now (--latest: the
+                                             last report); a diff grouped by node and component; changes nothing
+  reconcile <cluster>                        plan the repair of the drift; prints the plan to approve
+  reconcile-approve <cluster> <drift-id> [--note TEXT]   approve that plan (refused if the drift changed)
+  reconcile-reject <cluster> [--note TEXT]
   verify-backup <cluster> [--backup NAME | --create-new] [--namespace NS ...]
   dr-restore <cluster> --backup NAME --namespace NS ... [--force]
   recover-control-plane <cluster> [--node NAME] [--snapshot NAME]   plan a restore of the k3s server from S3
@@ -58,6 +64,7 @@ const parsed = (() => {
         end: { type: 'string' },
         state: { type: 'string' },
         limit: { type: 'string' },
+        latest: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -74,6 +81,31 @@ const opts: ApiOptions = {
 };
 const json = flags.json;
 const enc = encodeURIComponent;
+
+/** Polls a run-status URL until the run ends; its report, or exit 1 with the failure. */
+async function waitReport(path: string): Promise<Record<string, unknown>> {
+  for (;;) {
+    const s = await api<{ running: boolean; report?: Record<string, unknown>; error?: { message?: string } }>(
+      opts,
+      'GET',
+      path,
+    );
+    if (!s.running) {
+      if (s.report) return s.report;
+      process.stderr.write(`FAILED: ${s.error?.message ?? 'the check did not complete'}\n`);
+      process.exit(1);
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}
+
+function reconcileView(cluster: string, s: { running: boolean; report?: unknown; progress?: unknown }): string {
+  const rep = s.report as { result?: string } | undefined;
+  if (!s.running) return `reconcile of ${cluster}: ${rep?.result ?? 'ended'}`;
+  const steps = (s.progress as { steps?: { id: string; state: string; detail?: string }[] }).steps ?? [];
+  const approval = steps.filter((x) => x.id.startsWith('approval-') && x.state === 'pending').at(-1);
+  return `reconcile of ${cluster} waits for approval:\n  ${approval?.detail ?? '(plan in GET /clusters/' + cluster + '/reconcile)'}\napprove with: pedro-ops reconcile-approve ${cluster} <drift-id from the plan>`;
+}
 
 function print(value: unknown, human?: () => void): void {
   if (json || !human) process.stdout.write(`${JSON.stringify(value, null, json ? 0 : 2)}\n`);
@@ -221,13 +253,52 @@ async function main(): Promise<number> {
       print(r, () => process.stdout.write(`provision/${cluster} ${step}: ${action} accepted\n`));
       return 0;
     }
-    case 'rotate':
     case 'drift': {
+      const [cluster] = args;
+      if (!cluster) usage('drift needs a cluster');
+      const path = `/clusters/${enc(cluster)}/drift`;
+      let report: Record<string, unknown>;
+      if (flags.latest) report = await api(opts, 'GET', path);
+      else {
+        const r = await api<{ id: string }>(opts, 'POST', `/clusters/${enc(cluster)}/drift-check`, {});
+        report = await waitReport(`${path}/${enc(r.id)}`);
+      }
+      print(report, () => process.stdout.write(`${driftView(report as never)}\n`));
+      return 0;
+    }
+    case 'reconcile': {
+      const [cluster] = args;
+      if (!cluster) usage('reconcile needs a cluster');
+      const path = `/clusters/${enc(cluster)}/reconcile`;
+      await api(opts, 'POST', path, {});
+      // Wait for the plan (the run waits for approval) or its end (nothing to do).
+      for (;;) {
+        const s = await api<{ running: boolean; progress?: { state?: string }; report?: unknown }>(opts, 'GET', path);
+        if (!s.running || s.progress?.state === 'waiting-approval') {
+          print(s, () => process.stdout.write(`${reconcileView(cluster, s)}\n`));
+          return 0;
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+    case 'reconcile-approve':
+    case 'reconcile-reject': {
+      const [cluster, driftId] = args;
+      if (!cluster || (cmd === 'reconcile-approve' && !driftId))
+        usage(`${cmd} needs <cluster>${cmd === 'reconcile-approve' ? ' <drift-id>' : ''}`);
+      const decision = cmd === 'reconcile-approve' ? 'approve' : 'reject';
+      const r = await api<{ workflowId: string }>(opts, 'POST', `/clusters/${enc(cluster)}/reconcile/${decision}`, {
+        ...(decision === 'approve' ? { driftId } : {}),
+        ...(flags.note ? { note: flags.note } : {}),
+      });
+      return decision === 'approve' ? follow(r.workflowId, r) : (print(r, () => process.stdout.write(`rejected\n`)), 0);
+    }
+    case 'rotate': {
       const [cluster] = args;
       if (!cluster) usage(`${cmd} needs a cluster`);
       const body = {
         ...(flags.entry ? { entries: flags.entry } : {}),
-        ...(cmd === 'drift' ? { dryRun: true } : {}),
+        ...(flags['dry-run'] ? { dryRun: true } : {}),
         ...(flags.generate ? { generate: true } : {}),
         // How long each consumer's rollout may take before the entry is rolled back (the API checks 5–3600).
         ...(flags['rollout-timeout'] ? { rolloutTimeoutSeconds: Number(flags['rollout-timeout']) } : {}),

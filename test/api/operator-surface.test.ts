@@ -144,7 +144,7 @@ describe('operator surface', () => {
     const out = JSON.parse(rot.stdout);
     expect(out).toMatchObject({ status: 'COMPLETED', result: { state: 'ok' } });
     expect(out.result.entries.find((e: { id: string }) => e.id === 'github').status).toBe('rotated');
-    const drift = await cli(['drift', 'lab', '--json']);
+    const drift = await cli(['rotate', 'lab', '--dry-run', '--json']);
     expect(drift.code).toBe(0);
     expect(JSON.parse(drift.stdout).result.dryRun).toBe(true);
     const clusters = await cli(['clusters', '--json']);

@@ -165,4 +165,23 @@ describe('drift-check schedule', () => {
       ),
     ).toMatchObject({ action: 'updated', paused: false, cron: '15 */6 * * *' });
   });
+
+  test('the schedule starts the whole-cluster checkDrift; one made for rotateSecrets dryRun is moved over, keeping its pause', async () => {
+    const handle = t.client.schedule.getHandle(driftScheduleId('lab'));
+    await handle.update((prev) => ({
+      ...prev,
+      action:
+        prev.action.type === 'startWorkflow'
+          ? { ...prev.action, workflowType: 'rotateSecrets', args: [{ cluster: 'lab', dryRun: true }] }
+          : prev.action,
+    }));
+    await handle.pause('operator paused the old check');
+    const res = await ensureDriftCheckSchedule(t.client, r.spec, { taskQueue: t.taskQueue });
+    expect(res).toMatchObject({ action: 'updated', paused: true });
+    const d = await handle.describe();
+    expect(d.action.type === 'startWorkflow' && d.action.workflowType).toBe('checkDrift');
+    expect(d.action.type === 'startWorkflow' && d.action.args).toEqual([{ cluster: 'lab', requestedBy: 'schedule' }]);
+    expect(d.state.note).toBe('operator paused the old check');
+    expect((await ensureDriftCheckSchedule(t.client, r.spec, { taskQueue: t.taskQueue })).action).toBe('unchanged');
+  });
 });

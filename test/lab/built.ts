@@ -15,6 +15,13 @@ import { K3S_CONFIG_PATH, K3S_REGISTRIES_PATH, k3sConfig, registriesYaml } from 
 import { K3S_KUBECONFIG, rewriteKubeconfig } from '../../activities/k3s/kubeconfig.js';
 import { kubeVipManifest, VIP_MANIFEST_PATH } from '../../activities/k3s/vip.js';
 import { connect } from 'node:net';
+import {
+  CUSTOM_CONFIGMAP,
+  CUSTOM_KEY,
+  resolveUpstreams,
+  splitDnsServerBlocks,
+} from '../../activities/dns/split-dns.js';
+import { kubeFromKubeConfig } from '../../activities/kube/client.js';
 
 export interface BuiltSecrets {
   unsealKeys: string[];
@@ -276,6 +283,37 @@ async function waitOpenBaoEndpoint(ctx: SeedContext, timeoutMs = 60_000): Promis
 }
 
 /**
+ * The split-DNS zones in coredns-custom, as the provision's DNS step writes them (its renderer and
+ * upstream resolution), so a drift check of a built lab finds CoreDNS as provisioned.
+ */
+async function seedSplitDns(ctx: SeedContext): Promise<void> {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'lab', server: ctx.kube.url, caData: Buffer.from(ctx.kube.caPem).toString('base64') }],
+    users: [{ name: 'lab', token: ctx.kube.token }],
+    contexts: [{ name: 'lab', cluster: 'lab', user: 'lab' }],
+    currentContext: 'lab',
+  });
+  const blocks = splitDnsServerBlocks(await resolveUpstreams(kubeFromKubeConfig(kc), ctx.spec));
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const body: k8s.V1ConfigMap = {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: {
+      name: CUSTOM_CONFIGMAP,
+      namespace: 'kube-system',
+      labels: { 'app.kubernetes.io/managed-by': 'pedro-ops-orchestrator' },
+    },
+    data: { [CUSTOM_KEY]: blocks },
+  };
+  try {
+    await core.createNamespacedConfigMap({ namespace: 'kube-system', body });
+  } catch (err) {
+    if ((err as { code?: number }).code !== 409) throw err;
+  }
+}
+
+/**
  * `openbaoFresh`: everything built except OpenBAO, which is as its chart leaves it (uninitialised,
  * sealed, no unseal item in 1Password, no secrets copied): what bootstrap meets during a provision.
  */
@@ -284,6 +322,7 @@ export async function seedBuiltState(ctx: SeedContext & { openbaoFresh?: boolean
   await installK3s(ctx);
   await writeBuiltKubeconfig(ctx);
   await ctx.kube.seedBuilt(ctx.spec);
+  await seedSplitDns(ctx);
   if (ctx.openbaoFresh) {
     await waitOpenBaoEndpoint(ctx);
     ctx.log(`built state (OpenBAO uninitialised) seeded in ${Math.round(performance.now() - t0)} ms`);

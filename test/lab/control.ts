@@ -5,6 +5,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { LabNodes, NodeCounters, NodeFacts } from './nodes/index.js';
 import type { OnePasswordCounters } from './onepassword/index.js';
+import type { DriftFaults } from './drift-faults.js';
 
 export interface LabCounters {
   nodes: Record<string, NodeCounters>;
@@ -30,6 +31,8 @@ export interface LabFaults {
     bslUnavailable(name: string): Promise<void>;
   };
   rollouts: { stall(namespace: string, kind: string, name: string): void };
+  /** Hand edits that make the cluster drift from its config (drift-faults.ts). */
+  drift: DriftFaults;
   kube: {
     /** The kube-apiserver process stops (connections refused) until apiserverUp() or clear(). */
     apiserverDown(): Promise<void>;
@@ -212,6 +215,34 @@ function routes(t: ControlTarget): Array<[string, string, Handler]> {
         await t.faults.kube.rejectWrites(str(b, 'resource', { pattern: NAME })!, str(b, 'message')!),
         ok
       ),
+    ],
+    [
+      'POST',
+      '/faults/drift/helmcharts/:name/edit',
+      async ([n], b) => {
+        if (!b.spec || typeof b.spec !== 'object' || Array.isArray(b.spec))
+          throw new HttpError(400, 'body.spec: must be an object (the HelmChart spec fields to change)');
+        await t.faults.drift.editHelmChart(n, b.spec as Record<string, unknown>);
+        return ok;
+      },
+    ],
+    [
+      'POST',
+      '/faults/drift/nodes/:node/k3s-config',
+      async ([n], b) => {
+        await t.faults.drift.editNodeFile(
+          node(n),
+          str(b, 'line')!,
+          str(b, 'path', { optional: true, pattern: /^\/etc\/rancher\/k3s\/[a-z.]+$/ }),
+        );
+        return ok;
+      },
+    ],
+    ['POST', '/faults/drift/nodes/:node/stop-k3s', async ([n]) => (await t.faults.drift.stopK3s(node(n)), ok)],
+    [
+      'POST',
+      '/faults/drift/secrets/:namespace/:name/edit',
+      async ([ns, n], b) => (await t.faults.drift.editSecret(ns, n, str(b, 'key')!), ok),
     ],
     [
       'POST',

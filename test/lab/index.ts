@@ -13,6 +13,7 @@ import type { ClusterSpec } from '../../config/schema.js';
 import { REPO_ROOT, componentWorkloads, labClusterSpec, writeClusterFile } from './cluster-spec.js';
 import { startControlServer, type ControlServer, type LabCounters, type LabFaults } from './control.js';
 import { seedBuiltState, type BuiltSecrets } from './built.js';
+import { driftFaults } from './drift-faults.js';
 import { startNodes, type LabNode, type LabNodes, type NodeFacts } from './nodes/index.js';
 import { startKubeLab, type KubeLab } from './kube/index.js';
 import { K3sDeployController } from './kube/controllers/k3s-deploy.js';
@@ -241,6 +242,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
         bslUnavailable: (name) => kube.faults.bslUnavailable(name),
       },
       rollouts: { stall: (ns, kind, name) => kube.faults.stallRollout(ns, kind, name) },
+      drift: driftFaults({ spec, nodes: nodes.nodes, sshKeyPath, kube }),
       kube: {
         apiserverDown: () => kube.faults.apiserverDown(),
         apiserverUp: () => kube.faults.apiserverUp(),

@@ -18,8 +18,10 @@ describe('replay of committed histories', () => {
     expect(histories.map((h) => h.file).sort()).toEqual(SCENARIOS.map((s) => `${s.name}.json`).sort());
     // Each workflow type has at least one recorded run.
     expect([...new Set(histories.map((h) => h.type))].sort()).toEqual([
+      'checkDrift',
       'drRestore',
       'provisionCluster',
+      'reconcile',
       'rotateSecrets',
       'verifyBackup',
     ]);

@@ -17,6 +17,8 @@ import { rotateSecretsWorkflowId, type RotationReport } from '../../workflows/ro
 import type { ProvisionReport } from '../../workflows/provision-cluster.js';
 import type { DrillReport } from '../../workflows/verify-backup.js';
 import type { DrRestoreReport } from '../../workflows/dr-restore.js';
+import type { DriftReport } from '../../workflows/check-drift.js';
+import type { ReconcileReport } from '../../workflows/reconcile.js';
 import { startLab, type Lab } from '../lab/index.js';
 import { memoryLogger } from '../helpers/temporal.js';
 import { startVeleroLab } from '../workflows/velero-lab.js';
@@ -300,6 +302,45 @@ export const SCENARIOS: Scenario[] = [
         'tailscale-oauth rolled back, github rotated',
         status,
       );
+      return h;
+    },
+  },
+  {
+    name: 'check-drift-clean',
+    lab: 'rotation',
+    async run(r) {
+      const h = await r.client.workflow.start('checkDrift', {
+        taskQueue: r.taskQueue,
+        workflowId: 'drift-check/lab/replay-clean',
+        args: [{ cluster: 'lab', requestedBy: 'replay-capture' }],
+      });
+      const rep = (await h.result()) as DriftReport;
+      expect(rep.total === 0, 'a built lab without drift', rep.findings);
+      return h;
+    },
+  },
+  {
+    name: 'reconcile-repaired',
+    lab: 'rotation',
+    async run(r) {
+      const e = r.env.lab.spec.secrets.entries.find((x) => !x.pendingSource && x.kubernetes)!;
+      await r.env.lab.faults.drift.editSecret(
+        e.kubernetes!.namespace,
+        e.kubernetes!.name,
+        Object.keys(e.kubernetes!.keys)[0],
+      );
+      const h = await r.client.workflow.start('reconcile', {
+        taskQueue: r.taskQueue,
+        workflowId: 'reconcile/lab-replay',
+        args: [{ cluster: 'lab', requestedBy: 'replay-capture', approvalTimeout: '10m' }],
+      });
+      const p = await until(h, 'the plan', (x) => x.state === 'waiting-approval');
+      const driftId = /^drift ([0-9a-f]{16})/.exec(
+        p.steps.find((x) => x.id.startsWith('approval-'))?.detail ?? '',
+      )?.[1];
+      await h.executeUpdate(approveUpdate, { args: [{ approved: true, by: 'replay-capture', driftId }] });
+      const rep = (await h.result()) as ReconcileReport;
+      expect(rep.result === 'repaired' && rep.after?.total === 0, 'a repaired cluster', rep);
       return h;
     },
   },
