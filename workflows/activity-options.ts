@@ -76,6 +76,7 @@ export const ACTIVITY_KINDS = {
   preflightNode: 'steady',
   fetchKubeconfig: 'steady',
   deployVipProvider: 'steady',
+  applyVipProvider: 'steady',
   waitVipReady: 'wait',
   applyTailscaleOAuth: 'steady',
   bootstrapOpenBao: 'steady',

@@ -44,6 +44,9 @@ const order = (r: RepairStep, spec: ClusterSpec): number => {
       return 3000 + nodeIdx(r.node);
     case 'component':
       return 4000 + spec.components.findIndex((c) => c.name === r.component);
+    case 'vip':
+      // right after k3s and before what reaches the API through the VIP
+      return 2500;
     case 'split-dns':
       return 5000;
     case 'velero':
@@ -82,6 +85,8 @@ const titleOf = (r: RepairStep): string => {
       return `Labels and taints of Node ${r.node}`;
     case 'component':
       return `Apply component ${r.component}`;
+    case 'vip':
+      return 'VIP provider (apply kube-vip, wait for the VIP)';
     case 'split-dns':
       return 'Split DNS (coredns-custom)';
     case 'velero':

@@ -15,6 +15,7 @@ export const DRIFT_KINDS = [
   'helm-release',
   'workloads',
   'coredns-custom',
+  'vip-provider',
   'velero-bsl',
   'velero-schedule',
   'secret',
@@ -30,6 +31,7 @@ export type RepairStep =
   | { step: 'node-metadata'; node: string }
   | { step: 'component'; component: string }
   | { step: 'split-dns' }
+  | { step: 'vip' }
   | { step: 'velero' }
   | { step: 'secret-sync'; entry: string }
   /** Nothing the orchestrator can do safely (it would need a person): listed, never applied. */

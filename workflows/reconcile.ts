@@ -15,7 +15,7 @@ import {
 } from '@temporalio/workflow';
 import type { Duration } from '@temporalio/common';
 import type { ClusterSpec } from '../config/schema.js';
-import { shortActivities, waitActivities, waitUpTo } from './activity-options.js';
+import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
 import type { checkDrift, DriftReport } from './check-drift.js';
 import { repairPlan, type RepairChange } from './drift-plan.js';
 import { approveUpdate, type ApprovalInput } from './messages.js';
@@ -52,6 +52,7 @@ export interface ReconcileReport {
 
 const short = shortActivities();
 const waits = waitActivities();
+const steady = steadyActivities();
 
 export async function reconcile(input: ReconcileInput): Promise<ReconcileReport> {
   const { cluster } = input;
@@ -213,6 +214,14 @@ async function apply(change: RepairChange, spec: ClusterSpec, runId: string): Pr
     case 'component': {
       const c = spec.components.find((x) => x.name === r.component)!;
       return waits.installComponent.executeWithOptions(waitUpTo(c.timeoutSeconds), [{ cluster, component: c.name }]);
+    }
+    case 'vip': {
+      const applied = await steady.applyVipProvider({ cluster });
+      const ready = await waits.waitVipReady.executeWithOptions(
+        waitUpTo(spec.vipProvider?.readyTimeoutSeconds ?? 180),
+        [{ cluster }],
+      );
+      return { ...applied, ready };
     }
     case 'split-dns':
       return short.configureSplitDns({ cluster });

@@ -12,6 +12,7 @@ import { desiredHelmChart, HELM_NAMESPACE, helmChartDiff, releases, workloadsRea
 import { covers, desiredSchedule, desiredStorageLocation } from '../components/platform.js';
 import { CUSTOM_CONFIGMAP, CUSTOM_KEY, resolveUpstreams, splitDnsServerBlocks } from '../dns/split-dns.js';
 import { fileDiff } from './nodes.js';
+import { kubeVipObjects } from '../k3s/vip.js';
 import type { DriftFinding, DriftObservation } from '../../workflows/drift-types.js';
 
 type Obj = KubeObject & {
@@ -130,6 +131,8 @@ export async function platformDrift(deps: ActivityDeps, spec: ClusterSpec): Prom
       repair: { step: 'split-dns' },
     });
 
+  findings.push(...(await vipDrift(kube, spec)));
+
   const b = spec.backups;
   const bslWant = desiredStorageLocation(spec);
   const bsl = await kube.read<Obj>(VELERO, 'BackupStorageLocation', b.storageLocation, b.veleroNamespace);
@@ -170,5 +173,49 @@ export async function platformDrift(deps: ActivityDeps, spec: ClusterSpec): Prom
       action: 'write the Schedule from the backup policy',
       repair: { step: 'velero' },
     });
-  return { findings, checked: 4 };
+  return { findings, checked: spec.vipProvider ? 5 : 4 };
 }
+
+type Container = { name: string; image?: string; env?: { name: string; value?: string }[] };
+
+/**
+ * The VIP provider's DaemonSet against the manifest the build writes (activities/k3s/vip.ts): present,
+ * the pinned image, and the env that decides what kube-vip serves (address, interface, port, ARP,
+ * leader election). k3s re-applies its manifests folder only when a file's checksum changes or k3s
+ * starts (k3s pkg/deploy/controller.go listFilesIn/deploy), so a hand edit stays until repaired.
+ */
+async function vipDrift(kube: KubePort, spec: ClusterSpec): Promise<DriftFinding[]> {
+  const objs = kubeVipObjects(spec);
+  const ds = objs?.find((o) => o.kind === 'DaemonSet');
+  if (!ds?.metadata?.name) return [];
+  const name = ds.metadata.name;
+  const ns = ds.metadata.namespace ?? 'kube-system';
+  const wantC = (ds as { spec: { template: { spec: { containers: Container[] } } } }).spec.template.spec.containers[0];
+  const summary = (c: Container | undefined) =>
+    c
+      ? [
+          `image ${c.image}`,
+          ...(c.env ?? []).filter((e) => VIP_ENV.includes(e.name)).map((e) => `${e.name}=${e.value}`),
+        ]
+          .sort()
+          .join('\n')
+      : '(absent)';
+  type Ds = KubeObject & { spec?: { template?: { spec?: { containers?: Container[] } } } };
+  const live = await kube.read<Ds>('apps/v1', 'DaemonSet', name, ns);
+  const haveC = live?.spec?.template?.spec?.containers?.find((c) => c.name === wantC.name);
+  const want = summary(wantC);
+  const have = live ? summary(haveC) : '(absent)';
+  if (want === have) return [];
+  return [
+    {
+      group: 'vip',
+      kind: 'vip-provider',
+      object: `DaemonSet ${ns}/${name} (${spec.vipProvider!.kind} for ${spec.vip})`,
+      ...(live ? fileDiff(want, have) : { want: `${spec.vipProvider!.kind} ${spec.vipProvider!.version}`, have }),
+      action: 'apply the VIP provider again and wait until the VIP answers /readyz',
+      repair: { step: 'vip' },
+    },
+  ];
+}
+
+const VIP_ENV = ['address', 'vip_interface', 'port', 'vip_arp', 'cp_enable', 'vip_leaderelection', 'vip_leasename'];

@@ -15,6 +15,7 @@ import { beat, sleep, waitDeadline } from '../heartbeat.js';
 import { shellQuote } from '../ssh/client.js';
 import { withSession } from '../ssh/session.js';
 import { K3S_KUBECONFIG, rewriteKubeconfig } from './kubeconfig.js';
+import type { KubeObject } from '../kube/client.js';
 
 /** k3s names the Addon after the file's basename up to its first dot (pkg/deploy/controller.go basename). */
 export const VIP_MANIFEST_PATH = '/var/lib/rancher/k3s/server/manifests/pedro-ops-kube-vip.yaml';
@@ -33,6 +34,13 @@ export const vipUrl = (spec: ClusterSpec) => `https://${spec.vip}:${spec.k3s.api
  * kube-vip for LoadBalancer addresses. `port` is the API port the VIP fronts.
  */
 export function kubeVipManifest(spec: ClusterSpec): string | undefined {
+  const docs = kubeVipObjects(spec);
+  if (!docs) return undefined;
+  return `# Managed by pedro-ops orchestrator (vipProvider); k3s applies this file on every server start.\n${docs.map((d) => stringify(d)).join('---\n')}`;
+}
+
+/** The objects of kubeVipManifest: the drift check compares the DaemonSet, its repair applies them. */
+export function kubeVipObjects(spec: ClusterSpec): KubeObject[] | undefined {
   const p = spec.vipProvider;
   if (!p) return undefined;
   const image = `${p.image ?? KUBE_VIP_IMAGE}:${p.version}`;
@@ -123,7 +131,7 @@ export function kubeVipManifest(spec: ClusterSpec): string | undefined {
       },
     },
   ];
-  return `# Managed by pedro-ops orchestrator (vipProvider); k3s applies this file on every server start.\n${docs.map((d) => stringify(d)).join('---\n')}`;
+  return docs;
 }
 
 export interface VipDeployResult {
@@ -187,6 +195,22 @@ export function vipActivities(deps: ActivityDeps) {
         if (mv.code !== 0) throw retryable(ErrorType.Transient, `${first.name}: cannot write ${VIP_MANIFEST_PATH}`);
         return { provider, path: VIP_MANIFEST_PATH, changed: true };
       });
+    },
+
+    /**
+     * Drift repair: the manifest's objects applied through the API. k3s's deploy controller applies the
+     * file only when its checksum changes or k3s starts (k3s pkg/deploy/controller.go), so a DaemonSet
+     * deleted or edited by hand stays so until someone applies it again; this does what it would.
+     */
+    async applyVipProvider(input: { cluster: string }): Promise<{ applied: string[] }> {
+      const spec = clusterOrFail(deps, input.cluster);
+      const kube = deps.kube(spec);
+      const applied: string[] = [];
+      for (const obj of kubeVipObjects(spec) ?? []) {
+        await kube.patch(obj, 'apply');
+        applied.push(`${obj.kind} ${obj.metadata?.name}`);
+      }
+      return { applied };
     },
 
     /**

@@ -18,6 +18,8 @@ export interface DriftFaults {
   stopK3s(node: string): Promise<void>;
   /** Sets one key of a Secret to a value no source holds (base64 of `edited-by-hand-<n>`). */
   editSecret(namespace: string, name: string, key: string): Promise<void>;
+  /** `kubectl set image` on the kube-vip DaemonSet (a hand up- or downgrade; the VIP keeps answering). */
+  editVipImage(image: string): Promise<void>;
 }
 
 export function driftFaults(opts: {
@@ -68,6 +70,22 @@ export function driftFaults(opts: {
       } finally {
         ssh.dispose();
       }
+    },
+    async editVipImage(image) {
+      // A strategic merge patch, as kubectl set image sends: containers merge by name.
+      await api.patch(
+        {
+          apiVersion: 'apps/v1',
+          kind: 'DaemonSet',
+          metadata: { name: 'kube-vip-ds', namespace: 'kube-system' },
+          spec: { template: { spec: { containers: [{ name: 'kube-vip', image }] } } },
+        },
+        undefined,
+        undefined,
+        'kubectl-set',
+        undefined,
+        k8s.PatchStrategy.StrategicMergePatch,
+      );
     },
     async editSecret(namespace, name, key) {
       edits += 1;

@@ -111,6 +111,7 @@ describe('checkDrift', () => {
     await lab.faults.drift.editNodeFile('worker-1', 'kubelet-arg: [max-pods=7]');
     await lab.faults.drift.stopK3s('worker-2');
     await lab.faults.drift.editSecret(e.kubernetes!.namespace, e.kubernetes!.name, secretKey);
+    await lab.faults.drift.editVipImage('ghcr.io/kube-vip/kube-vip:v0.6.3');
 
     const r = await settled();
     const by = (kind: string, group: string) => r.findings.find((f) => f.kind === kind && f.group === group);
@@ -124,6 +125,10 @@ describe('checkDrift', () => {
       repair: { step: 'prepare-node', node: 'worker-1' },
     });
     expect(by('k3s-service', 'node worker-2')).toMatchObject({ want: 'active', have: 'inactive' });
+    const vip = by('vip-provider', 'vip');
+    expect(vip).toMatchObject({ repair: { step: 'vip' } });
+    expect(vip?.want).toMatch(/image ghcr\.io\/kube-vip\/kube-vip:v0\.6\.4/);
+    expect(vip?.have).toMatch(/image ghcr\.io\/kube-vip\/kube-vip:v0\.6\.3/);
     const secret = by('secret', `secret ${e.id}`);
     expect(secret?.want).toMatch(/^1Password hmac-sha256:[0-9a-f]{12}; Secret hmac-sha256:[0-9a-f]{12}$/);
     expect(secret?.have).toMatch(/differs from OpenBAO/);
@@ -133,7 +138,7 @@ describe('checkDrift', () => {
     expect(text).not.toContain('edited-by-hand');
 
     const diff = driftView(r);
-    for (const f of [chart!, file!, by('k3s-service', 'node worker-2')!, secret!]) {
+    for (const f of [chart!, file!, by('k3s-service', 'node worker-2')!, secret!, vip!]) {
       expect(diff).toContain(`${f.kind}  ${f.object}`);
       expect(diff).toContain(`- ${f.want.split('\n')[0]}`);
       expect(diff).toContain(`+ ${f.have.split('\n')[0]}`);
@@ -144,11 +149,18 @@ describe('checkDrift', () => {
 
     const h = await startReconcile();
     const plan = await planWaiting(h);
-    for (const id of ['prepare/worker-1', 'k3s/worker-1', 'k3s/worker-2', `component/${c.name}`, `secret/${e.id}`])
+    for (const id of [
+      'prepare/worker-1',
+      'k3s/worker-1',
+      'k3s/worker-2',
+      'vip',
+      `component/${c.name}`,
+      `secret/${e.id}`,
+    ])
       expect(plan.detail).toContain(id);
     // Nothing is repaired while it waits.
     const waitingCheck = await check();
-    for (const kind of ['helmchart', 'k3s-config', 'k3s-service', 'secret'])
+    for (const kind of ['helmchart', 'k3s-config', 'k3s-service', 'secret', 'vip-provider'])
       expect(waitingCheck.findings.map((f) => f.kind)).toContain(kind);
     // An approval that names other drift is refused by the update's validator.
     await expect(
