@@ -13,7 +13,7 @@ import { freePort } from '../../../scripts/temporal-server.js';
 import { REPO_ROOT } from '../cluster-spec.js';
 import { makeCerts } from './certs.js';
 import { LabApi } from './lab-api.js';
-import { POD_STAGES } from './kwok-stages.js';
+import { NODE_STAGES, POD_STAGES } from './kwok-stages.js';
 import { AuditCounters } from './audit.js';
 
 const run = promisify(execFile);
@@ -132,7 +132,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   writeFileSync(f('server.crt'), certs.certPem);
   writeFileSync(f('server.key'), certs.keyPem, { mode: 0o600 });
   writeFileSync(f('audit-policy.yaml'), AUDIT_POLICY);
-  writeFileSync(f('kwok.yaml'), POD_STAGES);
+  writeFileSync(f('kwok.yaml'), [POD_STAGES, NODE_STAGES].join('---\n'));
 
   const procs: Record<string, Proc> = {
     kine: {
