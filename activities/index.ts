@@ -4,6 +4,7 @@ import type { ActivityDeps } from './deps.js';
 import { veleroActivities } from './velero/index.js';
 import { provisionActivities } from './k3s/provision-activities.js';
 import { rotationActivities } from './rotation.js';
+import { upgradeActivities } from './upgrade/index.js';
 import { keepAlive } from './heartbeat.js';
 import { ACTIVITY_KINDS } from '../workflows/activity-options.js';
 
@@ -12,6 +13,7 @@ export function createActivities(deps: ActivityDeps) {
     ...veleroActivities(deps),
     ...provisionActivities(deps),
     ...rotationActivities(deps),
+    ...upgradeActivities(deps),
     /** Reads the cluster spec the workflow runs against (workflows get config through an activity so it is recorded once in history). */
     async loadClusterSpec(name: string) {
       const spec = deps.clusters.get(name);

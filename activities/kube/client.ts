@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   ApiException,
+  CoreV1Api,
   KubeConfig,
   KubernetesObjectApi,
   PatchStrategy,
@@ -43,6 +44,13 @@ export interface KubePort {
   patch<T extends KubeObject = KubeObject>(obj: KubeObject, kind: PatchKind): Promise<T>;
   /** Returns false when the object was already gone. */
   delete(apiVersion: string, kind: string, name: string, namespace?: string): Promise<boolean>;
+  /** Pods bound to a node (field selector spec.nodeName), in every namespace. */
+  podsOnNode<T extends KubeObject = KubeObject>(node: string): Promise<T[]>;
+  /**
+   * POST pods/<name>/eviction (policy/v1 Eviction): `evicted`, `gone` (404), or `blocked` with the
+   * apiserver's message when a PodDisruptionBudget refuses it (429: k8s pkg/registry/core/pod/storage/eviction.go).
+   */
+  evict(name: string, namespace: string): Promise<{ result: 'evicted' | 'gone' | 'blocked'; message?: string }>;
 }
 
 export function kubeconfigPathFor(spec: ClusterSpec, dataDir: string): string {
@@ -53,6 +61,7 @@ export function kubeconfigPathFor(spec: ClusterSpec, dataDir: string): string {
 
 export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
   const api = KubernetesObjectApi.makeApiClient(kc);
+  const core = kc.makeApiClient(CoreV1Api);
   const ref = (apiVersion: string, kind: string, name: string, namespace?: string) => ({
     apiVersion,
     kind,
@@ -129,6 +138,29 @@ export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
       } catch (err) {
         if (err instanceof ApiException && err.code === 404) return false;
         throw classifyKubeError(err, `delete ${kind} ${name}`);
+      }
+    },
+    async podsOnNode<T extends KubeObject>(node: string) {
+      try {
+        const res = await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` });
+        return (res.items ?? []).map((p) => ({ apiVersion: 'v1', kind: 'Pod', ...p })) as unknown as T[];
+      } catch (err) {
+        throw classifyKubeError(err, `list pods on node ${node}`);
+      }
+    },
+    async evict(name: string, namespace: string) {
+      try {
+        await core.createNamespacedPodEviction({
+          name,
+          namespace,
+          body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } },
+        });
+        return { result: 'evicted' as const };
+      } catch (err) {
+        if (err instanceof ApiException && err.code === 404) return { result: 'gone' as const };
+        if (err instanceof ApiException && err.code === 429)
+          return { result: 'blocked' as const, message: statusMessage(err.body) ?? 'eviction refused (429)' };
+        throw classifyKubeError(err, `evict pod ${namespace}/${name}`);
       }
     },
   };
