@@ -4,3 +4,4 @@ export * from './verify-backup.js';
 export * from './rotate-secrets.js';
 export * from './provision-cluster.js';
 export * from './dr-restore.js';
+export * from './upgrade-cluster.js';

@@ -22,6 +22,9 @@ const STRATEGY: Record<PatchKind, string> = {
   apply: PatchStrategy.ServerSideApply,
 };
 
+/** Metadata annotations for a JSON merge patch that deletes `key` (null removes a key: RFC 7386). */
+export const removeAnnotation = (key: string) => ({ [key]: null }) as unknown as Record<string, string>;
+
 export interface KubeObject extends KubernetesObject {
   [key: string]: unknown;
 }

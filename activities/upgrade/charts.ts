@@ -3,7 +3,7 @@
 // and waits for the release and the workloads); if that fails, the chart goes back to the spec it had
 // before. The previous spec is kept on the HelmChart itself (annotation below), not in workflow
 // history: values may name things we keep out of history, and a retry after a crash finds it there.
-import type { KubeObject } from '../kube/client.js';
+import { removeAnnotation, type KubeObject } from '../kube/client.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
@@ -20,7 +20,7 @@ import {
 /** JSON {hash, spec} of the HelmChart before the upgrade that is under way. */
 export const ROLLBACK_SPEC = 'pedro-ops.dev/rollback-spec';
 const API = 'helm.cattle.io/v1';
-type Chart = KubeObject & { spec?: Record<string, unknown>; status?: unknown };
+type Chart = KubeObject & { spec?: Record<string, unknown> };
 type Job = KubeObject & { status?: { conditions?: { type: string; status: string }[] } };
 
 export interface ChartUpgradeResult {
@@ -75,7 +75,7 @@ export function chartUpgradeActivities(deps: ActivityDeps) {
           'merge',
         );
       }
-      const from = String(previous!.spec.version ?? '');
+      const from = typeof previous!.spec.version === 'string' ? previous!.spec.version : '';
       try {
         await components.installComponent(input);
       } catch (err) {
@@ -91,7 +91,7 @@ export function chartUpgradeActivities(deps: ActivityDeps) {
         {
           apiVersion: API,
           kind: 'HelmChart',
-          metadata: { name: c.name, namespace: HELM_NAMESPACE, annotations: { [ROLLBACK_SPEC]: null } },
+          metadata: { name: c.name, namespace: HELM_NAMESPACE, annotations: removeAnnotation(ROLLBACK_SPEC) },
         },
         'merge',
       );

@@ -14,9 +14,6 @@ import { upgradeNodeActivities } from './nodes.js';
 /** k3s's default --etcd-snapshot-dir: <data-dir>/server/db/snapshots (k3s-io/k3s pkg/etcd/snapshot.go snapshotDir). */
 export const SNAPSHOT_DIR = '/var/lib/rancher/k3s/server/db/snapshots';
 
-/** What `--name` may hold: k3s turns it into a file name `<name>-<node>-<unix seconds>`. */
-export const snapshotName = (version: string) => `pre-upgrade-${version.replace(/[^A-Za-z0-9.-]/g, '-')}`;
-
 /** Operations that change the cluster; a read-only one (a drill in its sandbox namespace) may run beside an upgrade. */
 export const MUTATING_OPERATIONS = ['provision', 'rotate-secrets', 'dr-restore', 'upgrade'];
 

@@ -9,7 +9,7 @@ import type { ClusterSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
-import type { KubeObject, KubePort } from '../kube/client.js';
+import { removeAnnotation, type KubeObject, type KubePort } from '../kube/client.js';
 import { rolloutStatus } from '../kube/rollout.js';
 import { beat, sleep, waitDeadline } from '../heartbeat.js';
 import { nodeOrFail } from '../ssh/session.js';
@@ -240,7 +240,7 @@ export function upgradeNodeActivities(deps: ActivityDeps) {
         {
           apiVersion: 'v1',
           kind: 'Node',
-          metadata: { name: input.node, annotations: { [CORDONED_BY]: null } },
+          metadata: { name: input.node, annotations: removeAnnotation(CORDONED_BY) },
           spec: { unschedulable: null },
         },
         'merge',
@@ -260,7 +260,7 @@ export function upgradeNodeActivities(deps: ActivityDeps) {
       const deadline = waitDeadline(input.timeoutSeconds, waiting);
       const evicted = new Set<string>();
       const workloads = new Map<string, WorkloadOnNode>();
-      let skipped = { daemonset: 0, mirror: 0 };
+      let skipped: { daemonset: number; mirror: number };
       for (let round = 0; ; round++) {
         const pods = await kube.podsOnNode<Pod>(input.node);
         skipped = {
