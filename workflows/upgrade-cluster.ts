@@ -79,6 +79,9 @@ export async function upgradeCluster(input: UpgradeInput): Promise<UpgradeReport
 
   try {
     runner.setPhase('preflight');
+    // The versions each node runs now, also when an operator skips the preflight: a rollback needs them.
+    for (const o of await short.observeUpgradeNodes.executeWithOptions(opts('observe nodes'), [{ cluster }]))
+      nodes.get(o.name)!.from = o.version;
     await runner.run(
       'preflight',
       'preflight',
