@@ -231,6 +231,12 @@ export async function upgradeCluster(input: UpgradeInput): Promise<UpgradeReport
         ),
       );
       n.installMs = Date.now() - t1;
+      // An evicted OpenBAO pod starts again sealed (its keys live only in memory): unseal it before the
+      // gate waits for it (bootstrapOpenBao is idempotent: an unsealed OpenBAO is left as it is).
+      if (drained.workloads.some((w) => w.namespace === spec.openbao.namespace))
+        await sub('unseal', 'Unseal OpenBAO', () =>
+          steady.bootstrapOpenBao.executeWithOptions(opts('unseal OpenBAO after its pod moved'), [{ cluster }]),
+        );
       const ready = await sub('ready', `${name} Ready on ${plan.targetVersion}, workloads available`, () =>
         waits.waitNodeUpgraded.executeWithOptions(
           opts(`wait for ${name} on ${plan.targetVersion}`, waitUpTo(plan.nodeReadyTimeoutSeconds)),
