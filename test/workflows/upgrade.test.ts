@@ -2,6 +2,8 @@
 // the k3s stand-in): v1.31.4+k3s1 → v1.31.5+k3s1 node by node while a 2-replica Deployment under a
 // PDB minAvailable 1 is sampled every second, then the faults: a node that never turns Ready on the
 // next version (rolled back, uncordoned, parked, aborted) and a drain a PDB blocks.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
 import type { Lab } from '../lab/index.js';
@@ -22,10 +24,8 @@ type NodeObj = {
   spec?: { unschedulable?: boolean };
   status?: { nodeInfo?: { kubeletVersion?: string } };
 };
-const writeVersion = async (version: string) => {
+const writeVersion = (version: string) => {
   // The orchestrator's copy of the cluster file is what the workflow loads: bump the pinned version there.
-  const { readFileSync, writeFileSync } = await import('node:fs');
-  const { join } = await import('node:path');
   const file = join(o.dataDir, 'clusters', `${CLUSTER}.yaml`);
   writeFileSync(file, readFileSync(file, 'utf8').replace(/version: v1\.\d+\.\d+\+k3s\d+/, `version: ${version}`));
 };
@@ -92,7 +92,7 @@ afterAll(async () => {
 
 describe('upgradeCluster on the lab', () => {
   test('v1.31.4+k3s1 → v1.31.5+k3s1 node by node, the PDB-guarded Deployment never unavailable', async () => {
-    await writeVersion('v1.31.5+k3s1');
+    writeVersion('v1.31.5+k3s1');
     const samples: number[] = [];
     let sampling = true;
     const sampler = (async () => {
@@ -134,7 +134,7 @@ describe('upgradeCluster on the lab', () => {
   }, 600_000);
 
   test('a node that never turns Ready on the new version is rolled back, uncordoned and parked; abort leaves nothing cordoned', async () => {
-    await writeVersion('v1.31.6+k3s1');
+    writeVersion('v1.31.6+k3s1');
     await lab.faults.upgrade.nodeNotReadyOn('worker-1', 'v1.31.6+k3s1');
     const h = await start();
     const p = await until(h, 'worker-1 parked', (x) => stepOf(x, 'node/worker-1').state === 'needs-attention', 300_000);
