@@ -6,7 +6,13 @@
 // it ran, uncordoned, and parked (retry | skip | abort). Abort, cancel or any failure uncordons every
 // node this run cordoned, in non-cancellable compensation (DESIGN rule 11). Restoring the snapshot is
 // never automatic.
-import { ApplicationFailure, CancellationScope, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
 import type { ClusterSpec } from '../config/schema.js';
 import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
 import { AbortRequested, StepRunner } from './steps.js';
@@ -277,10 +283,18 @@ export async function upgradeCluster(input: UpgradeInput): Promise<UpgradeReport
         if (!u.error) cordoned.delete(name);
       });
       n.state = 'failed';
-      n.detail = `${err instanceof Error ? err.message : String(err)}${installing ? (n.rolledBack ? `; rolled back to ${from}` : `; rollback to ${from} FAILED`) : ''}`;
-      throw err instanceof ApplicationFailure
+      const why =
+        err instanceof ActivityFailure && err.cause
+          ? err.cause.message
+          : err instanceof Error
+            ? err.message
+            : String(err);
+      n.detail = `${why}${installing ? (n.rolledBack ? `; rolled back to ${from}` : `; rollback to ${from} FAILED`) : ''}`;
+      // An activity's failure arrives wrapped (ActivityFailure → its ApplicationFailure): keep its type.
+      const cause = err instanceof ActivityFailure ? err.cause : err;
+      throw cause instanceof ApplicationFailure
         ? ApplicationFailure.create({
-            type: err.type ?? 'UpgradeFailed',
+            type: cause.type ?? 'UpgradeFailed',
             nonRetryable: true,
             message: n.detail,
             details: [

@@ -43,8 +43,8 @@ export function upgradeK3sActivities(deps: ActivityDeps) {
         const r = await must(s, node.name, `k3s etcd-snapshot save --name ${shellQuote(input.name)}`, {
           what: 'k3s etcd-snapshot save',
         });
-        // logrus line `Saving etcd snapshot to <path>` (stderr)
-        const path = /Saving etcd snapshot to (\S+)/.exec(`${r.stderr}\n${r.stdout}`)?.[1];
+        // logrus line `msg="Saving etcd snapshot to <path>"` (stderr): the path ends at the closing quote
+        const path = /Saving etcd snapshot to ([^\s"]+)/.exec(`${r.stderr}\n${r.stdout}`)?.[1];
         if (!path)
           throw nonRetryable(ErrorType.InstallFailed, `k3s etcd-snapshot save on ${node.name} named no snapshot file`);
         return { node: node.name, file: path.split('/').at(-1)!, path, taken: true };
