@@ -163,6 +163,15 @@ export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
         if (err instanceof ApiException && err.code === 404) return { result: 'gone' as const };
         if (err instanceof ApiException && err.code === 429)
           return { result: 'blocked' as const, message: statusMessage(err.body) ?? 'eviction refused (429)' };
+        // Two budgets over one pod: the apiserver refuses with 500 "This pod has more than one
+        // PodDisruptionBudget, which the eviction subresource does not support." (eviction.go): no
+        // retry helps until a budget goes, so it blocks like a 429 instead of counting as a transient.
+        if (
+          err instanceof ApiException &&
+          err.code === 500 &&
+          /more than one PodDisruptionBudget/.test(String(statusMessage(err.body)))
+        )
+          return { result: 'blocked' as const, message: statusMessage(err.body) };
         throw classifyKubeError(err, `evict pod ${namespace}/${name}`);
       }
     },
