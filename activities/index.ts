@@ -7,6 +7,7 @@ import { rotationActivities } from './rotation.js';
 import { etcdSnapshotActivities } from './k3s/etcd-snapshots.js';
 import { controlPlaneRestoreActivities } from './k3s/control-plane-restore.js';
 import { driftActivities } from './drift/index.js';
+import { upgradeActivities } from './upgrade/index.js';
 import { keepAlive } from './heartbeat.js';
 import { ACTIVITY_KINDS } from '../workflows/activity-options.js';
 
@@ -18,6 +19,7 @@ export function createActivities(deps: ActivityDeps) {
     ...etcdSnapshotActivities(deps),
     ...controlPlaneRestoreActivities(deps),
     ...driftActivities(deps),
+    ...upgradeActivities(deps),
     /** Reads the cluster spec the workflow runs against (workflows get config through an activity so it is recorded once in history). */
     async loadClusterSpec(name: string) {
       const spec = deps.clusters.get(name);

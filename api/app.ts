@@ -9,6 +9,7 @@ import { HttpError, documentErrors, installErrorHandler } from './errors.js';
 import { healthRoutes } from './routes/health.js';
 import { clusterRoutes } from './routes/clusters.js';
 import { provisionRoutes } from './routes/provision.js';
+import { upgradeRoutes } from './routes/upgrade.js';
 import { workflowRoutes } from './routes/workflows.js';
 import { runRoutes } from './routes/runs.js';
 import { parkedRunCounts } from './runs.js';
@@ -90,6 +91,7 @@ export async function buildApp(opts: BuildAppOptions): Promise<FastifyInstance> 
   await app.register(healthRoutes(ctx));
   await app.register(clusterRoutes(ctx));
   await app.register(provisionRoutes(ctx));
+  await app.register(upgradeRoutes(ctx));
   await app.register(workflowRoutes(ctx));
   await app.register(runRoutes(ctx));
   await app.register(secretRoutes(ctx));

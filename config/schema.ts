@@ -330,6 +330,20 @@ export const ClusterSpecSchema = Type.Object(
     ),
     components: Type.Array(ComponentSpec, { minItems: 1 }),
     parallelism: Type.Integer({ minimum: 1, maximum: 16 }),
+    /** Rolling upgrades (workflow upgradeCluster): how many agents at a time, and how long each gate waits. */
+    upgrade: Type.Optional(
+      Type.Object(
+        {
+          /** Agents upgraded at once (servers always go one at a time). Default 1. */
+          concurrency: Type.Optional(Type.Integer({ minimum: 1, maximum: 16 })),
+          /** How long a drain keeps retrying evictions a PodDisruptionBudget refuses. Default 300. */
+          drainTimeoutSeconds: Type.Optional(Duration),
+          /** How long a node may take to be Ready on the new version, its workloads available. Default 300. */
+          nodeReadyTimeoutSeconds: Type.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     openbao: Type.Object(
       {
         /**

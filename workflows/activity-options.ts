@@ -106,6 +106,18 @@ export const ACTIVITY_KINDS = {
   driftPlatform: 'steady',
   driftSecrets: 'steady',
   repairNodeMetadata: 'short',
+  // Upgrades (activities/upgrade/)
+  observeUpgradeNodes: 'short',
+  upgradeDisruption: 'steady',
+  upgradeRunConflicts: 'short',
+  cordonNode: 'short',
+  uncordonNode: 'short',
+  etcdSnapshot: 'steady',
+  drainNode: 'wait',
+  installK3sVersion: 'wait',
+  waitNodeUpgraded: 'wait',
+  rollbackK3sNode: 'wait',
+  upgradeComponent: 'wait',
 } as const satisfies Record<keyof Activities, ActivityKind>;
 
 type Kinds = typeof ACTIVITY_KINDS;

@@ -24,6 +24,8 @@ export const ErrorType = {
   VerificationFailed: 'VerificationFailed',
   BackupNotUsable: 'BackupNotUsable',
   RestoreFailed: 'RestoreFailed',
+  DrainBlocked: 'DrainBlocked', // a PodDisruptionBudget refused evictions until the drain's deadline
+  NodeNotReady: 'NodeNotReady', // an upgraded node did not come back Ready on its new version in time
 } as const;
 export type ErrorType = (typeof ErrorType)[keyof typeof ErrorType];
 
@@ -41,6 +43,8 @@ export const NON_RETRYABLE_ERROR_TYPES: string[] = [
   ErrorType.VerificationFailed,
   ErrorType.BackupNotUsable,
   ErrorType.RestoreFailed,
+  ErrorType.DrainBlocked,
+  ErrorType.NodeNotReady,
 ];
 
 export function nonRetryable(type: ErrorType, message: string, details?: unknown): ApplicationFailure {

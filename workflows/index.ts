@@ -7,3 +7,4 @@ export * from './dr-restore.js';
 export * from './recover-control-plane.js';
 export * from './check-drift.js';
 export * from './reconcile.js';
+export * from './upgrade-cluster.js';

@@ -165,7 +165,7 @@ async function podsRunning(
  * (wrangler.cattle.io/on-helm-chart-remove) and annotations stay, which a replace would drop. Spec
  * keys we no longer set are removed explicitly (null).
  */
-async function applyHelmChart(kube: KubePort, current: Obj, desired: Obj): Promise<void> {
+export async function applyHelmChart(kube: KubePort, current: Obj, desired: Obj): Promise<void> {
   const gone = Object.keys(current.spec ?? {}).filter((k) => !(k in (desired.spec ?? {})));
   await kube.patch(
     {
@@ -228,7 +228,7 @@ async function retryPlan(kube: KubePort, c: ComponentSpec): Promise<string> {
 }
 
 /** Removes the failed (or interrupted) revisions on top of the last deployed one; says what it did. */
-async function rollBackFailedRelease(kube: KubePort, c: ComponentSpec): Promise<string | undefined> {
+export async function rollBackFailedRelease(kube: KubePort, c: ComponentSpec): Promise<string | undefined> {
   const all = await releases(kube, c);
   const bad: Release[] = [];
   for (const r of all) {

@@ -171,8 +171,8 @@ async function runInstaller(
   spec: ClusterSpec,
   node: NodeSpec,
   env: Record<string, string | undefined>,
+  want: string,
 ): Promise<void> {
-  const want = spec.k3s.version;
   const svc = serviceOf(node);
   const busy = await s.exec(
     `cd ${WORK} 2>/dev/null && [ -f install.lock ] && ! flock -n install.lock true && echo busy`,
@@ -207,19 +207,25 @@ async function runInstaller(
   );
 }
 
-async function installOn(
+/**
+ * Brings `node` to k3s `version` (default: the pinned one) and active. An upgrade or a rollback is the
+ * same call with another version: the installer with INSTALL_K3S_VERSION replaces the binary, and a
+ * changed binary hash makes it restart the service (k3s-io/k3s install.sh service_enable_and_start).
+ */
+export async function installOn(
   deps: ActivityDeps,
   spec: ClusterSpec,
   node: NodeSpec,
   env: () => Promise<Record<string, string | undefined>>,
+  version: string = spec.k3s.version,
 ): Promise<K3sInstallResult> {
   return withSession(deps, spec, node, async (s) => {
     beat({ node: node.name, step: 'observing' });
     const before = await observeK3s(s, node);
     const svc = serviceOf(node);
-    const base = { node: node.name, role: node.role, version: spec.k3s.version };
+    const base = { node: node.name, role: node.role, version };
     const clearMarker = () => s.exec(`rm -f ${RESTART_MARKER}`);
-    if (before.version === spec.k3s.version && before.active) {
+    if (before.version === version && before.active) {
       if (before.pendingRestart.length === 0) return { ...base, installed: false, action: 'unchanged' as const };
       // k3s reads config.yaml / registries.yaml only at start, and the installer hashes neither (it
       // would print "No change detected" and leave the running service alone: k3s-io/k3s install.sh
@@ -231,28 +237,33 @@ async function installOn(
         ...base,
         installed: false,
         action: 'restarted' as const,
-        detail: `restarted ${svc} at ${spec.k3s.version} to apply its config (${before.pendingRestart.join(', ')})`,
+        detail: `restarted ${svc} at ${version} to apply its config (${before.pendingRestart.join(', ')})`,
       };
     }
     // Not running at the pinned version: the installer (re)writes binary, unit and env from the current
     // config; when it finds nothing changed it leaves a stopped service stopped, and the runner starts it.
-    await runInstaller(s, spec, node, await env());
+    await runInstaller(s, spec, node, { ...(await env()), INSTALL_K3S_VERSION: version }, version);
     const after = await observeK3s(s, node);
-    if (after.version !== spec.k3s.version || !after.active) {
+    if (after.version !== version || !after.active) {
       throw retryable(
         ErrorType.NotReady,
-        `k3s on ${node.name} is ${after.version || 'absent'} (${after.state}) after install; want ${spec.k3s.version} active`,
+        `k3s on ${node.name} is ${after.version || 'absent'} (${after.state}) after install; want ${version} active`,
       );
     }
     await clearMarker();
-    if (before.version === spec.k3s.version)
+    if (before.version === version)
       return {
         ...base,
         installed: false,
         action: 'started' as const,
-        detail: `started ${svc} at ${spec.k3s.version} (it was ${before.state}; the installer leaves a stopped service stopped)`,
+        detail: `started ${svc} at ${version} (it was ${before.state}; the installer leaves a stopped service stopped)`,
       };
-    return { ...base, installed: true, action: 'installed' as const, detail: `installed ${spec.k3s.version}` };
+    return {
+      ...base,
+      installed: true,
+      action: 'installed' as const,
+      detail: before.version ? `installed ${version} (was ${before.version})` : `installed ${version}`,
+    };
   });
 }
 
@@ -265,6 +276,37 @@ async function readToken(deps: ActivityDeps, spec: ClusterSpec, server: NodeSpec
   });
 }
 
+/**
+ * The installer's environment for `node`, the same at install, upgrade and rollback (the unit and its
+ * env file must come out as they were, or the node would restart as something else). Secrets (tokens)
+ * are read here, inside the calling activity.
+ */
+export function installEnv(
+  deps: ActivityDeps,
+  spec: ClusterSpec,
+  node: NodeSpec,
+): () => Promise<Record<string, string | undefined>> {
+  const first = spec.nodes.find((n) => n.role === 'server')!;
+  const apiPort = spec.k3s.apiPort ?? 6443;
+  if (node.role === 'server')
+    return async () => {
+      if (first.name === node.name)
+        return { INSTALL_K3S_VERSION: spec.k3s.version, INSTALL_K3S_EXEC: 'server --cluster-init' };
+      const firstIp = await withSession(deps, spec, first, (s) => resolveNodeIp(s, first));
+      return {
+        INSTALL_K3S_VERSION: spec.k3s.version,
+        INSTALL_K3S_EXEC: `server --server https://${firstIp}:${apiPort}`,
+        K3S_TOKEN: await readToken(deps, spec, first, SERVER_TOKEN_PATH),
+      };
+    };
+  return async () => ({
+    INSTALL_K3S_VERSION: spec.k3s.version,
+    INSTALL_K3S_EXEC: 'agent',
+    K3S_URL: `https://${spec.vip}:${apiPort}`,
+    K3S_TOKEN: await readToken(deps, spec, first, NODE_TOKEN_PATH),
+  });
+}
+
 export function k3sActivities(deps: ActivityDeps) {
   return {
     /** First server: --cluster-init. Further servers join the first (embedded etcd). */
@@ -272,18 +314,7 @@ export function k3sActivities(deps: ActivityDeps) {
       const spec = clusterOrFail(deps, input.cluster);
       const node = nodeOrFail(spec, input.node);
       if (node.role !== 'server') throw nonRetryable(ErrorType.BadConfig, `${node.name} is not a server`);
-      const first = spec.nodes.find((n) => n.role === 'server')!;
-      const apiPort = spec.k3s.apiPort ?? 6443;
-      return installOn(deps, spec, node, async () => {
-        if (first.name === node.name)
-          return { INSTALL_K3S_VERSION: spec.k3s.version, INSTALL_K3S_EXEC: 'server --cluster-init' };
-        const firstIp = await withSession(deps, spec, first, (s) => resolveNodeIp(s, first));
-        return {
-          INSTALL_K3S_VERSION: spec.k3s.version,
-          INSTALL_K3S_EXEC: `server --server https://${firstIp}:${apiPort}`,
-          K3S_TOKEN: await readToken(deps, spec, first, SERVER_TOKEN_PATH),
-        };
-      });
+      return installOn(deps, spec, node, installEnv(deps, spec, node));
     },
 
     /** Agent join: the token is read from the first server here and never leaves this activity. */
@@ -291,13 +322,7 @@ export function k3sActivities(deps: ActivityDeps) {
       const spec = clusterOrFail(deps, input.cluster);
       const node = nodeOrFail(spec, input.node);
       if (node.role !== 'agent') throw nonRetryable(ErrorType.BadConfig, `${node.name} is not an agent`);
-      const server = spec.nodes.find((n) => n.role === 'server')!;
-      return installOn(deps, spec, node, async () => ({
-        INSTALL_K3S_VERSION: spec.k3s.version,
-        INSTALL_K3S_EXEC: 'agent',
-        K3S_URL: `https://${spec.vip}:${spec.k3s.apiPort ?? 6443}`,
-        K3S_TOKEN: await readToken(deps, spec, server, NODE_TOKEN_PATH),
-      }));
+      return installOn(deps, spec, node, installEnv(deps, spec, node));
     },
   };
 }

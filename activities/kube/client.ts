@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import {
   ApiException,
+  CoreV1Api,
   KubeConfig,
   KubernetesObjectApi,
   PatchStrategy,
@@ -23,6 +24,8 @@ const STRATEGY: Record<PatchKind, string> = {
 
 /** Every write names this field manager; server-side apply keys field ownership by it. */
 export const FIELD_MANAGER = 'pedro-ops';
+/** Metadata annotations for a JSON merge patch that deletes `key` (null removes a key: RFC 7386). */
+export const removeAnnotation = (key: string) => ({ [key]: null }) as unknown as Record<string, string>;
 
 export interface KubeObject extends KubernetesObject {
   [key: string]: unknown;
@@ -46,6 +49,13 @@ export interface KubePort {
   patch<T extends KubeObject = KubeObject>(obj: KubeObject, kind: PatchKind): Promise<T>;
   /** Returns false when the object was already gone. */
   delete(apiVersion: string, kind: string, name: string, namespace?: string): Promise<boolean>;
+  /** Pods bound to a node (field selector spec.nodeName), in every namespace. */
+  podsOnNode<T extends KubeObject = KubeObject>(node: string): Promise<T[]>;
+  /**
+   * POST pods/<name>/eviction (policy/v1 Eviction): `evicted`, `gone` (404), or `blocked` with the
+   * apiserver's message when a PodDisruptionBudget refuses it (429: k8s pkg/registry/core/pod/storage/eviction.go).
+   */
+  evict(name: string, namespace: string): Promise<{ result: 'evicted' | 'gone' | 'blocked'; message?: string }>;
 }
 
 export function kubeconfigPathFor(spec: ClusterSpec, dataDir: string): string {
@@ -56,6 +66,7 @@ export function kubeconfigPathFor(spec: ClusterSpec, dataDir: string): string {
 
 export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
   const api = KubernetesObjectApi.makeApiClient(kc);
+  const core = kc.makeApiClient(CoreV1Api);
   const ref = (apiVersion: string, kind: string, name: string, namespace?: string) => ({
     apiVersion,
     kind,
@@ -134,6 +145,38 @@ export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
       } catch (err) {
         if (err instanceof ApiException && err.code === 404) return false;
         throw classifyKubeError(err, `delete ${kind} ${name}`);
+      }
+    },
+    async podsOnNode<T extends KubeObject>(node: string) {
+      try {
+        const res = await core.listPodForAllNamespaces({ fieldSelector: `spec.nodeName=${node}` });
+        return (res.items ?? []).map((p) => ({ apiVersion: 'v1', kind: 'Pod', ...p })) as unknown as T[];
+      } catch (err) {
+        throw classifyKubeError(err, `list pods on node ${node}`);
+      }
+    },
+    async evict(name: string, namespace: string) {
+      try {
+        await core.createNamespacedPodEviction({
+          name,
+          namespace,
+          body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } },
+        });
+        return { result: 'evicted' as const };
+      } catch (err) {
+        if (err instanceof ApiException && err.code === 404) return { result: 'gone' as const };
+        if (err instanceof ApiException && err.code === 429)
+          return { result: 'blocked' as const, message: statusMessage(err.body) ?? 'eviction refused (429)' };
+        // Two budgets over one pod: the apiserver refuses with 500 "This pod has more than one
+        // PodDisruptionBudget, which the eviction subresource does not support." (eviction.go): no
+        // retry helps until a budget goes, so it blocks like a 429 instead of counting as a transient.
+        if (
+          err instanceof ApiException &&
+          err.code === 500 &&
+          /more than one PodDisruptionBudget/.test(String(statusMessage(err.body)))
+        )
+          return { result: 'blocked' as const, message: statusMessage(err.body) };
+        throw classifyKubeError(err, `evict pod ${namespace}/${name}`);
       }
     },
   };

@@ -13,6 +13,7 @@ const USAGE = `usage: pedro-ops <command> [args] [--url URL] [--token TOKEN] [--
   help, --help                               this text
   clusters                                   list clusters
   provision <cluster> [--dry-run] [--allow-tofu]   --dry-run: the plan as a phase tree with the critical path
+  upgrade <cluster> [--dry-run]                     rolling upgrade of k3s and the charts to the config; --dry-run: the plan
   status <workflow-id>                       a run's steps (state, attempts, duration, error); follows it unless --no-follow
   runs [cluster] [--state STATE] [--limit N] runs from Temporal visibility; STATE: needs-attention, running,
                                              waiting-approval, succeeded, partial, failed, cancelled, completed
@@ -203,6 +204,28 @@ async function main(): Promise<number> {
       const r = await startOrAttach(`/clusters/${enc(cluster)}/provision`, {
         ...(flags['allow-tofu'] ? { allowTofu: true } : {}),
       });
+      return follow(String(r.workflowId), r);
+    }
+    case 'upgrade': {
+      const [cluster] = args;
+      if (!cluster) usage('upgrade needs a cluster');
+      if (flags['dry-run']) {
+        const plan = await api<{ targetVersion: string; snapshotName: string; batches: string[][]; charts: string[] }>(
+          opts,
+          'POST',
+          `/clusters/${enc(cluster)}/upgrade?dryRun=true`,
+          {},
+        );
+        print(plan, () =>
+          process.stdout.write(
+            `upgrade ${cluster} to ${plan.targetVersion}\n  etcd snapshot ${plan.snapshotName}\n${plan.batches
+              .map((b, i) => `  ${i + 1}. ${b.join(', ')}: cordon, drain, install, wait Ready, uncordon`)
+              .join('\n')}\n  charts: ${plan.charts.join(' → ')}\n`,
+          ),
+        );
+        return 0;
+      }
+      const r = await startOrAttach(`/clusters/${enc(cluster)}/upgrade`, {});
       return follow(String(r.workflowId), r);
     }
     case 'status': {

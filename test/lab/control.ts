@@ -18,7 +18,17 @@ export interface LabCounters {
 export interface LabFaults {
   ssh: Omit<LabNodes['faults'], 'setFacts'>;
   setFacts(node: string, facts: Partial<NodeFacts>): Promise<void>;
-  helmcharts: { fail(name: string, message?: string): void; stall(name: string): void };
+  helmcharts: {
+    fail(name: string, message?: string): void;
+    /** Only this chart version fails: "a chart whose new version fails" (a rollback succeeds). */
+    failVersion(name: string, version: string, message?: string): void;
+    stall(name: string): void;
+  };
+  /** Upgrades: a PDB that blocks every eviction of the pods, a node that is never Ready on a k3s version. */
+  upgrade: {
+    blockDrain(namespace: string, matchLabels: Record<string, string>): Promise<void>;
+    nodeNotReadyOn(node: string, version: string | undefined): Promise<void>;
+  };
   openbao: { seal(): void; standby(on: boolean): void; clear(): void };
   onepassword: { rateLimit(calls: number): void; expireAuth(): void; clear(): void };
   velero: {

@@ -221,7 +221,12 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
       setFacts: (n, f) => nodes.faults.setFacts(n, f),
       helmcharts: {
         fail: (name, msg) => kube.faults.failHelmChart(name, msg),
+        failVersion: (name, version, msg) => kube.faults.failHelmChartVersion(name, version, msg),
         stall: (name) => kube.faults.stallHelmChart(name),
+      },
+      upgrade: {
+        blockDrain: (ns, labels) => kube.faults.blockDrain(ns, labels),
+        nodeNotReadyOn: (node, version) => kube.faults.nodeNotReadyOn(node, version),
       },
       openbao: {
         seal: () => openbao.faults.seal(),

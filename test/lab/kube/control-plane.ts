@@ -13,7 +13,7 @@ import { freePort } from '../../../scripts/temporal-server.js';
 import { REPO_ROOT } from '../cluster-spec.js';
 import { makeCerts } from './certs.js';
 import { LabApi } from './lab-api.js';
-import { POD_STAGES } from './kwok-stages.js';
+import { NODE_STAGES, POD_STAGES } from './kwok-stages.js';
 import { AuditCounters } from './audit.js';
 import { egressSelectorConfig } from './tunnel.js';
 
@@ -151,7 +151,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   writeFileSync(f('server.crt'), certs.certPem);
   writeFileSync(f('server.key'), certs.keyPem, { mode: 0o600 });
   writeFileSync(f('audit-policy.yaml'), AUDIT_POLICY);
-  writeFileSync(f('kwok.yaml'), POD_STAGES);
+  writeFileSync(f('kwok.yaml'), [POD_STAGES, NODE_STAGES].join('---\n'));
   // Cluster traffic (services/proxy, pods/proxy, kubelets) leaves through k3s's tunnel, as on k3s.
   writeFileSync(f('egress-selector.yaml'), egressSelectorConfig(f(EGRESS_SOCKET)));
 

@@ -60,7 +60,13 @@ export interface KubeLab {
   counters(): { writes: Record<string, number>; restarts: Record<string, number> };
   faults: {
     failHelmChart(name: string, message?: string): void;
+    /** Only installs/upgrades of this chart version fail (a rollback to another version succeeds). */
+    failHelmChartVersion(name: string, version: string, message?: string): void;
     stallHelmChart(name: string): void;
+    /** A PodDisruptionBudget allowing no disruption of these pods: every eviction of them is refused (429). */
+    blockDrain(namespace: string, matchLabels: Record<string, string>): Promise<void>;
+    /** The node never turns Ready while it runs this k3s version (undefined: off). */
+    nodeNotReadyOn(node: string, version: string | undefined): Promise<void>;
     stallRollout(ns: string, kind: string, name: string): void;
     backupPartiallyFailed(name?: string): void;
     restoreFailed(name?: string, reason?: string): void;
@@ -125,6 +131,7 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
       validate: (rq) => rejects.get(rq.resource.resource),
       datastore: cp,
     });
+    const drainBlocks = new Set<string>();
     stops.push(() => supervisor.stop());
     // The apiserver's cluster egress (services/proxy): an OpenBAO server pod's port 8200 is the double,
     // which is reachable from the cluster side only this way, as a pod IP is.
@@ -225,7 +232,19 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
       faults: {
         failHelmChart: (name, message = `lab: injected failure installing ${name}`) =>
           void helmFaults.fail.set(name, message),
+        failHelmChartVersion: (name, version, message = `lab: injected failure installing ${name} ${version}`) =>
+          void helmFaults.fail.set(`${name}@${version}`, message),
         stallHelmChart: (name) => void helmFaults.stall.add(name),
+        // policy/v1: maxUnavailable 0 leaves disruptionsAllowed 0, so the Eviction API answers 429
+        // (the real disruption controller computes it; k8s pkg/registry/core/pod/storage/eviction.go).
+        blockDrain: async (namespace, matchLabels) => {
+          await api.createIfAbsent(`/apis/policy/v1/namespaces/${namespace}/poddisruptionbudgets`, {
+            metadata: { name: 'lab-block-drain', labels: { 'lab.pedro-ops.io/fault': 'block-drain' } },
+            spec: { maxUnavailable: 0, selector: { matchLabels } },
+          });
+          drainBlocks.add(namespace);
+        },
+        nodeNotReadyOn: (node, version) => supervisor.notReadyOn(node, version),
         stallRollout: (ns, kind, name) => readiness.stall(`${ns}/${kind}/${name}`),
         backupPartiallyFailed: (name) => {
           if (name) velero.backupPartiallyFailed.names.add(name);
@@ -256,6 +275,10 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
           helmFaults.fail.clear();
           const stalledCharts = [...helmFaults.stall];
           helmFaults.stall.clear();
+          for (const ns of drainBlocks)
+            await api.delete(`/apis/policy/v1/namespaces/${ns}/poddisruptionbudgets/lab-block-drain`);
+          drainBlocks.clear();
+          await supervisor.clearFaults();
           stalled.clear();
           rejects.clear();
           Object.assign(velero, newVeleroFaults());

@@ -11,6 +11,7 @@
 // (re)applies k3s's packaged CoreDNS manifest (manifests/coredns.yaml, re-applied by the deploy
 // controller on every start: pkg/deploy/controller.go), which overwrites the `coredns` ConfigMap.
 import { createHash, randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -101,6 +102,13 @@ export interface Supervisor {
     args?: string[],
   ): Promise<void>;
   bootstrap(): Promise<void>;
+  /**
+   * Fault: when `node`'s kubelet registers at `version`, it never reports Ready (kwok's own chaos stage
+   * node-not-ready, kustomize/stage/node/chaos at v0.6.1, selected by its label); registering at any
+   * other version (a rollback) makes it Ready again. Undefined version: the fault is off for the node.
+   */
+  notReadyOn(node: string, version: string | undefined): Promise<void>;
+  clearFaults(): Promise<void>;
   /** The lab's S3 object store (plain HTTP, like SeaweedFS's S3 gateway): what a BSL's publicUrl points at. */
   objectStoreUrl: string;
   /**
@@ -134,6 +142,21 @@ export async function startSupervisor(opts: {
   let serverVersion: string | undefined;
   const servers = new Set<string>();
   const downloads = new Map<string, Buffer>();
+  const notReady = new Map<string, string>();
+  const NOT_READY_LABEL = 'node-not-ready.stage.kwok.x-k8s.io';
+  /** Label and annotations of kwok's node-not-ready stage, or their removal (null) when the fault does not apply. */
+  const notReadyMeta = (name: string, version: string) => {
+    const on = notReady.get(name) === version;
+    return {
+      labels: { [NOT_READY_LABEL]: on ? 'true' : null },
+      annotations: {
+        [`${NOT_READY_LABEL}/reason`]: on ? 'KubeletNotReady' : null,
+        [`${NOT_READY_LABEL}/message`]: on
+          ? 'container runtime network not ready: NetworkReady=false reason:NetworkPluginNotReady message:Network plugin returns error: cni plugin not initialized'
+          : null,
+      },
+    };
+  };
 
   const password = (token: unknown): string | undefined => {
     if (typeof token !== 'string' || !token) return undefined;
@@ -235,17 +258,26 @@ export async function startSupervisor(opts: {
       allocatable: { cpu: '4', memory: '8024512Ki', pods: '110' },
     };
     const cur = await api.get(`/api/v1/nodes/${name}`);
+    const fault = notReadyMeta(name, version);
     if (!cur) {
       // The kubelet registers with its status (pkg/kubelet/kubelet_node_status.go registerWithAPIServer).
+      const drop = (m: Record<string, string | null>) =>
+        Object.fromEntries(Object.entries(m).filter((e): e is [string, string] => e[1] !== null));
       await api.must('POST', '/api/v1/nodes', {
         apiVersion: 'v1',
         kind: 'Node',
-        metadata: { name, labels, annotations },
+        metadata: {
+          name,
+          labels: { ...labels, ...drop(fault.labels) },
+          annotations: { ...annotations, ...drop(fault.annotations) },
+        },
         spec: { providerID: `k3s://${name}` },
         status,
       });
     } else {
-      await api.mergePatch(`/api/v1/nodes/${name}`, { metadata: { labels, annotations } });
+      await api.mergePatch(`/api/v1/nodes/${name}`, {
+        metadata: { labels: { ...labels, ...fault.labels }, annotations: { ...annotations, ...fault.annotations } },
+      });
       // A restarted kubelet reports its (possibly new) version in status.
       await api.must(
         'PATCH',
@@ -406,6 +438,22 @@ export async function startSupervisor(opts: {
     adoptVersion: (v) => void (serverVersion = v),
     register: (name, version, nodeIp, srv, etcd, args) => register(name, version, nodeIp, srv, etcd, args),
     bootstrap,
+    async notReadyOn(node, version) {
+      if (version === undefined) notReady.delete(node);
+      else notReady.set(node, version);
+      const cur = await api.get(`/api/v1/nodes/${node}`);
+      const v = (cur?.status as { nodeInfo?: { kubeletVersion?: string } } | undefined)?.nodeInfo?.kubeletVersion;
+      // A node already running the faulted version goes NotReady now; otherwise at its next registration.
+      if (cur && v) await api.mergePatch(`/api/v1/nodes/${node}`, { metadata: notReadyMeta(node, v) });
+    },
+    async clearFaults() {
+      const nodes = [...notReady.keys()];
+      notReady.clear();
+      for (const n of nodes) {
+        const cur = await api.get(`/api/v1/nodes/${n}`);
+        if (cur) await api.mergePatch(`/api/v1/nodes/${n}`, { metadata: notReadyMeta(n, '') });
+      }
+    },
     objectStoreUrl,
     objectStore: objects,
     serveDownload(body, base, key) {

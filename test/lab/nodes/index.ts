@@ -16,6 +16,12 @@ export { STORAGE_PATH, LAB_HOSTNAMES, labHostname } from './facts.js';
 export const K3S_INSTALL_SCRIPT = fileURLToPath(new URL('./k3s/install.sh', import.meta.url));
 /** The version the stand-in installs when INSTALL_K3S_VERSION is unset (the "stable channel"). */
 export const K3S_DEFAULT_VERSION = 'v1.31.4+k3s1';
+/**
+ * The releases the lab's "GitHub" serves, one stand-in binary each (INSTALL_K3S_VERSION picks it; any
+ * other version is a 404 like github.com/k3s-io/k3s/releases/download/<version>/k3s). Patch releases
+ * of the pinned minor for upgrades, the next minor for the server-before-agent and minor-skip rules.
+ */
+export const K3S_RELEASES = ['v1.30.8+k3s1', 'v1.31.4+k3s1', 'v1.31.5+k3s1', 'v1.31.6+k3s1', 'v1.32.1+k3s1'];
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 
@@ -99,8 +105,12 @@ async function prepareNodeDir(
   await writeFile(path.join(lab, 'sessions.log'), '');
   await copyFile(path.join(HERE, 'session.sh'), path.join(lab, 'session.sh'));
   await chmod(path.join(lab, 'session.sh'), 0o755);
-  // the "GitHub release" the installer downloads the k3s binary from
-  await copyFile(path.join(HERE, 'k3s/k3s'), path.join(lab, 'k3s-release/k3s'));
+  // the "GitHub releases" the installer downloads the k3s binary from: one binary per version
+  const standIn = await readFile(path.join(HERE, 'k3s/k3s'), 'utf8');
+  for (const v of K3S_RELEASES) {
+    await mkdir(path.join(lab, 'k3s-release', v), { recursive: true });
+    await writeFile(path.join(lab, 'k3s-release', v, 'k3s'), standIn.replace('@VERSION@', v), { mode: 0o755 });
+  }
   // the stand-in's etcd snapshot side, sourced from the lab's dir (k3s/etcd-snapshot.sh)
   await copyFile(path.join(HERE, 'k3s/etcd-snapshot.sh'), path.join(lab, 'k3s-etcd-snapshot.sh'));
 

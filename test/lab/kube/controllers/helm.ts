@@ -285,7 +285,8 @@ export class HelmChartController {
       }
       if (outcome.result === 'succeed') {
         const revision = op === 'install' ? 1 : latest.revision + 1;
-        const injected = faults.fail.get(name);
+        // A fault for one chart version (`name@version`: "the new version fails") or for every version.
+        const injected = faults.fail.get(`${name}@${String(chart.spec?.version ?? '')}`) ?? faults.fail.get(name);
         if (faults.stall.has(name)) {
           outcome = { result: 'stall' };
           await this.writeRelease(chart, revision, `pending-${op}`, `Lab: ${op} in progress`);

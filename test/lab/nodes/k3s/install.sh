@@ -4,7 +4,7 @@
 #   K3S_URL=https://<server>:6443 K3S_TOKEN=<token> sh install.sh
 # Env: INSTALL_K3S_VERSION, INSTALL_K3S_EXEC, INSTALL_K3S_SKIP_DOWNLOAD, INSTALL_K3S_FORCE_RESTART,
 # K3S_URL, K3S_TOKEN (plus any K3S_* kept in the service env file, as the real script does).
-# The "download" copies the lab's k3s stand-in from /run/lab/k3s-release; systemctl is the lab shim.
+# The "download" copies the release's k3s stand-in from /run/lab/k3s-release/<version>; systemctl is the lab shim.
 set -e
 set -o noglob
 
@@ -72,7 +72,8 @@ else
   info "Using ${VERSION_K3S} as release"
   GITHUB_URL=https://github.com/k3s-io/k3s/releases/download/${VERSION_K3S}
   info "Downloading hash ${GITHUB_URL}/sha256sum-${ARCH}.txt"
-  if ! echo "${VERSION_K3S}" | grep -Eq '^v1\.[0-9]+\.[0-9]+\+k3s[0-9]+$'; then
+  # one binary per release (test/lab/nodes/index.ts K3S_RELEASES); an unknown version is GitHub's 404
+  if ! echo "${VERSION_K3S}" | grep -Eq '^v1\.[0-9]+\.[0-9]+\+k3s[0-9]+$' || [ ! -f "/run/lab/k3s-release/${VERSION_K3S}/k3s" ]; then
     echo "curl: (22) The requested URL returned error: 404" >&2
     fatal 'Download failed'
   fi
@@ -82,7 +83,7 @@ else
     info "Downloading binary ${GITHUB_URL}/k3s"
     info 'Verifying binary download'
     info "Installing k3s to $BIN_DIR/k3s"
-    sed "s/@VERSION@/${VERSION_K3S}/" /run/lab/k3s-release/k3s >$BIN_DIR/k3s.tmp
+    cp "/run/lab/k3s-release/${VERSION_K3S}/k3s" $BIN_DIR/k3s.tmp
     chmod 755 $BIN_DIR/k3s.tmp
     mv -f $BIN_DIR/k3s.tmp $BIN_DIR/k3s
   fi
