@@ -11,7 +11,6 @@
 // (re)applies k3s's packaged CoreDNS manifest (manifests/coredns.yaml, re-applied by the deploy
 // controller on every start: pkg/deploy/controller.go), which overwrites the `coredns` ConfigMap.
 import { createHash, randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
