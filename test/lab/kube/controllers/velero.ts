@@ -562,7 +562,7 @@ export class VeleroServer {
           // namespace, labels and annotations (resetMetadataAndStatus) and given the restore labels,
           // is compared with the backed-up one: equal is no news; a ServiceAccount is merged and
           // patched, never warned about; anything else that differs is a warning.
-          const live = (await this.api.get(`${path}/${obj.metadata.name}`));
+          const live = await this.api.get(`${path}/${obj.metadata.name}`);
           if (live && (obj.kind === 'ServiceAccount' || sameAsRestored(live, obj))) {
             restored++;
             continue;
