@@ -48,7 +48,7 @@ const DriftReport = {
 
 const Params = {
   type: 'object',
-  properties: { name: ClusterNameParam.properties.name, id: { type: 'string', minLength: 1, maxLength: 200 } },
+  properties: { name: ClusterNameParam.properties.name, id: RequestId },
   required: ['name', 'id'],
   additionalProperties: false,
 } as const;

@@ -42,6 +42,8 @@ export const upgradeRoutes =
           summary: 'Rolling upgrade of k3s and the charts to the config (dryRun=true: show the plan, start nothing)',
           params: ClusterNameParam,
           querystring: DryRunQuery,
+          // Nothing to choose in the body: the config is the plan. An unknown field is refused, not ignored.
+          body: { type: 'object', additionalProperties: false, properties: {} },
           response: { 200: Plan, 202: startedSchema(), 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
         },
       },
