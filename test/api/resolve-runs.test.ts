@@ -1,6 +1,7 @@
 // Parked runs of every long workflow resolved from the front door, through the pedro-ops CLI against
-// a real listening API, a real worker and the built lab: the fault is the one a newcomer met (the
-// cluster's kubeconfig is missing, so every Kubernetes step parks non-retryably), the CLI's hint names
+// a real listening API, a real worker and the built lab: the faults are the one a newcomer met (the
+// cluster's kubeconfig is missing, so every Kubernetes step parks non-retryably) and, for rotations,
+// Secret writes denied by an admission webhook (the rotation needs the API for OpenBAO), the CLI's hint names
 // the exact `pedro-ops resolve <workflow-id> <step>` command, `runs --state needs-attention` and the
 // pedro_ops_parked_runs gauge show the run, and retry (after the fault clears), skip and abort (with
 // the workflow's compensation) each end the run as documented. Also the route's 400/404/409 and auth.
@@ -62,6 +63,10 @@ afterAll(async () => {
 
 const cli = (...args: string[]) => runCli(args, { url, token: OPERATOR });
 const removeKubeconfig = () => renameSync(kubeconfig, `${kubeconfig}.away`);
+// A rotation reaches OpenBAO through the Kubernetes API (openbao.access api-proxy), so without a
+// kubeconfig it parks at its preflight; a rotation parked at its Secret step needs the API up and
+// only the Secret writes refused: a validating webhook that denies them (the apiserver answers 403).
+const denySecretWrites = () => rl.lab.faults.kube.rejectWrites('secrets', 'lab: secret writes denied');
 function restoreKubeconfig() {
   if (existsSync(`${kubeconfig}.away`)) renameSync(`${kubeconfig}.away`, kubeconfig);
 }
@@ -95,9 +100,21 @@ async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms 
 }
 
 describe('rotation parked at a Kubernetes step', () => {
+  it('without a kubeconfig the rotation parks at its preflight, naming the missing file', async () => {
+    removeKubeconfig();
+    try {
+      const id = await parks(['rotate', 'lab', '--entry', 'tailscale-oauth'], 'preflight');
+      const status = await cli('status', id, '--no-follow');
+      expect(status.stdout).toMatch(/preflight\s+needs-attention\s+1\s+\S+\s+BadConfig: no kubeconfig/);
+      expect((await cli('resolve', id, 'preflight', 'abort')).code).toBe(0);
+    } finally {
+      restoreKubeconfig();
+    }
+  });
+
   it('retry after the fault clears: the rotation completes; runs, status and the gauge showed it parked', async () => {
     await rl.changeValues(['tailscale-oauth']);
-    removeKubeconfig();
+    await denySecretWrites();
     let id: string;
     try {
       id = await parks(['rotate', 'lab', '--entry', 'tailscale-oauth'], 'secret:tailscale-oauth');
@@ -117,7 +134,9 @@ describe('rotation parked at a Kubernetes step', () => {
       const status = await cli('status', id, '--no-follow');
       expect(status.code).toBe(0);
       expect(status.stdout).toMatch(/STEP\s+STATE\s+ATTEMPTS\s+DURATION\s+ERROR/);
-      expect(status.stdout).toMatch(/secret:tailscale-oauth\s+needs-attention\s+1\s+\S+\s+BadConfig: no kubeconfig/);
+      expect(status.stdout).toMatch(
+        /secret:tailscale-oauth\s+needs-attention\s+1\s+\S+\s+AuthDenied: .*lab: secret writes denied/,
+      );
 
       // resolving a step that is not parked is refused, and a viewer may not resolve at all
       const notParked = await cli('resolve', id, 'openbao', 'retry', '--json');
@@ -127,9 +146,9 @@ describe('rotation parked at a Kubernetes step', () => {
         /403/,
       );
     } finally {
-      restoreKubeconfig();
+      await rl.lab.faults.clear();
     }
-    const retry = await cli('resolve', id, 'secret:tailscale-oauth', 'retry', '--note', 'kubeconfig back');
+    const retry = await cli('resolve', id, 'secret:tailscale-oauth', 'retry', '--note', 'webhook fixed');
     expect(retry.code, retry.stderr).toBe(0);
     const done = await cli('status', id, '--json');
     expect(done.code, done.stderr).toBe(0);
@@ -148,12 +167,12 @@ describe('rotation parked at a Kubernetes step', () => {
     await rl.changeValues(['tailscale-oauth']);
     const before = await rl.secretData('tailscale', 'operator-oauth');
     expect(before).toBeDefined();
-    removeKubeconfig();
+    await denySecretWrites();
     let id: string;
     try {
       id = await parks(['rotate', 'lab', '--entry', 'tailscale-oauth'], 'secret:tailscale-oauth');
     } finally {
-      restoreKubeconfig(); // access is back before the operator decides; the rollback needs it
+      await rl.lab.faults.clear(); // writes are allowed again before the operator decides; the rollback needs them
     }
     const skip = await cli('resolve', id, 'secret:tailscale-oauth', 'skip');
     expect(skip.code, skip.stderr).toBe(0);
@@ -174,13 +193,13 @@ describe('rotation parked at a Kubernetes step', () => {
     const baoBefore = await rl.bao(entry.openbaoPath);
     const secretBefore = await rl.secretData('eleduck-analytics', 'podcast-scraper-credentials');
     expect(secretBefore?.YOUTUBE_API_KEY).toBe(baoBefore.data?.YOUTUBE_API_KEY);
-    removeKubeconfig();
+    await denySecretWrites();
     let id: string;
     try {
       id = await parks(['rotate', 'lab', '--entry', 'podcast-scraper'], 'secret:podcast-scraper');
       expect((await rl.bao(entry.openbaoPath)).version).toBe(baoBefore.version + 1); // the new value was written
     } finally {
-      restoreKubeconfig(); // the operator fixed access but decides to stop this rotation anyway
+      await rl.lab.faults.clear(); // the operator fixed access but decides to stop this rotation anyway
     }
     const abort = await cli('resolve', id, 'secret:podcast-scraper', 'abort', '--note', 'wrong value in 1Password');
     expect(abort.code, abort.stderr).toBe(0);
