@@ -4,7 +4,8 @@
 // lab fault makes contour's new version fail. cert-manager upgrades first and its workloads roll to the
 // new version; contour's failed upgrade is rolled back to its previous version and values, the step
 // parks naming both, and the report of the skipped step says what it went back to. Fault cleared, a
-// second run upgrades contour.
+// second run upgrades contour. helm-controller is made to win every race against our writes
+// (controllerFirst below).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse, stringify } from 'yaml';
@@ -15,6 +16,7 @@ import type { LabOrchestrator } from '../helpers/lab-deps.js';
 import { withBuiltLab } from '../helpers/lab-deps.js';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import type { ClusterSpec } from '../../config/schema.js';
+import type { KubeObject, KubePort, PatchKind } from '../../activities/kube/client.js';
 import type { UpgradeReport } from '../../workflows/upgrade-cluster.js';
 import { chartOrder } from '../../workflows/upgrade-plan.js';
 import { resolve, stepOf, until } from './provision-lab.js';
@@ -52,6 +54,26 @@ const image = async (ns: string, name: string) =>
   (await o.kube.read<Deploy & { apiVersion: string; kind: string }>('apps/v1', 'Deployment', name, ns))!.spec.template
     .spec.containers[0].image;
 const nsOf = (name: string) => o.spec.components.find((c) => c.name === name)!.namespace;
+/**
+ * helm-controller winning the race against the orchestrator: after a write that changes a HelmChart's
+ * spec, the call returns only once the controller has replaced the chart's install Job (a new uid), as
+ * a controller that sees the watch event before our next request would. Upstream allows that order;
+ * the rollback must not delete the Job it is about to wait for.
+ */
+function controllerFirst(kube: KubePort): KubePort {
+  return {
+    ...kube,
+    async patch<T extends KubeObject>(obj: KubeObject, kind: PatchKind): Promise<T> {
+      const name = obj.metadata?.name ?? '';
+      const job = () => kube.read('batch/v1', 'Job', `helm-install-${name}`, 'kube-system');
+      const before = obj.kind === 'HelmChart' && 'spec' in obj ? (await job())?.metadata?.uid : undefined;
+      const out = await kube.patch<T>(obj, kind);
+      const replaced = async () => [before, undefined].includes((await job())?.metadata?.uid) === false;
+      for (let i = 0; before && i < 100 && !(await replaced()); i++) await new Promise((r) => setTimeout(r, 100));
+      return out;
+    },
+  };
+}
 const start = (): Promise<WorkflowHandle> =>
   t.client.workflow.start('upgradeCluster', {
     taskQueue: t.taskQueue,
@@ -69,7 +91,7 @@ beforeAll(async () => {
     },
   );
   t = await testTemporal({ taskQueuePrefix: 'upgrade-charts' });
-  await t.startWorker(o.deps);
+  await t.startWorker({ ...o.deps, kube: (spec) => controllerFirst(o.deps.kube(spec)) });
 }, 600_000);
 
 afterAll(async () => {
