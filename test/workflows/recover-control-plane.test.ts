@@ -6,7 +6,11 @@
 // measured RTO and the RPO.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowFailedError,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import type { RecoverControlPlaneInput, RecoverReport } from '../../workflows/recover-control-plane.js';
 import type { Progress } from '../../workflows/messages.js';
@@ -47,7 +51,9 @@ afterAll(async () => {
   await v?.stop();
 });
 
-async function start(input: Omit<RecoverControlPlaneInput, 'cluster'> = {}): Promise<WorkflowHandle> {
+async function start(
+  input: Omit<RecoverControlPlaneInput, 'cluster'> = {},
+): Promise<WorkflowHandleWithFirstExecutionRunId> {
   return t.client.workflow.start('recoverControlPlane', {
     taskQueue: t.taskQueue,
     workflowId: `recover-control-plane/lab/${randomUUID()}`,
