@@ -7,7 +7,9 @@
 // and report the measured RTO (approval → every node Ready), the RPO (the snapshot's age when the plan
 // was made) and the drift found after the recovery (zero for a clean one).
 // This version recovers onto the same server (reinstalled or with its datastore lost); a replacement
-// server with a new address is refused in the plan: its agents would need re-pointing (issue 20).
+// server with a new address is refused in the plan: its agents would need re-pointing (issue 20); so
+// is a server whose disk is gone (no k3s, no server token: no token is kept off-node, and this
+// workflow does not reinstall).
 import {
   ApplicationFailure,
   condition,
@@ -104,6 +106,21 @@ export async function recoverControlPlane(input: RecoverControlPlaneInput): Prom
   if (!server) refusals.push(`cluster ${cluster} has no server node`);
   else if (target !== server.name)
     refusals.push(`recovering onto ${target} instead of ${server.name} (a new address) is not supported yet`);
+  if (refusals.length > 0) refuse(refusals);
+
+  const site = await runner.run('target', 'plan', `k3s and its server token on ${target}`, () =>
+    steady.observeRestoreTarget({ cluster, node: target }),
+  );
+  if (!site) throw new AbortRequested('target');
+  // The token k3s needs for a restore (docs.k3s.io/datastore/backup-restore): activities/k3s/control-plane-restore.ts.
+  if (!site.tokenPresent)
+    refusals.push(
+      `the k3s server token (/var/lib/rancher/k3s/server/token) is gone from ${target} and no copy is kept off-node: the snapshot is unusable without it`,
+    );
+  if (!site.k3sVersion)
+    refusals.push(
+      `k3s is not installed on ${target}: this workflow restores an installed server, it does not reinstall`,
+    );
   if (refusals.length > 0) refuse(refusals);
 
   const check = await runner.run(

@@ -20,8 +20,44 @@ export interface ControlPlaneRestoreResult {
   alreadyRestored: boolean;
 }
 
+/**
+ * What a restore onto this server needs and this workflow does not make: k3s installed (it restores,
+ * it does not reinstall), and the server token. The snapshot's confidential data is encrypted with the
+ * token; without the same token the snapshot is unusable (docs.k3s.io/datastore/backup-restore:
+ * "you must also back up the server token file at /var/lib/rancher/k3s/server/token").
+ */
+export interface RestoreTarget {
+  node: string;
+  /** `k3s --version` on the node ('' when k3s is not installed). */
+  k3sVersion: string;
+  tokenPresent: boolean;
+}
+
+export const K3S_TOKEN_PATH = '/var/lib/rancher/k3s/server/token';
+
 export function controlPlaneRestoreActivities(deps: ActivityDeps) {
   return {
+    async observeRestoreTarget(input: { cluster: string; node: string }): Promise<RestoreTarget> {
+      const spec = clusterOrFail(deps, input.cluster);
+      const node = nodeOrFail(spec, input.node);
+      return withSession(deps, spec, node, async (s) => {
+        const r = await must(
+          s,
+          node.name,
+          `printf 'version=%s\\n' "$(k3s --version 2>/dev/null | head -n 1 | cut -d' ' -f3)"; ` +
+            `[ -s ${K3S_TOKEN_PATH} ] && echo token=yes || echo token=no`,
+          { what: 'observe k3s and its token' },
+        );
+        const value = (k: string) =>
+          r.stdout
+            .split('\n')
+            .find((l) => l.startsWith(`${k}=`))
+            ?.slice(k.length + 1)
+            .trim() ?? '';
+        return { node: node.name, k3sVersion: value('version'), tokenPresent: value('token') === 'yes' };
+      });
+    },
+
     async restoreEtcdSnapshot(input: {
       cluster: string;
       node: string;

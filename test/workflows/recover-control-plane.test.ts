@@ -158,4 +158,15 @@ describe('recoverControlPlane', () => {
       /^control-plane recovery refused: snapshot on-demand-control-plane-1 is not in S3 \(have on-demand-control-plane-\d+\)$/,
     );
   });
+
+  // Last: the fault wipes the server's disk (k3s, its token, its config), which nothing here undoes.
+  test('the whole node destroyed (disk wiped): refused before the gate, naming the missing token and the reinstall', async () => {
+    await v.lab.faults.kube.destroyControlPlane();
+    const err = await (await start()).result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause?.message).toBe(
+      'control-plane recovery refused: the k3s server token (/var/lib/rancher/k3s/server/token) is gone from control-plane and no copy is kept off-node: the snapshot is unusable without it; ' +
+        'k3s is not installed on control-plane: this workflow restores an installed server, it does not reinstall',
+    );
+  });
 });
