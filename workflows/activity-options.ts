@@ -100,6 +100,7 @@ export const ACTIVITY_KINDS = {
   // Control plane (activities/k3s/etcd-snapshots.ts)
   verifyEtcdSnapshots: 'steady',
   restoreEtcdSnapshot: 'wait',
+  observeRestoreTarget: 'steady',
   // Drift (activities/drift/): read-only observations over SSH or the API, and one Node patch
   driftNode: 'steady',
   driftComponent: 'steady',

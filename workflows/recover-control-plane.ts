@@ -2,13 +2,18 @@
 // as drRestore is. Plan first (which snapshot, which node, what happens to the agents: visible in the
 // progress query), wait for the `approve` update; a rejection or no decision before the timeout ends
 // the run having changed nothing. Then: preflight the node, write its k3s config (S3 keys included),
-// cluster-reset from the snapshot and start k3s, wait until every node is Ready, and report the
-// measured RTO (approval → every node Ready) and RPO (the snapshot's age when the plan was made).
+// cluster-reset from the snapshot and start k3s, wait until every node is Ready, unseal OpenBAO if it
+// restarted sealed, run the secret sync (child rotateSecrets) and a full drift check (child checkDrift),
+// and report the measured RTO (approval → every node Ready), the RPO (the snapshot's age when the plan
+// was made) and the drift found after the recovery (zero for a clean one).
 // This version recovers onto the same server (reinstalled or with its datastore lost); a replacement
-// server with a new address is refused in the plan: its agents would need re-pointing (issue 20).
+// server with a new address is refused in the plan: its agents would need re-pointing (issue 20); so
+// is a server whose disk is gone (no k3s, no server token: no token is kept off-node, and this
+// workflow does not reinstall).
 import {
   ApplicationFailure,
   condition,
+  executeChild,
   setHandler,
   upsertMemo,
   upsertSearchAttributes,
@@ -20,6 +25,8 @@ import { approveUpdate, type ApprovalInput } from './messages.js';
 import { AbortRequested, StepRunner } from './steps.js';
 import { RequestedBy } from './search-attributes.js';
 import { shortActivities, steadyActivities, waitActivities, waitUpTo } from './activity-options.js';
+import type { rotateSecrets, RotationReport } from './rotate-secrets.js';
+import type { checkDrift, DriftReport } from './check-drift.js';
 
 const acts = shortActivities();
 const steady = steadyActivities();
@@ -57,6 +64,12 @@ export interface RecoverReport {
   rtoSeconds?: number;
   rpoSeconds: number;
   nodesReady?: string[];
+  /** OpenBAO after the restore: 'unsealed' when it had restarted sealed and was unsealed from 1Password. */
+  openbao?: 'already-unsealed' | 'unsealed';
+  /** The secret sync (child rotateSecrets) after the restore: entries synced, entries rewritten. */
+  secretSync?: { workflowId: string; entries: number; written: number };
+  /** The full drift check (child checkDrift) after the sync: zero findings is a clean recovery. */
+  drift?: { workflowId: string; driftId: string; total: number };
   reasons: string[];
 }
 
@@ -93,6 +106,21 @@ export async function recoverControlPlane(input: RecoverControlPlaneInput): Prom
   if (!server) refusals.push(`cluster ${cluster} has no server node`);
   else if (target !== server.name)
     refusals.push(`recovering onto ${target} instead of ${server.name} (a new address) is not supported yet`);
+  if (refusals.length > 0) refuse(refusals);
+
+  const site = await runner.run('target', 'plan', `k3s and its server token on ${target}`, () =>
+    steady.observeRestoreTarget({ cluster, node: target }),
+  );
+  if (!site) throw new AbortRequested('target');
+  // The token k3s needs for a restore (docs.k3s.io/datastore/backup-restore): activities/k3s/control-plane-restore.ts.
+  if (!site.tokenPresent)
+    refusals.push(
+      `the k3s server token (/var/lib/rancher/k3s/server/token) is gone from ${target} and no copy is kept off-node: the snapshot is unusable without it`,
+    );
+  if (!site.k3sVersion)
+    refusals.push(
+      `k3s is not installed on ${target}: this workflow restores an installed server, it does not reinstall`,
+    );
   if (refusals.length > 0) refuse(refusals);
 
   const check = await runner.run(
@@ -180,10 +208,13 @@ export async function recoverControlPlane(input: RecoverControlPlaneInput): Prom
   );
   report.nodesReady = ready?.nodes.map((n) => n.name);
   report.rtoSeconds = Math.max(1, Math.ceil((Date.now() - approvedAt) / 1000));
+  await afterRestore(runner, cluster, report, input.requestedBy);
   report.result = 'recovered';
   runner.setState('succeeded');
   runner.setPhase('done');
-  upsertMemo({ report: { result: 'recovered', rtoSeconds: report.rtoSeconds, rpoSeconds } });
+  upsertMemo({
+    report: { result: 'recovered', rtoSeconds: report.rtoSeconds, rpoSeconds, drift: report.drift?.total },
+  });
   return report;
 
   function refuse(reasons: string[]): never {
@@ -195,5 +226,79 @@ export async function recoverControlPlane(input: RecoverControlPlaneInput): Prom
       nonRetryable: true,
       message: `control-plane recovery refused: ${reasons.join('; ')}`,
     });
+  }
+}
+
+/**
+ * After every node is Ready: OpenBAO first (a pod that restarted with the control plane comes back
+ * sealed, its keys live only in memory; bootstrapOpenBao unseals from 1Password and leaves an unsealed
+ * one as it is, and refuses to re-initialise while the unseal item exists), because the secret sync
+ * reads it. Then the sync (Secrets the snapshot rolled back are written again from 1Password) and a
+ * full drift check whose result is the report's: zero findings is a clean recovery.
+ */
+async function afterRestore(runner: StepRunner, cluster: string, report: RecoverReport, requestedBy?: string) {
+  const runId = workflowInfo().runId;
+  const by = requestedBy ?? `recover-control-plane ${workflowInfo().workflowId}`;
+  const bao = await runner.run(
+    'unseal',
+    'verify',
+    'Unseal OpenBAO from 1Password if it restarted sealed',
+    () => steady.bootstrapOpenBao({ cluster }),
+    {
+      describe: (r) => ({
+        satisfied: r.unsealed === 'before',
+        detail: `${r.unsealed === 'now' ? 'unsealed' : 'already unsealed'}; keys in ${r.unsealItemRef}`,
+      }),
+    },
+  );
+  if (bao) report.openbao = bao.unsealed === 'now' ? 'unsealed' : 'already-unsealed';
+
+  const requestId = `recover-${runId}`;
+  const syncId = `rotate-secrets/${cluster}/${requestId}`;
+  const sync = await runner.run(
+    'secret-sync',
+    'verify',
+    'Secret sync: 1Password -> OpenBAO -> Kubernetes',
+    () =>
+      executeChild<typeof rotateSecrets>('rotateSecrets', {
+        workflowId: syncId,
+        args: [{ cluster, requestId, requestedBy: by }],
+        staticSummary: `secret sync after the control-plane recovery of ${cluster}`,
+      }).then((r: RotationReport) => {
+        const failed = r.entries.filter((e) => e.status === 'failed');
+        if (r.state !== 'ok')
+          throw ApplicationFailure.create({
+            type: ErrorType.VerificationFailed,
+            nonRetryable: true,
+            message: `secret sync ended ${r.state}: ${failed.map((e) => `${e.id}: ${e.reason ?? 'failed'}`).join('; ')}`,
+          });
+        return r;
+      }),
+    { describe: (r) => ({ detail: `${r.entries.length} entries (child ${syncId})` }) },
+  );
+  if (sync)
+    report.secretSync = {
+      workflowId: syncId,
+      entries: sync.entries.length,
+      written: sync.entries.filter((e) => e.status === 'rotated').length,
+    };
+
+  const driftId = `drift-check/${cluster}/recover-${runId}`;
+  const drift = await runner.run(
+    'drift',
+    'verify',
+    'Full drift check',
+    () => executeChild<typeof checkDrift>('checkDrift', { workflowId: driftId, args: [{ cluster, requestedBy: by }] }),
+    { describe: (d: DriftReport) => ({ detail: `${d.total} findings (drift ${d.driftId})` }) },
+  );
+  if (drift) {
+    report.drift = { workflowId: driftId, driftId: drift.driftId, total: drift.total };
+    if (drift.total > 0)
+      report.reasons.push(
+        `${drift.total} drift findings after the restore (${driftId}); reconcile them: ${drift.findings
+          .slice(0, 5)
+          .map((f) => `${f.group}: ${f.object}`)
+          .join(', ')}`,
+      );
   }
 }

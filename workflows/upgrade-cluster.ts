@@ -170,7 +170,9 @@ export async function upgradeCluster(input: UpgradeInput): Promise<UpgradeReport
         },
       );
       const s = runner.step(`chart/${c}`)!;
-      report.charts.push({ name: c, state: r === undefined ? 'skipped' : s.state, detail: s.detail });
+      // A skipped chart keeps the finding it was skipped on: what failed and what it was rolled back to.
+      const detail = r === undefined && s.lastError ? `${s.detail}: ${s.lastError.message}` : s.detail;
+      report.charts.push({ name: c, state: r === undefined ? 'skipped' : s.state, detail });
     }
   } catch (err) {
     await CancellationScope.nonCancellable(() => uncordonAll());

@@ -1,6 +1,6 @@
 // Node drift: per node, over SSH, the k3s version and service state and the two files k3s reads at
 // start, compared with exactly what prepare would write (its own renderers, k3sConfig and
-// registriesYaml, with the node-ip prepare would resolve); then the Node object k3s registered: its
+// registriesYaml, with the node-ip prepare would resolve and the etcd-s3 keys it reads); then the Node object k3s registered: its
 // name, InternalIP, the config's labels and taints nobody declared. Read-only everywhere.
 import type { ClusterSpec, NodeSpec } from '../../config/schema.js';
 import type { ActivityDeps } from '../deps.js';
@@ -8,7 +8,7 @@ import type { KubeObject } from '../kube/client.js';
 import { shellQuote } from '../ssh/client.js';
 import { withSession } from '../ssh/session.js';
 import { resolveNodeIp } from '../ssh/node-ip.js';
-import { K3S_CONFIG_PATH, K3S_REGISTRIES_PATH, k3sConfig, registriesYaml } from '../ssh/prepare.js';
+import { K3S_CONFIG_PATH, K3S_REGISTRIES_PATH, k3sConfig, registriesYaml, resolveEtcdS3Keys } from '../ssh/prepare.js';
 import { observeK3s } from '../k3s/install.js';
 import { beat } from '../heartbeat.js';
 import type { DriftFinding, DriftObservation } from '../../workflows/drift-types.js';
@@ -63,6 +63,9 @@ export async function nodeDrift(deps: ActivityDeps, spec: ClusterSpec, node: Nod
   const add = (f: Omit<DriftFinding, 'group'>) => findings.push({ group, ...f });
   const svc = node.role === 'server' ? 'k3s' : 'k3s-agent';
   const seen = await observeNode(deps, spec, node);
+  // prepare writes a server's etcd-s3 keys from 1Password into config.yaml: the same keys here, or
+  // every server with snapshots configured would show its S3 lines as drift (values stay redacted).
+  const s3Keys = node.role === 'server' ? await resolveEtcdS3Keys(deps, spec) : undefined;
 
   if (seen.k3s.version !== spec.k3s.version)
     add({
@@ -83,7 +86,7 @@ export async function nodeDrift(deps: ActivityDeps, spec: ClusterSpec, node: Nod
       repair: { step: 'k3s', node: node.name },
     });
   const files: [DriftFinding['kind'], string, string | undefined, string | undefined][] = [
-    ['k3s-config', K3S_CONFIG_PATH, k3sConfig(spec, node, seen.nodeIp), seen.config],
+    ['k3s-config', K3S_CONFIG_PATH, k3sConfig(spec, node, seen.nodeIp, s3Keys), seen.config],
     ['k3s-registries', K3S_REGISTRIES_PATH, registriesYaml(spec), seen.registries],
   ];
   for (const [kind, path, want, have] of files) {

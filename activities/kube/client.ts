@@ -47,8 +47,11 @@ export interface KubePort {
   create<T extends KubeObject = KubeObject>(obj: KubeObject): Promise<T>;
   replace<T extends KubeObject = KubeObject>(obj: KubeObject): Promise<T>;
   patch<T extends KubeObject = KubeObject>(obj: KubeObject, kind: PatchKind): Promise<T>;
-  /** Returns false when the object was already gone. */
-  delete(apiVersion: string, kind: string, name: string, namespace?: string): Promise<boolean>;
+  /**
+   * Returns false when the object was already gone. With `uid`, only that object is deleted (a
+   * precondition: one created again under the same name in the meantime stays, and false is returned).
+   */
+  delete(apiVersion: string, kind: string, name: string, namespace?: string, opts?: { uid?: string }): Promise<boolean>;
   /** Pods bound to a node (field selector spec.nodeName), in every namespace. */
   podsOnNode<T extends KubeObject = KubeObject>(node: string): Promise<T[]>;
   /**
@@ -129,7 +132,7 @@ export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
         throw classifyKubeError(err, `patch ${obj.kind} ${obj.metadata?.name}`);
       }
     },
-    async delete(apiVersion: string, kind: string, name: string, namespace?: string) {
+    async delete(apiVersion: string, kind: string, name: string, namespace?: string, opts?: { uid?: string }) {
       try {
         // Background: dependents (a Job's pods) are garbage-collected. The API's default for Jobs is
         // to orphan them (kubectl sets background itself), leaving the pods of a deleted Job running.
@@ -140,10 +143,13 @@ export function kubeFromKubeConfig(kc: KubeConfig): KubePort {
           undefined,
           undefined,
           'Background',
+          opts?.uid ? { preconditions: { uid: opts.uid } } : undefined,
         );
         return true;
       } catch (err) {
         if (err instanceof ApiException && err.code === 404) return false;
+        // DeleteOptions.preconditions.uid not matching: the apiserver answers 409 Conflict.
+        if (opts?.uid && err instanceof ApiException && err.code === 409) return false;
         throw classifyKubeError(err, `delete ${kind} ${name}`);
       }
     },

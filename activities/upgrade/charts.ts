@@ -15,6 +15,7 @@ import {
   componentActivities,
   desiredHelmChart,
   rollBackFailedRelease,
+  workloadsReady,
 } from '../components/helmchart.js';
 
 /** JSON {hash, spec} of the HelmChart before the upgrade that is under way. */
@@ -113,15 +114,21 @@ export function chartUpgradeActivities(deps: ActivityDeps) {
           metadata: { name, namespace: HELM_NAMESPACE, annotations: { [SPEC_HASH]: prev.hash, [ROLLBACK_SPEC]: null } },
           spec: prev.spec,
         } as never);
-        // helm-controller replaces a changed Job; a failed one that did not change would never rerun.
-        if (oldJob) await kube.delete('batch/v1', 'Job', jobName, HELM_NAMESPACE);
+        // helm-controller replaces a changed Job (k3s-io/helm-controller@v0.16.5 pkg/controllers/chart/chart.go
+        // jobPatcher); a failed one that did not change would never rerun. Only the failed Job goes: by
+        // now the controller may have created the rollback's Job under the same name, and deleting that
+        // one would cut its helm run short (a release left pending, which failurePolicy abort refuses).
+        if (oldJob?.metadata?.uid)
+          await kube.delete('batch/v1', 'Job', jobName, HELM_NAMESPACE, { uid: oldJob.metadata.uid });
         const deadline = Date.now() + timeoutSeconds * 1000;
         for (;;) {
           const job = await kube.read<Job>('batch/v1', 'Job', jobName, HELM_NAMESPACE);
           const fresh = job && job.metadata?.uid !== oldJob?.metadata?.uid;
           const done = (t: string) => job?.status?.conditions?.some((x) => x.type === t && x.status === 'True');
-          if (fresh && done('Complete')) return released;
-          if ((fresh && done('Failed')) || Date.now() > deadline)
+          // The release is back; so must the workloads be, as installComponent waits for them.
+          const w = fresh && done('Complete') ? await workloadsReady(kube, c!) : undefined;
+          if (w?.done) return released;
+          if ((fresh && done('Failed')) || w?.failed || Date.now() > deadline)
             throw nonRetryable(
               ErrorType.InstallFailed,
               `${name}: the upgrade failed and so did the rollback to ${String(prev.spec.version)}; the release needs an operator`,

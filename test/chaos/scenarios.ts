@@ -1,9 +1,18 @@
-// The three workflows the chaos tests crash: each scenario prepares a lab and a worker data dir,
+// The workflows the chaos tests crash: each scenario prepares a lab and a worker data dir,
 // starts one run, and afterwards checks the result and the lab's counters. "Repeated" means a
 // completed side effect happened twice: a second installer run, a second HelmChart create (or any
 // HelmChart rewrite, which re-runs helm), a second OpenBAO write of a path, a second Secret write,
 // a second restart of a consumer, a second Restore/Backup.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
@@ -15,6 +24,10 @@ import { rotateSecretsWorkflowId, type RotationReport } from '../../workflows/ro
 import { startLab, type Lab } from '../lab/index.js';
 import { startVeleroLab } from '../workflows/velero-lab.js';
 import { startRotationLab } from '../workflows/rotate-secrets-lab.js';
+import { orchestratorForLab } from '../helpers/lab-deps.js';
+import { upgradeWorkflowId } from '../../workflows/upgrade-plan.js';
+import type { UpgradeReport } from '../../workflows/upgrade-cluster.js';
+import { SNAPSHOT_DIR } from '../../activities/upgrade/k3s.js';
 
 export interface Check {
   /** What is wrong with the result (empty: right result). */
@@ -206,3 +219,108 @@ export async function rotationScenario(): Promise<Scenario> {
     stop: () => r.stop(),
   };
 }
+
+/** The versions the lab's k3s stand-in ships after the built lab's v1.31.4+k3s1 (nodes/index.ts K3S_RELEASES). */
+const UPGRADE_PATH = ['v1.31.5+k3s1', 'v1.31.6+k3s1', 'v1.32.1+k3s1'];
+
+/**
+ * upgradeCluster on a built lab, one k3s version further each run. Watched from outside the workflow
+ * (Nodes polled every 200 ms): each node changes kubeletVersion exactly once (a second change is a
+ * second upgrade or a rollback) and is cordoned exactly once, none is left cordoned, and one etcd
+ * snapshot is taken per run.
+ */
+export async function upgradeScenario(): Promise<Scenario> {
+  const lab = await startLab({ built: true, log: () => undefined });
+  const o = orchestratorForLab(lab, {
+    prefix: 'pedro-ops-chaos-upgrade',
+    patch: (spec) => {
+      spec.name = 'upgrade-chaos';
+      spec.upgrade = { concurrency: 1, drainTimeoutSeconds: 60, nodeReadyTimeoutSeconds: 60 };
+    },
+  });
+  const file = join(o.dataDir, 'clusters', 'upgrade-chaos.yaml');
+  const names = o.spec.nodes.map((n) => n.name);
+  const snapshotDir = join(lab.pieces.nodes.nodes.find((n) => n.name === names[0])!.rootDir, SNAPSHOT_DIR);
+  let runs = 0;
+  let target = '';
+  let watching = false;
+  let watcher: Promise<void> = Promise.resolve();
+  const seen = new Map<string, { versions: string[]; cordons: number; cordoned: boolean }>();
+  const watch = async () => {
+    while (watching) {
+      for (const n of await o.kube.list<NodeObj>('v1', 'Node').catch(() => [] as NodeObj[])) {
+        const s = seen.get(n.metadata.name);
+        if (!s) continue;
+        const v = n.status?.nodeInfo?.kubeletVersion ?? '';
+        if (v && v !== s.versions.at(-1)) s.versions.push(v);
+        const cordoned = n.spec?.unschedulable ?? false;
+        if (cordoned && !s.cordoned) s.cordons += 1;
+        s.cordoned = cordoned;
+      }
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  };
+  return {
+    workflow: 'upgradeCluster',
+    lab,
+    dataDir: o.dataDir,
+    maxDelayMs: 4000,
+    async start(client, taskQueue) {
+      if (runs >= UPGRADE_PATH.length) throw new Error(`chaos: the lab knows no k3s version after ${target}`);
+      target = UPGRADE_PATH[runs++];
+      writeFileSync(file, readFileSync(file, 'utf8').replace(/version: v1\.\d+\.\d+\+k3s\d+/, `version: ${target}`));
+      watching = false;
+      await watcher;
+      seen.clear();
+      for (const n of names) seen.set(n, { versions: [], cordons: 0, cordoned: false });
+      watching = true;
+      watcher = watch();
+      // the first poll records each node's version before the run starts
+      while ([...seen.values()].some((s) => s.versions.length === 0)) await new Promise((r) => setTimeout(r, 50));
+      lab.resetCounters();
+      return client.workflow.start('upgradeCluster', {
+        taskQueue,
+        workflowId: upgradeWorkflowId('upgrade-chaos'),
+        args: [{ cluster: 'upgrade-chaos', requestedBy: 'chaos' }],
+      });
+    },
+    async check(result) {
+      // one more poll after the end, so the last uncordon is seen
+      await new Promise((r) => setTimeout(r, 500));
+      watching = false;
+      await watcher;
+      const r = result as UpgradeReport;
+      const problems: string[] = [];
+      if (r.state !== 'succeeded') problems.push(`upgrade ${r.state}`);
+      const bad = r.nodes.filter((n) => n.state !== 'succeeded').map((n) => `${n.name}=${n.state} ${n.detail ?? ''}`);
+      if (bad.length) problems.push(`nodes not upgraded: ${bad.join(', ')}`);
+      const counts: Record<string, [number, number]> = {};
+      for (const [name, s] of seen) {
+        if (s.versions.at(-1) !== target) problems.push(`${name} runs ${s.versions.at(-1)}, want ${target}`);
+        if (s.cordoned) problems.push(`${name} left cordoned`);
+        // [before, target]: anything more is a second upgrade or a rollback
+        counts[`kubeletVersion changes ${name}`] = [1, s.versions.length - 1];
+        counts[`cordons ${name}`] = [1, s.cordons];
+      }
+      const snaps = existsSync(snapshotDir)
+        ? readdirSync(snapshotDir).filter((f) => f.startsWith(`${r.snapshot?.file.replace(/-\d+$/, '')}-`))
+        : [];
+      counts['etcd snapshots'] = [1, snaps.length];
+      return tally(counts, problems);
+    },
+    async stop() {
+      watching = false;
+      await watcher;
+      await lab.stop();
+      rmSync(o.dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+type NodeObj = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string };
+  spec?: { unschedulable?: boolean };
+  status?: { nodeInfo?: { kubeletVersion?: string } };
+};

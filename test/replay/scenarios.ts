@@ -1,7 +1,7 @@
 // The lab scenarios whose histories the replay test keeps (scripts/capture-histories.ts runs them).
 // Each scenario drives one workflow through the real client to a known end and throws when the run
 // ends anywhere else, so a committed history always shows the behaviour its file name promises.
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Context } from '@temporalio/activity';
@@ -19,6 +19,7 @@ import type { DrillReport } from '../../workflows/verify-backup.js';
 import type { DrRestoreReport } from '../../workflows/dr-restore.js';
 import type { DriftReport } from '../../workflows/check-drift.js';
 import type { ReconcileReport } from '../../workflows/reconcile.js';
+import type { UpgradeReport } from '../../workflows/upgrade-cluster.js';
 import { startLab, type Lab } from '../lab/index.js';
 import { memoryLogger } from '../helpers/temporal.js';
 import { startVeleroLab } from '../workflows/velero-lab.js';
@@ -341,6 +342,27 @@ export const SCENARIOS: Scenario[] = [
       await h.executeUpdate(approveUpdate, { args: [{ approved: true, by: 'replay-capture', driftId }] });
       const rep = (await h.result()) as ReconcileReport;
       expect(rep.result === 'repaired' && rep.after?.total === 0, 'a repaired cluster', rep);
+      return h;
+    },
+  },
+  {
+    // k3s v1.31.4+k3s1 → v1.31.5+k3s1 node by node (the stand-in keeps both releases), no chart changed.
+    name: 'upgrade-cluster-success',
+    lab: 'rotation',
+    async run(r) {
+      const file = join(r.env.rotation!.dataDir, 'clusters', 'lab.yaml');
+      writeFileSync(file, readFileSync(file, 'utf8').replace(/version: v1\.\d+\.\d+\+k3s\d+/, 'version: v1.31.5+k3s1'));
+      const h = await r.client.workflow.start('upgradeCluster', {
+        taskQueue: r.taskQueue,
+        workflowId: 'upgrade/lab',
+        args: [{ cluster: 'lab', requestedBy: 'replay-capture' }],
+      });
+      const rep = (await h.result()) as UpgradeReport;
+      expect(
+        rep.state === 'succeeded' && rep.nodes.every((n) => n.state === 'succeeded'),
+        'every node upgraded',
+        rep.nodes,
+      );
       return h;
     },
   },

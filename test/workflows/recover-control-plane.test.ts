@@ -1,14 +1,20 @@
 // recoverControlPlane on the built lab: the plan names the newest S3 snapshot and waits for approval;
 // a rejection or an approval timeout changes nothing; approved after the control plane's datastore was
 // destroyed (and the node's local snapshot copies deleted), it restores from S3, every object created
-// before the snapshot is back, those created after it are gone, every node is Ready, and the report
-// carries the measured RTO and the RPO.
+// before the snapshot is back, those created after it are gone, every node is Ready, OpenBAO is
+// unsealed, the secrets are synced, a full drift check finds nothing, and the report carries the
+// measured RTO and the RPO.
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowFailedError,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import type { RecoverControlPlaneInput, RecoverReport } from '../../workflows/recover-control-plane.js';
 import type { Progress } from '../../workflows/messages.js';
+import type { DriftReport } from '../../workflows/check-drift.js';
 import { approveUpdate } from '../../workflows/messages.js';
 import { createActivities } from '../../activities/index.js';
 import type { FastifyInstance } from 'fastify';
@@ -45,7 +51,9 @@ afterAll(async () => {
   await v?.stop();
 });
 
-async function start(input: Omit<RecoverControlPlaneInput, 'cluster'> = {}): Promise<WorkflowHandle> {
+async function start(
+  input: Omit<RecoverControlPlaneInput, 'cluster'> = {},
+): Promise<WorkflowHandleWithFirstExecutionRunId> {
   return t.client.workflow.start('recoverControlPlane', {
     taskQueue: t.taskQueue,
     workflowId: `recover-control-plane/lab/${randomUUID()}`,
@@ -108,7 +116,7 @@ describe('recoverControlPlane', () => {
     expect(await exists('after-snapshot')).toBe(true);
   });
 
-  test('datastore destroyed: restored from S3, objects from before the snapshot back, nodes Ready, RTO and RPO', async () => {
+  test('datastore destroyed: restored from S3, objects from before the snapshot back, nodes Ready, secrets synced, drift zero, RTO and RPO', async () => {
     await v.lab.pieces.kube.controlPlane.destroy();
     await v.onNode('rm -rf /var/lib/rancher/k3s/server/db/snapshots');
     const h = await start({ snapshot });
@@ -116,10 +124,26 @@ describe('recoverControlPlane', () => {
     await h.executeUpdate(approveUpdate, { args: [{ approved: true, by: 'test' }] });
     const r = (await h.result()) as RecoverReport;
     expect(r.result).toBe('recovered');
-    process.stderr.write(`[recover] RTO ${r.rtoSeconds}s, RPO ${r.rpoSeconds}s\n`);
+    process.stderr.write(`[recover] RTO ${r.rtoSeconds}s, RPO ${r.rpoSeconds}s, OpenBAO ${r.openbao}\n`);
     expect(r.rtoSeconds).toBeGreaterThanOrEqual(1);
     expect(r.rpoSeconds).toBeGreaterThanOrEqual(0);
     expect(r.nodesReady?.sort()).toEqual(['control-plane', 'worker-1', 'worker-2']);
+    // Secrets synced through the child rotation, OpenBAO unsealed, and a full drift check finds nothing.
+    expect(r.openbao).toMatch(/^(already-unsealed|unsealed)$/);
+    expect(r.secretSync?.workflowId).toBe(`rotate-secrets/${v.spec.name}/recover-${h.firstExecutionRunId}`);
+    expect(r.secretSync?.entries).toBeGreaterThan(0);
+    const sync = await t.client.workflow.getHandle(r.secretSync!.workflowId).result();
+    expect(sync).toMatchObject({ state: 'ok' });
+    const drift = (await t.client.workflow.getHandle(r.drift!.workflowId).result()) as DriftReport;
+    expect(r.drift, JSON.stringify(drift.findings)).toMatchObject({
+      total: 0,
+      workflowId: `drift-check/${v.spec.name}/recover-${h.firstExecutionRunId}`,
+    });
+    expect(r.reasons).toEqual([]);
+    const steps = (await h.query<Progress>('progress')).steps;
+    const state = (id: string) => steps.find((s) => s.id === id)?.state;
+    expect(state('unseal')).toBe(r.openbao === 'unsealed' ? 'succeeded' : 'satisfied');
+    expect([state('secret-sync'), state('drift')]).toEqual(['succeeded', 'succeeded']);
     expect(await exists('before-snapshot')).toBe(true);
     expect(await exists('after-snapshot')).toBe(false);
     // A reset marker for this run only: a retried attempt skips the reset.
@@ -132,6 +156,17 @@ describe('recoverControlPlane', () => {
     expect(err).toBeInstanceOf(WorkflowFailedError);
     expect((err as WorkflowFailedError).cause?.message).toMatch(
       /^control-plane recovery refused: snapshot on-demand-control-plane-1 is not in S3 \(have on-demand-control-plane-\d+\)$/,
+    );
+  });
+
+  // Last: the fault wipes the server's disk (k3s, its token, its config), which nothing here undoes.
+  test('the whole node destroyed (disk wiped): refused before the gate, naming the missing token and the reinstall', async () => {
+    await v.lab.faults.kube.destroyControlPlane();
+    const err = await (await start()).result().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause?.message).toBe(
+      'control-plane recovery refused: the k3s server token (/var/lib/rancher/k3s/server/token) is gone from control-plane and no copy is kept off-node: the snapshot is unusable without it; ' +
+        'k3s is not installed on control-plane: this workflow restores an installed server, it does not reinstall',
     );
   });
 });
