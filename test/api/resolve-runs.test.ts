@@ -135,7 +135,7 @@ describe('rotation parked at a Kubernetes step', () => {
       expect(status.code).toBe(0);
       expect(status.stdout).toMatch(/STEP\s+STATE\s+ATTEMPTS\s+DURATION\s+ERROR/);
       expect(status.stdout).toMatch(
-        /secret:tailscale-oauth\s+needs-attention\s+1\s+\S+\s+AuthDenied: .*lab: secret writes denied/,
+        /secret:tailscale-oauth\s+needs-attention\s+1\s+\S+\s+AuthDenied: patch Secret operator-oauth: HTTP 403: admission webhook/,
       );
 
       // resolving a step that is not parked is refused, and a viewer may not resolve at all

@@ -23,6 +23,7 @@ describe('replay of committed histories', () => {
       'provisionCluster',
       'reconcile',
       'rotateSecrets',
+      'upgradeCluster',
       'verifyBackup',
     ]);
 
