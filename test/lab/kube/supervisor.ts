@@ -277,12 +277,28 @@ export async function startSupervisor(opts: {
       await api.mergePatch(`/api/v1/nodes/${name}`, {
         metadata: { labels: { ...labels, ...fault.labels }, annotations: { ...annotations, ...fault.annotations } },
       });
-      // A restarted kubelet reports its (possibly new) version in status.
+      // A restarted kubelet reports its (possibly new) version in status, and its Ready condition in the
+      // same update (pkg/kubelet/kubelet_node_status.go setNodeStatus, nodestatus.ReadyCondition): a
+      // kubelet that comes up NotReady never shows the new version beside the old Ready=True. kwok's
+      // node-not-ready stage then keeps it so. Strategic merge: conditions merge by type.
+      const now = new Date().toISOString();
+      const conditions = fault.labels[NOT_READY_LABEL]
+        ? [
+            {
+              type: 'Ready',
+              status: 'False',
+              reason: 'KubeletNotReady',
+              message: fault.annotations[`${NOT_READY_LABEL}/message`] ?? 'kubelet is not ready',
+              lastHeartbeatTime: now,
+              lastTransitionTime: now,
+            },
+          ]
+        : undefined;
       await api.must(
         'PATCH',
         `/api/v1/nodes/${name}/status`,
-        { status: { nodeInfo, addresses: status.addresses } },
-        'application/merge-patch+json',
+        { status: { nodeInfo, addresses: status.addresses, ...(conditions ? { conditions } : {}) } },
+        'application/strategic-merge-patch+json',
       );
     }
   };
