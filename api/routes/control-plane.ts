@@ -7,7 +7,7 @@ import { clusterOr404, identityOf, type AppContext } from '../context.js';
 import { startRun } from '../start-run.js';
 import { ClusterNameParam } from './clusters.js';
 import { RequestId, RunStatus, Started, runStatus } from './backups.js';
-import { ApprovalTimeout, approvalRoutes } from './dr.js';
+import { ApprovalTimeout, RunParams, approvalRoutes } from './dr.js';
 import type { RecoverControlPlaneInput } from '../../workflows/recover-control-plane.js';
 
 export const recoverWorkflowId = (cluster: string, requestId: string) =>
@@ -22,13 +22,6 @@ const RecoverBody = {
     approvalTimeout: ApprovalTimeout,
     requestId: RequestId,
   },
-} as const;
-
-const Params = {
-  type: 'object',
-  properties: { name: ClusterNameParam.properties.name, id: RequestId },
-  required: ['name', 'id'],
-  additionalProperties: false,
 } as const;
 
 export const controlPlaneRoutes =
@@ -76,7 +69,7 @@ export const controlPlaneRoutes =
         schema: {
           tags: ['dr'],
           summary: 'A control-plane recovery: its plan and progress, then its report (RTO, RPO)',
-          params: Params,
+          params: RunParams,
           response: { 200: RunStatus, 404: ErrorBody },
         },
       },

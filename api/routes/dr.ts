@@ -34,19 +34,20 @@ const RestoreBody = {
   },
 } as const;
 
-const Params = {
+/** `/clusters/:name/…/:id`: the cluster and a run's request id (DR restores, recoveries, drift checks). */
+export const RunParams = {
   type: 'object',
   properties: { name: ClusterNameParam.properties.name, id: RequestId },
   required: ['name', 'id'],
   additionalProperties: false,
 } as const;
 
-const DecisionBody = {
+export const DecisionBody = {
   type: 'object',
   additionalProperties: false,
   properties: { note: { type: 'string', maxLength: 500 } },
 } as const;
-const Decision = {
+export const Decision = {
   type: 'object',
   properties: {
     accepted: { type: 'boolean' },
@@ -107,7 +108,7 @@ export const drRoutes =
         schema: {
           tags: ['dr'],
           summary: 'A DR restore: its plan and progress (the plan is on the approval step), then its report',
-          params: Params,
+          params: RunParams,
           response: { 200: RunStatus, 404: ErrorBody },
         },
       },
@@ -149,7 +150,7 @@ export function approvalRoutes(
             decision === 'approve'
               ? `Approve a planned ${o.what} (recorded with your identity)`
               : `Reject a planned ${o.what}; it ends having changed nothing`,
-          params: Params,
+          params: RunParams,
           body: DecisionBody,
           response: { 200: Decision, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
         },

@@ -8,6 +8,7 @@ import { clusterOr404, identityOf, type AppContext } from '../context.js';
 import { startRun } from '../start-run.js';
 import { ClusterNameParam } from './clusters.js';
 import { RequestId, RunStatus, Started, runStatus } from './backups.js';
+import { ApprovalTimeout, Decision, DecisionBody, RunParams } from './dr.js';
 import { approveUpdate } from '../../workflows/messages.js';
 import { DRIFT_CHECK_PREFIX } from '../../worker/drift-schedule.js';
 import { DRIFT_KINDS } from '../../workflows/drift-types.js';
@@ -46,18 +47,11 @@ const DriftReport = {
   },
 } as const;
 
-const Params = {
-  type: 'object',
-  properties: { name: ClusterNameParam.properties.name, id: RequestId },
-  required: ['name', 'id'],
-  additionalProperties: false,
-} as const;
-
 const ReconcileBody = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    approvalTimeout: { type: 'string', pattern: '^[1-9][0-9]{0,6}(s|m|h|d)$', description: 'default 24h' },
+    approvalTimeout: ApprovalTimeout,
   },
 } as const;
 
@@ -68,20 +62,6 @@ const ApproveBody = {
   properties: {
     driftId: { type: 'string', pattern: '^[0-9a-f]{16}$', description: 'the plan.driftId you reviewed' },
     note: { type: 'string', maxLength: 500 },
-  },
-} as const;
-const RejectBody = {
-  type: 'object',
-  additionalProperties: false,
-  properties: { note: { type: 'string', maxLength: 500 } },
-} as const;
-const Decision = {
-  type: 'object',
-  properties: {
-    accepted: { type: 'boolean' },
-    workflowId: { type: 'string' },
-    decision: { type: 'string' },
-    by: { type: 'string' },
   },
 } as const;
 
@@ -152,7 +132,7 @@ export const driftRoutes =
         schema: {
           tags: ['drift'],
           summary: 'One drift check: progress while it runs, then its report',
-          params: Params,
+          params: RunParams,
           response: { 200: RunStatus, 404: ErrorBody },
         },
       },
@@ -218,7 +198,7 @@ export const driftRoutes =
                 ? 'Approve the waiting repair plan; name its driftId (a plan for other drift is refused)'
                 : 'Reject the waiting repair plan; nothing changes',
             params: ClusterNameParam,
-            body: decision === 'approve' ? ApproveBody : RejectBody,
+            body: decision === 'approve' ? ApproveBody : DecisionBody,
             response: { 200: Decision, 400: ErrorBody, 404: ErrorBody, 409: ErrorBody },
           },
         },
