@@ -21,7 +21,7 @@ const ProvisionBody = {
   },
 } as const;
 
-const DryRunQuery = {
+export const DryRunQuery = {
   type: 'object',
   additionalProperties: false,
   properties: { dryRun: { type: 'boolean', default: false } },

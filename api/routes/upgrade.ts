@@ -5,14 +5,9 @@ import { ErrorBody, conflict } from '../errors.js';
 import { clusterOr404, identityOf, type AppContext } from '../context.js';
 import { startRun, startedSchema } from '../start-run.js';
 import { ClusterNameParam } from './clusters.js';
+import { DryRunQuery } from './provision.js';
 import { buildUpgradePlan, upgradeWorkflowId } from '../../workflows/upgrade-plan.js';
 import { MUTATING_OPERATIONS } from '../../activities/upgrade/k3s.js';
-
-const DryRunQuery = {
-  type: 'object',
-  additionalProperties: false,
-  properties: { dryRun: { type: 'boolean', default: false } },
-} as const;
 
 const Plan = {
   type: 'object',
