@@ -1,4 +1,5 @@
-// The chaos suite (npm run test:chaos): for the drill, provisioning, rotation and upgrade, SIGKILL the worker
+// The chaos suite (npm run test:chaos): for every workflow type (the drill, provisioning, rotation, DR
+// restore, upgrade, drift check, reconcile, control-plane recovery), SIGKILL the worker
 // process at >= CHAOS_KILLS (default 10) seeded random points and start a new worker each time; then
 // stop and restart the Temporal dev server (same port, same SQLite file) in the middle of a
 // provision and of a rotation. Every run must end with the right result and no completed side
@@ -13,7 +14,17 @@ import { freePort, startDevServer, type DevServer } from '../../scripts/temporal
 import { testDataConverter } from '../helpers/temporal.js';
 import { rng } from './chaos-runner.js';
 import { chaosWorkflow, serverRestartRun, type ServerRestart, type WorkflowChaos } from './drive.js';
-import { drillScenario, provisionScenario, rotationScenario, upgradeScenario, type Scenario } from './scenarios.js';
+import {
+  drRestoreScenario,
+  drillScenario,
+  driftScenario,
+  provisionScenario,
+  reconcileScenario,
+  recoverScenario,
+  rotationScenario,
+  upgradeScenario,
+  type Scenario,
+} from './scenarios.js';
 import { printTable, writeResults } from './report.js';
 
 const SEED = Number(process.env.CHAOS_SEED ?? 20261127);
@@ -87,7 +98,11 @@ describe.sequential('worker SIGKILLs', () => {
     ['verifyBackup (the drill)', drillScenario],
     ['provisionCluster', provisionScenario],
     ['rotateSecrets', rotationScenario],
+    ['drRestore', drRestoreScenario],
     ['upgradeCluster', upgradeScenario],
+    ['checkDrift', driftScenario],
+    ['reconcile', reconcileScenario],
+    ['recoverControlPlane', recoverScenario],
   ];
   test.each(cases)('%s completes with the right result and no repeated side effect', async (_name, make) => {
     const w = await withScenario(make, (scenario) =>

@@ -22,12 +22,20 @@ import type { DrillReport } from '../../workflows/verify-backup.js';
 import type { ProvisionReport } from '../../workflows/provision-cluster.js';
 import { rotateSecretsWorkflowId, type RotationReport } from '../../workflows/rotate-secrets.js';
 import { startLab, type Lab } from '../lab/index.js';
+import { K3S_RELEASES } from '../lab/nodes/index.js';
 import { startVeleroLab } from '../workflows/velero-lab.js';
 import { startRotationLab } from '../workflows/rotate-secrets-lab.js';
 import { orchestratorForLab } from '../helpers/lab-deps.js';
 import { upgradeWorkflowId } from '../../workflows/upgrade-plan.js';
 import type { UpgradeReport } from '../../workflows/upgrade-cluster.js';
 import { SNAPSHOT_DIR } from '../../activities/upgrade/k3s.js';
+import type { DriftReport } from '../../workflows/check-drift.js';
+import type { ReconcileReport } from '../../workflows/reconcile.js';
+import type { DrRestoreReport } from '../../workflows/dr-restore.js';
+import type { RecoverReport } from '../../workflows/recover-control-plane.js';
+import { approveUpdate, progressQuery, type ApprovalInput } from '../../workflows/messages.js';
+import { createActivities } from '../../activities/index.js';
+import { activity, startEtcdLab } from '../workflows/etcd-lab.js';
 
 export interface Check {
   /** What is wrong with the result (empty: right result). */
@@ -221,7 +229,7 @@ export async function rotationScenario(): Promise<Scenario> {
 }
 
 /** The versions the lab's k3s stand-in ships after the built lab's v1.31.4+k3s1 (nodes/index.ts K3S_RELEASES). */
-const UPGRADE_PATH = ['v1.31.5+k3s1', 'v1.31.6+k3s1', 'v1.32.1+k3s1'];
+const UPGRADE_PATH = K3S_RELEASES.slice(K3S_RELEASES.indexOf('v1.31.4+k3s1') + 1);
 
 /**
  * upgradeCluster on a built lab, one k3s version further each run. Watched from outside the workflow
@@ -324,3 +332,266 @@ type NodeObj = {
   spec?: { unschedulable?: boolean };
   status?: { nodeInfo?: { kubeletVersion?: string } };
 };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Waits (progress query) until the run waits for its approval, then approves it: the scenarios with a
+ * gate start their kills after the decision, where the work is. Returns the approval step's detail.
+ */
+async function approveWhenWaiting(h: WorkflowHandle, decision: (detail: string) => ApprovalInput): Promise<void> {
+  const end = Date.now() + 180_000;
+  for (;;) {
+    const p = await h.query(progressQuery).catch(() => undefined);
+    const step = p?.steps.filter((x) => x.id.startsWith('approval')).at(-1);
+    if (p?.state === 'waiting-approval' && step?.state === 'pending') {
+      await h.executeUpdate(approveUpdate, { args: [decision(step.detail ?? '')] });
+      return;
+    }
+    if (p && ['succeeded', 'failed', 'partial', 'cancelled'].includes(p.state))
+      throw new Error(`${h.workflowId} ended ${p.state} before its approval`);
+    if (Date.now() > end) throw new Error(`${h.workflowId} never waited for approval`);
+    await sleep(200);
+  }
+}
+
+const kubeWrites = (lab: Lab) => Object.values(lab.counters().kube.writes).reduce((n, x) => n + x, 0);
+
+/**
+ * checkDrift on a built lab with two hand edits made once (a line in worker-1's k3s config and a key
+ * of a Secret): every run, however often its worker dies, reports exactly those two findings with the
+ * same drift id, and writes nothing (no Kubernetes write, no installer run).
+ */
+export async function driftScenario(): Promise<Scenario> {
+  const lab = await startLab({ built: true, log: () => undefined });
+  try {
+    const o = orchestratorForLab(lab, { prefix: 'pedro-ops-chaos-drift' });
+    const entry = o.spec.secrets.entries.find((e) => !e.pendingSource && e.kubernetes)!;
+    await lab.faults.drift.editNodeFile('worker-1', 'kubelet-arg: [max-pods=7]');
+    await lab.faults.drift.editSecret(
+      entry.kubernetes!.namespace,
+      entry.kubernetes!.name,
+      Object.keys(entry.kubernetes!.keys)[0],
+    );
+    let driftId = '';
+    return {
+      workflow: 'checkDrift',
+      lab,
+      dataDir: o.dataDir,
+      maxDelayMs: 1500,
+      async start(client, taskQueue) {
+        lab.resetCounters();
+        return client.workflow.start('checkDrift', {
+          taskQueue,
+          workflowId: `drift-check/${o.spec.name}/chaos-${randomUUID().slice(0, 8)}`,
+          args: [{ cluster: o.spec.name, requestedBy: 'chaos' }],
+        });
+      },
+      async check(result) {
+        const r = result as DriftReport;
+        const problems: string[] = [];
+        const found = r.findings.map((f) => `${f.kind} ${f.group}`).sort();
+        const want = ['k3s-config node worker-1', `secret secret ${entry.id}`];
+        if (JSON.stringify(found) !== JSON.stringify(want))
+          problems.push(`findings ${JSON.stringify(found)}, want ${JSON.stringify(want)}`);
+        // a read-only check: every run sees the same drift
+        driftId ||= r.driftId;
+        if (r.driftId !== driftId) problems.push(`drift id ${r.driftId}, an earlier run saw ${driftId}`);
+        const c = lab.counters();
+        const counts: Record<string, [number, number]> = { 'Kubernetes writes': [0, kubeWrites(lab)] };
+        for (const n of o.spec.nodes) counts[`installer runs ${n.name}`] = [0, c.nodes[n.name].installerRuns];
+        return tally(counts, problems);
+      },
+      async stop() {
+        await lab.stop();
+        rmSync(o.dataDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await lab.stop();
+    throw err;
+  }
+}
+
+/**
+ * reconcile on a built lab: before each run, the same two hand edits (worker-1's k3s config, a key of
+ * a Secret); the plan is approved by its drift id, and the kills land in the repair. Each run ends
+ * repaired with zero drift after it, having written the Secret once and restarted each of its
+ * consumers once, and run no installer.
+ */
+export async function reconcileScenario(): Promise<Scenario> {
+  const lab = await startLab({ built: true, log: () => undefined });
+  try {
+    const o = orchestratorForLab(lab, { prefix: 'pedro-ops-chaos-reconcile' });
+    const entry = o.spec.secrets.entries.find((e) => !e.pendingSource && e.kubernetes && e.consumers.length > 0)!;
+    const consumers = entry.consumers.map((w) => `${w.namespace ?? entry.kubernetes!.namespace}/${w.kind}/${w.name}`);
+    return {
+      workflow: 'reconcile',
+      lab,
+      dataDir: o.dataDir,
+      maxDelayMs: 3000,
+      async start(client, taskQueue) {
+        await lab.faults.drift.editNodeFile('worker-1', 'kubelet-arg: [max-pods=7]');
+        await lab.faults.drift.editSecret(
+          entry.kubernetes!.namespace,
+          entry.kubernetes!.name,
+          Object.keys(entry.kubernetes!.keys)[0],
+        );
+        const h = await client.workflow.start('reconcile', {
+          taskQueue,
+          workflowId: `reconcile/${o.spec.name}-chaos-${randomUUID().slice(0, 8)}`,
+          args: [{ cluster: o.spec.name, requestedBy: 'chaos', approvalTimeout: '10m' }],
+        });
+        await approveWhenWaiting(h, (detail) => ({
+          approved: true,
+          by: 'chaos',
+          driftId: /^drift ([0-9a-f]{16})/.exec(detail)?.[1],
+        }));
+        lab.resetCounters();
+        return h;
+      },
+      async check(result) {
+        const r = result as ReconcileReport;
+        const problems: string[] = [];
+        if (r.result !== 'repaired') problems.push(`reconcile ${r.result}: ${JSON.stringify(r.applied)}`);
+        if (r.after?.total !== 0) problems.push(`drift after the repair: ${r.after?.total}`);
+        if (r.refused.length) problems.push(`approvals refused: ${r.refused.map((x) => x.reason).join('; ')}`);
+        const c = lab.counters();
+        const secretWrites = ['create', 'update', 'patch'].reduce(
+          (n, verb) => n + (c.kube.writes[`${verb}:Secret`] ?? 0),
+          0,
+        );
+        const counts: Record<string, [number, number]> = { 'Secret writes': [1, secretWrites] };
+        for (const k of consumers) counts[`restart ${k}`] = [1, c.kube.restarts[k] ?? 0];
+        for (const n of o.spec.nodes) counts[`installer runs ${n.name}`] = [0, c.nodes[n.name].installerRuns];
+        return tally(counts, problems);
+      },
+      async stop() {
+        await lab.stop();
+        rmSync(o.dataDir, { recursive: true, force: true });
+      },
+    };
+  } catch (err) {
+    await lab.stop();
+    throw err;
+  }
+}
+
+/**
+ * drRestore of the newest daily backup into a fresh namespace per run, approved as soon as it waits:
+ * each run restores once (one Restore created), every counted kind comes back complete, and the target
+ * namespace holds what the backup had.
+ */
+export async function drRestoreScenario(): Promise<Scenario> {
+  const v = await startVeleroLab();
+  const backups = await v.kube.list('velero.io/v1', 'Backup', 'velero', 'velero.io/schedule-name=daily');
+  const backup = backups
+    .map((b) => b.metadata!.name!)
+    .sort()
+    .at(-1)!;
+  let target = '';
+  return {
+    workflow: 'drRestore',
+    lab: v.lab,
+    dataDir: v.dataDir,
+    maxDelayMs: 1500,
+    async start(client, taskQueue) {
+      target = `eleduck-analytics-dr-${randomUUID().slice(0, 6)}`;
+      const h = await client.workflow.start('drRestore', {
+        taskQueue,
+        workflowId: `dr-restore/lab/chaos-${randomUUID().slice(0, 8)}`,
+        args: [
+          {
+            cluster: 'lab',
+            backup,
+            namespaces: ['eleduck-analytics'],
+            target: { 'eleduck-analytics': target },
+            approvalTimeout: '10m',
+          },
+        ],
+      });
+      await approveWhenWaiting(h, () => ({ approved: true, by: 'chaos' }));
+      v.lab.resetCounters();
+      return h;
+    },
+    async check(result) {
+      const r = result as DrRestoreReport;
+      const problems: string[] = [];
+      if (r.result !== 'restored') problems.push(`dr restore ${r.result}: ${r.reasons.join('; ')}`);
+      for (const [kind, c] of Object.entries(r.counts))
+        if (c.expected !== undefined && c.restored !== c.expected)
+          problems.push(`${kind}: ${c.restored} restored, ${c.expected} expected`);
+      if (!(await v.kube.read('v1', 'Namespace', target))) problems.push(`namespace ${target} missing`);
+      return tally({ 'create:Restore': [1, v.writes('create:Restore')] }, problems);
+    },
+    stop: () => v.stop(),
+  };
+}
+
+/**
+ * recoverControlPlane on a built lab with etcd snapshots in S3. Before each run: a ConfigMap, a
+ * snapshot (`k3s etcd-snapshot save`), a second ConfigMap, then the control plane's datastore is
+ * destroyed; the recovery is approved as soon as it waits. Each run restores the datastore exactly
+ * once (the lab counts what `--cluster-reset-restore-path` posts), every node comes back Ready, the
+ * ConfigMap from before the snapshot is back and the later one is not, and the drift check after it
+ * finds nothing.
+ */
+export async function recoverScenario(): Promise<Scenario> {
+  const v = await startEtcdLab();
+  const cp = v.lab.pieces.kube.controlPlane;
+  const CM = '/api/v1/namespaces/default/configmaps';
+  let restores = 0;
+  let before = '';
+  let after = '';
+  try {
+    await activity(() => createActivities(v.deps).prepareNode({ cluster: v.spec.name, node: 'control-plane' }));
+    const restore = cp.restore.bind(cp);
+    cp.restore = async (body: Buffer) => {
+      restores += 1;
+      return restore(body);
+    };
+  } catch (err) {
+    await v.stop();
+    throw err;
+  }
+  return {
+    workflow: 'recoverControlPlane',
+    lab: v.lab,
+    dataDir: v.dataDir,
+    maxDelayMs: 3000,
+    async start(client, taskQueue) {
+      const id = randomUUID().slice(0, 6);
+      before = `before-snapshot-${id}`;
+      after = `after-snapshot-${id}`;
+      await cp.api.must('POST', CM, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: before } });
+      const saved = await v.onNode(`k3s etcd-snapshot save --name chaos-${id}`);
+      const snapshot = /Snapshot (\S+) saved/.exec(saved.stderr)?.[1];
+      if (!snapshot) throw new Error(`etcd-snapshot save: ${saved.stderr}`);
+      await cp.api.must('POST', CM, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: after } });
+      await cp.destroy();
+      // the node's local copies go too: the reset fetches the snapshot from S3
+      await v.onNode('rm -rf /var/lib/rancher/k3s/server/db/snapshots');
+      restores = 0;
+      const h = await client.workflow.start('recoverControlPlane', {
+        taskQueue,
+        workflowId: `recover-control-plane/lab/chaos-${id}`,
+        args: [{ cluster: v.spec.name, snapshot, requestedBy: 'chaos' }],
+      });
+      await approveWhenWaiting(h, () => ({ approved: true, by: 'chaos' }));
+      return h;
+    },
+    async check(result) {
+      const r = result as RecoverReport;
+      const problems: string[] = [];
+      if (r.result !== 'recovered') problems.push(`recovery ${r.result}: ${r.reasons.join('; ')}`);
+      const ready = [...(r.nodesReady ?? [])].sort();
+      const nodes = v.spec.nodes.map((n) => n.name).sort();
+      if (JSON.stringify(ready) !== JSON.stringify(nodes)) problems.push(`nodes Ready ${ready.join(', ')}`);
+      if (!(await cp.api.get(`${CM}/${before}`))) problems.push(`ConfigMap ${before} (before the snapshot) missing`);
+      if (await cp.api.get(`${CM}/${after}`)) problems.push(`ConfigMap ${after} (after the snapshot) present`);
+      if (r.drift?.total !== 0) problems.push(`drift after the recovery: ${r.drift?.total}`);
+      return tally({ 'datastore restores': [1, restores] }, problems);
+    },
+    stop: () => v.stop(),
+  };
+}

@@ -19,9 +19,19 @@ export const K3S_DEFAULT_VERSION = 'v1.31.4+k3s1';
 /**
  * The releases the lab's "GitHub" serves, one stand-in binary each (INSTALL_K3S_VERSION picks it; any
  * other version is a 404 like github.com/k3s-io/k3s/releases/download/<version>/k3s). Patch releases
- * of the pinned minor for upgrades, the next minor for the server-before-agent and minor-skip rules.
+ * of the pinned minor for upgrades, the next minor for the server-before-agent and minor-skip rules,
+ * and a few more so the chaos suite can upgrade the same lab run after run (test/chaos/scenarios.ts).
  */
-export const K3S_RELEASES = ['v1.30.8+k3s1', 'v1.31.4+k3s1', 'v1.31.5+k3s1', 'v1.31.6+k3s1', 'v1.32.1+k3s1'];
+export const K3S_RELEASES = [
+  'v1.30.8+k3s1',
+  'v1.31.4+k3s1',
+  'v1.31.5+k3s1',
+  'v1.31.6+k3s1',
+  'v1.32.1+k3s1',
+  'v1.32.2+k3s1',
+  'v1.32.3+k3s1',
+  'v1.33.1+k3s1',
+];
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 
