@@ -24,6 +24,17 @@ function last(c: Context): unknown {
   return lastDetails.has(c) ? lastDetails.get(c) : c.info.heartbeatDetails;
 }
 
+/**
+ * This activity execution, the same across its retries and different for any other one (a new run,
+ * or an operator's retry, which schedules a new activity): `workflowId/runId/activityId`. Undefined
+ * outside an activity.
+ */
+export function activityKey(): string | undefined {
+  const i = current()?.info;
+  const run = i?.workflowExecution;
+  return i && run ? `${run.workflowId}/${run.runId}/${i.activityId}` : undefined;
+}
+
 /** Heartbeat with progress details (Temporal Web shows them); a no-op outside an activity. */
 export function beat(details: unknown): void {
   const c = current();

@@ -246,7 +246,14 @@ export async function rollBackFailedRelease(kube: KubePort, c: ComponentSpec): P
 
 export function componentActivities(deps: ActivityDeps) {
   return {
-    async installComponent(input: { cluster: string; component: string }): Promise<ComponentResult> {
+    /**
+     * `failedJobIsOutcome`: a failed Job found for the current spec is this install's result (the caller
+     * wrote that spec in an earlier attempt, so the Job is its own), not a reason to run helm again.
+     */
+    async installComponent(
+      input: { cluster: string; component: string },
+      opts: { failedJobIsOutcome?: boolean } = {},
+    ): Promise<ComponentResult> {
       const t0 = Date.now();
       const spec = clusterOrFail(deps, input.cluster);
       const c = spec.components.find((x) => x.name === input.component);
@@ -270,7 +277,7 @@ export function componentActivities(deps: ActivityDeps) {
         retry = await rollBackFailedRelease(kube, c);
         await applyHelmChart(kube, current, desired);
         action = 'updated';
-      } else if (failedBefore || (!oldJob && !(await workloadsReady(kube, c)).done)) {
+      } else if ((failedBefore && !opts.failedJobIsOutcome) || (!oldJob && !(await workloadsReady(kube, c)).done)) {
         // A previous install failed (or its Job vanished): roll the release back, then let
         // helm-controller apply the Job again (it re-creates a deleted Job; a failed one never reruns).
         retry = await rollBackFailedRelease(kube, c);

@@ -101,15 +101,15 @@ function identityOf(e: Event): string | undefined {
 }
 
 async function closed(h: WorkflowHandle): Promise<boolean> {
-  return (await h.describe()).status.name !== 'RUNNING';
+  return (await patient(`describe ${h.workflowId}`, () => h.describe())).status.name !== 'RUNNING';
 }
 
 /** The worker started a workflow task, or holds a started activity (history records those only when they close). */
 async function workedBy(h: WorkflowHandle, identity: string): Promise<boolean> {
-  const d = await h.describe();
+  const d = await patient(`describe ${h.workflowId}`, () => h.describe());
   if ((d.raw.pendingActivities ?? []).some((a) => a.state === STARTED_ACTIVITY && a.lastWorkerIdentity === identity))
     return true;
-  const events = (await h.fetchHistory()).events ?? [];
+  const events = (await patient(`history of ${h.workflowId}`, () => h.fetchHistory())).events ?? [];
   return events.some((e) => identityOf(e) === identity);
 }
 
@@ -162,11 +162,12 @@ async function trigger(
     return (await closed(h)) ? undefined : `delay ${d}ms`;
   }
   if (mode === 'step') {
+    const progress = () => patient(`progress of ${h.workflowId}`, () => h.query(progressQuery));
     const seen = new Set(
-      (await h.query(progressQuery)).steps.filter((s) => s.state === 'running').map((s) => `${s.id}@${s.startedAt}`),
+      (await progress()).steps.filter((s) => s.state === 'running').map((s) => `${s.id}@${s.startedAt}`),
     );
     while (Date.now() < deadline) {
-      const p = await h.query(progressQuery);
+      const p = await progress();
       const fresh = p.steps.find((s) => s.state === 'running' && !seen.has(`${s.id}@${s.startedAt}`));
       if (fresh) return `step ${fresh.id} running`;
       if (p.state !== 'running' || (await closed(h))) return undefined;
@@ -175,7 +176,7 @@ async function trigger(
     return 'fallback';
   }
   while (Date.now() < deadline) {
-    const d = await h.describe();
+    const d = await patient(`describe ${h.workflowId}`, () => h.describe());
     if (d.status.name !== 'RUNNING') return undefined;
     const a = (d.raw.pendingActivities ?? []).find(
       (x) => x.state === STARTED_ACTIVITY && x.lastWorkerIdentity === identity,
@@ -234,7 +235,7 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
     const fired = await trigger(h, mode, o, w.identity);
     if (!fired) break;
     const { killedAt } = await o.supervisor.killCurrent();
-    const d = await h.describe();
+    const d = await patient(`describe ${h.workflowId}`, () => h.describe());
     const orphaned = (d.raw.pendingActivities ?? [])
       .filter((a) => a.state === STARTED_ACTIVITY && a.lastWorkerIdentity === w.identity)
       .map((a) => ({ activityId: a.activityId!, type: a.activityType?.name ?? '?', attempt: a.attempt ?? 1 }));
@@ -275,7 +276,9 @@ export async function runWithKills<T>(h: WorkflowHandle, o: ChaosOptions): Promi
 /** The run's result; fails fast when a step parks in needs-attention (nobody would resolve it here). */
 /**
  * Retries a client call a few times: on this loaded machine a long poll to the dev server now and
- * then ends in a gRPC error that says nothing about the run. The last failure names its cause.
+ * then ends in a gRPC error that says nothing about the run, and a query sent while the replacement
+ * worker has not yet taken the run's workflow task can fail the same way ("Failed to query
+ * Workflow"). The last failure names its cause.
  */
 async function patient<T>(what: string, fn: () => Promise<T>, attempts = 5): Promise<T> {
   for (let i = 1; ; i++) {

@@ -4,9 +4,18 @@
 // twice (one kubeletVersion change and one cordon per node, seen from outside), none left cordoned,
 // and one etcd snapshot. Crash detection is natural: each orphaned wait is noticed at its heartbeat
 // timeout (test/chaos/README.md), so each kill costs seconds.
+// Then the same lab's charts: a SIGKILL while a failed chart upgrade is being rolled back. The new
+// worker must finish that rollback, not try the failing version again: one helm run of the new
+// version and one of the rollback.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse, stringify } from 'yaml';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
+import type { ClusterSpec } from '../../config/schema.js';
+import type { UpgradeReport } from '../../workflows/upgrade-cluster.js';
+import { resolve, stepOf, until } from './provision-lab.js';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import { awaitResult } from '../chaos/chaos-runner.js';
 import { upgradeScenario, type Scenario } from '../chaos/scenarios.js';
@@ -68,6 +77,70 @@ test('upgradeCluster survives a SIGKILL during a drain and one during an install
     expect(check.problems).toEqual([]);
     expect(check.repeated).toEqual([]);
   } finally {
+    await supervisor.stopAll();
+  }
+}, 600_000);
+
+test('a SIGKILL during the rollback of a failed chart upgrade: the rollback finishes once, the failing version is not tried again', async () => {
+  const lab = scenario.lab;
+  const file = join(scenario.dataDir, 'clusters', 'upgrade-chaos.yaml');
+  const raw = parse(readFileSync(file, 'utf8')) as ClusterSpec;
+  const contour = raw.components.find((c) => c.name === 'contour')!;
+  const was = contour.version;
+  contour.version = '0.1.1';
+  writeFileSync(file, stringify(raw, { lineWidth: 0 }));
+  lab.faults.helmcharts.failVersion('contour', '0.1.1');
+  const chartVersion = async () => {
+    const c = await lab.pieces.kube.controlPlane.api.get(
+      '/apis/helm.cattle.io/v1/namespaces/kube-system/helmcharts/contour',
+    );
+    return (c as { spec?: { version?: string } } | undefined)?.spec?.version;
+  };
+  const supervisor = new WorkerSupervisor(
+    { address: t.address, taskQueue: t.taskQueue, dataDir: scenario.dataDir },
+    'rollback-sample',
+    1,
+  );
+  try {
+    await supervisor.start();
+    await supervisor.standbyWarm();
+    lab.resetCounters();
+    const h = await t.client.workflow.start('upgradeCluster', {
+      taskQueue: t.taskQueue,
+      workflowId: 'upgrade/upgrade-chaos',
+      args: [{ cluster: 'upgrade-chaos', requestedBy: 'chaos' }],
+    });
+    // the new version applied, then the previous one written back: the rollback is in flight
+    let seenNew = false;
+    for (const end = Date.now() + 300_000; ;) {
+      const v = await chartVersion();
+      if (v === '0.1.1') seenNew = true;
+      if (seenNew && v === was) break;
+      if (Date.now() > end) throw new Error(`the rollback never started (chart at ${v})`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    const w = supervisor.current!;
+    const held = ((await h.describe()).raw.pendingActivities ?? []).find(
+      (x) => x.state === STARTED && x.activityType?.name === 'upgradeComponent',
+    );
+    expect(held?.lastWorkerIdentity, 'upgradeComponent is running on the worker about to die').toBe(w.identity);
+    await supervisor.standbyWarm();
+    await supervisor.killCurrent();
+    await supervisor.start();
+
+    const p = await until(h, 'contour parked', (x) => stepOf(x, 'chart/contour').state === 'needs-attention', 240_000);
+    const err = stepOf(p, 'chart/contour').lastError!;
+    expect(err.type).toBe('InstallFailed');
+    expect(err.message).toContain(`rolled back to version ${was}`);
+    expect(await chartVersion()).toBe(was);
+    // one helm Job for the failing upgrade and one for the rollback; a retry that upgraded again would add two
+    expect(lab.counters().kube.writes['create:Job'] ?? 0).toBe(2);
+    await resolve(h, 'chart/contour', 'skip');
+    const report = (await h.result()) as UpgradeReport;
+    expect(report.state).toBe('partial');
+    expect(report.charts.find((c) => c.name === 'contour')?.detail).toContain(`rolled back to version ${was}`);
+  } finally {
+    await lab.faults.clear();
     await supervisor.stopAll();
   }
 }, 600_000);
