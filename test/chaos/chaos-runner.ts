@@ -289,6 +289,10 @@ async function patient<T>(what: string, fn: () => Promise<T>, attempts = 5): Pro
       if (i >= attempts || !(err instanceof ServiceError)) {
         throw new Error(`${what}: ${e.message}${e.cause ? ` (cause: ${e.cause.message})` : ''}`, { cause: err });
       }
+      // said, so a retried call is visible in the run's log
+      process.stderr.write(
+        `[chaos] ${what}: attempt ${i} failed: ${e.message}${e.cause ? ` (cause: ${e.cause.message})` : ''}; retrying\n`,
+      );
       await sleep(1000);
     }
   }
