@@ -318,7 +318,27 @@ export async function awaitResult<T>(h: WorkflowHandle): Promise<T> {
 /** Fills resumeMs, nextStepMs and naturalBoundS from the run's history and progress events. */
 async function measure(h: WorkflowHandle, kills: KillRecord[]): Promise<void> {
   const events = (await patient(`history of ${h.workflowId}`, () => h.fetchHistory())).events ?? [];
-  const progress = await patient(`progress of ${h.workflowId}`, () => h.query(eventsQuery, 0));
+  // A kill while a child workflow runs (reconcile's checks and syncs, the recovery's sync and drift
+  // check) is resumed in the child: its steps count as the run's next step too, labelled child:step.
+  const children = [
+    ...new Set(
+      events
+        .map((e) => e.startChildWorkflowExecutionInitiatedEventAttributes?.workflowId)
+        .filter((x): x is string => Boolean(x)),
+    ),
+  ];
+  const progress = (
+    await Promise.all([
+      patient(`progress of ${h.workflowId}`, () => h.query(eventsQuery, 0)),
+      ...children.map((id) =>
+        patient(`progress of ${id}`, () => h.client.getHandle(id).query(eventsQuery, 0)).then((evs) =>
+          evs.map((e) => ({ ...e, step: e.step && `${id.split('/')[0]}:${e.step}` })),
+        ),
+      ),
+    ])
+  )
+    .flat()
+    .sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
   const scheduled = new Map<string, Event>();
   for (const e of events)
     if (e.activityTaskScheduledEventAttributes?.activityId)
