@@ -10,6 +10,8 @@ import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js'
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
 import { beat, sleep } from '../heartbeat.js';
 import { must, nodeOrFail, withSession } from '../ssh/session.js';
+import { installWithoutStart, type K3sInstallResult } from './install.js';
+import { serverTokenActivities } from './server-token.js';
 
 const MARKER_DIR = '/var/lib/rancher/pedro-ops';
 
@@ -37,6 +39,16 @@ export const K3S_TOKEN_PATH = '/var/lib/rancher/k3s/server/token';
 
 export function controlPlaneRestoreActivities(deps: ActivityDeps) {
   return {
+    ...serverTokenActivities(deps),
+
+    /** A replacement server (empty disk): k3s at the pinned version, installed but not started. */
+    async installRestoreTarget(input: { cluster: string; node: string }): Promise<K3sInstallResult> {
+      const spec = clusterOrFail(deps, input.cluster);
+      const node = nodeOrFail(spec, input.node);
+      if (node.role !== 'server') throw nonRetryable(ErrorType.BadConfig, `${node.name} is not a server`);
+      return installWithoutStart(deps, spec, node);
+    },
+
     async observeRestoreTarget(input: { cluster: string; node: string }): Promise<RestoreTarget> {
       const spec = clusterOrFail(deps, input.cluster);
       const node = nodeOrFail(spec, input.node);

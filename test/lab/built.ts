@@ -14,6 +14,7 @@ import { createLabOnePasswordClient } from './onepassword/index.js';
 import { K3S_CONFIG_PATH, K3S_REGISTRIES_PATH, k3sConfig, registriesYaml } from '../../activities/ssh/prepare.js';
 import { K3S_KUBECONFIG, rewriteKubeconfig } from '../../activities/k3s/kubeconfig.js';
 import { kubeVipManifest, VIP_MANIFEST_PATH } from '../../activities/k3s/vip.js';
+import { SERVER_TOKEN_FILE, tokenItemTitle } from '../../activities/k3s/server-token.js';
 import { connect } from 'node:net';
 import {
   CUSTOM_CONFIGMAP,
@@ -65,7 +66,9 @@ async function sh(ssh: NodeSSH, node: string, command: string, stdin?: string): 
 }
 
 /** The curl | sh shape of the real install, with the stand-in script fed on stdin. */
-export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshKeyPath'>): Promise<void> {
+export async function installK3s(
+  ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshKeyPath'>,
+): Promise<{ serverToken: string }> {
   const { spec } = ctx;
   const script = readFileSync(spec.k3s.installScript, 'utf8');
   const byName = new Map(ctx.nodes.map((n) => [n.name, n]));
@@ -87,6 +90,7 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
   };
   const ssh = await connectNode(byName.get(server.name)!, ctx.sshKeyPath);
   let agentToken: string;
+  let serverToken: string;
   try {
     await writeK3sFiles(ssh, server);
     const exec = `server --cluster-init --tls-san ${spec.vip} ${disable}`;
@@ -97,6 +101,7 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
       script,
     );
     agentToken = (await sh(ssh, server.name, 'cat /var/lib/rancher/k3s/server/node-token')).trim();
+    serverToken = (await sh(ssh, server.name, `cat ${SERVER_TOKEN_FILE}`)).trim();
     // The VIP provider as the provision's VIP step leaves it: its manifest in k3s's manifests folder
     // (k3s applies it, kube-vip leads, the VIP answers), before the agents join through the VIP.
     const manifest = kubeVipManifest(spec);
@@ -125,6 +130,7 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
         }
       }),
   );
+  return { serverToken };
 }
 
 /** Until something accepts connections on host:port (the VIP, once kube-vip leads). */
@@ -191,6 +197,20 @@ async function storeUnsealItem(op: OpClient, spec: ClusterSpec, secrets: BuiltSe
     fields,
     sections: [],
     tags: ['openbao'],
+  });
+}
+
+/** The server token kept off-node, as the first server's install leaves it (activities/k3s/server-token.ts). */
+async function storeTokenItem(op: OpClient, spec: ClusterSpec, token: string): Promise<void> {
+  const vault = (await op.vaults.list()).find((v) => v.title.toLowerCase() === spec.onepassword.vault.toLowerCase());
+  if (!vault) throw new Error(`1Password double has no vault "${spec.onepassword.vault}"`);
+  await op.items.create({
+    category: 'Password' as never,
+    vaultId: vault.id,
+    title: tokenItemTitle(spec),
+    fields: [{ id: 'token', title: 'token', fieldType: 'Concealed', value: token } as never],
+    sections: [],
+    tags: ['k3s', spec.name],
   });
 }
 
@@ -319,7 +339,9 @@ async function seedSplitDns(ctx: SeedContext): Promise<void> {
  */
 export async function seedBuiltState(ctx: SeedContext & { openbaoFresh?: boolean }): Promise<BuiltSecrets | undefined> {
   const t0 = performance.now();
-  await installK3s(ctx);
+  const { serverToken } = await installK3s(ctx);
+  const op = createLabOnePasswordClient(ctx.onepasswordUrl);
+  await storeTokenItem(op, ctx.spec, serverToken);
   await writeBuiltKubeconfig(ctx);
   await ctx.kube.seedBuilt(ctx.spec);
   await seedSplitDns(ctx);
@@ -331,7 +353,6 @@ export async function seedBuiltState(ctx: SeedContext & { openbaoFresh?: boolean
   const secrets = await initOpenBao(ctx);
   // OpenBAO's pods turn Ready once it is unsealed, like every other workload by now.
   await ctx.kube.waitWorkloadsReady(ctx.spec);
-  const op = createLabOnePasswordClient(ctx.onepasswordUrl);
   await storeUnsealItem(op, ctx.spec, secrets);
   await copySecrets(ctx, op, secrets.rootToken);
   ctx.log(`built state seeded in ${Math.round(performance.now() - t0)} ms`);
