@@ -23,10 +23,11 @@ export interface ControlPlaneRestoreResult {
 }
 
 /**
- * What a restore onto this server needs and this workflow does not make: k3s installed (it restores,
- * it does not reinstall), and the server token. The snapshot's confidential data is encrypted with the
+ * What a restore onto this server needs: k3s installed (a replacement machine without it gets it from
+ * installRestoreTarget), and the server token. The snapshot's confidential data is encrypted with the
  * token; without the same token the snapshot is unusable (docs.k3s.io/datastore/backup-restore:
- * "you must also back up the server token file at /var/lib/rancher/k3s/server/token").
+ * "you must also back up the server token file at /var/lib/rancher/k3s/server/token"); a disk without
+ * it gets it back from its 1Password copy (server-token.ts).
  */
 export interface RestoreTarget {
   node: string;

@@ -1,7 +1,8 @@
 // The "already provisioned" lab: brought about the way provisioning would do it (k3s installed over
-// SSH with the stand-in installer, OpenBAO initialised and unsealed through its HTTP API, the unseal
-// material kept in 1Password, secrets copied 1Password -> OpenBAO -> Kubernetes), so tests that start
-// from a built cluster see the same world a real provision leaves behind.
+// SSH with the stand-in installer, the k3s server token kept in 1Password, OpenBAO initialised and
+// unsealed through its HTTP API, the unseal material kept in 1Password, secrets copied 1Password ->
+// OpenBAO -> Kubernetes), so tests that start from a built cluster see the same world a real
+// provision leaves behind.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NodeSSH } from 'node-ssh';
