@@ -188,4 +188,27 @@ describe('node build on lab machines that behave like the real ones', () => {
     // The kept copy is read back and compared: unchanged, same fingerprint, nothing written.
     expect(again.tokenCopy).toMatchObject({ action: 'unchanged', fingerprint: r.tokenCopy?.fingerprint });
   });
+
+  it('an item that holds another server token is refused, not overwritten (issue 20)', async () => {
+    const other = patched((s) => {
+      s.k3s.tokenItem = 'k3s-token-of-an-older-cluster';
+    });
+    const op = await other.deps.onepassword(other.spec);
+    const vaultId = (await op.vaults.list()).find((x) => x.title === other.spec.onepassword.vault)!.id;
+    const field = { id: 'token', title: 'token', fieldType: 'Concealed', value: 'K10aaaa::server:older' } as never;
+    await op.items.create({
+      category: 'Password' as never,
+      vaultId,
+      title: 'k3s-token-of-an-older-cluster',
+      fields: [field],
+      sections: [],
+    });
+    const err = await failureOf(acts(other).installK3sServer({ cluster: other.spec.name, node: 'control-plane' }));
+    expect([err.type, err.nonRetryable]).toEqual(['BadConfig', true]);
+    expect(err.message).toBe(
+      `1Password item op://${other.spec.onepassword.vault}/k3s-token-of-an-older-cluster/token holds another k3s server token than control-plane's; move it aside (it may open an older cluster's snapshots) and retry`,
+    );
+    const overview = (await op.items.list(vaultId)).find((i) => i.title === 'k3s-token-of-an-older-cluster')!;
+    expect((await op.items.get(vaultId, overview.id)).fields[0].value).toBe('K10aaaa::server:older');
+  });
 });
