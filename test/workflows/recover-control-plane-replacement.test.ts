@@ -43,7 +43,13 @@ test('destroyed server, replacement at a new address: restored from S3 with the 
   const old = v.lab.nodes.find((n) => n.name === 'control-plane')!;
   const oldHost = { host: old.host, port: old.port, lanIp: old.lanIp };
   await v.lab.faults.kube.destroyControlPlane();
-  const fresh = await v.lab.faults.replaceNode('control-plane');
+  // The lab's control route: a new, empty machine under the same name at a new address.
+  const res = await fetch(`${v.lab.control.url}/faults/nodes/control-plane/replace`, { method: 'POST' });
+  expect(res.status).toBe(200);
+  const { node: fresh } = (await res.json()) as {
+    node: { host: string; port: number; hostKey: string; lanIp: string };
+  };
+  expect(v.lab.nodes.find((n) => n.name === 'control-plane')?.host).toBe(fresh.host);
   expect(fresh.host).not.toBe(oldHost.host);
   expect(fresh.lanIp).not.toBe(oldHost.lanIp);
   // What an operator does for a new machine: its address and host key in the cluster file, same name.
