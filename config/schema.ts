@@ -267,6 +267,14 @@ export const ClusterSpecSchema = Type.Object(
          */
         startTimeoutSeconds: Type.Optional(Duration),
         etcdSnapshots: Type.Optional(EtcdSnapshotsSpec),
+        /**
+         * 1Password item (in onepassword.vault) that keeps the server token off the node, written by the
+         * first server's install (default k3s-server-token): a restore needs the same token
+         * (docs.k3s.io/datastore/backup-restore), and a replacement server gets it from here.
+         */
+        tokenItem: Type.Optional(
+          Type.String({ minLength: 1, maxLength: 100, pattern: '^[A-Za-z0-9][A-Za-z0-9 ._-]*$' }),
+        ),
       },
       { additionalProperties: false },
     ),

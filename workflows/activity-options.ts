@@ -101,6 +101,9 @@ export const ACTIVITY_KINDS = {
   verifyEtcdSnapshots: 'steady',
   restoreEtcdSnapshot: 'wait',
   observeRestoreTarget: 'steady',
+  installRestoreTarget: 'wait',
+  observeServerTokenCopy: 'steady',
+  restoreServerToken: 'steady',
   // Drift (activities/drift/): read-only observations over SSH or the API, and one Node patch
   driftNode: 'steady',
   driftComponent: 'steady',

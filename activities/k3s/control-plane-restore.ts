@@ -10,6 +10,8 @@ import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js'
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
 import { beat, sleep } from '../heartbeat.js';
 import { must, nodeOrFail, withSession } from '../ssh/session.js';
+import { installWithoutStart, type K3sInstallResult } from './install.js';
+import { serverTokenActivities } from './server-token.js';
 
 const MARKER_DIR = '/var/lib/rancher/pedro-ops';
 
@@ -21,10 +23,11 @@ export interface ControlPlaneRestoreResult {
 }
 
 /**
- * What a restore onto this server needs and this workflow does not make: k3s installed (it restores,
- * it does not reinstall), and the server token. The snapshot's confidential data is encrypted with the
+ * What a restore onto this server needs: k3s installed (a replacement machine without it gets it from
+ * installRestoreTarget), and the server token. The snapshot's confidential data is encrypted with the
  * token; without the same token the snapshot is unusable (docs.k3s.io/datastore/backup-restore:
- * "you must also back up the server token file at /var/lib/rancher/k3s/server/token").
+ * "you must also back up the server token file at /var/lib/rancher/k3s/server/token"); a disk without
+ * it gets it back from its 1Password copy (server-token.ts).
  */
 export interface RestoreTarget {
   node: string;
@@ -37,6 +40,16 @@ export const K3S_TOKEN_PATH = '/var/lib/rancher/k3s/server/token';
 
 export function controlPlaneRestoreActivities(deps: ActivityDeps) {
   return {
+    ...serverTokenActivities(deps),
+
+    /** A replacement server (empty disk): k3s at the pinned version, installed but not started. */
+    async installRestoreTarget(input: { cluster: string; node: string }): Promise<K3sInstallResult> {
+      const spec = clusterOrFail(deps, input.cluster);
+      const node = nodeOrFail(spec, input.node);
+      if (node.role !== 'server') throw nonRetryable(ErrorType.BadConfig, `${node.name} is not a server`);
+      return installWithoutStart(deps, spec, node);
+    },
+
     async observeRestoreTarget(input: { cluster: string; node: string }): Promise<RestoreTarget> {
       const spec = clusterOrFail(deps, input.cluster);
       const node = nodeOrFail(spec, input.node);

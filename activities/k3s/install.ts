@@ -13,6 +13,7 @@ import { beat, sleep } from '../heartbeat.js';
 import { must, nodeOrFail, withSession } from '../ssh/session.js';
 import { resolveNodeIp } from '../ssh/node-ip.js';
 import { RESTART_MARKER } from '../ssh/prepare.js';
+import { keepServerTokenOffNode, type ServerTokenCopy } from './server-token.js';
 
 const WORK = '/var/lib/rancher/pedro-ops';
 export const NODE_TOKEN_PATH = '/var/lib/rancher/k3s/server/node-token';
@@ -28,6 +29,8 @@ export interface K3sInstallResult {
   action?: 'installed' | 'started' | 'restarted' | 'unchanged';
   /** What was done and why, for the step detail. */
   detail?: string;
+  /** First server: its token kept in 1Password (reference and fingerprint, never the value). */
+  tokenCopy?: ServerTokenCopy;
 }
 
 const DEFAULT_START_TIMEOUT_S = 300;
@@ -39,7 +42,9 @@ const RUNNER = `#!/bin/sh
 cd ${WORK} || exit 1
 exec 9>install.lock
 flock 9
-if [ "$(k3s --version 2>/dev/null | head -n 1 | cut -d' ' -f3)" = "$WANT_VERSION" ] && systemctl is-active --quiet "$WANT_SERVICE"; then
+# WANT_ACTIVE=no (INSTALL_K3S_SKIP_START): installed with its unit is enough, and nothing is started.
+if [ "$(k3s --version 2>/dev/null | head -n 1 | cut -d' ' -f3)" = "$WANT_VERSION" ] && \
+  { systemctl is-active --quiet "$WANT_SERVICE" || { [ "$WANT_ACTIVE" = no ] && [ -f "/etc/systemd/system/$WANT_SERVICE.service" ]; }; }; then
   rm -f install.env; echo 0 >install.rc; exit 0
 fi
 if [ ! -f install.env ]; then echo "install.env missing (a previous run consumed it)" >install.log; echo 1 >install.rc; exit 1; fi
@@ -49,7 +54,7 @@ sh ./install.sh >install.log 2>&1
 rc=$?
 # With binary, unit and env unchanged the installer prints "No change detected so skipping service
 # start" and leaves a stopped service stopped (k3s-io/k3s install.sh service_enable_and_start): start it.
-if [ "$rc" = 0 ] && ! systemctl is-active --quiet "$WANT_SERVICE"; then
+if [ "$rc" = 0 ] && [ "$WANT_ACTIVE" != no ] && ! systemctl is-active --quiet "$WANT_SERVICE"; then
   echo "[pedro-ops] $WANT_SERVICE is not active after the installer: systemctl start $WANT_SERVICE" >>install.log
   systemctl start "$WANT_SERVICE" >>install.log 2>&1
   rc=$?
@@ -172,6 +177,7 @@ async function runInstaller(
   node: NodeSpec,
   env: Record<string, string | undefined>,
   want: string,
+  active = true,
 ): Promise<void> {
   const svc = serviceOf(node);
   const busy = await s.exec(
@@ -194,7 +200,7 @@ async function runInstaller(
       node.name,
       // The whole list goes to the background with its output detached: `cd && nohup ... &` would
       // leave a subshell holding the session's stdout until the installer ends, blocking this exec.
-      `(cd ${WORK} && WANT_VERSION=${shellQuote(want)} WANT_SERVICE=${svc} exec nohup setsid sh ./run.sh) </dev/null >/dev/null 2>&1 &`,
+      `(cd ${WORK} && WANT_VERSION=${shellQuote(want)} WANT_SERVICE=${svc} WANT_ACTIVE=${active ? 'yes' : 'no'} exec nohup setsid sh ./run.sh) </dev/null >/dev/null 2>&1 &`,
     );
   }
   const rc = await waitForRc(s, spec, node, `${WORK}/install.rc`, 'installer running');
@@ -267,6 +273,42 @@ export async function installOn(
   });
 }
 
+/**
+ * Installs k3s at the pinned version on an empty server without starting it (INSTALL_K3S_SKIP_START,
+ * k3s-io/k3s install.sh service_enable_and_start): a restore onto a new machine, whose first start must
+ * be `k3s server --cluster-reset --cluster-reset-restore-path`, not a fresh cluster of its own
+ * (docs.k3s.io/datastore/backup-restore). Same installer environment as the provision's, so the unit
+ * comes out as it was on the machine it replaces.
+ */
+export async function installWithoutStart(
+  deps: ActivityDeps,
+  spec: ClusterSpec,
+  node: NodeSpec,
+): Promise<K3sInstallResult> {
+  const version = spec.k3s.version;
+  return withSession(deps, spec, node, async (s) => {
+    const before = await observeK3s(s, node);
+    const base = { node: node.name, role: node.role, version };
+    if (before.version === version && before.unit)
+      return { ...base, installed: false, action: 'unchanged' as const, detail: `${version} already installed` };
+    await runInstaller(
+      s,
+      spec,
+      node,
+      { ...(await installEnv(deps, spec, node)()), INSTALL_K3S_VERSION: version, INSTALL_K3S_SKIP_START: 'true' },
+      version,
+      false,
+    );
+    const after = await observeK3s(s, node);
+    if (after.version !== version || !after.unit)
+      throw retryable(
+        ErrorType.NotReady,
+        `k3s on ${node.name} is ${after.version || 'absent'} after install; want ${version}`,
+      );
+    return { ...base, installed: true, action: 'installed' as const, detail: `installed ${version}, not started` };
+  });
+}
+
 async function readToken(deps: ActivityDeps, spec: ClusterSpec, server: NodeSpec, path: string): Promise<string> {
   return withSession(deps, spec, server, async (s) => {
     const r = await s.exec(`cat ${path}`);
@@ -314,7 +356,11 @@ export function k3sActivities(deps: ActivityDeps) {
       const spec = clusterOrFail(deps, input.cluster);
       const node = nodeOrFail(spec, input.node);
       if (node.role !== 'server') throw nonRetryable(ErrorType.BadConfig, `${node.name} is not a server`);
-      return installOn(deps, spec, node, installEnv(deps, spec, node));
+      const r = await installOn(deps, spec, node, installEnv(deps, spec, node));
+      // The token the first server created (or runs with) goes off-node on every run: a cluster built
+      // before this existed gets its copy on its next provision; a matching copy is left as it is.
+      if (spec.nodes.find((n) => n.role === 'server')?.name !== node.name) return r;
+      return { ...r, tokenCopy: await keepServerTokenOffNode(deps, spec, node) };
     },
 
     /** Agent join: the token is read from the first server here and never leaves this activity. */

@@ -117,7 +117,16 @@ describe('node build on lab machines that behave like the real ones', () => {
     // k3s docs' format (docs.k3s.io/installation/private-registry): plain HTTP = an http:// endpoint
     expect(parse(reg)).toEqual({ mirrors: { [`${r.host}:${r.port}`]: { endpoint: [`http://${r.host}:${r.port}`] } } });
 
-    await acts().installK3sServer({ cluster: cluster(), node: 'control-plane' });
+    const server = await acts().installK3sServer({ cluster: cluster(), node: 'control-plane' });
+    // The new server token goes off-node into 1Password (issue 20): the result carries its reference
+    // and fingerprint, never the value.
+    const token = (await onNode('control-plane', 'cat /var/lib/rancher/k3s/server/token')).stdout.trim();
+    expect(server.tokenCopy).toMatchObject({
+      ref: `op://${o.spec.onepassword.vault}/k3s-server-token/token`,
+      action: 'created',
+      fingerprint: expect.stringMatching(/^hmac-sha256:[0-9a-f]+$/),
+    });
+    expect(JSON.stringify(server)).not.toContain(token.split('::server:')[1]);
     // Agents join the VIP, which answers only once kube-vip runs (issue 13 item 1): as the workflow does.
     expect(await acts().deployVipProvider({ cluster: cluster() })).toMatchObject({ changed: true });
     await acts().waitVipReady({ cluster: cluster(), timeoutSeconds: 45 });
@@ -176,5 +185,30 @@ describe('node build on lab machines that behave like the real ones', () => {
     // applied: nothing left to do on the next run
     const again = await acts(more).installK3sServer({ cluster: more.spec.name, node: 'control-plane' });
     expect(again).toMatchObject({ installed: false, action: 'unchanged' });
+    // The kept copy is read back and compared: unchanged, same fingerprint, nothing written.
+    expect(again.tokenCopy).toMatchObject({ action: 'unchanged', fingerprint: r.tokenCopy?.fingerprint });
+  });
+
+  it('an item that holds another server token is refused, not overwritten (issue 20)', async () => {
+    const other = patched((s) => {
+      s.k3s.tokenItem = 'k3s-token-of-an-older-cluster';
+    });
+    const op = await other.deps.onepassword(other.spec);
+    const vaultId = (await op.vaults.list()).find((x) => x.title === other.spec.onepassword.vault)!.id;
+    const field = { id: 'token', title: 'token', fieldType: 'Concealed', value: 'K10aaaa::server:older' } as never;
+    await op.items.create({
+      category: 'Password' as never,
+      vaultId,
+      title: 'k3s-token-of-an-older-cluster',
+      fields: [field],
+      sections: [],
+    });
+    const err = await failureOf(acts(other).installK3sServer({ cluster: other.spec.name, node: 'control-plane' }));
+    expect([err.type, err.nonRetryable]).toEqual(['BadConfig', true]);
+    expect(err.message).toBe(
+      `1Password item op://${other.spec.onepassword.vault}/k3s-token-of-an-older-cluster/token holds another k3s server token than control-plane's; move it aside (it may open an older cluster's snapshots) and retry`,
+    );
+    const overview = (await op.items.list(vaultId)).find((i) => i.title === 'k3s-token-of-an-older-cluster')!;
+    expect((await op.items.get(vaultId, overview.id)).fields[0].value).toBe('K10aaaa::server:older');
   });
 });

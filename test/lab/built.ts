@@ -1,7 +1,8 @@
 // The "already provisioned" lab: brought about the way provisioning would do it (k3s installed over
-// SSH with the stand-in installer, OpenBAO initialised and unsealed through its HTTP API, the unseal
-// material kept in 1Password, secrets copied 1Password -> OpenBAO -> Kubernetes), so tests that start
-// from a built cluster see the same world a real provision leaves behind.
+// SSH with the stand-in installer, the k3s server token kept in 1Password, OpenBAO initialised and
+// unsealed through its HTTP API, the unseal material kept in 1Password, secrets copied 1Password ->
+// OpenBAO -> Kubernetes), so tests that start from a built cluster see the same world a real
+// provision leaves behind.
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { NodeSSH } from 'node-ssh';
@@ -14,6 +15,7 @@ import { createLabOnePasswordClient } from './onepassword/index.js';
 import { K3S_CONFIG_PATH, K3S_REGISTRIES_PATH, k3sConfig, registriesYaml } from '../../activities/ssh/prepare.js';
 import { K3S_KUBECONFIG, rewriteKubeconfig } from '../../activities/k3s/kubeconfig.js';
 import { kubeVipManifest, VIP_MANIFEST_PATH } from '../../activities/k3s/vip.js';
+import { SERVER_TOKEN_FILE, tokenItemTitle } from '../../activities/k3s/server-token.js';
 import { connect } from 'node:net';
 import {
   CUSTOM_CONFIGMAP,
@@ -65,7 +67,9 @@ async function sh(ssh: NodeSSH, node: string, command: string, stdin?: string): 
 }
 
 /** The curl | sh shape of the real install, with the stand-in script fed on stdin. */
-export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshKeyPath'>): Promise<void> {
+export async function installK3s(
+  ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshKeyPath'>,
+): Promise<{ serverToken: string }> {
   const { spec } = ctx;
   const script = readFileSync(spec.k3s.installScript, 'utf8');
   const byName = new Map(ctx.nodes.map((n) => [n.name, n]));
@@ -87,6 +91,7 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
   };
   const ssh = await connectNode(byName.get(server.name)!, ctx.sshKeyPath);
   let agentToken: string;
+  let serverToken: string;
   try {
     await writeK3sFiles(ssh, server);
     const exec = `server --cluster-init --tls-san ${spec.vip} ${disable}`;
@@ -97,6 +102,7 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
       script,
     );
     agentToken = (await sh(ssh, server.name, 'cat /var/lib/rancher/k3s/server/node-token')).trim();
+    serverToken = (await sh(ssh, server.name, `cat ${SERVER_TOKEN_FILE}`)).trim();
     // The VIP provider as the provision's VIP step leaves it: its manifest in k3s's manifests folder
     // (k3s applies it, kube-vip leads, the VIP answers), before the agents join through the VIP.
     const manifest = kubeVipManifest(spec);
@@ -125,6 +131,7 @@ export async function installK3s(ctx: Pick<SeedContext, 'spec' | 'nodes' | 'sshK
         }
       }),
   );
+  return { serverToken };
 }
 
 /** Until something accepts connections on host:port (the VIP, once kube-vip leads). */
@@ -191,6 +198,20 @@ async function storeUnsealItem(op: OpClient, spec: ClusterSpec, secrets: BuiltSe
     fields,
     sections: [],
     tags: ['openbao'],
+  });
+}
+
+/** The server token kept off-node, as the first server's install leaves it (activities/k3s/server-token.ts). */
+async function storeTokenItem(op: OpClient, spec: ClusterSpec, token: string): Promise<void> {
+  const vault = (await op.vaults.list()).find((v) => v.title.toLowerCase() === spec.onepassword.vault.toLowerCase());
+  if (!vault) throw new Error(`1Password double has no vault "${spec.onepassword.vault}"`);
+  await op.items.create({
+    category: 'Password' as never,
+    vaultId: vault.id,
+    title: tokenItemTitle(spec),
+    fields: [{ id: 'token', title: 'token', fieldType: 'Concealed', value: token } as never],
+    sections: [],
+    tags: ['k3s', spec.name],
   });
 }
 
@@ -319,7 +340,9 @@ async function seedSplitDns(ctx: SeedContext): Promise<void> {
  */
 export async function seedBuiltState(ctx: SeedContext & { openbaoFresh?: boolean }): Promise<BuiltSecrets | undefined> {
   const t0 = performance.now();
-  await installK3s(ctx);
+  const { serverToken } = await installK3s(ctx);
+  const op = createLabOnePasswordClient(ctx.onepasswordUrl);
+  await storeTokenItem(op, ctx.spec, serverToken);
   await writeBuiltKubeconfig(ctx);
   await ctx.kube.seedBuilt(ctx.spec);
   await seedSplitDns(ctx);
@@ -331,7 +354,6 @@ export async function seedBuiltState(ctx: SeedContext & { openbaoFresh?: boolean
   const secrets = await initOpenBao(ctx);
   // OpenBAO's pods turn Ready once it is unsealed, like every other workload by now.
   await ctx.kube.waitWorkloadsReady(ctx.spec);
-  const op = createLabOnePasswordClient(ctx.onepasswordUrl);
   await storeUnsealItem(op, ctx.spec, secrets);
   await copySecrets(ctx, op, secrets.rootToken);
   ctx.log(`built state seeded in ${Math.round(performance.now() - t0)} ms`);

@@ -3,7 +3,7 @@
 // Loopback only; JSON in and out; unknown node or route 404, bad body 400.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { LabNodes, NodeCounters, NodeFacts } from './nodes/index.js';
+import type { LabNode, LabNodes, NodeCounters, NodeFacts } from './nodes/index.js';
 import type { OnePasswordCounters } from './onepassword/index.js';
 import type { DriftFaults } from './drift-faults.js';
 
@@ -18,6 +18,8 @@ export interface LabCounters {
 export interface LabFaults {
   ssh: Omit<LabNodes['faults'], 'setFacts'>;
   setFacts(node: string, facts: Partial<NodeFacts>): Promise<void>;
+  /** A new, empty machine replaces the node under its name, at a new address (nodes/index.ts replace). */
+  replaceNode(node: string): Promise<LabNode>;
   helmcharts: {
     fail(name: string, message?: string): void;
     /** Only this chart version fails: "a chart whose new version fails" (a rollback succeeds). */
@@ -218,6 +220,14 @@ function routes(t: ControlTarget): Array<[string, string, Handler]> {
     ['POST', '/faults/kube/apiserver/down', async () => (await t.faults.kube.apiserverDown(), ok)],
     ['POST', '/faults/kube/apiserver/up', async () => (await t.faults.kube.apiserverUp(), ok)],
     ['POST', '/faults/kube/control-plane/destroy', async () => (await t.faults.kube.destroyControlPlane(), ok)],
+    [
+      'POST',
+      '/faults/nodes/:node/replace',
+      async ([n]) => {
+        const { name, host, port, hostKey, hostname, lanIp } = await t.faults.replaceNode(node(n));
+        return { ok: true, node: { name, host, port, hostKey, hostname, lanIp } };
+      },
+    ],
     [
       'POST',
       '/faults/kube/reject-writes',

@@ -219,6 +219,7 @@ export async function startLab(opts: StartLabOptions = {}): Promise<Lab> {
         clear: (n) => nodes.faults.clear(n),
       },
       setFacts: (n, f) => nodes.faults.setFacts(n, f),
+      replaceNode: (n) => nodes.replace(n),
       helmcharts: {
         fail: (name, msg) => kube.faults.failHelmChart(name, msg),
         failVersion: (name, version, msg) => kube.faults.failHelmChartVersion(name, version, msg),

@@ -22,6 +22,7 @@ describe('replay of committed histories', () => {
       'drRestore',
       'provisionCluster',
       'reconcile',
+      'recoverControlPlane',
       'rotateSecrets',
       'upgradeCluster',
       'verifyBackup',

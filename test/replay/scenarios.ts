@@ -24,9 +24,11 @@ import { startLab, type Lab } from '../lab/index.js';
 import { memoryLogger } from '../helpers/temporal.js';
 import { startVeleroLab } from '../workflows/velero-lab.js';
 import { startRotationLab, type RotationLab } from '../workflows/rotate-secrets-lab.js';
+import { activity, startEtcdLab, type EtcdLab } from '../workflows/etcd-lab.js';
+import type { RecoverReport } from '../../workflows/recover-control-plane.js';
 
-/** What a scenario needs: `velero`/`rotation` share one built lab per group, `fresh` gets its own unbuilt lab. */
-export type LabKind = 'velero' | 'rotation' | 'fresh';
+/** What a scenario needs: `velero`/`rotation`/`etcd` share one built lab per group, `fresh` gets its own unbuilt lab. */
+export type LabKind = 'velero' | 'rotation' | 'etcd' | 'fresh';
 
 export interface Env {
   lab: Lab;
@@ -36,6 +38,7 @@ export interface Env {
   /** Test hook: while set, the next veleroWaitRestore parks (heartbeating) until cancelled. */
   gate?: { reached: boolean };
   rotation?: RotationLab;
+  etcd?: EtcdLab;
   stop(): Promise<void>;
 }
 
@@ -69,6 +72,12 @@ export async function startEnv(kind: LabKind): Promise<Env> {
       return real.veleroWaitRestore(input);
     };
     return env;
+  }
+  if (kind === 'etcd') {
+    const e = await startEtcdLab();
+    // The server's config with the S3 settings, as a provision writes it.
+    await activity(() => createActivities(e.deps).prepareNode({ cluster: 'lab', node: 'control-plane' }));
+    return { lab: e.lab, deps: e.deps, activities: {}, etcd: e, stop: () => e.stop() };
   }
   if (kind === 'rotation') {
     const r = await startRotationLab();
@@ -114,6 +123,25 @@ async function failureOf(h: WorkflowHandle): Promise<WorkflowFailedError> {
   );
   if (!(err instanceof WorkflowFailedError)) throw new Error(`expected ${h.workflowId} to fail; got ${String(err)}`);
   return err;
+}
+
+/** A snapshot in S3 now, then the server loses `what`; the approved recovery must end recovered. */
+async function recoverAfter(r: Run, id: string, lose: (e: EtcdLab) => Promise<void>): Promise<WorkflowHandle> {
+  const e = r.env.etcd!;
+  const saved = await e.onNode('k3s etcd-snapshot save');
+  const snapshot = /Snapshot (\S+) saved/.exec(saved.stderr)?.[1];
+  expect(Boolean(snapshot), 'a snapshot saved', saved.stderr);
+  await lose(e);
+  const h = await r.client.workflow.start('recoverControlPlane', {
+    taskQueue: r.taskQueue,
+    workflowId: `recover-control-plane/lab/replay-${id}`,
+    args: [{ cluster: 'lab', snapshot, requestedBy: 'replay-capture' }],
+  });
+  await until(h, 'the approval gate', (p) => p.state === 'waiting-approval');
+  await h.executeUpdate(approveUpdate, { args: [{ approved: true, by: 'replay-capture' }] });
+  const rep = (await h.result()) as RecoverReport;
+  expect(rep.result === 'recovered' && rep.drift?.total === 0, 'a clean recovery', rep);
+  return h;
 }
 
 const SEED = ['eleduck-database', 'podcast-scraper', 'twitch', 'discord', 'supabase', 'github', 'tailscale-oauth'];
@@ -365,6 +393,30 @@ export const SCENARIOS: Scenario[] = [
       );
       return h;
     },
+  },
+  {
+    // The datastore lost on the same machine (k3s and the token still on its disk).
+    name: 'recover-control-plane-same-node',
+    lab: 'etcd',
+    run: (r) =>
+      recoverAfter(r, 'same-node', async (e) => {
+        await e.lab.pieces.kube.controlPlane.destroy();
+        await e.onNode('rm -rf /var/lib/rancher/k3s/server/db/snapshots');
+      }),
+  },
+  {
+    // The machine destroyed; a new one at a new address under the same name (token from 1Password).
+    name: 'recover-control-plane-replacement',
+    lab: 'etcd',
+    run: (r) =>
+      recoverAfter(r, 'replacement', async (e) => {
+        await e.lab.faults.kube.destroyControlPlane();
+        const fresh = await e.lab.faults.replaceNode('control-plane');
+        e.rewriteSpec((raw) => {
+          const n = raw.nodes.find((x) => x.name === 'control-plane')!;
+          Object.assign(n, { address: fresh.host, port: fresh.port, hostKey: fresh.hostKey });
+        });
+      }),
   },
   {
     name: 'provision-cluster-success',

@@ -8,7 +8,8 @@ import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { buildTestApp } from '../helpers/app.js';
 import { temporalSettings } from '../../worker/settings.js';
-import { testCodec, testTemporal, type TestTemporal } from '../helpers/temporal.js';
+import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
+import { decodedPayloads, rawStrings } from '../helpers/history-text.js';
 import { startRotationLab, type RotationLab } from '../workflows/rotate-secrets-lab.js';
 import type { RotationReport } from '../../workflows/rotate-secrets.js';
 
@@ -82,34 +83,6 @@ async function historiesText(): Promise<{ text: string; count: number }> {
     parts.push(...(await decodedPayloads(history)));
   }
   return { text: parts.join('\n'), count };
-}
-
-/** Every payload of the history decoded with the suite codec, as text (what an operator with the codec sees). */
-async function decodedPayloads(node: unknown, out: string[] = []): Promise<string[]> {
-  if (!node || typeof node !== 'object' || node instanceof Uint8Array) return out;
-  const o = node as { metadata?: Record<string, Uint8Array>; data?: Uint8Array };
-  if (
-    o.metadata &&
-    o.data instanceof Uint8Array &&
-    Buffer.from(o.metadata.encoding ?? []).toString() === 'binary/encrypted'
-  ) {
-    const [p] = await testCodec.decode([o]);
-    out.push(Buffer.from(p.data ?? []).toString('utf8'));
-    return out;
-  }
-  for (const v of Object.values(node)) await decodedPayloads(v, out);
-  return out;
-}
-
-/** Every string in the history, payload bytes decoded as UTF-8 (bytes may arrive as Uint8Array or base64 text). */
-function rawStrings(node: unknown, key = '', out: string[] = []): string[] {
-  if (node instanceof Uint8Array) out.push(Buffer.from(node).toString('utf8'));
-  else if (typeof node === 'string') {
-    out.push(node);
-    if (key === 'data') out.push(Buffer.from(node, 'base64').toString('utf8'));
-  } else if (Array.isArray(node)) node.forEach((x) => rawStrings(x, key, out));
-  else if (node && typeof node === 'object') for (const [k, v] of Object.entries(node)) rawStrings(v, k, out);
-  return out;
 }
 
 function hits(haystack: string, values: string[]): string[] {

@@ -18,7 +18,7 @@ export interface EtcdLab extends VeleroLab {
   /** Runs a command on a node (default the server) over the orchestrator's SSH. */
   onNode(command: string, node?: string): Promise<{ code: number; stdout: string; stderr: string }>;
   /** Changes the orchestrator's copy of the cluster file (the registry reloads it by mtime). */
-  rewriteSpec(change: (raw: { k3s: ClusterSpec['k3s'] }) => void): void;
+  rewriteSpec(change: (raw: Pick<ClusterSpec, 'k3s' | 'nodes'>) => void): void;
 }
 
 export async function startEtcdLab(): Promise<EtcdLab> {
@@ -54,8 +54,10 @@ export async function startEtcdLab(): Promise<EtcdLab> {
     });
     v.lab.pieces.kube.objectStore.allow(BUCKET, keys.access);
     const onNode = async (command: string, name = 'control-plane') => {
-      const node = v.spec.nodes.find((n) => n.name === name)!;
-      const s = await v.deps.ssh.connect(v.spec, node, {});
+      // the orchestrator's current copy of the cluster file: a replaced node has a new address there
+      const spec = v.deps.clusters.get(v.spec.name) ?? v.spec;
+      const node = spec.nodes.find((n) => n.name === name)!;
+      const s = await v.deps.ssh.connect(spec, node, {});
       try {
         const r = await s.exec(command);
         return { code: r.code ?? -1, stdout: r.stdout, stderr: r.stderr };
@@ -63,9 +65,9 @@ export async function startEtcdLab(): Promise<EtcdLab> {
         s.dispose();
       }
     };
-    const rewriteSpec = (change: (raw: { k3s: ClusterSpec['k3s'] }) => void) => {
+    const rewriteSpec = (change: (raw: Pick<ClusterSpec, 'k3s' | 'nodes'>) => void) => {
       const file = join(v.dataDir, 'clusters', `${v.spec.name}.yaml`);
-      const raw = parse(readFileSync(file, 'utf8')) as { k3s: ClusterSpec['k3s'] };
+      const raw = parse(readFileSync(file, 'utf8')) as Pick<ClusterSpec, 'k3s' | 'nodes'>;
       change(raw);
       writeFileSync(file, stringify(raw, { lineWidth: 0 }));
     };

@@ -160,13 +160,15 @@ describe('recoverControlPlane', () => {
   });
 
   // Last: the fault wipes the server's disk (k3s, its token, its config), which nothing here undoes.
-  test('the whole node destroyed (disk wiped): refused before the gate, naming the missing token and the reinstall', async () => {
+  test('the whole node destroyed (disk wiped) and no token copy in 1Password: refused before the gate, naming the missing token', async () => {
     await v.lab.faults.kube.destroyControlPlane();
-    const err = await (await start()).result().catch((e: unknown) => e);
+    // The built lab keeps the token in 1Password as a provision does; a cluster file naming an item
+    // that does not exist is a cluster whose token was never kept off-node.
+    v.rewriteSpec((raw) => void (raw.k3s.tokenItem = 'no-such-item'));
+    const err = await (await start({ snapshot })).result().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(WorkflowFailedError);
     expect((err as WorkflowFailedError).cause?.message).toBe(
-      'control-plane recovery refused: the k3s server token (/var/lib/rancher/k3s/server/token) is gone from control-plane and no copy is kept off-node: the snapshot is unusable without it; ' +
-        'k3s is not installed on control-plane: this workflow restores an installed server, it does not reinstall',
+      `control-plane recovery refused: the k3s server token (/var/lib/rancher/k3s/server/token) is gone from control-plane and 1Password holds no copy (op://${v.spec.onepassword.vault}/no-such-item/token): the snapshot is unusable without it`,
     );
   });
 });

@@ -64,6 +64,13 @@ export interface LabNodes {
     setFacts(node: string, facts: Partial<NodeFacts>): Promise<void>;
     clear(node?: string): void;
   };
+  /**
+   * The machine is gone and a new one takes its place under the same name: the old sshd and every
+   * process of its namespace are killed and its root removed; the new node gets a loopback address,
+   * LAN address and host key of its own, a fresh empty root and the same sshd setup. `nodes` is updated
+   * in place (the lab's controllers read it).
+   */
+  replace(node: string): Promise<LabNode>;
   counters(): Record<string, NodeCounters>;
   stop(): Promise<void>;
 }
@@ -167,6 +174,8 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
   await mkdir(nodesDir, { recursive: true });
   const states = new Map<string, NodeState>();
 
+  // a replacement machine takes the next index: its own loopback and LAN addresses
+  let nextIndex = opts.names.length;
   const startOne = async (name: string, i: number): Promise<void> => {
     const host = `127.0.0.${11 + i}`;
     const rootDir = path.join(nodesDir, name);
@@ -319,9 +328,24 @@ export async function startNodes(opts: StartNodesOptions): Promise<LabNodes> {
     },
   };
 
+  const nodes = opts.names.map((n) => get(n).node);
+  const replace = async (name: string): Promise<LabNode> => {
+    const old = get(name);
+    if (old.dropAfter) clearInterval(old.dropAfter.timer);
+    await old.proxy.close();
+    await old.procs.stop();
+    await rm(old.procs.dir, { recursive: true, force: true, maxRetries: 5 });
+    states.delete(name);
+    await startOne(name, nextIndex++);
+    const fresh = get(name).node;
+    nodes[nodes.findIndex((n) => n.name === name)] = fresh;
+    return fresh;
+  };
+
   return {
-    nodes: opts.names.map((n) => get(n).node),
+    nodes,
     faults,
+    replace,
     counters: () =>
       Object.fromEntries(
         [...states.values()].map((s) => [

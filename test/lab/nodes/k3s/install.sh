@@ -2,7 +2,7 @@
 # k3s installer stand-in for the lab. Same interface and output as https://get.k3s.io:
 #   curl -sfL https://get.k3s.io | INSTALL_K3S_VERSION=v1.31.4+k3s1 INSTALL_K3S_EXEC="server --cluster-init" sh -s - --tls-san 1.2.3.4
 #   K3S_URL=https://<server>:6443 K3S_TOKEN=<token> sh install.sh
-# Env: INSTALL_K3S_VERSION, INSTALL_K3S_EXEC, INSTALL_K3S_SKIP_DOWNLOAD, INSTALL_K3S_FORCE_RESTART,
+# Env: INSTALL_K3S_VERSION, INSTALL_K3S_EXEC, INSTALL_K3S_SKIP_DOWNLOAD, INSTALL_K3S_SKIP_START, INSTALL_K3S_FORCE_RESTART,
 # K3S_URL, K3S_TOKEN (plus any K3S_* kept in the service env file, as the real script does).
 # The "download" copies the release's k3s stand-in from /run/lab/k3s-release/<version>; systemctl is the lab shim.
 set -e
@@ -176,6 +176,12 @@ info "systemd: Enabling $SYSTEM_NAME unit"
 systemctl enable "$SYSTEM_NAME"
 systemctl daemon-reload >/dev/null
 
+# k3s-io/k3s install.sh service_enable_and_start: `[ "${INSTALL_K3S_SKIP_START}" = true ] && return`
+# right after enabling the unit (a restore onto a new machine installs without starting: the first
+# start must be the cluster-reset, not a fresh cluster).
+if [ "${INSTALL_K3S_SKIP_START}" = true ]; then
+  exit 0
+fi
 # k3s-io/k3s install.sh service_enable_and_start: only the hashes of the binary, unit and env file
 # decide. A stopped service with nothing changed stays stopped, and a changed config.yaml or
 # registries.yaml is not a change here (neither file is hashed).
