@@ -64,6 +64,20 @@ describe('activity options', () => {
     expect(unnoticedTooLong({ startToCloseTimeout: '40m', heartbeatTimeout: HEARTBEAT_TIMEOUT })).toBeUndefined();
   });
 
+  it('after a crash the next attempt starts within 20 s: the retry backoff cap plus the heartbeat timeout', () => {
+    for (const [kind, o] of Object.entries(ACTIVITY_OPTIONS) as [ActivityKind, ActivityOptions][]) {
+      const cap = msToNumber(o.retry!.maximumInterval!) / 1000;
+      const noticed = seconds(o.heartbeatTimeout) ?? seconds(o.startToCloseTimeout)!;
+      expect(cap + noticed, `${kind}: ${cap} s backoff + ${noticed} s`).toBeLessThanOrEqual(20);
+    }
+    // and a transient outage is still retried through for about 100 s before the step parks
+    const r = ACTIVITY_OPTIONS.steady.retry;
+    let window = 0;
+    for (let i = 1, d = msToNumber(r.initialInterval!); i < r.maximumAttempts!; i++, d *= r.backoffCoefficient!)
+      window += Math.min(d, msToNumber(r.maximumInterval!));
+    expect(window / 1000).toBeGreaterThanOrEqual(90);
+  });
+
   it('heartbeating kinds beat well inside their heartbeat timeout', () => {
     expect(KEEPALIVE_MS).toBeLessThanOrEqual((msToNumber(HEARTBEAT_TIMEOUT) * 0.8) / 2);
   });
