@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import type { ClusterSpec } from '../../config/schema.js';
+import type { ClusterSpec, SecretEntrySpec } from '../../config/schema.js';
 import type { DrillReport } from '../../workflows/verify-backup.js';
 import type { ProvisionReport } from '../../workflows/provision-cluster.js';
 import { rotateSecretsWorkflowId, type RotationReport } from '../../workflows/rotate-secrets.js';
@@ -25,7 +25,7 @@ import { startLab, type Lab } from '../lab/index.js';
 import { K3S_RELEASES } from '../lab/nodes/index.js';
 import { startVeleroLab } from '../workflows/velero-lab.js';
 import { startRotationLab } from '../workflows/rotate-secrets-lab.js';
-import { orchestratorForLab } from '../helpers/lab-deps.js';
+import { orchestratorForLab, withBuiltLab } from '../helpers/lab-deps.js';
 import { upgradeWorkflowId } from '../../workflows/upgrade-plan.js';
 import type { UpgradeReport } from '../../workflows/upgrade-cluster.js';
 import { SNAPSHOT_DIR } from '../../activities/upgrade/k3s.js';
@@ -214,11 +214,7 @@ export async function rotationScenario(): Promise<Scenario> {
           c.openbao.byPath[`write:${r.spec.openbao.kvMount}/data/${e.openbaoPath}`] ?? 0,
         ];
       }
-      const secretWrites = ['create', 'update', 'patch'].reduce(
-        (n, verb) => n + (c.kube.writes[`${verb}:Secret`] ?? 0),
-        0,
-      );
-      counts['Secret writes'] = [entries.filter((e) => e.kubernetes).length, secretWrites];
+      counts['Secret writes'] = [entries.filter((e) => e.kubernetes).length, secretWrites(r.lab)];
       for (const k of consumers) counts[`restart ${k}`] = [1, c.kube.restarts[k] ?? 0];
       const extra = Object.keys(c.kube.restarts).filter((k) => !consumers.includes(k));
       if (extra.length) problems.push(`unexpected restarts: ${extra.join(', ')}`);
@@ -356,23 +352,30 @@ async function approveWhenWaiting(h: WorkflowHandle, decision: (detail: string) 
 }
 
 const kubeWrites = (lab: Lab) => Object.values(lab.counters().kube.writes).reduce((n, x) => n + x, 0);
+const secretWrites = (lab: Lab) =>
+  ['create', 'update', 'patch'].reduce((n, verb) => n + (lab.counters().kube.writes[`${verb}:Secret`] ?? 0), 0);
+/** [0, installer runs] per node: a drift check or a config repair never reinstalls k3s. */
+const noInstallerRuns = (lab: Lab, spec: ClusterSpec): Record<string, [number, number]> =>
+  Object.fromEntries(
+    spec.nodes.map((n) => [`installer runs ${n.name}`, [0, lab.counters().nodes[n.name].installerRuns]]),
+  );
+
+/** The hand edits the drift scenarios make: a line in worker-1's k3s config and one key of the entry's Secret. */
+async function handEdits(lab: Lab, entry: SecretEntrySpec): Promise<void> {
+  await lab.faults.drift.editNodeFile('worker-1', 'kubelet-arg: [max-pods=7]');
+  const k = entry.kubernetes!;
+  await lab.faults.drift.editSecret(k.namespace, k.name, Object.keys(k.keys)[0]);
+}
 
 /**
  * checkDrift on a built lab with two hand edits made once (a line in worker-1's k3s config and a key
  * of a Secret): every run, however often its worker dies, reports exactly those two findings with the
  * same drift id, and writes nothing (no Kubernetes write, no installer run).
  */
-export async function driftScenario(): Promise<Scenario> {
-  const lab = await startLab({ built: true, log: () => undefined });
-  try {
-    const o = orchestratorForLab(lab, { prefix: 'pedro-ops-chaos-drift' });
+export function driftScenario(): Promise<Scenario> {
+  return withBuiltLab({ prefix: 'pedro-ops-chaos-drift' }, async (lab, o, stop) => {
     const entry = o.spec.secrets.entries.find((e) => !e.pendingSource && e.kubernetes)!;
-    await lab.faults.drift.editNodeFile('worker-1', 'kubelet-arg: [max-pods=7]');
-    await lab.faults.drift.editSecret(
-      entry.kubernetes!.namespace,
-      entry.kubernetes!.name,
-      Object.keys(entry.kubernetes!.keys)[0],
-    );
+    await handEdits(lab, entry);
     let driftId = '';
     return {
       workflow: 'checkDrift',
@@ -397,20 +400,11 @@ export async function driftScenario(): Promise<Scenario> {
         // a read-only check: every run sees the same drift
         driftId ||= r.driftId;
         if (r.driftId !== driftId) problems.push(`drift id ${r.driftId}, an earlier run saw ${driftId}`);
-        const c = lab.counters();
-        const counts: Record<string, [number, number]> = { 'Kubernetes writes': [0, kubeWrites(lab)] };
-        for (const n of o.spec.nodes) counts[`installer runs ${n.name}`] = [0, c.nodes[n.name].installerRuns];
-        return tally(counts, problems);
+        return tally({ 'Kubernetes writes': [0, kubeWrites(lab)], ...noInstallerRuns(lab, o.spec) }, problems);
       },
-      async stop() {
-        await lab.stop();
-        rmSync(o.dataDir, { recursive: true, force: true });
-      },
+      stop,
     };
-  } catch (err) {
-    await lab.stop();
-    throw err;
-  }
+  });
 }
 
 /**
@@ -419,10 +413,8 @@ export async function driftScenario(): Promise<Scenario> {
  * repaired with zero drift after it, having written the Secret once and restarted each of its
  * consumers once, and run no installer.
  */
-export async function reconcileScenario(): Promise<Scenario> {
-  const lab = await startLab({ built: true, log: () => undefined });
-  try {
-    const o = orchestratorForLab(lab, { prefix: 'pedro-ops-chaos-reconcile' });
+export function reconcileScenario(): Promise<Scenario> {
+  return withBuiltLab({ prefix: 'pedro-ops-chaos-reconcile' }, (lab, o, stop) => {
     const entry = o.spec.secrets.entries.find((e) => !e.pendingSource && e.kubernetes && e.consumers.length > 0)!;
     const consumers = entry.consumers.map((w) => `${w.namespace ?? entry.kubernetes!.namespace}/${w.kind}/${w.name}`);
     return {
@@ -431,12 +423,7 @@ export async function reconcileScenario(): Promise<Scenario> {
       dataDir: o.dataDir,
       maxDelayMs: 3000,
       async start(client, taskQueue) {
-        await lab.faults.drift.editNodeFile('worker-1', 'kubelet-arg: [max-pods=7]');
-        await lab.faults.drift.editSecret(
-          entry.kubernetes!.namespace,
-          entry.kubernetes!.name,
-          Object.keys(entry.kubernetes!.keys)[0],
-        );
+        await handEdits(lab, entry);
         const h = await client.workflow.start('reconcile', {
           taskQueue,
           workflowId: `reconcile/${o.spec.name}-chaos-${randomUUID().slice(0, 8)}`,
@@ -456,25 +443,13 @@ export async function reconcileScenario(): Promise<Scenario> {
         if (r.result !== 'repaired') problems.push(`reconcile ${r.result}: ${JSON.stringify(r.applied)}`);
         if (r.after?.total !== 0) problems.push(`drift after the repair: ${r.after?.total}`);
         if (r.refused.length) problems.push(`approvals refused: ${r.refused.map((x) => x.reason).join('; ')}`);
-        const c = lab.counters();
-        const secretWrites = ['create', 'update', 'patch'].reduce(
-          (n, verb) => n + (c.kube.writes[`${verb}:Secret`] ?? 0),
-          0,
-        );
-        const counts: Record<string, [number, number]> = { 'Secret writes': [1, secretWrites] };
-        for (const k of consumers) counts[`restart ${k}`] = [1, c.kube.restarts[k] ?? 0];
-        for (const n of o.spec.nodes) counts[`installer runs ${n.name}`] = [0, c.nodes[n.name].installerRuns];
-        return tally(counts, problems);
+        const counts: Record<string, [number, number]> = { 'Secret writes': [1, secretWrites(lab)] };
+        for (const k of consumers) counts[`restart ${k}`] = [1, lab.counters().kube.restarts[k] ?? 0];
+        return tally({ ...counts, ...noInstallerRuns(lab, o.spec) }, problems);
       },
-      async stop() {
-        await lab.stop();
-        rmSync(o.dataDir, { recursive: true, force: true });
-      },
+      stop,
     };
-  } catch (err) {
-    await lab.stop();
-    throw err;
-  }
+  });
 }
 
 /**
