@@ -304,6 +304,8 @@ describe('restartConsumer on the OpenBAO StatefulSet', () => {
   test('the pod is replaced, found sealed through services/proxy, unsealed from 1Password, and Ready', async () => {
     const pod = () => r.kube.read<Obj & { status?: { podIP?: string } }>('v1', 'Pod', 'openbao-0', 'openbao-system');
     const before = (await pod())!;
+    const unsealed = () => r.lab.pieces.openbao.counters().byPath['unsealed:sys/unseal'] ?? 0;
+    const unsealedBefore = unsealed();
     const res = await restartConsumer(r.deps, {
       cluster: 'lab',
       workload: { kind: 'StatefulSet', namespace: 'openbao-system', name: 'openbao' },
@@ -315,7 +317,8 @@ describe('restartConsumer on the OpenBAO StatefulSet', () => {
     expect(res).toMatchObject({ patched: true, outcome: 'complete' });
     const after = (await pod())!;
     expect(after.metadata.uid).not.toBe(before.metadata.uid);
-    expect(r.log.lines.some((l) => l.includes('OpenBAO unsealed after its pod restarted'))).toBe(true);
+    // State, not a log line: the new pod resealed the double, and exactly one unseal opened it again.
+    expect(unsealed() - unsealedBefore).toBe(1);
     const health = await fetch(`${r.lab.openbao.url}/v1/sys/health`);
     expect(health.status).toBe(200);
   });

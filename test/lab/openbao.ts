@@ -23,7 +23,10 @@ export interface OpenBaoDouble {
     /** Standby off, and a vault sealed by faults.seal() is unsealed again. */
     clear(): void;
   };
-  /** reads: KV reads/lists; writes: successful KV data + metadata mutations; byPath: "<op>:<mount>/<path>". */
+  /**
+   * reads: KV reads/lists; writes: successful KV data + metadata mutations; byPath: "<op>:<mount>/<path>",
+   * plus "unsealed:sys/unseal", one per sealed → unsealed transition.
+   */
   counters(): { writes: number; reads: number; byPath: Record<string, number> };
   stop(): Promise<void>;
 }
@@ -122,6 +125,7 @@ export async function startOpenBaoDouble(opts: {
       );
     sealed = false;
     sealedByFault = false;
+    bump('unsealed:sys/unseal'); // one count per sealed → unsealed transition, whoever submitted the keys
     return { status: 200, body: sealStatus() };
   }
 

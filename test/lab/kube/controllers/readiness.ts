@@ -44,6 +44,8 @@ export class ReadinessController {
   private readonly openbaoPods = new Map<string, KObj>(); // uid → pod
   private readonly stallSince = new Map<string, number>();
   private lastOpenbao?: boolean;
+  /** Names of OpenBAO pods whose admission sealed the double: their ADDED event must not seal again. */
+  private readonly sealedAtAdmission = new Set<string>();
 
   constructor(private readonly o: ReadinessOptions) {}
 
@@ -56,7 +58,10 @@ export class ReadinessController {
         return;
       }
       if (isOpenBaoPod(pod)) {
-        if (!this.openbaoPods.has(uid) && e.type === 'ADDED' && this.lastOpenbao !== undefined)
+        // Sealed at admission already (admit below); a pod that came in some other way is sealed here.
+        const key = pod.metadata.name;
+        const sealedAtAdmission = this.sealedAtAdmission.delete(key);
+        if (!this.openbaoPods.has(uid) && e.type === 'ADDED' && this.lastOpenbao !== undefined && !sealedAtAdmission)
           this.o.openbaoPodStarted();
         this.openbaoPods.set(uid, pod);
       }
@@ -87,7 +92,18 @@ export class ReadinessController {
   async admit(pod: KObj): Promise<{ ready: 'true' | 'false'; stalled: boolean } | undefined> {
     const key = ownerWorkload(pod);
     if (key && this.o.stalled.has(key)) return { ready: 'false', stalled: true };
-    if (isOpenBaoPod(pod)) return { ready: (await this.o.openbaoReady()) ? 'true' : 'false', stalled: false };
+    if (isOpenBaoPod(pod)) {
+      // A new OpenBAO server process starts sealed (see the top of this file). Seal the double here,
+      // when the pod is created, not when a watch later sees it: otherwise the pod is admitted Ready
+      // from the old process's state, and a restart could see it Ready before the double resealed
+      // (the race that failed openbao-kv-kube-secrets.test.ts on a busy machine).
+      if (this.lastOpenbao !== undefined) {
+        this.o.openbaoPodStarted();
+        this.sealedAtAdmission.add(pod.metadata.name); // by name: an admitted object may carry no namespace yet
+        return { ready: 'false', stalled: false };
+      }
+      return { ready: (await this.o.openbaoReady()) ? 'true' : 'false', stalled: false };
+    }
     return undefined;
   }
 
