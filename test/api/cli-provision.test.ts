@@ -63,7 +63,9 @@ describe('pedro-ops provision', () => {
     expect(out).toMatchObject({ workflowId: 'provision/lab-cli', status: 'COMPLETED', result: { state: 'succeeded' } });
     expect(out.result.components.every((c: { state: string }) => c.state === 'Ready')).toBe(true);
     expect(done.stderr).toBe(''); // --json prints nothing else
-  });
+    // Two provisions of the lab cluster (parked, then retried): 46 s alone on a 2-core machine, so
+    // 3× that, not the suite's 60 s default that a 1.3× slower, busy machine overran.
+  }, 150_000);
 
   it('a second provision of the built cluster shows progress and ends with exit 0, everything already satisfied', async () => {
     const r = await cli('provision', 'lab-cli');
@@ -100,7 +102,7 @@ describe('pedro-ops provision', () => {
       expect(JSON.parse(skip.stdout).error.message).toMatch(/skip refused for "prepare\/worker-1": .* on it/);
       const abort = await cli('resolve', 'provision/lab-cli', 'prepare/worker-1', 'abort', '--note', 're-pin first');
       expect(abort.code, abort.stderr).toBe(0);
-      const st = await eventually(async () => {
+      const st = await eventually('provision/lab-cli to end after the abort', async () => {
         const r = await cli('status', 'provision/lab-cli', '--no-follow');
         return /RUNNING/.test(r.stdout.split('\n')[0]) ? undefined : r;
       });
@@ -115,12 +117,12 @@ describe('pedro-ops provision', () => {
   });
 });
 
-async function eventually<T>(fn: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
+async function eventually<T>(what: string, fn: () => Promise<T | undefined>, ms = 45_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await fn();
     if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('timed out');
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }

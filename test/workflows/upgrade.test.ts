@@ -44,7 +44,11 @@ beforeAll(async () => {
       prefix: 'pedro-ops-upgrade',
       patch: (spec) => {
         spec.name = CLUSTER;
-        spec.upgrade = { concurrency: 1, drainTimeoutSeconds: 20, nodeReadyTimeoutSeconds: 20 };
+        // nodeReadyTimeoutSeconds is both how long the never-Ready test waits before rolling back and
+        // the rollback's own budget to see the node Ready again on the old version (kwok's
+        // node-initialize stage turning Ready back on). That takes well under a second alone, but a
+        // rollback missed a 20 s budget once with three labs running side by side: 45 s leaves room.
+        spec.upgrade = { concurrency: 1, drainTimeoutSeconds: 20, nodeReadyTimeoutSeconds: 45 };
       },
     },
     (l, orch, stop) => {
