@@ -17,6 +17,9 @@ BINS=(kube-apiserver kube-controller-manager kube-scheduler kine kwok coredns)
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE_DIR="${PEDRO_OPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pedro-ops}/lab-toolchain/k8s-$K8S_VERSION-kine-$KINE_VERSION-kwok-$KWOK_VERSION-coredns-$COREDNS_VERSION"
 say() { echo "lab-toolchain: $*" >&2; }
+t0=$(date +%s)
+# Every toolchain script says how long it took, cached or built (.ci/run prints the phases).
+trap 'rc=$?; say "$([ $rc = 0 ] && echo ready || echo "failed (exit $rc)") in $(( $(date +%s) - t0 )) s"' EXIT
 
 have_all() { local d="$1"; for b in "${BINS[@]}"; do [ -x "$d/$b" ] || return 1; done; }
 if [ -n "${PEDRO_OPS_LAB_BIN:-}" ]; then

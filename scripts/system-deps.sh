@@ -26,6 +26,7 @@ PACKAGES=(
 )
 for extra in "$@"; do PACKAGES+=("$extra"); done
 
+t0=$(date +%s)
 mode="${PEDRO_OPS_SYSTEM_DEPS_INSTALL:-auto}"
 pkgs=()
 for line in "${PACKAGES[@]}"; do
@@ -78,4 +79,4 @@ if [ ${#still[@]} -gt 0 ]; then
   echo "system-deps: still missing after apt-get install: ${still[*]}" >&2
   exit 1
 fi
-echo "system-deps: installed ${missing[*]}" >&2
+echo "system-deps: installed ${missing[*]} in $(( $(date +%s) - t0 )) s" >&2

@@ -9,6 +9,9 @@ set -euo pipefail
 VERSION="${TEMPORAL_CLI_VERSION:-v1.5.1}"
 CACHE_DIR="${PEDRO_OPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pedro-ops}/temporal-cli/$VERSION"
 say() { echo "temporal-cli: $*" >&2; }
+t0=$(date +%s)
+# Every toolchain script says how long it took, cached or built (.ci/run prints the phases).
+trap 'rc=$?; say "$([ $rc = 0 ] && echo ready || echo "failed (exit $rc)") in $(( $(date +%s) - t0 )) s"' EXIT
 
 if [ -n "${TEMPORAL_CLI_PATH:-}" ]; then
   if [ -x "$TEMPORAL_CLI_PATH" ]; then say "using TEMPORAL_CLI_PATH"; echo "$TEMPORAL_CLI_PATH"; exit 0; fi

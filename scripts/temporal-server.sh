@@ -19,7 +19,10 @@ set -euo pipefail
 VERSION="${TEMPORAL_SERVER_VERSION:-v1.29.1}"
 CACHE_ROOT="${PEDRO_OPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pedro-ops}"
 BIN_DIR="$CACHE_ROOT/temporal-server/$VERSION"
-say() { echo "temporal-server: $*" >&2; }
+say() { echo "temporal-server $VERSION: $*" >&2; }
+t0=$(date +%s)
+# Every toolchain script says how long it took, cached or built (.ci/run prints the phases).
+trap 'rc=$?; say "$([ $rc = 0 ] && echo ready || echo "failed (exit $rc)") in $(( $(date +%s) - t0 )) s"' EXIT
 
 schema_only=false
 [ "${1:-}" = "--schema-only" ] && schema_only=true
@@ -51,7 +54,7 @@ if ! $schema_only && { [ ! -x "$BIN_DIR/server" ] || [ ! -x "$BIN_DIR/temporal-s
   say "building go.temporal.io/server/cmd/server and cmd/tools/sql @$VERSION into $BIN_DIR (minutes on a cold Go cache)"
   start=$(date +%s)
   tmp="$(mktemp -d "$BIN_DIR.build.XXXXXX")"
-  trap 'rm -rf "$tmp"' EXIT
+  trap 'rc=$?; rm -rf "$tmp"; say "$([ $rc = 0 ] && echo ready || echo "failed (exit $rc)") in $(( $(date +%s) - t0 )) s"' EXIT
   # One `go install` per main package: the same module version, so the second reuses the first's build cache.
   GOBIN="$tmp" GOFLAGS="${GOFLAGS:-} -trimpath" "$GO" install "go.temporal.io/server/cmd/server@$VERSION" >&2
   GOBIN="$tmp" GOFLAGS="${GOFLAGS:-} -trimpath" "$GO" install "go.temporal.io/server/cmd/tools/sql@$VERSION" >&2
