@@ -12,8 +12,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     fileParallelism: true,
     // Three files at once on two cores: most of a file's time is spent waiting (controllers,
-    // Temporal timers, namespace deletion), and with two the cores sat ~45% idle (vmstat during the
-    // measured run in bench/results/test-times-2026-12-07-before.json).
+    // Temporal timers, namespace deletion). With two, vmstat showed the cores 29% idle on average
+    // over the run in bench/results/test-times-2026-12-07-before.json (1280 s; three: 987 s).
     maxWorkers: 3,
     // Longest files first, from the last measured profile (test/sequencer.ts).
     sequence: { sequencer: LongestFirstSequencer },

@@ -1,5 +1,5 @@
 // Longest test file first, from the last measured profile (bench/results/test-times.json, written by
-// `node scripts/test-times.mjs REPORT.json N --profile …`), so two workers finish together instead
+// `node scripts/test-times.mjs REPORT.json N --profile …`), so the workers finish together instead
 // of one running the 2-minute files alone at the end. vitest's own order needs its results cache,
 // which a fresh clone (CI) does not have: it then runs the largest files first, and file size says
 // little about time here (the chaos sample is small and takes 90 s).
