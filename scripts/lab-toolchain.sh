@@ -6,6 +6,9 @@
 #   kine      github.com/k3s-io/kine v0.17.5  (the SQLite storage k3s itself uses for one server)
 #   kwok      sigs.k8s.io/kwok v0.6.1         (kubelets: Nodes and pods without containers)
 #   coredns   github.com/coredns/coredns v1.11.4 (validates the split-DNS Corefile we write)
+#   helm-controller github.com/k3s-io/helm-controller v0.16.5 (the one k3s v1.31.4+k3s1 embeds: its
+#             go.mod); it reports its version (-X .../pkg/version.Version), and one of another
+#             version is rebuilt, so the cache key stays the Kubernetes set's
 # Order: $PEDRO_OPS_LAB_BIN (a folder holding all of them) -> the cache -> a build into the cache.
 # Diagnostics go to stderr. A second run with everything cached takes milliseconds.
 set -euo pipefail
@@ -13,7 +16,8 @@ K8S_VERSION=v1.31.4
 KINE_VERSION=v0.17.5
 KWOK_VERSION=v0.6.1
 COREDNS_VERSION=v1.11.4
-BINS=(kube-apiserver kube-controller-manager kube-scheduler kine kwok coredns)
+HELM_CONTROLLER_VERSION=v0.16.5
+BINS=(kube-apiserver kube-controller-manager kube-scheduler kine kwok coredns helm-controller)
 HERE="$(cd "$(dirname "$0")" && pwd)"
 CACHE_DIR="${PEDRO_OPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/pedro-ops}/lab-toolchain/k8s-$K8S_VERSION-kine-$KINE_VERSION-kwok-$KWOK_VERSION-coredns-$COREDNS_VERSION"
 say() { echo "lab-toolchain: $*" >&2; }
@@ -21,7 +25,12 @@ t0=$(date +%s)
 # Every toolchain script says how long it took, cached or built (.ci/run prints the phases).
 trap 'rc=$?; say "$([ $rc = 0 ] && echo ready || echo "failed (exit $rc)") in $(( $(date +%s) - t0 )) s"' EXIT
 
-have_all() { local d="$1"; for b in "${BINS[@]}"; do [ -x "$d/$b" ] || return 1; done; }
+helm_controller_ok() { "$1/helm-controller" --version 2>/dev/null | grep -q "version $HELM_CONTROLLER_VERSION "; }
+have_all() {
+  local d="$1"
+  for b in "${BINS[@]}"; do [ -x "$d/$b" ] || return 1; done
+  helm_controller_ok "$d"
+}
 if [ -n "${PEDRO_OPS_LAB_BIN:-}" ]; then
   if have_all "$PEDRO_OPS_LAB_BIN"; then echo "$PEDRO_OPS_LAB_BIN"; exit 0; fi
   say "PEDRO_OPS_LAB_BIN=$PEDRO_OPS_LAB_BIN does not hold all of: ${BINS[*]}"; exit 1
@@ -56,5 +65,9 @@ done
 build kine env GOBIN="$CACHE_DIR" CGO_ENABLED=1 "$GO" install -trimpath -ldflags "-s -w" "github.com/k3s-io/kine@$KINE_VERSION"
 build kwok env GOBIN="$CACHE_DIR" CGO_ENABLED=0 "$GO" install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 build coredns env GOBIN="$CACHE_DIR" CGO_ENABLED=0 "$GO" install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"
+helm_controller_ok "$CACHE_DIR" || rm -f "$CACHE_DIR/helm-controller"
+build helm-controller env GOBIN="$CACHE_DIR" CGO_ENABLED=0 "$GO" install -trimpath \
+  -ldflags "-s -w -X github.com/k3s-io/helm-controller/pkg/version.Version=$HELM_CONTROLLER_VERSION" \
+  "github.com/k3s-io/helm-controller@$HELM_CONTROLLER_VERSION"
 say "all built in $(( $(date +%s) - start ))s"
 echo "$CACHE_DIR"

@@ -24,6 +24,8 @@ import { beat, sleep, waitDeadline } from '../heartbeat.js';
 
 export const HELM_NAMESPACE = 'kube-system';
 export const SPEC_HASH = 'pedro-ops.dev/spec-hash';
+/** helm-controller's annotation on the Job's pod template: a hash of the values it mounts. */
+const CONFIG_HASH = 'helmcharts.helm.cattle.io/configHash';
 const API = 'helm.cattle.io/v1';
 
 /** A HelmChart (helm.cattle.io/v1) or its batch/v1 Job: the spec is ours, the status fields are the ones read here. */
@@ -73,7 +75,10 @@ export function desiredHelmChart(spec: ClusterSpec, c: ComponentSpec, clustersDi
     createNamespace: true,
     // Bounded: the default (1000) would keep a broken chart retrying for hours.
     backOffLimit: 2,
-    timeout: `${c.timeoutSeconds}s`,
+    // Go's form: helm-controller writes the whole HelmChart back when it claims it (shouldManage's
+    // typed Update) and spec.timeout, a *metav1.Duration, marshals with Duration.String(): "600s"
+    // would come back as "10m0s" (k3s-io/helm-controller v0.16.5 pkg/controllers/chart/chart.go).
+    timeout: goDuration(c.timeoutSeconds),
     failurePolicy: 'abort',
   };
   if (c.repo && !c.repo.startsWith('oci://')) chartSpec.repo = c.repo;
@@ -99,6 +104,36 @@ export function desiredHelmChart(spec: ClusterSpec, c: ComponentSpec, clustersDi
   };
 }
 
+/** Go's time.Duration.String() of whole seconds: 30 → "30s", 600 → "10m0s", 3600 → "1h0m0s". */
+export function goDuration(seconds: number): string {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s}s`;
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return `${h > 0 ? `${h}h` : ''}${m}m${s % 60}s`;
+}
+
+const DURATION_UNITS: Record<string, number> = { h: 3600, m: 60, s: 1, ms: 1e-3, us: 1e-6, µs: 1e-6, ns: 1e-9 };
+
+/** Seconds of a Go duration string (time.ParseDuration's units), or undefined when it is not one. */
+export function parseGoDuration(v: unknown): number | undefined {
+  if (typeof v !== 'string' || !/^(\d+(\.\d+)?(h|ms|m|s|us|µs|ns))+$/.test(v)) return v === '0' ? 0 : undefined;
+  let total = 0;
+  for (const [, n, , unit] of v.matchAll(/(\d+(\.\d+)?)(h|ms|m|s|us|µs|ns)/g))
+    total += Number(n) * DURATION_UNITS[unit];
+  return total;
+}
+
+/** Equal as the HelmChart holds them: durations by value ("600s" is "10m0s"), the rest by JSON. */
+function sameField(key: string, a: unknown, b: unknown): boolean {
+  if (key === 'timeout') {
+    const x = parseGoDuration(a);
+    const y = parseGoDuration(b);
+    if (x !== undefined && y !== undefined) return Math.abs(x - y) < 1e-9;
+  }
+  return stableJson(a) === stableJson(b);
+}
+
 /**
  * The fields of our spec the live HelmChart does not hold as we wrote them (a `kubectl edit`, a hand
  * upgrade). The spec-hash annotation alone would miss those: an edit keeps it.
@@ -108,7 +143,77 @@ export function helmChartDiff(desired: Obj, current: Obj | undefined): string[] 
   const have = current?.spec ?? {};
   // The CRD helm-controller v0.16.5 registers has no defaults, so a key we do not set was added by hand.
   const keys = [...new Set([...Object.keys(want), ...Object.keys(have)])];
-  return keys.filter((k) => stableJson(have[k]) !== stableJson(want[k]));
+  return keys.filter((k) => !sameField(k, have[k], want[k]));
+}
+
+type JobContainer = { name?: string; args?: string[]; env?: { name: string; value?: string }[] };
+type JobObj = Obj & {
+  spec?: {
+    backoffLimit?: number;
+    template?: { metadata?: { annotations?: Record<string, string> }; spec?: { containers?: JobContainer[] } };
+  };
+};
+
+/**
+ * What helm-controller v0.16.5 puts into Job helm-install-<name> for a HelmChart spec: the env and
+ * args klipper-helm runs with, the backoffLimit, and the configHash annotation (pkg/controllers/chart/
+ * chart.go: job(), args(), setFailurePolicy(), setBackOffLimit(), hashObjects()). A HelmChartConfig of
+ * the same name adds its values and may override the failure policy (getJobAndRelatedResources).
+ * Only the parts our spec decides are kept: two Jobs that agree on them run the same helm command.
+ */
+export function expectedInstallJob(
+  desired: Obj,
+  config?: { spec?: { valuesContent?: string; failurePolicy?: string } },
+): { env: Record<string, string>; args: string[]; backoffLimit: number; configHash: string } {
+  const spec: Record<string, unknown> = desired.spec ?? {};
+  const str = (k: string) => (typeof spec[k] === 'string' ? String(spec[k]) : '');
+  const name = desired.metadata!.name!;
+  const env: Record<string, string> = {
+    NAME: name,
+    VERSION: str('version'),
+    REPO: str('repo'),
+    CHART: spec.repo ? `${name}/${str('chart')}` : str('chart'),
+    TARGET_NAMESPACE: str('targetNamespace') || desired.metadata!.namespace!,
+    PLAIN_HTTP: String(Boolean(spec.plainHTTP)),
+    FAILURE_POLICY: config?.spec?.failurePolicy || str('failurePolicy') || 'reinstall',
+  };
+  const seconds = parseGoDuration(spec.timeout);
+  if (seconds !== undefined) env.TIMEOUT = goDuration(seconds);
+  const args = ['install'];
+  if (str('targetNamespace')) args.push('--namespace', str('targetNamespace'));
+  if (spec.createNamespace) args.push('--create-namespace');
+  if (str('version')) args.push('--version', str('version'));
+  // hashObjects(job, contentConfigMap, valuesSecret): each object's `data` with sorted keys, key then
+  // value; a Secret's []byte values are base64 in its unstructured form. We set no chartContent.
+  const hash = createHash('sha256');
+  const values: [string, string][] = [];
+  if (str('valuesContent')) values.push(['values-01_HelmChart.yaml', str('valuesContent')]);
+  if (config?.spec?.valuesContent) values.push(['values-10_HelmChartConfig.yaml', config.spec.valuesContent]);
+  for (const [k, v] of values.sort(([a], [b]) => (a < b ? -1 : 1))) {
+    hash.update(k);
+    hash.update(Buffer.from(v, 'utf8').toString('base64'));
+  }
+  return {
+    env,
+    args,
+    backoffLimit: typeof spec.backOffLimit === 'number' ? spec.backOffLimit : 1000,
+    configHash: `SHA256=${hash.digest('hex').toUpperCase()}`,
+  };
+}
+
+/** Which of the Job's helm inputs differ from the expected ones (empty: it is the Job we want). */
+export function installJobDiff(job: JobObj | undefined, want: ReturnType<typeof expectedInstallJob>): string[] {
+  if (!job) return ['(no Job)'];
+  const container = job.spec?.template?.spec?.containers?.find((x) => x.name === 'helm');
+  const env = Object.fromEntries((container?.env ?? []).map((e) => [e.name, e.value ?? '']));
+  const out = Object.entries(want.env)
+    .filter(([k, v]) => (env[k] ?? '') !== v)
+    .map(([k]) => `env ${k}`);
+  if (!want.env.TIMEOUT && env.TIMEOUT) out.push('env TIMEOUT');
+  if (stableJson(container?.args ?? []) !== stableJson(want.args)) out.push('args');
+  if (job.spec?.backoffLimit !== want.backoffLimit) out.push('backoffLimit');
+  if (job.spec?.template?.metadata?.annotations?.[CONFIG_HASH] !== want.configHash) out.push('configHash');
+  return out;
 }
 
 const cond = (o: Obj | undefined, type: string) =>
@@ -265,7 +370,17 @@ export function componentActivities(deps: ActivityDeps) {
 
       beat({ component: c.name, step: 'observing' });
       const current = await kube.read<Obj>(API, 'HelmChart', c.name, HELM_NAMESPACE);
-      const oldJob = await kube.read<Obj>('batch/v1', 'Job', jobName, HELM_NAMESPACE);
+      const oldJob = await kube.read<JobObj>('batch/v1', 'Job', jobName, HELM_NAMESPACE);
+      // The Job helm-controller will run for our spec; it tells a Job that is ours from a stale one.
+      const wantJob = expectedInstallJob(
+        desired,
+        await kube.read<Obj & { spec?: { valuesContent?: string; failurePolicy?: string } }>(
+          API,
+          'HelmChartConfig',
+          c.name,
+          HELM_NAMESPACE,
+        ),
+      );
       let action: ComponentResult['action'] = 'unchanged';
       let retry: string | undefined;
       const failedBefore = Boolean(cond(oldJob, 'Failed'));
@@ -288,14 +403,26 @@ export function componentActivities(deps: ActivityDeps) {
         deps.log.info({ component: c.name, retry }, 'failed Helm release rolled back before running helm again');
         beat({ component: c.name, step: retry });
       }
-      const staleJobUid = action === 'unchanged' ? undefined : oldJob?.metadata?.uid;
+      // A Job is stale when it is not the one our spec makes (helm-controller replaces it: jobPatcher),
+      // or when we deleted it to run helm again. An update that leaves the Job as it was (only labels,
+      // or a timeout written in another form) keeps its result: helm-controller makes no new Job.
+      const staleJobUid =
+        action === 'created' ||
+        action === 'retriggered' ||
+        (action === 'updated' && installJobDiff(oldJob, wantJob).length > 0)
+          ? oldJob?.metadata?.uid
+          : undefined;
 
       // The component's timeout covers the whole install, also across a crash (heartbeat details).
       const waiting = `component ${c.name}`;
       const deadline = waitDeadline(c.timeoutSeconds, waiting);
       for (let polls = 0; ; polls++) {
-        const job = await kube.read<Obj>('batch/v1', 'Job', jobName, HELM_NAMESPACE);
-        const fresh = job && job.metadata?.uid !== staleJobUid;
+        const job = await kube.read<JobObj>('batch/v1', 'Job', jobName, HELM_NAMESPACE);
+        const fresh =
+          job &&
+          job.metadata?.uid !== staleJobUid &&
+          !job.metadata?.deletionTimestamp &&
+          installJobDiff(job, wantJob).length === 0;
         if (fresh && cond(job, 'Failed')) {
           const rel = await latestRelease(kube, c);
           const what = rel
@@ -329,7 +456,14 @@ export function componentActivities(deps: ActivityDeps) {
             workloads: w.list.map((x) => `${x.kind}/${x.name}: ${x.message}`),
           });
         } else {
-          beat({ component: c.name, step: `waiting for Job ${jobName}`, polls, waiting, deadline });
+          const differs = job ? installJobDiff(job, wantJob) : [];
+          beat({
+            component: c.name,
+            step: `waiting for Job ${jobName}${differs.length ? ` (the one there differs in ${differs.join(', ')})` : ''}`,
+            polls,
+            waiting,
+            deadline,
+          });
         }
         if (Date.now() > deadline) {
           throw nonRetryable(

@@ -5,6 +5,7 @@ import { readFileSync, statSync } from 'node:fs';
 import type { ProvisionReport } from '../../workflows/provision-cluster.js';
 import { kubeconfigPathFor } from '../../activities/kube/client.js';
 import { VIP_MANIFEST_PATH } from '../../activities/k3s/vip.js';
+import { goDuration } from '../../activities/components/helmchart.js';
 import { provisionHarness, progressOf, until, type ProvisionHarness } from './provision-lab.js';
 
 let h: ProvisionHarness;
@@ -107,5 +108,51 @@ describe('provisionCluster on the lab', () => {
     const notSatisfied = report.steps.filter((s) => s.state !== 'satisfied');
     expect(notSatisfied).toEqual([]);
     expect(report.steps.every((s) => s.detail?.includes('already satisfied'))).toBe(true);
+  }, 180_000);
+
+  test('a chart an older orchestrator wrote (timeout "60s", another spec hash) is updated; its Complete Job stays the result', async () => {
+    // Before Go's duration form, the spec said `${n}s`. helm-controller runs the same Job for both
+    // forms (env TIMEOUT is Duration.String()), so it makes no new Job: waiting for one would park.
+    const spec = h.deps.clusters.get('lab')!;
+    const kube = h.deps.kube(spec);
+    const c = spec.components.find((x) => x.name === 'contour')!;
+    const jobBefore = await kube.read<{ metadata?: { uid?: string } }>(
+      'batch/v1',
+      'Job',
+      'helm-install-contour',
+      'kube-system',
+    );
+    await kube.patch(
+      {
+        apiVersion: 'helm.cattle.io/v1',
+        kind: 'HelmChart',
+        metadata: { name: 'contour', namespace: 'kube-system', annotations: { 'pedro-ops.dev/spec-hash': 'older' } },
+        spec: { timeout: `${c.timeoutSeconds}s` },
+      },
+      'merge',
+    );
+    h.lab.resetCounters();
+    const handle = await h.start();
+    const p = await until(handle, 'third provision to finish', (x) => x.state !== 'running', 60_000);
+    expect(p.steps.filter((x) => x.state === 'needs-attention').map((x) => `${x.id}: ${x.lastError?.message}`)).toEqual(
+      [],
+    );
+    const report = (await handle.result()) as ProvisionReport;
+    expect(report.steps.find((x) => x.id === 'component/contour')?.state).toBe('succeeded');
+    expect(h.lab.counters().kube.writes['patch:HelmChart']).toBe(1);
+    const chart = await kube.read<{ spec?: { timeout?: string } }>(
+      'helm.cattle.io/v1',
+      'HelmChart',
+      'contour',
+      'kube-system',
+    );
+    expect(chart?.spec?.timeout).toBe(goDuration(c.timeoutSeconds));
+    const jobAfter = await kube.read<{ metadata?: { uid?: string } }>(
+      'batch/v1',
+      'Job',
+      'helm-install-contour',
+      'kube-system',
+    );
+    expect(jobAfter?.metadata?.uid).toBe(jobBefore?.metadata?.uid);
   }, 180_000);
 });

@@ -1,6 +1,7 @@
 // A real Kubernetes control plane for the lab, on one loopback address: kine (SQLite, what k3s
 // itself uses for a single server), kube-apiserver, kube-controller-manager, kube-scheduler at the
-// pinned k3s minor, and kwok as the kubelet of every Node the k3s stand-in registers. Binaries come
+// pinned k3s minor, the helm-controller that k3s embeds (v0.16.5), and kwok as the kubelet of every
+// Node the k3s stand-in registers. Binaries come
 // from scripts/lab-toolchain.sh. Flags are the ones checked in ../shared/REFERENCE.md ("A real
 // control plane"); each process is started and stopped by pid.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -25,8 +26,13 @@ const run = promisify(execFile);
 
 /** The user the orchestrator (and an operator's kubectl) acts as; the audit counters count its writes. */
 export const ADMIN_USER = 'admin';
-/** The lab's own controllers (HelmChart, Velero, k3s supervisor) act as this user: never counted. */
+/** The lab's own controllers (klipper-helm, Velero, k3s supervisor) act as this user: never counted. */
 export const LAB_CONTROLLER_USER = 'lab-controller';
+/**
+ * The klipper-helm image k3s v1.31.4+k3s1 gives its helm-controller (the lab's Job player keys on the
+ * Jobs, not on the image; kept so a Job looks as it would on the cluster).
+ */
+export const KLIPPER_HELM_IMAGE = 'rancher/klipper-helm:v0.9.4-build20250113';
 
 export interface ControlPlaneOptions {
   host: string;
@@ -79,6 +85,10 @@ interface Proc {
   args: string[];
   child?: ChildProcess;
   logPath: string;
+  /** Started again when it exits on its own, as systemd restarts k3s. */
+  restart?: boolean;
+  /** The child the lab is stopping (a Go process that traps SIGTERM exits with a code, not the signal). */
+  stopping?: ChildProcess;
 }
 
 function kubeconfig(url: string, caPem: string, token: string): string {
@@ -126,7 +136,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   await run('openssl', ['genrsa', '-out', f('sa.key'), '2048']);
   await run('openssl', ['rsa', '-in', f('sa.key'), '-pubout', '-out', f('sa.pub')]);
   const tok = () => randomBytes(24).toString('hex');
-  const tokens = { admin: tok(), controller: tok(), kcm: tok(), scheduler: tok(), kwok: tok() };
+  const tokens = { admin: tok(), controller: tok(), kcm: tok(), scheduler: tok(), kwok: tok(), helm: tok() };
   // tokens.csv: token,user,uid,"groups" (https://kubernetes.io/docs/reference/access-authn-authz/authentication/#static-token-file)
   writeFileSync(
     f('tokens.csv'),
@@ -136,6 +146,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       `${tokens.kcm},system:kube-controller-manager,kcm,"system:masters"`,
       `${tokens.scheduler},system:kube-scheduler,scheduler,"system:masters"`,
       `${tokens.kwok},kwok,kwok,"system:masters"`,
+      `${tokens.helm},helm-controller,helm-controller,"system:masters"`,
       '',
     ].join('\n'),
     { mode: 0o600 },
@@ -145,6 +156,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ['kcm', tokens.kcm],
     ['scheduler', tokens.scheduler],
     ['kwok', tokens.kwok],
+    ['helm-controller', tokens.helm],
   ] as const) {
     writeFileSync(f(`${name}.kubeconfig`), kubeconfig(url, certs.caPem, t), { mode: 0o600 });
   }
@@ -235,6 +247,16 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       ],
       logPath: f('kwok.log'),
     },
+    // k3s runs it in-process for all namespaces with the Job image of its release; its leader lease
+    // (helm-controller-lock in kube-system) is released when it stops (wrangler pkg/leader: ReleaseOnCancel).
+    helmController: {
+      name: 'helm-controller',
+      args: [`--kubeconfig=${f('helm-controller.kubeconfig')}`, `--default-job-image=${KLIPPER_HELM_IMAGE}`],
+      logPath: f('helm-controller.log'),
+      // Losing its lease (an apiserver outage past the renew deadline) is fatal to it, and in k3s to
+      // the whole server, which systemd then restarts (install.sh's unit: Restart=always).
+      restart: true,
+    },
   };
 
   let stopped = false;
@@ -244,8 +266,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     closeSync(fd);
     const child = p.child;
     child.on('exit', (code, signal) => {
-      if (!stopped && p.child === child && signal !== 'SIGTERM' && signal !== 'SIGKILL') {
+      if (!stopped && p.child === child && p.stopping !== child && signal !== 'SIGTERM' && signal !== 'SIGKILL') {
         log(`${p.name} exited (${code ?? signal}); last lines:\n${tail(p.logPath)}`);
+        // RestartSec=5s in k3s's unit; a lab's outage is short, so one second here.
+        if (p.restart) setTimeout(() => !stopped && p.child === child && start(p), 1000).unref();
       }
     });
   };
@@ -253,6 +277,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     const child = p.child;
     if (!child || child.exitCode !== null || child.signalCode !== null) return;
     const gone = new Promise<void>((r) => child.once('exit', () => r()));
+    p.stopping = child;
     child.kill('SIGTERM');
     const t = setTimeout(() => child.kill('SIGKILL'), 3000);
     await gone;
@@ -283,6 +308,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     start(procs.controllerManager);
     start(procs.scheduler);
     start(procs.kwok);
+    start(procs.helmController);
   } catch (err) {
     stopped = true;
     for (const p of all.reverse()) await kill(p);
@@ -293,7 +319,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   let alive = true;
   // Clients first, storage last (and the reverse to start).
   const stopAll = async () => {
-    for (const p of [procs.kwok, procs.scheduler, procs.controllerManager, procs.apiserver, procs.kine]) await kill(p);
+    for (const p of [
+      procs.helmController,
+      procs.kwok,
+      procs.scheduler,
+      procs.controllerManager,
+      procs.apiserver,
+      procs.kine,
+    ])
+      await kill(p);
   };
   const startAll = async (what: string) => {
     start(procs.kine);
@@ -302,6 +336,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     start(procs.controllerManager);
     start(procs.scheduler);
     start(procs.kwok);
+    start(procs.helmController);
   };
   return {
     url,

@@ -9,6 +9,7 @@ import { createHash, randomInt } from 'node:crypto';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenBaoDouble, type OpenBaoDouble } from '../openbao.js';
+import { expectedInstallJob, helmChartDiff, installJobDiff } from '../../../activities/components/helmchart.js';
 import { startKubeLab, type KubeLab } from './index.js';
 import { clients, raw, registerServer, until } from './test-client.js';
 
@@ -110,6 +111,43 @@ describe('helm-controller and klipper-helm', () => {
           ?.availableReplicas === 2,
       30_000,
     );
+  });
+
+  it('is the real helm-controller: it claims a HelmChart with a typed Update, so `600s` comes back as `10m0s`', async () => {
+    // helm-controller v0.16.5 pkg/controllers/chart/chart.go shouldManage(): a chart without the
+    // managed-by annotation is claimed by Update of the whole object; spec.timeout is a
+    // *metav1.Duration and marshals with Duration.String().
+    const written = chart('claimed', { chart: 'claimed', timeout: '600s', valuesContent: 'replicas: 1\n' });
+    await c.custom.createNamespacedCustomObject({
+      group: 'helm.cattle.io',
+      version: 'v1',
+      namespace: 'kube-system',
+      plural: 'helmcharts',
+      body: written,
+    });
+    const done = await until(
+      'Job Complete',
+      async () => (cond(await job('claimed'), 'Complete') ? job('claimed') : undefined),
+      30_000,
+    );
+    const hc = await readChart('claimed');
+    expect(hc.metadata.annotations['helmcharts.cattle.io/managed-by']).toBe('helm-controller');
+    expect(hc.spec.timeout).toBe('10m0s');
+    expect(helmChartDiff(written, hc)).toEqual([]); // compared by value
+    // The Job is the one the orchestrator predicts from the spec it wrote (env, args, backoffLimit, configHash).
+    expect(installJobDiff(done as never, expectedInstallJob(written))).toEqual([]);
+    expect(
+      installJobDiff(done as never, expectedInstallJob({ ...written, spec: { ...written.spec, version: '2.0.0' } })),
+    ).toEqual(['env VERSION', 'args']);
+    expect(
+      installJobDiff(
+        done as never,
+        expectedInstallJob({ ...written, spec: { ...written.spec, valuesContent: 'replicas: 2\n' } }),
+      ),
+    ).toEqual(['configHash']);
+    expect(
+      installJobDiff(done as never, expectedInstallJob({ ...written, spec: { ...written.spec, timeout: '10m' } })),
+    ).toEqual([]);
   });
 
   it('replaces the Job when the spec changes, and upgrades the release', async () => {

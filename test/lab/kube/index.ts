@@ -1,13 +1,14 @@
-// The lab's Kubernetes: a real control plane (control-plane.ts) plus the controllers that have no
-// real counterpart here, running against it as ordinary API clients: the k3s supervisor (joins),
-// helm-controller/klipper-helm, Velero, and pod readiness (OpenBAO's probe, stalled rollouts).
+// The lab's Kubernetes: a real control plane (control-plane.ts, with k3s's real helm-controller) plus
+// the controllers that have no real counterpart here, running against it as ordinary API clients:
+// the k3s supervisor (joins), klipper-helm's Job pods, Velero, and pod readiness (OpenBAO's probe,
+// stalled rollouts).
 import { join } from 'node:path';
 import type { ClusterSpec } from '../../../config/schema.js';
 import { desiredHelmChart, HELM_NAMESPACE } from '../../../activities/components/helmchart.js';
 import { EGRESS_SOCKET, startControlPlane, type ControlPlane } from './control-plane.js';
 import { startTunnel } from './tunnel.js';
 import {
-  HelmChartController,
+  KlipperHelm,
   CHART_LABEL,
   OPENBAO_PORT,
   type ComponentWorkloads,
@@ -17,7 +18,13 @@ import { isOpenBaoPod, ReadinessController } from './controllers/readiness.js';
 import { ProvisionerController } from './controllers/provisioner.js';
 import { newVeleroFaults, VeleroServer, VELERO } from './controllers/velero.js';
 import { pathOf, type KObj } from './lab-api.js';
-import { startSupervisor, WEBHOOK_PODS_PATH, WEBHOOK_VALIDATE_PATH, type Supervisor } from './supervisor.js';
+import {
+  startSupervisor,
+  WEBHOOK_HELM_JOB_PODS_PATH,
+  WEBHOOK_PODS_PATH,
+  WEBHOOK_VALIDATE_PATH,
+  type Supervisor,
+} from './supervisor.js';
 import { readFileSync } from 'node:fs';
 import type { ObjectStore } from './object-store.js';
 
@@ -119,6 +126,14 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
       openbaoPodStarted: () => opts.onOpenBaoPodStart?.(),
       stalled,
     });
+    const jobDelay = opts.jobDelayMs ?? 300;
+    const helm = new KlipperHelm({
+      api,
+      faults: helmFaults,
+      componentWorkloads,
+      jobDurationMs: (chart) => (typeof jobDelay === 'function' ? jobDelay(chart) : jobDelay),
+      log,
+    });
     const certDir = opts.dir;
     const supervisor: Supervisor = await startSupervisor({
       host: opts.host,
@@ -128,6 +143,7 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
       certPem: readFileSync(join(certDir, 'server.crt'), 'utf8'),
       keyPem: readFileSync(join(certDir, 'server.key'), 'utf8'),
       admitPod: (pod) => readiness.admit(pod),
+      admitHelmJobPod: (pod) => helm.admit(pod),
       validate: (rq) => rejects.get(rq.resource.resource),
       datastore: cp,
     });
@@ -151,20 +167,25 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
           name: 'pods.lab.pedro-ops.io',
           clientConfig: { url: `${supervisor.url}${WEBHOOK_PODS_PATH}`, caBundle },
           rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
+          objectSelector: { matchExpressions: [{ key: CHART_LABEL, operator: 'DoesNotExist' }] },
           failurePolicy: 'Ignore',
           sideEffects: 'None',
           admissionReviewVersions: ['v1'],
           timeoutSeconds: 5,
         },
+        {
+          // A helm Job's pod is not created until klipper-helm's outcome is decided (a refused create
+          // is retried by the Job controller), so a failure is never admitted as a success.
+          name: 'helm-job-pods.lab.pedro-ops.io',
+          clientConfig: { url: `${supervisor.url}${WEBHOOK_HELM_JOB_PODS_PATH}`, caBundle },
+          rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }],
+          objectSelector: { matchExpressions: [{ key: CHART_LABEL, operator: 'Exists' }] },
+          failurePolicy: 'Fail',
+          sideEffects: 'NoneOnDryRun',
+          admissionReviewVersions: ['v1'],
+          timeoutSeconds: 30,
+        },
       ],
-    });
-    const jobDelay = opts.jobDelayMs ?? 300;
-    const helm = new HelmChartController({
-      api,
-      faults: helmFaults,
-      componentWorkloads,
-      jobDurationMs: (chart) => (typeof jobDelay === 'function' ? jobDelay(chart) : jobDelay),
-      log,
     });
     const veleroServer = new VeleroServer(
       api,
@@ -311,7 +332,7 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
   }
 }
 
-/** The built cluster: every component installed by the lab's helm-controller, OpenBAO's secrets'
+/** The built cluster: every component installed by k3s's helm-controller, OpenBAO's secrets'
  * namespaces, Velero's location and schedule with two completed backups. */
 async function seedBuilt(
   api: ControlPlane['api'],

@@ -81,10 +81,13 @@ export interface AdmissionRequest {
   name?: string;
   operation: string;
   object?: KObj;
+  dryRun?: boolean;
   userInfo?: { username?: string };
 }
 
 export const WEBHOOK_PODS_PATH = '/lab/webhook/pods';
+/** Pods of helm-controller's Jobs: klipper-helm's outcome, decided at admission (controllers/helm.ts). */
+export const WEBHOOK_HELM_JOB_PODS_PATH = '/lab/webhook/helm-job-pods';
 export const WEBHOOK_VALIDATE_PATH = '/lab/webhook/validate';
 
 export interface Supervisor {
@@ -129,6 +132,8 @@ export async function startSupervisor(opts: {
   keyPem: string;
   /** Mutating admission for pods: the readiness annotation a new pod starts with. */
   admitPod?: (pod: KObj) => Promise<{ ready: 'true' | 'false'; stalled: boolean } | undefined>;
+  /** Mutating admission for helm Job pods: annotations that say how the pod ends. */
+  admitHelmJobPod?: (pod: KObj) => Promise<Record<string, string> | undefined>;
   /** Validating admission: a message rejects the write (the "webhook rejects" fault). */
   validate?: (review: AdmissionRequest) => string | undefined;
   /** The datastore side of `k3s etcd-snapshot save` and `k3s server --cluster-reset` (datastore.ts). */
@@ -370,7 +375,11 @@ export async function startSupervisor(opts: {
         const segs = u.pathname.split('/').filter(Boolean);
         let reply: Reply | undefined;
         try {
-          if (u.pathname === WEBHOOK_PODS_PATH || u.pathname === WEBHOOK_VALIDATE_PATH) {
+          if (
+            u.pathname === WEBHOOK_PODS_PATH ||
+            u.pathname === WEBHOOK_VALIDATE_PATH ||
+            u.pathname === WEBHOOK_HELM_JOB_PODS_PATH
+          ) {
             // AdmissionReview v1 (https://kubernetes.io/docs/reference/access-authn-authz/extensible-admission-controllers/#request);
             // the apiserver authenticates us by the CA bundle, we accept any caller on loopback.
             const review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { request: AdmissionRequest };
@@ -387,6 +396,21 @@ export async function startSupervisor(opts: {
                   if (!rq.object.metadata.labels) ops.push({ op: 'add', path: '/metadata/labels', value: {} });
                   ops.push({ op: 'add', path: '/metadata/labels/lab.pedro-ops.io~1stalled', value: 'true' });
                 }
+                response.patchType = 'JSONPatch';
+                response.patch = Buffer.from(JSON.stringify(ops)).toString('base64');
+              }
+            }
+            if (u.pathname === WEBHOOK_HELM_JOB_PODS_PATH && rq.object && !rq.dryRun && opts.admitHelmJobPod) {
+              const annotations = await opts.admitHelmJobPod(rq.object);
+              if (annotations) {
+                const ops: unknown[] = [];
+                if (!rq.object.metadata.annotations) ops.push({ op: 'add', path: '/metadata/annotations', value: {} });
+                for (const [k, v] of Object.entries(annotations))
+                  ops.push({
+                    op: 'add',
+                    path: `/metadata/annotations/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`,
+                    value: v,
+                  });
                 response.patchType = 'JSONPatch';
                 response.patch = Buffer.from(JSON.stringify(ops)).toString('base64');
               }

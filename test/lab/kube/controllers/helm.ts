@@ -1,11 +1,10 @@
-// k3s's helm-controller and klipper-helm in miniature, against the real apiserver. What runs here
-// copies, for the pinned k3s v1.31.4+k3s1 (helm-controller v0.16.5, klipper-helm v0.9.4):
-// - helm-controller pkg/controllers/chart/chart.go: OnChange applies Job `helm-install-<name>`
-//   (ServiceAccount `helm-<name>`, pod template annotation helmcharts.helm.cattle.io/configHash);
-//   a changed Job is replaced (jobPatcher deletes and recreates it); a deleted Job is applied again;
-//   status is {jobName, conditions JobCreated=True, Failed=False}: Failed=True only when the Job
-//   cannot be generated. The remove handler (finalizer wrangler.cattle.io/on-helm-chart-remove)
-//   runs `helm-delete-<name>` and removes the chart's resources once it succeeded.
+// klipper-helm, the Job that k3s's helm-controller runs, in miniature against the real apiserver.
+// helm-controller itself is the real one (v0.16.5, what k3s v1.31.4+k3s1 embeds; control-plane.ts
+// runs it): it claims each HelmChart (shouldManage's Update), applies Job `helm-install-<name>` with
+// its values Secret, ServiceAccount and binding, replaces a changed Job (jobPatcher), re-applies a
+// deleted one, keeps the status and the finalizer, and runs `helm-delete-<name>` on removal.
+// What the lab plays is only the Job's pod, decided when the pod is admitted (so kwok never ends it
+// before it knows its outcome; kwok-stages.ts), from the env and args helm-controller gave it:
 // - klipper-helm `entry` (helm_update): no release → install; `pending-*` → set to failed (an
 //   interrupted upgrade is retried as an upgrade); `deployed` → upgrade; `failed`/`unknown` →
 //   FAILURE_POLICY reinstall uninstalls and installs again, anything else exits 1 with "waiting for
@@ -19,11 +18,10 @@ import type { WorkloadRef } from '../../../../config/schema.js';
 import { ApiError, pathOf, type KObj, type LabApi } from '../lab-api.js';
 import { mountDataVolume } from './provisioner.js';
 
+/** helm-controller pkg/controllers/chart/chart.go: the label on its Jobs and their pods. */
 export const CHART_LABEL = 'helmcharts.helm.cattle.io/chart';
-export const CONFIG_HASH = 'helmcharts.helm.cattle.io/configHash';
-export const FINALIZER = 'wrangler.cattle.io/on-helm-chart-remove';
-const KLIPPER_IMAGE = 'rancher/klipper-helm:v0.9.4-build20250113';
-const JOB_SPEC_HASH = 'lab.pedro-ops.io/job-spec';
+/** chart.go valuesSecret(): where the Job's values come from (mounted at /config). */
+const VALUES_KEY = 'values-01_HelmChart.yaml';
 
 export interface HelmFaults {
   fail: Map<string, string>;
@@ -52,13 +50,26 @@ interface Release {
   secret: string;
 }
 
+/**
+ * The chart as the Job carries it (chart.go job(), args()): NAME, CHART_NAMESPACE, CHART (`<name>/<chart>`
+ * with a repo, the OCI reference, or the chart), VERSION, TARGET_NAMESPACE, FAILURE_POLICY, and
+ * `--create-namespace` in the args. Shaped as a HelmChart so the render helpers below read one thing.
+ */
+interface JobChart {
+  op: 'install' | 'delete';
+  obj: KObj;
+  createNamespace: boolean;
+  failurePolicy: string;
+  chartNs: string;
+}
+
 const hashOf = (s: string) => {
   let h = 0x811c9dc5;
   for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193) >>> 0;
   return h.toString(16).padStart(8, '0');
 };
 
-export class HelmChartController {
+export class KlipperHelm {
   private readonly queues = new Map<string, Promise<void>>();
   private readonly handledJobs = new Set<string>();
   private watches: { stop(): void }[] = [];
@@ -66,18 +77,12 @@ export class HelmChartController {
   constructor(private readonly o: HelmOptions) {}
 
   start(): void {
-    const { api } = this.o;
     this.watches.push(
-      api.watch('/apis/helm.cattle.io/v1/helmcharts', (e) => {
-        if (e.type !== 'DELETED') this.enqueue(e.object.metadata.namespace!, e.object.metadata.name);
-      }),
-      api.watch(`/apis/batch/v1/jobs?labelSelector=${encodeURIComponent(CHART_LABEL)}`, (e) => {
-        const chart = e.object.metadata.labels?.[CHART_LABEL];
-        if (!chart) return;
-        if (e.type === 'DELETED') this.enqueue(e.object.metadata.namespace!, chart);
-        else if (terminal(e.object) && !this.handledJobs.has(e.object.metadata.uid!)) {
-          this.enqueue(e.object.metadata.namespace!, chart, () => this.jobDone(e.object, chart));
-        }
+      this.o.api.watch(`/apis/batch/v1/jobs?labelSelector=${encodeURIComponent(CHART_LABEL)}`, (e) => {
+        const job = e.object;
+        if (e.type === 'DELETED' || !terminal(job) || this.handledJobs.has(job.metadata.uid!)) return;
+        const chart = this.jobChart(job.spec?.template?.spec, job.metadata.namespace!);
+        if (chart) void this.serial(chart, () => this.jobDone(job, chart), true);
       }),
     );
   }
@@ -87,120 +92,81 @@ export class HelmChartController {
     this.watches = [];
   }
 
-  /** Per chart, one thing at a time (a controller's work queue). */
-  private enqueue(ns: string, name: string, fn: () => Promise<void> = () => this.sync(ns, name)): void {
-    const key = `${ns}/${name}`;
+  /** Per chart, one thing at a time (a controller's work queue); `retry`: again after an error. */
+  private serial<T>(chart: JobChart, fn: () => Promise<T>, retry = false): Promise<T> {
+    const key = `${chart.chartNs}/${chart.obj.metadata.name}`;
     const prev = this.queues.get(key) ?? Promise.resolve();
-    const next = prev.then(fn).catch((err: unknown) => {
-      if (!(err instanceof ApiError && err.status === 409)) this.o.log?.(`helm ${key}: ${String(err)}`);
-      // requeue after a conflict or an apiserver restart
-      setTimeout(() => this.enqueue(ns, name), 200).unref();
-    });
-    this.queues.set(key, next);
-  }
-
-  private chartPath(ns: string, name?: string) {
-    return pathOf('helm.cattle.io/v1', 'helmcharts', ns, name);
-  }
-
-  private async sync(ns: string, name: string): Promise<void> {
-    const { api } = this.o;
-    const chart = await api.get(this.chartPath(ns, name));
-    if (!chart) return;
-    if (chart.metadata.deletionTimestamp) return this.remove(chart);
-    if (!chart.metadata.finalizers?.includes(FINALIZER)) {
-      await api.must(
-        'PATCH',
-        this.chartPath(ns, name),
-        [
-          chart.metadata.finalizers
-            ? { op: 'add', path: '/metadata/finalizers/-', value: FINALIZER }
-            : { op: 'add', path: '/metadata/finalizers', value: [FINALIZER] },
-        ],
-        'application/json-patch+json',
-      );
-    }
-    await api.createIfAbsent(pathOf('v1', 'serviceaccounts', ns), {
-      metadata: { name: `helm-${name}`, namespace: ns },
-    });
-    const desired = this.installJob(chart, 'install');
-    const jobPath = pathOf('batch/v1', 'jobs', ns, desired.metadata.name);
-    const job = await api.get(jobPath);
-    if (job && job.metadata.annotations?.[JOB_SPEC_HASH] !== desired.metadata.annotations![JOB_SPEC_HASH]) {
-      // jobPatcher: a Job's pod template is immutable, so a changed one is deleted and created again.
-      await api.delete(jobPath, 'Background');
-      await this.waitGone(jobPath);
-    }
-    if (!job || job.metadata.annotations?.[JOB_SPEC_HASH] !== desired.metadata.annotations![JOB_SPEC_HASH]) {
-      await this.run(chart, desired);
-    }
-    const status = {
-      jobName: desired.metadata.name,
-      conditions: [
-        {
-          type: 'JobCreated',
-          status: 'True',
-          reason: 'Job created',
-          message: `Applying HelmChart using Job ${ns}/${desired.metadata.name}`,
+    const next = prev.then(fn);
+    this.queues.set(
+      key,
+      next.then(
+        () => {},
+        (err: unknown) => {
+          if (!(err instanceof ApiError && err.status === 409)) this.o.log?.(`klipper-helm ${key}: ${String(err)}`);
+          // after a conflict or an apiserver restart
+          if (retry) setTimeout(() => void this.serial(chart, fn, true), 200).unref();
         },
-        { type: 'Failed', status: 'False' },
-      ],
-    };
-    if (JSON.stringify(chart.status ?? {}) !== JSON.stringify(status)) {
-      await api.must('PATCH', `${this.chartPath(ns, name)}/status`, { status }, 'application/merge-patch+json');
-    }
+      ),
+    );
+    return next;
   }
 
-  private async waitGone(path: string): Promise<void> {
-    for (let i = 0; i < 100 && (await this.o.api.get(path)); i++) await new Promise((r) => setTimeout(r, 50));
+  private jobChart(podSpec: unknown, ns: string): JobChart | undefined {
+    type Container = { name: string; args?: string[]; env?: { name: string; value?: string }[] };
+    const container = (podSpec as { containers?: Container[] } | undefined)?.containers?.find((c) => c.name === 'helm');
+    if (!container) return undefined;
+    const env = Object.fromEntries((container.env ?? []).map((e) => [e.name, e.value ?? '']));
+    if (!env.NAME) return undefined;
+    const args = container.args ?? [];
+    const chartNs = env.CHART_NAMESPACE || ns;
+    return {
+      op: args[0] === 'delete' ? 'delete' : 'install',
+      createNamespace: args.includes('--create-namespace'),
+      failurePolicy: env.FAILURE_POLICY || 'reinstall',
+      chartNs,
+      obj: {
+        metadata: { name: env.NAME, namespace: chartNs },
+        spec: { chart: env.CHART, version: env.VERSION, targetNamespace: env.TARGET_NAMESPACE || chartNs },
+      },
+    };
+  }
+
+  /**
+   * Admission of a pod of a helm-controller Job: runs klipper-helm's decision and returns the
+   * annotations that tell kwok how the pod ends (kwok-stages.ts).
+   */
+  async admit(pod: KObj): Promise<Record<string, string> | undefined> {
+    if (!pod.metadata.labels?.[CHART_LABEL]) return undefined;
+    const owner = pod.metadata.ownerReferences?.find((r) => r.kind === 'Job');
+    const chart = this.jobChart(pod.spec, pod.metadata.namespace ?? '');
+    if (!owner || !chart) return undefined;
+    const name = chart.obj.metadata.name;
+    const duration = `${this.o.jobDurationMs?.(name) ?? 300}ms`;
+    if (chart.op === 'delete') return { 'lab.pedro-ops.io/outcome': 'succeed', 'lab.pedro-ops.io/duration': '100ms' };
+    const outcome = await this.serial(chart, () => this.helmUpdate(chart));
+    const job = await this.o.api.get(pathOf('batch/v1', 'jobs', chart.chartNs, owner.name));
+    return {
+      'lab.pedro-ops.io/outcome': outcome.result,
+      'lab.pedro-ops.io/duration': duration,
+      ...(outcome.result === 'fail'
+        ? {
+            'lab.pedro-ops.io/message': outcome.message!,
+            // the kubelet restarts the container until the Job controller counts backoffLimit restarts
+            'lab.pedro-ops.io/restarts': String(job?.spec?.backoffLimit ?? 6),
+          }
+        : {}),
+    };
   }
 
   private targetNs(chart: KObj): string {
     return chart.spec?.targetNamespace || chart.metadata.namespace!;
   }
 
-  private installJob(chart: KObj, op: 'install' | 'delete'): KObj {
-    const { name, namespace: ns } = chart.metadata;
-    const spec = chart.spec ?? {};
-    const env = [
-      ['NAME', name],
-      ['VERSION', spec.version ?? ''],
-      ['REPO', spec.repo ?? ''],
-      ['CHART', spec.chart ?? ''],
-      ['TARGET_NAMESPACE', this.targetNs(chart)],
-      ['HELM_DRIVER', 'secret'],
-      ['FAILURE_POLICY', spec.failurePolicy ?? 'reinstall'],
-      ['PLAIN_HTTP', String(Boolean(spec.plainHTTP))],
-      ['TIMEOUT', spec.timeout ?? ''],
-    ].map(([k, v]) => ({ name: k, value: v }));
-    // configHash: SHA256 over the values and content ConfigMaps' data (chart.go hashObjects).
-    const configHash = `SHA256=${hashOf(`${spec.valuesContent ?? ''}${JSON.stringify(spec.set ?? {})}`).toUpperCase()}`;
-    const labels = { [CHART_LABEL]: name };
-    const specHash = hashOf(JSON.stringify([op, env, configHash, spec.backOffLimit]));
-    return {
-      apiVersion: 'batch/v1',
-      kind: 'Job',
-      metadata: {
-        name: `helm-${op}-${name}`,
-        namespace: ns,
-        labels,
-        annotations: { [CONFIG_HASH]: configHash, [JOB_SPEC_HASH]: specHash },
-        ownerReferences: [
-          { apiVersion: 'helm.cattle.io/v1', kind: 'HelmChart', name, uid: chart.metadata.uid!, controller: true },
-        ],
-      },
-      spec: {
-        backoffLimit: spec.backOffLimit ?? 1000,
-        template: {
-          metadata: { labels, annotations: { [CONFIG_HASH]: configHash } },
-          spec: {
-            restartPolicy: 'OnFailure',
-            serviceAccountName: `helm-${name}`,
-            containers: [{ name: 'helm', image: KLIPPER_IMAGE, args: [op], env }],
-          },
-        },
-      },
-    };
+  /** The values the Job mounts: Secret chart-values-<name> (chart.go valuesSecret). */
+  private async values(chart: JobChart): Promise<string> {
+    const s = await this.o.api.get(pathOf('v1', 'secrets', chart.chartNs, `chart-values-${chart.obj.metadata.name}`));
+    const v = s?.data?.[VALUES_KEY] as string | undefined;
+    return v ? Buffer.from(v, 'base64').toString('utf8') : '';
   }
 
   private async releases(chart: KObj): Promise<Release[]> {
@@ -216,19 +182,22 @@ export class HelmChartController {
       .sort((a, b) => b.revision - a.revision);
   }
 
-  private async writeRelease(chart: KObj, revision: number, status: string, description: string): Promise<void> {
+  private async writeRelease(chart: JobChart, revision: number, status: string, description: string): Promise<void> {
     const { api } = this.o;
-    const ns = this.targetNs(chart);
-    const name = chart.metadata.name;
+    const ns = this.targetNs(chart.obj);
+    const name = chart.obj.metadata.name;
     const secret = `sh.helm.release.v1.${name}.v${revision}`;
     const now = new Date().toISOString();
+    const chartName = String(chart.obj.spec?.chart ?? name)
+      .split('/')
+      .pop();
     const body = {
       name,
       namespace: ns,
       version: revision,
       info: { status, description, first_deployed: now, last_deployed: now },
-      chart: { metadata: { name: chart.spec?.chart, version: chart.spec?.version } },
-      config: chart.spec?.valuesContent ?? '',
+      chart: { metadata: { name: chartName, version: chart.obj.spec?.version } },
+      config: await this.values(chart),
     };
     const release = gzipSync(JSON.stringify(body)).toString('base64');
     const obj = {
@@ -253,122 +222,77 @@ export class HelmChartController {
     });
   }
 
-  /** Decides what the Job's pod does (klipper-helm's helm_update), records the release, creates the Job. */
-  private async run(chart: KObj, job: KObj): Promise<void> {
+  /** klipper-helm's helm_update: decides what the pod does and records the release it starts. */
+  private async helmUpdate(chart: JobChart): Promise<{ result: 'succeed' | 'fail' | 'stall'; message?: string }> {
     const { api, faults } = this.o;
-    const name = chart.metadata.name;
-    let nsExists = Boolean(await api.get(pathOf('v1', 'namespaces', undefined, this.targetNs(chart))));
-    if (!nsExists && chart.spec?.createNamespace) {
+    const obj = chart.obj;
+    const name = obj.metadata.name;
+    let nsExists = Boolean(await api.get(pathOf('v1', 'namespaces', undefined, this.targetNs(obj))));
+    if (!nsExists && chart.createNamespace) {
       // helm --create-namespace
-      await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: this.targetNs(chart) } });
+      await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: this.targetNs(obj) } });
       nsExists = true;
     }
-    let outcome: { result: 'succeed' | 'fail' | 'stall'; message?: string } = { result: 'succeed' };
-    if (nsExists) {
-      const [latest] = await this.releases(chart);
-      let status = latest?.status;
-      let op: 'install' | 'upgrade' = latest ? 'upgrade' : 'install';
-      if (status && /^pending-(install|upgrade|rollback)$|^uninstalling$/.test(status)) {
-        await this.setStatus(chart, latest, 'failed');
-        status = status === 'pending-upgrade' ? 'deployed' : 'failed';
-      }
-      if (status && status !== 'deployed') {
-        if ((chart.spec?.failurePolicy ?? 'reinstall') === 'reinstall') {
-          await this.uninstall(chart);
-          op = 'install';
-        } else {
-          outcome = {
-            result: 'fail',
-            message: `Release status is '${status}' and failure policy is '${chart.spec?.failurePolicy}', not 'reinstall'; waiting for operator intervention`,
-          };
-        }
-      }
-      if (outcome.result === 'succeed') {
-        const revision = op === 'install' ? 1 : latest.revision + 1;
-        // A fault for one chart version (`name@version`: "the new version fails") or for every version.
-        const injected = faults.fail.get(`${name}@${String(chart.spec?.version ?? '')}`) ?? faults.fail.get(name);
-        if (faults.stall.has(name)) {
-          outcome = { result: 'stall' };
-          await this.writeRelease(chart, revision, `pending-${op}`, `Lab: ${op} in progress`);
-        } else if (injected !== undefined) {
-          const message = `Error: ${op === 'install' ? 'INSTALLATION' : 'UPGRADE'} FAILED: ${injected}`;
-          outcome = { result: 'fail', message };
-          await this.writeRelease(chart, revision, 'failed', message);
-        } else {
-          await this.writeRelease(chart, revision, `pending-${op}`, `Lab: ${op} in progress`);
-        }
-      }
-    } else {
+    if (!nsExists) {
       // helm cannot even store the release: its namespace is missing.
-      outcome = {
+      return {
         result: 'fail',
-        message: `Error: INSTALLATION FAILED: create: failed to create: namespaces "${this.targetNs(chart)}" not found`,
+        message: `Error: INSTALLATION FAILED: create: failed to create: namespaces "${this.targetNs(obj)}" not found`,
       };
     }
-    const meta = job.spec.template.metadata;
-    meta.annotations = {
-      ...meta.annotations,
-      'lab.pedro-ops.io/outcome': outcome.result,
-      'lab.pedro-ops.io/duration': `${this.o.jobDurationMs?.(name) ?? 300}ms`,
-      ...(outcome.result === 'fail'
-        ? {
-            'lab.pedro-ops.io/message': outcome.message!,
-            // the kubelet restarts the container until the Job controller counts backoffLimit restarts
-            'lab.pedro-ops.io/restarts': String(job.spec.backoffLimit),
-          }
-        : {}),
-    };
-    await api.must('POST', pathOf('batch/v1', 'jobs', job.metadata.namespace), job);
-  }
-
-  private async jobDone(job: KObj, name: string): Promise<void> {
-    const { api } = this.o;
-    this.handledJobs.add(job.metadata.uid!);
-    const chart = await api.get(this.chartPath(job.metadata.namespace!, name));
-    if (!chart) return;
-    const ok = terminal(job) === 'Complete';
-    if (job.metadata.name.startsWith('helm-delete-')) {
-      if (!ok) return;
-      await this.uninstall(chart);
-      await api.must(
-        'PATCH',
-        this.chartPath(chart.metadata.namespace!, name),
-        { metadata: { finalizers: (chart.metadata.finalizers ?? []).filter((f) => f !== FINALIZER) } },
-        'application/merge-patch+json',
-      );
-      return;
+    const [latest] = await this.releases(obj);
+    let status = latest?.status;
+    let op: 'install' | 'upgrade' = latest ? 'upgrade' : 'install';
+    if (status && /^pending-(install|upgrade|rollback)$|^uninstalling$/.test(status)) {
+      await this.setStatus(obj, latest, 'failed');
+      status = status === 'pending-upgrade' ? 'deployed' : 'failed';
     }
-    const [latest] = await this.releases(chart);
-    if (!latest) return;
-    if (!ok) {
-      if (latest.status.startsWith('pending-')) await this.setStatus(chart, latest, 'failed');
-      return;
-    }
-    if (latest.status.startsWith('pending-')) {
-      await this.deployWorkloads(chart);
-      for (const r of await this.releases(chart)) {
-        if (r.revision < latest.revision && r.status === 'deployed') await this.setStatus(chart, r, 'superseded');
+    if (status && status !== 'deployed') {
+      if (chart.failurePolicy !== 'reinstall') {
+        return {
+          result: 'fail',
+          message: `Release status is '${status}' and failure policy is '${chart.failurePolicy}', not 'reinstall'; waiting for operator intervention`,
+        };
       }
-      await this.setStatus(chart, latest, 'deployed');
+      await this.uninstall(obj);
+      op = 'install';
     }
+    const revision = op === 'install' ? 1 : latest.revision + 1;
+    // A fault for one chart version (`name@version`: "the new version fails") or for every version.
+    const injected = faults.fail.get(`${name}@${String(obj.spec?.version ?? '')}`) ?? faults.fail.get(name);
+    if (faults.stall.has(name)) {
+      await this.writeRelease(chart, revision, `pending-${op}`, `Lab: ${op} in progress`);
+      return { result: 'stall' };
+    }
+    if (injected !== undefined) {
+      const message = `Error: ${op === 'install' ? 'INSTALLATION' : 'UPGRADE'} FAILED: ${injected}`;
+      await this.writeRelease(chart, revision, 'failed', message);
+      return { result: 'fail', message };
+    }
+    await this.writeRelease(chart, revision, `pending-${op}`, `Lab: ${op} in progress`);
+    return { result: 'succeed' };
   }
 
-  private async remove(chart: KObj): Promise<void> {
-    if (!chart.metadata.finalizers?.includes(FINALIZER)) return;
-    const { api } = this.o;
-    const ns = chart.metadata.namespace!;
-    const installPath = pathOf('batch/v1', 'jobs', ns, `helm-install-${chart.metadata.name}`);
-    if (await api.get(installPath)) await api.delete(installPath, 'Background');
-    const job = this.installJob(chart, 'delete');
-    const meta = job.spec.template.metadata;
-    meta.annotations = {
-      ...meta.annotations,
-      'lab.pedro-ops.io/outcome': 'succeed',
-      'lab.pedro-ops.io/duration': '100ms',
-    };
-    // The Job's owner is being deleted: without an ownerReference it survives until it has run.
-    delete job.metadata.ownerReferences;
-    await api.createIfAbsent(pathOf('batch/v1', 'jobs', ns), job);
+  private async jobDone(job: KObj, chart: JobChart): Promise<void> {
+    if (this.handledJobs.has(job.metadata.uid!)) return;
+    const ok = terminal(job) === 'Complete';
+    const obj = chart.obj;
+    if (chart.op === 'delete') {
+      // helm uninstall; helm-controller then sees the Job succeeded and removes its finalizer.
+      if (ok) await this.uninstall(obj);
+    } else {
+      const [latest] = await this.releases(obj);
+      if (latest && !ok && latest.status.startsWith('pending-')) await this.setStatus(obj, latest, 'failed');
+      if (latest && ok && latest.status.startsWith('pending-')) {
+        obj.spec = { ...obj.spec, valuesContent: await this.values(chart) };
+        await this.deployWorkloads(obj);
+        for (const r of await this.releases(obj)) {
+          if (r.revision < latest.revision && r.status === 'deployed') await this.setStatus(obj, r, 'superseded');
+        }
+        await this.setStatus(obj, latest, 'deployed');
+      }
+    }
+    this.handledJobs.add(job.metadata.uid!);
   }
 
   private workloadsOf(chart: KObj): { ns: string; ref: WorkloadRef }[] {
