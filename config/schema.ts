@@ -119,7 +119,11 @@ export const ComponentSpec = Type.Object(
     values: Type.Optional(Type.Record(Type.String(), Type.Unknown())),
     /** Values file relative to the cluster file's folder. */
     valuesFile: Type.Optional(Type.String({ minLength: 1 })),
-    /** Workloads the chart creates; readiness of these judges the install. */
+    /**
+     * Workloads the chart creates. An install is judged by the objects of the Helm release it deployed
+     * (activities/components/helmchart.ts workloadsReady), not by this list: here only exceptions
+     * count (`readyWhen: running`), and the lab deploys these for the chart.
+     */
     workloads: Type.Array(WorkloadRef, { default: [] }),
     /** Uses a PersistentVolumeClaim, so must come after the storage class provider. */
     usesStorage: Type.Optional(Type.Boolean()),

@@ -48,6 +48,8 @@ export interface ProvisionReport {
     version: string;
     state: string;
     action?: string;
+    /** The objects of the deployed Helm release the install waited for (kind, namespace/name). */
+    waitedFor?: string[];
     durationMs?: number;
     attempts: number;
   }[];
@@ -75,7 +77,7 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
   for (const s of plan.steps) runner.plan(s.id, s.phase, s.title, s.dependsOn);
   const refuse = (id: string) => () => skipRefusal(plan, id);
   const nodesInfo = new Map<string, { version?: string; installed: boolean }>();
-  const componentActions = new Map<string, string>();
+  const componentActions = new Map<string, { action: string; waitedFor: string[] }>();
   const cluster = spec.name;
 
   try {
@@ -314,7 +316,8 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
         name: c.name,
         version: c.version,
         state: s.state === 'succeeded' || s.state === 'satisfied' ? 'Ready' : s.state,
-        action: componentActions.get(c.name),
+        action: componentActions.get(c.name)?.action,
+        waitedFor: componentActions.get(c.name)?.waitedFor,
         durationMs: s.durationMs,
         attempts: s.attempts,
       };
@@ -416,7 +419,7 @@ async function platformStep(
   plan: ProvisionPlan,
   runner: StepRunner,
   refuse: (id: string) => () => string | undefined,
-  actions: Map<string, string>,
+  actions: Map<string, { action: string; waitedFor: string[] }>,
   requestedBy?: string,
 ): Promise<unknown> {
   const cluster = spec.name;
@@ -436,12 +439,13 @@ async function platformStep(
         {
           ...common,
           describe: (r) => {
-            actions.set(c.name, r.action);
+            const waitedFor = r.workloads.map((w) => `${w.kind} ${w.namespace ? `${w.namespace}/` : ''}${w.name}`);
+            actions.set(c.name, { action: r.action, waitedFor });
             return {
               satisfied: r.satisfied,
               detail: r.satisfied
                 ? 'already satisfied: chart unchanged, workloads ready'
-                : `${r.action}; ${r.workloads.length} workloads ready`,
+                : `${r.action}; ready: ${waitedFor.join(', ') || 'nothing to wait for in the release'}`,
             };
           },
         },

@@ -13,7 +13,7 @@ import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { parse, stringify } from 'yaml';
+import { parse, parseAllDocuments, stringify } from 'yaml';
 import type { ClusterSpec, ComponentSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import type { ActivityDeps } from '../deps.js';
@@ -219,23 +219,127 @@ export function installJobDiff(job: JobObj | undefined, want: ReturnType<typeof 
 const cond = (o: Obj | undefined, type: string) =>
   (o?.status?.conditions ?? []).find((c) => c.type === type && c.status === 'True');
 
+/** One object Helm recorded in a release's manifest, with how it was waited for. */
+export type DeployedObject = ComponentResult['workloads'][number];
+
+/**
+ * What Helm waits for after an install (helm.sh/helm/v3 v3.16 pkg/kube/ready.go ReadyChecker.IsReady),
+ * by kind. Workloads use kubectl's rollout rules (kube/rollout.ts: Helm's own check is looser, it
+ * accepts maxUnavailable fewer ready pods); a Job must complete, a claim be Bound, a CRD Established.
+ * Other kinds (Services, ConfigMaps, RBAC, …) are ready once they exist, and Helm created them.
+ */
+const WAITED_KINDS: Record<string, string> = {
+  Deployment: 'apps/v1',
+  StatefulSet: 'apps/v1',
+  DaemonSet: 'apps/v1',
+  Job: 'batch/v1',
+  PersistentVolumeClaim: 'v1',
+  CustomResourceDefinition: 'apiextensions.k8s.io/v1',
+};
+
+/** Release.Manifest as Helm stored it: one YAML document per template, hooks kept apart (not here). */
+export function manifestObjects(
+  manifest: string,
+  releaseNamespace: string,
+): { kind: string; name: string; namespace?: string }[] {
+  const out: { kind: string; name: string; namespace?: string }[] = [];
+  for (const doc of parseAllDocuments(manifest)) {
+    const o = doc.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string } } | null;
+    if (!o?.kind || !o.metadata?.name) continue;
+    // Helm installs a namespaced object that names no namespace into the release's (pkg/kube client.go
+    // setNamespace); a CRD is cluster-scoped.
+    const namespace = o.kind === 'CustomResourceDefinition' ? undefined : (o.metadata.namespace ?? releaseNamespace);
+    out.push({ kind: o.kind, name: o.metadata.name, ...(namespace ? { namespace } : {}) });
+  }
+  return out;
+}
+
+function objectStatus(kind: string, obj: Obj): { done: boolean; failed: boolean; message: string } {
+  const conds = obj.status?.conditions ?? [];
+  switch (kind) {
+    case 'Job':
+      if (conds.some((x) => x.type === 'Failed' && x.status === 'True'))
+        return { done: false, failed: true, message: 'job failed' };
+      return conds.some((x) => x.type === 'Complete' && x.status === 'True')
+        ? { done: true, failed: false, message: 'complete' }
+        : { done: false, failed: false, message: 'not complete yet' };
+    case 'PersistentVolumeClaim':
+      return obj.status?.phase === 'Bound'
+        ? { done: true, failed: false, message: 'Bound' }
+        : { done: false, failed: false, message: `${obj.status?.phase ?? 'Pending'}, not Bound yet` };
+    case 'CustomResourceDefinition':
+      // ready.go crdReady: Established, or NamesAccepted False (a naming conflict is not Helm's to fail on)
+      return conds.some((x) => x.type === 'Established' && x.status === 'True') ||
+        conds.some((x) => x.type === 'NamesAccepted' && x.status === 'False')
+        ? { done: true, failed: false, message: 'Established' }
+        : { done: false, failed: false, message: 'not Established yet' };
+    default:
+      return rolloutStatus(kind, obj);
+  }
+}
+
+/**
+ * Readiness from what Helm actually deployed, as `helm --wait`, Flux and Argo CD judge it: the
+ * objects in the newest release's manifest (Secret sh.helm.release.v1.<name>.v<N>), each by its
+ * kind's rule. The component's `workloads` in config are only exceptions: `readyWhen: running`
+ * (OpenBAO before its unseal) for the object of that kind and name. An exception that names no
+ * deployed object is a config error, said with what the chart did deploy.
+ */
 export async function workloadsReady(
   kube: KubePort,
   c: ComponentSpec,
 ): Promise<{ done: boolean; failed?: string; list: ComponentResult['workloads'] }> {
+  const latest = (await releases(kube, c))[0];
+  if (!latest)
+    return {
+      done: false,
+      list: [{ kind: 'Release', name: c.name, namespace: c.namespace, message: 'no Helm release recorded yet' }],
+    };
+  if (latest.status !== 'deployed')
+    return {
+      done: false,
+      list: [
+        {
+          kind: 'Release',
+          name: c.name,
+          namespace: c.namespace,
+          message: `revision ${latest.revision} is ${latest.status}`,
+        },
+      ],
+    };
+  const objects = manifestObjects(latest.manifest ?? '', c.namespace).filter((o) => WAITED_KINDS[o.kind]);
+  const exceptions = c.workloads.filter((w) => w.readyWhen === 'running');
+  for (const w of exceptions) {
+    const ns = w.namespace ?? c.namespace;
+    if (!objects.some((o) => o.kind === w.kind && o.name === w.name && o.namespace === ns)) {
+      const deployed = objects
+        .filter((o) => WORKLOAD_API_VERSION[o.kind])
+        .map((o) => `${o.kind} ${o.namespace}/${o.name}`);
+      return {
+        done: false,
+        failed: `config says ${w.kind} ${ns}/${w.name} is ready when running, but release ${c.name} revision ${latest.revision} deployed no such object (it deployed: ${deployed.join(', ') || 'no workloads'})`,
+        list: [],
+      };
+    }
+  }
   const list: ComponentResult['workloads'] = [];
   let done = true;
-  for (const w of c.workloads) {
-    const ns = w.namespace ?? c.namespace;
-    const obj = await kube.read(WORKLOAD_API_VERSION[w.kind], w.kind, w.name, ns);
+  for (const o of objects) {
+    const ns = o.namespace ?? '';
+    const obj = await kube.read<Obj>(WAITED_KINDS[o.kind], o.kind, o.name, o.namespace);
     if (!obj) {
-      list.push({ kind: w.kind, name: w.name, namespace: ns, message: 'not created yet' });
+      list.push({ kind: o.kind, name: o.name, namespace: ns, message: 'not created yet' });
       done = false;
       continue;
     }
-    const st = w.readyWhen === 'running' ? await podsRunning(kube, obj, w.replicas ?? 1) : rolloutStatus(w.kind, obj);
-    list.push({ kind: w.kind, name: w.name, namespace: ns, message: st.message });
-    if (st.failed) return { done: false, failed: `${w.kind} ${ns}/${w.name}: ${st.message}`, list };
+    const exception = exceptions.find(
+      (w) => w.kind === o.kind && w.name === o.name && (w.namespace ?? c.namespace) === ns,
+    );
+    const st = exception
+      ? await podsRunning(kube, obj, (obj.spec?.replicas as number | undefined) ?? exception.replicas ?? 1)
+      : objectStatus(o.kind, obj);
+    list.push({ kind: o.kind, name: o.name, namespace: ns, message: st.message });
+    if (st.failed) return { done: false, failed: `${o.kind} ${ns}/${o.name}: ${st.message}`, list };
     if (!st.done) done = false;
   }
   return { done, list };
@@ -293,28 +397,34 @@ interface Release {
   status: string;
   secret: string;
   description?: string;
+  /** Release.Manifest: the rendered templates Helm applied (hooks are kept apart). */
+  manifest?: string;
 }
 
 /** Helm's release records (secret driver, helm.sh/helm/v3 pkg/storage/driver/secrets.go), newest first. */
 export async function releases(kube: KubePort, c: ComponentSpec): Promise<Release[]> {
   const secrets = await kube.list<Obj>('v1', 'Secret', c.namespace, `owner=helm,name=${c.name}`);
   return secrets
-    .map((sec) => ({
-      revision: Number(sec.metadata?.labels?.version ?? 0),
-      status: sec.metadata?.labels?.status ?? 'unknown',
-      secret: sec.metadata!.name!,
-      description: releaseDescription((sec as { data?: Record<string, string> }).data?.release),
-    }))
+    .map((sec) => {
+      const body = decodeRelease((sec as { data?: Record<string, string> }).data?.release);
+      return {
+        revision: Number(sec.metadata?.labels?.version ?? 0),
+        status: sec.metadata?.labels?.status ?? 'unknown',
+        secret: sec.metadata!.name!,
+        description: body?.info?.description,
+        manifest: body?.manifest,
+      };
+    })
     .sort((a, b) => b.revision - a.revision);
 }
 
 /** data.release is base64 (the API) of base64(gzip(JSON)) (pkg/storage/driver/util.go encodeRelease). */
-function releaseDescription(data: string | undefined): string | undefined {
+function decodeRelease(data: string | undefined): { info?: { description?: string }; manifest?: string } | undefined {
   if (!data) return undefined;
   try {
     const inner = Buffer.from(Buffer.from(data, 'base64').toString('utf8'), 'base64');
     const json = inner[0] === 0x1f && inner[1] === 0x8b ? gunzipSync(inner).toString('utf8') : inner.toString('utf8');
-    return (JSON.parse(json) as { info?: { description?: string } }).info?.description;
+    return JSON.parse(json) as { info?: { description?: string }; manifest?: string };
   } catch {
     return undefined;
   }

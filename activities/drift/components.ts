@@ -104,7 +104,7 @@ export async function componentDrift(
       group,
       kind: 'workloads',
       object: `workloads of ${c.name}`,
-      want: `${c.workloads.length} ready`,
+      want: 'every object of the deployed release ready',
       have: w.list.map((x) => `${x.kind} ${x.namespace}/${x.name}: ${x.message}`).join('; '),
       action: `install ${c.name} again and wait for its workloads`,
       repair,

@@ -13,7 +13,8 @@
 //   (helm.sh/helm/v3 pkg/storage/driver/secrets.go).
 // What helm itself does to the cluster (render and apply the chart's workloads) is simulated: each
 // component's declared workloads are applied with the update strategy and probes its real chart sets.
-import { gzipSync } from 'node:zlib';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { parseAllDocuments, stringify } from 'yaml';
 import type { WorkloadRef } from '../../../../config/schema.js';
 import { ApiError, pathOf, type KObj, type LabApi } from '../lab-api.js';
 import { mountDataVolume } from './provisioner.js';
@@ -182,22 +183,26 @@ export class KlipperHelm {
       .sort((a, b) => b.revision - a.revision);
   }
 
-  private async writeRelease(chart: JobChart, revision: number, status: string, description: string): Promise<void> {
+  private async writeRelease(
+    chart: JobChart,
+    revision: number,
+    status: string,
+    description: string,
+    manifest = '',
+  ): Promise<void> {
     const { api } = this.o;
     const ns = this.targetNs(chart.obj);
     const name = chart.obj.metadata.name;
     const secret = `sh.helm.release.v1.${name}.v${revision}`;
     const now = new Date().toISOString();
-    const chartName = String(chart.obj.spec?.chart ?? name)
-      .split('/')
-      .pop();
     const body = {
       name,
       namespace: ns,
       version: revision,
       info: { status, description, first_deployed: now, last_deployed: now },
-      chart: { metadata: { name: chartName, version: chart.obj.spec?.version } },
+      chart: { metadata: { name: chartNameOf(chart.obj), version: chart.obj.spec?.version } },
       config: await this.values(chart),
+      manifest,
     };
     const release = gzipSync(JSON.stringify(body)).toString('base64');
     const obj = {
@@ -285,11 +290,17 @@ export class KlipperHelm {
       if (latest && !ok && latest.status.startsWith('pending-')) await this.setStatus(obj, latest, 'failed');
       if (latest && ok && latest.status.startsWith('pending-')) {
         obj.spec = { ...obj.spec, valuesContent: await this.values(chart) };
-        await this.deployWorkloads(obj);
+        const applied = await this.deployWorkloads(obj);
         for (const r of await this.releases(obj)) {
           if (r.revision < latest.revision && r.status === 'deployed') await this.setStatus(obj, r, 'superseded');
         }
-        await this.setStatus(obj, latest, 'deployed');
+        // Release.Manifest: the rendered templates, `---` between them, each under its `# Source:`
+        // comment (helm.sh/helm/v3 pkg/action/action.go renderResources).
+        const manifest = applied
+          .map((o) => `---\n# Source: ${chartNameOf(obj)}/templates/${o.kind!.toLowerCase()}.yaml\n${stringify(o)}`)
+          .join('');
+        const done = latest.status === 'pending-install' ? 'Install complete' : 'Upgrade complete';
+        await this.writeRelease(chart, latest.revision, 'deployed', done, manifest);
       }
     }
     this.handledJobs.add(job.metadata.uid!);
@@ -304,22 +315,28 @@ export class KlipperHelm {
     }));
   }
 
-  async deployWorkloads(chart: KObj): Promise<void> {
+  /** Applies the chart's objects; returns them, as Helm records them in the release's manifest. */
+  async deployWorkloads(chart: KObj): Promise<KObj[]> {
     const { api } = this.o;
     const storage = this.o.componentWorkloads.get(chart.metadata.name)?.storage;
     let claimed = false;
+    const applied: KObj[] = [];
     for (const { ns, ref } of this.workloadsOf(chart)) {
       await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: ns } });
       if (ref.kind !== 'CronJob') {
         // Charts put a Service in front of their workloads; the real apiserver allocates its ClusterIP.
-        await api.createIfAbsent(pathOf('v1', 'services', ns), serviceObject(chart, ns, ref));
+        const svc = serviceObject(chart, ns, ref);
+        await api.createIfAbsent(pathOf('v1', 'services', ns), svc);
+        applied.push(svc);
       }
       const desired = workloadObject(chart, ns, ref);
       if (storage && !claimed && (ref.kind === 'Deployment' || ref.kind === 'StatefulSet')) {
         // A chart with persistence: its first workload mounts a Longhorn PVC (controllers/provisioner.ts).
         claimed = true;
-        await mountDataVolume(api, desired, ns);
+        const claim = await mountDataVolume(api, desired, ns);
+        if (claim) applied.push(claim);
       }
+      applied.push(desired);
       // Helm applies with a three-way merge, so fields it does not own (kubectl's restartedAt) stay;
       // server-side apply with helm's field manager keeps the same property.
       const plural = `${ref.kind.toLowerCase()}s`;
@@ -330,17 +347,23 @@ export class KlipperHelm {
         'application/apply-patch+yaml',
       );
     }
+    return applied;
   }
 
+  /** helm uninstall: every object of the release's manifests deleted, then its records. */
   private async uninstall(chart: KObj): Promise<void> {
     const { api } = this.o;
-    for (const { ns, ref } of this.workloadsOf(chart)) {
-      await api.delete(
-        pathOf(ref.kind === 'CronJob' ? 'batch/v1' : 'apps/v1', `${ref.kind.toLowerCase()}s`, ns, ref.name),
-      );
+    const ns = this.targetNs(chart);
+    const secrets = await api.list(
+      `${pathOf('v1', 'secrets', ns)}?labelSelector=${encodeURIComponent(`owner=helm,name=${chart.metadata.name}`)}`,
+    );
+    for (const s of secrets) {
+      for (const o of manifestOf(s)) {
+        const group = API_OF[o.kind];
+        if (group) await api.delete(pathOf(group, `${o.kind.toLowerCase()}s`, o.namespace ?? ns, o.name));
+      }
     }
-    for (const r of await this.releases(chart))
-      await api.delete(pathOf('v1', 'secrets', this.targetNs(chart), r.secret));
+    for (const s of secrets) await api.delete(pathOf('v1', 'secrets', ns, s.metadata.name));
   }
 }
 
@@ -378,6 +401,34 @@ function serviceObject(chart: KObj, ns: string, ref: WorkloadRef): KObj {
     },
   };
 }
+
+/** The kinds the lab's charts render, by apiVersion. */
+const API_OF: Record<string, string> = {
+  Service: 'v1',
+  PersistentVolumeClaim: 'v1',
+  Deployment: 'apps/v1',
+  StatefulSet: 'apps/v1',
+  DaemonSet: 'apps/v1',
+  CronJob: 'batch/v1',
+};
+
+/** The objects of a release Secret's manifest (base64(gzip(JSON)), helm pkg/storage/driver/util.go). */
+function manifestOf(secret: KObj): { kind: string; name: string; namespace?: string }[] {
+  const data = secret.data?.release as string | undefined;
+  if (!data) return [];
+  const inner = Buffer.from(Buffer.from(data, 'base64').toString('utf8'), 'base64');
+  const body = JSON.parse(gunzipSync(inner).toString('utf8')) as { manifest?: string };
+  return parseAllDocuments(body.manifest ?? '')
+    .map((d) => d.toJS() as KObj | null)
+    .filter((o): o is KObj => Boolean(o?.kind && o.metadata?.name))
+    .map((o) => ({ kind: o.kind!, name: o.metadata.name, namespace: o.metadata.namespace }));
+}
+
+/** The chart's own name (Chart.yaml), not the repo path or OCI reference it was pulled by. */
+const chartNameOf = (chart: KObj): string =>
+  String(chart.spec?.chart ?? chart.metadata.name)
+    .split('/')
+    .pop()!;
 
 function terminal(job: KObj | undefined): 'Complete' | 'Failed' | undefined {
   const c = job?.status?.conditions?.find(

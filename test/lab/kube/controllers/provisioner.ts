@@ -88,7 +88,8 @@ export class ProvisionerController {
  * A chart with persistence, as the lab renders it: a StatefulSet gets a `data` volumeClaimTemplate
  * (openbao-helm's dataStorage), any other workload a `<name>-data` claim mounted at /data.
  */
-export async function mountDataVolume(api: LabApi, workload: KObj, ns: string): Promise<void> {
+/** Mounts a data volume into the workload; returns the claim it created (a Deployment's), as the chart renders it. */
+export async function mountDataVolume(api: LabApi, workload: KObj, ns: string): Promise<KObj | undefined> {
   const claimSpec = {
     accessModes: ['ReadWriteOnce'],
     storageClassName: STORAGE_CLASS,
@@ -98,14 +99,16 @@ export async function mountDataVolume(api: LabApi, workload: KObj, ns: string): 
   for (const c of pod.containers) c.volumeMounts = [...(c.volumeMounts ?? []), { name: 'data', mountPath: '/data' }];
   if (workload.kind === 'StatefulSet') {
     workload.spec.volumeClaimTemplates = [{ metadata: { name: 'data' }, spec: claimSpec }];
-    return;
+    return undefined;
   }
   const claimName = `${workload.metadata.name}-data`;
-  await api.createIfAbsent(pathOf('v1', 'persistentvolumeclaims', ns), {
+  const claim: KObj = {
     apiVersion: 'v1',
     kind: 'PersistentVolumeClaim',
-    metadata: { name: claimName, labels: workload.metadata.labels },
+    metadata: { name: claimName, namespace: ns, labels: workload.metadata.labels },
     spec: claimSpec,
-  });
+  };
+  await api.createIfAbsent(pathOf('v1', 'persistentvolumeclaims', ns), claim);
   pod.volumes = [...(pod.volumes ?? []), { name: 'data', persistentVolumeClaim: { claimName } }];
+  return claim;
 }
