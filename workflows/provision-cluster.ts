@@ -73,7 +73,9 @@ export async function provisionCluster(input: ProvisionInput): Promise<Provision
   // k3s creates no VIP (issue 13): runs from here on deploy the VIP provider after the first server and
   // wait for the VIP before agents join it or the kubeconfig points at it. Recorded runs had no such step.
   const vipStep = patched('vip-provider');
-  const plan = buildProvisionPlan(spec, { vip: vipStep });
+  // Split DNS reads its upstream Service's ClusterIP: it waits for the component that creates it.
+  // Recorded runs configured DNS right after the nodes were Ready (and retried until the Service came).
+  const plan = buildProvisionPlan(spec, { vip: vipStep, dnsAfterService: patched('dns-after-its-service') });
   for (const s of plan.steps) runner.plan(s.id, s.phase, s.title, s.dependsOn);
   const refuse = (id: string) => () => skipRefusal(plan, id);
   const nodesInfo = new Map<string, { version?: string; installed: boolean }>();

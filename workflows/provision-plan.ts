@@ -48,6 +48,34 @@ export interface PlanOptions {
    * answers. Off only when replaying runs recorded before the step existed (patch 'vip-provider').
    */
   vip?: boolean;
+  /**
+   * Split DNS after the component that serves a cluster-Service upstream (default on): the step reads
+   * that Service's ClusterIP. Off only when replaying runs recorded before (patch 'dns-after-its-service').
+   */
+  dnsAfterService?: boolean;
+}
+
+/** A split-DNS upstream given as a cluster Service name: `<svc>.<ns>.svc[.cluster.local]`. */
+export function serviceName(upstream: string): { name: string; namespace: string } | undefined {
+  const m = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?\.?$/.exec(upstream);
+  return m ? { name: m[1], namespace: m[2] } : undefined;
+}
+
+/**
+ * The components whose install creates the Services split DNS forwards to: those installed into the
+ * Service's namespace (a chart's Service lives in its release namespace), the one named like the
+ * Service first when several share it.
+ */
+export function dnsUpstreamComponents(spec: ClusterSpec): string[] {
+  const out = new Set<string>();
+  for (const upstream of Object.values(spec.dns.splitDns)) {
+    const svc = serviceName(upstream);
+    if (!svc) continue;
+    const inNs = spec.components.filter((c) => c.namespace === svc.namespace);
+    const named = inNs.filter((c) => c.name === svc.name);
+    for (const c of named.length > 0 ? named : inNs) out.add(c.name);
+  }
+  return [...out];
 }
 
 /** What the VIP step deploys and waits for, for its title and the report. */
@@ -59,6 +87,7 @@ export function vipTitle(spec: ClusterSpec): string {
 
 export function buildProvisionPlan(spec: ClusterSpec, opts: PlanOptions = {}): ProvisionPlan {
   const withVip = opts.vip ?? true;
+  // A step may depend on one added after it: layers() and runDag order by dependsOn, not by insertion.
   const steps: PlanStep[] = [];
   const add = (s: PlanStep) => steps.push(s);
   add({
@@ -145,7 +174,10 @@ export function buildProvisionPlan(spec: ClusterSpec, opts: PlanOptions = {}): P
     phase: 'platform',
     title: `Split DNS for ${Object.keys(spec.dns.splitDns).join(', ')}`,
     kind: 'dns',
-    dependsOn: ['nodes-ready'],
+    dependsOn: [
+      'nodes-ready',
+      ...(opts.dnsAfterService === false ? [] : dnsUpstreamComponents(spec).map(componentStep)),
+    ],
     budgetSeconds: 30,
   });
   addPlatform({

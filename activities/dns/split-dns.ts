@@ -11,6 +11,7 @@ import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js'
 import type { ActivityDeps } from '../deps.js';
 import { clusterOrFail } from '../deps.js';
 import type { KubeObject, KubePort } from '../kube/client.js';
+import { serviceName } from '../../workflows/provision-plan.js';
 
 export const CUSTOM_CONFIGMAP = 'coredns-custom';
 export const CUSTOM_KEY = 'split-dns.server';
@@ -23,11 +24,8 @@ type Service = KubeObject & {
   spec?: { clusterIP?: string; ports?: { name?: string; port: number; protocol?: string }[] };
 };
 
-/** `<svc>.<ns>.svc[.cluster.local]` → {name, namespace}; undefined for anything else. */
-export function serviceName(upstream: string): { name: string; namespace: string } | undefined {
-  const m = /^([a-z0-9-]+)\.([a-z0-9-]+)\.svc(\.cluster\.local)?\.?$/.exec(upstream);
-  return m ? { name: m[1], namespace: m[2] } : undefined;
-}
+/** `<svc>.<ns>.svc[.cluster.local]` → {name, namespace}; undefined for anything else (the plan's). */
+export { serviceName };
 
 /** An upstream CoreDNS's forward accepts as is: an IP, optionally `:port` (IPv6 in brackets). */
 export function isForwardAddress(upstream: string): boolean {
