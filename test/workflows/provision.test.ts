@@ -157,18 +157,22 @@ describe('provisionCluster on the lab', () => {
   }, 180_000);
 
   test('readiness comes from what Helm deployed: a chart whose workloads the config names otherwise still installs', async () => {
-    // contour 0.1.0 names its workloads `<fullname>-contour` and `<fullname>-envoy`
-    // (templates/contour/deployment.yaml, templates/envoy/daemonset.yaml); the config lists
-    // `contour` and `envoy`. The release's manifest is what the install waits for.
+    // contour 0.1.0 renders its envoy as a Deployment instead of a DaemonSet when `envoy.kind:
+    // deployment` (templates/envoy/deployment.yaml, same name `<fullname>-envoy`); the config still
+    // lists DaemonSet contour-envoy. The release's manifest is what the install waits for.
     const spec = h.deps.clusters.get('lab')!;
     const kube = h.deps.kube(spec);
     const ns = spec.components.find((x) => x.name === 'contour')!.namespace;
+    expect(spec.components.find((x) => x.name === 'contour')!.workloads).toContainEqual({
+      kind: 'DaemonSet',
+      name: 'contour-envoy',
+    });
     h.lab.pieces.kube.setComponentWorkloads({
       contour: {
         namespace: ns,
         workloads: [
           { kind: 'Deployment', name: 'contour-contour' },
-          { kind: 'DaemonSet', name: 'contour-envoy' },
+          { kind: 'Deployment', name: 'contour-envoy' },
         ],
       },
     });
@@ -181,7 +185,7 @@ describe('provisionCluster on the lab', () => {
       if (Date.now() > deadline) throw new Error('HelmChart contour still there after 60 s (helm-delete Job)');
       await new Promise((r) => setTimeout(r, 200));
     }
-    expect(await kube.read('apps/v1', 'Deployment', 'contour', ns)).toBeUndefined(); // uninstalled from the manifest
+    expect(await kube.read('apps/v1', 'DaemonSet', 'contour-envoy', ns)).toBeUndefined(); // uninstalled from the manifest
     const handle = await h.start();
     const p = await until(handle, 'the build to finish', (x) => x.state !== 'running', 120_000);
     expect(p.steps.filter((x) => x.state === 'needs-attention').map((x) => `${x.id}: ${x.lastError?.message}`)).toEqual(
@@ -191,10 +195,10 @@ describe('provisionCluster on the lab', () => {
     expect(report.components.find((x) => x.name === 'contour')).toMatchObject({
       state: 'Ready',
       action: 'created',
-      waitedFor: [`Deployment ${ns}/contour-contour`, `DaemonSet ${ns}/contour-envoy`],
+      waitedFor: [`Deployment ${ns}/contour-contour`, `Deployment ${ns}/contour-envoy`],
     });
     expect(report.steps.find((x) => x.id === 'component/contour')?.detail).toBe(
-      `created; ready: Deployment ${ns}/contour-contour, DaemonSet ${ns}/contour-envoy`,
+      `created; ready: Deployment ${ns}/contour-contour, Deployment ${ns}/contour-envoy`,
     );
   }, 240_000);
 });

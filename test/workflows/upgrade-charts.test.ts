@@ -129,7 +129,7 @@ describe('upgradeCluster: charts', () => {
       was.contour.metadata.annotations?.['pedro-ops.dev/spec-hash'],
     );
     expect(back.metadata.annotations?.['pedro-ops.dev/rollback-spec']).toBeUndefined();
-    expect(await image(nsOf('contour'), 'contour')).toBe(`contour:${was.contour.spec.version}`);
+    expect(await image(nsOf('contour'), 'contour-contour')).toBe(`contour:${was.contour.spec.version}`);
     const rel = await o.kube.list<
       { metadata: { labels: Record<string, string> } } & { apiVersion: string; kind: string }
     >('v1', 'Secret', nsOf('contour'), 'owner=helm,name=contour');
@@ -162,7 +162,7 @@ describe('upgradeCluster: charts', () => {
       detail: `${was.contour.spec.version} → 0.1.1`,
     });
     expect(again.charts.find((c) => c.name === 'cert-manager')?.state).toBe('satisfied');
-    expect(await image(nsOf('contour'), 'contour')).toBe('contour:0.1.1');
+    expect(await image(nsOf('contour'), 'contour-contour')).toBe('contour:0.1.1');
     expect((await chart('contour')).spec.valuesContent).toContain('replicas: 3');
   }, 600_000);
 });
