@@ -66,8 +66,33 @@ function stableJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/**
+ * The Velero chart owns the BackupStorageLocation (velero 8.0.0 templates/backupstoragelocation.yaml
+ * renders one per `configuration.backupStorageLocation` entry, copying every `config` key), so the
+ * backup policy's publicUrl goes into the entry for its storage location; set anywhere else it would
+ * never reach the BSL the chart keeps in place.
+ */
+function withBackupPublicUrl(
+  spec: ClusterSpec,
+  c: ComponentSpec,
+  values: Record<string, unknown> | undefined,
+): Record<string, unknown> | undefined {
+  const b = spec.backups;
+  if (!values || !b.publicUrl || c.namespace !== b.veleroNamespace) return values;
+  const configuration = values.configuration as { backupStorageLocation?: unknown } | undefined;
+  const list = configuration?.backupStorageLocation;
+  if (!Array.isArray(list)) return values;
+  // An entry without a name is named `default` by the chart.
+  const at = list.findIndex((l: { name?: string }) => (l?.name ?? 'default') === b.storageLocation);
+  if (at < 0) return values;
+  const out = structuredClone(values) as { configuration: { backupStorageLocation: Record<string, unknown>[] } };
+  const entry = out.configuration.backupStorageLocation[at];
+  entry.config = { ...(entry.config as Record<string, unknown> | undefined), publicUrl: b.publicUrl };
+  return out;
+}
+
 export function desiredHelmChart(spec: ClusterSpec, c: ComponentSpec, clustersDir?: string): Obj {
-  const values = valuesOf(spec, c, clustersDir);
+  const values = withBackupPublicUrl(spec, c, valuesOf(spec, c, clustersDir));
   const chartSpec: Record<string, unknown> = {
     chart: c.chart,
     version: c.version,
