@@ -244,9 +244,6 @@ export function installJobDiff(job: JobObj | undefined, want: ReturnType<typeof 
 const cond = (o: Obj | undefined, type: string) =>
   (o?.status?.conditions ?? []).find((c) => c.type === type && c.status === 'True');
 
-/** One object Helm recorded in a release's manifest, with how it was waited for. */
-export type DeployedObject = ComponentResult['workloads'][number];
-
 /**
  * What Helm waits for after an install (helm.sh/helm/v3 v3.16 pkg/kube/ready.go ReadyChecker.IsReady),
  * by kind. Workloads use kubectl's rollout rules (kube/rollout.ts: Helm's own check is looser, it
