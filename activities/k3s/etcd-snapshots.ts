@@ -1,8 +1,9 @@
 // k3s's etcd snapshots as the orchestrator sees them: `k3s etcd-snapshot ls -o json` on a server, which
-// lists the node's own snapshots and, with etcd-s3 in its config file, those in S3 (k3s-io/k3s
-// pkg/cli/etcdsnapshot/etcd_snapshot.go list; the JSON is the map of pkg/etcd/snapshot/types.go File,
-// S3 entries carry nodeName "s3"). The worker never holds the S3 keys: k3s reads them from the config
-// file prepare wrote.
+// lists the node's own snapshots and, with etcd-s3 in its config file, those in S3. Since k3s v1.30
+// (PR #9816) it prints the ETCDSnapshotFileList the running server answers (k3s-io/k3s
+// pkg/cli/etcdsnapshot/etcd_snapshot.go list, read at the v1.35.1 module; pkg/etcd/snapshot/types.go
+// ToETCDSnapshotFile; k3s-io/api k3s.cattle.io/v1 types.go). The worker never holds the S3 keys: k3s
+// reads them from the config file prepare wrote.
 import type { ClusterSpec, EtcdSnapshotsSpec, NodeSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable, retryable } from '../../workflows/failures.js';
 import { clusterOrFail, type ActivityDeps } from '../deps.js';
@@ -34,18 +35,54 @@ export interface EtcdSnapshotCheck {
   available: { name: string; createdAt: string; size: number }[];
 }
 
-/** Parses `k3s etcd-snapshot ls -o json`: an object keyed local-<name> / s3-<name>. */
+const QUANTITY_SUFFIX: Record<string, number> = {
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/** Bytes of a resource.Quantity string ("1500k", "4096", "2Gi", "1e3"); NaN when it is none. */
+export function quantityBytes(q: unknown): number {
+  if (typeof q === 'number') return q;
+  if (typeof q !== 'string') return Number.NaN;
+  const m = /^([0-9]+(?:\.[0-9]+)?)(?:([eE][+-]?[0-9]+)|(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?)$/.exec(q);
+  if (!m) return Number.NaN;
+  return m[2] ? Number(`${m[1]}${m[2]}`) : Number(m[1]) * QUANTITY_SUFFIX[m[3] ?? ''];
+}
+
+interface SnapshotFileItem {
+  spec?: { snapshotName?: string; nodeName?: string; location?: string; s3?: unknown };
+  status?: { size?: unknown; creationTime?: string; readyToUse?: boolean };
+}
+
+/**
+ * Parses `k3s etcd-snapshot ls -o json`: an ETCDSnapshotFileList. An item with spec.s3 is the S3 copy
+ * (its nodeName is the node that took it when known), reported here with nodeName "s3"; readyToUse
+ * is `status == successful` of the snapshot's record.
+ */
 export function parseSnapshotList(stdout: string): EtcdSnapshot[] {
   const trimmed = stdout.trim();
   if (!trimmed) return [];
-  const raw = JSON.parse(trimmed) as Record<string, Partial<EtcdSnapshot>> | null;
-  return Object.values(raw ?? {}).map((s) => ({
-    name: String(s.name ?? ''),
-    location: String(s.location ?? ''),
-    nodeName: String(s.nodeName ?? ''),
-    createdAt: String(s.createdAt ?? ''),
-    size: Number(s.size ?? 0),
-    status: String(s.status ?? ''),
+  const raw = JSON.parse(trimmed) as { items?: SnapshotFileItem[] } | null;
+  if (!raw || !Array.isArray(raw.items))
+    throw new Error('not an ETCDSnapshotFileList (k3s >= v1.30 prints one; an older k3s printed a map)');
+  return raw.items.map((i) => ({
+    name: String(i.spec?.snapshotName ?? ''),
+    location: String(i.spec?.location ?? ''),
+    nodeName: i.spec?.s3 ? 's3' : String(i.spec?.nodeName ?? ''),
+    createdAt: String(i.status?.creationTime ?? ''),
+    size: quantityBytes(i.status?.size ?? 0),
+    status: i.status?.readyToUse ? 'successful' : 'failed',
   }));
 }
 

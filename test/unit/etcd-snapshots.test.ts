@@ -1,7 +1,12 @@
 // The drill's judgement of k3s's snapshot list and the config.yaml keys prepare renders, without a lab.
 import { describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
-import { judgeSnapshots, parseSnapshotList, type EtcdSnapshot } from '../../activities/k3s/etcd-snapshots.js';
+import {
+  judgeSnapshots,
+  parseSnapshotList,
+  quantityBytes,
+  type EtcdSnapshot,
+} from '../../activities/k3s/etcd-snapshots.js';
 import { etcdSnapshotConfig } from '../../activities/ssh/prepare.js';
 import type { ClusterSpec, EtcdSnapshotsSpec } from '../../config/schema.js';
 
@@ -52,10 +57,74 @@ describe('judgeSnapshots', () => {
       'etcd snapshot b is 4000 bytes, less than half of a (10000)',
     ]);
   });
-  test('parses the ls -o json map', () => {
-    const out = JSON.stringify({ 's3-a': snap('a', 's3', 5), 'local-a': snap('a', 'cp', 5) });
-    expect(parseSnapshotList(`${out}\n`).map((s) => s.nodeName)).toEqual(['s3', 'cp']);
+  test('parses the ETCDSnapshotFileList that k3s >= v1.30 prints for ls -o json', () => {
+    // pkg/cli/etcdsnapshot/etcd_snapshot.go list (JSONPrinter over the server's ETCDSnapshotFileList);
+    // an S3 copy carries spec.s3, and its nodeName is the node that took it when known
+    // (pkg/etcd/snapshot/types.go ToETCDSnapshotFile); status.size is a resource.Quantity.
+    const item = (name: string, node: string, size: string, created: string, s3: boolean, ready = true) => ({
+      apiVersion: 'k3s.cattle.io/v1',
+      kind: 'ETCDSnapshotFile',
+      metadata: { name: `${s3 ? 's3' : 'local'}-${name}` },
+      spec: {
+        snapshotName: name,
+        nodeName: node,
+        location: s3 ? `s3://etcd/pedro/${name}` : `file:///var/lib/rancher/k3s/server/db/snapshots/${name}`,
+        ...(s3 ? { s3: { bucket: 'etcd', prefix: 'pedro', endpoint: 's3.example' } } : {}),
+      },
+      status: { size: size, creationTime: created, readyToUse: ready },
+    });
+    const out = JSON.stringify(
+      {
+        apiVersion: 'k3s.cattle.io/v1',
+        kind: 'ETCDSnapshotFileList',
+        metadata: {},
+        items: [
+          item('a', 'control-plane', '1500k', '2026-12-08T00:00:00Z', false),
+          item('a', 'control-plane', '1500k', '2026-12-08T00:00:00Z', true),
+          item('b', 's3', '4096', '2026-12-08T01:00:00Z', true, false),
+        ],
+      },
+      null,
+      4,
+    );
+    expect(parseSnapshotList(`${out}\n`)).toEqual([
+      {
+        name: 'a',
+        nodeName: 'control-plane',
+        location: 'file:///var/lib/rancher/k3s/server/db/snapshots/a',
+        createdAt: '2026-12-08T00:00:00Z',
+        size: 1_500_000,
+        status: 'successful',
+      },
+      {
+        name: 'a',
+        nodeName: 's3',
+        location: 's3://etcd/pedro/a',
+        createdAt: '2026-12-08T00:00:00Z',
+        size: 1_500_000,
+        status: 'successful',
+      },
+      {
+        name: 'b',
+        nodeName: 's3',
+        location: 's3://etcd/pedro/b',
+        createdAt: '2026-12-08T01:00:00Z',
+        size: 4096,
+        status: 'failed',
+      },
+    ]);
+    expect(parseSnapshotList('{"apiVersion":"k3s.cattle.io/v1","kind":"ETCDSnapshotFileList","items":[]}')).toEqual([]);
     expect(parseSnapshotList('')).toEqual([]);
+    expect(['4096', '1500k', '2Gi', '1e3', '1.5M', 'x1'].map(quantityBytes)).toEqual([
+      4096,
+      1_500_000,
+      2 ** 31,
+      1000,
+      1_500_000,
+      NaN,
+    ]);
+    // The map older k3s printed (before PR #9816) is not what the pinned version prints.
+    expect(() => parseSnapshotList(JSON.stringify({ 'local-a': snap('a', 'cp', 5) }))).toThrow(/ETCDSnapshotFileList/);
   });
 });
 

@@ -9,7 +9,7 @@ import { parse } from 'yaml';
 import { testTemporal, type TestTemporal } from '../helpers/temporal.js';
 import { createActivities } from '../../activities/index.js';
 import type { DrillReport } from '../../workflows/verify-backup.js';
-import type { EtcdSnapshotCheck } from '../../activities/k3s/etcd-snapshots.js';
+import { parseSnapshotList, type EtcdSnapshotCheck } from '../../activities/k3s/etcd-snapshots.js';
 import { activity, BUCKET, FOLDER, startEtcdLab, type EtcdLab } from './etcd-lab.js';
 
 let t: TestTemporal;
@@ -68,13 +68,27 @@ describe('etcd snapshots', () => {
 
     const ls = await onNode('k3s etcd-snapshot ls -o json');
     expect(ls.code, ls.stderr).toBe(0);
-    const list = JSON.parse(ls.stdout) as Record<string, { name: string; nodeName: string; location: string }>;
-    expect(list[`local-${name}`]).toMatchObject({ name, nodeName: 'control-plane' });
-    expect(list[`s3-${name}`]).toMatchObject({ name, nodeName: 's3', location: `s3://${BUCKET}/${FOLDER}/${name}` });
-    // The table k3s prints with etcd-s3 on: the S3 snapshots only.
+    // k3s >= v1.30: an ETCDSnapshotFileList; the S3 copy carries spec.s3 (pkg/etcd/snapshot/types.go)
+    const list = JSON.parse(ls.stdout) as {
+      kind: string;
+      items: { spec: { snapshotName: string; nodeName: string; location: string; s3?: { bucket: string } } }[];
+    };
+    expect(list.kind).toBe('ETCDSnapshotFileList');
+    const mine = list.items.filter((i) => i.spec.snapshotName === name);
+    expect(mine.find((i) => !i.spec.s3)?.spec).toMatchObject({ nodeName: 'control-plane' });
+    expect(mine.find((i) => i.spec.s3)?.spec).toMatchObject({
+      location: `s3://${BUCKET}/${FOLDER}/${name}`,
+      s3: { bucket: BUCKET },
+    });
+    expect(
+      parseSnapshotList(ls.stdout)
+        .filter((x) => x.name === name)
+        .map((x) => x.nodeName),
+    ).toEqual(['control-plane', 's3']);
+    // The table: Name Location Size Created for every snapshot, the size in bytes.
     const table = await onNode('k3s etcd-snapshot ls');
-    expect(table.stdout.split('\n')[0]).toMatch(/^Name\s+Size\s+Created/);
-    expect(table.stdout).toContain(name);
+    expect(table.stdout.split('\n')[0]).toMatch(/^Name\s+Location\s+Size\s+Created/);
+    expect(table.stdout).toContain(`s3://${BUCKET}/${FOLDER}/${name}`);
 
     // After the snapshot: a change that a restore must undo.
     await api.must('POST', '/api/v1/namespaces/default/configmaps', cm('after-snapshot'));

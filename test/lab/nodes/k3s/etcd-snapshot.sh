@@ -5,9 +5,13 @@
 # - names `<name>-<node>-<unix ts>`, default name on-demand for `save`, files in
 #   ${data-dir}/server/db/snapshots (k3s-io/k3s pkg/etcd/snapshot.go snapshot(), snapshotDir);
 # - with etcd-s3 the file is uploaded to <bucket>/<folder>/<file> (pkg/etcd/s3/s3.go Upload), and
-#   `ls` lists local and S3 snapshots; `-o json` prints the map keyed local-<name>/s3-<name> of
-#   snapshot.File {name, location, nodeName ("s3" for S3), createdAt, size, status, compressed}
-#   (pkg/cli/etcdsnapshot/etcd_snapshot.go list, pkg/etcd/snapshot/types.go);
+#   `ls` lists local and S3 snapshots. Since k3s v1.30 (PR #9816; read at the v1.35.1 module) `-o json`
+#   prints the ETCDSnapshotFileList the server answers, sorted by creation time, through cli-runtime's
+#   JSONPrinter (pkg/cli/etcdsnapshot/etcd_snapshot.go list): per item spec {snapshotName, nodeName,
+#   location, s3 for an S3 copy}, status {size as a resource.Quantity, creationTime, readyToUse}
+#   (pkg/etcd/snapshot/types.go ToETCDSnapshotFile; k3s-io/api k3s.cattle.io/v1 types.go); the table
+#   is Name Location Size Created for every item. The client-of-the-server side (`save`/`ls` POST
+#   /db/snapshot to the running server) is not copied: the stand-in reads the files itself;
 # - the etcd-snapshot subcommand reads the server's config file, so etcd-s3-* apply to it
 #   (commandSetup copies every EtcdS3* setting);
 # - `k3s server --cluster-reset --cluster-reset-restore-path=<file>` restores and exits; with etcd-s3
@@ -76,16 +80,24 @@ snapshot_save() { # name
   log info "Snapshot $file saved."
 }
 
-snapshot_list_json() { # -> JSON map like `k3s etcd-snapshot ls -o json`
+# resource.Quantity's canonical DecimalSI form of a byte count: the largest power of 1000 that divides it
+# (1500000 -> "1500k"; k8s.io/apimachinery pkg/api/resource quantity.go CanonicalizeBytes).
+JQ_QUANTITY='def quantity: if . == 0 then "0" else [., 0] | until(.[0] % 1000 != 0 or .[1] == 6; [.[0] / 1000, .[1] + 1])
+  | "\(.[0])\(["", "k", "M", "G", "T", "P", "E"][.[1]])" end;'
+
+snapshot_list_json() { # -> the ETCDSnapshotFileList `k3s etcd-snapshot ls -o json` prints
   node=$(snap_node_name)
   {
     for f in "$SNAP_DIR"/*; do
       [ -f "$f" ] || continue
       b=$(basename "$f")
       jq -n --arg name "$b" --arg loc "file://$f" --arg node "$node" --argjson size "$(stat -c %s "$f")" \
-        --argjson ts "${b##*-}" \
-        '{key: ("local-" + ($name | gsub("[^-._a-zA-Z0-9]"; "_"))), value: {name: $name, location: $loc,
-          nodeName: $node, createdAt: ($ts | todate), size: $size, status: "successful", compressed: false}}'
+        --argjson ts "${b##*-}" "$JQ_QUANTITY"'
+        {apiVersion: "k3s.cattle.io/v1", kind: "ETCDSnapshotFile",
+         metadata: {name: ("local-" + ($name | ascii_downcase | gsub("[^-.a-z0-9]"; "-"))),
+                    labels: {"etcd.k3s.cattle.io/snapshot-storage-node": $node}},
+         spec: {snapshotName: $name, nodeName: $node, location: $loc},
+         status: {size: ($size | quantity), creationTime: ($ts | todate), readyToUse: true}}'
     done
     if [ "$s3" = true ]; then
       prefix=$(s3_key '')
@@ -95,15 +107,21 @@ snapshot_list_json() { # -> JSON map like `k3s etcd-snapshot ls -o json`
         [ -n "$k" ] || continue
         size=$(echo "$c" | sed -n 's#.*<Size>\([0-9]*\)</Size>.*#\1#p')
         b=${k##*/}
+        # An S3 copy's nodeName is the node that took it when known, else "s3" (ToETCDSnapshotFile).
         jq -n --arg name "$b" --arg loc "s3://$s3_bucket/$k" --argjson size "${size:-0}" --argjson ts "${b##*-}" \
           --arg endpoint "$s3_endpoint" --arg bucket "$s3_bucket" --arg folder "$s3_folder" --arg region "$s3_region" \
-          --argjson insecure "$s3_insecure" \
-          '{key: ("s3-" + ($name | gsub("[^-._a-zA-Z0-9]"; "_"))), value: {name: $name, location: $loc, nodeName: "s3",
-            createdAt: ($ts | todate), size: $size, status: "successful", compressed: false,
-            s3Config: {endpoint: $endpoint, bucket: $bucket, region: $region, folder: $folder, insecure: $insecure}}}'
+          --argjson insecure "$s3_insecure" "$JQ_QUANTITY"'
+          {apiVersion: "k3s.cattle.io/v1", kind: "ETCDSnapshotFile",
+           metadata: {name: ("s3-" + ($name | ascii_downcase | gsub("[^-.a-z0-9]"; "-"))),
+                      labels: {"etcd.k3s.cattle.io/snapshot-storage-node": "s3"}},
+           spec: {snapshotName: $name, nodeName: "s3", location: $loc,
+                  s3: ({endpoint: $endpoint, bucket: $bucket, region: $region, prefix: $folder}
+                       + (if $insecure then {insecure: true} else {} end))},
+           status: {size: ($size | quantity), creationTime: ($ts | todate), readyToUse: true}}'
       done
     fi
-  } | jq -s 'from_entries'
+  } | jq -s '{apiVersion: "k3s.cattle.io/v1", kind: "ETCDSnapshotFileList", metadata: {},
+             items: sort_by(.status.creationTime, .spec.snapshotName)}'
 }
 
 # `k3s etcd-snapshot <subcommand> [flags]`
@@ -132,18 +150,15 @@ etcd_snapshot() {
     ls|list|l)
       case "$format" in
         json) snapshot_list_json ;;
-        yaml) snapshot_list_json | jq -r 'to_entries[] | "\(.key):\n  name: \(.value.name)\n  location: \(.value.location)\n  size: \(.value.size)"' ;;
+        yaml) snapshot_list_json | jq -r '.items[] | "- spec:\n    snapshotName: \(.spec.snapshotName)\n    location: \(.spec.location)\n  status:\n    size: \"\(.status.size)\""' ;;
         '')
-          # tabwriter: with etcd-s3, S3 snapshots only (Name Size Created); else local ones with Location
-          if [ "$s3" = true ]; then
-            { printf 'Name\tSize\tCreated\n'
-              snapshot_list_json | jq -r 'to_entries[] | .value | select(.nodeName == "s3") | [.name, .size, .createdAt] | @tsv'
-            } | column -t -s "$(printf '\t')"
-          else
-            { printf 'Name\tLocation\tSize\tCreated\n'
-              snapshot_list_json | jq -r 'to_entries[] | .value | select(.nodeName != "s3") | [.name, .location, .size, .createdAt] | @tsv'
-            } | column -t -s "$(printf '\t')"
-          fi ;;
+          # tabwriter: Name Location Size Created, every item (the size as a plain number)
+          { printf 'Name\tLocation\tSize\tCreated\n'
+            snapshot_list_json | jq -r '.items[] | [.spec.snapshotName, .spec.location,
+              (.status.size | capture("^(?<n>[0-9]+)(?<s>[kMGTPE]?)$") as $q
+                | ($q.n | tonumber) * pow(1000; ["", "k", "M", "G", "T", "P", "E"] | index($q.s))),
+              .status.creationTime] | @tsv'
+          } | column -t -s "$(printf '\t')" ;;
         *) fatal "invalid output format: $format" ;;
       esac ;;
     '') fatal "Incorrect Usage: etcd-snapshot needs a subcommand (save, ls, delete, prune)" ;;
