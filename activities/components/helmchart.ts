@@ -268,8 +268,8 @@ export function manifestObjects(
   for (const doc of parseAllDocuments(manifest)) {
     const o = doc.toJS() as { kind?: string; metadata?: { name?: string; namespace?: string } } | null;
     if (!o?.kind || !o.metadata?.name) continue;
-    // Helm installs a namespaced object that names no namespace into the release's (pkg/kube client.go
-    // setNamespace); a CRD is cluster-scoped.
+    // Helm installs an object that names no namespace into the release's (helm v3.16 pkg/kube/client.go
+    // newBuilder: NamespaceParam(release namespace).DefaultNamespace()); a CRD is cluster-scoped.
     const namespace = o.kind === 'CustomResourceDefinition' ? undefined : (o.metadata.namespace ?? releaseNamespace);
     out.push({ kind: o.kind, name: o.metadata.name, ...(namespace ? { namespace } : {}) });
   }
@@ -441,7 +441,9 @@ export async function releases(kube: KubePort, c: ComponentSpec): Promise<Releas
 }
 
 /** data.release is base64 (the API) of base64(gzip(JSON)) (pkg/storage/driver/util.go encodeRelease). */
-function decodeRelease(data: string | undefined): { info?: { description?: string }; manifest?: string } | undefined {
+export function decodeRelease(
+  data: string | undefined,
+): { info?: { description?: string }; manifest?: string } | undefined {
   if (!data) return undefined;
   try {
     const inner = Buffer.from(Buffer.from(data, 'base64').toString('utf8'), 'base64');

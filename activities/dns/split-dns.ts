@@ -24,9 +24,6 @@ type Service = KubeObject & {
   spec?: { clusterIP?: string; ports?: { name?: string; port: number; protocol?: string }[] };
 };
 
-/** `<svc>.<ns>.svc[.cluster.local]` → {name, namespace}; undefined for anything else (the plan's). */
-export { serviceName };
-
 /** An upstream CoreDNS's forward accepts as is: an IP, optionally `:port` (IPv6 in brackets). */
 export function isForwardAddress(upstream: string): boolean {
   if (isIP(upstream)) return true;

@@ -6,12 +6,8 @@ import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import {
-  isForwardAddress,
-  serviceName,
-  splitDnsServerBlocks,
-  withoutOldBlock,
-} from '../../activities/dns/split-dns.js';
+import { isForwardAddress, splitDnsServerBlocks, withoutOldBlock } from '../../activities/dns/split-dns.js';
+import { serviceName } from '../../workflows/provision-plan.js';
 import { freePort } from '../../scripts/temporal-server.js';
 import { labToolchainDir } from '../lab/kube/control-plane.js';
 

@@ -13,8 +13,9 @@
 //   (helm.sh/helm/v3 pkg/storage/driver/secrets.go).
 // What helm itself does to the cluster (render and apply the chart's workloads) is simulated: each
 // component's declared workloads are applied with the update strategy and probes its real chart sets.
-import { gunzipSync, gzipSync } from 'node:zlib';
-import { parseAllDocuments, stringify } from 'yaml';
+import { gzipSync } from 'node:zlib';
+import { stringify } from 'yaml';
+import { decodeRelease, manifestObjects } from '../../../../activities/components/helmchart.js';
 import type { WorkloadRef } from '../../../../config/schema.js';
 import { ApiError, pathOf, type KObj, type LabApi } from '../lab-api.js';
 import { mountDataVolume } from './provisioner.js';
@@ -412,17 +413,12 @@ const API_OF: Record<string, string> = {
   CronJob: 'batch/v1',
 };
 
-/** The objects of a release Secret's manifest (base64(gzip(JSON)), helm pkg/storage/driver/util.go). */
-function manifestOf(secret: KObj): { kind: string; name: string; namespace?: string }[] {
-  const data = secret.data?.release as string | undefined;
-  if (!data) return [];
-  const inner = Buffer.from(Buffer.from(data, 'base64').toString('utf8'), 'base64');
-  const body = JSON.parse(gunzipSync(inner).toString('utf8')) as { manifest?: string };
-  return parseAllDocuments(body.manifest ?? '')
-    .map((d) => d.toJS() as KObj | null)
-    .filter((o): o is KObj => Boolean(o?.kind && o.metadata?.name))
-    .map((o) => ({ kind: o.kind!, name: o.metadata.name, namespace: o.metadata.namespace }));
-}
+/** The objects of a release Secret's manifest, read as the orchestrator reads a release. */
+const manifestOf = (secret: KObj) =>
+  manifestObjects(
+    decodeRelease(secret.data?.release as string | undefined)?.manifest ?? '',
+    secret.metadata.namespace!,
+  );
 
 /** The chart's own name (Chart.yaml), not the repo path or OCI reference it was pulled by. */
 const chartNameOf = (chart: KObj): string =>
