@@ -108,7 +108,11 @@ function crossCheck(spec: ClusterSpec): ConfigProblem[] {
     if (c.repo?.startsWith('oci://')) {
       const hostPort = c.repo.slice('oci://'.length).split('/')[0];
       const reg = spec.registry ? `${spec.registry.host}:${spec.registry.port}` : undefined;
-      if (hostPort !== reg)
+      // A registry inside the cluster (on a node, the VIP or the registry's host) must be the configured
+      // one, whose plain HTTP nodes and Helm are told about; a public one (ghcr.io) speaks TLS as Helm expects.
+      const host = hostPort.replace(/:\d+$/, '');
+      const inCluster = [spec.registry?.host, spec.vip, ...spec.nodes.map((n) => n.address)].includes(host);
+      if (inCluster && hostPort !== reg)
         problems.push({
           path: `components[${i}].repo`,
           reason: reg

@@ -122,11 +122,18 @@ export const ComponentSpec = Type.Object(
     /**
      * Workloads the chart creates. An install is judged by the objects of the Helm release it deployed
      * (activities/components/helmchart.ts workloadsReady), not by this list: here only exceptions
-     * count (`readyWhen: running`), and the lab deploys these for the chart.
+     * count (`readyWhen: running`), secret consumers are matched to their component, and
+     * `npm run config:check` refuses a name the chart lock's render does not contain.
      */
     workloads: Type.Array(WorkloadRef, { default: [] }),
     /** Uses a PersistentVolumeClaim, so must come after the storage class provider. */
     usesStorage: Type.Optional(Type.Boolean()),
+    /**
+     * The chart cannot be had where the chart lock is made (what to do, in words). config:check lists
+     * the component instead of refusing the cluster, as it does a secret entry's pendingSource; its
+     * install still fails until the chart exists where the cluster pulls it from.
+     */
+    pendingChart: Type.Optional(Type.String({ minLength: 1 })),
   },
   { additionalProperties: false },
 );

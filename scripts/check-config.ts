@@ -4,7 +4,13 @@
 // are listed with what to create. With --onepassword it also asks 1Password (the cluster's service
 // account, or its lab double) whether every referenced item exists, and names every missing item of
 // every entry, before anything is ever written; no secret value is read (one items.list per vault).
-import { ConfigError, loadClusterFile, loadClusters } from '../config/loader.js';
+// Every cluster must match its chart lock (`<name>.charts-lock.json` beside it, made by `npm run
+// charts:lock`): a component whose version, values or namespace changed since its render, whose
+// render failed, or whose `workloads` names an object its chart does not render is refused by name.
+import { readdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { ConfigError, DEFAULT_CLUSTERS_DIR, loadClusterFile } from '../config/loader.js';
+import { chartLockProblems, lockPathFor, pendingCharts, readChartLock } from '../activities/components/chart-lock.js';
 import type { ClusterSpec } from '../config/schema.js';
 import { onePasswordForCluster } from '../activities/onepassword/client.js';
 import { findMissingItems } from '../activities/onepassword/read.js';
@@ -30,11 +36,23 @@ async function checkOnePassword(where: string, spec: ClusterSpec): Promise<strin
 }
 
 try {
-  const specs: [string, ClusterSpec][] =
-    files.length > 0 ? files.map((f) => [f, loadClusterFile(f)]) : [...loadClusters()].map(([n, s]) => [n, s]);
+  const dir = process.env.PEDRO_OPS_CLUSTERS_DIR ?? DEFAULT_CLUSTERS_DIR;
+  const paths =
+    files.length > 0
+      ? files
+      : readdirSync(dir)
+          .filter((f) => /\.ya?ml$/.test(f))
+          .sort()
+          .map((f) => join(dir, f));
+  const specs: [string, ClusterSpec][] = paths.map((f) => [f, loadClusterFile(f)]);
   const problems: string[] = [];
   for (const [where, spec] of specs) {
-    console.log(`${where}: ok (${spec.name})`);
+    const lockFile = lockPathFor(where);
+    const lock = readChartLock(lockFile);
+    const lockProblems = chartLockProblems(spec, lock, lockFile, dirname(where));
+    problems.push(...lockProblems.map((p) => `${where}: ${p}`));
+    console.log(`${where}: ${lockProblems.length ? 'schema ok, chart lock NOT ok' : 'ok'} (${spec.name})`);
+    for (const line of pendingCharts(spec, lock)) console.log(`${where}: ${line}`);
     for (const e of spec.secrets.entries.filter((x) => x.pendingSource))
       console.log(`${where}: ${e.id}: pending source, not rotated until created: ${e.pendingSource}`);
     if (live) problems.push(...(await checkOnePassword(where, spec)));

@@ -112,7 +112,10 @@ export function desiredHelmChart(spec: ClusterSpec, c: ComponentSpec, clustersDi
     // helm-controller v0.16.5 (k3s v1.31's) HelmChartSpec.PlainHTTP -> the job's PLAIN_HTTP env, i.e.
     // `helm pull --plain-http`: without it Helm speaks TLS to a plain-HTTP registry and the pull fails.
     // (k3s-io/helm-controller pkg/apis/helm.cattle.io/v1/types.go, pkg/controllers/chart/chart.go)
-    if (spec.registry && !spec.registry.tls) chartSpec.plainHTTP = true;
+    // Only for the cluster's own registry: a public one (ghcr.io) speaks TLS.
+    const hostPort = c.repo.slice('oci://'.length).split('/')[0];
+    if (spec.registry && !spec.registry.tls && hostPort === `${spec.registry.host}:${spec.registry.port}`)
+      chartSpec.plainHTTP = true;
   }
   if (values && Object.keys(values).length > 0) chartSpec.valuesContent = stringify(values);
   const hash = createHash('sha256').update(stableJson(chartSpec)).digest('hex').slice(0, 32);

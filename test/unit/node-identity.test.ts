@@ -85,10 +85,17 @@ describe('the plain-HTTP registry (item 4)', () => {
     expect(zot.values).toMatchObject({ service: { type: 'NodePort', nodePort: 30500 } });
   });
   it('an oci:// chart from it gets plainHTTP: true (helm-controller v0.16.5 HelmChartSpec.PlainHTTP)', () => {
-    const c = spec.components.find((x) => x.repo?.startsWith('oci://'))!;
+    const c = spec.components.find((x) => x.name === 'eleduck-jobs')!;
     const hc = desiredHelmChart(spec, c);
     expect(hc.spec).toMatchObject({ chart: 'oci://100.81.89.62:30500/charts/eleduck-jobs', plainHTTP: true });
     expect(desiredHelmChart(spec, spec.components[0]).spec).not.toHaveProperty('plainHTTP');
+    // a public OCI registry speaks TLS: powerdns from ghcr.io is pulled without --plain-http
+    const pdns = desiredHelmChart(
+      spec,
+      spec.components.find((x) => x.name === 'powerdns')!,
+    );
+    expect(pdns.spec).toMatchObject({ chart: 'oci://ghcr.io/unbyte-de/powerdns-chart/powerdns' });
+    expect(pdns.spec).not.toHaveProperty('plainHTTP');
   });
   it('registries.yaml uses the k3s docs format with an http:// endpoint', () => {
     expect(parse(registriesYaml(spec)!)).toEqual({
@@ -97,7 +104,7 @@ describe('the plain-HTTP registry (item 4)', () => {
   });
   it('an oci:// repo that is not the configured registry is refused', () => {
     const doc = raw();
-    const i = doc.components.findIndex((c: { repo?: string }) => c.repo?.startsWith('oci://'));
+    const i = doc.components.findIndex((c: { repo?: string }) => c.repo?.startsWith('oci://100.81.89.62'));
     doc.components[i].repo = 'oci://100.81.89.62:5000/charts';
     expect(problemsOf(doc)).toEqual([
       {

@@ -11,7 +11,7 @@ const dnsDeps = (plan: ReturnType<typeof buildProvisionPlan>) => plan.steps.find
 
 describe('the split-DNS step in the plan', () => {
   test('waits for the component that serves the zone (pedro-ops: powerdns), not for IP upstreams', () => {
-    expect(real.dns.splitDns['soypetetech.local']).toBe('powerdns.powerdns-system.svc.cluster.local');
+    expect(real.dns.splitDns['soypetetech.local']).toBe('powerdns-auth.powerdns-system.svc.cluster.local');
     expect(dnsUpstreamComponents(real)).toEqual(['powerdns']);
     expect(dnsDeps(buildProvisionPlan(real))).toEqual(['nodes-ready', 'component/powerdns']);
     // the critical path now runs through powerdns, and dns is in a later layer than the nodes
@@ -24,8 +24,10 @@ describe('the split-DNS step in the plan', () => {
     const spec = structuredClone(real);
     const pdns = spec.components.find((c) => c.name === 'powerdns')!;
     spec.components.push({ ...structuredClone(pdns), name: 'powerdns-admin' });
+    spec.dns.splitDns = { 'soypetetech.local': 'powerdns.powerdns-system.svc' };
     expect(dnsUpstreamComponents(spec)).toEqual(['powerdns']);
-    spec.dns.splitDns = { 'soypetetech.local': 'pdns.powerdns-system.svc' };
+    // pedro-ops's own upstream (Service powerdns-auth) is named like no component: all of the namespace's
+    spec.dns.splitDns = { 'soypetetech.local': 'powerdns-auth.powerdns-system.svc' };
     expect(dnsUpstreamComponents(spec)).toEqual(['powerdns', 'powerdns-admin']);
     spec.dns.splitDns = { 'soypetetech.local': '10.43.0.53', 'ts.net': '100.100.100.100' };
     expect(dnsDeps(buildProvisionPlan(spec))).toEqual(['nodes-ready']);

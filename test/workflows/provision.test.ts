@@ -50,8 +50,9 @@ describe('provisionCluster on the lab', () => {
     });
 
     // Split DNS lives in coredns-custom (k3s imports its *.server keys), forwarding to PowerDNS's
-    // ClusterIP as the real apiserver allocated it; k3s's own coredns ConfigMap is left alone.
-    const svc = await kube.read<{ spec?: { clusterIP?: string } }>('v1', 'Service', 'powerdns', 'powerdns-system');
+    // ClusterIP as the real apiserver allocated it; k3s's own coredns ConfigMap is left alone. The
+    // Service is the one the chart renders (unbyte-de/powerdns-chart: <fullname>-auth, from the lock).
+    const svc = await kube.read<{ spec?: { clusterIP?: string } }>('v1', 'Service', 'powerdns-auth', 'powerdns-system');
     expect(svc?.spec?.clusterIP).toMatch(/^10\.43\./);
     const custom = await kube.read<{ data?: Record<string, string> }>(
       'v1',
