@@ -7,6 +7,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { loadClusterFile } from '../../config/loader.js';
+import { lockPathFor, readChartLock } from '../../activities/components/chart-lock.js';
 import type { ClusterSpec } from '../../config/schema.js';
 import { K3S_INSTALL_SCRIPT } from './nodes/index.js';
 
@@ -107,9 +108,26 @@ export function writeClusterFile(spec: ClusterSpec, file: string): ClusterSpec {
   return loadClusterFile(file);
 }
 
-/** HelmChart name -> the workloads its simulated install creates. */
-export function componentWorkloads(spec: ClusterSpec) {
+/**
+ * HelmChart name -> what its install creates: the chart lock's render of the real chart
+ * (config/clusters/pedro-ops.charts-lock.json), found by component and chart name. The lab's edges
+ * (addresses, the BSL's publicUrl) change no object a chart renders, so the real cluster's lock is the
+ * lab's. A test that pins another version of the chart gets the same render (the lab has no other).
+ */
+export function componentWorkloads(spec: ClusterSpec, lock = readChartLock(lockPathFor(PEDRO_OPS_FILE))) {
   return Object.fromEntries(
-    spec.components.map((c) => [c.name, { namespace: c.namespace, workloads: c.workloads, storage: c.usesStorage }]),
+    spec.components.map((c) => {
+      const e = lock?.components[c.name];
+      // A chart the lock maker could not get at all (eleduck-jobs: the owner's chart, pulled from the
+      // cluster's own Zot; config marks it pendingChart) has no render to play: the lab falls back to
+      // its config workloads. A chart that does not template fails its install, as Helm does.
+      const render =
+        !e || e.chart !== c.chart || (!e.render.ok && e.render.missing)
+          ? undefined
+          : e.render.ok
+            ? { objects: e.render.objects }
+            : { error: e.render.error };
+      return [c.name, { namespace: c.namespace, workloads: c.workloads, storage: c.usesStorage, render }];
+    }),
   );
 }

@@ -9,7 +9,14 @@ import { createHash, randomInt } from 'node:crypto';
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startOpenBaoDouble, type OpenBaoDouble } from '../openbao.js';
-import { expectedInstallJob, helmChartDiff, installJobDiff } from '../../../activities/components/helmchart.js';
+import {
+  decodeRelease,
+  expectedInstallJob,
+  helmChartDiff,
+  installJobDiff,
+  manifestObjects,
+} from '../../../activities/components/helmchart.js';
+import type { LockedObject } from '../../../activities/components/chart-lock.js';
 import { startKubeLab, type KubeLab } from './index.js';
 import { clients, raw, registerServer, until } from './test-client.js';
 
@@ -36,6 +43,16 @@ beforeAll(async () => {
     web: { namespace: 'web', workloads: [{ kind: 'Deployment', name: 'web', replicas: 2 }] },
     broken: { namespace: 'broken', workloads: [{ kind: 'Deployment', name: 'broken' }] },
     openbao: { namespace: 'openbao-system', workloads: [{ kind: 'StatefulSet', name: 'openbao' }] },
+    // As the chart lock records renders (activities/components/chart-lock.ts lockedObject)
+    pinned: { namespace: 'pinned', workloads: [], render: { objects: PINNED_RENDER } },
+    unrenderable: {
+      namespace: 'unrenderable',
+      workloads: [],
+      render: {
+        error:
+          'Error: execution error at (loki/templates/validate.yaml:40:4): You must provide a schema_config for Loki',
+      },
+    },
   });
   await until(
     'node Ready',
@@ -52,12 +69,65 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+const PINNED_LABELS = { 'app.kubernetes.io/name': 'pinned', 'app.kubernetes.io/instance': 'pinned' };
+const PINNED_RENDER: LockedObject[] = [
+  {
+    apiVersion: 'v1',
+    kind: 'Service',
+    name: 'pinned-web',
+    namespace: 'pinned',
+    type: 'ClusterIP',
+    selector: PINNED_LABELS,
+    ports: [{ name: 'http', port: 80, targetPort: 'http' }],
+  },
+  { apiVersion: 'v1', kind: 'ConfigMap', name: 'pinned-config', namespace: 'pinned' },
+  {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    name: 'pinned-web',
+    namespace: 'pinned',
+    replicas: 1,
+    selector: PINNED_LABELS,
+    podLabels: { ...PINNED_LABELS, tier: 'web' },
+    nodeSelector: { 'kubernetes.io/hostname': 'pedro-cp' },
+    containers: [{ name: 'web', image: 'registry.example/web:1.0.0', ports: [{ containerPort: 8080, name: 'http' }] }],
+    updateStrategy: 'Recreate',
+  },
+  {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    name: 'pinned-web',
+    namespace: 'pinned',
+    minAvailable: 1,
+    selector: PINNED_LABELS,
+  },
+  {
+    apiVersion: 'batch/v1',
+    kind: 'Job',
+    name: 'pinned-migrate',
+    namespace: 'pinned',
+    hook: { events: ['pre-install'] },
+    containers: [{ name: 'migrate', image: 'registry.example/web:1.0.0' }],
+  },
+];
+
 const chart = (name: string, spec: object) => ({
   apiVersion: 'helm.cattle.io/v1',
   kind: 'HelmChart',
   metadata: { name, namespace: 'kube-system' },
   spec: { targetNamespace: name, createNamespace: true, version: '1.0.0', backOffLimit: 1, ...spec },
 });
+const createChart = (name: string, spec: object) =>
+  c.custom.createNamespacedCustomObject({
+    group: 'helm.cattle.io',
+    version: 'v1',
+    namespace: 'kube-system',
+    plural: 'helmcharts',
+    body: chart(name, spec),
+  });
+/** Waits for Job helm-install-<name> to fail, and returns it. */
+const jobFailed = (name: string, ms: number) =>
+  until('Job Failed', async () => (cond(await job(name), 'Failed') ? job(name) : undefined), ms);
 const readChart = (name: string) =>
   c.custom.getNamespacedCustomObject({
     group: 'helm.cattle.io',
@@ -191,18 +261,8 @@ describe('helm-controller and klipper-helm', () => {
 
   it('fails the Job (not the HelmChart) when helm fails; with failurePolicy abort a rerun waits for the operator', async () => {
     kd.faults.failHelmChart('broken', 'chart broken-9.9.9 not found');
-    await c.custom.createNamespacedCustomObject({
-      group: 'helm.cattle.io',
-      version: 'v1',
-      namespace: 'kube-system',
-      plural: 'helmcharts',
-      body: chart('broken', { chart: 'broken', failurePolicy: 'abort' }),
-    });
-    const failed = await until(
-      'Job Failed',
-      async () => (cond(await job('broken'), 'Failed') ? job('broken') : undefined),
-      30_000,
-    );
+    await createChart('broken', { chart: 'broken', failurePolicy: 'abort' });
+    const failed = await jobFailed('broken', 30_000);
     expect(cond(failed, 'Failed').reason).toBe('BackoffLimitExceeded');
     // helm-controller v0.16 sets Failed only when it cannot generate the Job.
     const hc = await readChart('broken');
@@ -250,6 +310,52 @@ describe('helm-controller and klipper-helm', () => {
         10_000,
       ),
     ).toEqual([{ v: 1, status: 'deployed' }]);
+  });
+
+  it("applies the chart lock's render: real names, nodeSelector, strategy and PDB; the manifest lists what it applied", async () => {
+    await createChart('pinned', { chart: 'pinned' });
+    await until(
+      'release deployed',
+      async () => (await releases('pinned', 'pinned')).at(-1)?.status === 'deployed',
+      30_000,
+    );
+    const d = await c.apps.readNamespacedDeployment({ name: 'pinned-web', namespace: 'pinned' });
+    expect(d.spec?.template.spec?.nodeSelector).toEqual({ 'kubernetes.io/hostname': 'pedro-cp' });
+    expect(d.spec?.strategy?.type).toBe('Recreate');
+    expect(d.spec?.template.metadata?.labels).toEqual({ ...PINNED_LABELS, tier: 'web' });
+    expect(d.spec?.template.spec?.containers[0].image).toBe('registry.example/web:1.0.0');
+    expect(d.metadata?.annotations?.['meta.helm.sh/release-name']).toBe('pinned');
+    const pdb = await c.policy.readNamespacedPodDisruptionBudget({ name: 'pinned-web', namespace: 'pinned' });
+    expect(pdb.spec?.minAvailable).toBe(1);
+    // the real disruption controller counts the pod the real scheduler placed on the pinned node
+    await until(
+      'PDB counts its pod',
+      async () =>
+        (await c.policy.readNamespacedPodDisruptionBudget({ name: 'pinned-web', namespace: 'pinned' })).status
+          ?.currentHealthy === 1,
+      30_000,
+    );
+    const pods = await c.core.listNamespacedPod({ namespace: 'pinned' });
+    expect(pods.items.map((p) => p.spec?.nodeName)).toEqual(['pedro-cp']);
+    // hooks and kinds the lab does not play are neither applied nor in the manifest
+    expect(await c.batch.readNamespacedJob({ name: 'pinned-migrate', namespace: 'pinned' }).catch(() => 'none')).toBe(
+      'none',
+    );
+    const s = await c.core.readNamespacedSecret({ name: 'sh.helm.release.v1.pinned.v1', namespace: 'pinned' });
+    const manifest = decodeRelease(s.data!.release)!.manifest!;
+    expect(manifestObjects(manifest, 'pinned').map((o) => `${o.kind}/${o.name}`)).toEqual([
+      'Service/pinned-web',
+      'Deployment/pinned-web',
+      'PodDisruptionBudget/pinned-web',
+    ]);
+  });
+
+  it('a chart the lock records as not rendering fails its install as Helm does: no release stored', async () => {
+    await createChart('unrenderable', { chart: 'unrenderable', failurePolicy: 'abort' });
+    const failed = await jobFailed('unrenderable', 60_000);
+    expect(cond(failed, 'Failed').reason).toBe('BackoffLimitExceeded');
+    // a deployed chart would have a release by now (the install test's Job completes in under a second)
+    expect(await releases('unrenderable', 'unrenderable')).toEqual([]);
   });
 
   it('uninstalls on delete: helm-delete Job, workloads and release gone, finalizer removed', async () => {

@@ -7,6 +7,7 @@ import type { ClusterSpec } from '../../../config/schema.js';
 import { desiredHelmChart, HELM_NAMESPACE } from '../../../activities/components/helmchart.js';
 import { EGRESS_SOCKET, startControlPlane, type ControlPlane } from './control-plane.js';
 import { startTunnel } from './tunnel.js';
+import { componentWorkloads as labComponentWorkloads } from '../cluster-spec.js';
 import {
   KlipperHelm,
   CHART_LABEL,
@@ -340,12 +341,9 @@ async function seedBuilt(
   spec: ClusterSpec,
   componentWorkloads: Map<string, ComponentWorkloads>,
 ): Promise<void> {
+  const renders = labComponentWorkloads(spec);
   for (const c of spec.components) {
-    componentWorkloads.set(c.name, {
-      namespace: c.namespace,
-      workloads: c.workloads ?? [],
-      storage: c.usesStorage,
-    });
+    componentWorkloads.set(c.name, renders[c.name]);
     await api.createIfAbsent(pathOf('helm.cattle.io/v1', 'helmcharts', HELM_NAMESPACE), desiredHelmChart(spec, c));
   }
   // Wait like `installComponent` does: Job Complete, workloads available.

@@ -1,6 +1,6 @@
 // Test helpers: real @kubernetes/client-node clients (and a raw HTTPS caller) for the lab's apiserver.
 import { request } from 'node:https';
-import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { AppsV1Api, BatchV1Api, CoreV1Api, CustomObjectsApi, PolicyV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { KubeDouble } from './index.js';
 
 export function clients(kd: Pick<KubeDouble, 'url' | 'caPem' | 'token'>, token = kd.token) {
@@ -17,6 +17,7 @@ export function clients(kd: Pick<KubeDouble, 'url' | 'caPem' | 'token'>, token =
     apps: kc.makeApiClient(AppsV1Api),
     batch: kc.makeApiClient(BatchV1Api),
     custom: kc.makeApiClient(CustomObjectsApi),
+    policy: kc.makeApiClient(PolicyV1Api),
   };
 }
 

@@ -11,11 +11,19 @@
 //   operator intervention". The release lives where Helm's secret driver keeps it: Secret
 //   `sh.helm.release.v1.<name>.v<revision>` in the target namespace, labels owner=helm, status, version
 //   (helm.sh/helm/v3 pkg/storage/driver/secrets.go).
-// What helm itself does to the cluster (render and apply the chart's workloads) is simulated: each
-// component's declared workloads are applied with the update strategy and probes its real chart sets.
+// What helm itself applies is the chart lock's recorded render of the real chart (npm run charts:lock,
+// activities/components/chart-lock.ts): its Services, Deployments, StatefulSets, DaemonSets, CronJobs
+// and PodDisruptionBudgets with their real names, labels, nodeSelectors, tolerations, affinity, update
+// strategies and images. A chart the lock records as not rendering fails its install as Helm does
+// (no release is stored: pkg/action/install.go renders before it creates the release record).
+// Not played: hooks, CRDs, RBAC, ConfigMaps, Secrets and webhooks (the lab registers the CRDs it
+// needs itself), and the render's own PVCs: a component that uses storage gets one data volume from
+// the lab's provisioner instead (controllers/provisioner.ts). A component with no render in the lock
+// (a test's own chart) falls back to its config `workloads`.
 import { gzipSync } from 'node:zlib';
 import { stringify } from 'yaml';
 import { decodeRelease, manifestObjects } from '../../../../activities/components/helmchart.js';
+import type { LockedObject } from '../../../../activities/components/chart-lock.js';
 import type { WorkloadRef } from '../../../../config/schema.js';
 import { ApiError, pathOf, type KObj, type LabApi } from '../lab-api.js';
 import { mountDataVolume } from './provisioner.js';
@@ -30,11 +38,13 @@ export interface HelmFaults {
   stall: Set<string>;
 }
 
-/** What a chart's simulated install creates: its workloads, and a data volume when it uses storage. */
+/** What a chart's install creates: the lock's render (else its config workloads), and a data volume when it uses storage. */
 export interface ComponentWorkloads {
   namespace: string;
   workloads: WorkloadRef[];
   storage?: boolean;
+  /** The chart lock's render of this component's chart: its objects, or why it does not render. */
+  render?: { objects: LockedObject[] } | { error: string };
 }
 
 export interface HelmOptions {
@@ -263,6 +273,14 @@ export class KlipperHelm {
       await this.uninstall(obj);
       op = 'install';
     }
+    const render = this.o.componentWorkloads.get(name)?.render;
+    if (render && 'error' in render) {
+      // helm install/upgrade renders before it stores a release: nothing is recorded.
+      return {
+        result: 'fail',
+        message: `Error: ${op === 'install' ? 'INSTALLATION' : 'UPGRADE'} FAILED: ${render.error}`,
+      };
+    }
     const revision = op === 'install' ? 1 : latest.revision + 1;
     // A fault for one chart version (`name@version`: "the new version fails") or for every version.
     const injected = faults.fail.get(`${name}@${String(obj.spec?.version ?? '')}`) ?? faults.fail.get(name);
@@ -318,6 +336,8 @@ export class KlipperHelm {
 
   /** Applies the chart's objects; returns them, as Helm records them in the release's manifest. */
   async deployWorkloads(chart: KObj): Promise<KObj[]> {
+    const render = this.o.componentWorkloads.get(chart.metadata.name)?.render;
+    if (render && 'objects' in render) return this.deployRender(chart, render.objects);
     const { api } = this.o;
     const storage = this.o.componentWorkloads.get(chart.metadata.name)?.storage;
     let claimed = false;
@@ -337,16 +357,46 @@ export class KlipperHelm {
         const claim = await mountDataVolume(api, desired, ns);
         if (claim) applied.push(claim);
       }
-      applied.push(desired);
-      // Helm applies with a three-way merge, so fields it does not own (kubectl's restartedAt) stay;
-      // server-side apply with helm's field manager keeps the same property.
-      const plural = `${ref.kind.toLowerCase()}s`;
-      await api.must(
-        'PATCH',
-        `${pathOf(desired.apiVersion!, plural, ns, ref.name)}?fieldManager=helm&force=true`,
-        desired,
-        'application/apply-patch+yaml',
-      );
+      applied.push(await this.apply(desired));
+    }
+    return applied;
+  }
+
+  /**
+   * Helm applies with a three-way merge, so fields it does not own (kubectl's restartedAt) stay;
+   * server-side apply with helm's field manager keeps the same property.
+   */
+  private async apply(desired: KObj): Promise<KObj> {
+    const { name, namespace } = desired.metadata;
+    const plural = `${desired.kind!.toLowerCase()}s`;
+    await this.o.api.must(
+      'PATCH',
+      `${pathOf(desired.apiVersion!, plural, namespace, name)}?fieldManager=helm&force=true`,
+      desired,
+      'application/apply-patch+yaml',
+    );
+    return desired;
+  }
+
+  /** Applies the lock's render (what the lab plays of it: see the top of this file). */
+  private async deployRender(chart: KObj, objects: LockedObject[]): Promise<KObj[]> {
+    const { api } = this.o;
+    const storage = this.o.componentWorkloads.get(chart.metadata.name)?.storage;
+    const tns = this.targetNs(chart);
+    // The data volume goes to the chart's first StatefulSet (its database), else its first Deployment.
+    const live = objects.filter((o) => !o.hook);
+    const dataHolder = (live.find((o) => o.kind === 'StatefulSet') ?? live.find((o) => o.kind === 'Deployment'))?.name;
+    const applied: KObj[] = [];
+    for (const lo of live) {
+      const desired = renderedObject(chart, lo, tns);
+      if (!desired) continue;
+      const ns = desired.metadata.namespace!;
+      await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: ns } });
+      if (storage && lo.name === dataHolder && (lo.kind === 'Deployment' || lo.kind === 'StatefulSet')) {
+        const claim = await mountDataVolume(api, desired, ns);
+        if (claim) applied.push(claim);
+      }
+      applied.push(await this.apply(desired));
     }
     return applied;
   }
@@ -368,15 +418,21 @@ export class KlipperHelm {
   }
 }
 
+/** openbao-helm values.yaml server.readinessProbe, as server-statefulset.yaml renders it. */
+const OPENBAO_READINESS_PROBE = {
+  exec: { command: ['/bin/sh', '-ec', 'bao status -tls-skip-verify'] },
+  failureThreshold: 2,
+  initialDelaySeconds: 5,
+  periodSeconds: 5,
+  successThreshold: 1,
+  timeoutSeconds: 3,
+};
+
 /** OpenBAO's API port: openbao-helm values.yaml server.service.port and targetPort. */
 export const OPENBAO_PORT = 8200;
 
-/** Ports the real charts expose (powerdns: DNS on 53; openbao: 8200, openbao-helm values.yaml); else http. */
+/** For a chart with no render in the lock: openbao's port (openbao-helm values.yaml), else http. */
 const CHART_PORTS: Record<string, { name: string; port: number; protocol: string }[]> = {
-  powerdns: [
-    { name: 'dns', port: 53, protocol: 'UDP' },
-    { name: 'dns-tcp', port: 53, protocol: 'TCP' },
-  ],
   openbao: [{ name: 'http', port: OPENBAO_PORT, protocol: 'TCP' }],
 };
 
@@ -411,7 +467,112 @@ const API_OF: Record<string, string> = {
   StatefulSet: 'apps/v1',
   DaemonSet: 'apps/v1',
   CronJob: 'batch/v1',
+  PodDisruptionBudget: 'policy/v1',
 };
+
+/**
+ * One object of the lock's render as the lab applies it: what the render recorded (names, labels,
+ * selectors, scheduling, strategy, images, ports), Helm's ownership labels and annotations, and a pod
+ * template checksum of the values (charts roll their pods on a config change with one).
+ */
+export function renderedObject(chart: KObj, lo: LockedObject, releaseNs: string): KObj | undefined {
+  const api = API_OF[lo.kind];
+  if (!api || lo.kind === 'PersistentVolumeClaim') return undefined;
+  const release = chart.metadata.name;
+  const ns = lo.namespace ?? releaseNs;
+  const chartName = chartNameOf(chart);
+  // the server (openbao-helm server-statefulset.yaml), not the agent injector the chart also runs
+  const isOpenBao = chartName === 'openbao' && lo.kind === 'StatefulSet';
+  const metadata = {
+    name: lo.name,
+    namespace: ns,
+    // what charts' label helpers put on every object; the version is the HelmChart's (the lock has one
+    // render per chart: a test pinning another version gets that render, labelled with its version)
+    labels: {
+      ...(lo.podLabels ?? lo.selector ?? {}),
+      'app.kubernetes.io/managed-by': 'Helm',
+      'helm.sh/chart': `${chartName}-${String(chart.spec?.version ?? '')}`,
+    },
+    annotations: { 'meta.helm.sh/release-name': release, 'meta.helm.sh/release-namespace': releaseNs },
+  };
+  if (lo.kind === 'Service')
+    return {
+      apiVersion: api,
+      kind: 'Service',
+      metadata,
+      spec: {
+        type: lo.type,
+        ...(lo.clusterIP === 'None' ? { clusterIP: 'None' } : {}),
+        ...(lo.selector ? { selector: lo.selector } : {}),
+        ...(lo.publishNotReadyAddresses !== undefined ? { publishNotReadyAddresses: lo.publishNotReadyAddresses } : {}),
+        ports: (lo.ports ?? []).map((p) => ({
+          port: p.port,
+          ...(p.name ? { name: p.name } : {}),
+          ...(p.protocol ? { protocol: p.protocol } : {}),
+          ...(p.targetPort !== undefined ? { targetPort: p.targetPort } : {}),
+          ...(p.nodePort !== undefined && (lo.type === 'NodePort' || lo.type === 'LoadBalancer')
+            ? { nodePort: p.nodePort }
+            : {}),
+        })),
+      },
+    };
+  if (lo.kind === 'PodDisruptionBudget')
+    return {
+      apiVersion: api,
+      kind: lo.kind,
+      metadata,
+      spec: {
+        ...(lo.minAvailable !== undefined ? { minAvailable: lo.minAvailable } : {}),
+        ...(lo.maxUnavailable !== undefined ? { maxUnavailable: lo.maxUnavailable } : {}),
+        selector: { matchLabels: lo.selector ?? {} },
+      },
+    };
+  const selector = lo.selector ?? lo.podLabels ?? { 'app.kubernetes.io/instance': release };
+  const container = (c: NonNullable<LockedObject['containers']>[number]) => ({
+    name: c.name,
+    image: c.image,
+    ...(c.ports ? { ports: c.ports } : {}),
+    // openbao-helm server-statefulset.yaml: `bao status -tls-skip-verify`, failing while sealed: the
+    // lab's readiness controller holds its pods NotReady until OpenBAO is unsealed.
+    ...(isOpenBao && c.readinessProbe ? { readinessProbe: OPENBAO_READINESS_PROBE } : {}),
+  });
+  const sealedGate = isOpenBao && lo.containers?.some((c) => c.readinessProbe);
+  const template = {
+    metadata: {
+      labels: { ...selector, ...(lo.podLabels ?? {}) },
+      annotations: {
+        'checksum/config': hashOf(JSON.stringify([chart.spec?.valuesContent, chart.spec?.set, chart.spec?.version])),
+        ...(sealedGate ? { 'lab.pedro-ops.io/ready': 'false' } : {}),
+      },
+    },
+    spec: {
+      ...(lo.nodeSelector ? { nodeSelector: lo.nodeSelector } : {}),
+      ...(lo.tolerations ? { tolerations: lo.tolerations } : {}),
+      ...(lo.affinity ? { affinity: lo.affinity } : {}),
+      ...(lo.initContainers ? { initContainers: lo.initContainers.map(container) } : {}),
+      containers: (lo.containers ?? []).map(container),
+    },
+  };
+  const strategy = lo.updateStrategy ? { type: lo.updateStrategy } : undefined;
+  const pods = { selector: { matchLabels: selector }, template };
+  const specs: Record<string, Record<string, unknown>> = {
+    Deployment: { replicas: lo.replicas ?? 1, ...pods, ...(strategy ? { strategy } : {}) },
+    StatefulSet: {
+      replicas: lo.replicas ?? 1,
+      serviceName: lo.serviceName ?? lo.name,
+      ...pods,
+      ...(lo.podManagementPolicy ? { podManagementPolicy: lo.podManagementPolicy } : {}),
+      ...(strategy ? { updateStrategy: strategy } : {}),
+    },
+    DaemonSet: { ...pods, ...(strategy ? { updateStrategy: strategy } : {}) },
+    CronJob: {
+      schedule: lo.schedule ?? '0 0 * * *',
+      jobTemplate: { spec: { template: { ...template, spec: { ...template.spec, restartPolicy: 'OnFailure' } } } },
+    },
+  };
+  const spec = specs[lo.kind];
+  return spec ? { apiVersion: api, kind: lo.kind, metadata, spec } : undefined;
+}
 
 /** The objects of a release Secret's manifest, read as the orchestrator reads a release. */
 const manifestOf = (secret: KObj) =>
@@ -460,16 +621,7 @@ export function workloadObject(chart: KObj, ns: string, ref: WorkloadRef): KObj 
     name: ref.name,
     image: `${chartName}:${chart.spec?.version ?? 'latest'}`,
   };
-  if (isOpenBao) {
-    container.readinessProbe = {
-      exec: { command: ['/bin/sh', '-ec', 'bao status -tls-skip-verify'] },
-      failureThreshold: 2,
-      initialDelaySeconds: 5,
-      periodSeconds: 5,
-      successThreshold: 1,
-      timeoutSeconds: 3,
-    };
-  }
+  if (isOpenBao) container.readinessProbe = OPENBAO_READINESS_PROBE;
   const template = {
     metadata: {
       labels: { ...labels },
