@@ -2,7 +2,7 @@
 // (nodes Ready, no parked or concurrent mutating run, an allowed version path, no PodDisruptionBudget
 // that would block a drain, the disruption each drain causes) → an etcd snapshot before any node is
 // touched → servers one at a time, then agents `concurrency` at a time, each cordon → drain → install →
-// health gate → uncordon → charts in dependency order. A node that fails is rolled back to the version
+// Ready → uncordon → unseal → health gate → charts in dependency order. A node that fails is rolled back to the version
 // it ran, uncordoned, and parked (retry | skip | abort). Abort, cancel or any failure uncordons every
 // node this run cordoned, in non-cancellable compensation (DESIGN rule 11). Restoring the snapshot is
 // never automatic.
@@ -10,6 +10,7 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  patched,
   workflowInfo,
   type ActivityOptions,
 } from '@temporalio/workflow';
@@ -208,7 +209,8 @@ export async function upgradeCluster(input: UpgradeInput): Promise<UpgradeReport
     }
   }
 
-  /** cordon → drain → install → health gate → uncordon; on failure roll back, uncordon, rethrow (the runner parks). */
+  /** cordon → drain → install → Ready → uncordon → unseal → health gate (runs recorded before the
+   * `uncordon-when-ready` patch: the gate, then uncordon); on failure roll back, uncordon, rethrow (the runner parks). */
   async function upgradeNode(name: string): Promise<string> {
     const n = nodes.get(name)!;
     const from = n.from!;
@@ -239,12 +241,51 @@ export async function upgradeCluster(input: UpgradeInput): Promise<UpgradeReport
         ),
       );
       n.installMs = Date.now() - t1;
-      // An evicted OpenBAO pod starts again sealed (its keys live only in memory): unseal it before the
-      // gate waits for it (bootstrapOpenBao is idempotent: an unsealed OpenBAO is left as it is).
-      if (drained.workloads.some((w) => w.namespace === spec.openbao.namespace))
-        await sub('unseal', 'Unseal OpenBAO', () =>
+      const evictedOpenBao = drained.workloads.some((w) => w.namespace === spec.openbao.namespace);
+      const unseal = () =>
+        sub('unseal', 'Unseal OpenBAO', () =>
           steady.bootstrapOpenBao.executeWithOptions(opts('unseal OpenBAO after its pod moved'), [{ cluster }]),
         );
+      if (patched('uncordon-when-ready')) {
+        // Workloads pinned to this node come back only to this node: openbao, powerdns and zot carry
+        // `nodeSelector: kubernetes.io/hostname: control-plane` (their renders in the chart lock), and the
+        // scheduler's NodeUnschedulable filter (kubernetes pkg/scheduler/framework/plugins/
+        // nodeunschedulable) keeps their replacements Pending while it is cordoned. So the node is
+        // uncordoned as soon as it is Ready on the new version, before the unseal and the gate wait
+        // for those pods.
+        const up = await sub('ready', `${name} Ready on ${plan.targetVersion}`, () =>
+          waits.waitNodeUpgraded.executeWithOptions(
+            opts(`wait for ${name} on ${plan.targetVersion}`, waitUpTo(plan.nodeReadyTimeoutSeconds)),
+            [{ cluster, node: name, version: plan.targetVersion, timeoutSeconds: plan.nodeReadyTimeoutSeconds }],
+          ),
+        );
+        await sub('uncordon', `Uncordon ${name}`, () =>
+          short.uncordonNode.executeWithOptions(opts(`uncordon ${name}`), [{ cluster, node: name, owner }]),
+        );
+        cordoned.delete(name);
+        // An evicted OpenBAO pod starts again sealed (its keys live only in memory): unseal it before the
+        // gate waits for it (bootstrapOpenBao is idempotent: an unsealed OpenBAO is left as it is).
+        if (evictedOpenBao) await unseal();
+        const gate = await sub('gate', `${name}: its workloads available again`, () =>
+          waits.waitNodeUpgraded.executeWithOptions(
+            opts(`workloads of ${name} available`, waitUpTo(plan.nodeReadyTimeoutSeconds)),
+            [
+              {
+                cluster,
+                node: name,
+                version: plan.targetVersion,
+                timeoutSeconds: plan.nodeReadyTimeoutSeconds,
+                workloads: drained.workloads,
+              },
+            ],
+          ),
+        );
+        n.readyMs = up.waitedMs + gate.waitedMs;
+        n.totalMs = Date.now() - began;
+        n.rolledBack = false;
+        return `${from} → ${plan.targetVersion}: drain ${n.drainMs} ms (${drained.evicted.length} pods evicted, ${drained.skipped.daemonset} DaemonSet pods left), install ${n.installMs} ms, ready ${n.readyMs} ms`;
+      }
+      if (evictedOpenBao) await unseal();
       const ready = await sub('ready', `${name} Ready on ${plan.targetVersion}, workloads available`, () =>
         waits.waitNodeUpgraded.executeWithOptions(
           opts(`wait for ${name} on ${plan.targetVersion}`, waitUpTo(plan.nodeReadyTimeoutSeconds)),

@@ -125,7 +125,9 @@ describe('upgradeCluster on the lab', () => {
       ['worker-2', 'v1.31.4+k3s1', 'succeeded'],
     ]);
     // node by node: each node's upgrade started after the previous one finished
-    const p = await h.query<{ steps: { id: string; startedAt?: string; finishedAt?: string }[] }>('progress');
+    const p = await h.query<{ steps: { id: string; startedAt?: string; finishedAt?: string; detail?: string }[] }>(
+      'progress',
+    );
     const spans = ['control-plane', 'worker-1', 'worker-2'].map((n) => p.steps.find((s) => s.id === `node/${n}`)!);
     for (let i = 1; i < spans.length; i++)
       expect(Date.parse(spans[i].startedAt!)).toBeGreaterThanOrEqual(Date.parse(spans[i - 1].finishedAt!));
@@ -135,6 +137,28 @@ describe('upgradeCluster on the lab', () => {
       expect(n.status?.nodeInfo?.kubeletVersion, n.metadata.name).toBe('v1.31.5+k3s1');
       expect(n.spec?.unschedulable ?? false, n.metadata.name).toBe(false);
     }
+    // The server's pinned workloads (openbao, powerdns, zot: `kubernetes.io/hostname: control-plane` in
+    // their recorded renders) were evicted by its drain and could come back only to it: they run there
+    // again, so the server was uncordoned before OpenBAO's unseal and the gate waited for them.
+    for (const [ns, app] of [
+      ['openbao-system', 'openbao'],
+      ['powerdns-system', 'powerdns'],
+      ['zot-system', 'zot'],
+    ]) {
+      const pods = await o.kube.list<
+        { spec?: { nodeName?: string; nodeSelector?: Record<string, string> } } & {
+          apiVersion: string;
+          kind: string;
+        }
+      >('v1', 'Pod', ns, `app.kubernetes.io/name=${app}`);
+      expect(pods.length, `${ns} pods`).toBeGreaterThan(0);
+      for (const pod of pods) {
+        expect(pod.spec?.nodeSelector?.['kubernetes.io/hostname'], ns).toBe('control-plane');
+        expect(pod.spec?.nodeName, ns).toBe('control-plane');
+      }
+    }
+    const cpStep = p.steps.find((x) => x.id === 'node/control-plane')!;
+    expect(Number(/\((\d+) pods evicted/.exec(cpStep.detail ?? '')?.[1])).toBeGreaterThanOrEqual(3);
   }, 600_000);
 
   test('a node that never turns Ready on the new version is rolled back, uncordoned and parked; abort leaves nothing cordoned', async () => {
