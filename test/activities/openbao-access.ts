@@ -56,7 +56,7 @@ export async function accessVariants(lab: Lab, clustersDir: string): Promise<voi
     );
   const proxy = (service: string, port = 8200) => ({ access: { ...base.openbao.access, service, port } });
   write('lab-svc-missing', proxy('openbao-missing'));
-  write('lab-svc-port', proxy('openbao', 8201));
+  write('lab-svc-port', proxy('openbao', 8300));
   write('lab-svc-empty', proxy('bao-empty'));
   write('lab-svc-strict', proxy('bao-strict'));
   write('lab-svc-deadport', proxy('bao-deadport'));
@@ -142,7 +142,10 @@ export function describeAccessPreflight(ctx: () => { lab: Lab; acts: Acts; deps:
     test('a port the Service does not have: BadConfig naming its ports', async () => {
       const f = await failure('lab-svc-port');
       expect(f).toMatchObject({ type: 'BadConfig', nonRetryable: true });
-      expect(f.message).toContain('Service openbao-system/openbao has no port 8201 (openbao.access.port); it has 8200');
+      // openbao-helm's Service: http 8200 and https-internal 8201 (the chart lock's render)
+      expect(f.message).toContain(
+        'Service openbao-system/openbao has no port 8300 (openbao.access.port); it has 8200, 8201',
+      );
     });
 
     test('a Service without endpoints: NotReady, retried', async () => {

@@ -381,18 +381,25 @@ export class KlipperHelm {
   /** Applies the lock's render (what the lab plays of it: see the top of this file). */
   private async deployRender(chart: KObj, objects: LockedObject[]): Promise<KObj[]> {
     const { api } = this.o;
-    const storage = this.o.componentWorkloads.get(chart.metadata.name)?.storage;
+    const entry = this.o.componentWorkloads.get(chart.metadata.name);
+    const storage = entry?.storage;
     const tns = this.targetNs(chart);
-    // The data volume goes to the chart's first StatefulSet (its database), else its first Deployment.
+    // The lab's data volume (its storage double, not the render's claims) goes to the first workload the
+    // config names that the chart renders, else to its first StatefulSet, else to its first Deployment.
     const live = objects.filter((o) => !o.hook);
-    const dataHolder = (live.find((o) => o.kind === 'StatefulSet') ?? live.find((o) => o.kind === 'Deployment'))?.name;
+    const holds = (o: LockedObject) => o.kind === 'StatefulSet' || o.kind === 'Deployment';
+    const dataHolder = (
+      entry?.workloads.map((w) => live.find((o) => holds(o) && o.kind === w.kind && o.name === w.name)).find(Boolean) ??
+      live.find((o) => o.kind === 'StatefulSet') ??
+      live.find((o) => o.kind === 'Deployment')
+    )?.name;
     const applied: KObj[] = [];
     for (const lo of live) {
       const desired = renderedObject(chart, lo, tns);
       if (!desired) continue;
       const ns = desired.metadata.namespace!;
       await api.createIfAbsent('/api/v1/namespaces', { metadata: { name: ns } });
-      if (storage && lo.name === dataHolder && (lo.kind === 'Deployment' || lo.kind === 'StatefulSet')) {
+      if (storage && lo.name === dataHolder && holds(lo)) {
         const claim = await mountDataVolume(api, desired, ns);
         if (claim) applied.push(claim);
       }
