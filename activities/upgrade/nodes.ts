@@ -140,6 +140,18 @@ export async function disruptionOf(kube: KubePort, node: string): Promise<NodeDi
   return out;
 }
 
+/**
+ * Longhorn's instance-manager budgets are released by the cordon itself: longhorn-manager v1.7.2
+ * controller/instance_manager_controller.go syncInstanceManagerPDB (786-872) keeps a `minAvailable: 1`
+ * PDB per instance manager (selector `longhorn.io/component: instance-manager`, `longhorn.io/node`)
+ * while its Kubernetes node is schedulable, and deletes it once the node is cordoned and
+ * canDeleteInstanceManagerPDB allows (no engine left on the node; with the default node-drain-policy
+ * block-if-contains-last-replica, a healthy replica of each of its volumes elsewhere). Their 0
+ * allowed disruptions before the cordon are by design; the drain's evictions wait (429) until the PDB goes.
+ */
+export const releasedOnCordon = (b: Pdb): boolean =>
+  b.spec?.selector?.matchLabels?.['longhorn.io/component'] === 'instance-manager';
+
 /** Budgets a drain of any single node would wait on forever: they allow no disruption at all now. */
 export async function blockingBudgets(
   kube: KubePort,
@@ -153,7 +165,7 @@ export async function blockingBudgets(
     const [ns, name] = ref.split('/');
     const b = await kube.read<Pdb>('policy/v1', 'PodDisruptionBudget', name, ns);
     const s = b?.status;
-    if (!b || (s?.disruptionsAllowed ?? 0) > 0) continue;
+    if (!b || (s?.disruptionsAllowed ?? 0) > 0 || releasedOnCordon(b)) continue;
     const rule =
       b.spec?.minAvailable !== undefined
         ? `minAvailable ${b.spec.minAvailable}`

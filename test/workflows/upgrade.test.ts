@@ -47,8 +47,9 @@ beforeAll(async () => {
         // nodeReadyTimeoutSeconds is both how long the never-Ready test waits before rolling back and
         // the rollback's own budget to see the node Ready again on the old version (kwok's
         // node-initialize stage turning Ready back on). That takes well under a second alone, but a
-        // rollback missed a 20 s budget once with three labs running side by side: 45 s leaves room.
-        spec.upgrade = { concurrency: 1, drainTimeoutSeconds: 20, nodeReadyTimeoutSeconds: 45 };
+        // rollback missed a 20 s budget once with three labs running side by side, and a 45 s one in a
+        // full run once the lab installed the charts' real renders (more DaemonSet pods per node): 90 s.
+        spec.upgrade = { concurrency: 1, drainTimeoutSeconds: 20, nodeReadyTimeoutSeconds: 90 };
       },
     },
     (l, orch, stop) => {
@@ -96,6 +97,22 @@ afterAll(async () => {
 
 describe('upgradeCluster on the lab', () => {
   test('v1.31.4+k3s1 → v1.31.5+k3s1 node by node, the PDB-guarded Deployment never unavailable', async () => {
+    // Longhorn keeps a minAvailable-1 PDB on every node's instance manager while the node is schedulable
+    // (the lab's longhorn-manager double, controllers/longhorn-im.ts): 0 disruptions allowed, by design.
+    const imBudgets = async () =>
+      (
+        await o.kube.list<
+          { metadata: { name: string }; status?: { disruptionsAllowed?: number } } & {
+            apiVersion: string;
+            kind: string;
+          }
+        >('policy/v1', 'PodDisruptionBudget', 'longhorn-system')
+      ).filter((b) => b.metadata.name.startsWith('instance-manager-'));
+    for (const end = Date.now() + 60_000; (await imBudgets()).length < 3;) {
+      if (Date.now() > end) throw new Error('no instance-manager PDB on every node');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect((await imBudgets()).map((b) => b.status?.disruptionsAllowed ?? 0)).toEqual([0, 0, 0]);
     writeVersion('v1.31.5+k3s1');
     const samples: number[] = [];
     let sampling = true;
@@ -156,6 +173,11 @@ describe('upgradeCluster on the lab', () => {
         expect(pod.spec?.nodeSelector?.['kubernetes.io/hostname'], ns).toBe('control-plane');
         expect(pod.spec?.nodeName, ns).toBe('control-plane');
       }
+    }
+    // each instance manager is back on its uncordoned node, with its PDB
+    for (const end = Date.now() + 60_000; (await imBudgets()).length < 3;) {
+      if (Date.now() > end) throw new Error('instance-manager PDBs not back after the upgrade');
+      await new Promise((r) => setTimeout(r, 250));
     }
     const cpStep = p.steps.find((x) => x.id === 'node/control-plane')!;
     expect(Number(/\((\d+) pods evicted/.exec(cpStep.detail ?? '')?.[1])).toBeGreaterThanOrEqual(3);

@@ -17,6 +17,7 @@ import {
 } from './controllers/helm.js';
 import { isOpenBaoPod, ReadinessController } from './controllers/readiness.js';
 import { ProvisionerController } from './controllers/provisioner.js';
+import { LonghornInstanceManagers } from './controllers/longhorn-im.js';
 import { newVeleroFaults, VeleroServer, VELERO } from './controllers/velero.js';
 import { pathOf, type KObj } from './lab-api.js';
 import {
@@ -198,6 +199,9 @@ export async function startKubeLab(opts: KubeLabOptions): Promise<KubeLab> {
     const provisioner = new ProvisionerController(api, log);
     await provisioner.start();
     stops.push(() => provisioner.stop());
+    const instanceManagers = new LonghornInstanceManagers(api, log);
+    instanceManagers.start();
+    stops.push(() => instanceManagers.stop());
     helm.start();
     veleroServer.start();
     readiness.start();
