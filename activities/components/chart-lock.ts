@@ -140,9 +140,10 @@ export function inputsDigest(spec: ClusterSpec, c: ComponentSpec, clustersDir?: 
 }
 
 /**
- * What is wrong with a cluster's lock, one line per problem, each naming the component: a component
- * with no entry, inputs changed since the render (version, values, namespace, Kubernetes version), a
- * render that failed, or a `workloads` entry of the config that the render does not contain.
+ * What is wrong with a cluster's lock, one line per problem, each naming the component or entry: a
+ * component with no entry, inputs changed since the render (version, values, repository, namespace,
+ * Kubernetes version), a render that failed (unless the component is pendingChart and its chart could
+ * not be had), a `workloads` entry the render does not contain, or a secret consumer no render has.
  */
 export function chartLockProblems(
   spec: ClusterSpec,
@@ -165,7 +166,7 @@ export function chartLockProblems(
       const was = `${e.chart} ${e.version}`;
       const now = `${c.chart} ${c.version}`;
       out.push(
-        `${at}: ${was === now ? 'values, namespace or Kubernetes version' : `chart ${was} -> ${now}`} changed since the chart lock was rendered; run npm run charts:lock and review the render`,
+        `${at}: ${was === now ? 'values, repository, namespace or Kubernetes version' : `chart ${was} -> ${now}`} changed since the chart lock was rendered; run npm run charts:lock and review the render`,
       );
       return;
     }

@@ -163,7 +163,7 @@ describe('chart lock (real Helm)', () => {
     let r = configCheck(file);
     expect(r.status).toBe(2);
     expect(r.stderr.trim()).toBe(
-      `${file}: components[0] (web): values, namespace or Kubernetes version changed since the chart lock was rendered; run npm run charts:lock and review the render`,
+      `${file}: components[0] (web): values, repository, namespace or Kubernetes version changed since the chart lock was rendered; run npm run charts:lock and review the render`,
     );
 
     d.components[0].values.nodeSelector = { 'kubernetes.io/hostname': 'control-plane' };
