@@ -5,6 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import AjvModule, { type ErrorObject } from 'ajv';
 import { parseDocument } from 'yaml';
+import { isClusterHost, ociHostPort, registryHostPort } from './addresses.js';
 import { ClusterSpecSchema, type ClusterSpec } from './schema.js';
 import { findCycle } from '../workflows/dag.js';
 
@@ -106,13 +107,11 @@ function crossCheck(spec: ClusterSpec): ConfigProblem[] {
   const componentNames = new Map<string, number>();
   spec.components.forEach((c, i) => {
     if (c.repo?.startsWith('oci://')) {
-      const hostPort = c.repo.slice('oci://'.length).split('/')[0];
-      const reg = spec.registry ? `${spec.registry.host}:${spec.registry.port}` : undefined;
+      const hostPort = ociHostPort(c.repo);
+      const reg = registryHostPort(spec);
       // A registry inside the cluster (on a node, the VIP or the registry's host) must be the configured
       // one, whose plain HTTP nodes and Helm are told about; a public one (ghcr.io) speaks TLS as Helm expects.
-      const host = hostPort.replace(/:\d+$/, '');
-      const inCluster = [spec.registry?.host, spec.vip, ...spec.nodes.map((n) => n.address)].includes(host);
-      if (inCluster && hostPort !== reg)
+      if (isClusterHost(spec, hostPort.replace(/:\d+$/, '')) && hostPort !== reg)
         problems.push({
           path: `components[${i}].repo`,
           reason: reg
@@ -224,16 +223,22 @@ export function loadClusterFile(file: string): ClusterSpec {
   return parseClusterSpec(readFileSync(file, 'utf8'), file);
 }
 
+/** The cluster files of a folder (`*.yaml`, `*.yml`), sorted; none when the folder is missing. */
+export function clusterFiles(dir = process.env.PEDRO_OPS_CLUSTERS_DIR ?? DEFAULT_CLUSTERS_DIR): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort()
+    .map((f) => join(dir, f));
+}
+
 /** Loads every cluster under the folder. Throws ConfigError for the first invalid file. */
 export function loadClusters(
   dir = process.env.PEDRO_OPS_CLUSTERS_DIR ?? DEFAULT_CLUSTERS_DIR,
 ): Map<string, ClusterSpec> {
   const clusters = new Map<string, ClusterSpec>();
-  if (!existsSync(dir)) return clusters;
-  for (const f of readdirSync(dir)
-    .filter((f) => /\.ya?ml$/.test(f))
-    .sort()) {
-    const spec = loadClusterFile(join(dir, f));
+  for (const file of clusterFiles(dir)) {
+    const spec = loadClusterFile(file);
     clusters.set(spec.name, spec);
   }
   return clusters;

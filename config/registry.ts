@@ -1,8 +1,7 @@
 // Serves every cluster under config/clusters/*.yaml, re-reading a file only when it changed, so a
 // lab started after the orchestrator (npm run lab writes lab.yaml) is served without a restart.
-import { readdirSync, statSync, existsSync } from 'node:fs';
-import { join } from 'node:path';
-import { DEFAULT_CLUSTERS_DIR, loadClusterFile } from './loader.js';
+import { statSync } from 'node:fs';
+import { clusterFiles, DEFAULT_CLUSTERS_DIR, loadClusterFile } from './loader.js';
 import type { ClusterSpec } from './schema.js';
 
 export class ClusterRegistry {
@@ -13,12 +12,7 @@ export class ClusterRegistry {
   /** All valid clusters; throws ConfigError for an invalid file so it is never served half-read. */
   all(): Map<string, ClusterSpec> {
     const out = new Map<string, ClusterSpec>();
-    if (!existsSync(this.dir)) return out;
-    const files = readdirSync(this.dir)
-      .filter((f) => /\.ya?ml$/.test(f))
-      .sort();
-    for (const f of files) {
-      const path = join(this.dir, f);
+    for (const path of clusterFiles(this.dir)) {
       let mtimeMs: number;
       try {
         mtimeMs = statSync(path).mtimeMs;

@@ -18,7 +18,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse } from 'yaml';
-import { DEFAULT_CLUSTERS_DIR, loadClusterFile } from '../config/loader.js';
+import { isClusterHost } from '../config/addresses.js';
+import { clusterFiles, DEFAULT_CLUSTERS_DIR, loadClusterFile } from '../config/loader.js';
 import type { ClusterSpec, ComponentSpec } from '../config/schema.js';
 import {
   LOCK_VERSION,
@@ -121,8 +122,7 @@ function locateChart(helm: string, spec: ClusterSpec, c: ComponentSpec, o: LockO
   // A repository inside the cluster (its Zot, a node, the VIP) is never contacted from here: the
   // lock is made before the cluster exists, and this machine must not talk to the cluster's addresses.
   const host = new URL(c.repo.replace(/^oci:/, 'https:')).hostname;
-  const inCluster = [spec.registry?.host, spec.vip, ...spec.nodes.map((n) => n.address)].filter(Boolean);
-  if (inCluster.includes(host))
+  if (isClusterHost(spec, host))
     return {
       path: '',
       error: `chart not found: ${c.repo} is inside the cluster (${host}); put the chart under --charts-dir`,
@@ -226,12 +226,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const only = argValue(args, '--only')?.split(',');
   const offline = args.includes('--offline');
   if (offline) args.splice(args.indexOf('--offline'), 1);
-  const files = args.length
-    ? args
-    : readdirSync(DEFAULT_CLUSTERS_DIR)
-        .filter((f) => /\.ya?ml$/.test(f))
-        .sort()
-        .map((f) => join(DEFAULT_CLUSTERS_DIR, f));
+  const files = args.length ? args : clusterFiles(DEFAULT_CLUSTERS_DIR);
   const helm = helmPath();
   let bad = 0;
   for (const f of files) {

@@ -7,9 +7,8 @@
 // Every cluster must match its chart lock (`<name>.charts-lock.json` beside it, made by `npm run
 // charts:lock`): a component whose version, values or namespace changed since its render, whose
 // render failed, or whose `workloads` names an object its chart does not render is refused by name.
-import { readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { ConfigError, DEFAULT_CLUSTERS_DIR, loadClusterFile } from '../config/loader.js';
+import { dirname } from 'node:path';
+import { ConfigError, clusterFiles, loadClusterFile } from '../config/loader.js';
 import { chartLockProblems, lockPathFor, pendingCharts, readChartLock } from '../activities/components/chart-lock.js';
 import type { ClusterSpec } from '../config/schema.js';
 import { onePasswordForCluster } from '../activities/onepassword/client.js';
@@ -36,14 +35,7 @@ async function checkOnePassword(where: string, spec: ClusterSpec): Promise<strin
 }
 
 try {
-  const dir = process.env.PEDRO_OPS_CLUSTERS_DIR ?? DEFAULT_CLUSTERS_DIR;
-  const paths =
-    files.length > 0
-      ? files
-      : readdirSync(dir)
-          .filter((f) => /\.ya?ml$/.test(f))
-          .sort()
-          .map((f) => join(dir, f));
+  const paths = files.length > 0 ? files : clusterFiles();
   const specs: [string, ClusterSpec][] = paths.map((f) => [f, loadClusterFile(f)]);
   const problems: string[] = [];
   for (const [where, spec] of specs) {

@@ -242,9 +242,32 @@ export async function upgradeCluster(input: UpgradeInput): Promise<UpgradeReport
       );
       n.installMs = Date.now() - t1;
       const evictedOpenBao = drained.workloads.some((w) => w.namespace === spec.openbao.namespace);
-      const unseal = () =>
-        sub('unseal', 'Unseal OpenBAO', () =>
-          steady.bootstrapOpenBao.executeWithOptions(opts('unseal OpenBAO after its pod moved'), [{ cluster }]),
+      // An evicted OpenBAO pod starts again sealed (its keys live only in memory): unseal it before the
+      // gate waits for it (bootstrapOpenBao is idempotent: an unsealed OpenBAO is left as it is).
+      const unseal = async () => {
+        if (evictedOpenBao)
+          await sub('unseal', 'Unseal OpenBAO', () =>
+            steady.bootstrapOpenBao.executeWithOptions(opts('unseal OpenBAO after its pod moved'), [{ cluster }]),
+          );
+      };
+      const uncordon = async () => {
+        await sub('uncordon', `Uncordon ${name}`, () =>
+          short.uncordonNode.executeWithOptions(opts(`uncordon ${name}`), [{ cluster, node: name, owner }]),
+        );
+        cordoned.delete(name);
+      };
+      /** The Node Ready on the target version, and with `workloads`, those available again. */
+      const waitUpgraded = (part: string, title: string, summary: string, workloads?: typeof drained.workloads) =>
+        sub(part, title, () =>
+          waits.waitNodeUpgraded.executeWithOptions(opts(summary, waitUpTo(plan.nodeReadyTimeoutSeconds)), [
+            {
+              cluster,
+              node: name,
+              version: plan.targetVersion,
+              timeoutSeconds: plan.nodeReadyTimeoutSeconds,
+              ...(workloads ? { workloads } : {}),
+            },
+          ]),
         );
       if (patched('uncordon-when-ready')) {
         // Workloads pinned to this node come back only to this node: openbao, powerdns and zot carry
@@ -253,58 +276,31 @@ export async function upgradeCluster(input: UpgradeInput): Promise<UpgradeReport
         // nodeunschedulable) keeps their replacements Pending while it is cordoned. So the node is
         // uncordoned as soon as it is Ready on the new version, before the unseal and the gate wait
         // for those pods.
-        const up = await sub('ready', `${name} Ready on ${plan.targetVersion}`, () =>
-          waits.waitNodeUpgraded.executeWithOptions(
-            opts(`wait for ${name} on ${plan.targetVersion}`, waitUpTo(plan.nodeReadyTimeoutSeconds)),
-            [{ cluster, node: name, version: plan.targetVersion, timeoutSeconds: plan.nodeReadyTimeoutSeconds }],
-          ),
+        const up = await waitUpgraded(
+          'ready',
+          `${name} Ready on ${plan.targetVersion}`,
+          `wait for ${name} on ${plan.targetVersion}`,
         );
-        await sub('uncordon', `Uncordon ${name}`, () =>
-          short.uncordonNode.executeWithOptions(opts(`uncordon ${name}`), [{ cluster, node: name, owner }]),
-        );
-        cordoned.delete(name);
-        // An evicted OpenBAO pod starts again sealed (its keys live only in memory): unseal it before the
-        // gate waits for it (bootstrapOpenBao is idempotent: an unsealed OpenBAO is left as it is).
-        if (evictedOpenBao) await unseal();
-        const gate = await sub('gate', `${name}: its workloads available again`, () =>
-          waits.waitNodeUpgraded.executeWithOptions(
-            opts(`workloads of ${name} available`, waitUpTo(plan.nodeReadyTimeoutSeconds)),
-            [
-              {
-                cluster,
-                node: name,
-                version: plan.targetVersion,
-                timeoutSeconds: plan.nodeReadyTimeoutSeconds,
-                workloads: drained.workloads,
-              },
-            ],
-          ),
+        await uncordon();
+        await unseal();
+        const gate = await waitUpgraded(
+          'gate',
+          `${name}: its workloads available again`,
+          `workloads of ${name} available`,
+          drained.workloads,
         );
         n.readyMs = up.waitedMs + gate.waitedMs;
-        n.totalMs = Date.now() - began;
-        n.rolledBack = false;
-        return `${from} → ${plan.targetVersion}: drain ${n.drainMs} ms (${drained.evicted.length} pods evicted, ${drained.skipped.daemonset} DaemonSet pods left), install ${n.installMs} ms, ready ${n.readyMs} ms`;
+      } else {
+        await unseal();
+        const ready = await waitUpgraded(
+          'ready',
+          `${name} Ready on ${plan.targetVersion}, workloads available`,
+          `wait for ${name} on ${plan.targetVersion}`,
+          drained.workloads,
+        );
+        n.readyMs = ready.waitedMs;
+        await uncordon();
       }
-      if (evictedOpenBao) await unseal();
-      const ready = await sub('ready', `${name} Ready on ${plan.targetVersion}, workloads available`, () =>
-        waits.waitNodeUpgraded.executeWithOptions(
-          opts(`wait for ${name} on ${plan.targetVersion}`, waitUpTo(plan.nodeReadyTimeoutSeconds)),
-          [
-            {
-              cluster,
-              node: name,
-              version: plan.targetVersion,
-              timeoutSeconds: plan.nodeReadyTimeoutSeconds,
-              workloads: drained.workloads,
-            },
-          ],
-        ),
-      );
-      n.readyMs = ready.waitedMs;
-      await sub('uncordon', `Uncordon ${name}`, () =>
-        short.uncordonNode.executeWithOptions(opts(`uncordon ${name}`), [{ cluster, node: name, owner }]),
-      );
-      cordoned.delete(name);
       n.totalMs = Date.now() - began;
       n.rolledBack = false;
       return `${from} → ${plan.targetVersion}: drain ${n.drainMs} ms (${drained.evicted.length} pods evicted, ${drained.skipped.daemonset} DaemonSet pods left), install ${n.installMs} ms, ready ${n.readyMs} ms`;

@@ -8,13 +8,14 @@
 // Helm is the version klipper-helm bundles (k3s-io/klipper-helm v0.9.4-build20250113
 // package/Dockerfile: helm-v3.16.4), the Job image helm-controller v0.16.5 runs in k3s v1.31.4+k3s1.
 // A render is `helm template` with `--include-crds` (an install applies a chart's crds/ folder unless
-// --skip-crds) and `--skip-tests` (an install never runs test hooks), `--kube-version` of the pinned k3s.
+// --skip-crds: helm v3.16.4 pkg/action/install.go:260) and `--skip-tests` (an install runs only its
+// install hooks; test hooks run on `helm test`), `--kube-version` of the pinned k3s.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import type { ClusterSpec, ComponentSpec } from '../../config/schema.js';
-import { desiredHelmChart } from './helmchart.js';
+import { desiredHelmChart, stableJson } from './helmchart.js';
 
 export const LOCK_VERSION = 1;
 
@@ -134,9 +135,9 @@ export function renderInputs(spec: ClusterSpec, c: ComponentSpec, clustersDir?: 
 }
 
 export function inputsDigest(spec: ClusterSpec, c: ComponentSpec, clustersDir?: string): string {
-  const i = renderInputs(spec, c, clustersDir);
-  const text = JSON.stringify(Object.entries(i).sort(([a], [b]) => a.localeCompare(b)));
-  return `sha256:${createHash('sha256').update(text).digest('hex')}`;
+  return `sha256:${createHash('sha256')
+    .update(stableJson(renderInputs(spec, c, clustersDir)))
+    .digest('hex')}`;
 }
 
 /**
@@ -225,7 +226,7 @@ export function pendingCharts(spec: ClusterSpec, lock: ChartLock | undefined): s
     .map((c) => `${c.name}: chart ${c.chart} ${c.version} pending, not rendered until it exists: ${c.pendingChart}`);
 }
 
-export const WORKLOAD_KINDS = new Set(['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob']);
+const WORKLOAD_KINDS = new Set(['Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob']);
 
 /** Kinds a Helm install creates without a namespace (the rest get the release namespace). */
 const CLUSTER_SCOPED = new Set([

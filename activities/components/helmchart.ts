@@ -14,6 +14,7 @@ import { gunzipSync } from 'node:zlib';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
+import { ociHostPort, registryHostPort } from '../../config/addresses.js';
 import type { ClusterSpec, ComponentSpec } from '../../config/schema.js';
 import { ErrorType, nonRetryable } from '../../workflows/failures.js';
 import type { ActivityDeps } from '../deps.js';
@@ -56,7 +57,8 @@ function valuesOf(spec: ClusterSpec, c: ComponentSpec, clustersDir?: string): Re
   void spec;
 }
 
-function stableJson(v: unknown): string {
+/** JSON with object keys sorted at every level: the same value always gives the same text. */
+export function stableJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(stableJson).join(',')}]`;
   if (v && typeof v === 'object')
     return `{${Object.keys(v)
@@ -113,8 +115,7 @@ export function desiredHelmChart(spec: ClusterSpec, c: ComponentSpec, clustersDi
     // `helm pull --plain-http`: without it Helm speaks TLS to a plain-HTTP registry and the pull fails.
     // (k3s-io/helm-controller pkg/apis/helm.cattle.io/v1/types.go, pkg/controllers/chart/chart.go)
     // Only for the cluster's own registry: a public one (ghcr.io) speaks TLS.
-    const hostPort = c.repo.slice('oci://'.length).split('/')[0];
-    if (spec.registry && !spec.registry.tls && hostPort === `${spec.registry.host}:${spec.registry.port}`)
+    if (spec.registry && !spec.registry.tls && ociHostPort(c.repo) === registryHostPort(spec))
       chartSpec.plainHTTP = true;
   }
   if (values && Object.keys(values).length > 0) chartSpec.valuesContent = stringify(values);

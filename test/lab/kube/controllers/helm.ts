@@ -15,7 +15,8 @@
 // activities/components/chart-lock.ts): its Services, Deployments, StatefulSets, DaemonSets, CronJobs
 // and PodDisruptionBudgets with their real names, labels, nodeSelectors, tolerations, affinity, update
 // strategies and images. A chart the lock records as not rendering fails its install as Helm does
-// (no release is stored: pkg/action/install.go renders before it creates the release record).
+// (no release is stored: helm v3.16.4 pkg/action/install.go renders at :316, before it creates the
+// release record at :401).
 // Not played: hooks, CRDs, RBAC, ConfigMaps, Secrets and webhooks (the lab registers the CRDs it
 // needs itself), and the render's own PVCs: a component that uses storage gets one data volume from
 // the lab's provisioner instead (controllers/provisioner.ts). A component with no render in the lock

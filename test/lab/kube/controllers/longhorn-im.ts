@@ -103,7 +103,6 @@ export class LonghornInstanceManagers {
           spec: {
             nodeName: node.metadata.name,
             containers: [{ name: 'instance-manager', image: IMAGE }],
-            tolerations: [{ operator: 'Exists' }],
           },
         } satisfies KObj);
       }
